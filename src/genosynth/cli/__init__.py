@@ -1,0 +1,86 @@
+"""The ``genosynth`` command line: a thin layer over the library.
+
+Each command lives in its own module ``genosynth.cli.<name>`` exposing
+
+* ``HELP`` : one-line description,
+* ``add_arguments(parser)`` : its options (use :mod:`genosynth.cli.common` helpers),
+* ``run(args, log) -> int`` : does the work through the library, returns the exit status.
+
+``main(argv=None)`` parses, opens ``PREFIX.log``, runs the command and turns a
+:class:`~genosynth.errors.GenosynthError` into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from genosynth import __version__
+from genosynth.cli.common import RunLog
+from genosynth.errors import GenosynthError
+
+# Command name -> module under genosynth.cli. Add a line here for a new command.
+COMMANDS = {
+    "info": "info",
+    "convert": "convert",
+    "simulate": "simulate",
+    "train": "train",
+    "sample": "sample",
+    "demo": "demo",
+    "evaluate": "evaluate",
+    "select": "select",
+}
+
+
+def _load(name: str):
+    try:
+        return importlib.import_module(f"genosynth.cli.{COMMANDS[name]}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"genosynth.cli.{COMMANDS[name]}":
+            return None  # command not built yet
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genosynth",
+        description="Differentially private synthetic genotype cohorts.",
+    )
+    parser.add_argument("--version", action="version", version=f"genosynth {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = _load(name)
+        if module is None:
+            continue
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    log = RunLog(getattr(args, "out", None), args.command, raw_argv)
+    try:
+        with log:
+            log.options(args)
+            status = args._module.run(args, log)
+    except GenosynthError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Interrupted; no partial output was kept.", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+def console() -> None:
+    """Entry point of the ``genosynth`` console script."""
+    sys.exit(main())

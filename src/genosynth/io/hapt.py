@@ -1,0 +1,159 @@
+"""Yelmen ``.hapt`` haplotype files with a ``.legend`` variant table.
+
+``.hapt``: one line per haplotype, space separated: a tag (``Real`` in the 1000 Genomes file,
+a label or ``Syn`` in ours), the haplotype id (sample id + ``_A``/``_B``), then one 0/1 allele per
+SNP. Consecutive ``_A``/``_B`` lines are one person. ``.legend``: header ``id position a0 a1``, then
+one line per SNP in column order, ``id`` being ``CHROM:POS_REF_ALT``; ``a0`` is coded 0.
+
+References
+----------
+Yelmen B. et al. (2021) Creating artificial human genomes using generative neural networks.
+PLOS Genetics 17(2): e1009303.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+
+import numpy as np
+import pandas as pd
+
+from genosynth.cohort import Cohort, make_samples, make_variants
+from genosynth.errors import InputError
+from genosynth.io.atomic import atomic_outputs
+
+HAPLOTYPE_SUFFIXES = ("_A", "_B")
+
+
+def _open_text(path: str):
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found; check the path")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def read_legend(path: str) -> pd.DataFrame:
+    """Read a ``.legend`` file (``id position a0 a1``) into a variant table."""
+    with _open_text(path) as fh:
+        header = fh.readline().split()
+        if header[:4] != ["id", "position", "a0", "a1"]:
+            raise InputError(
+                f"{path}: legend header must start with 'id position a0 a1', found {' '.join(header[:4])!r}"
+            )
+        rows = [line.split() for line in fh if line.strip()]
+    bad = [i + 2 for i, r in enumerate(rows) if len(r) < 4]
+    if bad:
+        raise InputError(f"{path}: line {bad[0]} has fewer than 4 fields (id position a0 a1)")
+    if not rows:
+        raise InputError(f"{path}: legend lists no variants")
+    ids = [r[0] for r in rows]
+    try:
+        pos = [int(r[1]) for r in rows]
+    except ValueError as exc:
+        raise InputError(f"{path}: non-integer position ({exc}); fix the legend's position column") from None
+    chrom = [i.split(":", 1)[0] if ":" in i else "0" for i in ids]
+    return make_variants(chrom=chrom, pos=pos, ref=[r[2] for r in rows], alt=[r[3] for r in rows], id=ids)
+
+
+def read_hapt(path: str, legend: str) -> Cohort:
+    """Read a ``.hapt`` file and its legend into a phased diploid :class:`Cohort`.
+
+    The tag column is kept as sample column ``tag`` (the label of a synthetic file written by
+    genosynth, ``Real`` in the 1000 Genomes file).
+    """
+    variants = read_legend(legend)
+    n_var = len(variants)
+    tags: list[str] = []
+    hap_ids: list[str] = []
+    chunks: list[np.ndarray] = []
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != n_var + 2:
+                raise InputError(
+                    f"{path}: line {lineno} has {len(parts) - 2} alleles but the legend lists {n_var} SNPs; "
+                    "give the legend that belongs to this file"
+                )
+            try:
+                row = np.array(parts[2:], dtype=np.int8)
+            except ValueError:
+                bad = next(t for t in parts[2:] if not t.lstrip("-").isdigit())
+                raise InputError(
+                    f"{path}: line {lineno} has a non-numeric allele {bad!r}; alleles must be 0 or 1"
+                ) from None
+            if row.min() < 0 or row.max() > 1:
+                raise InputError(f"{path}: line {lineno} has alleles outside 0/1; .hapt holds haplotypes only")
+            tags.append(parts[0])
+            hap_ids.append(parts[1])
+            chunks.append(row)
+    if not chunks:
+        raise InputError(f"{path}: no haplotypes found (empty file)")
+    if len(chunks) % 2:
+        raise InputError(f"{path}: odd number of haplotype lines ({len(chunks)}); each person needs _A and _B lines")
+    sample_ids = []
+    for k in range(0, len(hap_ids), 2):
+        a, b = hap_ids[k], hap_ids[k + 1]
+        base_a, base_b = _strip_suffix(a), _strip_suffix(b)
+        if base_a != base_b:
+            raise InputError(
+                f"{path}: haplotype lines {k + 1} and {k + 2} ({a}, {b}) are not the two haplotypes of one person; "
+                "sort the file so that ID_A is followed by ID_B"
+            )
+        sample_ids.append(base_a)
+    samples = make_samples(sample_ids, tag=tags[::2])
+    alleles = np.stack(chunks)  # (2N, V)
+    return Cohort(alleles=alleles, variants=variants, samples=samples, phased=True, ploidy=2,
+                  meta={"source": os.path.abspath(path), "format": "hapt"})
+
+
+def _strip_suffix(hap_id: str) -> str:
+    for suf in HAPLOTYPE_SUFFIXES:
+        if hap_id.endswith(suf):
+            return hap_id[: -len(suf)]
+    return hap_id
+
+
+def write_legend(variants: pd.DataFrame, path: str) -> None:
+    """Write ``variants`` as a ``.legend`` file (plain text)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("id position a0 a1\n")
+        for vid, pos, ref, alt in zip(variants["id"], variants["pos"], variants["ref"], variants["alt"]):
+            fh.write(f"{vid} {int(pos)} {ref} {alt}\n")
+
+
+def write_hapt(cohort: Cohort, prefix: str, *, tag_column: str | None = None) -> list[str]:
+    """Write ``PREFIX.hapt`` and ``PREFIX.legend``; return the paths written.
+
+    The tag column holds ``tag_column``'s label (e.g. ``super_pop``) when given and non-empty,
+    else the sample's ``tag`` if present, else ``Syn``. Requires a phased cohort without
+    missing alleles (``.hapt`` cannot encode either).
+    """
+    if not cohort.phased or cohort.ploidy != 2:
+        raise InputError(".hapt holds phased diploid haplotypes; this cohort is unphased. Choose --format bed or vcf")
+    if (cohort.alleles < 0).any():
+        raise InputError(".hapt cannot encode missing alleles; choose --format bed or vcf, or impute first")
+    if tag_column and tag_column in cohort.samples.columns:
+        tags = cohort.labels(tag_column)
+    elif "tag" in cohort.samples.columns:
+        tags = cohort.labels("tag")
+    else:
+        tags = np.full(cohort.n_samples, "Syn", dtype=object)
+    tags = np.where(tags == "", "Syn", tags)
+    hapt_path, legend_path = f"{prefix}.hapt", f"{prefix}.legend"
+    with atomic_outputs([hapt_path, legend_path]) as (tmp_hapt, tmp_legend):
+        h = cohort.haplotypes()  # (N, 2, V)
+        with open(tmp_hapt, "w", encoding="utf-8") as fh:
+            for i, sid in enumerate(cohort.samples["sample"]):
+                for j, suf in enumerate(HAPLOTYPE_SUFFIXES):
+                    fh.write(f"{tags[i]} {sid}{suf} ")
+                    fh.write(" ".join(map(str, h[i, j].tolist())))
+                    fh.write("\n")
+        write_legend(cohort.variants, tmp_legend)
+    return [hapt_path, legend_path]

@@ -1,0 +1,49 @@
+"""Shared fixtures: paths to ../shared/data (skipped when absent) and small seeded cohorts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GENOSYNTH_SHARED", REPO.parent / "shared")) / "data"
+DATA_805 = SHARED / "1000g_805"
+DATA_VCF = SHARED / "1000g_aisnp_vcf"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not present (needs ../shared beside the checkout)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_805() -> Path:
+    """Folder of the 1000 Genomes 805-SNP haplotypes."""
+    return _need(DATA_805)
+
+
+@pytest.fixture(scope="session")
+def data_vcf() -> Path:
+    """Folder of the 1000 Genomes AISNP VCF files."""
+    return _need(DATA_VCF)
+
+
+@pytest.fixture(scope="session")
+def cohort_805(data_805):
+    """The 805-SNP cohort with its population panel (2002 samples, phased)."""
+    from genosynth.io import read_cohort
+
+    return read_cohort(hapt=str(data_805 / "haplotypes.hapt.gz"), legend=str(data_805 / "snps.legend"),
+                       samples=str(data_805 / "panel.tsv"))
+
+
+@pytest.fixture(scope="session")
+def plink2() -> str:
+    exe = shutil.which("plink2")
+    if exe is None:
+        pytest.skip("plink2 not installed (apt-get install -y plink2)")
+    return exe
