@@ -1,0 +1,575 @@
+"""Simulated cohorts: a three-population out-of-Africa coalescent model and a liability-threshold trait.
+
+:func:`simulate_cohort` draws a phased cohort of YRI / CEU / CHB people with msprime under the
+Gutenkunst et al. (2009) demography, keeps biallelic SNPs above a minor-allele-frequency cut-off
+and gives them realistic REF/ALT letters. :func:`simulate_phenotype` puts a binary trait with
+known causal SNPs on any cohort (simulated or real) under the liability-threshold model.
+
+Simulated data are not private, so allele frequencies here are computed on the cohort itself.
+
+>>> cohort = simulate_cohort(n_samples=30, sequence_length=100_000, seed=1)
+>>> cohort.phased, cohort.n_samples, sorted(set(cohort.labels("pop")))
+(True, 30, ['CEU', 'CHB', 'YRI'])
+
+References
+----------
+Gutenkunst R. N., Hernandez R. D., Williamson S. H., Bustamante C. D. (2009) Inferring the joint
+demographic history of multiple populations from multidimensional SNP frequency data.
+PLoS Genetics 5(10): e1000695. (Parameters as tabulated by stdpopsim, model ``OutOfAfrica_3G09``.)
+
+Kelleher J., Etheridge A. M., McVean G. (2016) Efficient coalescent simulation and genealogical
+analysis for large sample sizes. PLoS Computational Biology 12(5): e1004842. (msprime)
+
+Falconer D. S. (1965) The inheritance of liability to certain diseases, estimated from the
+incidence among relatives. Annals of Human Genetics 29(1): 51-76. (liability-threshold model)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from genosynth.cohort import Cohort, make_samples, make_variants
+from genosynth.errors import InputError
+
+# Super-population of each population of the model (1000 Genomes naming).
+SUPER_POPULATION = {"YRI": "AFR", "CEU": "EUR", "CHB": "EAS"}
+MODEL_NAME = "OutOfAfrica_3G09"
+MODEL_CITATION = (
+    "Gutenkunst et al. (2009) PLoS Genet 5(10):e1000695; parameters as in stdpopsim OutOfAfrica_3G09"
+)
+_BASES = np.array(["A", "C", "G", "T"], dtype=object)
+_TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
+_TRANSVERSIONS = {"A": ("C", "T"), "G": ("C", "T"), "C": ("A", "G"), "T": ("A", "G")}
+
+
+# ================================================================================ configuration
+@dataclass(frozen=True)
+class OutOfAfricaParameters:
+    """Gutenkunst et al. (2009) three-population out-of-Africa model (their Table 1, "YRI-CEU-CHB").
+
+    Sizes are diploid individuals, times are years (converted with ``generation_time``), rates
+    are per generation. The values are the maximum-likelihood estimates used by stdpopsim's
+    ``HomSap/OutOfAfrica_3G09``.
+    """
+
+    N_A: float = 7_300  # ancestral population size
+    N_AF: float = 12_300  # African (YRI) size after the ancestral expansion
+    N_B: float = 2_100  # out-of-Africa bottleneck (Eurasian ancestral) size
+    N_EU0: float = 1_000  # CEU size at the EU/AS split
+    N_AS0: float = 510  # CHB size at the EU/AS split
+    r_EU: float = 0.004  # CEU exponential growth rate per generation
+    r_AS: float = 0.0055  # CHB exponential growth rate per generation
+    T_AF_years: float = 220e3  # ancestral expansion in Africa
+    T_B_years: float = 140e3  # out-of-Africa split (YRI | Eurasian ancestor)
+    T_EU_AS_years: float = 21.2e3  # CEU | CHB split
+    generation_time: float = 25.0  # years per generation
+    m_AF_B: float = 25e-5  # YRI <-> Eurasian ancestor migration
+    m_AF_EU: float = 3e-5  # YRI <-> CEU migration
+    m_AF_AS: float = 1.9e-5  # YRI <-> CHB migration
+    m_EU_AS: float = 9.6e-5  # CEU <-> CHB migration
+
+
+def out_of_africa_demography(params: OutOfAfricaParameters | None = None):
+    """The three-population out-of-Africa model as an :class:`msprime.Demography`.
+
+    Sampled populations ``YRI``, ``CEU``, ``CHB``; ancestral populations ``OOA`` (the Eurasian
+    bottleneck), ``AMH`` (anatomically modern humans) and ``ANC`` (ancestral).
+
+    Parameters
+    ----------
+    params : OutOfAfricaParameters, optional
+        Defaults to the published estimates.
+
+    Returns
+    -------
+    msprime.Demography
+
+    References
+    ----------
+    Gutenkunst et al. (2009) PLoS Genetics 5(10): e1000695.
+    """
+    import msprime
+
+    p = params or OutOfAfricaParameters()
+    T_AF = p.T_AF_years / p.generation_time
+    T_B = p.T_B_years / p.generation_time
+    T_EU_AS = p.T_EU_AS_years / p.generation_time
+    # Present-day sizes after exponential growth since the EU/AS split.
+    N_EU = p.N_EU0 * math.exp(p.r_EU * T_EU_AS)
+    N_AS = p.N_AS0 * math.exp(p.r_AS * T_EU_AS)
+
+    demography = msprime.Demography()
+    demography.add_population(name="YRI", description="Yoruba in Ibadan, Nigeria", initial_size=p.N_AF)
+    demography.add_population(name="CEU", description="Utah residents of Northern/Western European ancestry",
+                              initial_size=N_EU, growth_rate=p.r_EU)
+    demography.add_population(name="CHB", description="Han Chinese in Beijing, China",
+                              initial_size=N_AS, growth_rate=p.r_AS)
+    demography.add_population(name="OOA", description="Out-of-Africa bottleneck (Eurasian ancestor)",
+                              initial_size=p.N_B)
+    demography.add_population(name="AMH", description="Anatomically modern humans", initial_size=p.N_AF)
+    demography.add_population(name="ANC", description="Ancestral equilibrium population", initial_size=p.N_A)
+    demography.set_symmetric_migration_rate(["YRI", "CEU"], p.m_AF_EU)
+    demography.set_symmetric_migration_rate(["YRI", "CHB"], p.m_AF_AS)
+    demography.set_symmetric_migration_rate(["CEU", "CHB"], p.m_EU_AS)
+    demography.add_population_split(time=T_EU_AS, derived=["CEU", "CHB"], ancestral="OOA")
+    demography.add_symmetric_migration_rate_change(time=T_EU_AS, populations=["YRI", "OOA"], rate=p.m_AF_B)
+    demography.add_population_split(time=T_B, derived=["YRI", "OOA"], ancestral="AMH")
+    demography.add_population_split(time=T_AF, derived=["AMH"], ancestral="ANC")
+    demography.sort_events()
+    return demography
+
+
+@dataclass
+class SimulationConfig:
+    """Options of :func:`simulate_cohort` (all recorded in ``cohort.meta["simulation"]``)."""
+
+    n_samples: int = 1500  # diploid people, split evenly across populations (remainder to the first)
+    sequence_length: int = 2_000_000  # simulated region, base pairs
+    populations: tuple[str, ...] = ("YRI", "CEU", "CHB")  # sampled populations, in output order
+    maf: float = 0.05  # keep SNPs with minor allele frequency >= maf in the simulated cohort
+    max_snps: int | None = None  # thin evenly (by rank along the region) to at most this many SNPs
+    recombination_rate: float = 1e-8  # per base pair per generation (uniform map)
+    mutation_rate: float = 1.25e-8  # per base pair per generation
+    chrom: str = "1"  # chromosome name written to the variant table
+    ref_allele: str = "reference_haplotype"  # "reference_haplotype" or "ancestral" (see simulate_cohort)
+    reference_population: str = "CEU"  # population of the extra, unsampled reference-genome haplotype
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the fix for an impossible option."""
+        if int(self.n_samples) != self.n_samples or self.n_samples < 1:
+            raise InputError(f"n_samples must be a positive integer (e.g. --n 1500), got {self.n_samples}")
+        if not self.populations:
+            raise InputError("populations is empty; give one or more of YRI, CEU, CHB")
+        unknown = [p for p in self.populations if p not in SUPER_POPULATION]
+        if unknown:
+            raise InputError(f"unknown population(s) {unknown}; the out-of-Africa model has YRI, CEU, CHB")
+        if len(set(self.populations)) != len(self.populations):
+            raise InputError(f"populations listed twice in {list(self.populations)}; list each once")
+        if self.sequence_length < 1_000:
+            raise InputError(
+                f"sequence_length must be >= 1000 bp, got {self.sequence_length}; use e.g. 2_000_000 (--length-mb 2)"
+            )
+        if not 0.0 <= self.maf < 0.5:
+            raise InputError(f"maf must lie in [0, 0.5), got {self.maf}; 0.05 keeps common SNPs")
+        if self.max_snps is not None and self.max_snps < 1:
+            raise InputError(f"max_snps must be >= 1 (or None for no thinning), got {self.max_snps}")
+        if not 0.0 <= self.recombination_rate < 1e-4:
+            raise InputError(f"recombination_rate must lie in [0, 1e-4) per bp, got {self.recombination_rate}")
+        if not 0.0 < self.mutation_rate < 1e-4:
+            raise InputError(f"mutation_rate must lie in (0, 1e-4) per bp, got {self.mutation_rate}")
+        if not str(self.chrom) or any(c.isspace() for c in str(self.chrom)):
+            raise InputError(f"chrom must be a non-empty name without spaces, got {self.chrom!r}")
+        if self.ref_allele not in ("reference_haplotype", "ancestral"):
+            raise InputError(f"ref_allele must be 'reference_haplotype' or 'ancestral', got {self.ref_allele!r}")
+        if self.reference_population not in SUPER_POPULATION:
+            raise InputError(
+                f"reference_population must be one of YRI, CEU, CHB, got {self.reference_population!r}"
+            )
+
+
+@dataclass
+class PhenotypeSpec:
+    """A binary trait under the liability-threshold model with known causal SNPs.
+
+    Liability ``L = sqrt(h2) * G / sd(G) + sqrt(1 - h2) * E`` with ``G`` the genetic value (sum of
+    causal effects times centred ALT counts) and ``E ~ N(0, 1)``; a person is a case when ``L`` is
+    above the ``1 - prevalence`` quantile of ``L`` in the cohort, so the case fraction equals the
+    prevalence up to rounding.
+    """
+
+    n_causal: int = 30  # number of causal SNPs
+    heritability: float = 0.5  # h2: share of liability variance explained by the causal SNPs
+    prevalence: float = 0.3  # fraction of cases
+    min_maf: float = 0.05  # causal SNPs are drawn among SNPs with MAF >= min_maf
+    effect_distribution: str = "normal"  # "normal" or "laplace": effects per standardised genotype
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the fix for an impossible option."""
+        if int(self.n_causal) != self.n_causal or self.n_causal < 1:
+            raise InputError(f"n_causal must be a positive integer (e.g. --causal 30), got {self.n_causal}")
+        if not 0.0 <= self.heritability <= 1.0:
+            raise InputError(f"heritability must lie in [0, 1] (e.g. --h2 0.5), got {self.heritability}")
+        if not 0.0 < self.prevalence < 1.0:
+            raise InputError(f"prevalence must lie strictly between 0 and 1 (e.g. --prevalence 0.3), "
+                             f"got {self.prevalence}")
+        if not 0.0 <= self.min_maf < 0.5:
+            raise InputError(f"min_maf must lie in [0, 0.5), got {self.min_maf}")
+        if self.effect_distribution not in ("normal", "laplace"):
+            raise InputError(f"effect_distribution must be 'normal' or 'laplace', got {self.effect_distribution!r}")
+
+
+# ================================================================================ the cohort
+def simulate_cohort(
+    *,
+    n_samples: int = 1500,
+    sequence_length: int = 2_000_000,
+    populations: tuple[str, ...] | list[str] = ("YRI", "CEU", "CHB"),
+    maf: float = 0.05,
+    max_snps: int | None = None,
+    recombination_rate: float = 1e-8,
+    mutation_rate: float = 1.25e-8,
+    chrom: str = "1",
+    phenotype: PhenotypeSpec | None = None,
+    seed: int | None = None,
+    ref_allele: str = "reference_haplotype",
+    reference_population: str = "CEU",
+) -> Cohort:
+    """Simulate a phased cohort of YRI / CEU / CHB people under the out-of-Africa model.
+
+    Ancestry is simulated with :func:`msprime.sim_ancestry` (Hudson coalescent with recombination,
+    uniform recombination map) and mutations with the binary infinite-alleles-like model on a
+    discrete genome, so every site is a biallelic SNP at a unique integer position. SNPs with
+    minor allele frequency ``>= maf`` in the simulated cohort are kept, then optionally thinned
+    evenly to ``max_snps``.
+
+    REF/ALT letters: each site draws a REF base (A/T 0.295 each, C/G 0.205 each, the human genome
+    composition) and an ALT base that is a transition with probability 2.1 / 3.1 (Ti/Tv = 2.1, as in
+    1000 Genomes SNPs). With ``ref_allele="reference_haplotype"`` (default) the REF allele is the
+    one carried by an extra simulated haplotype from ``reference_population`` that is not part of
+    the cohort, as in a real reference genome, so ALT is the major allele at some SNPs; with
+    ``"ancestral"`` REF is always the ancestral allele.
+
+    Parameters
+    ----------
+    n_samples : int
+        Diploid people, split evenly across ``populations`` (the remainder to the first ones).
+    sequence_length : int
+        Length of the simulated region in bp.
+    populations : sequence of str
+        Sampled populations among ``YRI``, ``CEU``, ``CHB``; samples come in this order.
+    maf : float
+        Minimum minor allele frequency of kept SNPs.
+    max_snps : int, optional
+        Thin evenly (every k-th SNP by rank) to at most this many SNPs.
+    recombination_rate, mutation_rate : float
+        Per bp per generation.
+    chrom : str
+        Chromosome name in the variant table and ids (``chrom:pos_REF_ALT``).
+    phenotype : PhenotypeSpec, optional
+        Also simulate a binary trait (see :func:`simulate_phenotype`); the truth goes to
+        ``cohort.meta["truth"]``.
+    seed : int, optional
+        Master seed; ``None`` draws one. The seed used is in ``cohort.meta["simulation"]["seed"]``.
+        The same seed and options give an identical cohort.
+    ref_allele : {"reference_haplotype", "ancestral"}
+    reference_population : str
+        Population of the reference-genome haplotype.
+
+    Returns
+    -------
+    Cohort
+        Phased, diploid; ``alleles`` int8 shape ``(2 * n_samples, n_snps)``. Samples ``sim_000001``
+        ... with ``pop``, ``super_pop`` (AFR/EUR/EAS), random ``sex`` (1/2) and ``phenotype`` (NaN
+        unless ``phenotype`` is given). Variants carry a ``cm`` column (uniform map).
+        ``meta["simulation"]`` holds the options, seed, model, versions and counts.
+
+    Examples
+    --------
+    >>> a = simulate_cohort(n_samples=12, sequence_length=50_000, maf=0.0, seed=7)
+    >>> b = simulate_cohort(n_samples=12, sequence_length=50_000, maf=0.0, seed=7)
+    >>> bool((a.alleles == b.alleles).all()) and a.variants.equals(b.variants)
+    True
+    """
+    import msprime
+
+    config = SimulationConfig(
+        n_samples=n_samples,
+        sequence_length=int(sequence_length),
+        populations=tuple(populations),
+        maf=float(maf),
+        max_snps=None if max_snps is None else int(max_snps),
+        recombination_rate=float(recombination_rate),
+        mutation_rate=float(mutation_rate),
+        chrom=str(chrom),
+        ref_allele=ref_allele,
+        reference_population=reference_population,
+    )
+    config.validate()
+    if phenotype is not None:
+        phenotype.validate()
+    seed = _resolve_seed(seed)
+    # Independent streams for ancestry, mutations, letters/sex and the trait.
+    s_anc, s_mut, s_letters, s_pheno = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
+    rng = np.random.default_rng(int(s_letters))
+
+    t0 = time.perf_counter()
+    counts = _split_evenly(config.n_samples, len(config.populations))
+    sample_sets = [msprime.SampleSet(c, population=p, ploidy=2)
+                   for p, c in zip(config.populations, counts) if c > 0]
+    use_ref = config.ref_allele == "reference_haplotype"
+    if use_ref:  # one extra person; its first haplotype plays the reference genome
+        sample_sets.append(msprime.SampleSet(1, population=config.reference_population, ploidy=2))
+    ts = msprime.sim_ancestry(
+        samples=sample_sets,
+        demography=out_of_africa_demography(),
+        sequence_length=config.sequence_length,
+        recombination_rate=config.recombination_rate,
+        random_seed=int(s_anc) % (2**32 - 2) + 1,
+    )
+    t_anc = time.perf_counter() - t0
+    ts = msprime.sim_mutations(
+        ts,
+        rate=config.mutation_rate,
+        model=msprime.BinaryMutationModel(),
+        discrete_genome=True,
+        random_seed=int(s_mut) % (2**32 - 2) + 1,
+    )
+    n_cohort_haps = 2 * config.n_samples
+    haps, positions, n_segregating = _extract_snps(ts, n_cohort_haps, config.maf)  # (H_all, V)
+    t_sim = time.perf_counter() - t0
+
+    if use_ref:
+        ref_hap = haps[n_cohort_haps]  # (V,) allele of the reference haplotype (0 ancestral, 1 derived)
+        haps = haps[:n_cohort_haps]
+        haps ^= ref_hap[None, :]  # recode so that 0 = the reference haplotype's allele
+    else:
+        ref_hap = np.zeros(haps.shape[1], dtype=np.int8)
+
+    n_after_maf = haps.shape[1]
+    if config.max_snps is not None and n_after_maf > config.max_snps:
+        keep = np.unique(np.linspace(0, n_after_maf - 1, config.max_snps).round().astype(np.int64))
+        haps = np.ascontiguousarray(haps[:, keep])
+        positions = positions[keep]
+        ref_hap = ref_hap[keep]
+
+    ancestral, derived = _draw_letters(len(positions), rng)
+    ref = np.where(ref_hap == 1, derived, ancestral)
+    alt = np.where(ref_hap == 1, ancestral, derived)
+    pos = positions.astype(np.int64) + 1  # 1-based, as in VCF / bim
+    variants = make_variants(
+        chrom=np.full(len(pos), config.chrom, dtype=object),
+        pos=pos,
+        ref=ref,
+        alt=alt,
+        cm=pos * config.recombination_rate * 100.0,
+    )
+
+    pops = np.repeat(np.array([p for p, c in zip(config.populations, counts) if c > 0], dtype=object),
+                     [c for c in counts if c > 0])
+    width = max(6, len(str(config.n_samples)))
+    ids = [f"sim_{i:0{width}d}" for i in range(1, config.n_samples + 1)]
+    sex = rng.integers(1, 3, size=config.n_samples).astype(np.int8)
+    samples = make_samples(ids, pop=pops, super_pop=[SUPER_POPULATION[p] for p in pops], sex=sex)
+
+    meta: dict[str, Any] = {
+        "source": "simulated",
+        "simulation": {
+            **_config_dict(config),
+            "seed": int(seed),
+            "model": MODEL_NAME,
+            "model_citation": MODEL_CITATION,
+            "model_parameters": dataclasses.asdict(OutOfAfricaParameters()),
+            "mutation_model": "binary (0 = ancestral, 1 = derived), discrete genome",
+            "samples_per_population": {p: int(c) for p, c in zip(config.populations, counts)},
+            "segregating_sites": int(n_segregating),
+            "snps_after_maf": int(n_after_maf),
+            "snps": int(len(pos)),
+            "msprime_version": msprime.__version__,
+            "seconds": round(t_sim, 3),
+            "seconds_ancestry": round(t_anc, 3),
+        },
+    }
+    cohort = Cohort(alleles=haps, variants=variants, samples=samples, phased=True, ploidy=2, meta=meta)
+    if phenotype is not None:
+        y, truth = simulate_phenotype(cohort, phenotype, seed=int(s_pheno))
+        cohort.samples["phenotype"] = y
+        cohort.meta["truth"] = truth
+    return cohort
+
+
+def _extract_snps(ts, n_cohort_haps: int, maf: float, *, chunk: int = 4096):
+    """Haplotypes of the sites passing the MAF filter (computed on the first ``n_cohort_haps``).
+
+    Returns
+    -------
+    haps : int8, shape (n_sample_nodes, n_kept)
+    positions : int64, shape (n_kept,), 0-based
+    n_segregating : int, sites before the filter
+    """
+    n_sites = ts.num_sites
+    blocks: list[np.ndarray] = []
+    positions: list[float] = []
+    min_count = math.ceil(maf * n_cohort_haps - 1e-9)
+    buf = np.empty((chunk, ts.num_samples), dtype=np.int8)  # (chunk, H_all)
+    buf_pos = np.empty(chunk, dtype=np.int64)
+    filled = 0
+
+    def flush(k: int) -> None:
+        g = buf[:k]
+        ac = g[:, :n_cohort_haps].sum(axis=1, dtype=np.int64)
+        mac = np.minimum(ac, n_cohort_haps - ac)
+        ok = (mac >= max(min_count, 1))
+        if ok.any():
+            blocks.append(g[ok].copy())
+            positions.extend(buf_pos[:k][ok].tolist())
+
+    for var in ts.variants():
+        buf[filled] = var.genotypes  # 0 ancestral / 1 derived (binary model)
+        buf_pos[filled] = int(var.site.position)
+        filled += 1
+        if filled == chunk:
+            flush(filled)
+            filled = 0
+    if filled:
+        flush(filled)
+    if blocks:
+        haps = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)  # (H_all, V)
+    else:
+        haps = np.zeros((ts.num_samples, 0), dtype=np.int8)
+    return haps, np.asarray(positions, dtype=np.int64), n_sites
+
+
+def _draw_letters(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Ancestral and derived bases for ``n`` SNPs: human base composition, Ti/Tv = 2.1."""
+    anc = rng.choice(_BASES, size=n, p=[0.295, 0.205, 0.205, 0.295])
+    transition = rng.random(n) < 2.1 / 3.1
+    pick = rng.integers(0, 2, size=n)
+    der = np.array([_TRANSITION[a] if t else _TRANSVERSIONS[a][k] for a, t, k in zip(anc, transition, pick)],
+                   dtype=object)
+    return anc.astype(object), der
+
+
+def _split_evenly(n: int, k: int) -> list[int]:
+    base, extra = divmod(n, k)
+    return [base + (1 if i < extra else 0) for i in range(k)]
+
+
+def _config_dict(config: SimulationConfig) -> dict:
+    d = dataclasses.asdict(config)
+    d["populations"] = list(config.populations)
+    return d
+
+
+def _resolve_seed(seed: int | None) -> int:
+    if seed is None:
+        import secrets
+
+        return secrets.randbelow(2**31 - 1)
+    if int(seed) != seed or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+# ================================================================================ the trait
+def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
+                       seed: int | None = None) -> tuple[np.ndarray, dict]:
+    """Binary liability-threshold trait with known causal SNPs on any cohort.
+
+    ``spec.n_causal`` SNPs are drawn uniformly among those with MAF ``>= spec.min_maf``; each gets
+    an effect per standardised genotype from ``spec.effect_distribution``. The genetic value is
+    standardised over the cohort and mixed with Gaussian noise so that it explains ``h2`` of the
+    liability; the top ``prevalence`` fraction of liabilities are cases. Missing genotypes count as
+    the SNP mean (no contribution).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Phased or unphased, any number of samples >= 2.
+    spec : PhenotypeSpec, optional
+        Defaults to ``PhenotypeSpec()`` (30 causal SNPs, h2 0.5, prevalence 0.3).
+    seed : int, optional
+        ``None`` draws one; it is recorded in the truth.
+
+    Returns
+    -------
+    phenotype : float64, shape (n_samples,)
+        1.0 case, 0.0 control.
+    truth : dict
+        JSON-serialisable: ``causal`` (list of dicts with ``id``, ``index``, ``chrom``, ``pos``,
+        ``ref``, ``alt``, ``alt_freq``, ``effect_std`` (per standardised genotype),
+        ``beta_per_alt`` (liability change per ALT allele), ``risk_allele``), ``heritability``,
+        ``prevalence``, ``threshold`` (on the liability scale), ``n_cases``, ``n_controls``,
+        ``realised_h2`` (variance share of the genetic term in this cohort), ``seed``, ``model``.
+
+    References
+    ----------
+    Falconer D. S. (1965) Annals of Human Genetics 29(1): 51-76.
+    """
+    spec = spec or PhenotypeSpec()
+    spec.validate()
+    if cohort.n_samples < 2:
+        raise InputError(f"a phenotype needs at least 2 samples, the cohort has {cohort.n_samples}")
+    seed = _resolve_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    af = cohort.allele_frequencies()  # (V,)
+    maf = np.minimum(af, 1.0 - af)
+    eligible = np.flatnonzero(np.isfinite(maf) & (maf >= spec.min_maf) & (maf > 0))
+    if len(eligible) < spec.n_causal:
+        raise InputError(
+            f"only {len(eligible)} SNPs have MAF >= {spec.min_maf}, fewer than the {spec.n_causal} causal SNPs "
+            "asked for; lower --causal, lower the MAF cut-off or simulate a longer region (--length-mb)"
+        )
+    causal = np.sort(rng.choice(eligible, size=spec.n_causal, replace=False))  # (C,)
+    if spec.effect_distribution == "normal":
+        effect_std = rng.standard_normal(spec.n_causal)  # (C,)
+    else:
+        effect_std = rng.laplace(0.0, 1.0 / math.sqrt(2.0), size=spec.n_causal)
+
+    g = cohort.genotypes()[:, causal].astype(np.float64)  # (N, C) ALT counts, -1 missing
+    p = af[causal]  # (C,)
+    mean = 2.0 * p
+    sd = np.sqrt(2.0 * p * (1.0 - p))  # HWE sd of the ALT count
+    g = np.where(g < 0, mean[None, :], g)
+    z = (g - mean[None, :]) / sd[None, :]  # (N, C) standardised genotypes
+    genetic = z @ effect_std  # (N,)
+    g_sd = genetic.std()
+    if not g_sd > 0:
+        raise InputError("the causal SNPs do not vary in this cohort; use a cohort with polymorphic SNPs")
+    scale = math.sqrt(spec.heritability) / g_sd
+    genetic_part = (genetic - genetic.mean()) * scale  # (N,)
+    noise = rng.standard_normal(cohort.n_samples) * math.sqrt(1.0 - spec.heritability)  # (N,)
+    liability = genetic_part + noise  # (N,)
+    threshold = float(np.quantile(liability, 1.0 - spec.prevalence))
+    phenotype = (liability > threshold).astype(np.float64)
+
+    beta_per_alt = effect_std * scale / sd  # liability change per ALT allele
+    v = cohort.variants
+    causal_rows = [
+        {
+            "id": str(v["id"].iat[j]),
+            "index": int(j),
+            "chrom": str(v["chrom"].iat[j]),
+            "pos": int(v["pos"].iat[j]),
+            "ref": str(v["ref"].iat[j]),
+            "alt": str(v["alt"].iat[j]),
+            "alt_freq": float(af[j]),
+            "effect_std": float(e),
+            "beta_per_alt": float(b),
+            "risk_allele": str(v["alt"].iat[j] if b > 0 else v["ref"].iat[j]),
+        }
+        for j, e, b in zip(causal, effect_std, beta_per_alt)
+    ]
+    var_l = float(liability.var())
+    truth = {
+        "model": "liability threshold: L = sqrt(h2) * standardised genetic value + sqrt(1 - h2) * N(0, 1); "
+                 "case if L > threshold (the 1 - prevalence quantile of L)",
+        "spec": dataclasses.asdict(spec),
+        "heritability": float(spec.heritability),
+        "prevalence": float(spec.prevalence),
+        "threshold": threshold,
+        "n_cases": int(phenotype.sum()),
+        "n_controls": int(len(phenotype) - phenotype.sum()),
+        "realised_h2": float(genetic_part.var() / var_l) if var_l > 0 else float("nan"),
+        "seed": int(seed),
+        "causal": causal_rows,
+    }
+    return phenotype, truth
+
+
+__all__ = [
+    "MODEL_NAME",
+    "SUPER_POPULATION",
+    "OutOfAfricaParameters",
+    "PhenotypeSpec",
+    "SimulationConfig",
+    "out_of_africa_demography",
+    "simulate_cohort",
+    "simulate_phenotype",
+]
