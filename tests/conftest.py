@@ -47,3 +47,27 @@ def plink2() -> str:
     if exe is None:
         pytest.skip("plink2 not installed (apt-get install -y plink2)")
     return exe
+
+
+# ---------------------------------------------------------------------------------- simulated cohorts
+@pytest.fixture(scope="session")
+def sim_cohort():
+    """Small simulated cohort: 300 people (100 YRI, 100 CEU, 100 CHB), phased, 300 SNPs at MAF >= 0.05.
+
+    Out-of-Africa model (genosynth.simulate), 500 kb, seed 11; < 1 s. Treat as read-only (shared).
+    """
+    from genosynth.simulate import simulate_cohort
+
+    return simulate_cohort(n_samples=300, sequence_length=500_000, maf=0.05, max_snps=300, seed=11)
+
+
+@pytest.fixture(scope="session")
+def sim_pheno_cohort():
+    """``sim_cohort``'s design with a binary phenotype: 20 causal SNPs, h2 0.8, prevalence 0.3, seed 12.
+
+    ``samples["phenotype"]`` is 0/1; the causal SNPs and effects are in ``meta["truth"]``.
+    """
+    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+
+    return simulate_cohort(n_samples=300, sequence_length=500_000, maf=0.05, max_snps=300, seed=12,
+                           phenotype=PhenotypeSpec(n_causal=20, heritability=0.8, prevalence=0.3))
