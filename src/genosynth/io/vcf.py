@@ -1,0 +1,307 @@
+"""VCF / VCF.gz / BCF: reading with cyvcf2, writing BGZF-compressed VCF with zlib.
+
+Reading keeps biallelic SNPs (REF and ALT single bases; a monomorphic record with ALT ``.`` is
+kept with ``alt = "."``). Multi-allelic records and non-SNPs (indels, MNPs, symbolic ``<DEL>``,
+``*``) are skipped and counted in ``cohort.meta["skipped"]``. The cohort is phased (haplotype
+rows) when every called genotype is phased (``0|1``; a fully missing ``./.`` carries no phase and
+does not count), otherwise it holds ALT counts. A genotype with any missing allele is -1.
+
+Writing produces real BGZF blocks (the format of ``bgzip``), so ``tabix -p vcf`` and
+``bcftools index`` work on the output without ``bgzip`` being installed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from genosynth.cohort import MISSING, Cohort, make_samples, make_variants
+from genosynth.errors import InputError
+from genosynth.io.atomic import atomic_outputs
+from genosynth.io.order import in_genomic_order
+
+_BASES = frozenset("ACGTNacgtn")
+_SKIP_KEYS = ("multi-allelic", "non-SNP")
+
+
+# ---------------------------------------------------------------------------------- reading
+def read_vcf(path: str, *, threads: int | None = None) -> Cohort:
+    """Read the GT field of a VCF, VCF.gz or BCF into a :class:`Cohort`.
+
+    Parameters
+    ----------
+    path : file name; compression and VCF/BCF are detected from the content.
+    threads : htslib decompression threads (default: 1 extra thread).
+
+    Returns
+    -------
+    Cohort with ``alleles`` int8, shape (n_samples * ploidy, n_variants) of haplotypes when all
+    calls are phased, else shape (n_samples, n_variants) of ALT counts; -1 missing.
+    ``meta["skipped"]`` counts the records left out.
+    """
+    import cyvcf2
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found; check the path given to --vcf")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: file is empty; give a VCF with a header, samples and records")
+    try:
+        reader = cyvcf2.VCF(path, threads=threads or 2)  # lazy=True segfaults on rec.FORMAT (cyvcf2 0.35)
+    except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for unreadable headers
+        raise InputError(f"{path}: cannot be read as VCF/BCF ({exc}); check that it is a valid VCF, VCF.gz or BCF") from None
+    try:
+        return _read_records(reader, path)
+    finally:
+        reader.close()
+
+
+def _read_records(reader, path: str) -> Cohort:
+    samples = list(reader.samples)
+    if not samples:
+        raise InputError(
+            f"{path}: the VCF has no samples (no columns after FORMAT); genosynth needs individual genotypes, "
+            "not a sites-only file"
+        )
+    if not _header_has_gt(reader):
+        raise InputError(
+            f"{path}: the header declares no FORMAT/GT field; genosynth reads genotypes from GT. "
+            "Give a VCF with genotype calls (e.g. bcftools view without -G)"
+        )
+    n_smp = len(samples)
+    skipped = dict.fromkeys(_SKIP_KEYS, 0)
+    chrom, pos, vid, ref, alt = [], [], [], [], []
+    calls: list[np.ndarray] = []  # per record: int8, shape (N, P)
+    all_phased = True
+    ploidy = None
+    for record_no, rec in enumerate(reader, start=1):
+        alts = rec.ALT
+        if len(alts) > 1:
+            skipped["multi-allelic"] += 1
+            continue
+        a = alts[0] if alts else "."
+        r = rec.REF
+        if len(r) != 1 or r not in _BASES or (a != "." and (len(a) != 1 or a not in _BASES)):
+            skipped["non-SNP"] += 1
+            continue
+        if "GT" not in rec.FORMAT:
+            raise InputError(
+                f"{path}: record {record_no} ({rec.CHROM}:{rec.POS}) has no GT field (FORMAT {':'.join(rec.FORMAT)}); "
+                "genosynth reads genotypes from GT. Drop such records (bcftools view -i 'GT!=\"mis\"') or re-call them"
+            )
+        arr = rec.genotype.array()  # (N, P+1) int16: alleles, -1 missing, -2 vector end; last column phased
+        p = arr.shape[1] - 1
+        gt = arr[:, :p]
+        if (gt == -2).any() or (ploidy is not None and p != ploidy):
+            raise InputError(
+                f"{path}: mixed ploidy at record {record_no} ({rec.CHROM}:{rec.POS}): genotypes with "
+                f"{sorted(_ploidies(gt) | ({ploidy} if ploidy else set()))} alleles; genosynth needs one ploidy. "
+                "Restrict the input to autosomes (bcftools view -t ^X,Y,MT) or fix the ploidy "
+                "(bcftools +fixploidy)"
+            )
+        ploidy = p
+        if all_phased:
+            called = (gt >= 0).any(axis=1)
+            if not arr[called, p].all():
+                all_phased = False
+        calls.append(np.where(gt < 0, MISSING, gt).astype(np.int8))
+        chrom.append(rec.CHROM)
+        pos.append(rec.POS)
+        vid.append(rec.ID or ".")
+        ref.append(r.upper())
+        alt.append(a.upper())
+    if not calls:
+        raise InputError(
+            f"{path}: no usable records: genosynth reads biallelic SNPs and skipped "
+            f"{skipped['multi-allelic']} multi-allelic and {skipped['non-SNP']} non-SNP records. "
+            "Split multi-allelic sites first (bcftools norm -m -any) or give a file with SNPs"
+        )
+    h = np.stack(calls, axis=0)  # (V, N, P)
+    if all_phased:
+        alleles = np.ascontiguousarray(h.reshape(len(calls), n_smp * ploidy).T)  # (N*P, V)
+    else:
+        counts = h.sum(axis=2, dtype=np.int8)  # (V, N)
+        counts[(h < 0).any(axis=2)] = MISSING
+        alleles = np.ascontiguousarray(counts.T)  # (N, V)
+    variants = make_variants(chrom=chrom, pos=pos, ref=ref, alt=alt, id=vid)
+    return Cohort(alleles=alleles, variants=variants, samples=make_samples(samples), phased=all_phased,
+                  ploidy=ploidy, meta={"source": os.path.abspath(path), "format": "vcf", "skipped": skipped})
+
+
+def _header_has_gt(reader) -> bool:
+    return any(h.type == "FORMAT" and h.info().get("ID") == "GT" for h in reader.header_iter())
+
+
+def _ploidies(gt: np.ndarray) -> set[int]:
+    return set(np.unique((gt != -2).sum(axis=1)).tolist())
+
+
+# ---------------------------------------------------------------------------------- writing
+def write_vcf(cohort: Cohort, path: str, *, level: int = 6) -> list[str]:
+    """Write ``cohort`` as a BGZF-compressed VCF 4.2 with one GT field; return ``[path]``.
+
+    Phased cohorts are written with ``|``, unphased ones with ``/`` (ALT alleles last); missing
+    calls are ``.``. The header records ``##source=genosynth`` and, when present,
+    ``cohort.meta["privacy"]`` as one ``##genosynth_privacy=<json>`` line. Records are written
+    in genomic order (:func:`genosynth.io.order.genomic_order`) so that ``bcftools index`` and
+    plink2 accept the file.
+
+    Parameters
+    ----------
+    cohort : any cohort.
+    path : output file name (conventionally ``.vcf.gz``).
+    level : zlib compression level of the BGZF blocks.
+    """
+    cohort = in_genomic_order(cohort)
+    _check_ids(cohort.samples["sample"], "sample id")
+    _check_ids(cohort.variants["id"], "variant id")
+    _check_ids(cohort.variants["chrom"], "chromosome name")
+    header = vcf_header(cohort)
+    with atomic_outputs([path]) as (tmp,):
+        with BgzfWriter(tmp, level=level) as out:
+            out.write(header.encode("utf-8"))
+            for chunk in _record_chunks(cohort):
+                out.write(chunk)
+    return [path]
+
+
+def vcf_header(cohort: Cohort) -> str:
+    """The meta-information lines and the ``#CHROM`` line of :func:`write_vcf`."""
+    from genosynth import __version__
+
+    lines = [
+        "##fileformat=VCFv4.2",
+        f"##fileDate={_dt.date.today():%Y%m%d}",
+        "##source=genosynth",
+        f"##genosynth_version={__version__}",
+    ]
+    for chrom in dict.fromkeys(cohort.variants["chrom"].astype(str)):
+        lines.append(f"##contig=<ID={chrom}>")
+    lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
+    privacy = cohort.meta.get("privacy")
+    if privacy:
+        lines.append("##genosynth_privacy=" + json.dumps(privacy, sort_keys=True, default=str))
+    columns = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
+    lines.append("\t".join(columns + [str(s) for s in cohort.samples["sample"]]))
+    return "\n".join(lines) + "\n"
+
+
+def _genotype_table(phased: bool, ploidy: int) -> tuple[np.ndarray, int]:
+    """Text of every genotype code as a uint8 array, shape (n_codes, 2 * ploidy), ending in a tab.
+
+    Phased: code = sum_j (allele_j + 1) * 3**j over the ploidy alleles (allele -1 missing).
+    Unphased: code = ALT count + 1 (0 missing).
+    """
+    width = 2 * ploidy
+    if phased:
+        rows = []
+        for combo in itertools.product((-1, 0, 1), repeat=ploidy):
+            text = "|".join("." if a < 0 else str(a) for a in combo)
+            code = sum((a + 1) * 3**j for j, a in enumerate(combo))
+            rows.append((code, text))
+    else:
+        rows = [(0, "/".join(["."] * ploidy))]
+        rows += [(k + 1, "/".join(["0"] * (ploidy - k) + ["1"] * k)) for k in range(ploidy + 1)]
+    table = np.zeros((len(rows), width), dtype=np.uint8)
+    for code, text in rows:
+        table[code] = np.frombuffer((text + "\t").encode(), dtype=np.uint8)
+    return table, width
+
+
+def _record_chunks(cohort: Cohort, chunk_variants: int = 2048):
+    """Yield the VCF body as bytes, ``chunk_variants`` records at a time (vectorised genotype text)."""
+    table, width = _genotype_table(cohort.phased, cohort.ploidy)
+    v = cohort.variants
+    alt = ["." if a in ("", "0") else a for a in v["alt"].astype(str)]
+    prefixes = [f"{c}\t{int(p)}\t{i}\t{r}\t{a}\t.\t.\t.\tGT\t".encode()
+                for c, p, i, r, a in zip(v["chrom"], v["pos"], v["id"], v["ref"], alt)]
+    n_smp, ploidy = cohort.n_samples, cohort.ploidy
+    for start in range(0, cohort.n_variants, chunk_variants):
+        stop = min(start + chunk_variants, cohort.n_variants)
+        if cohort.phased:
+            h = cohort.alleles[:, start:stop].reshape(n_smp, ploidy, stop - start)  # (N, P, v)
+            weights = (3 ** np.arange(ploidy)).reshape(1, ploidy, 1)
+            codes = ((h.astype(np.int16) + 1) * weights).sum(axis=1)  # (N, v)
+        else:
+            codes = cohort.alleles[:, start:stop].astype(np.int16) + 1  # (N, v)
+        text = table[codes.T]  # (v, N, width)
+        text[:, -1, -1] = ord("\n")
+        text = text.reshape(stop - start, n_smp * width)
+        parts = []
+        for k in range(stop - start):
+            parts.append(prefixes[start + k])
+            parts.append(text[k].tobytes())
+        yield b"".join(parts)
+
+
+def _check_ids(values, what: str) -> None:
+    bad = [str(x) for x in values if not str(x) or any(ch.isspace() for ch in str(x))]
+    if bad:
+        raise InputError(
+            f"{len(bad)} {what}s are empty or contain whitespace (first: {bad[0]!r}); VCF fields are "
+            "tab-separated, so rename them (e.g. replace spaces by '_')"
+        )
+
+
+# ---------------------------------------------------------------------------------- BGZF
+_BGZF_HEADER = struct.Struct("<4BI2BH2BHH")  # gzip header with the BC extra field
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+_BGZF_BLOCK_INPUT = 0xFF00  # uncompressed bytes per block, as bgzip does
+
+
+class BgzfWriter:
+    """Write a BGZF file: a series of gzip members of at most 64 KiB, each with a ``BC`` extra field
+    giving its size, ended by the standard empty EOF block (SAM/BAM specification, section 4.1).
+    """
+
+    def __init__(self, path: str, *, level: int = 6):
+        self._fh = open(path, "wb")
+        self._level = level
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= _BGZF_BLOCK_INPUT:
+            self._write_block(bytes(self._buffer[:_BGZF_BLOCK_INPUT]))
+            del self._buffer[:_BGZF_BLOCK_INPUT]
+
+    def _write_block(self, data: bytes) -> None:
+        compressor = zlib.compressobj(self._level, zlib.DEFLATED, -15)
+        payload = compressor.compress(data) + compressor.flush()
+        if len(payload) > 65536 - 26:  # incompressible input: store it in two smaller blocks
+            half = len(data) // 2
+            self._write_block(data[:half])
+            self._write_block(data[half:])
+            return
+        block_size = len(payload) + 26
+        self._fh.write(_BGZF_HEADER.pack(0x1F, 0x8B, 8, 4, 0, 0, 0xFF, 6, ord("B"), ord("C"), 2, block_size - 1))
+        self._fh.write(payload)
+        self._fh.write(struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data)))
+
+    def close(self) -> None:
+        if self._fh is None:
+            return
+        if self._buffer:
+            self._write_block(bytes(self._buffer))
+            self._buffer.clear()
+        self._fh.write(_BGZF_EOF)
+        self._fh.close()
+        self._fh = None
+
+    def __enter__(self) -> "BgzfWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._fh.close()
+            self._fh = None
+
+
+__all__ = ["read_vcf", "write_vcf", "vcf_header", "BgzfWriter"]
