@@ -188,6 +188,10 @@ class PhenotypeSpec:
     prevalence: float = 0.3  # fraction of cases
     min_maf: float = 0.05  # causal SNPs are drawn among SNPs with MAF >= min_maf
     effect_distribution: str = "normal"  # "normal" or "laplace": effects per standardised genotype
+    # Sample column whose groups get their mean genetic value removed ("pop"), so that the case
+    # fraction is about the same in every population and population does not confound a GWAS;
+    # None keeps between-population differences (cases then cluster in some populations).
+    center_within: str | None = "pop"
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the fix for an impossible option."""
@@ -233,7 +237,8 @@ def simulate_cohort(
     1000 Genomes SNPs). With ``ref_allele="reference_haplotype"`` (default) the REF allele is the
     one carried by an extra simulated haplotype from ``reference_population`` that is not part of
     the cohort, as in a real reference genome, so ALT is the major allele at some SNPs; with
-    ``"ancestral"`` REF is always the ancestral allele.
+    ``"ancestral"`` REF is always the ancestral allele. The reference person is simulated in both
+    cases, so for one seed the two choices differ only in the 0/1 coding of some SNPs.
 
     Parameters
     ----------
@@ -302,9 +307,9 @@ def simulate_cohort(
     counts = _split_evenly(config.n_samples, len(config.populations))
     sample_sets = [msprime.SampleSet(c, population=p, ploidy=2)
                    for p, c in zip(config.populations, counts) if c > 0]
-    use_ref = config.ref_allele == "reference_haplotype"
-    if use_ref:  # one extra person; its first haplotype plays the reference genome
-        sample_sets.append(msprime.SampleSet(1, population=config.reference_population, ploidy=2))
+    # One extra person, always simulated so that ``ref_allele`` only changes the allele coding:
+    # its first haplotype plays the reference genome.
+    sample_sets.append(msprime.SampleSet(1, population=config.reference_population, ploidy=2))
     ts = msprime.sim_ancestry(
         samples=sample_sets,
         demography=out_of_africa_demography(),
@@ -324,12 +329,12 @@ def simulate_cohort(
     haps, positions, n_segregating = _extract_snps(ts, n_cohort_haps, config.maf)  # (H_all, V)
     t_sim = time.perf_counter() - t0
 
-    if use_ref:
-        ref_hap = haps[n_cohort_haps]  # (V,) allele of the reference haplotype (0 ancestral, 1 derived)
-        haps = haps[:n_cohort_haps]
+    ref_hap = haps[n_cohort_haps].copy()  # (V,) allele of the reference haplotype (0 ancestral, 1 derived)
+    haps = np.ascontiguousarray(haps[:n_cohort_haps])  # (2N, V)
+    if config.ref_allele == "reference_haplotype":
         haps ^= ref_hap[None, :]  # recode so that 0 = the reference haplotype's allele
     else:
-        ref_hap = np.zeros(haps.shape[1], dtype=np.int8)
+        ref_hap[:] = 0
 
     n_after_maf = haps.shape[1]
     if config.max_snps is not None and n_after_maf > config.max_snps:
@@ -457,15 +462,34 @@ def _resolve_seed(seed: int | None) -> int:
 
 
 # ================================================================================ the trait
+def _groups(cohort: Cohort, column: str | None) -> np.ndarray | None:
+    """Group labels for centring, or None when ``column`` is None or has fewer than 2 labelled groups."""
+    if column is None:
+        return None
+    if column not in cohort.samples.columns:
+        raise InputError(
+            f"center_within={column!r} is not a sample column (have {list(cohort.samples.columns)}); "
+            "attach a sample table with that column or set center_within=None"
+        )
+    labels = cohort.labels(column)
+    if (labels == "").any() or len(np.unique(labels)) < 2:
+        return None
+    return labels
+
+
 def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
                        seed: int | None = None) -> tuple[np.ndarray, dict]:
     """Binary liability-threshold trait with known causal SNPs on any cohort.
 
     ``spec.n_causal`` SNPs are drawn uniformly among those with MAF ``>= spec.min_maf``; each gets
     an effect per standardised genotype from ``spec.effect_distribution``. The genetic value is
-    standardised over the cohort and mixed with Gaussian noise so that it explains ``h2`` of the
-    liability; the top ``prevalence`` fraction of liabilities are cases. Missing genotypes count as
-    the SNP mean (no contribution).
+    centred within the groups of ``spec.center_within`` (default the ``pop`` column, when every
+    sample has one and there are at least two), standardised over the cohort and mixed with
+    Gaussian noise so that it explains ``h2`` of the liability; the top ``prevalence`` fraction of
+    liabilities are cases. Centring removes each population's mean genetic value, so populations
+    whose allele frequencies happen to raise risk do not collect the cases and population does
+    not confound a case/control GWAS; the per-ALT-allele effects are the same in every group.
+    Missing genotypes count as the SNP mean (no contribution).
 
     Parameters
     ----------
@@ -485,7 +509,9 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
         ``ref``, ``alt``, ``alt_freq``, ``effect_std`` (per standardised genotype),
         ``beta_per_alt`` (liability change per ALT allele), ``risk_allele``), ``heritability``,
         ``prevalence``, ``threshold`` (on the liability scale), ``n_cases``, ``n_controls``,
-        ``realised_h2`` (variance share of the genetic term in this cohort), ``seed``, ``model``.
+        ``realised_h2`` (variance share of the genetic term in this cohort), ``centered_within``
+        (the column used, or None), ``group_offsets`` (the mean removed per group, liability
+        scale), ``seed``, ``model``, ``spec``.
 
     References
     ----------
@@ -519,6 +545,13 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
     g = np.where(g < 0, mean[None, :], g)
     z = (g - mean[None, :]) / sd[None, :]  # (N, C) standardised genotypes
     genetic = z @ effect_std  # (N,)
+    offsets: dict[str, float] = {}
+    groups = _groups(cohort, spec.center_within)
+    if groups is not None:
+        for label in np.unique(groups):
+            member = groups == label
+            offsets[str(label)] = float(genetic[member].mean())
+            genetic[member] -= offsets[str(label)]
     g_sd = genetic.std()
     if not g_sd > 0:
         raise InputError("the causal SNPs do not vary in this cohort; use a cohort with polymorphic SNPs")
@@ -557,6 +590,8 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
         "n_cases": int(phenotype.sum()),
         "n_controls": int(len(phenotype) - phenotype.sum()),
         "realised_h2": float(genetic_part.var() / var_l) if var_l > 0 else float("nan"),
+        "centered_within": spec.center_within if groups is not None else None,
+        "group_offsets": {k: float(o * scale) for k, o in offsets.items()},  # removed mean, liability scale
         "seed": int(seed),
         "causal": causal_rows,
     }

@@ -1,0 +1,292 @@
+"""Tests of genosynth.simulate: the out-of-Africa cohort and the liability-threshold trait."""
+
+from __future__ import annotations
+
+import dataclasses
+import doctest
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import genosynth.simulate as sim
+from genosynth.cohort import Cohort, make_samples
+from genosynth.errors import InputError
+from genosynth.simulate import PhenotypeSpec, simulate_cohort, simulate_phenotype
+
+
+# ---------------------------------------------------------------------------------- helpers
+def r2_pairs(g: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Squared Pearson correlation of columns i[k], j[k] of g (rows = haplotypes)."""
+    x = g.astype(float)
+    x = (x - x.mean(0)) / x.std(0)
+    return (x[:, i] * x[:, j]).mean(0) ** 2
+
+
+def hudson_fst(p1: np.ndarray, p2: np.ndarray, n1: int, n2: int) -> float:
+    """Hudson's Fst (ratio of averages), Bhatia et al. (2013) eq. 10; n = haplotype counts."""
+    num = (p1 - p2) ** 2 - p1 * (1 - p1) / (n1 - 1) - p2 * (1 - p2) / (n2 - 1)
+    den = p1 * (1 - p2) + p2 * (1 - p1)
+    return float(num.sum() / den.sum())
+
+
+def pop_freq(cohort: Cohort, pop: str) -> tuple[np.ndarray, int]:
+    keep = cohort.labels("pop") == pop
+    sub = cohort.subset(samples=keep)
+    return sub.allele_frequencies(), 2 * sub.n_samples
+
+
+# ---------------------------------------------------------------------------------- the cohort
+def test_same_seed_same_cohort_other_seed_differs():
+    kw = dict(n_samples=60, sequence_length=200_000, seed=5,
+              phenotype=PhenotypeSpec(n_causal=5, heritability=0.5, prevalence=0.2))
+    a, b = simulate_cohort(**kw), simulate_cohort(**kw)
+    assert np.array_equal(a.alleles, b.alleles)
+    assert a.variants.equals(b.variants)
+    assert a.samples.equals(b.samples)
+    timing = ("seconds", "seconds_ancestry")
+    assert {k: v for k, v in a.meta["simulation"].items() if k not in timing} == \
+        {k: v for k, v in b.meta["simulation"].items() if k not in timing}
+    assert a.meta["truth"] == b.meta["truth"]
+    c = simulate_cohort(**(kw | {"seed": 6}))
+    assert c.alleles.shape != a.alleles.shape or not np.array_equal(c.alleles, a.alleles)
+
+
+def test_seed_none_is_drawn_recorded_and_replays():
+    a = simulate_cohort(n_samples=30, sequence_length=100_000, seed=None)
+    seed = a.meta["simulation"]["seed"]
+    assert isinstance(seed, int) and seed >= 0
+    b = simulate_cohort(n_samples=30, sequence_length=100_000, seed=seed)
+    assert np.array_equal(a.alleles, b.alleles) and a.variants.equals(b.variants)
+
+
+def test_population_labels_counts_and_ids():
+    c = simulate_cohort(n_samples=301, sequence_length=100_000, seed=3)
+    assert c.phased and c.ploidy == 2 and c.alleles.shape[0] == 602
+    pops = c.labels("pop")
+    assert list(pops[:101]) == ["YRI"] * 101  # remainder goes to the first population
+    assert dict(zip(*np.unique(pops, return_counts=True))) == {"YRI": 101, "CEU": 100, "CHB": 100}
+    assert {(p, s) for p, s in zip(pops, c.labels("super_pop"))} == {("YRI", "AFR"), ("CEU", "EUR"),
+                                                                        ("CHB", "EAS")}
+    assert c.samples["sample"].iat[0] == "sim_000001" and c.samples["sample"].iat[-1] == "sim_000301"
+    assert set(c.samples["sex"]) <= {1, 2}
+    assert c.samples["phenotype"].isna().all()
+    assert c.meta["simulation"]["samples_per_population"] == {"YRI": 101, "CEU": 100, "CHB": 100}
+
+
+def test_population_subset_and_order():
+    c = simulate_cohort(n_samples=20, sequence_length=100_000, populations=["CHB", "CEU"], seed=3)
+    assert list(c.labels("pop")) == ["CHB"] * 10 + ["CEU"] * 10
+
+
+def test_biallelic_snps_letters_positions_and_maf(sim_cohort):
+    c = sim_cohort
+    assert c.alleles.dtype == np.int8 and set(np.unique(c.alleles)) <= {0, 1}
+    v = c.variants
+    assert set(v["ref"]) <= set("ACGT") and set(v["alt"]) <= set("ACGT")
+    assert (v["ref"] != v["alt"]).all()
+    pos = v["pos"].to_numpy()
+    assert (np.diff(pos) > 0).all() and pos.min() >= 1 and pos.max() <= 500_000
+    assert all(re.fullmatch(r"1:\d+_[ACGT]_[ACGT]", i) for i in v["id"])
+    assert list(v["id"]) == [f"1:{p}_{r}_{a}" for p, r, a in zip(v["pos"], v["ref"], v["alt"])]
+    af = c.allele_frequencies()
+    assert np.minimum(af, 1 - af).min() >= 0.05
+    # Transitions outnumber transversions about 2:1.
+    ti = np.mean([{r, a} in ({"A", "G"}, {"C", "T"}) for r, a in zip(v["ref"], v["alt"])])
+    assert 0.5 < ti < 0.85
+    assert np.allclose(v["cm"], v["pos"] * 1e-8 * 100)
+
+
+def test_maf_zero_keeps_rare_and_maf_filter_counts():
+    lo = simulate_cohort(n_samples=100, sequence_length=200_000, maf=0.0, seed=9)
+    hi = simulate_cohort(n_samples=100, sequence_length=200_000, maf=0.1, seed=9)
+    af = lo.allele_frequencies()
+    maf = np.minimum(af, 1 - af)
+    assert maf.min() > 0 and maf.min() < 0.01  # singletons are kept, monomorphic sites are not
+    assert hi.n_variants == int((maf >= 0.1 - 1e-12).sum())  # same genealogy, same filter
+    assert set(hi.variants["pos"]) <= set(lo.variants["pos"])
+
+
+def test_max_snps_thins_evenly():
+    full = simulate_cohort(n_samples=50, sequence_length=300_000, seed=4)
+    thin = simulate_cohort(n_samples=50, sequence_length=300_000, seed=4, max_snps=40)
+    assert thin.n_variants == 40 < full.n_variants
+    assert thin.meta["simulation"]["snps_after_maf"] == full.n_variants
+    rank = np.searchsorted(full.variants["pos"].to_numpy(), thin.variants["pos"].to_numpy())
+    gaps = np.diff(rank)
+    assert rank[0] == 0 and rank[-1] == full.n_variants - 1 and gaps.max() - gaps.min() <= 1
+    assert np.array_equal(thin.alleles, full.alleles[:, rank])
+
+
+def test_ref_allele_choice_only_recodes():
+    a = simulate_cohort(n_samples=60, sequence_length=200_000, seed=8, ref_allele="reference_haplotype")
+    b = simulate_cohort(n_samples=60, sequence_length=200_000, seed=8, ref_allele="ancestral")
+    assert np.array_equal(a.variants["pos"], b.variants["pos"])
+    flipped = (a.alleles != b.alleles)  # (2N, V)
+    per_site = flipped.mean(axis=0)
+    assert set(np.unique(per_site)) <= {0.0, 1.0}  # a site is either recoded entirely or not at all
+    assert 0 < per_site.mean() < 1
+    # Where recoded, REF/ALT letters swap.
+    sw = per_site == 1
+    assert (a.variants["ref"][sw].to_numpy() == b.variants["alt"][sw].to_numpy()).all()
+    # With a reference haplotype, ALT is the major allele at some SNPs (as in real data).
+    assert (a.allele_frequencies() > 0.5).any()
+
+
+def test_ld_decays_with_distance():
+    c = simulate_cohort(n_samples=300, sequence_length=5_000_000, seed=21, max_snps=600,
+                        populations=("CEU",))
+    g = c.alleles  # (2N, V)
+    pos = c.variants["pos"].to_numpy()
+    v = np.arange(c.n_variants)
+    near = r2_pairs(g, v[:-1], v[1:]).mean()
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, c.n_variants, (2, 20_000))
+    far = np.abs(pos[i] - pos[j]) > 2_000_000
+    far_r2 = r2_pairs(g, i[far], j[far]).mean()
+    assert far.sum() > 1000
+    assert near > 4 * far_r2, (near, far_r2)
+    assert far_r2 < 0.01
+
+
+def test_population_differentiation(sim_cohort):
+    p_yri, n_yri = pop_freq(sim_cohort, "YRI")
+    p_ceu, n_ceu = pop_freq(sim_cohort, "CEU")
+    p_chb, n_chb = pop_freq(sim_cohort, "CHB")
+    fst_yri_chb = hudson_fst(p_yri, p_chb, n_yri, n_chb)
+    fst_ceu_chb = hudson_fst(p_ceu, p_chb, n_ceu, n_chb)
+    assert fst_yri_chb > 0.08, fst_yri_chb
+    assert fst_ceu_chb > 0.03, fst_ceu_chb
+    # A random split of one population shows none.
+    yri = sim_cohort.subset(samples=np.flatnonzero(sim_cohort.labels("pop") == "YRI"))
+    half = yri.n_samples // 2
+    fa = yri.subset(samples=np.arange(half)).allele_frequencies()
+    fb = yri.subset(samples=np.arange(half, yri.n_samples)).allele_frequencies()
+    assert abs(hudson_fst(fa, fb, 2 * half, 2 * (yri.n_samples - half))) < 0.01
+
+
+def test_dense_region_of_1500_people():
+    c = simulate_cohort(n_samples=1500, sequence_length=2_000_000, seed=1)
+    assert c.n_variants >= 2000
+    assert c.meta["simulation"]["seconds"] < 30
+
+
+def test_meta_is_provenance_and_json(sim_cohort):
+    s = sim_cohort.meta["simulation"]
+    assert s["seed"] == 11 and s["model"] == "OutOfAfrica_3G09" and s["n_samples"] == 300
+    assert s["model_parameters"]["N_A"] == 7300 and s["snps"] == sim_cohort.n_variants
+    json.dumps(sim_cohort.meta)
+
+
+def test_demography_is_valid_and_matches_published_sizes():
+    d = sim.out_of_africa_demography()
+    d.validate()
+    assert [p.name for p in d.populations][:3] == ["YRI", "CEU", "CHB"]
+    p = sim.OutOfAfricaParameters()
+    t = p.T_EU_AS_years / p.generation_time
+    assert d["CEU"].initial_size == pytest.approx(p.N_EU0 * np.exp(p.r_EU * t))
+    assert d["CHB"].initial_size == pytest.approx(p.N_AS0 * np.exp(p.r_AS * t))
+    splits = sorted((e.time, e.ancestral) for e in d.events if hasattr(e, "ancestral"))
+    assert splits == [(pytest.approx(848), "OOA"), (pytest.approx(5600), "AMH"), (pytest.approx(8800), "ANC")]
+
+
+@pytest.mark.parametrize(
+    "kw, fix",
+    [
+        (dict(n_samples=0), "--n"),
+        (dict(populations=("YRI", "GBR")), "YRI, CEU, CHB"),
+        (dict(maf=0.6), "[0, 0.5)"),
+        (dict(max_snps=0), "max_snps"),
+        (dict(sequence_length=10), "--length-mb"),
+        (dict(seed=-1), "non-negative"),
+        (dict(phenotype=PhenotypeSpec(heritability=1.5)), "--h2"),
+        (dict(phenotype=PhenotypeSpec(prevalence=0.0)), "--prevalence"),
+        (dict(phenotype=PhenotypeSpec(n_causal=0)), "--causal"),
+    ],
+)
+def test_bad_options_name_the_fix(kw, fix):
+    with pytest.raises(InputError, match=re.escape(fix)):
+        simulate_cohort(**({"n_samples": 30, "sequence_length": 50_000} | kw))
+
+
+def test_doctests():
+    result = doctest.testmod(sim, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+# ---------------------------------------------------------------------------------- the trait
+def _auc(score: np.ndarray, y: np.ndarray) -> float:
+    return float(stats.mannwhitneyu(score[y == 1], score[y == 0]).statistic / ((y == 1).sum() * (y == 0).sum()))
+
+
+def test_phenotype_prevalence_and_truth(sim_pheno_cohort):
+    c = sim_pheno_cohort
+    y = c.samples["phenotype"].to_numpy()
+    assert set(np.unique(y)) == {0.0, 1.0}
+    assert abs(y.mean() - 0.3) <= 1 / c.n_samples + 1e-12
+    t = c.meta["truth"]
+    assert t["heritability"] == 0.8 and t["prevalence"] == 0.3 and len(t["causal"]) == 20
+    assert t["n_cases"] == int(y.sum()) and t["n_controls"] == c.n_samples - int(y.sum())
+    ids = set(c.variants["id"])
+    assert all(row["id"] in ids for row in t["causal"])
+    assert len({row["id"] for row in t["causal"]}) == 20
+    idx = [row["index"] for row in t["causal"]]
+    assert list(c.variants["id"].iloc[idx]) == [row["id"] for row in t["causal"]]
+    af = c.allele_frequencies()[idx]
+    assert np.minimum(af, 1 - af).min() >= 0.05
+    assert 0.5 < t["realised_h2"] < 0.95
+    json.dumps(t)
+
+
+def test_cases_carry_more_risk_alleles(sim_pheno_cohort):
+    c = sim_pheno_cohort
+    y = c.samples["phenotype"].to_numpy()
+    t = c.meta["truth"]
+    idx = np.array([row["index"] for row in t["causal"]])
+    beta = np.array([row["beta_per_alt"] for row in t["causal"]])
+    g = c.genotypes()[:, idx].astype(float)  # (N, C)
+    # The true genetic score, centred within population as the truth says, separates cases from
+    # controls (liability r = sqrt(0.8)); centring leaves case fractions alike across populations.
+    assert t["centered_within"] == "pop"
+    score = g @ beta  # (N,)
+    pops = c.labels("pop")
+    for pop in np.unique(pops):
+        score[pops == pop] -= score[pops == pop].mean()
+        assert 0.15 < y[pops == pop].mean() < 0.45
+    assert _auc(score, y) > 0.8
+    # GWAS: the strongest causal SNPs are significant, and causal SNPs beat non-causal ones.
+    gall = c.genotypes().astype(float)
+    r = np.array([stats.pearsonr(gall[:, j], y).statistic for j in range(c.n_variants)])
+    p = stats.chi2.sf(c.n_samples * r**2, df=1)  # Armitage trend test
+    top = idx[np.argsort(-np.abs([row["effect_std"] for row in t["causal"]]))[:3]]
+    assert p[top].min() < 1e-4
+    other = np.setdiff1d(np.arange(c.n_variants), idx)
+    assert np.median(-np.log10(p[idx])) > np.median(-np.log10(p[other]))
+    # Risk alleles are more frequent in cases.
+    risk_dir = np.sign(beta)
+    diff = (g[y == 1].mean(0) - g[y == 0].mean(0)) * risk_dir
+    assert (diff > 0).mean() >= 0.7
+
+
+def test_simulate_phenotype_on_any_cohort_with_missing():
+    rng = np.random.default_rng(0)
+    base = simulate_cohort(n_samples=200, sequence_length=300_000, seed=2).unphased()
+    a = base.alleles.copy()
+    a[rng.random(a.shape) < 0.02] = -1
+    c = Cohort(alleles=a, variants=base.variants, samples=make_samples(base.samples["sample"]), phased=False)
+    y, truth = simulate_phenotype(c, PhenotypeSpec(n_causal=10, heritability=0.0, prevalence=0.5), seed=4)
+    assert y.shape == (200,) and y.dtype == np.float64 and y.sum() == 100
+    assert truth["realised_h2"] == pytest.approx(0.0)
+    y2, truth2 = simulate_phenotype(c, PhenotypeSpec(n_causal=10, heritability=0.0, prevalence=0.5), seed=4)
+    assert np.array_equal(y, y2) and truth == truth2
+    y3, _ = simulate_phenotype(c, PhenotypeSpec(n_causal=10, effect_distribution="laplace"), seed=5)
+    assert abs(y3.mean() - 0.3) < 0.01
+
+
+def test_too_few_eligible_snps_names_the_fix(sim_cohort):
+    with pytest.raises(InputError, match="--length-mb"):
+        simulate_phenotype(sim_cohort, PhenotypeSpec(n_causal=10_000), seed=1)
+    with pytest.raises(InputError, match="effect_distribution"):
+        simulate_phenotype(sim_cohort, dataclasses.replace(PhenotypeSpec(), effect_distribution="cauchy"), seed=1)
