@@ -107,7 +107,10 @@ def make_samples(
         }
     )
     for name, values in extra.items():
-        table[name] = list(values)
+        values = list(values)
+        numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                      for v in values)
+        table[name] = values if numeric else pd.Series(values, dtype=object)  # text stays object dtype
     return table
 
 
