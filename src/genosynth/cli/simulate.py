@@ -1,0 +1,184 @@
+"""``genosynth simulate``: a simulated out-of-Africa cohort (msprime) with an optional binary trait.
+
+Writes the cohort (``--format bed`` by default: PREFIX.bed/.bim/.fam), ``PREFIX.samples.tsv``,
+``PREFIX.simulation.json`` (options, seed, model, versions), ``PREFIX.truth.json`` (causal SNPs
+and effects, when a phenotype is simulated) and ``PREFIX.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+
+from genosynth import __version__
+from genosynth.cli.common import add_common_arguments, resolve_seed
+from genosynth.errors import InputError
+from genosynth.io.atomic import atomic_outputs
+
+HELP = "simulate a YRI/CEU/CHB cohort (out-of-Africa coalescent, msprime) with an optional case/control trait"
+
+DEFAULT_FORMAT = "bed"
+PHENOTYPE_DEFAULTS = {"causal": 30, "h2": 0.5, "prevalence": 0.3}
+
+
+def add_arguments(parser) -> None:
+    add_common_arguments(parser)
+    g = parser.add_argument_group("cohort")
+    g.add_argument("--n", type=int, default=1500, metavar="N",
+                   help="diploid people, split evenly across the populations (default 1500)")
+    g.add_argument("--length-mb", type=float, default=2.0, metavar="MB",
+                   help="length of the simulated region in Mb (default 2; ~1,100 SNPs per Mb at MAF 0.05 "
+                        "with 1,500 people)")
+    g.add_argument("--maf", type=float, default=0.05, help="keep SNPs with minor allele frequency >= MAF (default 0.05)")
+    g.add_argument("--max-snps", type=int, default=None, metavar="N", help="thin evenly to at most N SNPs")
+    g.add_argument("--populations", default="YRI,CEU,CHB", metavar="LIST",
+                   help="comma-separated populations among YRI, CEU, CHB, in output order (default all three)")
+    g.add_argument("--chrom", default="1", help="chromosome name (default 1)")
+    g.add_argument("--recomb-rate", type=float, default=1e-8, metavar="RATE",
+                   help="recombination rate per bp per generation (default 1e-8)")
+    g.add_argument("--mut-rate", type=float, default=1.25e-8, metavar="RATE",
+                   help="mutation rate per bp per generation (default 1.25e-8)")
+    g.add_argument("--ref-allele", choices=("reference", "ancestral"), default="reference",
+                   help="REF = allele of a simulated reference-genome haplotype (default, as in real data) "
+                        "or the ancestral allele")
+    p = parser.add_argument_group("phenotype (liability-threshold case/control trait)")
+    p.add_argument("--causal", type=int, default=None, metavar="K",
+                   help=f"number of causal SNPs (default {PHENOTYPE_DEFAULTS['causal']})")
+    p.add_argument("--h2", type=float, default=None,
+                   help=f"heritability of liability, 0..1 (default {PHENOTYPE_DEFAULTS['h2']})")
+    p.add_argument("--prevalence", type=float, default=None,
+                   help=f"fraction of cases, between 0 and 1 (default {PHENOTYPE_DEFAULTS['prevalence']})")
+    p.add_argument("--pop-effects", action="store_true",
+                   help="keep between-population differences in genetic value (cases then cluster in some "
+                        "populations); by default the genetic value is centred within each population")
+    p.add_argument("--no-phenotype", action="store_true", help="simulate no trait (phenotype missing)")
+    o = parser.add_argument_group("output")
+    o.add_argument("--format", choices=("bed", "vcf", "hapt"), default=DEFAULT_FORMAT,
+                   help=f"cohort file format (default {DEFAULT_FORMAT}; bed drops phase, vcf/hapt keep it)")
+
+
+def _check(args) -> tuple[tuple[str, ...], object]:
+    """Validate options before anything is simulated or written; return populations and the trait spec."""
+    from genosynth.simulate import PhenotypeSpec, SimulationConfig
+
+    if args.n < 1:
+        raise InputError(f"--n must be >= 1 diploid person, got {args.n}; e.g. --n 1500")
+    if not args.length_mb > 0:
+        raise InputError(f"--length-mb must be > 0, got {args.length_mb}; e.g. --length-mb 2")
+    populations = tuple(p.strip().upper() for p in args.populations.split(",") if p.strip())
+    config = SimulationConfig(
+        n_samples=args.n, sequence_length=int(round(args.length_mb * 1e6)), populations=populations,
+        maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
+        chrom=args.chrom,
+    )
+    try:
+        config.validate()
+    except InputError as exc:  # name the flag rather than the library field
+        raise InputError(_flag_names(str(exc))) from None
+    given = [f for f, v in (("--causal", args.causal), ("--h2", args.h2), ("--prevalence", args.prevalence)) if
+             v is not None]
+    if args.no_phenotype:
+        if given or args.pop_effects:
+            raise InputError(f"--no-phenotype conflicts with {', '.join(given) or '--pop-effects'}; drop one of them")
+        return populations, None
+    spec = PhenotypeSpec(
+        n_causal=PHENOTYPE_DEFAULTS["causal"] if args.causal is None else args.causal,
+        heritability=PHENOTYPE_DEFAULTS["h2"] if args.h2 is None else args.h2,
+        prevalence=PHENOTYPE_DEFAULTS["prevalence"] if args.prevalence is None else args.prevalence,
+        min_maf=max(0.05, args.maf),
+        center_within=None if args.pop_effects else "pop",
+    )
+    spec.validate()
+    return populations, spec
+
+
+def _flag_names(message: str) -> str:
+    for field, flag in (("n_samples", "--n"), ("sequence_length", "--length-mb"), ("max_snps", "--max-snps"),
+                        ("recombination_rate", "--recomb-rate"), ("mutation_rate", "--mut-rate"),
+                        ("populations", "--populations"), ("population(s)", "--populations"),
+                        ("maf", "--maf"), ("chrom", "--chrom")):
+        if message.startswith(field + " ") or message.startswith("unknown " + field):
+            return f"{flag}: {message}"
+    return message
+
+
+def run(args, log) -> int:
+    from genosynth.io import write_cohort
+    from genosynth.simulate import simulate_cohort
+
+    populations, spec = _check(args)
+    prefix = args.out
+    if os.path.isdir(prefix):
+        raise InputError(f"--out {prefix} is a folder; give a file prefix such as {os.path.join(prefix, 'sim')}")
+    seed = resolve_seed(args.seed, log)
+    if args.threads is not None:
+        log.record("threads", "1 (msprime is single-threaded)")
+
+    t0 = time.perf_counter()
+    cohort = simulate_cohort(
+        n_samples=args.n, sequence_length=int(round(args.length_mb * 1e6)), populations=populations,
+        maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
+        chrom=args.chrom, phenotype=spec, seed=seed,
+        ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
+    )
+    sim = cohort.meta["simulation"]
+    per_pop = ", ".join(f"{k} {v}" for k, v in sim["samples_per_population"].items())
+    log.info(f"Simulated {cohort.n_samples} people ({per_pop}) over {sim['sequence_length'] / 1e6:g} Mb "
+             f"under {sim['model']}")
+    log.info(f"SNPs: {sim['segregating_sites']} segregating, {sim['snps_after_maf']} with MAF >= {args.maf:g}, "
+             f"{cohort.n_variants} kept")
+    if cohort.n_variants == 0:
+        raise InputError("no SNP passed the filters; lower --maf or simulate a longer region (--length-mb)")
+    if "truth" in cohort.meta:
+        t = cohort.meta["truth"]
+        log.info(f"Phenotype: {t['n_cases']} cases, {t['n_controls']} controls; {len(t['causal'])} causal SNPs, "
+                 f"h2 {t['heritability']:g} (realised {t['realised_h2']:.3f}), prevalence {t['prevalence']:g}")
+    log.timing("Simulation time", time.perf_counter() - t0)
+
+    written: list[str] = []
+    try:
+        written += write_cohort(cohort, prefix, args.format)
+        written += _write_samples(cohort, f"{prefix}.samples.tsv")
+        provenance = {"genosynth_version": __version__, "command": "simulate", **sim}
+        written += _write_json(provenance, f"{prefix}.simulation.json")
+        if "truth" in cohort.meta:
+            written += _write_json(cohort.meta["truth"], f"{prefix}.truth.json")
+    except BaseException:
+        for path in written:  # all or nothing: no cohort without its sample table and truth
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        raise
+    for path in written:
+        log.info(f"Wrote {path}")
+    return 0
+
+
+def _write_json(obj: dict, path: str) -> list[str]:
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+    return [path]
+
+
+def _write_samples(cohort, path: str) -> list[str]:
+    """``PREFIX.samples.tsv`` (sample, fid, pop, super_pop, sex, phenotype) via the I/O module when present."""
+    try:
+        from genosynth.io.samples import write_sample_table
+    except ImportError:
+        write_sample_table = None
+    if write_sample_table is not None:
+        return write_sample_table(cohort, path)
+    s = cohort.samples
+    sex = {1: "male", 2: "female"}
+    pheno = s["phenotype"].to_numpy(dtype=float)
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("sample\tfid\tpop\tsuper_pop\tsex\tphenotype\n")
+            for i in range(len(s)):
+                ph = "NA" if pheno[i] != pheno[i] else ("case" if pheno[i] == 1 else "control")
+                fh.write(f"{s['sample'].iat[i]}\t{s['fid'].iat[i]}\t{s['pop'].iat[i]}\t{s['super_pop'].iat[i]}\t"
+                         f"{sex.get(int(s['sex'].iat[i]), 'unknown')}\t{ph}\n")
+    return [path]
