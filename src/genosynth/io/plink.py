@@ -45,7 +45,7 @@ def read_bim(path: str) -> pd.DataFrame:
     except ValueError:
         bad = next(i for i, t in enumerate(cm) if not _is_float(t))
         raise InputError(
-            f"{path}: line {bad + 1} has a non-numeric centimorgan value {cm[bad]!r} in column 3; "
+            f"{path}: line {bad + 1} has a non-numeric centimorgan value {str(cm[bad])!r} in column 3; "
             "use 0 when the genetic position is unknown"
         ) from None
     a1 = np.where(a1 == "0", ".", a1)
@@ -83,7 +83,7 @@ def parse_plink_phenotype(tokens: np.ndarray, source: str) -> np.ndarray:
     except ValueError:
         bad = next(t for t in tokens if not _is_float(t) and t.lower() not in ("na", "nan", "."))
         raise InputError(
-            f"{source}: phenotype value {bad!r} is not a number; use 1/2 for control/case, a number for a "
+            f"{source}: phenotype value {str(bad)!r} is not a number; use 1/2 for control/case, a number for a "
             "quantitative trait, or -9 for missing"
         ) from None
     if np.isin(values, [-9.0, 0.0, 1.0, 2.0]).all():
@@ -171,7 +171,7 @@ def _to_int(tokens: np.ndarray, path: str, what: str) -> np.ndarray:
     except ValueError:
         bad = next(i for i, t in enumerate(tokens) if not t.lstrip("-").isdigit())
         raise InputError(
-            f"{path}: line {bad + 1} has a non-integer {what} {tokens[bad]!r}; positions must be whole base-pair "
+            f"{path}: line {bad + 1} has a non-integer {what} {str(tokens[bad])!r}; positions must be whole base-pair "
             "coordinates"
         ) from None
 
@@ -272,7 +272,7 @@ def format_plink_phenotype(phenotype: np.ndarray) -> list[str]:
 
 
 def _check_tokens(values, what: str) -> None:
-    bad = [v for v in values if not str(v) or any(ch.isspace() for ch in str(v))]
+    bad = [str(v) for v in values if not str(v) or any(ch.isspace() for ch in str(v))]
     if bad:
         raise InputError(
             f"{len(bad)} {what}s are empty or contain whitespace (first: {bad[0]!r}); PLINK and VCF files "

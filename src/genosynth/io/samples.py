@@ -114,7 +114,7 @@ def parse_sex(values, source: str) -> np.ndarray:
             continue
         if t not in _SEX_CODES:
             raise InputError(
-                f"{source}: sex value {token!r} is not understood; use male/female, 1/2 (PLINK) or 0/NA for unknown"
+                f"{source}: sex value {str(token)!r} is not understood; use male/female, 1/2 (PLINK) or 0/NA for unknown"
             )
         out[k] = _SEX_CODES[t]
     return out

@@ -4,7 +4,7 @@ Reading keeps biallelic SNPs (REF and ALT single bases; a monomorphic record wit
 kept with ``alt = "."``). Multi-allelic records and non-SNPs (indels, MNPs, symbolic ``<DEL>``,
 ``*``) are skipped and counted in ``cohort.meta["skipped"]``. The cohort is phased (haplotype
 rows) when every called genotype is phased (``0|1``; a fully missing ``./.`` carries no phase and
-does not count), otherwise it holds ALT counts. A genotype with any missing allele is -1.
+does not count; a file without any called genotype is unphased), otherwise it holds ALT counts. A genotype with any missing allele is -1.
 
 Writing produces real BGZF blocks (the format of ``bgzip``), so ``tabix -p vcf`` and
 ``bcftools index`` work on the output without ``bgzip`` being installed.
@@ -77,7 +77,7 @@ def _read_records(reader, path: str) -> Cohort:
     skipped = dict.fromkeys(_SKIP_KEYS, 0)
     chrom, pos, vid, ref, alt = [], [], [], [], []
     calls: list[np.ndarray] = []  # per record: int8, shape (N, P)
-    all_phased = True
+    all_phased, any_called = True, False
     ploidy = None
     for record_no, rec in enumerate(reader, start=1):
         alts = rec.ALT
@@ -105,10 +105,10 @@ def _read_records(reader, path: str) -> Cohort:
                 "(bcftools +fixploidy)"
             )
         ploidy = p
-        if all_phased:
-            called = (gt >= 0).any(axis=1)
-            if not arr[called, p].all():
-                all_phased = False
+        called = (gt >= 0).any(axis=1)  # (N,)
+        any_called = any_called or bool(called.any())
+        if all_phased and not arr[called, p].all():
+            all_phased = False
         calls.append(np.where(gt < 0, MISSING, gt).astype(np.int8))
         chrom.append(rec.CHROM)
         pos.append(rec.POS)
@@ -121,6 +121,7 @@ def _read_records(reader, path: str) -> Cohort:
             f"{skipped['multi-allelic']} multi-allelic and {skipped['non-SNP']} non-SNP records. "
             "Split multi-allelic sites first (bcftools norm -m -any) or give a file with SNPs"
         )
+    all_phased = all_phased and any_called  # a file of missing calls only has no phase
     h = np.stack(calls, axis=0)  # (V, N, P)
     if all_phased:
         alleles = np.ascontiguousarray(h.reshape(len(calls), n_smp * ploidy).T)  # (N*P, V)
