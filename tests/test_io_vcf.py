@@ -1,0 +1,217 @@
+"""VCF reading (cyvcf2) and BGZF VCF writing: real files, record filters, errors, round trips."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+
+from _io_helpers import cohorts, tiny_vcf, write_text
+from genosynth.cohort import Cohort, make_samples, make_variants
+from genosynth.errors import InputError
+from genosynth.io.order import in_genomic_order
+from genosynth.io.plink import read_bed, write_bed
+from genosynth.io.vcf import BgzfWriter, read_vcf, write_vcf
+
+
+def _raw_haplotypes(path):
+    """Parse a phased VCF.gz with plain Python: ids, alt alleles, haplotypes (2N, V)."""
+    ids, alts, cols = [], [], []
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            if line.startswith("#"):
+                continue
+            f = line.rstrip("\n").split("\t")
+            ids.append(f[2])
+            alts.append(f[4])
+            cols.append([int(a) for gt in f[9:] for a in gt.split("|")])
+    return ids, alts, np.array(cols, dtype=np.int8).T
+
+
+@pytest.mark.parametrize("name, n_var", [("kidd_aisnp.dev.vcf.gz", 55), ("seldin_aisnp.dev.vcf.gz", 127)])
+def test_real_vcf_matches_raw_text(data_vcf, name, n_var):
+    path = str(data_vcf / name)
+    c = read_vcf(path)
+    ids, alts, h = _raw_haplotypes(path)
+    assert c.phased and c.ploidy == 2 and c.n_samples == 2002 and c.n_variants == n_var
+    assert list(c.variants["id"]) == ids and list(c.variants["alt"]) == alts
+    np.testing.assert_array_equal(c.alleles, h)
+    assert c.samples["sample"].iloc[0] == "HG00096"
+    assert c.meta["skipped"] == {"multi-allelic": 0, "non-SNP": 0}
+
+
+def test_known_record_of_kidd(data_vcf):
+    # first record: 1 101709563 rs3737576 T C ... HG00096 0|0, 21st sample (HG00119) 1|0
+    c = read_vcf(str(data_vcf / "kidd_aisnp.dev.vcf.gz"))
+    row = c.variants.iloc[0]
+    assert (row["chrom"], row["pos"], row["id"], row["ref"], row["alt"]) == ("1", 101709563, "rs3737576", "T", "C")
+    h = c.haplotypes()  # (N, 2, V)
+    assert c.samples["sample"].iloc[20] == "HG00119"
+    assert h[20, :, 0].tolist() == [1, 0] and h[0, :, 0].tolist() == [0, 0]
+    assert c.allele_frequencies()[0] == pytest.approx(c.alleles[:, 0].mean())
+
+
+def test_skips_multiallelic_and_non_snp(tmp_path):
+    path = tiny_vcf(tmp_path / "t.vcf", [
+        "1 10 a A G . . . GT 0|1 1|1 0|0",
+        "1 20 b A G,T . . . GT 0|1 0|2 0|0",     # multi-allelic
+        "1 30 c A AT . . . GT 0|1 0|0 0|0",      # indel
+        "1 40 d A <DEL> . . . GT 0|1 0|0 0|0",   # symbolic
+        "1 50 e AC GT . . . GT 0|1 0|0 0|0",     # MNP
+        "1 60 f A * . . . GT 0|1 0|0 0|0",       # spanning deletion
+        "1 70 g C . . . . GT 0|0 0|0 0|0",       # monomorphic: kept
+    ])
+    c = read_vcf(path)
+    assert c.meta["skipped"] == {"multi-allelic": 1, "non-SNP": 4}
+    assert list(c.variants["id"]) == ["a", "g"] and list(c.variants["alt"]) == ["G", "."]
+    assert c.phased
+    np.testing.assert_array_equal(c.haplotypes()[:, :, 0], [[0, 1], [1, 1], [0, 0]])
+
+
+def test_phase_missing_and_unphased_calls(tmp_path):
+    phased = read_vcf(tiny_vcf(tmp_path / "p.vcf", ["1 10 a A G . . . GT 0|1 ./. 1|.", "1 20 b A G . . . GT 1|1 0|0 .|."]))
+    assert phased.phased  # ./. carries no phase
+    np.testing.assert_array_equal(phased.haplotypes()[:, :, 0], [[0, 1], [-1, -1], [1, -1]])
+    np.testing.assert_array_equal(phased.genotypes(), [[1, 2], [-1, 0], [-1, -1]])
+    mixed = read_vcf(tiny_vcf(tmp_path / "m.vcf", ["1 10 a A G . . . GT 0|1 0/1 1/.", "1 20 b A G . . . GT 1|1 0|0 1|0"]))
+    assert not mixed.phased
+    np.testing.assert_array_equal(mixed.alleles, [[1, 2], [1, 0], [-1, 1]])
+    none = read_vcf(tiny_vcf(tmp_path / "n.vcf", ["1 10 a A G . . . GT ./. ./. ./."]))
+    assert not none.phased and (none.alleles == -1).all()
+
+
+@pytest.mark.parametrize("records, kwargs, message", [
+    (["1 10 a A G . . . GT 0|1 0|0 1"], {}, "mixed ploidy at record 1"),
+    (["1 10 a A G . . . GT 0|1 0|0 1|1", "1 20 b A G . . . GT 0 1 1"], {}, r"mixed ploidy at record 2 \(1:20\)"),
+    (["1 10 a A G . . . DP 3 4 5"], {"gt_header": False}, "declares no FORMAT/GT"),
+    (["1 10 a A G . . . DP 3 4 5"], {}, r"record 1 \(1:10\) has no GT field"),
+    (["1 10 a A G . . ."], {"samples": ()}, "no samples"),
+    (["1 10 a A G,T . . . GT 0|1 0|2 0|0", "1 20 b A C,T . . . GT 0|1 0|2 0|0"], {},
+     "no usable records.*skipped 2 multi-allelic and 0 non-SNP.*bcftools norm -m -any"),
+    ([], {}, "no usable records"),
+])
+def test_read_vcf_errors(tmp_path, records, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        read_vcf(tiny_vcf(tmp_path / "bad.vcf", records, **kwargs))
+
+
+def test_missing_empty_and_garbage_files(tmp_path):
+    with pytest.raises(InputError, match="file not found"):
+        read_vcf(str(tmp_path / "nope.vcf.gz"))
+    with pytest.raises(InputError, match="file is empty"):
+        read_vcf(write_text(tmp_path / "empty.vcf", ""))
+    with pytest.raises(InputError, match="cannot be read as VCF"):
+        read_vcf(write_text(tmp_path / "junk.vcf", "this is not a vcf\n"))
+
+
+# ------------------------------------------------------------------ writing
+def _cohort(phased=True):
+    alleles = np.array([[0, 1, 1], [1, 1, 0], [0, -1, 1], [0, 0, 0]], dtype=np.int8)
+    if not phased:
+        alleles = np.array([[1, 2, -1], [0, 0, 1]], dtype=np.int8)
+    return Cohort(alleles=alleles,
+                  variants=make_variants(chrom=["2", "1", "1"], pos=[5, 30, 10], ref=["A", "C", "G"],
+                                         alt=["T", "G", "A"], id=["x", "y", "z"]),
+                  samples=make_samples(["s1", "s2"]), phased=phased,
+                  meta={"privacy": {"epsilon": 3.0, "delta": 1e-5, "mechanism": "DP-SGD"}})
+
+
+def test_write_vcf_header_and_records(tmp_path):
+    path = write_vcf(_cohort(), str(tmp_path / "o.vcf.gz"))[0]
+    text = gzip.open(path, "rt").read().splitlines()
+    header = [line for line in text if line.startswith("##")]
+    assert header[0] == "##fileformat=VCFv4.2"
+    assert "##source=genosynth" in header
+    assert '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">' in header
+    assert [h for h in header if h.startswith("##contig")] == ["##contig=<ID=1>", "##contig=<ID=2>"]
+    privacy = [h for h in header if h.startswith("##genosynth_privacy=")]
+    assert json.loads(privacy[0].split("=", 1)[1]) == {"delta": 1e-5, "epsilon": 3.0, "mechanism": "DP-SGD"}
+    body = [line.split("\t") for line in text if not line.startswith("#")]
+    assert [r[:5] for r in body] == [["1", "10", "z", "G", "A"], ["1", "30", "y", "C", "G"], ["2", "5", "x", "A", "T"]]
+    assert [r[9:] for r in body] == [["1|0", "1|0"], ["1|1", ".|0"], ["0|1", "0|0"]]
+    unphased = write_vcf(_cohort(phased=False), str(tmp_path / "u.vcf.gz"))[0]
+    body = [line.split("\t") for line in gzip.open(unphased, "rt").read().splitlines() if not line.startswith("#")]
+    assert [r[9:] for r in body] == [["./.", "0/1"], ["1/1", "0/0"], ["0/1", "0/0"]]
+
+
+def test_output_is_bgzf(tmp_path):
+    path = write_vcf(_cohort(), str(tmp_path / "o.vcf.gz"))[0]
+    data = open(path, "rb").read()
+    offset, blocks = 0, 0
+    while offset < len(data):
+        magic, flags, xlen, si1, si2, bsize = struct.unpack_from("<2s1xB6xH2BxxH", data, offset)
+        assert (magic, flags, xlen, si1, si2) == (b"\x1f\x8b", 4, 6, ord("B"), ord("C"))
+        offset += bsize + 1
+        blocks += 1
+    assert offset == len(data) and blocks >= 2  # content + the empty EOF block
+    assert data.endswith(bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000"))
+
+
+@pytest.mark.parametrize("tool, args", [("tabix", ["-p", "vcf"]), ("bcftools", ["index"])])
+def test_indexable_by_htslib_tools(tmp_path, tool, args):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not on PATH")
+    path = write_vcf(_cohort(), str(tmp_path / "o.vcf.gz"))[0]
+    subprocess.run([tool, *args, path], check=True, capture_output=True)
+    assert any(f.startswith("o.vcf.gz.") for f in os.listdir(tmp_path))
+
+
+def test_bgzf_writer_splits_large_and_incompressible_data(tmp_path):
+    payload = np.random.default_rng(0).integers(0, 256, size=300_000, dtype=np.uint8).tobytes()
+    with BgzfWriter(str(tmp_path / "r.gz"), level=1) as out:
+        out.write(payload[:1000])
+        out.write(payload[1000:])
+    assert gzip.open(tmp_path / "r.gz").read() == payload
+
+
+def test_write_vcf_rejects_whitespace_sample_ids(tmp_path):
+    c = _cohort()
+    c.samples.loc[0, "sample"] = "s 1"
+    with pytest.raises(InputError, match="whitespace"):
+        write_vcf(c, str(tmp_path / "o.vcf.gz"))
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ round trips
+def _same(a: Cohort, b: Cohort):
+    np.testing.assert_array_equal(a.alleles, b.alleles)
+    assert a.phased == b.phased
+    pd.testing.assert_frame_equal(a.variants, b.variants)
+    assert list(a.samples["sample"]) == list(b.samples["sample"])
+
+
+@settings(max_examples=30, deadline=None)
+@given(cohorts(missing=True))
+def test_bed_vcf_bed_round_trip_with_missing(cohort):
+    expected = in_genomic_order(cohort)
+    with tempfile.TemporaryDirectory() as d:
+        write_bed(cohort, os.path.join(d, "a"))
+        write_vcf(read_bed(os.path.join(d, "a")), os.path.join(d, "b.vcf.gz"))
+        via_vcf = read_vcf(os.path.join(d, "b.vcf.gz"))
+        write_bed(via_vcf, os.path.join(d, "c"))
+        back = read_bed(os.path.join(d, "c"))
+    if (expected.alleles >= 0).any():
+        _same(via_vcf, expected)
+    else:  # nothing called: still unphased counts
+        np.testing.assert_array_equal(via_vcf.alleles, expected.alleles)
+    _same(back, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(cohorts(phased=True, missing=True))
+def test_phased_vcf_round_trip_with_missing(cohort):
+    expected = in_genomic_order(cohort)
+    with tempfile.TemporaryDirectory() as d:
+        write_vcf(cohort, os.path.join(d, "p.vcf.gz"))
+        back = read_vcf(os.path.join(d, "p.vcf.gz"))
+    if (expected.alleles >= 0).any():
+        _same(back, expected)
