@@ -267,7 +267,7 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)  # 2 x (B, D)
-        return self.linear(modulate(self.norm_final(x), shift, scale))  # (B, N, p*C_out)
+        return self.linear(modulate(self.norm_final(x), shift, scale))  # (B, N, C_out*p)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ class DiT1D(nn.Module):
     # -- shape helpers -------------------------------------------------------------------------
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, L) -> (B, N, C*p), zero-padding L up to N*p."""
+        """(B, C, L) -> (B, N, C*p), zero-padding L up to N*p; each token is laid out as (C, p)."""
         cfg = self.config
         B, C, L = x.shape
         pad = cfg.n_patches * cfg.patch_size - L
@@ -345,11 +345,11 @@ class DiT1D(nn.Module):
         return x.permute(0, 2, 1, 3).reshape(B, cfg.n_patches, C * cfg.patch_size)  # (B, N, C*p)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, p*C_out) -> (B, C_out, L), cropping the padding."""
+        """(B, N, C_out*p) -> (B, C_out, L), cropping the padding (inverse of :meth:`patchify`)."""
         cfg = self.config
         B, N, _ = x.shape
-        x = x.reshape(B, N, cfg.patch_size, cfg.out_channels)  # (B, N, p, C_out)
-        x = x.permute(0, 3, 1, 2).reshape(B, cfg.out_channels, N * cfg.patch_size)  # (B, C_out, N*p)
+        x = x.reshape(B, N, cfg.out_channels, cfg.patch_size)  # (B, N, C_out, p)
+        x = x.permute(0, 2, 1, 3).reshape(B, cfg.out_channels, N * cfg.patch_size)  # (B, C_out, N*p)
         return x[:, :, : cfg.n_tokens]  # (B, C_out, L)
 
     def _check(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, pheno) -> None:
@@ -383,9 +383,12 @@ class DiT1D(nn.Module):
             Phenotype labels in ``[0, n_phenotypes]``; ``None`` means the null phenotype
             (unconditional on phenotype) when the model has a phenotype embedder.
         force_drop_ids : torch.Tensor, bool, shape (B,), optional
-            Drop both labels exactly here (no random drop). Used by :meth:`forward_with_cfg`.
+            Replace both labels by their null index exactly here (no random drop). Used by
+            :meth:`forward_with_cfg`; DP code may draw the drops outside the per-sample pass.
         generator : torch.Generator, optional
-            Source of the training-time label drops (reproducible CFG dropout).
+            Source of the training-time label drops (reproducible CFG dropout). In training
+            mode each sample has both its labels dropped together with probability
+            ``class_dropout``; the global torch RNG is used when ``generator`` is None.
 
         Returns
         -------
@@ -399,16 +402,20 @@ class DiT1D(nn.Module):
             x = x + self.pos_embedder(pos)  # (B, N, D)
         else:
             x = x + self.pos_embed.to(x.dtype)  # (B, N, D)
-        c = self.t_embedder(t) + self.y_embedder(y, force_drop_ids=force_drop_ids,
-                                                 generator=generator)  # (B, D)
+        if force_drop_ids is None and self.training and self.config.class_dropout > 0:
+            # one draw per sample drops ancestry and phenotype together, so the joint null
+            # condition used by forward_with_cfg is trained with probability class_dropout
+            gdev = generator.device if generator is not None else y.device
+            force_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
+                              < self.config.class_dropout).to(y.device)  # (B,)
+        c = self.t_embedder(t) + self.y_embedder(y, force_drop_ids=force_drop_ids)  # (B, D)
         if self.pheno_embedder is not None:
             if pheno is None:
                 pheno = torch.full_like(y, self.pheno_embedder.null_index)
-            c = c + self.pheno_embedder(pheno, force_drop_ids=force_drop_ids,
-                                        generator=generator)  # (B, D)
+            c = c + self.pheno_embedder(pheno, force_drop_ids=force_drop_ids)  # (B, D)
         for block in self.blocks:
             x = block(x, c)  # (B, N, D)
-        x = self.final_layer(x, c)  # (B, N, p*C_out)
+        x = self.final_layer(x, c)  # (B, N, C_out*p)
         return self.unpatchify(x)  # (B, C_out, L)
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,

@@ -1,0 +1,512 @@
+"""Gaussian diffusion over latents: noise schedule, training loss, DDPM and DDIM samplers.
+
+The diffusion process owns no network. Every method that needs one takes it as its first
+argument and calls it as ``model(x_t, t, **cond)``, where ``x_t`` has shape (B, ...), ``t`` is an
+int64 tensor of shape (B,) holding the *original* timesteps in ``[0, T)`` (also when sampling
+with fewer, respaced steps), and ``cond`` is a dict such as ``{"y": y, "pheno": pheno}``. With
+``guidance != 1`` the samplers call ``model.forward_with_cfg(x_t, t, **cond, scale=guidance)``
+instead (see :class:`genosynth.models.dit.DiT1D`). DP-SGD wrappers, EMA copies and toy networks
+therefore all plug in unchanged.
+
+Conventions: ``alphas_cumprod[t]`` is :math:`\\bar\\alpha_t` for ``t = 0..T-1`` and
+:math:`x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon`.
+
+References
+----------
+.. [1] J. Ho, A. Jain and P. Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020.
+   https://arxiv.org/abs/2006.11239
+.. [2] J. Song, C. Meng and S. Ermon, "Denoising Diffusion Implicit Models", ICLR 2021.
+   https://arxiv.org/abs/2010.02502
+.. [3] A. Nichol and P. Dhariwal, "Improved Denoising Diffusion Probabilistic Models",
+   ICML 2021 (cosine schedule, respacing). https://arxiv.org/abs/2102.09672
+.. [4] J. Ho and T. Salimans, "Classifier-Free Diffusion Guidance", 2022.
+   https://arxiv.org/abs/2207.12598
+.. [5] T. Salimans and J. Ho, "Progressive Distillation for Fast Sampling of Diffusion
+   Models", ICLR 2022 (v-prediction). https://arxiv.org/abs/2202.00512
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["DiffusionConfig", "GaussianDiffusion", "make_betas"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Config and schedules
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DiffusionConfig:
+    """Options of :class:`GaussianDiffusion`. Saved in checkpoints via :meth:`to_dict`."""
+
+    timesteps: int = 1000  # T, number of forward noising steps
+    schedule: str = "linear"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    prediction: str = "eps"  # what the network predicts: "eps" (noise), "x0" or "v"
+    beta_start: float = 1e-4  # linear schedule: first beta at T=1000 (scaled by 1000/T)
+    beta_end: float = 0.02  # linear schedule: last beta at T=1000 (scaled by 1000/T)
+    variance: str = "fixed_small"  # DDPM reverse variance: "fixed_small" (posterior) or "fixed_large" (beta)
+
+    def __post_init__(self) -> None:
+        if self.timesteps < 2:
+            raise ValueError(f"timesteps={self.timesteps} must be >= 2")
+        if self.schedule not in ("linear", "cosine"):
+            raise ValueError(f"schedule={self.schedule!r}: use 'linear' or 'cosine'")
+        if self.prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"prediction={self.prediction!r}: use 'eps', 'x0' or 'v'")
+        if self.variance not in ("fixed_small", "fixed_large"):
+            raise ValueError(f"variance={self.variance!r}: use 'fixed_small' or 'fixed_large'")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiffusionConfig":
+        return cls(**d)
+
+
+def make_betas(schedule: str, timesteps: int, *, beta_start: float = 1e-4,
+               beta_end: float = 0.02) -> np.ndarray:
+    """Noise schedule.
+
+    Parameters
+    ----------
+    schedule : {"linear", "cosine"}
+        "linear": betas evenly spaced from ``beta_start`` to ``beta_end``, both scaled by
+        ``1000 / timesteps`` so that other T keep the same overall noise ([1]_, [3]_).
+        "cosine": :math:`\\bar\\alpha_t = f(t)/f(0)`, ``f(t) = cos²((t/T + s)/(1 + s) π/2)``,
+        ``s = 0.008``, betas capped at 0.999 [3]_.
+    timesteps : int
+        T.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (timesteps,)
+    """
+    if schedule == "linear":
+        scale = 1000.0 / timesteps
+        return np.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=np.float64)
+    if schedule == "cosine":
+        s = 0.008
+        f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
+        return np.array([min(1 - f((i + 1) / timesteps) / f(i / timesteps), 0.999)
+                         for i in range(timesteps)], dtype=np.float64)
+    raise ValueError(f"unknown schedule {schedule!r}: use 'linear' or 'cosine'")
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _randn(shape, *, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
+    """Standard normal noise drawn on the generator's device, then moved (reproducible anywhere)."""
+    gdev = generator.device if generator is not None else torch.device(device)
+    return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device)
+
+
+def _model_device(model) -> torch.device:
+    if isinstance(model, nn.Module):
+        for p in model.parameters():
+            return p.device
+        for b in model.buffers():
+            return b.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Put an ``nn.Module`` in eval mode (no label dropout) for sampling, then restore it."""
+    was = model.training if isinstance(model, nn.Module) else None
+    if was:
+        model.eval()
+    try:
+        yield
+    finally:
+        if was:
+            model.train(True)
+
+
+def _progress(it, *, enabled: bool, desc: str):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=len(it))
+
+
+# ----------------------------------------------------------------------------------------------
+# The diffusion process
+# ----------------------------------------------------------------------------------------------
+
+
+class GaussianDiffusion:
+    """Forward noising process, denoising loss and samplers; holds no network.
+
+    Parameters
+    ----------
+    config : DiffusionConfig, optional
+        Defaults to ``DiffusionConfig()`` (T=1000, linear schedule, eps prediction).
+
+    Attributes
+    ----------
+    betas, alphas_cumprod, alphas_cumprod_prev : torch.Tensor, float64, shape (T,)
+        Schedule on the CPU. ``alphas_cumprod_prev[0] = 1``.
+    sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod : torch.Tensor, float64, shape (T,)
+        Signal and noise scales of :math:`x_t` (needed by dp-promise accounting).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from genosynth.diffusion import GaussianDiffusion, DiffusionConfig
+    >>> diff = GaussianDiffusion(DiffusionConfig(timesteps=100))
+    >>> net = lambda x, t, y=None, pheno=None: torch.zeros_like(x)
+    >>> x0 = torch.randn(4, 2, 8)
+    >>> diff.training_loss(net, x0, cond={"y": torch.zeros(4, dtype=torch.long)}).shape
+    torch.Size([])
+    >>> diff.ddim_sample(net, (3, 2, 8), cond={}, steps=10).shape
+    torch.Size([3, 2, 8])
+    """
+
+    def __init__(self, config: DiffusionConfig | None = None):
+        self.config = cfg = config if config is not None else DiffusionConfig()
+        self.T = cfg.timesteps
+        betas = make_betas(cfg.schedule, cfg.timesteps, beta_start=cfg.beta_start,
+                           beta_end=cfg.beta_end)
+        ab = np.cumprod(1.0 - betas)
+        t64 = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))  # noqa: E731
+        self.betas = t64(betas)  # (T,)
+        self.alphas_cumprod = t64(ab)  # (T,)
+        self.alphas_cumprod_prev = t64(np.append(1.0, ab[:-1]))  # (T,)
+        self.sqrt_alphas_cumprod = t64(np.sqrt(ab))  # (T,)
+        self.sqrt_one_minus_alphas_cumprod = t64(np.sqrt(1.0 - ab))  # (T,)
+
+    def __repr__(self) -> str:
+        return f"GaussianDiffusion({self.config})"
+
+    # -- coefficients ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _bcast(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(B,) float64 -> (B, 1, ..., 1) in x's dtype and device."""
+        return values.to(device=x.device, dtype=x.dtype).reshape(-1, *([1] * (x.ndim - 1)))
+
+    def _extract(self, arr: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self._bcast(arr[t.detach().long().cpu()], x)  # (B, 1, ..., 1)
+
+    def snr(self, t: torch.Tensor) -> torch.Tensor:
+        """Signal-to-noise ratio :math:`\\bar\\alpha_t / (1 - \\bar\\alpha_t)`, float64, shape (B,)."""
+        ab = self.alphas_cumprod[t.long().cpu()]
+        return ab / (1.0 - ab)
+
+    # -- forward process -------------------------------------------------------------------------
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw :math:`x_t \\sim q(x_t | x_0)`.
+
+        Parameters
+        ----------
+        x0 : torch.Tensor, float, shape (B, ...)
+        t : torch.Tensor, int64, shape (B,)
+        noise : torch.Tensor, shape (B, ...), optional
+            Drawn from ``generator`` when omitted.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, ...)
+        """
+        if noise is None:
+            noise = _randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return (self._extract(self.sqrt_alphas_cumprod, t, x0) * x0
+                + self._extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
+
+    def sample_timesteps(self, n: int, *, t_range: tuple[int, int] | None = None,
+                         generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+        """Uniform timesteps in ``[lo, hi)`` (default ``[0, T)``), int64, shape (n,)."""
+        lo, hi = self._check_range(t_range)
+        gdev = generator.device if generator is not None else torch.device(device or "cpu")
+        t = torch.randint(lo, hi, (n,), generator=generator, device=gdev)
+        return t.to(device) if device is not None else t
+
+    def _check_range(self, t_range) -> tuple[int, int]:
+        if t_range is None:
+            return 0, self.T
+        lo, hi = int(t_range[0]), int(t_range[1])
+        if not 0 <= lo < hi <= self.T:
+            raise ValueError(f"t_range={t_range} must satisfy 0 <= lo < hi <= T={self.T}")
+        return lo, hi
+
+    # -- model output conversions ----------------------------------------------------------------
+
+    def _call_model(self, model: Callable, x: torch.Tensor, t: torch.Tensor,
+                    cond: Mapping | None, guidance: float = 1.0,
+                    model_kwargs: Mapping | None = None) -> torch.Tensor:
+        cond = dict(cond or {})
+        kw = dict(model_kwargs or {})
+        if guidance != 1.0:
+            if not hasattr(model, "forward_with_cfg"):
+                raise ValueError("guidance != 1 needs a model with forward_with_cfg(x, t, ..., "
+                                 "scale=...) such as DiT1D; use guidance=1.0 otherwise")
+            out = model.forward_with_cfg(x, t, **cond, scale=guidance, **kw)
+        else:
+            out = model(x, t, **cond, **kw)
+        if out.shape != x.shape:
+            raise ValueError(f"model output shape {tuple(out.shape)} != input shape "
+                             f"{tuple(x.shape)}; GaussianDiffusion uses fixed variances, build the "
+                             f"network with learn_sigma=False")
+        return out
+
+    def predict_eps_x0(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, *,
+                       clip_x0: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn a raw network output into (eps, x0) predictions.
+
+        Parameters
+        ----------
+        out : torch.Tensor, shape (B, ...)
+            Network output in the configured parametrisation (eps, x0 or v).
+        x_t : torch.Tensor, shape (B, ...)
+        t : torch.Tensor, int64, shape (B,)
+        clip_x0 : float, optional
+            Clamp the x0 prediction to ``[-clip_x0, clip_x0]`` and recompute eps from it.
+
+        Returns
+        -------
+        eps, x0 : torch.Tensor, shape (B, ...) each
+        """
+        sa = self._extract(self.sqrt_alphas_cumprod, t, x_t)  # (B, 1, 1)
+        so = self._extract(self.sqrt_one_minus_alphas_cumprod, t, x_t)  # (B, 1, 1)
+        pred = self.config.prediction
+        if pred == "eps":
+            eps, x0 = out, (x_t - so * out) / sa
+        elif pred == "x0":
+            eps, x0 = (x_t - sa * out) / so, out
+        else:  # v = sqrt(ab) eps - sqrt(1 - ab) x0
+            eps, x0 = so * x_t + sa * out, sa * x_t - so * out
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+            eps = (x_t - sa * x0) / so
+        return eps, x0
+
+    def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Regression target of the network for the configured parametrisation, shape (B, ...)."""
+        pred = self.config.prediction
+        if pred == "eps":
+            return noise
+        if pred == "x0":
+            return x0
+        return (self._extract(self.sqrt_alphas_cumprod, t, x0) * noise
+                - self._extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * x0)
+
+    # -- training --------------------------------------------------------------------------------
+
+    def training_loss(self, model: Callable, x0: torch.Tensor, *, t: torch.Tensor | None = None,
+                      cond: Mapping | None = None, t_range: tuple[int, int] | None = None,
+                      noise: torch.Tensor | None = None, reduction: str = "mean",
+                      generator: torch.Generator | None = None,
+                      model_kwargs: Mapping | None = None) -> torch.Tensor:
+        """Simple denoising loss :math:`\\|f(x_t, t, c) - \\mathrm{target}\\|^2` of [1]_.
+
+        Parameters
+        ----------
+        model : callable
+            ``model(x_t, t, **cond, **model_kwargs)`` returning a tensor shaped like ``x0``.
+        x0 : torch.Tensor, float, shape (B, ...)
+            Clean latents.
+        t : torch.Tensor, int64, shape (B,), optional
+            Timesteps; drawn uniformly from ``t_range`` when omitted.
+        cond : dict, optional
+            Conditioning keyword arguments, e.g. ``{"y": y, "pheno": pheno}``.
+        t_range : (int, int), optional
+            Draw t uniformly in ``[lo, hi)``. dp-promise trains ``(S, T)`` without and ``(0, S)``
+            with DP-SGD.
+        noise : torch.Tensor, shape (B, ...), optional
+            Drawn from ``generator`` when omitted.
+        reduction : {"mean", "sum", "none"}
+            "none" returns per-sample losses of shape (B,) (mean over the non-batch dims), as
+            DP-SGD needs; "mean" is their mean, "sum" their sum.
+        generator : torch.Generator, optional
+            Source of t and noise.
+        model_kwargs : dict, optional
+            Extra keyword arguments for the network (e.g. ``{"generator": g}`` for DiT1D's
+            label dropout).
+
+        Returns
+        -------
+        torch.Tensor
+            Scalar, or shape (B,) for ``reduction="none"``.
+        """
+        B = x0.shape[0]
+        if t is None:
+            t = self.sample_timesteps(B, t_range=t_range, generator=generator, device=x0.device)
+        else:
+            lo, hi = self._check_range(t_range)
+            if t.shape != (B,) or int(t.min()) < lo or int(t.max()) >= hi:
+                raise ValueError(f"t must have shape ({B},) and values in [{lo}, {hi})")
+        if noise is None:
+            noise = _randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        x_t = self.q_sample(x0, t, noise)  # (B, ...)
+        out = self._call_model(model, x_t, t, cond, model_kwargs=model_kwargs)  # (B, ...)
+        per_sample = (out - self.target(x0, noise, t)).pow(2).flatten(1).mean(dim=1)  # (B,)
+        if reduction == "none":
+            return per_sample
+        if reduction == "mean":
+            return per_sample.mean()
+        if reduction == "sum":
+            return per_sample.sum()
+        raise ValueError(f"reduction={reduction!r}: use 'mean', 'sum' or 'none'")
+
+    # -- sampling --------------------------------------------------------------------------------
+
+    def timestep_sequence(self, steps: int | None = None) -> np.ndarray:
+        """Decreasing timesteps visited by a sampler with ``steps`` steps (all T when None).
+
+        The sequence is ``round(linspace(0, T-1, steps))`` reversed, so it always starts at
+        T-1 and ends at 0 ([2]_, [3]_ respacing).
+
+        Returns
+        -------
+        numpy.ndarray, int64, shape (steps,)
+        """
+        if steps is None or steps >= self.T:
+            return np.arange(self.T - 1, -1, -1, dtype=np.int64)
+        if steps < 1:
+            raise ValueError(f"steps={steps} must be >= 1")
+        seq = np.unique(np.round(np.linspace(0, self.T - 1, steps)).astype(np.int64))
+        return seq[::-1].copy()
+
+    def _start(self, model, shape, noise, generator, device):
+        device = torch.device(device) if device is not None else _model_device(model)
+        if noise is not None:
+            if tuple(noise.shape) != tuple(shape):
+                raise ValueError(f"noise shape {tuple(noise.shape)} != shape {tuple(shape)}")
+            return noise.to(device), device
+        return _randn(tuple(shape), generator=generator, device=device), device
+
+    @staticmethod
+    def _check_cond(cond, B: int):
+        for k, v in (cond or {}).items():
+            if isinstance(v, torch.Tensor) and v.shape[:1] != (B,):
+                raise ValueError(f"cond[{k!r}] has shape {tuple(v.shape)}; expected ({B},) - "
+                                 f"one label per sample (batch the labels with the shape)")
+
+    @torch.no_grad()
+    def ddpm_sample(self, model: Callable, shape, *, cond: Mapping | None = None,
+                    guidance: float = 1.0, steps: int | None = None,
+                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                    clip_x0: float | None = None, device=None, progress: bool = False,
+                    model_kwargs: Mapping | None = None) -> torch.Tensor:
+        """Ancestral sampling :math:`p_\\theta(x_{t'} | x_t)` of [1]_.
+
+        Parameters
+        ----------
+        model : callable
+            Network (see module docstring); put in eval mode during sampling.
+        shape : tuple of int
+            (B, C, L) of the samples.
+        cond : dict, optional
+            ``{"y": int64 (B,), "pheno": int64 (B,) or None}``.
+        guidance : float
+            Classifier-free guidance scale w; 1 = plain conditional, 0 = unconditional.
+        steps : int, optional
+            Number of steps on a respaced schedule (default: all T). With respacing the
+            per-step beta is :math:`1 - \\bar\\alpha_t / \\bar\\alpha_{t'}` [3]_.
+        generator : torch.Generator, optional
+            Source of all noise; same seed -> identical samples.
+        noise : torch.Tensor, shape ``shape``, optional
+            Starting point :math:`x_T` (drawn when omitted).
+        clip_x0 : float, optional
+            Clamp predicted x0 to ``[-clip_x0, clip_x0]`` at every step.
+        device : torch.device or str, optional
+            Defaults to the model's parameter device.
+        progress : bool
+            Show a tqdm bar.
+
+        Returns
+        -------
+        torch.Tensor, float32, shape ``shape``
+        """
+        x, device = self._start(model, shape, noise, generator, device)
+        self._check_cond(cond, x.shape[0])
+        seq = self.timestep_sequence(steps)
+        ab = self.alphas_cumprod.numpy()
+        with _eval_mode(model):
+            for i in _progress(range(len(seq)), enabled=progress, desc="DDPM"):
+                t_now = int(seq[i])
+                ab_t = ab[t_now]
+                ab_prev = ab[seq[i + 1]] if i + 1 < len(seq) else 1.0
+                beta = 1.0 - ab_t / ab_prev  # respaced beta_t
+                t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=device)  # (B,)
+                out = self._call_model(model, x, t, cond, guidance, model_kwargs)
+                _, x0 = self.predict_eps_x0(out, x, t, clip_x0=clip_x0)  # (B, C, L)
+                coef_x0 = math.sqrt(ab_prev) * beta / (1.0 - ab_t)
+                coef_xt = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab_t)
+                mean = coef_x0 * x0 + coef_xt * x  # (B, C, L) posterior mean
+                if i + 1 < len(seq):
+                    if self.config.variance == "fixed_small":
+                        var = beta * (1.0 - ab_prev) / (1.0 - ab_t)
+                    else:
+                        var = beta
+                    z = _randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+                    x = mean + math.sqrt(var) * z
+                else:
+                    x = mean
+        return x
+
+    @torch.no_grad()
+    def ddim_sample(self, model: Callable, shape, *, cond: Mapping | None = None,
+                    steps: int = 50, eta: float = 0.0, guidance: float = 1.0,
+                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                    clip_x0: float | None = None, device=None, progress: bool = False,
+                    model_kwargs: Mapping | None = None) -> torch.Tensor:
+        """DDIM sampling [2]_ on ``steps`` respaced timesteps.
+
+        ``eta = 0`` is deterministic given :math:`x_T`; ``eta = 1`` is ancestral sampling with
+        the posterior variance (equal to :meth:`ddpm_sample` with ``variance="fixed_small"`` on
+        the same steps and noise). Other parameters as in :meth:`ddpm_sample`.
+
+        Returns
+        -------
+        torch.Tensor, float32, shape ``shape``
+        """
+        x, device = self._start(model, shape, noise, generator, device)
+        self._check_cond(cond, x.shape[0])
+        seq = self.timestep_sequence(steps)
+        ab = self.alphas_cumprod.numpy()
+        with _eval_mode(model):
+            for i in _progress(range(len(seq)), enabled=progress, desc="DDIM"):
+                t_now = int(seq[i])
+                ab_t = ab[t_now]
+                ab_prev = ab[seq[i + 1]] if i + 1 < len(seq) else 1.0
+                t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=device)  # (B,)
+                out = self._call_model(model, x, t, cond, guidance, model_kwargs)
+                eps, x0 = self.predict_eps_x0(out, x, t, clip_x0=clip_x0)  # (B, C, L) each
+                sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
+                x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
+                if i + 1 < len(seq):
+                    if eta > 0:
+                        z = _randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+                        x = x + sigma * z
+        return x
+
+    def sample(self, model: Callable, shape, *, cond: Mapping | None = None,
+               method: str = "ddim", steps: int | None = 50, eta: float = 0.0,
+               guidance: float = 1.0, generator: torch.Generator | None = None,
+               clip_x0: float | None = None, device=None, progress: bool = False) -> torch.Tensor:
+        """Dispatch to :meth:`ddim_sample` (``method="ddim"``) or :meth:`ddpm_sample`
+        (``method="ddpm"``, ``steps=None`` for all T). Returns shape ``shape``."""
+        kw = dict(cond=cond, guidance=guidance, generator=generator, clip_x0=clip_x0,
+                  device=device, progress=progress)
+        if method == "ddim":
+            return self.ddim_sample(model, shape, steps=steps or self.T, eta=eta, **kw)
+        if method == "ddpm":
+            return self.ddpm_sample(model, shape, steps=steps, **kw)
+        raise ValueError(f"method={method!r}: use 'ddim' or 'ddpm'")

@@ -1,0 +1,267 @@
+"""Tests of the 1D Diffusion Transformer: shapes, adaLN-Zero init, CFG, per-sample gradients."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from genosynth.diffusion import DiffusionConfig, GaussianDiffusion
+from genosynth.models.dit import (DIT_SIZES, DiT1D, DiTConfig, LabelEmbedder, count_params,
+                                  dit_from_name, sincos_pos_embed_1d)
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+torch.set_num_threads(1)
+
+
+def tiny(**kw) -> DiT1D:
+    cfg = dict(in_channels=3, n_tokens=13, patch_size=4, hidden=32, depth=2, heads=4,
+               n_classes=5, n_phenotypes=2, class_dropout=0.0)
+    cfg.update(kw)
+    return DiT1D(DiTConfig(**cfg))
+
+
+def randomize(model: torch.nn.Module, seed: int = 0, std: float = 0.2) -> torch.nn.Module:
+    """Move off the adaLN-Zero init so that every parameter influences the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+def inputs(B=6, C=3, L=13, seed=0, n_classes=5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, C, L, generator=g)
+    t = torch.randint(0, 1000, (B,), generator=g)
+    y = torch.randint(0, n_classes, (B,), generator=g)
+    pheno = torch.randint(0, 2, (B,), generator=g)
+    return x, t, y, pheno
+
+
+# -- shapes --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("C,L,p", [(3, 13, 4), (2, 7, 2), (4, 8, 8), (1, 5, 1), (8, 64, 2)])
+@pytest.mark.parametrize("pos", ["sincos", "learned"])
+def test_output_shape_any_length(C, L, p, pos):
+    model = randomize(tiny(in_channels=C, n_tokens=L, patch_size=p, pos_embed=pos))
+    x, t, y, pheno = inputs(C=C, L=L)
+    out = model(x, t, y, pheno)
+    assert out.shape == (6, C, L)
+    assert torch.isfinite(out).all()
+
+
+def test_padding_is_zero_and_cropped():
+    model = randomize(tiny(n_tokens=13, patch_size=4)).eval()
+    x, t, y, pheno = inputs()
+    patches = model.patchify(x)  # (B, N=4, C*p=12), laid out as (C, p) per token
+    assert patches.shape == (6, 4, 12)
+    last = patches[:, -1].reshape(6, 3, 4)  # (B, C, p): position 12 is real, 13..15 padding
+    assert torch.equal(last[:, :, 0], x[:, :, 12])
+    assert torch.equal(last[:, :, 1:], torch.zeros(6, 3, 3))
+    assert torch.equal(patches[:, 1].reshape(6, 3, 4), x[:, :, 4:8])
+    assert model(x, t, y, pheno).shape == x.shape
+
+
+def test_patchify_roundtrip():
+    model = tiny(n_tokens=16, patch_size=4)
+    x = torch.randn(2, 3, 16)
+    assert torch.equal(model.unpatchify(model.patchify(x)), x)
+
+
+def test_learn_sigma_doubles_channels():
+    model = randomize(tiny(learn_sigma=True))
+    x, t, y, pheno = inputs()
+    assert model(x, t, y, pheno).shape == (6, 6, 13)
+    assert model.forward_with_cfg(x, t, y, pheno, scale=3.0).shape == (6, 6, 13)
+
+
+def test_wrong_shape_names_the_fix():
+    model = tiny()
+    x, t, y, pheno = inputs(L=12)
+    with pytest.raises(ValueError, match="n_tokens"):
+        model(x, t, y, pheno)
+    no_pheno = tiny(n_phenotypes=0)
+    x, t, y, pheno = inputs()
+    with pytest.raises(ValueError, match="n_phenotypes"):
+        no_pheno(x, t, y, pheno)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        DiTConfig(hidden=30, heads=4)
+    with pytest.raises(ValueError):
+        DiTConfig(class_dropout=1.0)
+    cfg = DiTConfig(in_channels=4, n_tokens=9, patch_size=2)
+    assert cfg.n_patches == 5
+    assert DiTConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_sincos_pos_embed():
+    pe = sincos_pos_embed_1d(8, 5)
+    assert pe.shape == (5, 8)
+    assert pe[0, :4].tolist() == [0.0] * 4 and pe[0, 4:].tolist() == [1.0] * 4
+    assert abs(pe[3, 0] - torch.sin(torch.tensor(3.0)).item()) < 1e-6
+
+
+# -- adaLN-Zero initialisation -------------------------------------------------------------------
+
+
+def test_zero_output_and_identity_blocks_at_init():
+    model = tiny()
+    x, t, y, pheno = inputs()
+    out = model(x, t, y, pheno)
+    assert torch.equal(out, torch.zeros_like(out))
+    h = torch.randn(6, model.config.n_patches, model.config.hidden)
+    c = torch.randn(6, model.config.hidden)
+    for block in model.blocks:
+        assert torch.equal(block(h, c), h)
+    # and not identity once the modulation is trained
+    randomize(model)
+    assert not torch.allclose(model.blocks[0](h, c), h)
+
+
+# -- labels and classifier-free guidance ---------------------------------------------------------
+
+
+def test_label_dropout_fraction_and_null_index():
+    emb = LabelEmbedder(n_classes=5, hidden=8, dropout=0.25).train()
+    labels = torch.arange(40000) % 5
+    g = torch.Generator().manual_seed(3)
+    out = emb.token_drop(labels, generator=g)
+    dropped = out == 5
+    assert abs(dropped.float().mean().item() - 0.25) < 0.015
+    assert torch.equal(out[~dropped], labels[~dropped])  # kept labels untouched
+    # reproducible with the same generator seed, different with another
+    again = emb.token_drop(labels, generator=torch.Generator().manual_seed(3))
+    other = emb.token_drop(labels, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(out, again) and not torch.equal(out, other)
+    # no dropout in eval mode, exact forced drops
+    emb.eval()
+    assert torch.equal(emb.token_drop(labels, generator=g), labels)
+    force = labels < 2
+    forced = emb.token_drop(labels, force_drop_ids=force)
+    assert torch.equal(forced == 5, force)
+
+
+def test_model_dropout_uses_generator_and_null_embedding():
+    model = randomize(tiny(class_dropout=0.5)).train()
+    x, t, y, pheno = inputs(B=32)
+    a = model(x, t, y, pheno, generator=torch.Generator().manual_seed(0))
+    b = model(x, t, y, pheno, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    # every sample equals either its conditional or its null-label output
+    model.eval()
+    cond = model(x, t, y, pheno)
+    null = model(x, t, y, pheno, force_drop_ids=torch.ones(32, dtype=torch.bool))
+    is_cond = (a - cond).flatten(1).abs().amax(1) < 1e-5
+    is_null = (a - null).flatten(1).abs().amax(1) < 1e-5
+    assert bool((is_cond | is_null).all())
+    assert 4 < int(is_null.sum()) < 28
+
+
+def test_cfg_scale_one_is_conditional_and_mixing_is_linear():
+    model = randomize(tiny()).eval()
+    x, t, y, pheno = inputs()
+    cond = model(x, t, y, pheno)
+    null = model(x, t, y, pheno, force_drop_ids=torch.ones(6, dtype=torch.bool))
+    assert not torch.allclose(cond, null, atol=1e-3)
+    torch.testing.assert_close(model.forward_with_cfg(x, t, y, pheno, scale=1.0), cond,
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.forward_with_cfg(x, t, y, pheno, scale=0.0), null,
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.forward_with_cfg(x, t, y, pheno, scale=2.5),
+                               null + 2.5 * (cond - null), rtol=1e-4, atol=1e-4)
+
+
+def test_phenotype_changes_prediction():
+    model = randomize(tiny()).eval()
+    x, t, y, _ = inputs()
+    case = model(x, t, y, torch.ones(6, dtype=torch.long))
+    control = model(x, t, y, torch.zeros(6, dtype=torch.long))
+    none = model(x, t, y, None)
+    null = model(x, t, y, torch.full((6,), 2))
+    assert not torch.allclose(case, control, atol=1e-3)
+    torch.testing.assert_close(none, null)  # pheno=None means the null phenotype
+
+
+# -- per-sample gradients (DP-SGD) ---------------------------------------------------------------
+
+
+def _batch_grads(model, x, t, y, pheno):
+    model.zero_grad()
+    out = model(x, t, y, pheno)
+    loss = (out - x).pow(2).flatten(1).mean(1).sum()
+    loss.backward()
+    return {k: p.grad.clone() for k, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("pos", ["sincos", "learned"])
+def test_torch_func_per_sample_grads_sum_to_batch_grad(pos):
+    from torch.func import functional_call, grad, vmap
+
+    model = randomize(tiny(pos_embed=pos)).eval()
+    x, t, y, pheno = inputs()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+    buffers = {k: b for k, b in model.named_buffers()}
+
+    def loss_one(p, xi, ti, yi, phi):
+        out = functional_call(model, (p, buffers), (xi[None], ti[None], yi[None], phi[None]))
+        return (out - xi[None]).pow(2).mean()
+
+    per = vmap(grad(loss_one), in_dims=(None, 0, 0, 0, 0))(params, x, t, y, pheno)
+    batch = _batch_grads(model, x, t, y, pheno)
+    for k, g in batch.items():
+        assert per[k].shape == (6, *g.shape)
+        torch.testing.assert_close(per[k].sum(0), g, rtol=1e-4, atol=1e-5)
+    # the samples differ, so the per-sample gradients differ
+    assert not torch.allclose(per["x_embedder.weight"][0], per["x_embedder.weight"][1])
+
+
+def test_opacus_grad_sample_module_matches_batch_grad():
+    from opacus.grad_sample import GradSampleModule
+
+    model = randomize(tiny(pos_embed="learned"))
+    x, t, y, pheno = inputs()
+    batch = _batch_grads(model, x, t, y, pheno)
+    gsm = GradSampleModule(model, loss_reduction="sum")
+    gsm.zero_grad()
+    out = gsm(x, t, y, pheno)
+    (out - x).pow(2).flatten(1).mean(1).sum().backward()
+    for k, p in model.named_parameters():
+        assert p.grad_sample is not None, k
+        torch.testing.assert_close(p.grad_sample.sum(0), batch[k], rtol=1e-4, atol=1e-5)
+    gsm._close()
+
+
+def test_diffusion_loss_trains_dit_one_step():
+    torch.manual_seed(0)
+    model = tiny(class_dropout=0.1).train()
+    diff = GaussianDiffusion(DiffusionConfig(timesteps=100))
+    x0 = torch.randn(8, 3, 13)
+    cond = {"y": torch.randint(0, 5, (8,)), "pheno": torch.randint(0, 2, (8,))}
+    g = torch.Generator().manual_seed(0)
+    loss = diff.training_loss(model, x0, cond=cond, generator=g)
+    loss.backward()
+    # at init only the final layer receives gradient (adaLN-Zero); it must be non-zero
+    assert model.final_layer.linear.weight.grad.abs().sum() > 0
+    assert abs(loss.item() - 1.0) < 0.5  # zero prediction -> loss = E[eps^2] = 1
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+
+def test_registry_sizes():
+    counts = {}
+    for name in DIT_SIZES:
+        counts[name] = count_params(dit_from_name(name, in_channels=8, n_tokens=64, n_classes=5,
+                                                  n_phenotypes=2))
+    assert 0.2e6 < counts["DiT-T"] < 0.5e6
+    assert 1e6 < counts["DiT-S"] < 3e6
+    assert 7e6 < counts["DiT-B"] < 13e6
+    m = dit_from_name("DiT-T/4", in_channels=4, n_tokens=10)
+    assert m.config.patch_size == 4 and m.config.n_patches == 3
+    with pytest.raises(ValueError, match="DiT-S"):
+        dit_from_name("DiT-XXL")
