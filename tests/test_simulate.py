@@ -290,3 +290,14 @@ def test_too_few_eligible_snps_names_the_fix(sim_cohort):
         simulate_phenotype(sim_cohort, PhenotypeSpec(n_causal=10_000), seed=1)
     with pytest.raises(InputError, match="effect_distribution"):
         simulate_phenotype(sim_cohort, dataclasses.replace(PhenotypeSpec(), effect_distribution="cauchy"), seed=1)
+
+
+@pytest.mark.shared
+def test_phenotype_on_real_1000g_haplotypes(cohort_805):
+    y, truth = simulate_phenotype(cohort_805, PhenotypeSpec(n_causal=30, heritability=0.5, prevalence=0.3), seed=1)
+    assert y.shape == (cohort_805.n_samples,) and abs(y.mean() - 0.3) < 0.001
+    assert truth["centered_within"] == "pop" and len(truth["group_offsets"]) == len(set(cohort_805.labels("pop")))
+    assert {row["id"] for row in truth["causal"]} <= set(cohort_805.variants["id"])
+    # Centring within population keeps the case fraction of every super-population near the prevalence.
+    sp = cohort_805.labels("super_pop")
+    assert all(0.2 < y[sp == s].mean() < 0.4 for s in np.unique(sp))
