@@ -318,6 +318,8 @@ def simulate_cohort(
         random_seed=int(s_anc) % (2**32 - 2) + 1,
     )
     t_anc = time.perf_counter() - t0
+    names = np.array([ts.population(k).metadata["name"] for k in range(ts.num_populations)], dtype=object)
+    hap_pops = names[ts.tables.nodes.population[ts.samples()]]  # (H_all,) population of each haplotype
     ts = msprime.sim_mutations(
         ts,
         rate=config.mutation_rate,
@@ -355,8 +357,7 @@ def simulate_cohort(
         cm=pos * config.recombination_rate * 100.0,
     )
 
-    pops = np.repeat(np.array([p for p, c in zip(config.populations, counts) if c > 0], dtype=object),
-                     [c for c in counts if c > 0])
+    pops = hap_pops[:n_cohort_haps:2]  # (N,) read back from the tree sequence, not assumed
     width = max(6, len(str(config.n_samples)))
     ids = [f"sim_{i:0{width}d}" for i in range(1, config.n_samples + 1)]
     sex = rng.integers(1, 3, size=config.n_samples).astype(np.int8)

@@ -31,7 +31,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--length-mb", type=float, default=2.0, metavar="MB",
                    help="length of the simulated region in Mb (default 2; ~1,100 SNPs per Mb at MAF 0.05 "
                         "with 1,500 people)")
-    g.add_argument("--maf", type=float, default=0.05, help="keep SNPs with minor allele frequency >= MAF (default 0.05)")
+    g.add_argument("--maf", type=float, default=0.05,
+                   help="keep SNPs with minor allele frequency >= MAF (default 0.05)")
     g.add_argument("--max-snps", type=int, default=None, metavar="N", help="thin evenly to at most N SNPs")
     g.add_argument("--populations", default="YRI,CEU,CHB", metavar="LIST",
                    help="comma-separated populations among YRI, CEU, CHB, in output order (default all three)")
