@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import genosynth.simulate as sim
@@ -118,6 +120,23 @@ def test_max_snps_thins_evenly():
     gaps = np.diff(rank)
     assert rank[0] == 0 and rank[-1] == full.n_variants - 1 and gaps.max() - gaps.min() <= 1
     assert np.array_equal(thin.alleles, full.alleles[:, rank])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 40), maf=st.sampled_from([0.0, 0.01, 0.1, 0.3]), max_snps=st.none() | st.integers(1, 30),
+       pops=st.permutations(["YRI", "CEU", "CHB"]).flatmap(lambda p: st.integers(1, 3).map(lambda k: p[:k])),
+       seed=st.integers(0, 2**31))
+def test_invariants_for_any_options(n, maf, max_snps, pops, seed):
+    c = simulate_cohort(n_samples=n, sequence_length=20_000, maf=maf, max_snps=max_snps, populations=pops,
+                        seed=seed)
+    assert c.alleles.shape == (2 * n, c.n_variants) and c.n_samples == n
+    assert max_snps is None or c.n_variants <= max_snps
+    assert set(c.labels("pop")) <= set(pops) and list(c.labels("pop")) == sorted(
+        c.labels("pop"), key=list(pops).index)
+    if c.n_variants:
+        af = c.allele_frequencies()
+        assert (np.minimum(af, 1 - af) >= maf - 1e-12).all() and (af > 0).all() and (af < 1).all()
+        assert (np.diff(c.variants["pos"]) > 0).all()
 
 
 def test_ref_allele_choice_only_recodes():
