@@ -1,0 +1,1 @@
+"""Comparisons against external tools (plink2, bcftools); skipped when a tool is absent."""
