@@ -1,0 +1,63 @@
+"""Differential privacy for genosynth: one accountant, the mechanisms, and a plain DP-SGD step.
+
+See ``docs/privacy.md`` for the threat model and what each guarantee covers.
+"""
+
+from genosynth.privacy.accountant import (
+    DEFAULT_BUDGET_SPLIT,
+    RDP_ORDERS,
+    Calibration,
+    MechanismSpec,
+    PrivacyAccountant,
+    TrainingPlan,
+    calibrate,
+    check_delta,
+    plan_for_training,
+    rdp_to_epsilon,
+    stage1_noise_multiplier,
+)
+from genosynth.privacy.dpsgd import DPSGD, clip_and_sum, per_sample_grads, poisson_batches
+from genosynth.privacy.mechanisms import (
+    allele_frequencies,
+    band_to_dense,
+    clip_rows,
+    clipped_association_scores,
+    correlation_band,
+    dp_allele_frequencies,
+    dp_correlation_prior,
+    gaussian_mechanism,
+    noisy_top_k,
+    release_stage1_latents,
+    stage1_eps_to_standard_eps,
+    stage1_training_pair,
+)
+
+__all__ = [
+    "DPSGD",
+    "clip_and_sum",
+    "per_sample_grads",
+    "poisson_batches",
+    "allele_frequencies",
+    "band_to_dense",
+    "clip_rows",
+    "clipped_association_scores",
+    "correlation_band",
+    "dp_allele_frequencies",
+    "dp_correlation_prior",
+    "gaussian_mechanism",
+    "noisy_top_k",
+    "release_stage1_latents",
+    "stage1_eps_to_standard_eps",
+    "stage1_training_pair",
+    "DEFAULT_BUDGET_SPLIT",
+    "RDP_ORDERS",
+    "Calibration",
+    "MechanismSpec",
+    "PrivacyAccountant",
+    "TrainingPlan",
+    "calibrate",
+    "check_delta",
+    "plan_for_training",
+    "rdp_to_epsilon",
+    "stage1_noise_multiplier",
+]

@@ -1,0 +1,632 @@
+"""Privacy mechanisms on private genotypes and latents.
+
+Every function here that sees private data returns only a noised statistic, never an un-noised
+per-person value or aggregate (the non-private twins, used when no budget is set, are named as
+such). Each mechanism takes an optional :class:`~genosynth.privacy.accountant.PrivacyAccountant`
+and records itself there, so a release is never left out of the total.
+
+Neighbouring relation: zero-out (one person's record replaced by a null record that contributes
+nothing: zero clipped contribution, zero latent). ``n`` is public. See ``docs/privacy.md``.
+
+References
+----------
+.. [1] C. Dwork, A. Roth, "The Algorithmic Foundations of Differential Privacy", 2014 (Gaussian
+   mechanism, exponential mechanism).
+.. [2] D. Durfee, R. Rogers, "Practical Differentially Private Top-k Selection with
+   Pay-what-you-get Composition", NeurIPS 2019 (one-shot Gumbel top-k = peeling exponential
+   mechanism).
+.. [3] M. Cesar, R. Rogers, "Bounding, Concentrating, and Truncating: Unifying Privacy Loss
+   Composition for Data Analytics", ALT 2021 (exponential mechanism is ε²/8-zCDP).
+.. [4] H. Wang et al., "dp-promise: Differentially Private Diffusion Probabilistic Models for
+   Image Synthesis", USENIX Security 2024 (forward-process noise as a Gaussian mechanism).
+.. [5] G. Daras, A. Dimakis, C. Daskalakis, "Consistent Diffusion Meets Tweedie: Training Exact
+   Ambient Diffusion Models with Noisy Data", ICML 2024 (denoising from noisy data at higher
+   noise levels).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from genosynth.errors import InputError, PrivacyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genosynth.privacy.accountant import PrivacyAccountant
+
+__all__ = [
+    "clip_rows",
+    "gaussian_mechanism",
+    "release_stage1_latents",
+    "stage1_training_pair",
+    "stage1_eps_to_standard_eps",
+    "correlation_band",
+    "dp_correlation_prior",
+    "band_to_dense",
+    "allele_frequencies",
+    "dp_allele_frequencies",
+    "clipped_association_scores",
+    "noisy_top_k",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_positive(value: float, what: str, fix: str) -> float:
+    value = float(value)
+    if not (value > 0 and math.isfinite(value)):
+        raise PrivacyError(f"{what}={value} must be positive and finite; {fix}")
+    return value
+
+
+def _as_genotypes(genotypes: Any) -> np.ndarray:
+    g = np.asarray(genotypes, dtype=np.float64)
+    if g.ndim != 2:
+        raise InputError(f"genotypes must have shape (n_samples, n_variants), got {g.shape}")
+    if np.isnan(g).any() or (g < 0).any():
+        raise InputError(
+            "genotypes contain missing values (NaN or negative codes); impute or drop them before "
+            "private statistics (missingness patterns are private too)"
+        )
+    return g
+
+
+def _numpy_normal(generator: np.random.Generator | None, scale: float, size) -> np.ndarray:
+    if generator is None:
+        raise PrivacyError(
+            "a private release needs an explicit random generator; pass generator=np.random.default_rng(seed) "
+            "(seed recorded in provenance, never derived from the data)"
+        )
+    return generator.normal(0.0, scale, size=size)
+
+
+# ----------------------------------------------------------------------------------------------
+# Clipping and the Gaussian mechanism
+# ----------------------------------------------------------------------------------------------
+
+
+def clip_rows(x, max_norm: float):
+    """Scale each row (person) to L2 norm at most ``max_norm``.
+
+    Parameters
+    ----------
+    x : numpy.ndarray or torch.Tensor, float, shape (N, ...)
+        One row per person; all trailing dimensions form that person's vector (e.g. a latent of
+        shape (N, C, L) is clipped on its flattened C*L entries).
+    max_norm : float
+        ``C > 0``; ``inf`` leaves rows unchanged.
+
+    Returns
+    -------
+    same type as ``x``, shape (N, ...)
+        ``x_i · min(1, C / ‖x_i‖₂)``. Rows already inside the ball are returned bit-identical.
+    """
+    if not (max_norm > 0):
+        raise PrivacyError(f"max_norm={max_norm} must be > 0 (use inf to disable clipping)")
+    if isinstance(x, torch.Tensor):
+        flat = x.reshape(x.shape[0], -1)  # (N, D)
+        norms = torch.linalg.vector_norm(flat, dim=1)  # (N,)
+        scale = torch.clamp(max_norm / torch.clamp(norms, min=torch.finfo(flat.dtype).tiny), max=1.0)
+        return x * scale.reshape((-1,) + (1,) * (x.ndim - 1)).to(x.dtype)
+    arr = np.asarray(x, dtype=np.float64)
+    flat = arr.reshape(arr.shape[0], -1)  # (N, D)
+    norms = np.linalg.norm(flat, axis=1)  # (N,)
+    with np.errstate(divide="ignore"):
+        scale = np.minimum(1.0, max_norm / np.maximum(norms, np.finfo(np.float64).tiny))
+    return arr * scale.reshape((-1,) + (1,) * (arr.ndim - 1))
+
+
+def gaussian_mechanism(
+    value,
+    *,
+    sensitivity: float,
+    noise_multiplier: float,
+    generator,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str | None = None,
+):
+    """Release ``value + N(0, (z Δ)²)`` elementwise.
+
+    Parameters
+    ----------
+    value : numpy.ndarray or torch.Tensor, float
+        A statistic whose L2 sensitivity (change when one person is replaced by the null record)
+        is at most ``sensitivity``.
+    sensitivity : float
+        ``Δ``, L2 sensitivity.
+    noise_multiplier : float
+        ``z = σ / Δ``.
+    generator : numpy.random.Generator or torch.Generator
+        Randomness (matching the type of ``value``).
+    accountant : PrivacyAccountant, optional
+        Where to record the release (as a ``gaussian`` event called ``name``).
+    name : str, optional
+        Event name; required with ``accountant``.
+
+    Returns
+    -------
+    same type as ``value``
+        The noised value.
+    """
+    delta_ = _check_positive(sensitivity, "sensitivity", "bound each person's contribution by clipping")
+    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()/calibrate()")
+    sigma = z * delta_
+    if isinstance(value, torch.Tensor):
+        if not isinstance(generator, torch.Generator):
+            raise PrivacyError("pass a torch.Generator for a torch value (seed recorded in provenance)")
+        noise = torch.randn(value.shape, generator=generator, dtype=value.dtype, device=generator.device)
+        out = value + sigma * noise.to(value.device)
+    else:
+        arr = np.asarray(value, dtype=np.float64)
+        out = arr + _numpy_normal(generator, sigma, arr.shape)
+    if accountant is not None:
+        if not name:
+            raise ValueError("name the release (e.g. 'correlation_prior') when passing an accountant")
+        accountant.add_gaussian(name, noise_multiplier=z)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Stage 1 of the diffusion model (dp-promise, made post-processing)
+# ----------------------------------------------------------------------------------------------
+
+
+def release_stage1_latents(
+    latents: torch.Tensor,
+    *,
+    latent_clip: float,
+    alpha_bar: float,
+    generator: torch.Generator,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str = "diffusion/stage1",
+    sample_rate: float = 1.0,
+) -> torch.Tensor:
+    """Release noisy latents ``y = sqrt(ᾱ) clip_C(z) + sqrt(1-ᾱ) ε`` for stage 1.
+
+    This is the only place stage 1 touches private latents. Each row is one Gaussian mechanism
+    with noise multiplier ``sqrt(1-ᾱ)/(sqrt(ᾱ) C)`` against the null latent ``0``
+    (:func:`~genosynth.privacy.accountant.stage1_noise_multiplier`). Every stage-1 training pair
+    must then be computed from ``y`` alone, with :func:`stage1_training_pair`; that makes all of
+    stage 1 post-processing of this release, however many epochs it runs.
+
+    Parameters
+    ----------
+    latents : torch.Tensor, float, shape (N, C, L)
+        Per-person latents from an encoder that is public or already DP (its release accounted).
+        With ``sample_rate < 1`` pass only the Poisson-sampled rows.
+    latent_clip : float
+        ``C``: every latent is clipped to L2 norm ``C`` before noising (enforced here).
+    alpha_bar : float
+        ``ᾱ`` of the release level, ``alphas_cumprod[S - 1]`` for a stage split ``S``.
+    generator : torch.Generator
+        Noise source.
+    accountant : PrivacyAccountant, optional
+        Records one ``stage1`` release named ``name``.
+    sample_rate : float
+        Poisson rate with which ``latents`` were sampled (1 = everyone).
+
+    Returns
+    -------
+    torch.Tensor, float, shape (N, C, L)
+        The released noisy latents.
+    """
+    if not (0.0 < alpha_bar < 1.0):
+        raise PrivacyError(f"alpha_bar={alpha_bar} must lie in (0, 1); pass alphas_cumprod[S-1]")
+    _check_positive(latent_clip, "latent_clip", "pass --latent-clip (e.g. the median latent norm)")
+    clipped = clip_rows(latents, latent_clip)  # (N, C, L)
+    noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype, device=generator.device)
+    y = math.sqrt(alpha_bar) * clipped + math.sqrt(1.0 - alpha_bar) * noise.to(latents.device)  # (N, C, L)
+    if accountant is not None:
+        accountant.add_stage1(name, latent_clip=latent_clip, alpha_bar=alpha_bar, sample_rate=sample_rate)
+    return y
+
+
+def _gather(a: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
+    return a.to(torch.float64)[t].reshape((-1,) + (1,) * (ndim - 1))
+
+
+def stage1_training_pair(
+    released: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    alphas_cumprod: torch.Tensor,
+    release_step: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Noise a released latent further to timestep ``t > release_step`` (ambient training pair).
+
+    With ``r = ᾱ_t / ᾱ_s`` (``s = release_step``), ``x_t = sqrt(r) y + sqrt(1-r) ε'`` has exactly
+    the forward-process marginal at ``t``; the denoiser is trained to predict ``ε'`` from
+    ``(x_t, t)``. Both are functions of the released ``y`` and fresh noise, so training on them is
+    post-processing. Convert the prediction to the usual ε-prediction with
+    :func:`stage1_eps_to_standard_eps` (Daras et al. 2024 [5]_).
+
+    Parameters
+    ----------
+    released : torch.Tensor, float, shape (B, C, L)
+        Rows of :func:`release_stage1_latents`.
+    t : torch.Tensor, int64, shape (B,)
+        Timesteps, each ``> release_step``.
+    alphas_cumprod : torch.Tensor, float, shape (T,)
+    release_step : int
+        ``S - 1``, the index whose ``ᾱ`` was used for the release.
+
+    Returns
+    -------
+    x_t : torch.Tensor, shape (B, C, L)
+    eps_target : torch.Tensor, shape (B, C, L)
+        ``ε'``, the regression target.
+    """
+    if (t <= release_step).any():
+        raise PrivacyError(
+            f"stage-1 timesteps must exceed the release step {release_step}; sample t in "
+            f"[{release_step + 1}, T) (smaller t belong to stage 2, trained with DP-SGD)"
+        )
+    ab = torch.as_tensor(alphas_cumprod)
+    r = (_gather(ab, t, released.ndim) / float(ab[release_step])).to(released.dtype)  # (B, 1, 1)
+    eps = torch.randn(released.shape, generator=generator, dtype=released.dtype,
+                      device=generator.device if generator is not None else released.device).to(released.device)
+    x_t = torch.sqrt(r) * released + torch.sqrt(1.0 - r) * eps  # (B, C, L)
+    return x_t, eps
+
+
+def stage1_eps_to_standard_eps(
+    eps_prime: torch.Tensor,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    *,
+    alphas_cumprod: torch.Tensor,
+    release_step: int,
+) -> torch.Tensor:
+    """Turn a prediction of ``ε'`` (noise relative to the release level) into the usual ε.
+
+    With ``s = release_step``, the optimal ``ε'`` predictor gives ``E[y | x_t]`` with
+    ``y = x_s``, and for the forward process
+
+    ``E[x_s | x_t] = a E[x_0 | x_t] + b x_t``,  ``b = (1-ᾱ_s) sqrt(ᾱ_t/ᾱ_s) / (1-ᾱ_t)``,
+    ``a = (ᾱ_s - ᾱ_t) / (sqrt(ᾱ_s) (1-ᾱ_t))``,
+
+    so ``E[x_0 | x_t]`` and ``E[ε | x_t] = (x_t - sqrt(ᾱ_t) E[x_0|x_t]) / sqrt(1-ᾱ_t)`` follow exactly.
+
+    Parameters
+    ----------
+    eps_prime, x_t : torch.Tensor, float, shape (B, C, L)
+    t : torch.Tensor, int64, shape (B,), each ``> release_step``
+
+    Returns
+    -------
+    torch.Tensor, float, shape (B, C, L)
+        The standard ε-prediction at ``t``.
+    """
+    ab = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+    a_s = float(ab[release_step])
+    a_t = _gather(ab, t, x_t.ndim)  # (B, 1, 1)
+    r = a_t / a_s
+    x = x_t.to(torch.float64)
+    x_s_hat = (x - torch.sqrt(1 - r) * eps_prime.to(torch.float64)) / torch.sqrt(r)
+    b = (1 - a_s) * torch.sqrt(r) / (1 - a_t)
+    a = (a_s - a_t) / (math.sqrt(a_s) * (1 - a_t))
+    x0_hat = (x_s_hat - b * x) / a
+    return ((x - torch.sqrt(a_t) * x0_hat) / torch.sqrt(1 - a_t)).to(x_t.dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# Correlation prior (banded SNP correlation)
+# ----------------------------------------------------------------------------------------------
+
+
+def _band_products(gc: np.ndarray, window: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Sum over people of ``w_i gc_ij gc_i,j+l`` for l = 0..window, shape (V, window + 1)."""
+    n, v = gc.shape
+    out = np.zeros((v, window + 1))
+    wg = gc if weights is None else gc * weights[:, None]  # (N, V)
+    for lag in range(window + 1):
+        if lag < v:
+            out[: v - lag, lag] = np.einsum("ij,ij->j", wg[:, : v - lag], gc[:, lag:])
+    return out
+
+
+def _person_band_norms(gc: np.ndarray, window: int) -> np.ndarray:
+    """L2 norm of each person's vector of products ``gc_ij gc_i,j+l`` (l = 0..window), shape (N,)."""
+    n, v = gc.shape
+    sq = np.zeros(n)
+    for lag in range(window + 1):
+        if lag < v:
+            sq += np.einsum("ij,ij->i", gc[:, : v - lag] ** 2, gc[:, lag:] ** 2)
+    return np.sqrt(sq)
+
+
+def _moments_to_band(m: np.ndarray, window: int, var_floor: float) -> np.ndarray:
+    v = m.shape[0]
+    var = np.maximum(m[:, 0], var_floor)  # (V,)
+    band = np.zeros((v, window))
+    for lag in range(1, window + 1):
+        if lag < v:
+            band[: v - lag, lag - 1] = m[: v - lag, lag] / np.sqrt(var[: v - lag] * var[lag:])
+    return np.clip(band, -1.0, 1.0)
+
+
+def _check_window(window: int, v: int) -> int:
+    if int(window) != window or window < 1:
+        raise InputError(f"window={window} must be a positive integer number of SNPs")
+    return int(window)
+
+
+def _center_for(g: np.ndarray, center) -> np.ndarray:
+    if center is None:
+        raise PrivacyError(
+            "dp_correlation_prior needs public or DP centring values: pass center=2*p with p from "
+            "a public reference panel or from dp_allele_frequencies() (accounted)"
+        )
+    c = np.broadcast_to(np.asarray(center, dtype=np.float64), (g.shape[1],))
+    return c
+
+
+def correlation_band(genotypes, *, window: int, var_floor: float = 1e-12) -> np.ndarray:
+    """Non-private banded SNP correlation (used only when no privacy budget is set).
+
+    Parameters
+    ----------
+    genotypes : array_like, float, shape (N, V)
+        Dosages (e.g. ALT counts 0..2), no missing values.
+    window : int
+        Number of neighbouring SNPs on each side.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (V, window)
+        ``band[j, l-1] = corr(SNP j, SNP j+l)`` for ``l = 1..window``; entries with ``j+l ≥ V`` and
+        pairs involving a monomorphic SNP are 0. Same format as :func:`dp_correlation_prior`.
+    """
+    g = _as_genotypes(genotypes)
+    window = _check_window(window, g.shape[1])
+    gc = g - g.mean(axis=0)  # (N, V)
+    m = _band_products(gc, window) / g.shape[0]  # (V, window+1)
+    band = _moments_to_band(m, window, var_floor)
+    band[np.repeat(m[:, :1] <= var_floor, window, axis=1)] = 0.0
+    return band
+
+
+def dp_correlation_prior(
+    genotypes,
+    *,
+    window: int,
+    clip: float,
+    noise_multiplier: float,
+    center,
+    generator: np.random.Generator,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str = "correlation_prior",
+    var_floor: float = 1e-3,
+) -> np.ndarray:
+    """Banded SNP correlation released with the Gaussian mechanism.
+
+    Each person ``i`` contributes the vector ``u_i = (c_ij c_i,j+l)_{j, l=0..window}`` of products
+    of centred dosages ``c_ij = g_ij - center_j`` (length ``V (window+1)``), clipped to L2 norm
+    ``clip``. The sum ``Σ_i clip(u_i)`` has L2 sensitivity ``clip`` under zero-out neighbours (the
+    null person contributes the zero vector; the clipped vector of anyone has norm ≤ ``clip``),
+    so adding ``N(0, (z·clip)² I)`` is a Gaussian mechanism with noise multiplier ``z``. The
+    correlation is then post-processing with the public ``n``:
+    ``m = noisy_sum / n``, ``var_j = max(m_j0, var_floor)``, ``r_j,l = m_jl / sqrt(var_j var_j+l)``,
+    clipped to [-1, 1]. ``center`` must be public or DP (e.g. ``2 p`` from
+    :func:`dp_allele_frequencies`, released and accounted before).
+
+    Parameters
+    ----------
+    genotypes : array_like, float, shape (N, V)
+        Private dosages, no missing values.
+    window : int
+        SNP pairs within ``window`` positions.
+    clip : float
+        L2 bound on each person's product vector. Without clipping a person's vector has norm up
+        to ``4 sqrt(V (window+1))``; typical norms are far smaller (about
+        ``sqrt(V (window+1)) · E[c²]``). Clipping biases the correlation towards 0 for people
+        above the bound; noise std on each correlation entry is about ``z clip / (n var)``.
+    noise_multiplier : float
+        ``z`` (from :func:`~genosynth.privacy.accountant.plan_for_training`).
+    center : array_like, float, shape (V,) or scalar
+        Public or DP centring values (expected dosage).
+    generator : numpy.random.Generator
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event named ``name``.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (V, window)
+        ``band[j, l-1] ≈ corr(SNP j, SNP j+l)``; entries with ``j+l ≥ V`` are 0.
+    """
+    g = _as_genotypes(genotypes)
+    window = _check_window(window, g.shape[1])
+    clip = _check_positive(clip, "clip", "pass the per-person L2 bound, e.g. --corr-clip")
+    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()")
+    gc = g - _center_for(g, center)  # (N, V)
+    norms = _person_band_norms(gc, window)  # (N,)
+    weights = np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))  # (N,)
+    sums = _band_products(gc, window, weights)  # (V, window+1)
+    mask = np.zeros_like(sums, dtype=bool)
+    for lag in range(window + 1):
+        mask[max(g.shape[1] - lag, 0):, lag] = True  # structurally zero entries: no noise needed
+    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=z, generator=generator,
+                               accountant=accountant, name=name)  # fmt: skip
+    noisy[mask] = 0.0
+    return _moments_to_band(noisy / g.shape[0], window, var_floor)
+
+
+def band_to_dense(band: np.ndarray) -> np.ndarray:
+    """Expand a (V, window) band into a symmetric (V, V) matrix with unit diagonal."""
+    band = np.asarray(band, dtype=np.float64)
+    v, w = band.shape
+    dense = np.eye(v)
+    for lag in range(1, w + 1):
+        if lag < v:
+            idx = np.arange(v - lag)
+            dense[idx, idx + lag] = band[: v - lag, lag - 1]
+            dense[idx + lag, idx] = band[: v - lag, lag - 1]
+    return dense
+
+
+# ----------------------------------------------------------------------------------------------
+# Allele frequencies (MAF filter, centring)
+# ----------------------------------------------------------------------------------------------
+
+
+def allele_frequencies(genotypes, *, ploidy: int = 2) -> np.ndarray:
+    """Non-private ALT allele frequencies, shape (V,) (only when no privacy budget is set)."""
+    g = _as_genotypes(genotypes)
+    return g.mean(axis=0) / ploidy
+
+
+def dp_allele_frequencies(
+    genotypes,
+    *,
+    noise_multiplier: float,
+    generator: np.random.Generator,
+    ploidy: int = 2,
+    clip: float | None = None,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str = "allele_frequencies",
+) -> np.ndarray:
+    """ALT allele frequencies released with the Gaussian mechanism.
+
+    Each person contributes their dosage vector ``g_i ∈ [0, ploidy]^V``, clipped to L2 norm
+    ``clip`` (default ``ploidy sqrt(V)``, the largest possible norm, so no clipping happens). The
+    column sums have L2 sensitivity ``clip`` under zero-out neighbours; ``N(0, (z clip)²)`` is added
+    to each, and frequencies ``= noisy sum / (ploidy n)`` (public ``n``) clipped to [0, 1].
+
+    Parameters
+    ----------
+    genotypes : array_like, shape (N, V)
+        Private ALT dosages in ``[0, ploidy]``, no missing values.
+    noise_multiplier : float
+        ``z``.
+    generator : numpy.random.Generator
+    ploidy : int
+    clip : float, optional
+        Per-person L2 bound. A smaller bound (e.g. ``sqrt(expected number of non-zero dosages) ·
+        ploidy``) cuts the noise but biases frequencies of people above it downwards.
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event named ``name``.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (V,)
+    """
+    g = _as_genotypes(genotypes)
+    if (g > ploidy).any():
+        raise InputError(f"dosages above ploidy={ploidy}; pass the right ploidy or ALT counts")
+    clip = ploidy * math.sqrt(g.shape[1]) if clip is None else _check_positive(clip, "clip", "pass a per-person L2 bound")
+    sums = clip_rows(g, clip).sum(axis=0)  # (V,)
+    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=noise_multiplier,
+                               generator=generator, accountant=accountant, name=name)  # fmt: skip
+    return np.clip(noisy / (ploidy * g.shape[0]), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# SNP selection
+# ----------------------------------------------------------------------------------------------
+
+
+def clipped_association_scores(
+    genotypes,
+    phenotype,
+    *,
+    genotype_center,
+    phenotype_center: float,
+    clip: float,
+) -> tuple[np.ndarray, float]:
+    """Association scores with bounded per-person influence, for private SNP selection.
+
+    ``score_j = |Σ_i clip_[-c, c]((g_ij - m_j)(y_i - ȳ))|`` with public centring values ``m`` (e.g.
+    ``2 p`` from a reference panel or DP frequencies) and ``ȳ`` (e.g. 0.5 for a case/control trait,
+    or a DP mean). Replacing one person by the null record (contribution 0) moves every score by
+    at most ``c``: the ℓ∞ sensitivity, which is what the exponential mechanism needs. The score is
+    the (unnormalised) covariance numerator of the allelic trend test.
+
+    Parameters
+    ----------
+    genotypes : array_like, float, shape (N, V)
+    phenotype : array_like, float, shape (N,)
+        No missing values (drop those people first; which people have a phenotype is public only
+        if the study design makes it so).
+    genotype_center : array_like, shape (V,) or scalar
+    phenotype_center : float
+    clip : float
+        ``c``, bound on each person's contribution to each score.
+
+    Returns
+    -------
+    scores : numpy.ndarray, float64, shape (V,)
+        Private; pass them only to :func:`noisy_top_k`, never log or store them.
+    sensitivity : float
+        ``c``.
+    """
+    g = _as_genotypes(genotypes)
+    y = np.asarray(phenotype, dtype=np.float64)
+    if y.shape != (g.shape[0],) or np.isnan(y).any():
+        raise InputError("phenotype must have one non-missing value per person; drop people without one")
+    c = _check_positive(clip, "clip", "pass the per-person contribution bound, e.g. 1.0")
+    contrib = (g - np.broadcast_to(np.asarray(genotype_center, dtype=np.float64), (g.shape[1],))) * (
+        y - float(phenotype_center)
+    )[:, None]  # (N, V)
+    return np.abs(np.clip(contrib, -c, c).sum(axis=0)), c
+
+
+def noisy_top_k(
+    scores,
+    k: int,
+    *,
+    sensitivity: float,
+    noise_multiplier: float,
+    generator: np.random.Generator,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str = "snp_selection",
+) -> np.ndarray:
+    """Private top-``k`` indices by one-shot Gumbel noise (Durfee & Rogers 2019).
+
+    Adds independent Gumbel noise of scale ``b = z Δ`` to every score and returns the indices of
+    the ``k`` largest noisy scores, in order. This has the same output distribution as ``k``
+    rounds of the exponential mechanism without replacement (peeling), each sampling
+    ``∝ exp(u / b) = exp(ε₀ u / (2Δ))`` with ``ε₀ = 2/z``: each round is ``ε₀``-DP and, having
+    bounded range ``ε₀``, ``ε₀²/8``-zCDP (Cesar & Rogers 2021), so the selection is
+    ``k/(2 z²)``-zCDP (pure ``2k/z``-DP). Only the indices are released, never the noisy scores.
+
+    Parameters
+    ----------
+    scores : array_like, float, shape (V,)
+        Utility of each candidate; each entry changes by at most ``sensitivity`` when one person is
+        replaced by the null record (see :func:`clipped_association_scores`).
+    k : int
+        Number of indices to select, ``1 ≤ k ≤ V``.
+    sensitivity : float
+        ``Δ``, ℓ∞ sensitivity of ``scores``.
+    noise_multiplier : float
+        ``z = b / Δ``.
+    generator : numpy.random.Generator
+    accountant : PrivacyAccountant, optional
+        Records one ``top_k`` event named ``name``.
+
+    Returns
+    -------
+    numpy.ndarray, int64, shape (k,)
+        Selected indices, best noisy score first.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or not (1 <= k <= s.size) or int(k) != k:
+        raise InputError(f"need 1 <= k <= {s.size} candidates and 1-D scores, got k={k}, shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise InputError("scores must be finite")
+    d = _check_positive(sensitivity, "sensitivity", "bound each person's contribution (clipped_association_scores)")
+    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()")
+    if generator is None:
+        raise PrivacyError("pass generator=np.random.default_rng(seed) for a private selection")
+    noisy = s + generator.gumbel(0.0, z * d, size=s.shape)  # (V,)
+    idx = np.argsort(-noisy, kind="stable")[: int(k)]
+    if accountant is not None:
+        accountant.add_top_k(name, noise_multiplier=z, k=int(k))
+    return idx.astype(np.int64)
