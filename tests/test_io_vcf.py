@@ -167,10 +167,16 @@ def test_indexable_by_htslib_tools(tmp_path, tool, args):
 
 def test_bgzf_writer_splits_large_and_incompressible_data(tmp_path):
     payload = np.random.default_rng(0).integers(0, 256, size=300_000, dtype=np.uint8).tobytes()
-    with BgzfWriter(str(tmp_path / "r.gz"), level=1) as out:
+    with BgzfWriter(str(tmp_path / "r.gz"), level=1, threads=2) as out:
         out.write(payload[:1000])
         out.write(payload[1000:])
     assert gzip.open(tmp_path / "r.gz").read() == payload
+    data = open(tmp_path / "r.gz", "rb").read()
+    sizes, offset = [], 0
+    while offset < len(data):
+        sizes.append(struct.unpack_from("<H", data, offset + 16)[0] + 1)
+        offset += sizes[-1]
+    assert offset == len(data) and max(sizes) <= 65536 and len(sizes) == 6  # 5 blocks of <= 0xFF00 + EOF
 
 
 def test_write_vcf_rejects_whitespace_sample_ids(tmp_path):

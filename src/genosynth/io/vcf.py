@@ -18,6 +18,8 @@ import json
 import os
 import struct
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -76,9 +78,7 @@ def _read_records(reader, path: str) -> Cohort:
     n_smp = len(samples)
     skipped = dict.fromkeys(_SKIP_KEYS, 0)
     chrom, pos, vid, ref, alt = [], [], [], [], []
-    calls: list[np.ndarray] = []  # per record: int8, shape (N, P)
-    all_phased, any_called = True, False
-    ploidy = None
+    state = _GenotypeBlocks(path)
     for record_no, rec in enumerate(reader, start=1):
         alts = rec.ALT
         if len(alts) > 1:
@@ -94,56 +94,99 @@ def _read_records(reader, path: str) -> Cohort:
                 f"{path}: record {record_no} ({rec.CHROM}:{rec.POS}) has no GT field (FORMAT {':'.join(rec.FORMAT)}); "
                 "genosynth reads genotypes from GT. Drop such records (bcftools view -i 'GT!=\"mis\"') or re-call them"
             )
-        arr = rec.genotype.array()  # (N, P+1) int16: alleles, -1 missing, -2 vector end; last column phased
-        p = arr.shape[1] - 1
-        gt = arr[:, :p]
-        if (gt == -2).any() or (ploidy is not None and p != ploidy):
-            raise InputError(
-                f"{path}: mixed ploidy at record {record_no} ({rec.CHROM}:{rec.POS}): genotypes with "
-                f"{sorted(_ploidies(gt) | ({ploidy} if ploidy else set()))} alleles; genosynth needs one ploidy. "
-                "Restrict the input to autosomes (bcftools view -t ^X,Y,MT) or fix the ploidy "
-                "(bcftools +fixploidy)"
-            )
-        ploidy = p
-        called = (gt >= 0).any(axis=1)  # (N,)
-        any_called = any_called or bool(called.any())
-        if all_phased and not arr[called, p].all():
-            all_phased = False
-        calls.append(np.where(gt < 0, MISSING, gt).astype(np.int8))
+        # (N, P+1) int16: alleles (-1 missing, -2 vector end of a shorter call), last column phased
+        state.add(rec.genotype.array(), f"record {record_no} ({rec.CHROM}:{rec.POS})")
         chrom.append(rec.CHROM)
         pos.append(rec.POS)
         vid.append(rec.ID or ".")
         ref.append(r.upper())
         alt.append(a.upper())
+    calls, ploidy, all_phased = state.finish()
     if not calls:
         raise InputError(
             f"{path}: no usable records: genosynth reads biallelic SNPs and skipped "
             f"{skipped['multi-allelic']} multi-allelic and {skipped['non-SNP']} non-SNP records. "
             "Split multi-allelic sites first (bcftools norm -m -any) or give a file with SNPs"
         )
-    all_phased = all_phased and any_called  # a file of missing calls only has no phase
-    h = np.stack(calls, axis=0)  # (V, N, P)
     if all_phased:
-        alleles = np.ascontiguousarray(h.reshape(len(calls), n_smp * ploidy).T)  # (N*P, V)
+        h = np.concatenate(calls, axis=0)  # (V, N, P)
+        alleles = np.ascontiguousarray(h.reshape(len(h), n_smp * ploidy).T)  # (N*P, V)
     else:
-        counts = h.sum(axis=2, dtype=np.int8)  # (V, N)
-        counts[(h < 0).any(axis=2)] = MISSING
-        alleles = np.ascontiguousarray(counts.T)  # (N, V)
+        counts = []
+        for h in calls:  # (b, N, P) blocks
+            c = h.sum(axis=2, dtype=np.int8)  # (b, N)
+            c[(h < 0).any(axis=2)] = MISSING
+            counts.append(c)
+        alleles = np.ascontiguousarray(np.concatenate(counts, axis=0).T)  # (N, V)
     variants = make_variants(chrom=chrom, pos=pos, ref=ref, alt=alt, id=vid)
     return Cohort(alleles=alleles, variants=variants, samples=make_samples(samples), phased=all_phased,
                   ploidy=ploidy, meta={"source": os.path.abspath(path), "format": "vcf", "skipped": skipped})
+
+
+class _GenotypeBlocks:
+    """Collects per-record ``genotype.array()`` results and checks them a block of records at a time.
+
+    Checking ploidy and phase on blocks of records keeps the per-record Python work to one append.
+    """
+
+    BLOCK = 512
+
+    def __init__(self, path: str):
+        self.path = path
+        self.ploidy: int | None = None
+        self.all_phased, self.any_called = True, False
+        self.blocks: list[np.ndarray] = []  # int8, shape (b, N, P)
+        self._pending: list[np.ndarray] = []
+        self._where: list[str] = []
+
+    def add(self, arr: np.ndarray, where: str) -> None:
+        p = arr.shape[1] - 1
+        if self.ploidy is None:
+            self.ploidy = p
+        elif p != self.ploidy:
+            self._mixed(where, {p, self.ploidy})
+        self._pending.append(arr)
+        self._where.append(where)
+        if len(self._pending) >= self.BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        p = self.ploidy
+        block = np.stack(self._pending)  # (b, N, P+1) int16
+        gt = block[..., :p]  # (b, N, P)
+        short = (gt == -2).any(axis=(1, 2))  # (b,) records holding calls of lower ploidy
+        if short.any():
+            k = int(np.flatnonzero(short)[0])
+            self._mixed(self._where[k], set(np.unique((gt[k] != -2).sum(axis=1)).tolist()) | {p})
+        called = (gt >= 0).any(axis=2)  # (b, N)
+        self.any_called = self.any_called or bool(called.any())
+        self.all_phased = self.all_phased and bool(block[..., p][called].all())
+        self.blocks.append(np.where(gt < 0, MISSING, gt).astype(np.int8))
+        self._pending.clear()
+        self._where.clear()
+
+    def _mixed(self, where: str, ploidies: set[int]) -> None:
+        raise InputError(
+            f"{self.path}: mixed ploidy at {where}: genotypes with {sorted(ploidies)} alleles; genosynth needs one "
+            "ploidy. Restrict the input to autosomes (bcftools view -t ^X,Y,MT) or fix the ploidy "
+            "(bcftools +fixploidy)"
+        )
+
+    def finish(self) -> tuple[list[np.ndarray], int | None, bool]:
+        """Blocks of calls (int8 (b, N, P), -1 missing), the ploidy, and whether all called genotypes are phased."""
+        self._flush()
+        # a file of missing calls only has no phase
+        return self.blocks, self.ploidy, self.all_phased and self.any_called
 
 
 def _header_has_gt(reader) -> bool:
     return any(h.type == "FORMAT" and h.info().get("ID") == "GT" for h in reader.header_iter())
 
 
-def _ploidies(gt: np.ndarray) -> set[int]:
-    return set(np.unique((gt != -2).sum(axis=1)).tolist())
-
-
 # ---------------------------------------------------------------------------------- writing
-def write_vcf(cohort: Cohort, path: str, *, level: int = 6) -> list[str]:
+def write_vcf(cohort: Cohort, path: str, *, level: int = 4, threads: int | None = None) -> list[str]:
     """Write ``cohort`` as a BGZF-compressed VCF 4.2 with one GT field; return ``[path]``.
 
     Phased cohorts are written with ``|``, unphased ones with ``/`` (ALT alleles last); missing
@@ -156,7 +199,9 @@ def write_vcf(cohort: Cohort, path: str, *, level: int = 6) -> list[str]:
     ----------
     cohort : any cohort.
     path : output file name (conventionally ``.vcf.gz``).
-    level : zlib compression level of the BGZF blocks.
+    level : zlib compression level of the BGZF blocks (4: a quarter of the time of bgzip's 6 for
+        files about 15% larger).
+    threads : compression threads (default: up to 4 cores).
     """
     cohort = in_genomic_order(cohort)
     _check_ids(cohort.samples["sample"], "sample id")
@@ -164,7 +209,7 @@ def write_vcf(cohort: Cohort, path: str, *, level: int = 6) -> list[str]:
     _check_ids(cohort.variants["chrom"], "chromosome name")
     header = vcf_header(cohort)
     with atomic_outputs([path]) as (tmp,):
-        with BgzfWriter(tmp, level=level) as out:
+        with BgzfWriter(tmp, level=level, threads=threads) as out:
             out.write(header.encode("utf-8"))
             for chunk in _record_chunks(cohort):
                 out.write(chunk)
@@ -258,41 +303,46 @@ _BGZF_BLOCK_INPUT = 0xFF00  # uncompressed bytes per block, as bgzip does
 class BgzfWriter:
     """Write a BGZF file: a series of gzip members of at most 64 KiB, each with a ``BC`` extra field
     giving its size, ended by the standard empty EOF block (SAM/BAM specification, section 4.1).
+
+    Blocks are compressed ``threads`` at a time in a thread pool (zlib releases the GIL).
     """
 
-    def __init__(self, path: str, *, level: int = 6):
+    def __init__(self, path: str, *, level: int = 4, threads: int | None = None):
         self._fh = open(path, "wb")
         self._level = level
+        self._threads = max(1, threads or min(4, os.cpu_count() or 1))
+        self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
         self._buffer = bytearray()
+        self._batch = _BGZF_BLOCK_INPUT * 16 * self._threads  # input bytes compressed per round
 
     def write(self, data: bytes) -> None:
         self._buffer += data
-        while len(self._buffer) >= _BGZF_BLOCK_INPUT:
-            self._write_block(bytes(self._buffer[:_BGZF_BLOCK_INPUT]))
-            del self._buffer[:_BGZF_BLOCK_INPUT]
+        if len(self._buffer) >= self._batch:
+            n = len(self._buffer) // _BGZF_BLOCK_INPUT * _BGZF_BLOCK_INPUT
+            self._write_blocks(self._buffer[:n])
+            del self._buffer[:n]
 
-    def _write_block(self, data: bytes) -> None:
-        compressor = zlib.compressobj(self._level, zlib.DEFLATED, -15)
-        payload = compressor.compress(data) + compressor.flush()
-        if len(payload) > 65536 - 26:  # incompressible input: store it in two smaller blocks
-            half = len(data) // 2
-            self._write_block(data[:half])
-            self._write_block(data[half:])
-            return
-        block_size = len(payload) + 26
-        self._fh.write(_BGZF_HEADER.pack(0x1F, 0x8B, 8, 4, 0, 0, 0xFF, 6, ord("B"), ord("C"), 2, block_size - 1))
-        self._fh.write(payload)
-        self._fh.write(struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data)))
+    def _write_blocks(self, data: bytearray) -> None:
+        view = bytes(data)
+        pieces = [view[i:i + _BGZF_BLOCK_INPUT] for i in range(0, len(view), _BGZF_BLOCK_INPUT)]
+        compress = partial(_bgzf_blocks, level=self._level)
+        for blocks in (self._pool.map(compress, pieces) if self._pool else map(compress, pieces)):
+            self._fh.write(blocks)
 
     def close(self) -> None:
         if self._fh is None:
             return
         if self._buffer:
-            self._write_block(bytes(self._buffer))
+            self._write_blocks(self._buffer)
             self._buffer.clear()
         self._fh.write(_BGZF_EOF)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
         self._fh.close()
         self._fh = None
+        if self._pool:
+            self._pool.shutdown()
 
     def __enter__(self) -> "BgzfWriter":
         return self
@@ -300,9 +350,20 @@ class BgzfWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
-            self._fh.close()
-            self._fh = None
+        elif self._fh is not None:
+            self._shutdown()
+
+
+def _bgzf_blocks(data: bytes, *, level: int) -> bytes:
+    """``data`` (at most ``0xFF00`` bytes) as one BGZF block.
+
+    zlib's worst case (deflateBound) for 0xFF00 input bytes is 65,311 bytes, so a block never
+    exceeds the 64 KiB BGZF limit, even for incompressible data.
+    """
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    payload = compressor.compress(data) + compressor.flush()
+    header = _BGZF_HEADER.pack(0x1F, 0x8B, 8, 4, 0, 0, 0xFF, 6, ord("B"), ord("C"), 2, len(payload) + 25)
+    return header + payload + struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data))
 
 
 __all__ = ["read_vcf", "write_vcf", "vcf_header", "BgzfWriter"]
