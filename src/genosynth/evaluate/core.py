@@ -1,0 +1,643 @@
+"""``evaluate(real, holdout, synthetic)``: every figure of the report, nested by section.
+
+The real holdout is evaluated exactly like a synthetic set; its figures are the ceiling each
+synthetic set is judged against (a perfect generator is as good as fresh real people, no better).
+Most metrics work on genotype counts (0/1/2); identical haplotypes are counted too when both sets
+are phased.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+import zlib
+
+import numpy as np
+
+from genosynth.cohort import Cohort
+from genosynth.errors import InputError
+from genosynth.evaluate import fidelity as fid
+from genosynth.evaluate import gwas as gw
+from genosynth.evaluate import privacy as pv
+from genosynth.evaluate import structure as st
+from genosynth.evaluate._arrays import allele_freq, dosage, pair_correlations
+from genosynth.evaluate.config import EvalConfig
+from genosynth.evaluate.lights import traffic_lights
+
+HOLDOUT = "holdout"
+TEXT_SOURCES = ("tag", "fid")  # sample columns that may carry a synthetic person's label
+
+
+# ---------------------------------------------------------------------------------- input checks
+def check_same_variants(real: Cohort, others: dict[str, Cohort]) -> None:
+    """Raise :class:`InputError` unless every cohort has real's variants (ids, alleles, order)."""
+    ref = real.variants
+    for name, c in others.items():
+        v = c.variants
+        if len(v) != len(ref):
+            raise InputError(
+                f"{name} has {len(v)} variants but real train has {len(ref)}; the sets must share the same "
+                "variants in the same order: restrict them with 'genosynth convert --extract' (or plink2 --extract) "
+                "to the variant list of real train"
+            )
+        for col in ("id", "ref", "alt"):
+            a = ref[col].astype(str).to_numpy()
+            b = v[col].astype(str).to_numpy()
+            bad = np.flatnonzero(a != b)
+            if bad.size:
+                k = int(bad[0])
+                what = "variant ids or order" if col == "id" else f"{col.upper()} alleles"
+                raise InputError(
+                    f"{name} differs from real train in {what} at {bad.size} variants (first: column {k + 1}, "
+                    f"{a[k]!r} vs {b[k]!r}); align the files with 'genosynth convert --extract' (same variant list, "
+                    "same order) and make REF/ALT agree (plink2 --ref-allele)"
+                )
+
+
+def _as_sets(synthetic) -> dict[str, Cohort]:
+    if isinstance(synthetic, Cohort):
+        return {"synthetic": synthetic}
+    if isinstance(synthetic, dict) and synthetic and all(isinstance(c, Cohort) for c in synthetic.values()):
+        if HOLDOUT in synthetic:
+            raise InputError(f"the name {HOLDOUT!r} is reserved for the real holdout; rename that synthetic set")
+        return {str(k): v for k, v in synthetic.items()}
+    raise InputError("synthetic must be a Cohort or a non-empty dict name -> Cohort")
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    """An independent stream per section, so adding a section does not change the others."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+# ---------------------------------------------------------------------------------- labels
+def _column_labels(c: Cohort, column: str) -> np.ndarray:
+    if column not in c.samples.columns:
+        return np.full(c.n_samples, "", dtype=object)
+    s = c.samples[column]
+    if column == "phenotype" or s.dtype.kind == "f":
+        v = s.to_numpy(dtype=float)
+        return np.array(["" if not np.isfinite(x) else str(int(x)) if float(x).is_integer() else str(x)
+                         for x in v], dtype=object)
+    return c.labels(column).astype(object)
+
+
+def resolve_labels(train: Cohort, sets: dict[str, Cohort], columns: list[str], *, config: EvalConfig,
+                   g: dict[str, np.ndarray], features: dict, seed: int) -> tuple[dict, dict, list[str]]:
+    """Labels of every set for each column; missing ones are taken from ``tag``/``fid`` or pseudo-labelled.
+
+    Returns
+    -------
+    labels : {set: {column: str array (n_people,)}} ("" = unknown), sets include ``train``
+    sources : {set: {column: {"source": given|tag|fid|pseudo|mixed|none, "n_pseudo": int}}}
+    notes : sentences for the report
+    """
+    labels: dict = {"train": {}}
+    sources: dict = {"train": {}}
+    notes: list[str] = []
+    usable = []
+    for col in columns:
+        y = _column_labels(train, col)
+        if (y != "").sum() < 2 or len(np.unique(y[y != ""])) < 2:
+            notes.append(f"real train has no usable {col!r} labels: figures that need them are skipped "
+                         "(give --samples with that column)")
+            continue
+        usable.append(col)
+        labels["train"][col] = y
+        sources["train"][col] = {"source": "given", "n_pseudo": 0}
+    for name, c in sets.items():
+        labels[name], sources[name] = {}, {}
+        for col in usable:
+            known = set(labels["train"][col][labels["train"][col] != ""])
+            y = _column_labels(c, col)
+            source = "given"
+            if (y == "").all():
+                source = "none"
+                for alt in TEXT_SOURCES:
+                    if alt in c.samples.columns:
+                        cand = c.labels(alt).astype(object)
+                        inside = np.isin(cand, list(known))
+                        if (cand != "").any() and inside.mean() >= 0.95:
+                            y = np.where(inside, cand, "").astype(object)
+                            source = alt
+                            break
+            labels[name][col] = y
+            sources[name][col] = {"source": source, "n_pseudo": 0}
+    # pseudo-label what is still unknown, with one classifier per column trained on real train
+    for col in usable:
+        todo = {n: labels[n][col] == "" for n in sets if (labels[n][col] == "").any()}
+        if not todo:
+            continue
+        feats = features["train"]
+        ytr = labels["train"][col][feats.rows]
+        clf = st.make_classifier("lr", rf_trees=config.rf_trees, seed=seed, threads=config.threads)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.fit(feats.train_scores[ytr != ""], ytr[ytr != ""])
+        for name, miss in todo.items():
+            pred = clf.predict(feats.transform(g[name][miss]))
+            y = labels[name][col].copy()
+            y[miss] = pred
+            labels[name][col] = y
+            src = sources[name][col]
+            src["n_pseudo"] = int(miss.sum())
+            src["source"] = "pseudo" if miss.all() else "mixed"
+            what = "all" if miss.all() else f"{int(miss.sum())} of {len(miss)}"
+            notes.append(f"{name}: {what} {col!r} labels are pseudo-labels from a PCA + logistic-regression "
+                         f"classifier trained on real train; label-dependent figures of {name} ({col}) partly "
+                         "reflect that classifier")
+    return labels, sources, notes
+
+
+# ---------------------------------------------------------------------------------- sections
+def _densest_window(variants, n_snps: int) -> np.ndarray:
+    chrom = variants["chrom"].astype(str).to_numpy()
+    pos = variants["pos"].to_numpy(dtype=np.int64)
+    best, best_span = None, None
+    for c in np.unique(chrom):
+        idx = np.flatnonzero(chrom == c)
+        idx = idx[np.argsort(pos[idx], kind="stable")]
+        k = min(n_snps, len(idx))
+        if k < 2:
+            continue
+        spans = pos[idx[k - 1:]] - pos[idx[:len(idx) - k + 1]]
+        s = int(np.argmin(spans))
+        key = (-k, int(spans[s]))
+        if best is None or key < best_span:
+            best, best_span = idx[s:s + k], key
+    return best if best is not None else np.arange(min(n_snps, len(variants)))
+
+
+def _groups(y_train: np.ndarray, y_other: np.ndarray, min_size: int) -> list[str]:
+    out = []
+    for lab in np.unique(y_train[y_train != ""]):
+        if (y_train == lab).sum() >= min_size and (y_other == lab).sum() >= min_size:
+            out.append(str(lab))
+    return out
+
+
+def _fidelity(name, g, labels, label_column, variants, pairs, cache, pca, scores, fill, config, seed):
+    """Fidelity figures of set ``name`` against real train."""
+    rng = _rng(seed, "fidelity-" + name)
+    gt, go = g["train"], g[name]
+    out: dict = {}
+    # allele frequencies, overall and per group
+    af_t, af_o = cache["af_train"], allele_freq(go)
+    out["allele_frequency"] = {"overall": fid.allele_frequency_metrics(af_t, af_o), "per_group": {}}
+    plot = {"af": af_o}
+    for col in labels["train"]:
+        if col == config.gwas_phenotype:
+            continue
+        yt, yo = labels["train"][col], labels[name][col]
+        per = {}
+        for lab in _groups(yt, yo, config.min_group_size):
+            m = fid.allele_frequency_metrics(cache.setdefault(("af", col, lab), allele_freq(gt[yt == lab])),
+                                             allele_freq(go[yo == lab]))
+            m["n_train"], m["n"] = int((yt == lab).sum()), int((yo == lab).sum())
+            per[lab] = m
+        out["allele_frequency"]["per_group"][col] = per
+    # LD: pooled near pairs, random all-genome pairs, near pairs within groups, decay curves
+    ld: dict = {}
+    for key in ("near", "all"):
+        i, j = pairs[key]
+        r_t = cache.setdefault(("r", key), pair_correlations(gt, i, j, fill=fill))
+        ld[key] = fid.compare_pair_r(r_t, pair_correlations(go, i, j, fill=fill))
+    ld["near"]["n_pairs_total"] = pairs["near_total"]
+    ld["window_bp"] = config.ld_window_bp
+    di, dj = pairs["decay"]
+    dist = pairs["decay_dist"]
+    edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
+    r_dec = pair_correlations(go, di, dj, fill=fill)
+    ld["decay_pooled"] = fid.ld_decay(r_dec, dist, edges)
+    within = {"per_group": {}}
+    dec_w, dec_n = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    if label_column in labels["train"]:
+        yt, yo = labels["train"][label_column], labels[name][label_column]
+        i, j = pairs["near"]
+        weights, values = [], []
+        for lab in _groups(yt, yo, config.min_group_size):
+            r_t = cache.setdefault(("rw", lab), pair_correlations(gt[yt == lab], i, j, fill=fill))
+            cmp_ = fid.compare_pair_r(r_t, pair_correlations(go[yo == lab], i, j, fill=fill))
+            cmp_["n_train"], cmp_["n"] = int((yt == lab).sum()), int((yo == lab).sum())
+            within["per_group"][lab] = cmp_
+            if np.isfinite(cmp_["r"]) and cmp_["n_pairs"] >= 3:
+                weights.append(cmp_["n_train"])
+                values.append(cmp_["r"])
+            dec = fid.ld_decay(pair_correlations(go[yo == lab], di, dj, fill=fill), dist, edges)
+            for b, v in enumerate(dec):
+                if v is not None:
+                    dec_w[b] += v * (yt == lab).sum()
+                    dec_n[b] += (yt == lab).sum()
+        within["r"] = float(np.average(values, weights=weights)) if values else float("nan")
+        within["groups"] = len(values)
+        within["column"] = label_column
+    else:
+        within["r"] = float("nan")
+    ld["near_within"] = within
+    ld["decay_within"] = [float(w / n) if n else None for w, n in zip(dec_w, dec_n)]
+    hi = cache["heatmap_idx"]
+    plot["ld_heatmap"] = np.nan_to_num(np.corrcoef(dosage(go[:, hi], fill[hi]), rowvar=False) ** 2).round(4)
+    out["ld"] = ld
+    # PCA: energy distance on top PCs of real train
+    out["pca"] = {
+        "n_pcs": int(scores[name].shape[1]),
+        "energy_distance": fid.energy_distance(scores["train"], scores[name],
+                                               max_samples=config.max_energy_samples, rng=rng),
+        "energy_coefficient": None,
+        "energy_distance_pc12": fid.energy_distance(scores["train"][:, :2], scores[name][:, :2],
+                                                    max_samples=config.max_energy_samples, rng=rng),
+        "mean_pc_shift": np.abs(scores["train"].mean(0) - scores[name].mean(0)).round(4).tolist(),
+    }
+    # energy coefficient E / (2 E|X-Y|) in [0, 1]: scale-free, so it can carry a traffic light
+    out["pca"]["energy_coefficient"] = fid.energy_coefficient(scores["train"], scores[name],
+                                                              max_samples=config.max_energy_samples, rng=rng)
+    # heterozygosity and pairwise distances (histograms only leave this function)
+    het_t, het_o = cache["het_train"], fid.heterozygosity(go)
+    out["heterozygosity"] = fid.distribution_metrics(het_t, het_o)
+    out["heterozygosity"]["mean_abs_diff"] = abs(out["heterozygosity"]["mean_diff"])
+    ed = cache["het_edges"]
+    plot["het_hist"] = fid.histogram(het_o, ed)
+    cap = config.max_distance_samples
+    xs_t = cache["dist_sample_train"]
+    xo = dosage(go[rng.choice(len(go), size=min(cap, len(go)), replace=False)], fill)
+    d_tt = cache["dist_within_train"]
+    d_oo = fid.pairwise_distance_sample(xo)
+    d_to = fid.pairwise_distance_sample(xs_t, xo)
+    out["pairwise_distance"] = {"within": fid.distribution_metrics(d_tt, d_oo),
+                                "between_mean": float(d_to.mean()), "n_sampled": int(len(xo))}
+    de = cache["dist_edges"]
+    plot["dist_within_hist"] = fid.histogram(d_oo, de)
+    plot["dist_between_hist"] = fid.histogram(d_to, de)
+    return out, plot
+
+
+def _features(g: np.ndarray, config: EvalConfig, fill: np.ndarray, seed: int, name: str) -> st.PCAFeatures:
+    """PCA features fitted on (at most ``max_classifier_train`` random rows of) one training set."""
+    rows = np.arange(len(g))
+    if len(g) > config.max_classifier_train:
+        rows = np.sort(_rng(seed, "features-" + name).choice(len(g), config.max_classifier_train, replace=False))
+    f = st.PCAFeatures(g[rows], fill=fill, n_pcs=config.classifier_pcs, seed=seed)
+    f.rows = rows
+    f.train_scores = f.transform(g[rows])
+    return f
+
+
+def _structure(feats: st.PCAFeatures, y_train: dict, g_test: np.ndarray, y_test: dict, config, seed):
+    """Table I rows of one training set: accuracy on the real holdout per label column."""
+    f_test = feats.transform(g_test)
+    out = {}
+    for col, y in y_train.items():
+        if col == config.gwas_phenotype:
+            continue
+        out[col] = st.accuracy_table(feats.train_scores, y[feats.rows], f_test, y_test[col],
+                                     kinds=tuple(config.classifiers), rf_trees=config.rf_trees, seed=seed,
+                                     threads=config.threads)
+    return out
+
+
+def _gwas_design(labels, label_column, config):
+    if config.gwas_phenotype:
+        col = config.gwas_phenotype
+        if col not in labels["train"]:
+            return None, f"GWAS skipped: real train has no 0/1 {col!r} column"
+        return {"column": col, "case": "1", "control": "0", "mode": "phenotype"}, None
+    if label_column not in labels["train"]:
+        return None, f"GWAS skipped: no {label_column!r} labels in real train"
+    y = labels["train"][label_column]
+    if config.gwas_groups:
+        case, control = map(str, config.gwas_groups)
+        for lab in (case, control):
+            if not (y == lab).any():
+                raise InputError(f"GWAS group {lab!r} is not a {label_column} label of real train "
+                                 f"(labels: {sorted(set(y) - {''})}); fix --gwas-groups")
+    else:
+        vals, counts = np.unique(y[y != ""], return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        case, control = str(vals[order[0]]), str(vals[order[1]])
+    return {"column": label_column, "case": case, "control": control, "mode": "groups"}, None
+
+
+def _privacy_block(x_train, x_other_nonmember, x_syn, config, rng):
+    out = pv.privacy_metrics(x_train, x_other_nonmember, x_syn, mia_repeats=config.mia_repeats,
+                             aats_repeats=config.aats_repeats, max_samples=config.max_privacy_samples,
+                             chunk=config.chunk_rows, rng=rng)
+    return out
+
+
+# ---------------------------------------------------------------------------------- main entry
+def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "super_pop",
+             config: EvalConfig | None = None, seed: int = 0) -> dict:
+    """Compare synthetic cohort(s) with real train, using the real holdout as the ceiling.
+
+    Parameters
+    ----------
+    real : Cohort
+        The real training cohort (the generator saw these people).
+    holdout : Cohort
+        Real people the generator never saw (same variants).
+    synthetic : Cohort or dict[str, Cohort]
+        One synthetic set, or several by name (e.g. ``{"vanilla": a, "guided": b}``); sizes may differ.
+    label_column : str
+        Sample column of the population labels (per-group fidelity, Table I, default GWAS groups).
+        ``pop`` is added automatically when real train has it.
+    config : EvalConfig, optional
+    seed : int
+        Seeds every subsample and classifier; the same inputs and seed give the same figures.
+
+    Returns
+    -------
+    dict
+        JSON-serialisable after :func:`genosynth.evaluate.report.to_json_ready` (the key ``"_private"``
+        holds per-person PC scores for the PCA plot and is never written). Sections: ``inputs``,
+        ``labels``, ``notes``, ``fidelity``, ``structure``, ``gwas``, ``privacy``, ``summary``,
+        ``lights``, ``plot_data``, ``timings``, ``config``, ``seed``.
+
+    References
+    ----------
+    Yelmen B. et al. (2021) Creating artificial human genomes using generative neural networks.
+    PLOS Genetics 17(2): e1009303.
+    """
+    from genosynth import __version__
+
+    config = config or EvalConfig()
+    seed = int(seed)
+    syn = _as_sets(synthetic)
+    check_same_variants(real, {"holdout": holdout, **syn})
+    names = [HOLDOUT, *syn]
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    for n_, c in (("real train", real), ("holdout", holdout), *syn.items()):
+        if c.n_samples < 4:
+            raise InputError(f"{n_} has {c.n_samples} people; the evaluation needs at least 4 per set")
+    g = {"train": real.genotypes(), HOLDOUT: holdout.genotypes(), **{k: c.genotypes() for k, c in syn.items()}}
+    af_train = allele_freq(g["train"])
+    fill = np.where(np.isfinite(af_train), 2 * af_train, 0.0)
+    columns = [label_column]
+    if label_column != "pop" and "pop" in real.samples.columns and (real.labels("pop") != "").any():
+        columns.append("pop")
+    if config.gwas_phenotype:
+        columns.append(config.gwas_phenotype)
+    features = {"train": _features(g["train"], config, fill, seed, "train")}
+    labels, sources, notes = resolve_labels(real, {HOLDOUT: holdout, **syn}, columns, config=config, g=g,
+                                            features=features, seed=seed)
+    timings["labels"] = time.perf_counter() - t0
+
+    # ---- shared pair sets and caches
+    t = time.perf_counter()
+    rng = _rng(seed, "pairs")
+    ni, nj, ntot = fid.near_pairs(real.variants, window_bp=config.ld_window_bp, max_pairs=config.max_ld_pairs,
+                                  rng=rng)
+    ai, aj = fid.random_pairs(real.n_variants, max_pairs=config.max_ld_pairs, rng=rng)
+    chrom = real.variants["chrom"].astype(str).to_numpy()
+    pos = real.variants["pos"].to_numpy(dtype=np.int64)
+    n_dec = min(config.max_ld_pairs, 50_000)
+    si, sj = fid.random_pairs(real.n_variants, max_pairs=n_dec, rng=rng, chrom=chrom, same_chrom=True)
+    if len(ni) > n_dec:
+        keep = rng.choice(len(ni), n_dec, replace=False)
+        di, dj = np.r_[ni[keep], si], np.r_[nj[keep], sj]
+    else:
+        di, dj = np.r_[ni, si], np.r_[nj, sj]
+    pairs = {"near": (ni, nj), "near_total": ntot, "all": (ai, aj), "decay": (di, dj),
+             "decay_dist": np.abs(pos[di] - pos[dj]).astype(float)}
+    pca = fid.RealPCA(g["train"], n_components=config.n_pcs, seed=seed)
+    scores = {k: pca.transform(v) for k, v in g.items()}
+    het_train = fid.heterozygosity(g["train"])
+    rng_d = _rng(seed, "distances")
+    xs_t = dosage(g["train"][rng_d.choice(len(g["train"]), size=min(config.max_distance_samples, len(g["train"])),
+                                          replace=False)], fill)
+    d_tt = fid.pairwise_distance_sample(xs_t)
+    hi = _densest_window(real.variants, config.ld_heatmap_snps)
+    cache = {"af_train": af_train, "het_train": het_train, "dist_sample_train": xs_t, "dist_within_train": d_tt,
+             "heatmap_idx": hi,
+             "het_edges": np.linspace(0, max(0.05, float(np.nanmax([fid.heterozygosity(v).max() for v in g.values()]))
+                                          * 1.05), 41),
+             "dist_edges": np.linspace(0, float(d_tt.max()) * 1.6 + 1e-9, 61)}
+    timings["setup"] = time.perf_counter() - t
+
+    # ---- fidelity
+    t = time.perf_counter()
+    fidelity, plot_sets = {}, {}
+    for name in names:
+        fidelity[name], plot_sets[name] = _fidelity(name, g, labels, label_column, real.variants, pairs, cache, pca,
+                                                    scores, fill, config, seed)
+    edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
+    r_dec_train = pair_correlations(g["train"], di, dj, fill=fill)
+    timings["fidelity"] = time.perf_counter() - t
+
+    # ---- structure (Table I)
+    t = time.perf_counter()
+    structure = {"trtr": _structure(features["train"], labels["train"], g[HOLDOUT], labels[HOLDOUT], config, seed),
+                 "tstr": {}, "n_pcs": int(features["train"].pca.n_components_)}
+    for name in syn:
+        feats = _features(g[name], config, fill, seed, name)
+        structure["tstr"][name] = _structure(feats, labels[name], g[HOLDOUT], labels[HOLDOUT], config, seed)
+    timings["structure"] = time.perf_counter() - t
+
+    # ---- GWAS (Fig. 2)
+    t = time.perf_counter()
+    design, why = _gwas_design(labels, label_column, config)
+    gwas: dict = {"design": design, "sets": {}}
+    gwas_plot: dict = {}
+    if design is None:
+        notes.append(why)
+    else:
+        col = design["column"]
+        masks = {}
+        for name in ["train", *names]:
+            y = labels[name][col]
+            keep = (y == design["case"]) | (y == design["control"])
+            masks[name] = (keep, (y == design["case"])[keep])
+        n_case = min(int(m[1].sum()) for m in masks.values())
+        n_ctrl = min(int((~m[1]).sum()) for m in masks.values())
+        design["n_case_matched"], design["n_control_matched"] = n_case, n_ctrl
+        design["n_case"] = {k: int(m[1].sum()) for k, m in masks.items()}
+        design["n_control"] = {k: int((~m[1]).sum()) for k, m in masks.items()}
+        for name in ["train", *names]:
+            keep, case = masks[name]
+            if case.all() or (~case).all():
+                continue
+            z, lp = gw.dominant_ztest(g[name][keep], case)
+            gwas_plot[name] = {"neglog10p": lp, "qq": gw.qq_points(lp)}
+        if n_case < 5 or n_ctrl < 5:
+            notes.append(f"GWAS replication skipped: a set has fewer than 5 cases or controls "
+                         f"({design['case']} vs {design['control']}); matched sizes {n_case}/{n_ctrl}")
+        else:
+            rng_g = _rng(seed, "gwas")
+            gk, ck = g["train"][masks["train"][0]], masks["train"][1]
+            for name in names:
+                keep, case = masks[name]
+                rep = gw.replication(gk, ck, g[name][keep], case, n_case=n_case, n_control=n_ctrl,
+                                     fractions=tuple(config.gwas_top_fractions), repeats=config.gwas_repeats,
+                                     rng=rng_g)
+                rep["lambda_gc"] = gwas_plot.get(name, {}).get("qq", {}).get("lambda_gc")
+                gwas["sets"][name] = rep
+    timings["gwas"] = time.perf_counter() - t
+
+    # ---- privacy
+    t = time.perf_counter()
+    x_train = dosage(g["train"], fill)
+    x_hold = dosage(g[HOLDOUT], fill)
+    privacy: dict = {}
+    priv_plot: dict = {}
+    rng_p = _rng(seed, "privacy")
+    # the ceiling: half of the holdout plays "synthetic", the other half plays "non-members"
+    perm = rng_p.permutation(len(x_hold))
+    h1, h2 = perm[: len(perm) // 2], perm[len(perm) // 2:]
+    blocks = {HOLDOUT: (x_hold[h2], x_hold[h1], g[HOLDOUT][h1], holdout.subset(samples=h1) if holdout.phased else None)}
+    for name, c in syn.items():
+        blocks[name] = (x_hold, dosage(g[name], fill), g[name], c)
+    hap_train = real.haplotypes().reshape(-1, real.n_variants) if real.phased else None
+    for name, (x_non, x_s, g_s, c_s) in blocks.items():
+        res = _privacy_block(x_train, x_non, x_s, config, rng_p)
+        d_tr, d_ho = res.pop("_dcr_to_train"), res.pop("_dcr_to_holdout")
+        dmax = float(max(d_tr.max(), d_ho.max(), 1e-9))
+        e = np.linspace(0, dmax * 1.05, 41)
+        priv_plot[name] = {"dcr_edges": e.tolist(), "dcr_train_hist": fid.histogram(d_tr, e),
+                           "dcr_holdout_hist": fid.histogram(d_ho, e)}
+        res["identical_to_train"] = pv.identical_rows(g_s, g["train"])
+        res["identical_to_holdout"] = pv.identical_rows(g_s, g[HOLDOUT]) if name != HOLDOUT else None
+        res["duplicates_within"] = int(len(g_s) - len({r.tobytes() for r in np.ascontiguousarray(g_s)}))
+        res["n"] = int(len(g_s))
+        if hap_train is not None and c_s is not None and c_s.phased and c_s.ploidy == real.ploidy:
+            res["identical_haplotypes_to_train"] = pv.identical_rows(c_s.alleles, hap_train)
+            res["n_haplotypes"] = int(c_s.alleles.shape[0])
+        if name != HOLDOUT:
+            res["guarantee"] = syn[name].meta.get("privacy")
+        privacy[name] = res
+    privacy[HOLDOUT]["note"] = ("ceiling: one half of the holdout plays the synthetic set, the other half the "
+                                "non-members")
+    timings["privacy"] = time.perf_counter() - t
+
+    results = {
+        "genosynth_version": __version__,
+        "seed": seed,
+        "label_column": label_column,
+        "config": config.to_dict(),
+        "inputs": {"train": _describe(real), HOLDOUT: _describe(holdout),
+                   "synthetic": {k: _describe(c) for k, c in syn.items()}},
+        "labels": {k: {col: {**src, "counts": _counts(labels[k][col])} for col, src in v.items()}
+                   for k, v in sources.items()},
+        "notes": notes,
+        "fidelity": fidelity,
+        "structure": structure,
+        "gwas": gwas,
+        "privacy": privacy,
+        "plot_data": {
+            "variants": {"chrom": real.variants["chrom"].astype(str).tolist(),
+                         "pos": real.variants["pos"].astype(int).tolist()},
+            "af_train": af_train,
+            "af": {k: v["af"] for k, v in plot_sets.items()},
+            "ld_decay_edges_bp": list(edges),
+            "ld_decay_train": fid.ld_decay(r_dec_train, pairs["decay_dist"], edges),
+            "ld_decay_train_within": _train_within_decay(g["train"], labels, label_column, di, dj, pairs, edges,
+                                                         fill, config),
+            "ld_heatmap": {"ids": real.variants["id"].iloc[hi].astype(str).tolist(),
+                           "span_bp": int(pos[hi].max() - pos[hi].min()),
+                           "chrom": str(chrom[hi[0]]),
+                           "train": np.nan_to_num(np.corrcoef(dosage(g["train"][:, hi], fill[hi]), rowvar=False) ** 2
+                                                  ).round(4),
+                           **{k: v["ld_heatmap"] for k, v in plot_sets.items()}},
+            "het_edges": cache["het_edges"], "het_train_hist": fid.histogram(het_train, cache["het_edges"]),
+            "het_hist": {k: v["het_hist"] for k, v in plot_sets.items()},
+            "dist_edges": cache["dist_edges"], "dist_within_train_hist": fid.histogram(d_tt, cache["dist_edges"]),
+            "dist_within_hist": {k: v["dist_within_hist"] for k, v in plot_sets.items()},
+            "dist_between_hist": {k: v["dist_between_hist"] for k, v in plot_sets.items()},
+            "pca_explained_variance_ratio": pca.explained_variance_ratio,
+            "gwas": gwas_plot,
+            "dcr": priv_plot,
+        },
+        "_private": {"pc_scores": {k: v[:, :2] for k, v in scores.items()},
+                     "pc_labels": {k: labels[k].get(label_column) for k in scores}},
+    }
+    results["summary"] = {name: _flat(results, name) for name in names}
+    results["lights"] = {name: traffic_lights(results["summary"][name], results["summary"][HOLDOUT]) for name in syn}
+    timings["total"] = time.perf_counter() - t0
+    results["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    return results
+
+
+def _train_within_decay(gt, labels, label_column, di, dj, pairs, edges, fill, config):
+    if label_column not in labels["train"]:
+        return None
+    y = labels["train"][label_column]
+    acc, wts = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    for lab in np.unique(y[y != ""]):
+        m = y == lab
+        if m.sum() < config.min_group_size:
+            continue
+        dec = fid.ld_decay(pair_correlations(gt[m], di, dj, fill=fill), pairs["decay_dist"], edges)
+        for b, v in enumerate(dec):
+            if v is not None:
+                acc[b] += v * m.sum()
+                wts[b] += m.sum()
+    return [float(a / w) if w else None for a, w in zip(acc, wts)]
+
+
+def _describe(c: Cohort) -> dict:
+    return {"n_samples": int(c.n_samples), "n_variants": int(c.n_variants), "phased": bool(c.phased),
+            "source": c.meta.get("source"), "missing_rate": float(c.missing_rate())}
+
+
+def _counts(y: np.ndarray) -> dict:
+    vals, counts = np.unique(y.astype(str), return_counts=True)
+    return {(v if v else "(none)"): int(n) for v, n in zip(vals, counts)}
+
+
+# ---------------------------------------------------------------------------------- flat summary
+def _flat(results: dict, name: str) -> dict:
+    f = results["fidelity"][name]
+    out = {
+        "af_r": f["allele_frequency"]["overall"]["r"],
+        "af_mean_abs_diff": f["allele_frequency"]["overall"]["mean_abs_diff"],
+        "ld_r_near": f["ld"]["near"]["r"],
+        "ld_r_near_within": f["ld"]["near_within"]["r"],
+        "ld_r_all": f["ld"]["all"]["r"],
+        "energy_distance": f["pca"]["energy_distance"],
+        "energy_coefficient": f["pca"]["energy_coefficient"],
+        "het_mean_abs_diff": f["heterozygosity"]["mean_abs_diff"],
+        "dist_wasserstein": f["pairwise_distance"]["within"]["wasserstein"],
+    }
+    trtr = results["structure"]["trtr"]
+    tstr = trtr if name == HOLDOUT else results["structure"]["tstr"].get(name, {})
+    for col, tab in trtr.items():
+        for kind in results["config"]["classifiers"]:
+            if kind in tab:
+                out[f"trtr_{col}_{kind}"] = tab[kind]
+            if kind in tstr.get(col, {}):
+                out[f"tstr_{col}_{kind}"] = tstr[col][kind]
+    gs = results["gwas"]["sets"].get(name)
+    if gs:
+        for key, v in gs.items():
+            if key.startswith("overlap_top") and not key.endswith(("_sd", "_chance")):
+                out[f"gwas_{key}"] = v  # gwas_overlap_top10, ...
+        out["gwas_rank_r"] = gs["rank_r"]
+    p = results["privacy"][name]
+    out.update({
+        "identical_to_train": p["identical_to_train"],
+        "identical_haplotypes_to_train": p.get("identical_haplotypes_to_train"),
+        "dcr_closer_to_train": p["dcr_closer_to_train"],
+        "mia_auc": p["mia_auc"],
+        "aats": p["aats_train"],
+        "aats_holdout": p["aats_holdout"],
+        "privacy_loss": p["privacy_loss"],
+    })
+    guarantee = p.get("guarantee") or {}
+    out["epsilon"] = guarantee.get("epsilon")
+    out["delta"] = guarantee.get("delta")
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
+
+
+def summary(results: dict, name: str | None = None) -> dict:
+    """The headline figures of one set as a flat dict (for a one-line print).
+
+    ``name`` is a synthetic set's name (default: the only / first one) or ``"holdout"`` for the
+    ceiling. Keys: ``af_r, af_mean_abs_diff, ld_r_near, ld_r_near_within, ld_r_all, energy_distance,
+    het_mean_abs_diff, dist_wasserstein, trtr_<col>_<clf>, tstr_<col>_<clf>, gwas_overlap_top10/20/30,
+    gwas_rank_r, identical_to_train, identical_haplotypes_to_train, dcr_closer_to_train, mia_auc,
+    aats, aats_holdout, privacy_loss, epsilon, delta``.
+    """
+    sets = results["summary"]
+    if name is None:
+        name = next(k for k in sets if k != HOLDOUT)
+    if name not in sets:
+        raise InputError(f"no set named {name!r}; sets: {sorted(sets)}")
+    return dict(sets[name])

@@ -1,0 +1,567 @@
+"""``PREFIX.json`` and a self-contained ``PREFIX.html`` from the results of :func:`evaluate`.
+
+The HTML has no external resource (no CDN, no web font): CSS is inline and every plot is a
+base64 PNG drawn with matplotlib's Agg backend. Plots show aggregates (allele frequencies, LD,
+histograms, p-values) and PC projections; no per-person genotype of the real cohort is written,
+and per-person PC scores stay out of the JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+
+import numpy as np
+
+from genosynth.io.atomic import atomic_outputs
+
+HOLDOUT = "holdout"
+LIGHT_COLOURS = {"green": "#2e9d4f", "amber": "#e7a11a", "red": "#d23b33", "grey": "#9a9a9a"}
+SET_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+
+# every plot the report draws; the screenshot test checks that each one rendered
+PLOTS = ("allele_frequencies", "ld_decay", "ld_heatmap", "pca", "heterozygosity", "pairwise_distances",
+         "structure", "gwas_manhattan", "gwas_qq", "gwas_overlap", "dcr")
+
+
+# ---------------------------------------------------------------------------------- JSON
+def to_json_ready(obj):
+    """A copy of ``obj`` with numpy types turned into Python ones, NaN/inf into None, and keys
+    starting with ``_`` (per-person values kept in memory for plots) removed."""
+    if isinstance(obj, dict):
+        return {str(k): to_json_ready(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_json_ready(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj
+
+
+# ---------------------------------------------------------------------------------- figures
+def _fig_to_img(fig, name: str, alt: str) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return (f'<figure data-plot="{name}"><img alt="{html.escape(alt)}" data-plot="{name}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{html.escape(alt)}</figcaption></figure>')
+
+
+def _sets(results) -> list[str]:
+    return [HOLDOUT, *results["inputs"]["synthetic"]]
+
+
+def _colour(results, name) -> str:
+    return SET_COLOURS[_sets(results).index(name) % len(SET_COLOURS)]
+
+
+def _grid(n: int, *, width: float = 3.6, height: float = 3.3):
+    import matplotlib.pyplot as plt
+
+    cols = min(n, 4)
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return fig, axes.ravel()
+
+
+def plot_allele_frequencies(results) -> str:
+    pd_ = results["plot_data"]
+    af_t = np.asarray(pd_["af_train"], dtype=float)
+    names = _sets(results)
+    fig, axes = _grid(len(names))
+    for ax, name in zip(axes, names):
+        af = np.asarray(pd_["af"][name], dtype=float)
+        ax.scatter(af_t, af, s=4, alpha=0.5, color=_colour(results, name), rasterized=True)
+        ax.plot([0, 1], [0, 1], color="k", lw=0.7)
+        r = results["fidelity"][name]["allele_frequency"]["overall"]["r"]
+        ax.set_title(f"{name}: r = {r:.4f}" if r is not None else name, fontsize=9)
+        ax.set_xlabel("ALT frequency, real train")
+        ax.set_ylabel(f"ALT frequency, {name}")
+    return _fig_to_img(fig, "allele_frequencies", "Allele frequencies: real train (x) against each set (y)")
+
+
+def plot_ld_decay(results) -> str:
+    import matplotlib.pyplot as plt
+
+    pd_ = results["plot_data"]
+    edges = np.asarray(pd_["ld_decay_edges_bp"], dtype=float)
+    labels = [_bp(lo) + "-" + _bp(hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    x = np.arange(len(labels))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, key, title in ((axes[0], "decay_pooled", "pooled"), (axes[1], "decay_within", "within groups")):
+        train = pd_["ld_decay_train"] if key == "decay_pooled" else pd_["ld_decay_train_within"]
+        if train is not None:
+            ax.plot(x, _nan(train), "k-o", ms=3, label="real train")
+        for name in _sets(results):
+            ax.plot(x, _nan(results["fidelity"][name]["ld"][key]), "-o", ms=3, color=_colour(results, name),
+                    label=name)
+        ax.set_xticks(x, labels, rotation=30, fontsize=7)
+        ax.set_title(f"LD decay, {title}", fontsize=9)
+        ax.set_xlabel("distance between SNPs (same chromosome)")
+    axes[0].set_ylabel("mean r\u00b2")
+    axes[1].legend(fontsize=7)
+    return _fig_to_img(fig, "ld_decay", "LD decay: mean r\u00b2 by distance bin, pooled and within populations")
+
+
+def plot_ld_heatmap(results) -> str:
+    hm = results["plot_data"]["ld_heatmap"]
+    names = ["train", *_sets(results)]
+    fig, axes = _grid(len(names), width=3.3, height=3.2)
+    im = None
+    for ax, name in zip(axes, names):
+        m = np.asarray(hm[name], dtype=float)
+        im = ax.imshow(m, vmin=0, vmax=1, cmap="Reds", interpolation="nearest")
+        ax.set_title("real train" if name == "train" else name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[:len(names)]), shrink=0.7, label="r\u00b2")
+    alt = (f"LD heatmaps (r\u00b2) of {len(hm['ids'])} consecutive SNPs on chromosome {hm['chrom']} "
+           f"spanning {_bp(hm['span_bp'])}: real train and every set")
+    return _fig_to_img(fig, "ld_heatmap", alt)
+
+
+def plot_pca(results) -> str:
+    priv = results.get("_private") or {}
+    scores = priv.get("pc_scores")
+    names = _sets(results)
+    fig, axes = _grid(len(names))
+    for ax, name in zip(axes, names):
+        if scores is None:
+            ax.text(0.5, 0.5, "PC scores not available\n(report rebuilt from JSON)", ha="center", va="center")
+            continue
+        t = np.asarray(scores["train"])
+        o = np.asarray(scores[name])
+        ax.scatter(t[:, 0], t[:, 1], s=3, color="0.75", label="real train", rasterized=True)
+        lab = priv["pc_labels"].get(name)
+        if lab is not None and len(np.unique(lab)) <= 10:
+            for k, v in enumerate(np.unique(lab)):
+                m = lab == v
+                ax.scatter(o[m, 0], o[m, 1], s=4, color=SET_COLOURS[k % len(SET_COLOURS)], label=str(v) or "?",
+                           rasterized=True)
+        else:
+            ax.scatter(o[:, 0], o[:, 1], s=4, color=_colour(results, name), label=name, rasterized=True)
+        e = results["fidelity"][name]["pca"]["energy_distance"]
+        ax.set_title(f"{name}: energy distance {e:.3f}" if e is not None else name, fontsize=9)
+        ax.set_xlabel("PC1 (real train)")
+        ax.set_ylabel("PC2 (real train)")
+        ax.legend(fontsize=6, markerscale=2)
+    return _fig_to_img(fig, "pca", "PCA fitted on real train (grey); each set projected, coloured by label")
+
+
+def plot_heterozygosity(results) -> str:
+    import matplotlib.pyplot as plt
+
+    pd_ = results["plot_data"]
+    e = np.asarray(pd_["het_edges"], dtype=float)
+    mid = 0.5 * (e[1:] + e[:-1])
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(mid, _density(pd_["het_train_hist"]), "k-", label="real train")
+    for name in _sets(results):
+        ax.plot(mid, _density(pd_["het_hist"][name]), color=_colour(results, name), label=name)
+    ax.set_xlabel("heterozygous share of SNPs per person")
+    ax.set_ylabel("share of people")
+    ax.legend(fontsize=7)
+    return _fig_to_img(fig, "heterozygosity", "Per-person heterozygosity")
+
+
+def plot_pairwise_distances(results) -> str:
+    import matplotlib.pyplot as plt
+
+    pd_ = results["plot_data"]
+    e = np.asarray(pd_["dist_edges"], dtype=float)
+    mid = 0.5 * (e[1:] + e[:-1])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    axes[0].plot(mid, _density(pd_["dist_within_train_hist"]), "k-", label="real train")
+    for name in _sets(results):
+        axes[0].plot(mid, _density(pd_["dist_within_hist"][name]), color=_colour(results, name), label=name)
+        axes[1].plot(mid, _density(pd_["dist_between_hist"][name]), color=_colour(results, name),
+                     label=f"real train \u2194 {name}")
+    axes[0].set_title("within each set", fontsize=9)
+    axes[1].set_title("between real train and each set", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("Euclidean distance between genotype vectors")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("share of pairs")
+    return _fig_to_img(fig, "pairwise_distances", "Pairwise distance distributions")
+
+
+def plot_structure(results) -> str:
+    import matplotlib.pyplot as plt
+
+    trtr = results["structure"]["trtr"]
+    kinds = results["config"]["classifiers"]
+    cols = list(trtr)
+    fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(5.5 * max(1, len(cols)), 3.4), squeeze=False)
+    names = ["TRTR (real)", *results["structure"]["tstr"]]
+    width = 0.8 / len(names)
+    for ax, col in zip(axes[0], cols):
+        for k, name in enumerate(names):
+            tab = trtr[col] if k == 0 else results["structure"]["tstr"][name].get(col, {})
+            vals = [tab.get(kind) or 0.0 for kind in kinds]
+            colour = _colour(results, HOLDOUT) if k == 0 else _colour(results, name)
+            ax.bar(np.arange(len(kinds)) + k * width, vals, width, label=name, color=colour)
+        ax.set_xticks(np.arange(len(kinds)) + width * (len(names) - 1) / 2, [k.upper() for k in kinds])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{col}: accuracy on real holdout", fontsize=9)
+        ax.legend(fontsize=7)
+    return _fig_to_img(fig, "structure", "Population-structure inference: trained on real (TRTR) or synthetic (TSTR)")
+
+
+def plot_manhattan(results) -> str:
+    pd_ = results["plot_data"]
+    gw = pd_["gwas"]
+    names = [n for n in ["train", *_sets(results)] if n in gw]
+    chrom = np.asarray(pd_["variants"]["chrom"])
+    pos = np.asarray(pd_["variants"]["pos"], dtype=float)
+    order, xs, ticks = _genome_x(chrom, pos)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(max(1, len(names)), 1, figsize=(11, 1.9 * max(1, len(names))), sharex=True,
+                             squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        lp = np.asarray(gw[name]["neglog10p"], dtype=float)
+        shade = np.array([0 if k % 2 == 0 else 1 for k in _chrom_index(chrom)])
+        ax.scatter(xs, lp, s=3, c=np.where(shade == 0, "#1f4e79", "#8fb3d9"), rasterized=True)
+        ax.set_ylabel("-log10 p", fontsize=8)
+        ax.set_title("real train" if name == "train" else name, fontsize=9, loc="left")
+    axes[-1, 0].set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=6)
+    d = results["gwas"]["design"] or {}
+    return _fig_to_img(fig, "gwas_manhattan",
+                       f"Manhattan plots, dominant-model Z-test, {d.get('case')} (cases) vs {d.get('control')} "
+                       "(controls), full sample sizes")
+
+
+def plot_qq(results) -> str:
+    import matplotlib.pyplot as plt
+
+    gw = results["plot_data"]["gwas"]
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    top = 1.0
+    for name in [n for n in ["train", *_sets(results)] if n in gw]:
+        q = gw[name]["qq"]
+        colour = "k" if name == "train" else _colour(results, name)
+        lam = q.get("lambda_gc")
+        ax.plot(q["expected"], q["observed"], ".", ms=3, color=colour,
+                label=f"{'real train' if name == 'train' else name} (\u03bb={lam:.1f})" if lam else name)
+        if q["expected"]:
+            top = max(top, max(q["expected"]))
+    ax.plot([0, top], [0, top], "k--", lw=0.7)
+    ax.set_xlabel("expected -log10 p")
+    ax.set_ylabel("observed -log10 p")
+    ax.legend(fontsize=7)
+    return _fig_to_img(fig, "gwas_qq", "QQ plots of the association p-values")
+
+
+def plot_gwas_overlap(results) -> str:
+    import matplotlib.pyplot as plt
+
+    sets = results["gwas"]["sets"]
+    fr = results["config"]["gwas_top_fractions"]
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    names = [n for n in _sets(results) if n in sets]
+    width = 0.8 / max(1, len(names))
+    for k, name in enumerate(names):
+        vals = [sets[name].get(f"overlap_top{int(round(100 * f))}") or 0.0 for f in fr]
+        ax.bar(np.arange(len(fr)) + k * width, vals, width, color=_colour(results, name),
+               label=f"real train vs {name}" + (" (ceiling)" if name == HOLDOUT else ""))
+    ax.plot(np.arange(len(fr)) + width * (len(names) - 1) / 2, fr, "k_", ms=20, label="chance")
+    ax.set_xticks(np.arange(len(fr)) + width * (len(names) - 1) / 2, [f"top {int(100 * f)} %" for f in fr])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("overlap of lowest p-values")
+    ax.legend(fontsize=7)
+    return _fig_to_img(fig, "gwas_overlap", "Overlap of top association signals at matched sample sizes")
+
+
+def plot_dcr(results) -> str:
+    dcr = results["plot_data"]["dcr"]
+    names = [n for n in _sets(results) if n in dcr]
+    fig, axes = _grid(len(names))
+    for ax, name in zip(axes, names):
+        e = np.asarray(dcr[name]["dcr_edges"], dtype=float)
+        mid = 0.5 * (e[1:] + e[:-1])
+        ax.plot(mid, dcr[name]["dcr_train_hist"], color="#d23b33", label="to real train")
+        ax.plot(mid, dcr[name]["dcr_holdout_hist"], color="#1f77b4", label="to real holdout")
+        ax.set_title(name + (" (half vs half, ceiling)" if name == HOLDOUT else ""), fontsize=9)
+        ax.set_xlabel("distance to closest record")
+        ax.set_ylabel("people")
+        ax.legend(fontsize=7)
+    return _fig_to_img(fig, "dcr", "Distance to closest record: synthetic to real train vs to real holdout "
+                                   "(train subsampled to the holdout size)")
+
+
+# ---------------------------------------------------------------------------------- HTML
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1200px;color:#222}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 7px;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left}
+.dot{display:inline-block;width:11px;height:11px;border-radius:6px;margin-right:5px;vertical-align:middle}
+figure{margin:10px 0} figure img{max-width:100%} figcaption{font-size:12px;color:#555}
+.note{background:#fff7e0;border-left:4px solid #e7a11a;padding:5px 9px;font-size:13px;margin:4px 0}
+.small{font-size:12px;color:#555}
+"""
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None:
+        return "\u2013"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "\u2013"
+        return f"{v:.{digits}f}" if abs(v) >= 10 ** -digits or v == 0 else f"{v:.2e}"
+    return html.escape(str(v))
+
+
+def _table(header: list[str], rows: list[list], *, left: int = 1) -> str:
+    h = "".join(f'<th class="{"l" if k < left else ""}">{html.escape(c)}</th>' for k, c in enumerate(header))
+    body = []
+    for row in rows:
+        cells = []
+        for k, c in enumerate(row):
+            text = c if isinstance(c, str) and c.startswith("<") else _fmt(c)
+            cells.append(f'<td class="{"l" if k < left else ""}">{text}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{h}</tr>{''.join(body)}</table>"
+
+
+def _light(colour: str) -> str:
+    return f'<span class="dot" style="background:{LIGHT_COLOURS[colour]}" title="{colour}"></span>'
+
+
+def summary_table(results) -> str:
+    names = list(results["inputs"]["synthetic"])
+    rows_by_key: dict[str, list] = {}
+    order = []
+    for name in names:
+        for row in results["lights"][name]:
+            if row["key"] not in rows_by_key:
+                rows_by_key[row["key"]] = [row["label"], row["ceiling"]]
+                order.append(row["key"])
+    for key in order:
+        for name in names:
+            row = next((r for r in results["lights"][name] if r["key"] == key), None)
+            rows_by_key[key].append(f'{_light(row["light"])}{_fmt(row["value"])}' if row else "\u2013")
+    header = ["Metric", "Real holdout (ceiling)", *names]
+    return _table(header, [rows_by_key[k] for k in order])
+
+
+def render_html(results, *, title: str | None = None) -> str:
+    """The whole report as one HTML string."""
+    names = list(results["inputs"]["synthetic"])
+    sets = _sets(results)
+    title = title or "genosynth evaluation report"
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             f"<style>{CSS}</style></head><body>"]
+    parts.append(f"<h1>{html.escape(title)}</h1>")
+    inp = results["inputs"]
+    parts.append(
+        f"<p class='small'>genosynth {html.escape(str(results['genosynth_version']))}, seed {results['seed']}; "
+        f"real train {inp['train']['n_samples']:,} people, real holdout {inp[HOLDOUT]['n_samples']:,}, "
+        + ", ".join(f"{html.escape(k)} {v['n_samples']:,}" for k, v in inp["synthetic"].items())
+        + f"; {inp['train']['n_variants']:,} variants. Every figure compares a set with real train; the real "
+        "holdout row is the ceiling (fresh real people). Green: as good as the holdout within tolerance; amber: "
+        "noticeably worse; red: fails.</p>")
+    parts.append("<h2 id='summary'>Summary</h2>")
+    parts.append(summary_table(results))
+    for note in results["notes"]:
+        parts.append(f"<div class='note'>{html.escape(note)}</div>")
+    # labels
+    lab_rows = []
+    for set_name, cols in results["labels"].items():
+        for col, info in cols.items():
+            lab_rows.append([set_name, col, info["source"], info["n_pseudo"],
+                             ", ".join(f"{k} {v}" for k, v in list(info["counts"].items())[:12])
+                             + (" ..." if len(info["counts"]) > 12 else "")])
+    parts.append("<h3>Labels</h3>" + _table(["Set", "Column", "Source", "Pseudo-labelled", "Counts"], lab_rows,
+                                            left=5))
+
+    # fidelity
+    parts.append("<h2 id='fidelity'>Fidelity</h2>")
+    rows = []
+    for name in sets:
+        f = results["fidelity"][name]
+        rows.append([name, f["allele_frequency"]["overall"]["r"], f["allele_frequency"]["overall"]["mean_abs_diff"],
+                     f["ld"]["near"]["r"], f["ld"]["near_within"]["r"], f["ld"]["all"]["r"],
+                     f["pca"]["energy_distance"], f["pca"]["energy_coefficient"],
+                     f["heterozygosity"]["mean"], f["pairwise_distance"]["within"]["wasserstein"]])
+    w = results["config"]["ld_window_bp"]
+    parts.append(_table(["Set", "AF r", "AF mean |diff|", f"LD r (< {_bp(w)}, pooled)",
+                         f"LD r (< {_bp(w)}, within)", "LD r (random pairs)", "Energy distance",
+                         "Energy coefficient", "Mean heterozygosity", "Distance W1"], rows))
+    near = results["fidelity"][HOLDOUT]["ld"]["near"]
+    parts.append(f"<p class='small'>LD pairs &lt; {_bp(w)}: {near['n_pairs']:,} used of "
+                 f"{near.get('n_pairs_total', 0):,}; random genome-wide pairs: "
+                 f"{results['fidelity'][HOLDOUT]['ld']['all']['n_pairs']:,}. Population structure inflates pooled "
+                 "LD between ancestry-informative SNPs; the within-group column removes it.</p>")
+    # per group
+    col = results["label_column"]
+    g_rows = []
+    for name in sets:
+        per_af = results["fidelity"][name]["allele_frequency"]["per_group"].get(col, {})
+        per_ld = results["fidelity"][name]["ld"]["near_within"].get("per_group", {})
+        for grp in sorted(set(per_af) | set(per_ld)):
+            a, ld = per_af.get(grp, {}), per_ld.get(grp, {})
+            g_rows.append([name, grp, a.get("n"), a.get("r"), a.get("mean_abs_diff"), ld.get("r"), ld.get("n_pairs")])
+    if g_rows:
+        parts.append(f"<h3>Per {html.escape(col)}</h3>" + _table(
+            ["Set", "Group", "People", "AF r", "AF mean |diff|", "LD r (near pairs)", "Pairs"], g_rows, left=2))
+    for plot in (plot_allele_frequencies, plot_ld_decay, plot_ld_heatmap, plot_pca, plot_heterozygosity,
+                 plot_pairwise_distances):
+        parts.append(plot(results))
+
+    # structure
+    parts.append("<h2 id='structure'>Population structure inference</h2>")
+    kinds = results["config"]["classifiers"]
+    rows = []
+    for c, tab in results["structure"]["trtr"].items():
+        rows.append(["TRTR (real train)", c, *[tab.get(k) for k in kinds], tab.get("n_train")])
+        for name in names:
+            t2 = results["structure"]["tstr"][name].get(c, {})
+            rows.append([f"TSTR ({name})", c, *[t2.get(k) for k in kinds], t2.get("n_train")])
+    parts.append(_table(["Trained on", "Label", *[k.upper() for k in kinds], "Training people"], rows, left=2))
+    parts.append(f"<p class='small'>Features: top {results['structure'].get('n_pcs')} PCs of a PCA fitted on the "
+                 "training set; accuracy on the real holdout.</p>")
+    parts.append(plot_structure(results))
+
+    # GWAS
+    parts.append("<h2 id='gwas'>GWAS replication</h2>")
+    d = results["gwas"]["design"]
+    if d is None:
+        parts.append("<p>Skipped (see notes).</p>")
+    else:
+        parts.append(f"<p class='small'>Cases: {html.escape(d['case'])}, controls: {html.escape(d['control'])} "
+                     f"({html.escape(d['column'])}); dominant model, per-SNP Z-test. Replication figures use "
+                     f"{d.get('n_case_matched')} cases and {d.get('n_control_matched')} controls drawn from each set "
+                     f"({results['config']['gwas_repeats']} repeats).</p>")
+        fr = results["config"]["gwas_top_fractions"]
+        rows = []
+        for name in sets:
+            s = results["gwas"]["sets"].get(name)
+            if s:
+                rows.append([f"real train vs {name}", *[s[f"overlap_top{int(round(100 * f))}"] for f in fr],
+                             s["rank_r"], s.get("lambda_gc")])
+        if rows:
+            parts.append(_table(["Comparison", *[f"Top {int(100 * f)} % overlap" for f in fr],
+                                 "Rank r of -log10 p", "\u03bb_GC"], rows))
+        for plot in (plot_manhattan, plot_qq, plot_gwas_overlap):
+            parts.append(plot(results))
+
+    # privacy
+    parts.append("<h2 id='privacy'>Privacy</h2>")
+    rows = []
+    for name in sets:
+        p = results["privacy"][name]
+        rows.append([name, p["n"], p["identical_to_train"], p.get("identical_haplotypes_to_train"),
+                     p.get("duplicates_within"), p["dcr_median_to_train"], p["dcr_median_to_holdout"],
+                     p["dcr_closer_to_train"], p["mia_auc"], p["aats_train"], p["aats_holdout"],
+                     p["privacy_loss"]])
+    parts.append(_table(["Set", "People", "Identical people", "Identical haplotypes", "Duplicates within",
+                         "Median DCR to train", "Median DCR to holdout", "Closer to train", "MIA AUC",
+                         "AATS(train)", "AATS(holdout)", "Privacy loss"], rows))
+    parts.append("<p class='small'>Ideal: no identical people, closer-to-train share 0.5, MIA AUC 0.5, AATS 0.5, "
+                 "privacy loss 0. The holdout row splits the holdout in two halves (one plays the synthetic set). "
+                 "MIA: distance-based attack, train members vs holdout non-members, balanced by subsampling, "
+                 f"{results['config']['mia_repeats']} repeats.</p>")
+    g_rows = []
+    for name in names:
+        guarantee = results["privacy"][name].get("guarantee")
+        if guarantee:
+            extra = {k: v for k, v in guarantee.items() if k not in ("epsilon", "delta")}
+            g_rows.append([name, guarantee.get("epsilon"), guarantee.get("delta"),
+                           html.escape(json.dumps(to_json_ready(extra)))[:400]])
+        else:
+            g_rows.append([name, None, None, "no privacy guarantee recorded with this set"])
+    parts.append("<h3>Differential privacy guarantee</h3>" + _table(["Set", "\u03b5", "\u03b4", "Details"], g_rows,
+                                                                    left=1))
+    parts.append(plot_dcr(results))
+    t = results.get("timings", {})
+    parts.append(f"<p class='small'>Evaluation time {t.get('total', 0):.1f} s. Config: "
+                 f"{html.escape(json.dumps(to_json_ready(results['config'])))}</p>")
+    # lets a headless browser confirm that every image decoded (read back by the screenshot check)
+    parts.append("<script>window.addEventListener('load',function(){var n=0;for(var i of document.images)"
+                 "{if(i.complete&&i.naturalWidth>0)n++;}document.body.setAttribute('data-images-rendered',n);"
+                 "});</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(results: dict, prefix: str, *, title: str | None = None) -> list[str]:
+    """Write ``PREFIX.json`` (every figure, no per-person values) and ``PREFIX.html``; return the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    json_path, html_path = f"{prefix}.json", f"{prefix}.html"
+    text = json.dumps(to_json_ready(results), indent=1, allow_nan=False)
+    page = render_html(results, title=title)
+    with atomic_outputs([json_path, html_path]) as (tmp_json, tmp_html):
+        with open(tmp_json, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        with open(tmp_html, "w", encoding="utf-8") as fh:
+            fh.write(page)
+    return [json_path, html_path]
+
+
+# ---------------------------------------------------------------------------------- small helpers
+def _bp(v) -> str:
+    v = float(v)
+    if v >= 1e6:
+        return f"{v / 1e6:g} Mb"
+    if v >= 1e3:
+        return f"{v / 1e3:g} kb"
+    return f"{v:g} bp"
+
+
+def _nan(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _density(counts) -> np.ndarray:
+    c = np.asarray(counts, dtype=float)
+    return c / c.sum() if c.sum() else c
+
+
+def _chrom_key(c: str):
+    c = str(c).removeprefix("chr")
+    return (0, int(c), "") if c.isdigit() else (1, 0, c)
+
+
+def _chrom_index(chrom: np.ndarray) -> np.ndarray:
+    uniq = sorted(set(map(str, chrom)), key=_chrom_key)
+    lookup = {c: k for k, c in enumerate(uniq)}
+    return np.array([lookup[str(c)] for c in chrom])
+
+
+def _genome_x(chrom: np.ndarray, pos: np.ndarray):
+    """Cumulative genome coordinates for a Manhattan plot (chromosomes in natural order)."""
+    idx = _chrom_index(chrom)
+    xs = np.zeros(len(pos))
+    ticks = []
+    offset = 0.0
+    for k in range(idx.max() + 1 if len(idx) else 0):
+        m = idx == k
+        if not m.any():
+            continue
+        lo, hi = pos[m].min(), pos[m].max()
+        xs[m] = offset + pos[m] - lo
+        ticks.append((offset + (hi - lo) / 2, str(chrom[m][0])))
+        offset += (hi - lo) + max(1e6, 0.02 * (hi - lo))
+    return np.argsort(xs), xs, ticks
