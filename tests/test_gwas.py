@@ -1,0 +1,318 @@
+"""Tests of genosynth.gwas: logistic IRLS, PCs, LD clumping, SNP selection and its DP path."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, special, stats
+
+from genosynth.cohort import Cohort, make_samples, make_variants
+from genosynth.errors import InputError, PrivacyError
+from genosynth.gwas import (
+    association_scores,
+    binary_phenotype,
+    dp_select,
+    encode,
+    epsilon_per_step,
+    genotype_pcs,
+    gwas,
+    ld_clump,
+    logistic_gwas,
+    population_phenotype,
+    select_snps,
+)
+
+
+def toy(n=600, v=40, *, causal=(3, 17), effect=0.9, seed=0, missing=0.0, chrom=None, pos=None):
+    """Independent SNPs and a logistic trait on ``causal``; returns a Cohort."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.1, 0.5, size=v)
+    g = rng.binomial(2, p, size=(n, v)).astype(np.int8)
+    eta = -1.0 + effect * (g[:, list(causal)] - 2 * p[list(causal)]).sum(axis=1)
+    y = (rng.random(n) < special.expit(eta)).astype(float)
+    if missing:
+        g[rng.random((n, v)) < missing] = -1
+    variants = make_variants(chrom=chrom if chrom is not None else ["1"] * v,
+                             pos=pos if pos is not None else (np.arange(v) + 1) * 1_000_000,
+                             ref=["A"] * v, alt=["G"] * v)
+    pops = np.where(np.arange(n) % 2 == 0, "YRI", "CEU")
+    return Cohort(g, variants, make_samples(range(n), pop=pops, super_pop=np.where(pops == "YRI", "AFR", "EUR"),
+                                            phenotype=y), phased=False)
+
+
+def reference_fit(x, y, c):
+    """Unpenalised logistic MLE of y on [1, c, x] by BFGS; (beta_x, se_x) from the exact Hessian."""
+    X = np.column_stack([np.ones(len(y)), c, x]) if c is not None else np.column_stack([np.ones(len(y)), x])
+
+    def nll(b):
+        eta = X @ b
+        return np.sum(np.logaddexp(0, eta) - y * eta)
+
+    def grad(b):
+        return X.T @ (special.expit(X @ b) - y)
+
+    b = optimize.minimize(nll, np.zeros(X.shape[1]), jac=grad, method="BFGS", options={"gtol": 1e-10}).x
+    p = special.expit(X @ b)
+    cov = np.linalg.inv(X.T @ (X * (p * (1 - p))[:, None]))
+    return b[-1], math.sqrt(cov[-1, -1])
+
+
+# ------------------------------------------------------------------------- logistic regression
+def test_logistic_matches_direct_maximum_likelihood_with_covariates():
+    c = toy(seed=1)
+    g, y = c.genotypes(), c.samples["phenotype"].to_numpy()
+    cov = np.random.default_rng(2).standard_normal((c.n_samples, 2))
+    res = logistic_gwas(g, y, covariates=cov)
+    for j in (0, 3, 17, 30):
+        beta, se = reference_fit(g[:, j].astype(float), y, cov)
+        assert res["beta"][j] == pytest.approx(beta, abs=1e-6)
+        assert res["se"][j] == pytest.approx(se, rel=1e-6)
+    assert res["converged"].all()
+    assert res["p"][3] < 1e-8 and res["p"][17] < 1e-8
+    np.testing.assert_allclose(res["p"], 2 * stats.norm.sf(np.abs(res["beta"] / res["se"])))
+    np.testing.assert_allclose(10 ** -res["neg_log10_p"], res["p"], rtol=1e-10)
+
+
+def test_missing_genotypes_are_complete_case_per_snp():
+    c = toy(seed=3, missing=0.05)
+    g, y = c.genotypes(), c.samples["phenotype"].to_numpy()
+    res = logistic_gwas(g, y)
+    for j in (3, 5):
+        ok = g[:, j] >= 0
+        beta, se = reference_fit(g[ok, j].astype(float), y[ok], None)
+        assert res["beta"][j] == pytest.approx(beta, abs=1e-6)
+        assert res["se"][j] == pytest.approx(se, rel=1e-6)
+        assert res["obs_ct"][j] == ok.sum()
+
+
+def test_dominant_coding_tests_carriers():
+    c = toy(seed=4)
+    g, y = c.genotypes(), c.samples["phenotype"].to_numpy()
+    dom = logistic_gwas(g, y, model="dominant")
+    add_of_carrier = logistic_gwas(np.minimum(g, 1).astype(np.int8), y, model="additive")
+    np.testing.assert_allclose(dom["beta"], add_of_carrier["beta"], rtol=1e-9)
+    assert np.nanmax(encode(g, "dominant")) == 1.0
+
+
+def test_monomorphic_and_separating_snps_get_no_test():
+    c = toy(seed=5)
+    g, y = c.genotypes().copy(), c.samples["phenotype"].to_numpy()
+    g[:, 0] = 1  # monomorphic
+    g[:, 1] = (y * 2).astype(np.int8)  # perfectly separates cases and controls
+    res = logistic_gwas(g, y)
+    assert not res["converged"][0] and not res["converged"][1]
+    assert np.isnan(res["p"][:2]).all()
+    assert res["converged"][2:].all()
+
+
+def test_null_p_values_are_uniform():
+    rng = np.random.default_rng(6)
+    g = rng.binomial(2, rng.uniform(0.1, 0.5, 400), size=(800, 400)).astype(np.int8)
+    y = (rng.random(800) < 0.3).astype(float)
+    p = logistic_gwas(g, y)["p"]
+    assert stats.kstest(p, "uniform").pvalue > 1e-3
+    assert 0.02 < np.mean(p < 0.05) < 0.09
+
+
+def test_covariates_that_separate_the_trait_are_refused():
+    c = toy(seed=7)
+    y = c.samples["phenotype"].to_numpy()
+    with pytest.raises(InputError, match="drop --pcs"):
+        logistic_gwas(c.genotypes(), y, covariates=(y - 0.5)[:, None] * 10)
+
+
+def test_binary_phenotype_codings():
+    c = toy(seed=8)
+    y = c.samples["phenotype"].to_numpy()
+    c.samples["plink"] = y + 1
+    np.testing.assert_array_equal(binary_phenotype(c, "plink"), y)
+    c.samples["quant"] = np.linspace(0, 1, c.n_samples)
+    with pytest.raises(InputError, match="not a binary trait"):
+        binary_phenotype(c, "quant")
+    with pytest.raises(InputError, match="no column"):
+        binary_phenotype(c, "nope")
+    c.samples["allcase"] = 1.0
+    with pytest.raises(InputError, match="600 cases and 0 controls"):
+        binary_phenotype(c, "allcase")
+
+
+# ------------------------------------------------------------------------- PCs
+def test_genotype_pcs_capture_population_structure():
+    rng = np.random.default_rng(9)
+    pop = np.repeat([0, 1], 150)
+    freq = np.vstack([rng.uniform(0.05, 0.95, 300), rng.uniform(0.05, 0.95, 300)])  # (2, V)
+    g = rng.binomial(2, freq[pop]).astype(np.int8)
+    pcs = genotype_pcs(g, 3, seed=0)
+    assert pcs.shape == (300, 3)
+    np.testing.assert_allclose(pcs.mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(pcs.std(axis=0), 1, atol=1e-9)
+    assert abs(np.corrcoef(pcs[:, 0], pop)[0, 1]) > 0.99
+    np.testing.assert_allclose(genotype_pcs(g, 3, seed=0), pcs)  # deterministic
+
+
+# ------------------------------------------------------------------------- clumping
+def test_ld_clump_removes_correlated_neighbours_only_within_the_window():
+    rng = np.random.default_rng(10)
+    base = rng.binomial(2, 0.4, size=(500, 1)).astype(np.int8)
+    indep = rng.binomial(2, 0.4, size=(500, 2)).astype(np.int8)
+    # 0,1: identical at 10 kb apart; 2: identical copy on another chromosome; 3: identical but 400 kb away;
+    # 4: independent neighbour
+    g = np.hstack([base, base, base, base, indep[:, :1]])
+    variants = make_variants(chrom=["1", "1", "2", "1", "1"], pos=[100_000, 110_000, 100_000, 500_000, 105_000],
+                             ref=["A"] * 5, alt=["G"] * 5)
+    kept = ld_clump(g, variants, np.array([0, 1, 2, 3, 4]), r2=0.2, kb=250)
+    assert kept.tolist() == [0, 2, 3, 4]
+    assert ld_clump(g, variants, np.array([1, 0, 4]), r2=0.2, kb=250).tolist() == [1, 4]
+    assert ld_clump(g, variants, np.array([0, 1, 2, 3, 4]), r2=0.2, kb=250, max_index=2).tolist() == [0, 2]
+
+
+def test_ld_clump_threshold_is_on_r_squared():
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal(4000)
+    b = 0.6 * a + 0.8 * rng.standard_normal(4000)  # r ~ 0.6, r^2 ~ 0.36
+    g = np.column_stack([(a > 0).astype(np.int8) + (a > 1), (b > 0).astype(np.int8) + (b > 1)]).astype(np.int8)
+    r2 = np.corrcoef(g.T)[0, 1] ** 2
+    variants = make_variants(chrom=["1", "1"], pos=[1000, 2000], ref=["A", "A"], alt=["G", "G"])
+    assert len(ld_clump(g, variants, np.array([0, 1]), r2=r2 - 0.02)) == 1
+    assert len(ld_clump(g, variants, np.array([0, 1]), r2=r2 + 0.02)) == 2
+
+
+# ------------------------------------------------------------------------- selection
+def test_select_snps_ranks_causal_first_and_writes_the_table():
+    c = toy(seed=12)
+    sel = select_snps(c, k=5, clump_r2=None, seed=1)
+    assert len(sel.indices) == 5 and np.all(np.diff(sel.indices) > 0)
+    assert set(sel.indices[sel.rank <= 2].tolist()) == {3, 17}
+    assert sel.gwas["selected"].sum() == 5
+    assert sel.gwas.loc[sel.gwas["rank"] == 1, "p"].iloc[0] == sel.gwas["p"].min()
+    assert sel.privacy is None and sel.epsilon == 0.0 and sel.config["seed"] == 1
+    few = select_snps(c, k=30, p_threshold=1e-4, seed=1)
+    assert set(few.indices.tolist()) == {3, 17}
+    assert any("only 2 SNPs" in n for n in few.notes)
+
+
+def test_select_snps_clumps_a_duplicated_signal():
+    c = toy(seed=13)
+    g = np.hstack([c.alleles, c.alleles[:, [3]]])  # SNP 40 duplicates causal SNP 3, 1 kb away
+    variants = make_variants(chrom=["1"] * 41, pos=list((np.arange(40) + 1) * 1_000_000) + [4_001_000],
+                             ref=["A"] * 41, alt=["G"] * 41)
+    c2 = Cohort(g, variants, c.samples, phased=False)
+    picked = set(select_snps(c2, k=3, seed=0).indices.tolist())
+    assert len(picked & {3, 40}) == 1 and 17 in picked
+    assert {3, 40} <= set(select_snps(c2, k=3, clump_r2=None, seed=0).indices.tolist())
+
+
+def test_population_phenotype():
+    c = toy(seed=14)
+    cc = population_phenotype(c, ["YRI"], ["EUR"])
+    assert cc.n_samples == c.n_samples
+    np.testing.assert_array_equal(cc.samples["phenotype"], (cc.labels("pop") == "YRI").astype(float))
+    with pytest.raises(InputError, match="matches no sample"):
+        population_phenotype(c, ["XXX"], ["CEU"])
+    with pytest.raises(InputError, match="overlap"):
+        population_phenotype(c, ["YRI"], ["AFR"])
+
+
+# ------------------------------------------------------------------------- differential privacy
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), model=st.sampled_from(["additive", "dominant"]),
+       stratified=st.booleans(), y_new=st.sampled_from([0.0, 1.0]))
+def test_association_score_sensitivity_bound_holds(seed, model, stratified, y_new):
+    """Adding one person changes every score by at most the stated sensitivity."""
+    rng = np.random.default_rng(seed)
+    n, v = int(rng.integers(3, 40)), 25
+    g = rng.integers(-1, 3, size=(n + 1, v)).astype(np.int8)  # includes missing
+    y = rng.integers(0, 2, size=n + 1).astype(float)
+    y[-1] = y_new
+    strata = rng.integers(0, 3, size=n + 1) if stratified else None
+    s_small, delta = association_scores(g[:n], y[:n], model=model, strata=None if strata is None else strata[:n])
+    s_big, _ = association_scores(g, y, model=model, strata=strata)
+    assert delta == (2.0 if model == "additive" else 1.0)
+    assert np.max(np.abs(s_big - s_small)) <= delta + 1e-9
+
+
+def test_worst_case_sensitivity_is_attained():
+    # n controls all with genotype 0 at a SNP; adding a case with genotype 2 moves the co-moment by 2n/(n+1)
+    n = 999
+    g = np.zeros((n + 1, 1), dtype=np.int8)
+    g[-1] = 2
+    y = np.zeros(n + 1)
+    y[-1] = 1
+    small, delta = association_scores(g[:n], y[:n])
+    big, _ = association_scores(g, y)
+    assert big[0] - small[0] == pytest.approx(delta * n / (n + 1))
+
+
+def test_epsilon_per_step_composes_back_to_the_budget():
+    eps0, acc, rho = epsilon_per_step(1.0, 0.0, 100)
+    assert acc == "pure" and eps0 * 100 == pytest.approx(1.0)
+    eps0, acc, rho = epsilon_per_step(1.0, 1e-6, 1024)
+    assert acc == "zcdp" and rho == pytest.approx(1024 * eps0**2 / 8)
+    assert rho + 2 * math.sqrt(rho * math.log(1e6)) == pytest.approx(1.0)
+    assert eps0 > 1.0 / 1024
+
+
+def test_dp_select_without_noise_is_plain_top_k():
+    scores = np.random.default_rng(15).permutation(200).astype(float)
+    chosen, priv = dp_select(scores, 10, sensitivity=2.0, epsilon=1e9, seed=0)
+    assert sorted(chosen.tolist()) == sorted(np.argsort(-scores)[:10].tolist())
+    peeled, _ = dp_select(scores, 10, sensitivity=2.0, epsilon=1e9, seed=0, exclude=lambda j: [])
+    assert peeled.tolist() == np.argsort(-scores)[:10].tolist()
+
+
+def test_dp_select_step_is_the_exponential_mechanism():
+    """One step draws j with probability proportional to exp(eps * u_j / (2 * Delta))."""
+    u = np.array([0.0, 1.0, 2.0])
+    eps, delta_s, reps = 2.0, 1.0, 6000
+    counts = np.zeros(3)
+    rng = np.random.default_rng(16)
+    for seed in rng.integers(0, 2**31, size=reps):
+        counts[dp_select(u, 1, sensitivity=delta_s, epsilon=eps, seed=int(seed))[0][0]] += 1
+    expected = special.softmax(eps * u / (2 * delta_s)) * reps
+    assert stats.chisquare(counts, expected).pvalue > 1e-3
+
+
+def test_select_snps_under_epsilon_is_private_and_useful():
+    c = toy(n=3000, seed=17, effect=1.0)
+    sel = select_snps(c, k=2, epsilon=20.0, seed=3, clump_r2=None)
+    assert sel.gwas is None
+    assert sel.privacy["epsilon"] == 20.0 and sel.privacy["steps"] == 2 and sel.epsilon == 20.0
+    assert set(sel.indices.tolist()) == {3, 17}  # strong signal survives the noise
+    noisy = [set(select_snps(c, k=2, epsilon=1e-3, seed=s, clump_r2=None).indices.tolist()) == {3, 17}
+             for s in range(20)]
+    assert sum(noisy) < 5  # with almost no budget the choice is close to uniform
+    note = select_snps(c, k=2, epsilon=1.0, seed=3)
+    assert any("clumping skipped" in n for n in note.notes)
+    clumped = select_snps(c, k=2, epsilon=20.0, seed=3, ld_reference=c)
+    assert clumped.privacy["steps"] == 2 and not clumped.notes
+    with pytest.raises(PrivacyError, match="--strata"):
+        select_snps(c, k=2, epsilon=1.0, pcs=2)
+    with pytest.raises(PrivacyError, match="p-threshold"):
+        select_snps(c, k=2, epsilon=1.0, p_threshold=1e-5)
+    strat = select_snps(c, k=2, epsilon=20.0, strata="super_pop", seed=3, clump_r2=None)
+    assert "stratified by super_pop" in strat.privacy["score"]
+
+
+def test_select_snps_validates_options():
+    c = toy(seed=18)
+    for kwargs, match in (({"k": 0}, "k must"), ({"model": "recessive"}, "model must"),
+                          ({"clump_r2": 1.5}, "clump_r2"), ({"epsilon": -1.0}, "epsilon"),
+                          ({"strata": "pop"}, "needs --epsilon")):
+        with pytest.raises(InputError, match=match):
+            select_snps(c, **kwargs)
+
+
+def test_gwas_on_simulated_cohort_finds_causal_snps():
+    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+
+    c = simulate_cohort(n_samples=1200, sequence_length=600_000, seed=5,
+                        phenotype=PhenotypeSpec(n_causal=5, heritability=0.6))
+    table = gwas(c, pcs=2)
+    causal = [row["index"] for row in c.meta["truth"]["causal"]]
+    assert table["p"].to_numpy()[causal].min() < 1e-6
+    assert list(table.columns[:6]) == ["chrom", "pos", "id", "ref", "alt", "a1"]
+    assert (table["a1"] == table["alt"]).all()
