@@ -13,6 +13,8 @@ from genosynth.models.dit import (DIT_SIZES, DiT1D, DiTConfig, LabelEmbedder, co
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 torch.set_num_threads(1)
+pytestmark = pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning",
+                                        "ignore:Full backward hook:UserWarning")
 
 
 def tiny(**kw) -> DiT1D:
@@ -233,7 +235,39 @@ def test_opacus_grad_sample_module_matches_batch_grad():
     for k, p in model.named_parameters():
         assert p.grad_sample is not None, k
         torch.testing.assert_close(p.grad_sample.sum(0), batch[k], rtol=1e-4, atol=1e-5)
+    # the wrapped model still samples with guidance (the sampler finds forward_with_cfg inside)
+    diff = GaussianDiffusion(DiffusionConfig(timesteps=20))
+    gsm.train()
+    z = diff.ddim_sample(gsm, (6, 3, 13), cond={"y": y, "pheno": pheno}, steps=3, guidance=2.0,
+                         generator=torch.Generator().manual_seed(0))
+    assert z.shape == (6, 3, 13) and torch.isfinite(z).all() and gsm.training
     gsm._close()
+
+
+def test_torch_func_with_training_label_dropout():
+    # random label drops inside vmap need randomness="different" (or force_drop_ids from outside)
+    from torch.func import functional_call, grad, vmap
+
+    model = randomize(tiny(class_dropout=0.5)).train()
+    x, t, y, pheno = inputs()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+
+    def loss_one(p, xi, ti, yi, phi, drop):
+        out = functional_call(model, p, (xi[None], ti[None], yi[None], phi[None]),
+                              {"force_drop_ids": drop[None]})
+        return out.pow(2).mean()
+
+    drop = torch.tensor([True, False] * 3)
+    per = vmap(grad(loss_one), in_dims=(None, 0, 0, 0, 0, 0))(params, x, t, y, pheno, drop)
+    # dropped samples get no gradient in the label rows they did not use
+    emb = per["y_embedder.embedding_table.weight"]  # (B, n_classes + 1, D)
+    for i in range(6):
+        used = 5 if drop[i] else int(y[i])
+        assert emb[i, used].abs().sum() > 0
+        assert emb[i][torch.arange(6) != used].abs().sum() == 0
+    rand = vmap(grad(lambda p, *a: functional_call(model, p, tuple(z[None] for z in a)).pow(2).mean()),
+                in_dims=(None, 0, 0, 0, 0), randomness="different")(params, x, t, y, pheno)
+    assert rand["x_embedder.weight"].shape == (6, *model.x_embedder.weight.shape)
 
 
 def test_diffusion_loss_trains_dit_one_step():

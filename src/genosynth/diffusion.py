@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from genosynth.ema import unwrap_model
+
 __all__ = ["DiffusionConfig", "GaussianDiffusion", "make_betas"]
 
 
@@ -253,6 +255,8 @@ class GaussianDiffusion:
         cond = dict(cond or {})
         kw = dict(model_kwargs or {})
         if guidance != 1.0:
+            if not hasattr(model, "forward_with_cfg") and isinstance(model, nn.Module):
+                model = unwrap_model(model)  # e.g. opacus GradSampleModule around a DiT1D
             if not hasattr(model, "forward_with_cfg"):
                 raise ValueError("guidance != 1 needs a model with forward_with_cfg(x, t, ..., "
                                  "scale=...) such as DiT1D; use guidance=1.0 otherwise")
