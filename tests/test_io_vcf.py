@@ -221,3 +221,18 @@ def test_phased_vcf_round_trip_with_missing(cohort):
         back = read_vcf(os.path.join(d, "p.vcf.gz"))
     if (expected.alleles >= 0).any():
         _same(back, expected)
+
+
+def test_reads_bcf_and_plain_gzip(tmp_path):
+    if shutil.which("bcftools") is None:
+        pytest.skip("bcftools not on PATH")
+    c = _cohort()
+    path = write_vcf(c, str(tmp_path / "o.vcf.gz"))[0]
+    subprocess.run(["bcftools", "view", "-Ob", "-o", str(tmp_path / "o.bcf"), path], check=True, capture_output=True)
+    with open(tmp_path / "plain.vcf.gz", "wb") as fh:
+        fh.write(gzip.compress(gzip.open(path).read()))
+    expected = in_genomic_order(c)
+    for name in ("o.bcf", "plain.vcf.gz"):
+        back = read_vcf(str(tmp_path / name))
+        np.testing.assert_array_equal(back.alleles, expected.alleles)
+        assert back.phased and list(back.variants["id"]) == ["z", "y", "x"]
