@@ -264,6 +264,24 @@ def test_dp_select_without_noise_is_plain_top_k():
     assert peeled.tolist() == np.argsort(-scores)[:10].tolist()
 
 
+def test_dp_selection_is_charged_to_the_accountant():
+    from genosynth.privacy import PrivacyAccountant
+
+    scores = np.random.default_rng(19).random(500) * 100
+    acc = PrivacyAccountant()
+    chosen, priv = dp_select(scores, 50, sensitivity=2.0, epsilon=1.0, delta=1e-6, seed=0, accountant=acc)
+    assert len(chosen) == 50 and len(set(chosen.tolist())) == 50
+    assert priv["noise_multiplier"] == pytest.approx(2.0 / priv["epsilon_step"])
+    # the accountant's RDP bound is at least as tight as the zCDP calibration that set the noise
+    assert 0.3 < acc.get_epsilon(1e-6) <= 1.0 + 1e-9
+    assert priv["accountant_epsilon"] == pytest.approx(acc.get_epsilon(1e-6))
+    acc2 = PrivacyAccountant()
+    dp_select(scores, 5, sensitivity=2.0, epsilon=1.0, delta=1e-6, seed=0, accountant=acc2,
+              exclude=lambda j: [j + 1] if j + 1 < 500 else [])
+    (event,) = acc2.state_dict()["events"]
+    assert event["kind"] == "top_k" and event["k"] == 1 and event["count"] == 5
+
+
 def test_dp_select_step_is_the_exponential_mechanism():
     """One step draws j with probability proportional to exp(eps * u_j / (2 * Delta))."""
     u = np.array([0.0, 1.0, 2.0])

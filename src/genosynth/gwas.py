@@ -699,16 +699,20 @@ def epsilon_per_step(epsilon: float, delta: float, k: int) -> tuple[float, str, 
 
 
 def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float, delta: float = 0.0,
-              seed: int | None = None, exclude=None) -> tuple[np.ndarray, dict[str, Any]]:
+              seed: int | None = None, exclude=None, accountant=None,
+              name: str = "snp_selection") -> tuple[np.ndarray, dict[str, Any]]:
     """Differentially private top-``k`` by ``k`` exponential mechanisms (peeling).
 
     Step ``t`` releases ``argmax_j (scores_j + G_tj)`` over the candidates left, with fresh
     ``G_tj ~ Gumbel(0, 2 Delta / eps0)`` - exactly the exponential mechanism
     ``P(j) ~ exp(eps0 scores_j / (2 Delta))`` - and then removes the released SNP and, when
     ``exclude`` is given, the SNPs it excludes (``exclude(j) -> indices``, which must use only
-    public data, e.g. LD of a public reference). The ``k`` steps compose adaptively; the per-step
+    public data, e.g. LD of a public reference). The steps compose adaptively; the per-step
     ``eps0`` comes from :func:`epsilon_per_step`. Without ``exclude`` the peeling equals one-shot
-    Gumbel top-``k`` (Durfee & Rogers 2019), which is used as the faster path.
+    Gumbel top-``k`` (Durfee & Rogers 2019). Both paths draw through
+    :func:`genosynth.privacy.mechanisms.noisy_top_k` with noise multiplier ``z = 2 / eps0`` and
+    record themselves in ``accountant`` (a fresh :class:`~genosynth.privacy.PrivacyAccountant`
+    when none is given), so the selection is charged to the run's budget.
 
     Parameters
     ----------
@@ -718,24 +722,31 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
     epsilon, delta : float   total budget of the selection
     seed : int, optional
     exclude : callable, optional
+    accountant : PrivacyAccountant, optional
+    name : str               name of the accountant event
 
     Returns
     -------
     chosen : int64, shape (<= k,)  in release order
-    privacy : dict  ``mechanism``, ``epsilon``, ``delta``, ``epsilon_step``, ``steps``, ``rho``
-        (zCDP, for RDP accountants: ``eps_RDP(alpha) = rho * alpha``), ``accounting``,
-        ``sensitivity``, ``neighbouring``.
+    privacy : dict  ``mechanism``, ``epsilon``, ``delta``, ``epsilon_step``, ``noise_multiplier``,
+        ``steps``, ``rho`` (zCDP; RDP ``eps(alpha) = rho alpha``), ``accounting``, ``sensitivity``,
+        ``neighbouring``, ``accountant_epsilon`` (the accountant's RDP bound at ``delta`` for this
+        selection alone; ``None`` when ``delta = 0``) and ``accountant`` (its ``state_dict``).
     """
+    from genosynth.privacy import PrivacyAccountant
+    from genosynth.privacy.mechanisms import noisy_top_k
+
     scores = np.asarray(scores, dtype=np.float64)
     if not np.isfinite(scores).all():
         raise InputError("DP selection scores must be finite")
     k = int(min(k, len(scores)))
     eps0, accounting, rho = epsilon_per_step(epsilon, delta, k)
-    scale = 2.0 * sensitivity / eps0
+    z = 2.0 / eps0  # Gumbel scale z * Delta = 2 Delta / eps0
     rng = np.random.default_rng(seed)
+    own = PrivacyAccountant()
     if exclude is None:
-        noisy = scores + rng.gumbel(0.0, scale, size=len(scores))
-        chosen = np.argsort(-noisy, kind="stable")[:k]
+        chosen = noisy_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=z, generator=rng,
+                             accountant=own, name=name)
     else:
         alive = np.ones(len(scores), dtype=bool)
         picked = []
@@ -743,23 +754,30 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
             cand = np.flatnonzero(alive)
             if not len(cand):
                 break
-            j = int(cand[np.argmax(scores[cand] + rng.gumbel(0.0, scale, size=len(cand)))])
+            j = int(cand[noisy_top_k(scores[cand], 1, sensitivity=sensitivity, noise_multiplier=z,
+                                     generator=rng, accountant=own, name=name)[0]])
             picked.append(j)
             alive[j] = False
             alive[np.asarray(exclude(j), dtype=np.int64)] = False
         chosen = np.asarray(picked, dtype=np.int64)
+    if accountant is not None:
+        for event in own.state_dict()["events"]:
+            accountant.add_top_k(event["name"], noise_multiplier=event["noise_multiplier"], k=event["k"],
+                                 count=event["count"])
     privacy = {
-        "mechanism": "exponential mechanism, k-fold peeling (Gumbel-max); McSherry & Talwar 2007, "
-                     "Durfee & Rogers 2019",
+        "mechanism": "exponential mechanism, k-fold peeling (Gumbel-max, genosynth.privacy.mechanisms.noisy_top_k); "
+                     "McSherry & Talwar 2007, Durfee & Rogers 2019",
         "epsilon": float(epsilon),
         "delta": float(delta) if accounting == "zcdp" else 0.0,
         "epsilon_step": float(eps0),
-        "steps": int(k),
+        "noise_multiplier": float(z),
+        "steps": int(len(chosen)),
         "rho": float(rho),
         "accounting": accounting,
         "sensitivity": float(sensitivity),
-        "noise_scale": float(scale),
-        "neighbouring": "add/remove one person (genotypes and phenotype)",
+        "neighbouring": "add/remove (zero-out) one person: genotypes and phenotype",
+        "accountant_epsilon": float(own.get_epsilon(delta)) if delta > 0 else None,
+        "accountant": own.state_dict(),
     }
     return np.asarray(chosen, dtype=np.int64), privacy
 
@@ -769,7 +787,7 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
                 clump_r2: float | None = 0.2, clump_kb: float = 250.0, p_threshold: float | None = None,
                 epsilon: float | None = None, delta: float = 0.0, strata: str | None = None,
                 ld_reference: Cohort | None = None, phenotype: str = "phenotype",
-                seed: int | None = None) -> SnpSelection:
+                seed: int | None = None, accountant=None) -> SnpSelection:
     """GWAS-guided SNP selection: association test, LD clumping, top ``k`` index SNPs.
 
     Without ``epsilon``: logistic GWAS (:func:`gwas`, optional ``pcs`` principal-component
@@ -803,6 +821,9 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
     phenotype : str
     seed : int, optional
         ``None`` draws one; it is in ``config["seed"]``.
+    accountant : PrivacyAccountant, optional
+        Under ``epsilon``, the run's accountant; the selection records its ``top_k`` event(s) there
+        (``privacy["accountant"]`` holds them either way).
 
     Returns
     -------
@@ -845,7 +866,7 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
             else:
                 exclude = clump_exclusion(ld_g)
         chosen, privacy = dp_select(scores, cfg.k, sensitivity=sens, epsilon=epsilon, delta=delta,
-                                    seed=seed, exclude=exclude)
+                                    seed=seed, exclude=exclude, accountant=accountant)
         privacy["score"] = ("|co-moment of trait and " + model + " genotype|"
                             + (f", stratified by {strata}" if strata else ""))
         table = None
