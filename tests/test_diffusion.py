@@ -100,6 +100,11 @@ def test_schedules():
     lin = make_betas("linear", 1000)
     assert lin[0] == pytest.approx(1e-4) and lin[-1] == pytest.approx(0.02)
     assert make_betas("linear", 100)[-1] == pytest.approx(0.2)  # scaled by 1000/T
+    assert make_betas("linear", 20).max() == pytest.approx(0.999)  # capped: abar_T stays > 0
+    short = GaussianDiffusion(DiffusionConfig(timesteps=20))
+    assert short.alphas_cumprod[-1] > 0
+    x = short.ddpm_sample(lambda x, t: 0.5 * x, (4, 1, 2), generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()
     cos = make_betas("cosine", 1000)
     assert cos.max() <= 0.999 and (cos > 0).all()
     for sched in ("linear", "cosine"):

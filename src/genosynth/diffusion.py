@@ -83,7 +83,8 @@ def make_betas(schedule: str, timesteps: int, *, beta_start: float = 1e-4,
     ----------
     schedule : {"linear", "cosine"}
         "linear": betas evenly spaced from ``beta_start`` to ``beta_end``, both scaled by
-        ``1000 / timesteps`` so that other T keep the same overall noise ([1]_, [3]_).
+        ``1000 / timesteps`` so that other T keep the same overall noise ([1]_, [3]_), capped
+        at 0.999 (reached only for T < 50).
         "cosine": :math:`\\bar\\alpha_t = f(t)/f(0)`, ``f(t) = cos²((t/T + s)/(1 + s) π/2)``,
         ``s = 0.008``, betas capped at 0.999 [3]_.
     timesteps : int
@@ -95,7 +96,8 @@ def make_betas(schedule: str, timesteps: int, *, beta_start: float = 1e-4,
     """
     if schedule == "linear":
         scale = 1000.0 / timesteps
-        return np.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=np.float64)
+        betas = np.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=np.float64)
+        return np.minimum(betas, 0.999)  # T < 50 would otherwise reach beta >= 1 (abar_T = 0)
     if schedule == "cosine":
         s = 0.008
         f = lambda u: math.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # noqa: E731
