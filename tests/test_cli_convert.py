@@ -76,8 +76,9 @@ def test_vcf_to_vcf_and_hapt(data_vcf, tmp_path, capsys):
 
 def test_bed_to_vcf_keeps_missing(small_bed, tmp_path, capsys):
     out = str(tmp_path / "v")
-    assert _run(["convert", "--bfile", small_bed, "--format", "vcf", "--out", out], capsys)[0] == 0
+    assert _run(["convert", "--bfile", small_bed, "--format", "vcf", "--threads", "1", "--out", out], capsys)[0] == 0
     np.testing.assert_array_equal(read_vcf(f"{out}.vcf.gz").alleles, read_bed(small_bed).alleles)
+    assert "threads: 1" in open(f"{out}.log").read()
 
 
 # ------------------------------------------------------------------ bad inputs

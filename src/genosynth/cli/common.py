@@ -111,6 +111,7 @@ def load_input(args: argparse.Namespace, log: RunLog | None = None):
         bfile=args.bfile, vcf=args.vcf, hapt=args.hapt, legend=args.legend,
         samples=getattr(args, "samples", None),
         allow_unknown_samples=getattr(args, "allow_unknown_samples", False),
+        threads=getattr(args, "threads", None),
     )
     if log:
         kind = "haplotypes (phased)" if cohort.phased else "genotypes (unphased)"

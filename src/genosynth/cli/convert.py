@@ -6,7 +6,6 @@ input stops before any output file is written (``PREFIX.log`` records the error)
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 
@@ -69,7 +68,6 @@ def run(args, log) -> int:
     if args.threads is not None:
         if args.threads < 1:
             raise InputError(f"--threads must be >= 1, got {args.threads}")
-        os.environ["PST_NUM_THREADS"] = str(args.threads)  # bed-reader's thread count
         log.record("threads", args.threads)
     keep = read_id_list(args.keep) if args.keep else None
     remove = read_id_list(args.remove) if args.remove else None

@@ -12,10 +12,11 @@ FORMATS = ("bed", "vcf", "hapt")
 
 
 def read_cohort(*, bfile=None, vcf=None, hapt=None, legend=None, samples=None,
-                allow_unknown_samples=False) -> Cohort:
+                allow_unknown_samples=False, threads=None) -> Cohort:
     """Read one cohort from exactly one of ``bfile`` (PLINK prefix), ``vcf``, ``hapt`` + ``legend``.
 
-    ``samples`` is an optional sample table (TSV) joined by sample id.
+    ``samples`` is an optional sample table (TSV) joined by sample id. ``threads`` limits the
+    bed-reader / htslib threads (default: bed-reader uses all cores, htslib 2).
     """
     given = [name for name, value in (("--bfile", bfile), ("--vcf", vcf), ("--hapt", hapt)) if value]
     if len(given) != 1:
@@ -24,10 +25,10 @@ def read_cohort(*, bfile=None, vcf=None, hapt=None, legend=None, samples=None,
         )
     if bfile:
         from genosynth.io.plink import read_bed
-        cohort = read_bed(bfile)
+        cohort = read_bed(bfile, threads=threads)
     elif vcf:
         from genosynth.io.vcf import read_vcf
-        cohort = read_vcf(vcf)
+        cohort = read_vcf(vcf, threads=threads)
     else:
         if not legend:
             raise InputError("--hapt needs --legend FILE (the id position a0 a1 table of its SNPs)")
