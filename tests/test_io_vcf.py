@@ -113,6 +113,14 @@ def test_missing_empty_and_garbage_files(tmp_path):
         read_vcf(write_text(tmp_path / "junk.vcf", "this is not a vcf\n"))
 
 
+def test_truncated_vcf_gz(data_vcf, tmp_path):
+    data = open(data_vcf / "kidd_aisnp.dev.vcf.gz", "rb").read()
+    path = tmp_path / "cut.vcf.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut.vcf.gz: cannot read record \d+ .*truncated or malformed"):
+        read_vcf(str(path))
+
+
 # ------------------------------------------------------------------ writing
 def _cohort(phased=True):
     alleles = np.array([[0, 1, 1], [1, 1, 0], [0, -1, 1], [0, 0, 0]], dtype=np.int8)

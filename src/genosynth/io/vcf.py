@@ -55,7 +55,7 @@ def read_vcf(path: str, *, threads: int | None = None) -> Cohort:
         raise InputError(f"{path}: file is empty; give a VCF with a header, samples and records")
     try:
         reader = cyvcf2.VCF(path, threads=threads or 2)  # lazy=True segfaults on rec.FORMAT (cyvcf2 0.35)
-    except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for unreadable headers
+    except Exception as exc:  # cyvcf2 raises OSError or a bare Exception for unreadable files
         raise InputError(f"{path}: cannot be read as VCF/BCF ({exc}); check that it is a valid VCF, VCF.gz or BCF") from None
     try:
         return _read_records(reader, path)
@@ -79,7 +79,7 @@ def _read_records(reader, path: str) -> Cohort:
     skipped = dict.fromkeys(_SKIP_KEYS, 0)
     chrom, pos, vid, ref, alt = [], [], [], [], []
     state = _GenotypeBlocks(path)
-    for record_no, rec in enumerate(reader, start=1):
+    for record_no, rec in _records(reader, path):
         alts = rec.ALT
         if len(alts) > 1:
             skipped["multi-allelic"] += 1
@@ -121,6 +121,23 @@ def _read_records(reader, path: str) -> Cohort:
     variants = make_variants(chrom=chrom, pos=pos, ref=ref, alt=alt, id=vid)
     return Cohort(alleles=alleles, variants=variants, samples=make_samples(samples), phased=all_phased,
                   ploidy=ploidy, meta={"source": os.path.abspath(path), "format": "vcf", "skipped": skipped})
+
+
+def _records(reader, path: str):
+    """Yield ``(record number, record)``; a read error (truncated or malformed file) is an InputError."""
+    record_no = 0
+    while True:
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except Exception as exc:  # cyvcf2 raises a bare Exception when htslib fails to parse or decompress
+            raise InputError(
+                f"{path}: cannot read record {record_no + 1} ({exc}); the file is truncated or malformed. "
+                "Check it with bcftools view, or re-create it"
+            ) from None
+        record_no += 1
+        yield record_no, rec
 
 
 class _GenotypeBlocks:
