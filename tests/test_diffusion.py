@@ -372,3 +372,24 @@ def test_ema_warmup_and_wrappers():
     ema.update(gsm)  # keys of the wrapped model map to the plain ones
     assert ema.num_updates == 1 and ema.current_decay() == pytest.approx(2 / 11)
     gsm._close()
+
+
+def test_sample_dispatch_and_fixed_large_variance():
+    d = GaussianDiffusion(DiffusionConfig(timesteps=100))
+    model = GaussianOracle(d, MU, SD)
+    y = torch.arange(16) % 2
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    torch.testing.assert_close(d.sample(model, (16, 1, 2), cond={"y": y}, method="ddim", steps=10,
+                                        eta=0.5, generator=g()),
+                               d.ddim_sample(model, (16, 1, 2), cond={"y": y}, steps=10, eta=0.5,
+                                             generator=g()))
+    torch.testing.assert_close(d.sample(model, (16, 1, 2), cond={"y": y}, method="ddpm",
+                                        steps=None, generator=g()),
+                               d.ddpm_sample(model, (16, 1, 2), cond={"y": y}, generator=g()))
+    with pytest.raises(ValueError, match="ddim"):
+        d.sample(model, (16, 1, 2), cond={"y": y}, method="euler")
+    # beta (upper bound) reverse variance spreads samples more than the posterior variance
+    large = GaussianDiffusion(DiffusionConfig(timesteps=100, variance="fixed_large"))
+    xs, ys = oracle_samples(d, d.ddpm_sample, n=2000)
+    xl, yl = oracle_samples(large, large.ddpm_sample, n=2000)
+    assert xl[yl == 1].std() > xs[ys == 1].std() * 1.1
