@@ -5,7 +5,8 @@ module whose forward treats batch rows independently works (no BatchNorm: use La
 GroupNorm). One step:
 
 1. per-sample gradients ``g_i`` of the loss of each sample of a Poisson-sampled batch,
-2. clipping ``g_i ← g_i · min(1, C / (‖g_i‖₂ + 1e-6))`` over all parameters jointly,
+2. clipping ``g_i ← g_i · min(1, C / (‖g_i‖₂ (1 + 16 eps) + 1e-6))`` over all parameters jointly
+   (``eps`` of the gradient dtype: rounding can never lift a clipped norm above ``C``),
 3. ``G = Σ_i g_i + N(0, (z C)² I)``,
 4. ``G / B`` with ``B = q n`` the *expected* batch size (a data-independent divisor),
 5. an ordinary ``optimizer.step()`` with ``.grad = G / B``.
@@ -138,7 +139,10 @@ def clip_and_sum(
     if math.isinf(max_grad_norm):
         factor = torch.ones_like(norms)
     else:
-        factor = torch.clamp(max_grad_norm / (norms + 1e-6), max=1.0)  # (B,)
+        # 1e-6 as in opacus, plus a relative margin so that rounding the scaled gradients to
+        # their dtype can never push a clipped norm above C (the sensitivity bound)
+        margin = 1.0 + 16 * max(torch.finfo(g.dtype).eps for g in grads.values())
+        factor = torch.clamp(max_grad_norm / (norms * margin + 1e-6), max=1.0)  # (B,)
     sums = {k: torch.einsum("b,b...->...", factor.to(g.dtype), g) for k, g in grads.items()}
     return sums, norms
 

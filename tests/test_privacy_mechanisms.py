@@ -1,0 +1,254 @@
+"""Tests of the privacy mechanisms: clipping, Gaussian releases, stage-1 release, correlation
+prior, allele frequencies and private SNP selection."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genosynth.errors import InputError, PrivacyError
+from genosynth.privacy import (
+    PrivacyAccountant,
+    allele_frequencies,
+    band_to_dense,
+    clip_rows,
+    clipped_association_scores,
+    correlation_band,
+    dp_allele_frequencies,
+    dp_correlation_prior,
+    gaussian_mechanism,
+    noisy_top_k,
+    release_stage1_latents,
+    stage1_eps_to_standard_eps,
+    stage1_noise_multiplier,
+    stage1_training_pair,
+)
+from genosynth.privacy.mechanisms import _band_products, _person_band_norms
+
+
+@pytest.fixture
+def genotypes():
+    """Seeded (300, 40) dosages with LD: neighbouring SNPs share a latent haplotype factor."""
+    rng = np.random.default_rng(7)
+    n, v = 300, 40
+    base = rng.normal(size=(n, v // 4)).repeat(4, axis=1) + 0.7 * rng.normal(size=(n, v))
+    p = rng.uniform(0.1, 0.5, size=v)
+    thresh = np.array([np.quantile(base[:, j], 1 - p[j]) for j in range(v)])  # (V,)
+    h1 = base > thresh
+    h2 = (np.roll(base, 1, axis=0) + 0.3 * rng.normal(size=(n, v))) > thresh
+    return (h1.astype(float) + h2.astype(float))  # (N, V) in {0, 1, 2}
+
+
+# ----------------------------------------------------------------------------------------------
+# clipping and the Gaussian mechanism
+# ----------------------------------------------------------------------------------------------
+
+
+def test_clip_rows_bounds_norms_and_keeps_small_rows():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3, 7)) * rng.uniform(0.01, 5, size=(50, 1, 1))  # (N, C, L) latents
+    out = clip_rows(x, 2.0)
+    norms_in = np.linalg.norm(x.reshape(50, -1), axis=1)
+    norms_out = np.linalg.norm(out.reshape(50, -1), axis=1)
+    assert out.shape == x.shape
+    assert (norms_out <= 2.0 + 1e-12).all()
+    small = norms_in <= 2.0
+    assert small.any() and (~small).any()
+    np.testing.assert_array_equal(out[small], x[small])
+    np.testing.assert_allclose(norms_out[~small], 2.0)
+    # direction kept
+    np.testing.assert_allclose(out[~small] / norms_out[~small, None, None], x[~small] / norms_in[~small, None, None])
+    t = clip_rows(torch.as_tensor(x, dtype=torch.float32), 2.0)
+    assert isinstance(t, torch.Tensor) and t.shape == x.shape
+    assert (torch.linalg.vector_norm(t.reshape(50, -1), dim=1) <= 2.0 + 1e-5).all()
+    np.testing.assert_array_equal(clip_rows(x, math.inf), x)
+    zero = clip_rows(np.zeros((2, 3)), 1.0)
+    assert np.isfinite(zero).all() and (zero == 0).all()
+
+
+def test_gaussian_mechanism_noise_scale_and_accounting():
+    acc = PrivacyAccountant()
+    value = np.zeros(40_000)
+    out = gaussian_mechanism(value, sensitivity=2.0, noise_multiplier=3.0, generator=np.random.default_rng(1),
+                             accountant=acc, name="stat")  # fmt: skip
+    assert out.std() == pytest.approx(6.0, rel=0.02)
+    assert abs(out.mean()) < 4 * 6.0 / math.sqrt(out.size)
+    assert acc.events == [{"name": "stat", "kind": "gaussian", "noise_multiplier": 3.0, "count": 1}]
+    t = gaussian_mechanism(torch.zeros(40_000), sensitivity=1.0, noise_multiplier=0.5,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert float(t.std()) == pytest.approx(0.5, rel=0.02)
+    with pytest.raises(PrivacyError, match="generator"):
+        gaussian_mechanism(value, sensitivity=1.0, noise_multiplier=1.0, generator=None)
+    with pytest.raises(PrivacyError, match="calibrate"):
+        gaussian_mechanism(value, sensitivity=1.0, noise_multiplier=0.0, generator=np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------------------------
+# stage 1
+# ----------------------------------------------------------------------------------------------
+
+
+def test_release_stage1_latents_clips_before_noising_and_accounts():
+    latents = torch.randn(64, 4, 8) * 10  # norms far above the clip
+    acc = PrivacyAccountant()
+    y = release_stage1_latents(latents, latent_clip=1.5, alpha_bar=0.05, generator=torch.Generator().manual_seed(3),
+                               accountant=acc)  # fmt: skip
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(3))
+    signal = (y - math.sqrt(0.95) * noise) / math.sqrt(0.05)  # recover the clipped latents
+    norms = torch.linalg.vector_norm(signal.reshape(64, -1), dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, 1.5), atol=1e-4)
+    (ev,) = acc.events
+    assert ev["kind"] == "stage1" and ev["count"] == 1 and ev["latent_clip"] == 1.5
+    assert ev["noise_multiplier"] == pytest.approx(stage1_noise_multiplier(latent_clip=1.5, alpha_bar=0.05))
+
+
+def test_stage1_training_pair_has_forward_marginal_and_refuses_stage2_timesteps():
+    T = 100
+    ab = torch.cumprod(1 - torch.linspace(1e-3, 0.1, T, dtype=torch.float64), 0)
+    s = 40
+    y = torch.full((20_000, 1, 1), 0.8, dtype=torch.float64)  # released latents (one value)
+    t = torch.full((20_000,), 70)
+    x_t, eps = stage1_training_pair(y, t, alphas_cumprod=ab, release_step=s, generator=torch.Generator().manual_seed(0))
+    r = float(ab[70] / ab[s])
+    assert float(x_t.mean()) == pytest.approx(math.sqrt(r) * 0.8, abs=0.02)
+    assert float(x_t.var()) == pytest.approx(1 - r, rel=0.03)
+    assert torch.allclose(x_t, math.sqrt(r) * y + math.sqrt(1 - r) * eps)
+    with pytest.raises(PrivacyError, match="stage 2"):
+        stage1_training_pair(y[:2], torch.tensor([40, 80]), alphas_cumprod=ab, release_step=s)
+
+
+def test_stage1_eps_conversion_is_exact_for_gaussian_data():
+    # x0 ~ N(0, v0): every conditional expectation is linear in x_t and known in closed form.
+    T, s, v0 = 200, 50, 2.5
+    ab = torch.cumprod(1 - torch.linspace(1e-4, 0.05, T, dtype=torch.float64), 0)
+    t = torch.tensor([51, 90, 150, 199])
+    x_t = torch.linspace(-3, 3, 4 * 6, dtype=torch.float64).reshape(4, 2, 3)
+    a_s, a_t = float(ab[s]), ab[t].reshape(-1, 1, 1)
+    r = a_t / a_s
+    var_s = a_s * v0 + 1 - a_s  # Var(x_s)
+    x_s_hat = torch.sqrt(r) * var_s / (r * var_s + 1 - r) * x_t  # E[x_s | x_t]
+    eps_prime = (x_t - torch.sqrt(r) * x_s_hat) / torch.sqrt(1 - r)  # optimal stage-1 target
+    x0_hat = torch.sqrt(a_t) * v0 / (a_t * v0 + 1 - a_t) * x_t  # E[x_0 | x_t]
+    eps_std = (x_t - torch.sqrt(a_t) * x0_hat) / torch.sqrt(1 - a_t)  # optimal usual target
+    out = stage1_eps_to_standard_eps(eps_prime, x_t, t, alphas_cumprod=ab, release_step=s)
+    torch.testing.assert_close(out, eps_std, rtol=1e-9, atol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# correlation prior
+# ----------------------------------------------------------------------------------------------
+
+
+def test_correlation_band_matches_numpy(genotypes):
+    band = correlation_band(genotypes, window=5)
+    full = np.corrcoef(genotypes.T)
+    v = genotypes.shape[1]
+    assert band.shape == (v, 5)
+    for lag in range(1, 6):
+        np.testing.assert_allclose(band[: v - lag, lag - 1], np.diag(full, lag), atol=1e-10)
+        assert (band[v - lag :, lag - 1] == 0).all()
+    dense = band_to_dense(band)
+    np.testing.assert_allclose(dense, dense.T)
+    np.testing.assert_allclose(np.diag(dense), 1.0)
+    np.testing.assert_allclose(dense[np.abs(np.subtract.outer(range(v), range(v))) <= 5],
+                               full[np.abs(np.subtract.outer(range(v), range(v))) <= 5], atol=1e-10)  # fmt: skip
+
+
+def test_dp_correlation_prior_sensitivity_is_the_clip(genotypes):
+    center = 2 * allele_frequencies(genotypes)
+    gc = genotypes - center
+    clip = 3.0
+    norms = _person_band_norms(gc, 4)
+    assert (norms > clip).any()
+    w = np.minimum(1, clip / norms)
+    total = _band_products(gc, 4, w)
+    for i in (0, 17, 123):  # replace person i by the null record (contributes nothing)
+        without = _band_products(np.delete(gc, i, axis=0), 4, np.delete(w, i))
+        assert np.linalg.norm(total - without) <= clip + 1e-9
+
+
+def test_dp_correlation_prior_approaches_truth_with_little_noise(genotypes):
+    acc = PrivacyAccountant()
+    center = 2 * allele_frequencies(genotypes)
+    priv = dp_correlation_prior(genotypes, window=5, clip=1e3, noise_multiplier=1e-9, center=center,
+                                generator=np.random.default_rng(0), accountant=acc)  # fmt: skip
+    np.testing.assert_allclose(priv, correlation_band(genotypes, window=5), atol=1e-6)
+    assert acc.events[0]["name"] == "correlation_prior" and acc.events[0]["kind"] == "gaussian"
+    # with real noise the error grows and stays bounded in [-1, 1]
+    noisy = dp_correlation_prior(genotypes, window=5, clip=20.0, noise_multiplier=0.5, center=center,
+                                 generator=np.random.default_rng(1))  # fmt: skip
+    assert noisy.shape == (40, 5) and np.abs(noisy).max() <= 1.0
+    assert (noisy[-1] == 0).all()
+    err = np.abs(noisy - correlation_band(genotypes, window=5))[:-5].mean()
+    assert 0.005 < err < 0.3
+    with pytest.raises(PrivacyError, match="dp_allele_frequencies"):
+        dp_correlation_prior(genotypes, window=5, clip=1.0, noise_multiplier=1.0, center=None,
+                             generator=np.random.default_rng(0))  # fmt: skip
+
+
+def test_missing_genotypes_are_refused(genotypes):
+    g = genotypes.copy()
+    g[0, 0] = -1
+    with pytest.raises(InputError, match="impute"):
+        dp_allele_frequencies(g, noise_multiplier=1.0, generator=np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------------------------------------
+# allele frequencies
+# ----------------------------------------------------------------------------------------------
+
+
+def test_dp_allele_frequencies(genotypes):
+    truth = allele_frequencies(genotypes)
+    acc = PrivacyAccountant()
+    close = dp_allele_frequencies(genotypes, noise_multiplier=1e-9, generator=np.random.default_rng(0),
+                                  accountant=acc)  # fmt: skip
+    np.testing.assert_allclose(close, truth, atol=1e-8)
+    assert acc.events[0]["name"] == "allele_frequencies"
+    z, n, v = 2.0, *genotypes.shape
+    draws = np.array([dp_allele_frequencies(genotypes, noise_multiplier=z, generator=np.random.default_rng(s))
+                      for s in range(300)])  # fmt: skip
+    expected_sd = z * 2 * math.sqrt(v) / (2 * n)  # sensitivity ploidy*sqrt(V), divided by ploidy*n
+    inner = (truth > 0.2) & (truth < 0.8)  # away from the [0, 1] clamp
+    assert np.median(draws[:, inner].std(axis=0)) == pytest.approx(expected_sd, rel=0.1)
+    assert ((draws >= 0) & (draws <= 1)).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# SNP selection
+# ----------------------------------------------------------------------------------------------
+
+
+def test_association_scores_have_bounded_sensitivity(genotypes):
+    rng = np.random.default_rng(3)
+    y = (genotypes[:, 5] + rng.normal(size=genotypes.shape[0]) > 1.5).astype(float)
+    center = 2 * allele_frequencies(genotypes)  # stands in for public frequencies
+    scores, sens = clipped_association_scores(genotypes, y, genotype_center=center, phenotype_center=0.5, clip=0.6)
+    assert sens == 0.6 and scores.shape == (40,)
+    assert np.argmax(scores) in range(4, 8)  # the causal SNP's LD block
+    for i in range(0, 300, 37):  # zero out person i
+        g0, y0 = genotypes.copy(), y.copy()
+        g0[i], y0[i] = center, 0.5  # the null record contributes exactly 0
+        s0, _ = clipped_association_scores(g0, y0, genotype_center=center, phenotype_center=0.5, clip=0.6)
+        assert np.abs(scores - s0).max() <= 0.6 + 1e-12
+
+
+def test_noisy_top_k_follows_the_exponential_mechanism():
+    scores = np.array([0.0, 1.0, 2.0, -50.0])
+    rng = np.random.default_rng(0)
+    picks = np.array([noisy_top_k(scores, 1, sensitivity=1.0, noise_multiplier=2.0, generator=rng)[0]
+                      for _ in range(20_000)])  # fmt: skip
+    freq = np.bincount(picks, minlength=4) / picks.size
+    expected = np.exp(scores / 2.0) / np.exp(scores / 2.0).sum()  # exp(eps0 u / (2 sens)), eps0 = 2/z
+    np.testing.assert_allclose(freq, expected, atol=0.012)
+    acc = PrivacyAccountant()
+    sel = noisy_top_k(np.arange(100.0) * 100, 10, sensitivity=1.0, noise_multiplier=1.0,
+                      generator=np.random.default_rng(1), accountant=acc)  # fmt: skip
+    np.testing.assert_array_equal(sel, np.arange(99, 89, -1))  # clear winners, in order
+    assert len(set(sel.tolist())) == 10
+    assert acc.events == [{"name": "snp_selection", "kind": "top_k", "noise_multiplier": 1.0, "k": 10, "count": 1}]
+    with pytest.raises(InputError):
+        noisy_top_k(scores, 5, sensitivity=1.0, noise_multiplier=1.0, generator=rng)
