@@ -78,6 +78,11 @@ from scipy import special, stats
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError, PrivacyError
 
+try:  # a scikit-learn dependency
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
 MODELS = ("additive", "dominant")
 GWAS_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "a1", "a1_freq", "obs_ct", "beta", "se", "z", "p",
                 "neg_log10_p", "converged")
@@ -168,6 +173,18 @@ class SnpSelection:
     def epsilon(self) -> float:
         """Privacy budget spent by the selection (0.0 when it was not private)."""
         return float(self.privacy["epsilon"]) if self.privacy else 0.0
+
+
+def single_threaded_blas():
+    """Context manager: BLAS on one thread.
+
+    The products here are skinny (n x k with k < 20, or matrix-vector); a threaded BLAS only
+    adds synchronisation, which on a busy machine costs 10-100x (measured: an L2-logistic fit on
+    1,000 x 41 took 0.46 s with OpenBLAS threads, 0.02 s with one).
+    """
+    import contextlib
+
+    return threadpool_limits(limits=1, user_api="blas") if threadpool_limits else contextlib.nullcontext()
 
 
 # ================================================================================ inputs
@@ -471,6 +488,12 @@ def logistic_gwas(g: np.ndarray, y: np.ndarray, *, covariates: np.ndarray | None
     g, y, c = g[keep], y[keep], c[keep]
     if not set(np.unique(y).tolist()) <= {0.0, 1.0}:
         raise InputError("the phenotype must be coded 0 (control) / 1 (case)")
+    with single_threaded_blas():
+        return _logistic_gwas(g, y, c, model=model, max_iter=max_iter, tol=tol, block=block)
+
+
+def _logistic_gwas(g, y, c, *, model, max_iter, tol, block):
+    """:func:`logistic_gwas` after input checks; ``c`` holds the intercept and covariates (N, k)."""
     b0 = _irls_null(c, y)
     fitted = special.expit(c @ b0)
     if c.shape[1] > 1 and (np.abs(fitted - y) < 1e-3).mean() > 0.99:
@@ -595,6 +618,13 @@ def ld_clump(g: np.ndarray, variants: pd.DataFrame, order: np.ndarray, *, r2: fl
     z = _standardised(gs) if n * v <= 64_000_000 else None  # (N, V) float32 when it fits in ~256 MB
     removed = np.zeros(v, dtype=bool)  # in sorted space
     out: list[int] = []
+    with single_threaded_blas():
+        _clump_walk(order, where, removed, out, gs, z, s_chrom, s_pos, starts, half, n, r2, max_index)
+    return np.asarray(out, dtype=np.int64)
+
+
+def _clump_walk(order, where, removed, out, gs, z, s_chrom, s_pos, starts, half, n, r2, max_index):
+    """The greedy walk of :func:`ld_clump` in sorted-variant space; appends index SNPs to ``out``."""
     for j in order:
         s = where[j]
         if removed[s]:
@@ -617,7 +647,6 @@ def ld_clump(g: np.ndarray, variants: pd.DataFrame, order: np.ndarray, *, r2: fl
             zi, zw = block[:, 0], block[:, 1:]
         r = (zi @ zw) / n  # (W,)
         removed[win[r * r > r2]] = True
-    return np.asarray(out, dtype=np.int64)
 
 
 # ================================================================================ DP selection
