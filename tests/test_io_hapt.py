@@ -119,3 +119,10 @@ def test_vcf_hapt_bed_chain_is_lossless(cohort):
         assert list(got.samples["sample"]) == list(expected.samples["sample"])
     np.testing.assert_array_equal(bed.alleles, expected.genotypes())
     pd.testing.assert_frame_equal(bed.variants, expected.variants)
+
+
+def test_truncated_hapt_gz(data_805, tmp_path):
+    data = open(data_805 / "haplotypes.hapt.gz", "rb").read()
+    (tmp_path / "cut.hapt.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cut.hapt.gz: cannot be read to the end .*truncated or corrupt"):
+        read_hapt(str(tmp_path / "cut.hapt.gz"), str(data_805 / "snps.legend"))

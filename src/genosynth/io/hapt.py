@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -71,28 +72,27 @@ def read_hapt(path: str, legend: str) -> Cohort:
     tags: list[str] = []
     hap_ids: list[str] = []
     chunks: list[np.ndarray] = []
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != n_var + 2:
-                raise InputError(
-                    f"{path}: line {lineno} has {len(parts) - 2} alleles but the legend lists {n_var} SNPs; "
-                    "give the legend that belongs to this file"
-                )
-            try:
-                row = np.array(parts[2:], dtype=np.int8)
-            except ValueError:
-                bad = next(t for t in parts[2:] if not t.lstrip("-").isdigit())
-                raise InputError(
-                    f"{path}: line {lineno} has a non-numeric allele {bad!r}; alleles must be 0 or 1"
-                ) from None
-            if row.min() < 0 or row.max() > 1:
-                raise InputError(f"{path}: line {lineno} has alleles outside 0/1; .hapt holds haplotypes only")
-            tags.append(parts[0])
-            hap_ids.append(parts[1])
-            chunks.append(row)
+    for lineno, line in _numbered_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != n_var + 2:
+            raise InputError(
+                f"{path}: line {lineno} has {len(parts) - 2} alleles but the legend lists {n_var} SNPs; "
+                "give the legend that belongs to this file"
+            )
+        try:
+            row = np.array(parts[2:], dtype=np.int8)
+        except ValueError:
+            bad = next(t for t in parts[2:] if not t.lstrip("-").isdigit())
+            raise InputError(
+                f"{path}: line {lineno} has a non-numeric allele {bad!r}; alleles must be 0 or 1"
+            ) from None
+        if row.min() < 0 or row.max() > 1:
+            raise InputError(f"{path}: line {lineno} has alleles outside 0/1; .hapt holds haplotypes only")
+        tags.append(parts[0])
+        hap_ids.append(parts[1])
+        chunks.append(row)
     if not chunks:
         raise InputError(f"{path}: no haplotypes found (empty file)")
     if len(chunks) % 2:
@@ -111,6 +111,15 @@ def read_hapt(path: str, legend: str) -> Cohort:
     alleles = np.stack(chunks)  # (2N, V)
     return Cohort(alleles=alleles, variants=variants, samples=samples, phased=True, ploidy=2,
                   meta={"source": os.path.abspath(path), "format": "hapt"})
+
+
+def _numbered_lines(path: str):
+    """Yield ``(line number, line)``; a truncated or undecodable file is an InputError."""
+    try:
+        with _open_text(path) as fh:
+            yield from enumerate(fh, start=1)
+    except (EOFError, OSError, UnicodeDecodeError, zlib.error) as exc:
+        raise InputError(f"{path}: cannot be read to the end ({exc}); the file is truncated or corrupt, re-create it") from None
 
 
 def _strip_suffix(hap_id: str) -> str:
