@@ -183,3 +183,10 @@ def test_bed_round_trip_is_lossless(cohort):
     for col in ("sample", "fid", "sex"):
         assert list(back.samples[col]) == list(expected.samples[col])
     np.testing.assert_array_equal(back.samples["phenotype"], expected.samples["phenotype"])
+
+
+def test_binary_bim_is_refused(tmp_path):
+    prefix, _ = _small(tmp_path)
+    open(f"{prefix}.bim", "wb").write(b"\x1f\x8b\x08\x00\xff\xfe\x00")
+    with pytest.raises(InputError, match="small.bim: not a text file"):
+        read_bed(prefix)

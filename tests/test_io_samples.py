@@ -105,3 +105,9 @@ def test_write_and_read_back(tmp_path):
     for col in ("sample", "fid", "pop", "super_pop", "sex", "batch"):
         assert list(back.samples[col]) == list(c.samples[col])
     np.testing.assert_array_equal(back.samples["phenotype"], c.samples["phenotype"])
+
+
+def test_binary_table_is_refused(tmp_path):
+    (tmp_path / "s.tsv.gz").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe\x00")
+    with pytest.raises(InputError, match="not a UTF-8 text table"):
+        read_sample_table(str(tmp_path / "s.tsv.gz"))

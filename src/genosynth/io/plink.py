@@ -152,8 +152,11 @@ def _read_table(path: str, n_cols: int, columns: str) -> np.ndarray:
     """Whitespace-separated text with exactly ``n_cols`` columns -> str array (n_lines, n_cols)."""
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found; check the path")
-    with open(path, encoding="utf-8") as fh:
-        rows = [line.split() for line in fh]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            rows = [line.split() for line in fh]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a text file ({exc}); give the plain-text file, not a compressed or binary one") from None
     for lineno, parts in enumerate(rows, start=1):
         if len(parts) != n_cols:
             raise InputError(

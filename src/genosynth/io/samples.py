@@ -55,8 +55,12 @@ def read_sample_table(path: str) -> pd.DataFrame:
     """
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found; give the sample table (TSV with a header line) to --samples")
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            first = fh.readline()
+            fh.read()  # decode it all once, so a binary file fails here with a clear message
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a UTF-8 text table ({exc}); give the plain-text TSV, not a compressed file") from None
     if not first.strip():
         raise InputError(f"{path}: sample table is empty; it needs a header line (sample pop super_pop ...) and rows")
     sep = "\t" if "\t" in first else r"\s+"
