@@ -34,8 +34,8 @@ class EvalConfig:
     gwas_repeats: int = 5                # matched-size subsamples averaged
     # --- privacy
     mia_repeats: int = 10                # membership-inference repeats (balanced by subsampling train)
-    aats_repeats: int = 5                # AATS repeats (equal-size subsamples)
-    max_privacy_samples: int = 2000      # cap on people per set in AATS
+    aats_repeats: int = 3                # AATS repeats (only when a set is subsampled)
+    max_privacy_samples: int = 3000      # cap on people per set in AATS
     chunk_rows: int = 1024               # rows per block in nearest-neighbour distances
     # --- run
     threads: int | None = None           # CPU threads for the random forest (None: all)

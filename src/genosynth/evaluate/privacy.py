@@ -68,8 +68,10 @@ def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarra
     -----
     * DCR and membership inference use all synthetic people; train is subsampled to the holdout
       size each repeat so that "closer to train than to holdout" has 0.5 as its ideal.
-    * AATS(train) and AATS(holdout) use equal-size subsamples ``n = min(n_train, n_holdout, n_syn,
-      max_samples)`` so that privacy loss ``AATS(holdout) - AATS(train)`` compares like with like.
+    * AATS(train) pairs ``n = min(n_train, n_syn, max_samples)`` train people with as many synthetic
+      people, AATS(holdout) ``min(n_holdout, n_syn, max_samples)`` holdout people (equal sizes within
+      each, as in Yelmen et al.; AA_TS of equal-size sets does not drift with ``n``), so a copy of
+      the training set scores AATS(train) = 0 instead of being diluted by a small holdout.
     """
     n_tr, n_ho, n_sy = len(x_train), len(x_holdout), len(x_syn)
     m = min(n_tr, n_ho)
@@ -88,12 +90,16 @@ def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarra
         med_tr.append(float(np.median(d_syn_tr)))
         if d_syn_tr_keep is None:
             d_syn_tr_keep = d_syn_tr
-    n = min(n_tr, n_ho, n_sy, max_samples)
+    n_t = min(n_tr, n_sy, max_samples)
+    n_h = min(n_ho, n_sy, max_samples)
     a_tr, a_ho = [], []
     for _ in range(max(1, aats_repeats)):
-        s = x_syn[rng.choice(n_sy, size=n, replace=False)]
-        a_tr.append(aats(x_train[rng.choice(n_tr, size=n, replace=False)], s, chunk=chunk)["aats"])
-        a_ho.append(aats(x_holdout[rng.choice(n_ho, size=n, replace=False)], s, chunk=chunk)["aats"])
+        s = x_syn[rng.choice(n_sy, size=n_t, replace=False)]
+        a_tr.append(aats(x_train[rng.choice(n_tr, size=n_t, replace=False)], s, chunk=chunk)["aats"])
+        s = x_syn[rng.choice(n_sy, size=n_h, replace=False)]
+        a_ho.append(aats(x_holdout[rng.choice(n_ho, size=n_h, replace=False)], s, chunk=chunk)["aats"])
+        if n_t == n_tr == n_sy and n_h == n_ho:
+            break  # nothing is subsampled: repeats would be identical
     return {
         "dcr_median_to_train": float(np.mean(med_tr)),
         "dcr_median_to_holdout": float(np.median(d_syn_ho)),
@@ -108,8 +114,9 @@ def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarra
         "aats_train_sd": float(np.std(a_tr)),
         "aats_holdout_sd": float(np.std(a_ho)),
         "privacy_loss": float(np.mean(a_ho) - np.mean(a_tr)),
-        "aats_n": int(n),
-        "aats_repeats": int(max(1, aats_repeats)),
+        "aats_n_train": int(n_t),
+        "aats_n_holdout": int(n_h),
+        "aats_repeats": len(a_tr),
         "_dcr_to_train": d_syn_tr_keep,
         "_dcr_to_holdout": d_syn_ho,
     }

@@ -1,0 +1,149 @@
+"""evaluate() end to end on the small msprime cohort: structure of the results, labels, checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from genosynth.cohort import make_samples
+from genosynth.errors import InputError
+from genosynth.evaluate import (EvalConfig, copy_generator, evaluate, independent_snps_generator,
+                                split_train_holdout, summary)
+from genosynth.evaluate.report import to_json_ready
+
+FAST = EvalConfig(classifiers=("lr",), mia_repeats=3, aats_repeats=2, gwas_repeats=2, max_ld_pairs=20_000,
+                  min_group_size=10)
+
+
+@pytest.fixture(scope="module")
+def split(sim_cohort):
+    return split_train_holdout(sim_cohort, holdout_fraction=0.25, seed=3)
+
+
+@pytest.fixture(scope="module")
+def results(split):
+    train, holdout = split
+    syn = {"indep": independent_snps_generator(train, n=150, seed=4), "copy": copy_generator(train, seed=5)}
+    syn["indep"].meta["privacy"] = {"epsilon": 3.0, "delta": 1e-6, "mechanisms": {"dp_sgd": 2.5}}
+    return evaluate(train, holdout, syn, config=FAST, seed=7)
+
+
+def test_results_are_json_serialisable_and_hold_no_per_person_values(results):
+    text = json.dumps(to_json_ready(results), allow_nan=False)
+    assert "_private" not in text and "pc_scores" not in text
+    assert "_dcr_to_train" not in text
+
+
+def test_sections_and_summary_keys(results):
+    for section in ("fidelity", "structure", "gwas", "privacy", "summary", "lights", "labels", "config"):
+        assert section in results
+    s = summary(results, "indep")
+    for key in ("af_r", "ld_r_near_within", "aats", "privacy_loss", "mia_auc", "tstr_super_pop_lr",
+                "trtr_super_pop_lr", "gwas_overlap_top10", "identical_to_train", "epsilon"):
+        assert key in s, key
+    assert s["epsilon"] == 3.0
+    assert summary(results)["af_r"] == summary(results, "indep")["af_r"]  # default: the first synthetic set
+    assert set(results["summary"]) == {"holdout", "indep", "copy"}
+    with pytest.raises(InputError, match="no set named"):
+        summary(results, "nope")
+
+
+def test_calibration_directions_on_simulated_data(results):
+    ho, ind, cp = (summary(results, k) for k in ("holdout", "indep", "copy"))
+    assert cp["identical_to_train"] == results["inputs"]["synthetic"]["copy"]["n_samples"]
+    assert ho["identical_to_train"] == 0 and ind["identical_to_train"] == 0
+    assert cp["mia_auc"] > 0.95 and abs(ho["mia_auc"] - 0.5) < 0.15
+    assert cp["aats"] < 0.05 and cp["privacy_loss"] > 0.3
+    # msprime LD is real LD: independent SNPs lose it within populations, the holdout keeps it
+    assert ho["ld_r_near_within"] > 0.5 and ind["ld_r_near_within"] < 0.2
+    assert ind["af_r"] > 0.97
+    lights = {r["key"]: r["light"] for r in results["lights"]["indep"]}
+    assert lights["ld_r_near_within"] == "red" and lights["af_r"] == "green"
+    lights = {r["key"]: r["light"] for r in results["lights"]["copy"]}
+    assert lights["identical_to_train"] == "red" and lights["mia_auc"] == "red"
+
+
+def test_same_seed_same_figures(split, results):
+    train, holdout = split
+    syn = {"indep": independent_snps_generator(train, n=150, seed=4), "copy": copy_generator(train, seed=5)}
+    syn["indep"].meta["privacy"] = {"epsilon": 3.0, "delta": 1e-6, "mechanisms": {"dp_sgd": 2.5}}
+    again = evaluate(train, holdout, syn, config=FAST, seed=7)
+    assert again["summary"] == results["summary"]
+
+
+def test_variant_mismatch_names_the_fix(split):
+    train, holdout = split
+    other = holdout.subset(variants=np.arange(1, holdout.n_variants))
+    with pytest.raises(InputError, match="convert --extract"):
+        evaluate(train, holdout, other, config=FAST)
+    flipped = dataclasses.replace(holdout, variants=holdout.variants.assign(alt="N"))
+    with pytest.raises(InputError, match="ALT alleles"):
+        evaluate(train, flipped, copy_generator(train), config=FAST)
+
+
+def test_reserved_name_and_bad_synthetic(split):
+    train, holdout = split
+    with pytest.raises(InputError, match="reserved"):
+        evaluate(train, holdout, {"holdout": train}, config=FAST)
+    with pytest.raises(InputError, match="Cohort"):
+        evaluate(train, holdout, [train], config=FAST)
+
+
+def _unlabelled(c, **extra):
+    samples = make_samples([f"s{k}" for k in range(c.n_samples)], **extra)
+    return dataclasses.replace(c, samples=samples)
+
+
+def test_unlabelled_synthetic_is_pseudo_labelled_and_says_so(split):
+    train, holdout = split
+    syn = _unlabelled(copy_generator(train, seed=1))
+    res = evaluate(train, holdout, syn, config=FAST, seed=1)
+    assert res["labels"]["synthetic"]["super_pop"]["source"] == "pseudo"
+    assert any("pseudo-labels" in n and "synthetic" in n for n in res["notes"])
+    # pseudo-labels of copies of real people are the classifier's, mostly right
+    counts = res["labels"]["synthetic"]["super_pop"]["counts"]
+    assert set(counts) <= {"AFR", "EUR", "EAS"}
+
+
+def test_labels_from_hapt_tag_column(split):
+    train, holdout = split
+    syn = copy_generator(train, seed=2)
+    syn = _unlabelled(syn, tag=train.labels("super_pop")[:0].tolist() or list(syn.labels("super_pop")))
+    res = evaluate(train, holdout, syn, config=FAST, seed=1)
+    assert res["labels"]["synthetic"]["super_pop"]["source"] == "tag"
+    assert res["labels"]["synthetic"]["pop"]["source"] == "pseudo"
+
+
+def test_gwas_on_a_phenotype_column(sim_pheno_cohort):
+    train, holdout = split_train_holdout(sim_pheno_cohort, holdout_fraction=0.3, seed=1)
+    cfg = dataclasses.replace(FAST, gwas_phenotype="phenotype")
+    res = evaluate(train, holdout, copy_generator(train, seed=1), config=cfg, seed=2)
+    d = res["gwas"]["design"]
+    assert d["mode"] == "phenotype" and d["case"] == "1"
+    assert res["gwas"]["sets"]["holdout"]["n_case"] == d["n_case_matched"] > 5
+    assert "phenotype" not in res["structure"]["trtr"]
+
+
+def test_gwas_groups_must_exist(split):
+    train, holdout = split
+    cfg = dataclasses.replace(FAST, gwas_groups=("AFR", "MARS"))
+    with pytest.raises(InputError, match="--gwas-groups"):
+        evaluate(train, holdout, copy_generator(train), config=cfg)
+
+
+def test_unphased_synthetic_of_other_size(split):
+    train, holdout = split
+    syn = independent_snps_generator(train, n=57, seed=9).unphased()
+    res = evaluate(train, holdout, syn, config=FAST, seed=3)
+    assert res["inputs"]["synthetic"]["synthetic"]["n_samples"] == 57
+    assert "identical_haplotypes_to_train" not in res["privacy"]["synthetic"]
+    assert res["privacy"]["synthetic"]["aats_n_train"] == res["privacy"]["synthetic"]["aats_n_holdout"] == 57
+
+
+def test_config_from_dict_rejects_unknown_options():
+    with pytest.raises(InputError, match="unknown evaluation option"):
+        EvalConfig.from_dict({"n_pc": 3})
+    assert EvalConfig.from_dict({"gwas_groups": ["A", "B"]}).gwas_groups == ("A", "B")
