@@ -144,7 +144,10 @@ def test_breakdown_has_each_mechanism_and_a_total_below_the_sum():
     assert max(v for k, v in b.items() if k != "total") < b["total"] < sum(v for k, v in b.items() if k != "total")
     alone = dpsgd(z=1.0, q=0.02, steps=500).get_epsilon(DELTA)
     assert b["diffusion/stage2"] == pytest.approx(alone, rel=1e-12)
-    json.dumps(acc.report(DELTA))  # report is JSON-serialisable
+    report = json.loads(json.dumps(acc.report(DELTA)))  # report is JSON-serialisable
+    assert report["epsilon"] == b["total"] and report["breakdown"] == b and report["delta"] == DELTA
+    line = acc.summary(DELTA)
+    assert f"epsilon={b['total']:.4g}" in line and "correlation_prior" in line
 
 
 def test_empty_accountant_spends_nothing():
@@ -277,3 +280,11 @@ def test_subsampled_gaussian_rdp_matches_numerical_integration(q, z, alpha):
     integral = integrate.quad(f, -40 * z, 40 * z, points=[0.0, 1.0], epsabs=0, epsrel=1e-12, limit=500)[0]
     ours = _subsampled_gaussian_rdp(q, z, 1, np.array([alpha]))[0]
     assert ours == pytest.approx(math.log(integral) / (alpha - 1), rel=1e-6)
+
+
+def test_calibration_orders_are_a_subset_of_the_reporting_orders():
+    # calibration is safe only if epsilon on the full grid can never exceed the search-grid epsilon
+    from genosynth.privacy.accountant import _CALIBRATION_ORDERS
+
+    assert set(_CALIBRATION_ORDERS) <= set(RDP_ORDERS)
+    assert all(a > 1.01 for a in RDP_ORDERS) and list(RDP_ORDERS) == sorted(set(RDP_ORDERS))

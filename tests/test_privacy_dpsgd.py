@@ -158,9 +158,12 @@ def test_steps_are_recorded_in_the_accountant_and_state_round_trips():
     gen = torch.Generator().manual_seed(0)
     dp = DPSGD(model, torch.optim.SGD(model.parameters(), lr=0.05), noise_multiplier=1.1, max_grad_norm=1.0,
                expected_batch_size=q * 40, generator=torch.Generator().manual_seed(3), accountant=acc,
-               sample_rate=q, name="diffusion/stage2", max_physical_batch_size=4)  # fmt: skip
-    for idx in poisson_batches(40, q, 7, generator=gen):
+               sample_rate=q, n_samples=40, name="diffusion/stage2", max_physical_batch_size=4)  # fmt: skip
+    for idx in dp.batches(7, generator=gen):
         dp.step(mse, (x[idx], y[idx]))
+    with pytest.raises(PrivacyError, match="Poisson"):  # a batch not drawn by dp.batches
+        dp.step(mse, (x[:10], y[:10]))
+    assert acc.events[0]["count"] == 7
     assert acc.events == [{"name": "diffusion/stage2", "kind": "subsampled_gaussian", "noise_multiplier": 1.1,
                            "sample_rate": 0.25, "count": 7}]  # fmt: skip
     ref = PrivacyAccountant()
@@ -170,7 +173,7 @@ def test_steps_are_recorded_in_the_accountant_and_state_round_trips():
     noise_next = dp.private_grads(mse, (x[:0], y[:0]))
     dp2 = DPSGD(mlp(), torch.optim.SGD(model.parameters(), lr=0.05), noise_multiplier=1.1, max_grad_norm=1.0,
                 expected_batch_size=q * 40, generator=torch.Generator().manual_seed(99), sample_rate=q,
-                name="diffusion/stage2")  # fmt: skip
+                n_samples=40, name="diffusion/stage2")  # fmt: skip
     dp2.load_state_dict(state)
     assert dp2.steps == 7
     again = dp2.private_grads(mse, (x[:0], y[:0]))
@@ -192,6 +195,9 @@ def test_unsafe_settings_are_refused():
     with pytest.raises(PrivacyError, match="sample_rate"):
         DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4,
               generator=torch.Generator(), accountant=PrivacyAccountant())  # fmt: skip
+    with pytest.raises(PrivacyError, match="n_samples"):
+        DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4,
+              generator=torch.Generator(), accountant=PrivacyAccountant(), sample_rate=0.1)  # fmt: skip
     with pytest.raises(PrivacyError, match="cannot be accounted"):
         DPSGD(model, opt, noise_multiplier=0.0, max_grad_norm=1.0, expected_batch_size=4,
-              accountant=PrivacyAccountant(), sample_rate=0.1)  # fmt: skip
+              accountant=PrivacyAccountant(), sample_rate=0.1, n_samples=40)  # fmt: skip

@@ -100,9 +100,11 @@ RDP_ORDERS: tuple[float, ...] = tuple(
 # Orders used inside calibration's searches: a subset of RDP_ORDERS, so the ε on the full grid is
 # never larger than on this one (ε is a minimum over orders) and calibration stays safe.
 _CALIBRATION_ORDERS: tuple[float, ...] = (
-    1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0,
+    1.25, 1.5, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0,
     12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 96, 128, 256, 512, 1024,
 )  # fmt: skip
+
+assert set(_CALIBRATION_ORDERS) <= set(RDP_ORDERS), "calibration orders must be a subset of RDP_ORDERS"
 
 EVENT_KINDS = ("gaussian", "subsampled_gaussian", "stage1", "top_k", "zcdp")
 
@@ -468,6 +470,12 @@ class PrivacyAccountant:
             "breakdown": self.breakdown(delta),
             "events": copy.deepcopy(self.events),
         }
+
+    def summary(self, delta: float) -> str:
+        """One log line: total ε at δ and the standalone ε of each mechanism."""
+        b = self.breakdown(delta)
+        parts = ", ".join(f"{k} {v:.3g}" for k, v in b.items() if k != "total")
+        return f"privacy: epsilon={b['total']:.4g} at delta={delta:g} (RDP, zero-out neighbours; alone: {parts or 'none'})"
 
     # -- state ---------------------------------------------------------------------------------
 

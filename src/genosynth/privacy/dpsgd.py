@@ -170,6 +170,10 @@ class DPSGD:
         Poisson rate ``q`` used to draw the batches (for the accountant).
     name : str
         Event name, e.g. ``"vae/dpsgd"`` or ``"diffusion/stage2"``.
+    n_samples : int, optional
+        Number of people; with ``sample_rate`` it lets :meth:`batches` draw the Poisson batches.
+        Required with an ``accountant``: then every :meth:`step` must consume a batch drawn by
+        :meth:`batches`, so the Poisson sampling the accounting assumes is enforced.
     max_physical_batch_size : int, optional
         Compute per-sample gradients in chunks of this many samples (memory bound).
 
@@ -195,6 +199,7 @@ class DPSGD:
         accountant: "PrivacyAccountant | None" = None,
         sample_rate: float | None = None,
         name: str = "dpsgd",
+        n_samples: int | None = None,
         max_physical_batch_size: int | None = None,
     ):
         if not (noise_multiplier >= 0):
@@ -212,6 +217,11 @@ class DPSGD:
             raise PrivacyError(f"expected_batch_size={expected_batch_size} must be > 0; it is q * n")
         if accountant is not None and sample_rate is None:
             raise PrivacyError("pass sample_rate=q (the Poisson rate of poisson_batches) to account the steps")
+        if accountant is not None and n_samples is None:
+            raise PrivacyError(
+                "pass n_samples with an accountant: batches must be Poisson-sampled by DPSGD.batches() "
+                "for the accounting to hold"
+            )
         if accountant is not None and noise_multiplier == 0:
             raise PrivacyError(
                 f"{name}: steps without noise cannot be accounted; use the calibrated noise multiplier "
@@ -226,8 +236,25 @@ class DPSGD:
         self.accountant = accountant
         self.sample_rate = sample_rate
         self.name = name
+        self.n_samples = n_samples
         self.max_physical_batch_size = max_physical_batch_size
         self.steps = 0
+        self._drawn: list[int] = []  # sizes of Poisson batches drawn and not yet stepped on
+
+    def batches(self, steps: int, *, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+        """Draw ``steps`` Poisson batches of indices (see :func:`poisson_batches`).
+
+        Uses ``generator`` or, if None, the noise generator. With an accountant each
+        :meth:`step` must follow a batch drawn here.
+        """
+        if self.sample_rate is None or self.n_samples is None:
+            raise PrivacyError("DPSGD.batches needs sample_rate and n_samples; pass them to DPSGD(...)")
+        gen = generator if generator is not None else self.generator
+        if gen is None:
+            raise PrivacyError("Poisson sampling needs a torch.Generator (seed recorded in provenance)")
+        for idx in poisson_batches(self.n_samples, self.sample_rate, steps, generator=gen):
+            self._drawn.append(int(idx.numel()))
+            yield idx
 
     def _trainable(self) -> dict[str, nn.Parameter]:
         return {k: p for k, p in self.model.named_parameters() if p.requires_grad}
@@ -263,6 +290,14 @@ class DPSGD:
         Nothing is returned: the loss of a private batch is an un-noised private statistic and
         must not be logged under a privacy budget.
         """
+        if self.accountant is not None:
+            b = batch[0].shape[0] if len(batch) else 0
+            if not self._drawn or self._drawn[0] != b:
+                raise PrivacyError(
+                    f"{self.name}: this batch was not drawn by DPSGD.batches() (Poisson sampling), which the "
+                    "privacy accounting assumes; iterate `for idx in dp.batches(steps)` and pass the data at idx"
+                )
+            self._drawn.pop(0)
         grads = self.private_grads(loss_fn, batch)
         for k, p in self._trainable().items():
             p.grad = grads[k].to(p.dtype)
@@ -281,13 +316,14 @@ class DPSGD:
             "expected_batch_size": self.expected_batch_size,
             "sample_rate": self.sample_rate,
             "name": self.name,
+            "n_samples": self.n_samples,
             "steps": self.steps,
             "generator_state": None if self.generator is None else self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`; settings must match the ones this object was built with."""
-        for key in ("noise_multiplier", "max_grad_norm", "expected_batch_size", "sample_rate", "name"):
+        for key in ("noise_multiplier", "max_grad_norm", "expected_batch_size", "sample_rate", "name", "n_samples"):
             if state[key] != getattr(self, key):
                 raise PrivacyError(
                     f"checkpoint has {key}={state[key]!r} but this run uses {getattr(self, key)!r}; resume "
