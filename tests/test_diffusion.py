@@ -144,7 +144,7 @@ class Recorder(nn.Module):
 
 
 def test_per_sample_losses_match_mean_and_sum():
-    d = GaussianDiffusion(DiffusionConfig(timesteps=100))
+    d = GaussianDiffusion(DiffusionConfig(timesteps=100, prediction="eps"))
     net = Recorder()
     x0 = torch.randn(16, 3, 5)
     kw = dict(cond={}, generator=None)
@@ -195,9 +195,10 @@ def test_loss_is_reproducible_with_generator():
 # -- samplers with the exact denoiser ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
-def test_ddpm_with_exact_denoiser_recovers_gaussian(schedule):
-    d = GaussianDiffusion(DiffusionConfig(timesteps=1000, schedule=schedule))
+def test_ddpm_with_exact_denoiser_recovers_gaussian(schedule, prediction):
+    d = GaussianDiffusion(DiffusionConfig(timesteps=1000, schedule=schedule, prediction=prediction))
     x, y = oracle_samples(d, d.ddpm_sample)
     assert_moments(x, y, mean_tol=0.03, std_rtol=0.04)
 
@@ -237,7 +238,7 @@ def test_ddim_eta_one_equals_respaced_ddpm():
 
 @pytest.mark.parametrize("prediction", ["x0", "v"])
 def test_parametrisations_agree(prediction):
-    eps_d = GaussianDiffusion(DiffusionConfig(timesteps=200))
+    eps_d = GaussianDiffusion(DiffusionConfig(timesteps=200, prediction="eps"))
     other = GaussianDiffusion(DiffusionConfig(timesteps=200, prediction=prediction))
     y = torch.arange(32) % 2
     xT = torch.randn(32, 1, 3, generator=torch.Generator().manual_seed(0))

@@ -52,7 +52,7 @@ class DiffusionConfig:
 
     timesteps: int = 1000  # T, number of forward noising steps
     schedule: str = "linear"  # "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
-    prediction: str = "eps"  # what the network predicts: "eps" (noise), "x0" or "v"
+    prediction: str = "v"  # network target: "v" (default, stable at low SNR), "eps" (noise) or "x0"
     beta_start: float = 1e-4  # linear schedule: first beta at T=1000 (scaled by 1000/T)
     beta_end: float = 0.02  # linear schedule: last beta at T=1000 (scaled by 1000/T)
     variance: str = "fixed_small"  # DDPM reverse variance: "fixed_small" (posterior) or "fixed_large" (beta)
@@ -158,7 +158,15 @@ class GaussianDiffusion:
     Parameters
     ----------
     config : DiffusionConfig, optional
-        Defaults to ``DiffusionConfig()`` (T=1000, linear schedule, eps prediction).
+        Defaults to ``DiffusionConfig()`` (T=1000, linear schedule, v prediction).
+
+    Notes
+    -----
+    The default target is v [5]_ rather than eps [1]_: with eps, x0 is recovered as
+    ``(x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``, which multiplies any network error by
+    ``1 / sqrt(abar_t)`` (up to ~2e4 at the last cosine step), and the first sampler steps then
+    throw samples far off; v stays well conditioned at every SNR. Set ``prediction="eps"`` for the
+    classic DDPM parametrisation (``clip_x0`` then helps if the latents have a known range).
 
     Attributes
     ----------
