@@ -252,3 +252,48 @@ def test_noisy_top_k_follows_the_exponential_mechanism():
     assert acc.events == [{"name": "snp_selection", "kind": "top_k", "noise_multiplier": 1.0, "k": 10, "count": 1}]
     with pytest.raises(InputError):
         noisy_top_k(scores, 5, sensitivity=1.0, noise_multiplier=1.0, generator=rng)
+
+
+# ----------------------------------------------------------------------------------------------
+# what is released about the privacy accounting itself
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_all_mechanisms(g, seed):
+    """Every mechanism on cohort ``g``; returns the accountant's report."""
+    import json
+
+    from genosynth.privacy import DPSGD
+
+    acc = PrivacyAccountant()
+    rng = np.random.default_rng(seed)
+    p = dp_allele_frequencies(g, noise_multiplier=20.0, generator=rng, accountant=acc)
+    dp_correlation_prior(g, window=3, clip=10.0, noise_multiplier=5.0, center=2 * p, generator=rng, accountant=acc)
+    y = (g[:, 0] > 0).astype(float)
+    scores, sens = clipped_association_scores(g, y, genotype_center=2 * p, phenotype_center=0.5, clip=1.0)
+    noisy_top_k(scores, 5, sensitivity=sens, noise_multiplier=30.0, generator=rng, accountant=acc)
+    lat = torch.as_tensor(g[:, :8], dtype=torch.float32).reshape(-1, 2, 4)
+    release_stage1_latents(lat, latent_clip=2.0, alpha_bar=0.01, generator=torch.Generator().manual_seed(seed),
+                           accountant=acc)  # fmt: skip
+    model = torch.nn.Linear(8, 1)
+    n = g.shape[0]
+    dp = DPSGD(model, torch.optim.SGD(model.parameters(), lr=0.1), noise_multiplier=1.0, max_grad_norm=1.0,
+               expected_batch_size=0.1 * n, sample_rate=0.1, n_samples=n, accountant=acc,
+               generator=torch.Generator().manual_seed(seed), name="diffusion/stage2")  # fmt: skip
+    x = torch.as_tensor(g[:, :8], dtype=torch.float32)
+    for idx in dp.batches(3):
+        dp.step(lambda fwd, a: fwd(a).pow(2).mean(), (x[idx],))
+    return json.dumps(acc.report(1e-5), sort_keys=True), acc
+
+
+def test_privacy_report_depends_on_parameters_only(genotypes):
+    """The released report (checkpoint, log, sample outputs) is identical for two different
+    cohorts of the same size: it carries no private statistic or per-person value."""
+    other = np.random.default_rng(99).integers(0, 3, size=genotypes.shape).astype(float)
+    rep_a, acc = _run_all_mechanisms(genotypes, seed=1)
+    rep_b, _ = _run_all_mechanisms(other, seed=2)
+    assert rep_a == rep_b
+    allowed = {"name", "kind", "noise_multiplier", "sample_rate", "latent_clip", "alpha_bar", "k", "rho", "count"}
+    assert all(set(ev) <= allowed for ev in acc.events)
+    assert [ev["name"] for ev in acc.events] == ["allele_frequencies", "correlation_prior", "snp_selection",
+                                                 "diffusion/stage1", "diffusion/stage2"]  # fmt: skip
