@@ -1,0 +1,268 @@
+"""Phenotype-supervised generation: GWAS-guided selection, TSTR vs TRTR, recovery of causal SNPs.
+
+Three sub-commands:
+
+``baseline``
+    Simulates a cohort with a known liability-threshold trait (YRI/CEU/CHB, 30 causal SNPs,
+    h2 = 0.5, prevalence 0.3; 7,000 people by default), splits it into a training cohort A
+    (3,000: with the holdout, the issue's 4,000-person cohort), a second real cohort B of the
+    same size and a real holdout T (1,000), selects SNPs on A
+    (:func:`genosynth.gwas.select_snps`) and measures the acceptance metrics of issue 7 for
+    reference "generators" whose answer is known:
+
+    * ``copy``: the synthetic cohort is A itself (TSTR must equal TRTR, recovery 100 %);
+    * ``independent real``: B, fresh people from the same population - the best a perfect
+      generator can do (sampling noise only);
+    * ``broken``: A with its phenotype permuted (genotypes kept, genotype-trait link destroyed):
+      the metrics must fail;
+    * ``DP selection``: TRTR with the SNPs chosen by the DP selection (``--epsilon``).
+
+    ``--repeats R`` re-splits R times (fresh selection each time) for ``independent real`` and
+    reports the mean and sd of the TSTR-TRTR gap and of the recovery: the sampling noise of the
+    measurement itself, against which a generator's gap must be read.
+
+    Then the same flow on the 1000 Genomes 805-SNP cohort with cases and controls defined by two
+    populations (``--case-pop``/``--control-pop``; default AFR vs EUR).
+``simulate --out DIR``
+    Writes the simulated training cohort (``DIR/train.bed``), holdout (``DIR/holdout.bed``),
+    independent real cohort (``DIR/independent.bed``, the reference "generator"), the
+    truth (``DIR/truth.json``) and the selection (``DIR/train.snplist``), for a generator to be
+    trained on ``DIR/train`` restricted to ``DIR/train.snplist``.
+``evaluate --data DIR --synthetic-bfile P | --synthetic-vcf F``
+    Scores any synthetic cohort against ``DIR``: TSTR vs TRTR on the holdout and causal recovery.
+
+Run from the repository root, e.g.::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_phenotype.py baseline --out bench_pheno.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+from genosynth import __version__
+from genosynth.gwas import population_phenotype, select_snps
+from genosynth.prs import causal_recovery, tstr_trtr
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED_805 = os.path.join(HERE, "..", "..", "shared", "data", "1000g_805")
+
+
+def simulate(args):
+    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+
+    t0 = time.perf_counter()
+    cohort = simulate_cohort(n_samples=2 * args.n_train + args.n_holdout, sequence_length=int(args.length_mb * 1e6), seed=args.seed,
+                             phenotype=PhenotypeSpec(n_causal=args.causal, heritability=args.h2,
+                                                     prevalence=args.prevalence))
+    return cohort, time.perf_counter() - t0
+
+
+def split(cohort, seed, sizes):
+    """A (train), B (independent real), T (holdout; the rest) by a seeded permutation."""
+    perm = np.random.default_rng(seed).permutation(cohort.n_samples)
+    a, b = sizes
+    return (cohort.subset(samples=perm[:a]), cohort.subset(samples=perm[a:a + b]),
+            cohort.subset(samples=perm[a + b:]))
+
+
+def permuted(cohort, seed):
+    samples = cohort.samples.copy()
+    samples["phenotype"] = np.random.default_rng(seed).permutation(samples["phenotype"].to_numpy())
+    return dataclasses.replace(cohort, samples=samples)
+
+
+def measure(train, test, synthetic, snps, truth, *, alpha, methods=("logistic_l2", "clumped_beta"), seed=0):
+    row = {}
+    for method in methods:
+        t0 = time.perf_counter()
+        res = tstr_trtr(train, test, synthetic, snps=snps, method=method, seed=seed)
+        row[method] = {"trtr": round(res["trtr"]["auc"], 4), "tstr": round(res["tstr"]["auc"], 4),
+                       "gap": round(res["gap"], 4), "seconds": round(time.perf_counter() - t0, 1),
+                       "snps_used_trtr": res["trtr"]["n_snps_used"], "snps_used_tstr": res["tstr"]["n_snps_used"]}
+    if truth is not None:
+        t0 = time.perf_counter()
+        rec = causal_recovery(train, synthetic, truth, alpha=alpha)
+        row["recovery"] = {k: rec[k] for k in ("recovery", "n_causal", "hits_real", "hits_synthetic",
+                                               "sign_agreement")}
+        row["recovery"]["found_real"] = len(rec["found_real"])
+        row["recovery"]["found_both"] = len(rec["found_both"])
+        row["recovery"]["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def baseline(args):
+    out = {"machine": f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}",
+           "genosynth": __version__, "args": vars(args)}
+    cohort, t_sim = simulate(args)
+    truth = cohort.meta["truth"]
+    a, b, t = split(cohort, args.seed, (args.n_train, args.n_train))
+    out["simulated"] = {"samples": cohort.n_samples, "variants": cohort.n_variants, "seconds": round(t_sim, 1),
+                        "realised_h2": round(truth["realised_h2"], 3), "cases": truth["n_cases"],
+                        "split": [a.n_samples, b.n_samples, t.n_samples]}
+    t0 = time.perf_counter()
+    sel = select_snps(a, k=args.k, seed=args.seed)
+    causal = {row["index"] for row in truth["causal"]}
+    out["select"] = {"selected": len(sel.ids), "seconds": round(time.perf_counter() - t0, 1),
+                     "causal_selected": len(causal & set(sel.indices.tolist())), "notes": sel.notes}
+    print(f"selected {len(sel.ids)} SNPs in {out['select']['seconds']} s", file=sys.stderr)
+    t0 = time.perf_counter()
+    dp = select_snps(a, k=args.k, epsilon=args.epsilon, delta=args.delta, seed=args.seed)
+    out["select_dp"] = {"selected": len(dp.ids), "seconds": round(time.perf_counter() - t0, 1),
+                        "causal_selected": len(causal & set(dp.indices.tolist())),
+                        "epsilon": dp.privacy["epsilon"], "delta": dp.privacy["delta"],
+                        "epsilon_step": dp.privacy["epsilon_step"], "accountant_epsilon": dp.privacy["accountant_epsilon"]}
+    scenarios = {"copy": a, "independent real": b, "broken (permuted phenotype)": permuted(a, args.seed)}
+    out["scenarios"] = {}
+    for name, synthetic in scenarios.items():
+        out["scenarios"][name] = measure(a, t, synthetic, sel.ids, truth, alpha=args.alpha, seed=args.seed)
+        print(name, json.dumps(out["scenarios"][name]), file=sys.stderr)
+    out["scenarios"]["independent real, DP-selected SNPs"] = measure(a, t, b, dp.ids, truth, alpha=args.alpha,
+                                                                     seed=args.seed)
+    reps = []
+    for r in range(1, args.repeats):
+        ar, br, tr = split(cohort, args.seed + r, (args.n_train, args.n_train))
+        sel_r = select_snps(ar, k=args.k, seed=args.seed + r)
+        reps.append(measure(ar, tr, br, sel_r.ids, truth, alpha=args.alpha, seed=args.seed + r))
+        print("repeat", r, json.dumps(reps[-1]), file=sys.stderr)
+    if reps:
+        reps.insert(0, out["scenarios"]["independent real"])
+        summary = {}
+        for key, get in (("gap_l2", lambda x: x["logistic_l2"]["gap"]), ("gap_ct", lambda x: x["clumped_beta"]["gap"]),
+                         ("trtr_l2", lambda x: x["logistic_l2"]["trtr"]), ("recovery", lambda x: x["recovery"]["recovery"]),
+                         ("found_real", lambda x: x["recovery"]["found_real"])):
+            vals = np.array([get(x) for x in reps], dtype=float)
+            summary[key] = {"mean": round(float(np.nanmean(vals)), 4), "sd": round(float(np.nanstd(vals, ddof=1)), 4),
+                            "max_abs": round(float(np.nanmax(np.abs(vals))), 4), "values": vals.round(4).tolist()}
+        out["independent_real_repeats"] = summary
+    if not args.skip_805 and os.path.exists(SHARED_805):
+        out["1000g_805"] = bench_805(args)
+    return out
+
+
+def bench_805(args):
+    from genosynth.io import read_cohort
+
+    d = SHARED_805
+    cohort = read_cohort(hapt=os.path.join(d, "haplotypes.hapt.gz"), legend=os.path.join(d, "snps.legend"),
+                         samples=os.path.join(d, "panel.tsv"))
+    cc = population_phenotype(cohort, [args.case_pop], [args.control_pop])
+    a, b, t = split(cc, args.seed, (int(0.4 * cc.n_samples), int(0.4 * cc.n_samples)))
+    t0 = time.perf_counter()
+    sel = select_snps(a, k=args.k_805, seed=args.seed)
+    res = {"cases": args.case_pop, "controls": args.control_pop, "samples": cc.n_samples,
+           "split": [a.n_samples, b.n_samples, t.n_samples], "selected": len(sel.ids),
+           "select_seconds": round(time.perf_counter() - t0, 1), "scenarios": {}}
+    # no causal truth: "recovery" of every SNP the real GWAS finds (Bonferroni), as GWAS-hit replication
+    all_ids = list(a.variants["id"])
+    for name, synthetic in {"copy": a, "independent real": b, "broken (permuted phenotype)": permuted(a, 1)}.items():
+        res["scenarios"][name] = measure(a, t, synthetic, sel.ids, all_ids, alpha="bonferroni",
+                                         methods=("logistic_l2",), seed=args.seed)
+    return res
+
+
+def write_data(args):
+    from genosynth.io.plink import write_bed
+
+    cohort, _ = simulate(args)
+    a, b, t = split(cohort, args.seed, (args.n_train, args.n_train))  # the same split as 'baseline'
+    os.makedirs(args.out, exist_ok=True)
+    write_bed(a, os.path.join(args.out, "train"))
+    write_bed(b, os.path.join(args.out, "independent"))  # fresh real people: the reference 'generator'
+    write_bed(t, os.path.join(args.out, "holdout"))
+    sel = select_snps(a, k=args.k, seed=args.seed)
+    with open(os.path.join(args.out, "train.snplist"), "w") as fh:
+        fh.writelines(f"{i}\n" for i in sel.ids)
+    with open(os.path.join(args.out, "truth.json"), "w") as fh:
+        json.dump(cohort.meta["truth"], fh, indent=1)
+    print(f"wrote {args.out}/train.bed ({a.n_samples} x {a.n_variants}), independent.bed ({b.n_samples}), "
+          f"holdout.bed ({t.n_samples}), "
+          f"train.snplist ({len(sel.ids)} SNPs), truth.json")
+    return {"train": a.n_samples, "holdout": t.n_samples, "selected": len(sel.ids)}
+
+
+def evaluate(args):
+    from genosynth.io import read_cohort
+
+    train = read_cohort(bfile=os.path.join(args.data, "train"))
+    test = read_cohort(bfile=os.path.join(args.data, "holdout"))
+    truth = json.load(open(os.path.join(args.data, "truth.json")))
+    snps = open(os.path.join(args.data, "train.snplist")).read().split()
+    synthetic = read_cohort(bfile=args.synthetic_bfile, vcf=args.synthetic_vcf, samples=args.synthetic_samples)
+    present = set(synthetic.variants["id"])
+    snps = [s for s in snps if s in present]
+    causal = [row["id"] for row in truth["causal"] if row["id"] in present]
+    return {"synthetic": args.synthetic_bfile or args.synthetic_vcf, "snps": len(snps),
+            "causal_present": len(causal),
+            **measure(train, test, synthetic, snps, causal, alpha=args.alpha, seed=args.seed)}
+
+
+def markdown(out) -> str:
+    lines = ["| synthetic cohort | TRTR AUC (L2) | TSTR AUC (L2) | gap | TRTR AUC (C+T) | TSTR AUC (C+T) | gap | "
+             "causal found real / both | recovery |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in out["scenarios"].items():
+        l2, ct, rec = row["logistic_l2"], row["clumped_beta"], row["recovery"]
+        lines.append(f"| {name} | {l2['trtr']:.3f} | {l2['tstr']:.3f} | {l2['gap']:+.3f} | {ct['trtr']:.3f} | "
+                     f"{ct['tstr']:.3f} | {ct['gap']:+.3f} | {rec['found_real']} / {rec['found_both']} | "
+                     f"{rec['recovery']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("mode", choices=("baseline", "simulate", "evaluate"))
+    p.add_argument("--n-train", type=int, default=3000, help="people in the training cohort A (and in B)")
+    p.add_argument("--n-holdout", type=int, default=1000, help="people in the real holdout T")
+    p.add_argument("--repeats", type=int, default=1, help="re-splits for the sampling noise of 'independent real'")
+    p.add_argument("--length-mb", type=float, default=5.0, help="simulated region (Mb)")
+    p.add_argument("--causal", type=int, default=30)
+    p.add_argument("--h2", type=float, default=0.5)
+    p.add_argument("--prevalence", type=float, default=0.3)
+    p.add_argument("--k", type=int, default=1024)
+    p.add_argument("--alpha", type=float, default=5e-8, help="GWAS significance for causal recovery")
+    p.add_argument("--epsilon", type=float, default=1.0, help="budget of the DP selection scenario")
+    p.add_argument("--delta", type=float, default=1e-6)
+    p.add_argument("--case-pop", default="AFR")
+    p.add_argument("--control-pop", default="EUR")
+    p.add_argument("--k-805", type=int, default=100)
+    p.add_argument("--skip-805", action="store_true")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--data", help="folder written by 'simulate' (evaluate mode)")
+    p.add_argument("--synthetic-bfile")
+    p.add_argument("--synthetic-vcf")
+    p.add_argument("--synthetic-samples")
+    p.add_argument("--out", help="JSON results (baseline/evaluate) or data folder (simulate)")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    if args.mode == "simulate":
+        if not args.out:
+            p.error("simulate needs --out DIR")
+        write_data(args)
+        return 0
+    if args.mode == "evaluate":
+        if not args.data or not (args.synthetic_bfile or args.synthetic_vcf):
+            p.error("evaluate needs --data DIR and --synthetic-bfile or --synthetic-vcf")
+        out = evaluate(args)
+    else:
+        out = baseline(args)
+    out["total_seconds"] = round(time.perf_counter() - t0, 1)
+    text = json.dumps(out, indent=1, default=str)
+    print(text)
+    if args.mode == "baseline":
+        print(markdown(out))
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
