@@ -1,0 +1,790 @@
+"""The generator pipeline: configuration, training (VAE then latent DiT), checkpoints, sampling.
+
+Training is two plain stages run by :func:`train_generator`:
+
+1. a categorical VAE (:mod:`genosynth.models.vae`) learns rows of alleles (haplotypes when the
+   input is phased, else genotype counts) -> latent ``(C, T)``;
+2. the latents of the training rows are computed **in-process** (never stored), scaled by one
+   aggregate factor to unit variance, and a label-conditioned 1D DiT
+   (:mod:`genosynth.models.dit`) learns them with the Gaussian diffusion loss
+   (:mod:`genosynth.diffusion`), dropping labels at random for classifier-free guidance.
+
+Every optimiser step goes through :func:`optimizer_step` with the per-row loss, the one place a
+DP-SGD optimiser plugs in. All randomness comes from one seeded ``torch.Generator`` whose state is
+checkpointed, so a run resumed from a checkpoint ends bit-identical to an uninterrupted one (on
+the same device and thread count).
+
+A checkpoint holds the config, seed, package versions, variant table, label vocabulary and
+training mix, training curves, aggregate latent scale, model/optimizer/EMA weights and the RNG
+state: never genotypes, per-person latents or any other per-person value.
+
+Sampling (:class:`Generator`) draws latents with DDIM, decodes them to allele probabilities and
+**draws** alleles from them (argmax only on request); in haplotype mode two haplotypes of the
+same label make one person.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genosynth import __version__
+from genosynth.cohort import Cohort, make_samples
+from genosynth.diffusion import DiffusionConfig, GaussianDiffusion
+from genosynth.ema import EMA
+from genosynth.errors import GenosynthError, InputError
+from genosynth.io.atomic import atomic_outputs
+from genosynth.models.dit import DiT1D, DiTConfig
+from genosynth.models.vae import GenotypeVAE, VAEConfig, sample_alleles
+
+CHECKPOINT_FORMAT = "genosynth-generator"
+CHECKPOINT_VERSION = 1
+STAGES = ("vae", "dit", "done")
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass
+class TrainingConfig:
+    """Optimisation of both stages."""
+
+    vae_epochs: int = 40  # passes over the training rows for the VAE
+    vae_batch_size: int = 128  # rows per VAE step
+    vae_lr: float = 2e-3  # AdamW learning rate of the VAE
+    dit_epochs: int = 150  # passes over the training latents for the DiT
+    dit_batch_size: int = 256  # latents per DiT step
+    dit_lr: float = 1e-3  # AdamW learning rate of the DiT
+    weight_decay: float = 0.0  # AdamW weight decay (both stages)
+    grad_clip: float = 1.0  # clip the batch gradient norm (0 = off); DP replaces this by per-row clipping
+    ema_decay: float = 0.995  # EMA of the DiT weights used for sampling
+    pseudo_count: float = 0.5  # smoothing of the allele frequencies that initialise the decoder biases
+    checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
+
+
+@dataclass
+class SamplingConfig:
+    """Defaults of :meth:`Generator.sample` (each can be overridden per call)."""
+
+    steps: int = 50  # DDIM steps
+    guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
+    eta: float = 0.0  # DDIM eta (0 deterministic given the starting noise)
+    batch_size: int = 2048  # people per sampling batch
+    argmax: bool = False  # take the most likely allele instead of drawing (loses diversity)
+    temperature: float = 1.0  # decoder logit temperature
+
+
+@dataclass
+class GeneratorConfig:
+    """The one configuration of the generator, saved (resolved) in every checkpoint."""
+
+    label_column: str = "super_pop"  # sample-table column the generator conditions on
+    mode: str = "auto"  # "haplotype" (phased input, 2 classes), "genotype" (3 classes) or "auto"
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    dit: DiTConfig = field(default_factory=lambda: DiTConfig(hidden=128, depth=4, heads=4, patch_size=1))
+    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(schedule="cosine"))
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        return cls(
+            label_column=d["label_column"], mode=d["mode"], vae=VAEConfig(**d["vae"]),
+            dit=DiTConfig(**d["dit"]), diffusion=DiffusionConfig(**d["diffusion"]),
+            training=TrainingConfig(**d["training"]), sampling=SamplingConfig(**d["sampling"]),
+        )
+
+    def replace(self, **sections) -> "GeneratorConfig":
+        """A copy with fields of sections changed: ``cfg.replace(training={"vae_epochs": 5})``."""
+        out = GeneratorConfig.from_dict(self.to_dict())
+        for name, changes in sections.items():
+            if isinstance(changes, dict):
+                setattr(out, name, dataclasses.replace(getattr(out, name), **changes))
+            else:
+                setattr(out, name, changes)
+        return out
+
+
+def tiny_config(**sections) -> GeneratorConfig:
+    """A very small configuration for tests and smoke runs (seconds on a CPU)."""
+    cfg = GeneratorConfig(
+        vae=VAEConfig(patch=8, snp_dim=4, width=32, latent_channels=4, blocks=1),
+        dit=DiTConfig(hidden=32, depth=1, heads=2, patch_size=1),
+        diffusion=DiffusionConfig(timesteps=50, schedule="cosine"),
+        training=TrainingConfig(vae_epochs=2, dit_epochs=2, vae_batch_size=32, dit_batch_size=32,
+                                checkpoint_every=1),
+        sampling=SamplingConfig(steps=5, batch_size=64),
+    )
+    return cfg.replace(**sections) if sections else cfg
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that trained a model."""
+    return {"genosynth": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+# ---------------------------------------------------------------------------------- data
+@dataclass
+class TrainingData:
+    """Training rows prepared from a cohort (held in memory only, never saved).
+
+    alleles : int8, shape (n_rows, V) - haplotypes (0/1) or ALT counts (0/1/2), -1 missing
+    labels : int64, shape (n_rows,) - label index per row
+    """
+
+    alleles: torch.Tensor
+    labels: torch.Tensor
+    vocabulary: list[str]
+    label_mix: dict[str, float]
+    n_classes: int
+    phased: bool
+
+
+def prepare_data(cohort: Cohort, *, label_column: str, mode: str = "auto") -> TrainingData:
+    """Turn a cohort into training rows and label indices; check it at the door."""
+    if mode not in ("auto", "haplotype", "genotype"):
+        raise InputError(f"mode must be auto, haplotype or genotype, got {mode!r}")
+    if cohort.ploidy != 2:
+        raise InputError(f"the generator models diploid cohorts; this one has ploidy {cohort.ploidy}")
+    if cohort.n_samples < 2:
+        raise InputError(f"need at least 2 training people, got {cohort.n_samples}")
+    labels = cohort.labels(label_column)
+    if (labels == "").any():
+        n_missing = int((labels == "").sum())
+        raise InputError(
+            f"{n_missing} samples have no {label_column!r} label; give a --samples table that labels "
+            f"everyone, remove them (--keep/--remove), or choose another --label-column"
+        )
+    vocabulary, index = np.unique(labels, return_inverse=True)
+    haplotype = cohort.phased if mode == "auto" else mode == "haplotype"
+    if haplotype and not cohort.phased:
+        raise InputError("mode 'haplotype' needs phased input; use mode 'genotype' (or auto) for unphased data")
+    if haplotype:
+        alleles = cohort.alleles  # (2N, V) rows 2i, 2i+1 = person i
+        row_labels = np.repeat(index, 2)
+    else:
+        alleles = cohort.genotypes()  # (N, V)
+        row_labels = index
+    counts = np.bincount(index, minlength=len(vocabulary))
+    mix = {str(v): float(c / counts.sum()) for v, c in zip(vocabulary, counts)}
+    return TrainingData(
+        alleles=torch.from_numpy(np.ascontiguousarray(alleles, dtype=np.int8)),
+        labels=torch.from_numpy(row_labels.astype(np.int64)),
+        vocabulary=[str(v) for v in vocabulary], label_mix=mix,
+        n_classes=2 if haplotype else 3, phased=haplotype,
+    )
+
+
+def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int, n_classes: int,
+                      *, pseudo_count: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smoothed allele-class frequencies overall and per label.
+
+    Returns
+    -------
+    overall : float, shape (V, K)
+    per_label : float, shape (n_labels, V, K)
+    """
+    a = alleles.long()
+    ok = (a >= 0).float()  # (R, V)
+    onehot = torch.stack([(a == k).float() for k in range(n_classes)], dim=2)  # (R, V, K)
+    overall = (onehot.sum(0) + pseudo_count) / (ok.sum(0)[:, None] + n_classes * pseudo_count)
+    per = []
+    for j in range(n_labels):
+        m = labels == j
+        per.append((onehot[m].sum(0) + pseudo_count) / (ok[m].sum(0)[:, None] + n_classes * pseudo_count))
+    return overall, torch.stack(per)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when present)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be cpu, cuda or auto, got {device!r}")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def deterministic():
+    """Deterministic torch algorithms inside the block (restored after)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def drop_labels(labels: torch.Tensor, *, p: float, null_index: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """Replace each label by ``null_index`` with probability ``p`` (classifier-free guidance).
+
+    labels : int64, shape (B,) -> int64, shape (B,)
+    """
+    if p <= 0:
+        return labels
+    drop = torch.rand(labels.shape, generator=generator) < p  # (B,)
+    return torch.where(drop.to(labels.device), torch.full_like(labels, null_index), labels)
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, per_row_loss: torch.Tensor,
+                   *, grad_clip: float) -> float:
+    """The one optimiser step of both stages: mean of the per-row losses, clip, step.
+
+    per_row_loss : float, shape (B,). A DP-SGD variant replaces this function (per-row clipping
+    and noise); everything else in the loop stays unchanged. Returns the mean loss.
+    """
+    loss = per_row_loss.mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="epoch", dynamic_ncols=True, leave=True)
+
+
+# ---------------------------------------------------------------------------------- models
+def build_models(config: GeneratorConfig, *, n_variants: int, n_classes: int,
+                 n_labels: int) -> tuple[GenotypeVAE, DiT1D, DiTConfig]:
+    """The VAE and the DiT sized for the data (DiT shape fields filled from the VAE latent)."""
+    vae = GenotypeVAE(n_variants, n_classes, n_labels, config.vae)
+    dit_cfg = dataclasses.replace(config.dit, in_channels=config.vae.latent_channels,
+                                  n_tokens=vae.n_tokens, n_classes=n_labels, learn_sigma=False)
+    return vae, DiT1D(dit_cfg), dit_cfg
+
+
+# ---------------------------------------------------------------------------------- checkpoint
+def save_checkpoint(path: str, payload: dict) -> None:
+    """Write a checkpoint atomically (an interruption never leaves a half-written file)."""
+    with atomic_outputs([path]) as (tmp,):
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str) -> dict:
+    """Read a generator checkpoint; raise :class:`InputError` naming the fix when it is not one."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: checkpoint not found; train one with `genosynth train --out PREFIX`")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise InputError(f"{path}: not a readable genosynth checkpoint ({exc}); give PREFIX.pt from `genosynth train`") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a genosynth generator checkpoint; give PREFIX.pt from `genosynth train`")
+    if ck.get("format_version", 0) > CHECKPOINT_VERSION:
+        raise InputError(f"{path}: written by a newer genosynth (format {ck['format_version']}); upgrade genosynth")
+    return ck
+
+
+def _variants_to_dict(variants: pd.DataFrame) -> dict:
+    return {c: [x.item() if hasattr(x, "item") else x for x in variants[c].tolist()] for c in variants.columns}
+
+
+def _variants_from_dict(d: dict) -> pd.DataFrame:
+    from genosynth.cohort import make_variants
+
+    return make_variants(chrom=d["chrom"], pos=d["pos"], ref=d["ref"], alt=d["alt"], id=d["id"],
+                         cm=d.get("cm"))
+
+
+# ---------------------------------------------------------------------------------- training
+def train_generator(
+    cohort: Cohort,
+    *,
+    config: GeneratorConfig | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    checkpoint: str | None = None,
+    resume: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    callback: Callable[[str, int], None] | None = None,
+) -> "Generator":
+    """Train the VAE then the latent DiT on ``cohort``; return the trained :class:`Generator`.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Training people (phased -> haplotype mode, unless ``config.mode`` says otherwise).
+    config : GeneratorConfig, optional
+    seed : int
+        The only source of randomness (initialisation, shuffling, reparameterisation noise,
+        label dropout, diffusion noise). Same seed, device and threads -> identical checkpoint.
+    device : {"cpu", "cuda", "auto"}
+    checkpoint : str, optional
+        Path of the checkpoint, rewritten atomically every ``training.checkpoint_every`` epochs
+        and at the end of each stage.
+    resume : bool
+        Continue from ``checkpoint`` (which must exist and match the data and config).
+    progress : bool
+        tqdm bars with loss and rate.
+    log : callable(str), optional
+        Receives one summary line per stage and checkpoint.
+    callback : callable(stage, epoch), optional
+        Called after every epoch (after any checkpoint of that epoch); may raise to stop.
+
+    Returns
+    -------
+    Generator
+    """
+    config = config or GeneratorConfig()
+    if min(config.training.vae_epochs, config.training.dit_epochs) < 1:
+        raise InputError("vae_epochs and dit_epochs must be >= 1")
+    say = log or (lambda message: None)
+    dev = resolve_device(device)
+    data = prepare_data(cohort, label_column=config.label_column, mode=config.mode)
+    n_labels = len(data.vocabulary)
+    tc = config.training
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    vae, dit, dit_cfg = build_models(config, n_variants=cohort.n_variants, n_classes=data.n_classes,
+                                     n_labels=n_labels)
+    overall, per_label = class_frequencies(data.alleles, data.labels, n_labels, data.n_classes,
+                                           pseudo_count=tc.pseudo_count)
+    vae.init_biases(overall, per_label)
+    vae.to(dev)
+    dit.to(dev)
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
+    dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+    ema = EMA(dit, decay=tc.ema_decay, warmup=True)
+    diffusion = GaussianDiffusion(config.diffusion)
+    state = {"stage": "vae", "epoch": 0}
+    curves: dict[str, list] = {"vae": [], "dit": []}
+    latent_scale = 1.0
+    metrics: dict[str, Any] = {}
+
+    base = {
+        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+        "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": int(seed),
+        "versions": versions(), "variants": _variants_to_dict(cohort.variants),
+        "labels": data.vocabulary, "label_column": config.label_column, "label_mix": data.label_mix,
+        "n_classes": data.n_classes, "phased": data.phased, "n_training_people": cohort.n_samples,
+        "privacy": cohort.meta.get("privacy"),
+    }
+
+    def payload() -> dict:
+        return {**base, "curves": curves, "latent_scale": latent_scale, "metrics": metrics,
+                "state": {**state, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(),
+                          "dit": dit.state_dict(), "dit_opt": dit_opt.state_dict(),
+                          "ema": ema.state_dict(), "rng": gen.get_state()}}
+
+    if resume:
+        if not checkpoint or not os.path.exists(checkpoint):
+            raise InputError(f"--resume needs an existing checkpoint; {checkpoint} not found. Drop --resume to start afresh")
+        ck = load_checkpoint(checkpoint)
+        for key in ("config", "seed", "labels", "n_classes"):
+            if ck[key] != base[key]:
+                raise InputError(
+                    f"{checkpoint} was trained with a different {key} ({ck[key]!r} vs {base[key]!r}); "
+                    "resume with the same input, options and --seed, or train afresh without --resume"
+                )
+        if ck["variants"]["id"] != base["variants"]["id"]:
+            raise InputError(f"{checkpoint} was trained on other variants; resume with the same input")
+        st = ck["state"]
+        vae.load_state_dict(st["vae"])
+        vae_opt.load_state_dict(st["vae_opt"])
+        dit.load_state_dict(st["dit"])
+        dit_opt.load_state_dict(st["dit_opt"])
+        ema.load_state_dict(st["ema"])
+        gen.set_state(st["rng"])
+        state = {"stage": st["stage"], "epoch": st["epoch"]}
+        curves, latent_scale, metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
+        say(f"Resumed from {checkpoint}: stage {state['stage']}, epoch {state['epoch']}")
+
+    x_all = data.alleles  # (R, V) int8 on the CPU
+    y_all = data.labels  # (R,)
+    n_rows = x_all.shape[0]
+
+    with deterministic():
+        # ---------------------------------------------------------------- stage 1: VAE
+        if state["stage"] == "vae":
+            bar = _progress(tc.vae_epochs, "VAE", progress, state["epoch"])
+            vae.train()
+            while state["stage"] == "vae":
+                t0 = time.perf_counter()
+                order = torch.randperm(n_rows, generator=gen)
+                sums = np.zeros(3)
+                for start in range(0, n_rows, tc.vae_batch_size):
+                    idx = order[start:start + tc.vae_batch_size]
+                    xb, yb = x_all[idx].to(dev), y_all[idx]
+                    yb = drop_labels(yb, p=config.vae.label_dropout, null_index=n_labels, generator=gen).to(dev)
+                    out = vae(xb, yb, generator=gen)
+                    optimizer_step(vae, vae_opt, out["loss"], grad_clip=tc.grad_clip)
+                    sums += [float(out["loss"].detach().sum()), float(out["nll"].detach().sum()),
+                             float(out["kl"].detach().sum())]
+                state["epoch"] += 1
+                row = {"epoch": state["epoch"], "loss": sums[0] / n_rows, "nll": sums[1] / n_rows,
+                       "kl": sums[2] / n_rows}
+                curves["vae"].append(row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.1f}", nll=f"{row['nll']:.1f}", kl=f"{row['kl']:.0f}",
+                                    rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
+                    bar.update(1)
+                done = state["epoch"] == tc.vae_epochs
+                if done:
+                    vae.eval()
+                    metrics.update(_vae_metrics(vae, x_all, y_all, overall, dev))
+                    latent_scale = _latent_scale(vae, x_all, dev)
+                    metrics["latent_scale"] = latent_scale
+                    state = {"stage": "dit", "epoch": 0}
+                if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
+                    save_checkpoint(checkpoint, payload())
+                if callback:
+                    callback("vae" if not done else "vae_done", tc.vae_epochs if done else state["epoch"])
+            if bar is not None:
+                bar.close()
+            say(f"VAE: {tc.vae_epochs} epochs, reconstruction accuracy {metrics['vae_accuracy']:.4f} "
+                f"(majority allele {metrics['majority_accuracy']:.4f}, majority per label "
+                f"{metrics['label_majority_accuracy']:.4f}), latent scale {latent_scale:.4f}")
+
+        # ---------------------------------------------------------------- stage 2: DiT
+        vae.eval()
+        if state["stage"] == "dit":
+            mu, sigma = _posterior(vae, x_all, dev)  # (R, C, T) each; in memory only
+            bar = _progress(tc.dit_epochs, "DiT", progress, state["epoch"])
+            dit.train()
+            while state["stage"] == "dit":
+                t0 = time.perf_counter()
+                order = torch.randperm(n_rows, generator=gen)
+                total = 0.0
+                for start in range(0, n_rows, tc.dit_batch_size):
+                    idx = order[start:start + tc.dit_batch_size]
+                    eps = torch.randn(mu[idx].shape, generator=gen)
+                    z0 = ((mu[idx] + sigma[idx] * eps) * latent_scale).to(dev)  # (B, C, T)
+                    per_row = diffusion.training_loss(
+                        dit, z0, cond={"y": y_all[idx].to(dev)}, reduction="none", generator=gen,
+                        model_kwargs={"generator": gen})  # (B,)
+                    optimizer_step(dit, dit_opt, per_row, grad_clip=tc.grad_clip)
+                    ema.update(dit)
+                    total += float(per_row.detach().sum())
+                state["epoch"] += 1
+                row = {"epoch": state["epoch"], "loss": total / n_rows}
+                curves["dit"].append(row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
+                    bar.update(1)
+                done = state["epoch"] == tc.dit_epochs
+                if done:
+                    state = {"stage": "done", "epoch": tc.dit_epochs}
+                if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
+                    save_checkpoint(checkpoint, payload())
+                if callback:
+                    callback("dit" if not done else "dit_done", tc.dit_epochs if done else state["epoch"])
+            if bar is not None:
+                bar.close()
+            del mu, sigma
+            say(f"DiT: {tc.dit_epochs} epochs, final loss {curves['dit'][-1]['loss']:.4f}")
+    return Generator.from_payload(payload())
+
+
+@torch.no_grad()
+def _posterior(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device, batch: int = 1024):
+    """Posterior mean and sd of all rows, on the CPU: float, shape (R, C, T) each."""
+    mus, sds = [], []
+    for start in range(0, x.shape[0], batch):
+        mu, logvar = vae.encode(x[start:start + batch].to(dev))
+        mus.append(mu.cpu())
+        sds.append((0.5 * logvar).exp().cpu())
+    return torch.cat(mus), torch.cat(sds)
+
+
+@torch.no_grad()
+def _latent_scale(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device) -> float:
+    """One aggregate factor that brings the latents to unit variance (Rombach et al. 2022)."""
+    mu, sd = _posterior(vae, x, dev)
+    var = mu.var() + sd.pow(2).mean()
+    return float(1.0 / var.clamp_min(1e-8).sqrt())
+
+
+@torch.no_grad()
+def _vae_metrics(vae: GenotypeVAE, x: torch.Tensor, y: torch.Tensor, overall: torch.Tensor,
+                 dev: torch.device) -> dict:
+    """Aggregate reconstruction accuracy (argmax of decode(mean latent)) vs majority baselines."""
+    correct = observed = maj = lab_maj = 0
+    majority = overall.argmax(dim=1)  # (V,)
+    per_label = vae.label_bias is not None
+    for start in range(0, x.shape[0], 1024):
+        xb, yb = x[start:start + 1024].to(dev), y[start:start + 1024].to(dev)
+        mu, _ = vae.encode(xb)
+        pred = vae.decode(mu, yb).argmax(dim=1)  # (B, V)
+        ok = xb >= 0
+        correct += int(((pred == xb) & ok).sum())
+        observed += int(ok.sum())
+        maj += int(((majority.to(dev)[None] == xb) & ok).sum())
+        if per_label:
+            lm = (vae.snp_bias[: vae.n_variants][None] + vae.label_bias[yb][:, : vae.n_variants]).argmax(dim=2)
+            lab_maj += int(((lm == xb) & ok).sum())
+    return {"vae_accuracy": correct / max(observed, 1), "majority_accuracy": maj / max(observed, 1),
+            "label_majority_accuracy": lab_maj / max(observed, 1) if per_label else float("nan")}
+
+
+# ---------------------------------------------------------------------------------- sampling
+def parse_label_counts(spec: str | dict | None, *, n: int | None, vocabulary: list[str],
+                       mix: dict[str, float]) -> dict[str, int]:
+    """People per label from ``"EUR=500,AFR=500"`` (or a dict), or ``n`` split by the training mix.
+
+    The training mix is split by largest remainders so the counts sum to ``n`` exactly.
+    """
+    if spec:
+        if isinstance(spec, str):
+            counts = {}
+            for part in spec.split(","):
+                if not part.strip():
+                    continue
+                if "=" not in part:
+                    raise InputError(f"--labels entry {part!r} must look like LABEL=COUNT, e.g. EUR=500,AFR=500")
+                key, value = part.split("=", 1)
+                try:
+                    counts[key.strip()] = int(value)
+                except ValueError:
+                    raise InputError(f"--labels count {value!r} for {key!r} is not an integer") from None
+        else:
+            counts = {str(k): int(v) for k, v in spec.items()}
+        unknown = [k for k in counts if k not in vocabulary]
+        if unknown:
+            raise InputError(f"--labels names {unknown}, which the model was not trained on; choose among {vocabulary}")
+        if any(v < 0 for v in counts.values()):
+            raise InputError("--labels counts must be >= 0")
+        if n is not None and sum(counts.values()) != n:
+            raise InputError(f"--labels counts sum to {sum(counts.values())} but --n is {n}; make them agree or drop --n")
+        return counts
+    if n is None or n < 1:
+        raise InputError("give --n (people to generate, >= 1) or --labels LABEL=COUNT,...")
+    fractions = np.array([mix.get(v, 0.0) for v in vocabulary])
+    raw = fractions / fractions.sum() * n
+    base = np.floor(raw).astype(int)
+    rest = n - base.sum()
+    order = np.argsort(-(raw - base), kind="stable")
+    base[order[:rest]] += 1
+    return {v: int(c) for v, c in zip(vocabulary, base)}
+
+
+class Generator:
+    """A trained generator: VAE decoder + EMA DiT + diffusion, ready to sample.
+
+    Build it with :func:`train_generator` or :meth:`Generator.load`.
+    """
+
+    def __init__(self, *, config: GeneratorConfig, vae: GenotypeVAE, dit: DiT1D, meta: dict):
+        self.config = config
+        self.vae = vae.eval()
+        self.dit = dit.eval()
+        self.diffusion = GaussianDiffusion(config.diffusion)
+        self.meta = meta
+        self.vocabulary: list[str] = list(meta["labels"])
+        self.label_mix: dict[str, float] = dict(meta["label_mix"])
+        self.variants = _variants_from_dict(meta["variants"])
+        self.phased: bool = bool(meta["phased"])
+        self.latent_scale: float = float(meta["latent_scale"])
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_payload(cls, ck: dict) -> "Generator":
+        config = GeneratorConfig.from_dict(ck["config"])
+        n_labels = len(ck["labels"])
+        vae = GenotypeVAE(len(ck["variants"]["id"]), ck["n_classes"], n_labels, config.vae)
+        vae.load_state_dict(ck["state"]["vae"])
+        dit = DiT1D(DiTConfig(**ck["dit_config"]))
+        ema = EMA(dit, decay=config.training.ema_decay)
+        ema.load_state_dict(ck["state"]["ema"])
+        ema.copy_to(dit)
+        meta = {k: v for k, v in ck.items() if k != "state"}
+        meta["stage"] = ck["state"]["stage"]
+        return cls(config=config, vae=vae, dit=dit, meta=meta)
+
+    @classmethod
+    def load(cls, path: str, *, device: str | torch.device = "cpu") -> "Generator":
+        """Load a checkpoint written by :func:`train_generator` (must have finished training)."""
+        ck = load_checkpoint(path)
+        if ck["state"]["stage"] != "done":
+            raise InputError(
+                f"{path} is a checkpoint of an unfinished run (stage {ck['state']['stage']}, epoch "
+                f"{ck['state']['epoch']}); finish it with `genosynth train ... --resume` first"
+            )
+        return cls.from_payload(ck).to(device)
+
+    def to(self, device: str | torch.device) -> "Generator":
+        self.device = resolve_device(device)
+        self.vae.to(self.device)
+        self.dit.to(self.device)
+        return self
+
+    @property
+    def privacy(self) -> dict | None:
+        return self.meta.get("privacy")
+
+    # ------------------------------------------------------------------ core draw
+    @torch.no_grad()
+    def sample_rows(self, labels: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
+                    guidance: float | None = None, argmax: bool | None = None,
+                    temperature: float | None = None) -> torch.Tensor:
+        """Draw allele rows (haplotypes or genotypes) for label indices.
+
+        labels : int64, shape (B,) -> int8, shape (B, V) on the CPU.
+        """
+        sc = self.config.sampling
+        steps = sc.steps if steps is None else steps
+        guidance = sc.guidance if guidance is None else guidance
+        argmax = sc.argmax if argmax is None else argmax
+        temperature = sc.temperature if temperature is None else temperature
+        b = labels.shape[0]
+        shape = (b, self.vae.config.latent_channels, self.vae.n_tokens)
+        noise = torch.randn(shape, generator=generator).to(self.device)  # (B, C, T)
+        y = labels.to(self.device)
+        z = self.diffusion.ddim_sample(self.dit, shape, cond={"y": y}, steps=steps, eta=sc.eta,
+                                       guidance=guidance, noise=noise, device=self.device)  # (B, C, T)
+        logits = self.vae.decode(z / self.latent_scale, y)  # (B, K, V)
+        u_logits = logits.cpu()
+        return sample_alleles(u_logits, generator=generator, argmax=argmax, temperature=temperature)
+
+    def iter_batches(self, counts: dict[str, int], *, seed: int, steps: int | None = None,
+                     guidance: float | None = None, argmax: bool | None = None,
+                     batch_size: int | None = None, temperature: float | None = None,
+                     id_prefix: str = "syn") -> Iterator[Cohort]:
+        """Yield the synthetic cohort in batches of people (memory stays flat).
+
+        People are in a seeded random label order; sample ids are ``{id_prefix}{k:07d}``.
+        """
+        batch_size = batch_size or self.config.sampling.batch_size
+        gen = torch.Generator().manual_seed(int(seed))
+        index = {v: i for i, v in enumerate(self.vocabulary)}
+        people = np.concatenate([np.full(c, index[v], dtype=np.int64) for v, c in counts.items() if c > 0]
+                                or [np.zeros(0, dtype=np.int64)])
+        people = people[torch.randperm(len(people), generator=gen).numpy()]
+        per_person = 2 if self.phased else 1
+        column = self.config.label_column
+        for start in range(0, len(people), batch_size):
+            lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
+            rows = self.sample_rows(lab.repeat_interleave(per_person), generator=gen, steps=steps,
+                                    guidance=guidance, argmax=argmax, temperature=temperature)  # (b*P, V)
+            names = np.array(self.vocabulary, dtype=object)[lab.numpy()]
+            ids = [f"{id_prefix}{k:07d}" for k in range(start + 1, start + len(lab) + 1)]
+            extra = {} if column in ("pop", "super_pop") else {column: list(names)}
+            samples = make_samples(ids, pop=names if column == "pop" else None,
+                                   super_pop=names if column == "super_pop" else None, **extra)
+            meta = {"synthetic": True, "seed": int(seed), "label_column": column}
+            if self.privacy:
+                meta["privacy"] = self.privacy
+            yield Cohort(alleles=rows.numpy(), variants=self.variants, samples=samples,
+                         phased=self.phased, ploidy=2, meta=meta)
+
+    def sample(self, n: int | None = None, *, labels: str | dict | None = None, seed: int = 0,
+               steps: int | None = None, guidance: float | None = None, argmax: bool | None = None,
+               batch_size: int | None = None, temperature: float | None = None) -> Cohort:
+        """A synthetic cohort of ``n`` people (``labels`` counts, or the training mix) in memory.
+
+        Returns
+        -------
+        Cohort : phased when the model is a haplotype model, else genotype counts.
+        """
+        counts = parse_label_counts(labels, n=n, vocabulary=self.vocabulary, mix=self.label_mix)
+        parts = list(self.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
+                                       batch_size=batch_size, temperature=temperature))
+        if not parts:
+            raise InputError("nothing to generate: all label counts are 0")
+        return Cohort(alleles=np.concatenate([p.alleles for p in parts]), variants=self.variants,
+                      samples=pd.concat([p.samples for p in parts], ignore_index=True),
+                      phased=self.phased, ploidy=2, meta=parts[0].meta)
+
+
+# ---------------------------------------------------------------------------------- streaming
+def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = None,
+                    labels: str | dict | None = None, seed: int = 0, steps: int | None = None,
+                    guidance: float | None = None, argmax: bool | None = None,
+                    batch_size: int | None = None, progress: bool = False) -> list[str]:
+    """Sample and write a synthetic cohort with flat memory; return the paths written.
+
+    Batches are drawn and written into an on-disk staging matrix (``PREFIX.staging.tmp``,
+    removed afterwards), which the format writers then stream from. Writes ``PREFIX`` in
+    ``fmt`` (bed, vcf -> ``PREFIX.vcf.gz``, hapt), ``PREFIX.samples.tsv`` with the labels, and
+    ``PREFIX.privacy.json`` when the model carries a privacy guarantee.
+    """
+    from genosynth.io import FORMATS, write_cohort
+    from genosynth.io.samples import write_sample_table
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "hapt" and not model.phased:
+        raise InputError("this model generates genotypes (it was trained on unphased data); .hapt needs "
+                         "haplotypes: choose --format bed or vcf")
+    counts = parse_label_counts(labels, n=n, vocabulary=model.vocabulary, mix=model.label_mix)
+    total = sum(counts.values())
+    if total < 1:
+        raise InputError("nothing to generate: all label counts are 0")
+    phased_out = model.phased and fmt != "bed"  # .bed holds genotype counts only
+    rows_per = 2 if phased_out else 1
+    v = len(model.variants)
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    staging = f"{prefix}.staging.tmp"
+    written: list[str] = []
+    samples_parts = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, desc="sample", unit="people", dynamic_ncols=True)
+    try:
+        mat = np.lib.format.open_memmap(staging, mode="w+", dtype=np.int8, shape=(total * rows_per, v))
+        row = 0
+        for part in model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
+                                       batch_size=batch_size):
+            block = part.alleles if phased_out else part.genotypes()  # (b*rows_per, V)
+            mat[row:row + block.shape[0]] = block
+            row += block.shape[0]
+            samples_parts.append(part.samples)
+            meta = part.meta
+            if bar is not None:
+                bar.update(part.n_samples)
+        mat.flush()
+        samples = pd.concat(samples_parts, ignore_index=True)
+        cohort = Cohort(alleles=mat, variants=model.variants, samples=samples, phased=phased_out,
+                        ploidy=2, meta=meta)
+        written += write_cohort(cohort, prefix, fmt, tag_column=model.config.label_column)
+        written += write_sample_table(cohort, f"{prefix}.samples.tsv")
+        if model.privacy:
+            path = f"{prefix}.privacy.json"
+            with atomic_outputs([path]) as (tmp,):
+                with open(tmp, "w", encoding="utf-8") as fh:
+                    json.dump(model.privacy, fh, indent=2, default=str)
+            written.append(path)
+        del cohort, mat
+    finally:
+        if bar is not None:
+            bar.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(staging)
+    return written
+
+
+__all__ = [
+    "GeneratorConfig", "TrainingConfig", "SamplingConfig", "VAEConfig", "DiTConfig", "DiffusionConfig",
+    "Generator", "train_generator", "write_synthetic", "parse_label_counts", "tiny_config",
+    "load_checkpoint", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data", "GenosynthError",
+]

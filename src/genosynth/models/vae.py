@@ -1,0 +1,272 @@
+"""A categorical VAE over alleles: SNPs -> a (channels x tokens) latent -> per-SNP allele logits.
+
+The encoder embeds each SNP's allele (one-hot, ``K`` classes: 2 for haplotypes, 3 for genotype
+counts) together with a learned per-SNP embedding, folds every ``patch`` consecutive SNPs into
+one token and mixes tokens with residual 1D convolutions (plus a global, mean-pooled path, since
+SNPs far apart share ancestry). The latent is ``(latent_channels, n_tokens)``, the shape a 1D
+diffusion transformer works on.
+
+The decoder mirrors it and ends in a **per-SNP readout**: shared features gathered per SNP are
+projected with weights that belong to that SNP, plus a per-SNP bias and a per-label per-SNP bias.
+A translation-invariant decoder cannot tell SNPs apart; the per-label bias gives every
+population its allele frequencies "for free", so the latent only carries the individual's
+deviations (linkage, substructure). Any SNP count works: the SNP axis is padded to a multiple of
+``patch`` and the padding is masked out of the loss.
+
+Decoding keeps the categorical nature of alleles: :meth:`GenotypeVAE.decode` returns logits,
+:func:`sample_alleles` draws from them (argmax only on request).
+
+References
+----------
+Kingma D.P., Welling M. (2014) Auto-encoding variational Bayes. ICLR.
+Rombach R. et al. (2022) High-resolution image synthesis with latent diffusion models. CVPR
+(latent scaling to unit variance before diffusion).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genosynth.errors import InputError
+
+
+@dataclass
+class VAEConfig:
+    """Shape and loss of :class:`GenotypeVAE`."""
+
+    patch: int = 32  # SNPs per latent token; the SNP axis is padded to a multiple of it
+    snp_dim: int = 16  # per-SNP feature width before folding into tokens
+    width: int = 128  # token feature width inside encoder and decoder
+    latent_channels: int = 16  # latent channels per token
+    blocks: int = 2  # residual blocks in the encoder and in the decoder
+    kernel: int = 3  # convolution kernel along tokens
+    kl_weight: float = 0.01  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL (nats)
+    label_bias: bool = True  # per-label per-SNP logit bias in the decoder
+    label_dropout: float = 0.1  # training probability of replacing the decoder's label by "no label"
+
+
+# ---------------------------------------------------------------------------------- helpers
+def n_tokens(n_variants: int, patch: int) -> int:
+    """Number of latent tokens for ``n_variants`` SNPs."""
+    return max(1, math.ceil(n_variants / patch))
+
+
+def one_hot_alleles(alleles: torch.Tensor, n_classes: int, padded: int) -> torch.Tensor:
+    """One-hot encode alleles and pad the SNP axis.
+
+    Parameters
+    ----------
+    alleles : int, shape (B, V)
+        Allele classes ``0..n_classes-1``; ``-1`` (missing) gives an all-zero column.
+    n_classes : int
+    padded : int
+        Padded SNP count ``Vp >= V``; padding columns are all zero.
+
+    Returns
+    -------
+    float32, shape (B, n_classes, Vp)
+    """
+    b, v = alleles.shape
+    a = alleles.long()
+    ok = a >= 0
+    x = torch.zeros(b, n_classes, padded, dtype=torch.float32, device=alleles.device)
+    x[:, :, :v] = F.one_hot(a.clamp(min=0), n_classes).permute(0, 2, 1).float() * ok[:, None, :]
+    return x
+
+
+class ResBlock(nn.Module):
+    """Pre-norm residual block over tokens: a local (kernel-wide) mix plus a global mean-pooled path.
+
+    Written with ``nn.Linear`` and ``nn.LayerNorm`` only (fast on CPU for short token axes, and
+    supported by per-sample-gradient tools for DP-SGD).
+    """
+
+    def __init__(self, width: int, kernel: int):
+        super().__init__()
+        self.kernel = kernel
+        self.norm = nn.LayerNorm(width)
+        self.local = nn.Linear(kernel * width, width)
+        self.glob = nn.Linear(width, width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:  # (B, T, D)
+        u = F.gelu(self.norm(h))
+        t = u.shape[1]
+        pad = self.kernel // 2
+        up = F.pad(u, (0, 0, pad, self.kernel - 1 - pad))  # (B, T + kernel - 1, D)
+        win = torch.cat([up[:, i : i + t] for i in range(self.kernel)], dim=2)  # (B, T, kernel*D)
+        u = self.local(win) + self.glob(u.mean(dim=1, keepdim=True))  # (B, T, D)
+        return h + self.out(F.gelu(u))
+
+
+# ---------------------------------------------------------------------------------- model
+class GenotypeVAE(nn.Module):
+    """Categorical VAE: alleles (B, V) <-> latent (B, C, T).
+
+    Parameters
+    ----------
+    n_variants : int
+        SNPs per row ``V``.
+    n_classes : int
+        2 (haplotype rows, alleles 0/1) or 3 (genotype rows, ALT counts 0/1/2).
+    n_labels : int
+        Size of the label vocabulary; index ``n_labels`` means "no label".
+    config : VAEConfig
+    """
+
+    def __init__(self, n_variants: int, n_classes: int, n_labels: int, config: VAEConfig):
+        super().__init__()
+        if n_classes not in (2, 3):
+            raise InputError(f"n_classes must be 2 (haplotypes) or 3 (genotypes), got {n_classes}")
+        if n_variants < 1:
+            raise InputError("the cohort has no variants; give at least one SNP")
+        c = config
+        self.config = c
+        self.n_variants = n_variants
+        self.n_classes = n_classes
+        self.n_labels = n_labels
+        self.n_tokens = n_tokens(n_variants, c.patch)
+        self.padded = self.n_tokens * c.patch
+        vp, p, s, d, k = self.padded, c.patch, c.snp_dim, c.width, n_classes
+        mask = torch.zeros(vp)
+        mask[:n_variants] = 1.0
+        self.register_buffer("snp_mask", mask)  # (Vp,) 1 for real SNPs, 0 for padding
+
+        # encoder: per-SNP embedding -> tokens -> residual mixing -> (mu, logvar)
+        self.enc_allele = nn.Parameter(torch.randn(k, s, vp) * 0.5)  # (K, S, Vp) allele x SNP embedding
+        self.enc_in = nn.Linear(s * p, d)
+        self.enc_blocks = nn.ModuleList([ResBlock(d, c.kernel) for _ in range(c.blocks)])
+        self.enc_norm = nn.LayerNorm(d)
+        self.enc_out = nn.Linear(d, 2 * c.latent_channels)
+
+        # decoder: latent -> residual mixing -> per-SNP features -> per-SNP readout
+        self.dec_in = nn.Linear(c.latent_channels, d)
+        self.dec_blocks = nn.ModuleList([ResBlock(d, c.kernel) for _ in range(c.blocks)])
+        self.dec_norm = nn.LayerNorm(d)
+        self.dec_out = nn.Linear(d, s * p)
+        self.readout = nn.Parameter(torch.randn(vp, s, k) / math.sqrt(s))  # (Vp, S, K) per-SNP weights
+        self.snp_bias = nn.Parameter(torch.zeros(vp, k))  # (Vp, K)
+        self.label_bias = nn.Parameter(torch.zeros(n_labels + 1, vp, k)) if c.label_bias else None
+
+    # ------------------------------------------------------------------ init from frequencies
+    @torch.no_grad()
+    def init_biases(self, class_freq: torch.Tensor, label_class_freq: torch.Tensor | None = None) -> None:
+        """Start the readout biases at the log class frequencies (speeds training).
+
+        Parameters
+        ----------
+        class_freq : float, shape (V, K)
+            Smoothed class frequencies over all training rows.
+        label_class_freq : float, shape (n_labels, V, K), optional
+            The same per label; stored as the difference to the overall log frequency.
+        """
+        v = self.n_variants
+        base = class_freq.clamp_min(1e-4).log()
+        self.snp_bias[:v] = base
+        if self.label_bias is not None and label_class_freq is not None:
+            self.label_bias[: self.n_labels, :v] = label_class_freq.clamp_min(1e-4).log() - base
+
+    # ------------------------------------------------------------------ encoder / decoder
+    def encode(self, alleles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters of alleles.
+
+        Parameters
+        ----------
+        alleles : int, shape (B, V); -1 missing
+
+        Returns
+        -------
+        mu, logvar : float, shape (B, C, T)
+        """
+        if alleles.shape[1] != self.n_variants:
+            raise InputError(f"the model was built for {self.n_variants} SNPs, got rows with {alleles.shape[1]}")
+        x = one_hot_alleles(alleles, self.n_classes, self.padded)  # (B, K, Vp)
+        b = x.shape[0]
+        e = (x[:, :, None, :] * self.enc_allele[None]).sum(dim=1)  # (B, S, Vp)
+        e = e.reshape(b, -1, self.n_tokens, self.config.patch)  # (B, S, T, P)
+        e = e.permute(0, 2, 1, 3).reshape(b, self.n_tokens, -1)  # (B, T, S*P)
+        h = self.enc_in(e)  # (B, T, D)
+        for block in self.enc_blocks:
+            h = block(h)
+        mu, logvar = self.enc_out(F.gelu(self.enc_norm(h))).transpose(1, 2).chunk(2, dim=1)  # (B, C, T) each
+        return mu, logvar.clamp(-12.0, 6.0)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Allele logits of latents.
+
+        Parameters
+        ----------
+        z : float, shape (B, C, T)
+        labels : int, shape (B,), optional
+            Label indices; ``n_labels`` (or ``None``) means "no label".
+
+        Returns
+        -------
+        float, shape (B, K, V): unnormalised log-probabilities of each allele class.
+        """
+        b = z.shape[0]
+        h = self.dec_in(z.transpose(1, 2))  # (B, T, D)
+        for block in self.dec_blocks:
+            h = block(h)
+        f = self.dec_out(F.gelu(self.dec_norm(h)))  # (B, T, S*P)
+        f = f.reshape(b, self.n_tokens, -1, self.config.patch)  # (B, T, S, P)
+        f = f.permute(0, 2, 1, 3).reshape(b, -1, self.padded)  # (B, S, Vp)
+        r = self.readout.permute(2, 1, 0)  # (K, S, Vp)
+        logits = (f[:, None] * r[None]).sum(dim=2) + self.snp_bias.T[None]  # (B, K, Vp)
+        if self.label_bias is not None:
+            if labels is None:
+                labels = torch.full((b,), self.n_labels, dtype=torch.long, device=z.device)
+            logits = logits + self.label_bias[labels].permute(0, 2, 1)  # (B, K, Vp)
+        return logits[:, :, : self.n_variants]
+
+    def forward(self, alleles: torch.Tensor, labels: torch.Tensor | None, *,
+                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-row loss terms of one pass (reparameterised sample drawn from ``generator``).
+
+        Returns
+        -------
+        dict with ``loss`` (B,) = ``nll + kl_weight * kl`` (the per-row loss a DP optimiser
+        clips), ``nll`` (B,) in nats summed over observed SNPs, ``kl`` (B,) in nats,
+        ``observed`` (B,) observed SNP count.
+        """
+        mu, logvar = self.encode(alleles)  # (B, C, T)
+        gdev = generator.device if generator is not None else mu.device
+        eps = torch.randn(mu.shape, generator=generator, device=gdev, dtype=mu.dtype).to(mu.device)
+        z = mu + eps * (0.5 * logvar).exp()
+        logits = self.decode(z, labels)  # (B, K, V)
+        target = alleles.long()
+        ok = target >= 0  # (B, V)
+        nll = F.cross_entropy(logits, target.clamp(min=0), reduction="none")  # (B, V)
+        nll = (nll * ok).sum(dim=1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2))  # (B,)
+        return {"loss": nll + self.config.kl_weight * kl, "nll": nll, "kl": kl, "observed": ok.sum(dim=1)}
+
+
+def sample_alleles(logits: torch.Tensor, *, generator: torch.Generator | None = None,
+                   argmax: bool = False, temperature: float = 1.0) -> torch.Tensor:
+    """Draw allele classes from decoder logits.
+
+    Parameters
+    ----------
+    logits : float, shape (B, K, V)
+    argmax : bool
+        Most likely class instead of a draw (loses individual diversity; off by default).
+    temperature : float
+        Logits are divided by it before the draw.
+
+    Returns
+    -------
+    int8, shape (B, V)
+    """
+    if argmax:
+        return logits.argmax(dim=1).to(torch.int8)
+    probs = torch.softmax(logits.float() / temperature, dim=1)  # (B, K, V)
+    cdf = probs.cumsum(dim=1)[:, :-1]  # (B, K-1, V)
+    gdev = generator.device if generator is not None else probs.device
+    u = torch.rand(probs.shape[0], 1, probs.shape[2], generator=generator, device=gdev).to(probs.device)  # (B, 1, V)
+    return (u > cdf).sum(dim=1).to(torch.int8)  # inverse-CDF draw, (B, V)
