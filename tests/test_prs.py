@@ -124,5 +124,10 @@ def test_causal_recovery(cohorts):
     assert broken["recovery"] == 0.0 and broken["found_synthetic"] == []
     bonf = causal_recovery(train, train, list(truth_id["id"] for truth_id in truth["causal"]), alpha="bonferroni")
     assert bonf["alpha_real"] == pytest.approx(0.05 / 40)
+    rep = causal_recovery(train, other, truth, alpha=1e-4, alpha_synthetic="replication")
+    assert rep["alpha_synthetic"] == pytest.approx(0.05 / len(rep["found_real"]))
+    assert rep["recovery"] >= indep["recovery"]  # a looser threshold in the synthetic GWAS finds at least as many
     with pytest.raises(InputError, match="lacks"):
         causal_recovery(train, other.subset(variants=[0, 1]), truth)
+    with pytest.raises(InputError, match="replication"):
+        causal_recovery(train, other, truth, alpha="replication")
