@@ -1,0 +1,156 @@
+"""Generator benchmarks: quality against the acceptance targets, and speed / memory.
+
+Quality (train on a split, evaluate on the held-out rest with :func:`genosynth.evaluate.evaluate`)::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py quality --data 805 --threads 2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py quality --data sim --threads 2
+
+Speed and peak memory (train time per epoch, sampling people/s, peak RSS) at 805 and ~5,000 SNPs::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py perf --threads 2
+
+Every run prints one JSON line and writes ``benchmarks/results/generator_<mode>_<data>.json``.
+Options such as ``--vae-epochs`` override :class:`genosynth.generator.GeneratorConfig` fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genosynth.generator import GeneratorConfig, train_generator
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_805 = Path(os.environ.get("GENOSYNTH_SHARED", REPO.parent / "shared")) / "data" / "1000g_805"
+KEYS = ("af_r", "ld_r_near", "ld_r_near_within", "aats", "aats_holdout", "identical_to_train",
+        "identical_haplotypes_to_train", "trtr_super_pop_lr", "tstr_super_pop_lr", "mia_auc")
+
+
+def load(name: str, seed: int):
+    """The benchmark cohort: ``805`` (1000 Genomes AISNPs) or ``sim`` (msprime dense region)."""
+    if name == "805":
+        from genosynth.io import read_cohort
+
+        return read_cohort(hapt=str(DATA_805 / "haplotypes.hapt.gz"), legend=str(DATA_805 / "snps.legend"),
+                           samples=str(DATA_805 / "panel.tsv"))
+    if name == "sim":
+        from genosynth.simulate import simulate_cohort
+
+        return simulate_cohort(n_samples=1500, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed)
+    if name == "sim5k":
+        from genosynth.simulate import simulate_cohort
+
+        return simulate_cohort(n_samples=1500, sequence_length=8_000_000, maf=0.05, max_snps=5000, seed=seed)
+    raise SystemExit(f"unknown --data {name!r}")
+
+
+def config_from(args) -> GeneratorConfig:
+    cfg = GeneratorConfig()
+    changes = {"training": {}, "vae": {}, "dit": {}, "sampling": {}}
+    for key, section, field in (("vae_epochs", "training", "vae_epochs"), ("dit_epochs", "training", "dit_epochs"),
+                                ("latent_channels", "vae", "latent_channels"), ("patch", "vae", "patch"),
+                                ("kl_weight", "vae", "kl_weight"), ("width", "vae", "width"),
+                                ("snp_dim", "vae", "snp_dim"), ("dit_hidden", "dit", "hidden"),
+                                ("dit_depth", "dit", "depth"), ("steps", "sampling", "steps"),
+                                ("guidance", "sampling", "guidance"), ("dit_lr", "training", "dit_lr"),
+                                ("vae_lr", "training", "vae_lr")):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[section][field] = value
+    return cfg.replace(**{k: v for k, v in changes.items() if v})
+
+
+def quality(args) -> dict:
+    from genosynth.evaluate import evaluate, independent_snps_generator, split_train_holdout, summary
+
+    cohort = load(args.data, args.seed)
+    train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)
+    cfg = config_from(args)
+    t0 = time.perf_counter()
+    model = train_generator(train, config=cfg, seed=args.seed, progress=args.progress, log=print)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    n = args.n or train.n_samples
+    synthetic = {"genosynth": model.sample(n, seed=args.seed + 1)}
+    sample_s = time.perf_counter() - t0
+    if args.baseline:
+        synthetic["independent_snps_pop"] = independent_snps_generator(train, n=n, label_column="pop", seed=args.seed)
+    t0 = time.perf_counter()
+    results = evaluate(train, holdout, synthetic, label_column="super_pop", seed=args.seed)
+    eval_s = time.perf_counter() - t0
+    out = {"mode": "quality", "data": args.data, "snps": cohort.n_variants, "train_people": train.n_samples,
+           "holdout_people": holdout.n_samples, "synthetic_people": n, "seed": args.seed,
+           "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "sample_s": round(sample_s, 1),
+           "sample_people_per_s": round(n / sample_s, 1), "eval_s": round(eval_s, 1),
+           "vae": {k: round(v, 4) for k, v in model.meta["metrics"].items()},
+           "config": cfg.to_dict(), "sets": {}}
+    for name in list(synthetic) + ["holdout"]:
+        s = summary(results, name)
+        out["sets"][name] = {k: (round(s[k], 4) if isinstance(s.get(k), float) else s.get(k)) for k in KEYS}
+    return out
+
+
+def perf(args) -> dict:
+    rows = []
+    for data in ("805", "sim5k"):
+        cohort = load(data, args.seed)
+        cfg = GeneratorConfig().replace(training={"vae_epochs": 2, "dit_epochs": 2})
+        t0 = time.perf_counter()
+        model = train_generator(cohort, config=cfg, seed=args.seed)
+        total = time.perf_counter() - t0
+        row = {"data": data, "snps": cohort.n_variants, "people": cohort.n_samples,
+               "train_s_for_2_plus_2_epochs": round(total, 1)}
+        # per-epoch times from a second, timed run of one stage at a time
+        for stage, changes in (("vae", {"vae_epochs": 1, "dit_epochs": 1}),):
+            t0 = time.perf_counter()
+            train_generator(cohort, config=cfg.replace(training=changes), seed=args.seed)
+            row["train_s_1_plus_1_epochs"] = round(time.perf_counter() - t0, 1)
+        row["vae_plus_dit_s_per_epoch_pair"] = round(row["train_s_for_2_plus_2_epochs"] - row["train_s_1_plus_1_epochs"], 2)
+        n = args.n or 2000
+        model.sample(64, seed=0)  # warm-up
+        t0 = time.perf_counter()
+        model.sample(n, seed=1)
+        row["sample_people_per_s"] = round(n / (time.perf_counter() - t0), 1)
+        row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"mode": "perf", "threads": torch.get_num_threads(), "rows": rows}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("mode", choices=("quality", "perf"))
+    p.add_argument("--data", default="805", choices=("805", "sim", "sim5k"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--n", type=int, default=None, help="synthetic people (default: training size)")
+    p.add_argument("--baseline", action="store_true", help="also evaluate the independent-SNP baseline")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--tag", default="", help="suffix of the result file name")
+    for name, typ in (("vae-epochs", int), ("dit-epochs", int), ("latent-channels", int), ("patch", int),
+                      ("kl-weight", float), ("width", int), ("snp-dim", int), ("dit-hidden", int),
+                      ("dit-depth", int), ("steps", int), ("guidance", float), ("dit-lr", float),
+                      ("vae-lr", float)):
+        p.add_argument(f"--{name}", type=typ, default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = quality(args) if args.mode == "quality" else perf(args)
+    out["command"] = "python benchmarks/bench_generator.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    folder = REPO / "benchmarks" / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"generator_{args.mode}_{args.data}{args.tag}.json"
+    path.write_text(json.dumps(out, indent=2, default=str))
+    print(json.dumps({k: v for k, v in out.items() if k != "config"}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
