@@ -236,3 +236,15 @@ def test_metrics_are_independent_of_pandas_index():
     v.index = pd.Index([10, 11, 12])
     i, j, total = fid.near_pairs(v, window_bp=10, max_pairs=100, rng=np.random.default_rng(0))
     assert total == 3 and set(zip(i.tolist(), j.tolist())) == {(0, 1), (0, 2), (1, 2)}
+
+
+def test_privacy_metrics_same_with_cached_and_blocked_distances():
+    p = np.random.default_rng(18).uniform(0.1, 0.9, 50)
+    train = _geno(120, 50, seed=19, p=p).astype(np.float32)
+    hold = _geno(60, 50, seed=20, p=p).astype(np.float32)
+    syn = _geno(150, 50, seed=21, p=p).astype(np.float32)
+    kw = dict(mia_repeats=3, aats_repeats=2, max_samples=500, chunk=32)
+    cached = pv.privacy_metrics(train, hold, syn, rng=np.random.default_rng(1), **kw)
+    blocked = pv.privacy_metrics(train, hold, syn, rng=np.random.default_rng(1), max_cells=0, **kw)
+    for key in ("mia_auc", "dcr_closer_to_train", "aats_train", "aats_holdout", "privacy_loss"):
+        assert cached[key] == pytest.approx(blocked[key], abs=1e-9), key

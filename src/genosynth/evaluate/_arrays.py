@@ -80,6 +80,26 @@ def nearest_distances(query: np.ndarray, ref: np.ndarray, *, exclude_self: bool 
     return np.sqrt(np.maximum(out, 0.0))
 
 
+def distance_matrix(a: np.ndarray, b: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
+    """All Euclidean distances between rows of ``a`` and ``b``, computed in row blocks.
+
+    Only for sets whose ``n_a * n_b`` matrix fits comfortably in memory (callers check).
+
+    Returns
+    -------
+    float32, shape (n_a, n_b)
+    """
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    b = np.ascontiguousarray(b, dtype=np.float32)
+    bn = np.einsum("ij,ij->i", b, b)
+    out = np.empty((a.shape[0], b.shape[0]), dtype=np.float32)
+    for s in range(0, a.shape[0], chunk):
+        blk = a[s:s + chunk]
+        d2 = np.einsum("ij,ij->i", blk, blk)[:, None] + bn[None, :] - 2.0 * (blk @ b.T)
+        out[s:s + chunk] = np.sqrt(np.maximum(d2, 0.0))
+    return out
+
+
 def pairwise_distance_sample(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     """All Euclidean distances within ``a`` (upper triangle) or between ``a`` and ``b``.
 
@@ -142,12 +162,14 @@ def pair_correlations(g: np.ndarray, i: np.ndarray, j: np.ndarray, *, fill: np.n
         out[(sd[i] == 0) | (sd[j] == 0)] = np.nan
         return np.clip(out, -1.0, 1.0)
     mean, std = column_moments(g, fill)
+    gt = np.ascontiguousarray(g.T)  # (V, N) int8: gathering variants becomes gathering rows
+    mean32 = mean.astype(np.float32)[:, None]
     out = np.empty(len(i), dtype=np.float64)
     for s in range(0, len(i), chunk):
         ii, jj = i[s:s + chunk], j[s:s + chunk]
-        xi = dosage(g[:, ii], fill[ii]) - mean[ii].astype(np.float32)  # (N, C)
-        xj = dosage(g[:, jj], fill[jj]) - mean[jj].astype(np.float32)  # (N, C)
-        cov = np.einsum("nc,nc->c", xi, xj).astype(np.float64) / n
+        xi = dosage(gt[ii].T, fill[ii]).T - mean32[ii]  # (C, N)
+        xj = dosage(gt[jj].T, fill[jj]).T - mean32[jj]  # (C, N)
+        cov = np.einsum("cn,cn->c", xi, xj).astype(np.float64) / n
         with np.errstate(invalid="ignore", divide="ignore"):
             out[s:s + chunk] = cov / (std[ii] * std[jj])
     out[~np.isfinite(out)] = np.nan

@@ -181,7 +181,7 @@ class RealPCA:
     def _standardise(self, g: np.ndarray) -> np.ndarray:
         return (dosage(g, self.center) - self.center) / self.scale  # (N, V)
 
-    def transform(self, g: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+    def transform(self, g: np.ndarray, *, chunk: int = 1024) -> np.ndarray:
         """PC scores, float64 shape (n_people, n_components)."""
         out = [self.pca.transform(self._standardise(g[s:s + chunk])) for s in range(0, g.shape[0], chunk)]
         return np.vstack(out) if out else np.zeros((0, self.pca.n_components_))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genosynth.evaluate._arrays import nearest_distances
+from genosynth.evaluate._arrays import distance_matrix, nearest_distances
 
 
 def identical_rows(query: np.ndarray, ref: np.ndarray) -> int:
@@ -56,13 +56,61 @@ def mia_auc(d_members: np.ndarray, d_nonmembers: np.ndarray) -> float:
     return float(roc_auc_score(y, -np.r_[d_members, d_nonmembers]))
 
 
+class _Distances:
+    """Nearest-neighbour distances between (subsets of) two sets.
+
+    When the full ``n_a x n_b`` matrix is small (``max_cells``) it is computed once and every
+    subsample is a slice of it; otherwise each query is computed in blocks from the data.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, *, same: bool, chunk: int, max_cells: int):
+        self.a, self.b, self.same, self.chunk = a, b, same, chunk
+        self.full = None
+        if a.shape[0] * b.shape[0] <= max_cells:
+            self.full = distance_matrix(a, b, chunk=chunk)  # (n_a, n_b)
+            if same:
+                np.fill_diagonal(self.full, np.inf)
+
+    def min_over_b(self, ia=None, ib=None) -> np.ndarray:
+        """For each row of ``a[ia]``, the distance to its closest row of ``b[ib]``."""
+        if self.full is not None:
+            m = self.full if ia is None else self.full[ia]
+            m = m if ib is None else m[:, ib]
+            return m.min(axis=1).astype(np.float64)
+        a = self.a if ia is None else self.a[ia]
+        b = self.b if ib is None else self.b[ib]
+        same = self.same and (ia is ib or (ia is not None and ib is not None and np.array_equal(ia, ib)))
+        return nearest_distances(a, b, exclude_self=same, chunk=self.chunk)
+
+    def min_over_a(self, ia=None, ib=None) -> np.ndarray:
+        """For each row of ``b[ib]``, the distance to its closest row of ``a[ia]``."""
+        if self.full is not None:
+            m = self.full if ia is None else self.full[ia]
+            m = m if ib is None else m[:, ib]
+            return m.min(axis=0).astype(np.float64)
+        a = self.a if ia is None else self.a[ia]
+        b = self.b if ib is None else self.b[ib]
+        return nearest_distances(b, a, chunk=self.chunk)
+
+
+def _aats_sub(d_rs: _Distances, d_rr: _Distances, d_ss: _Distances, ir: np.ndarray, is_: np.ndarray) -> float:
+    """AA_TS of ``real[ir]`` vs ``synthetic[is_]`` from cached or blocked distances."""
+    a_real = np.mean(d_rs.min_over_a(is_, ir) > d_rr.min_over_b(ir, ir))
+    a_syn = np.mean(d_rs.min_over_b(is_, ir) > d_ss.min_over_b(is_, is_))
+    return float(0.5 * (a_real + a_syn))
+
+
 def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarray, *, mia_repeats: int,
-                    aats_repeats: int, max_samples: int, chunk: int, rng: np.random.Generator) -> dict:
+                    aats_repeats: int, max_samples: int, chunk: int, rng: np.random.Generator,
+                    max_cells: int = 25_000_000) -> dict:
     """DCR, membership inference and AATS / privacy loss for one synthetic set.
 
     Parameters
     ----------
     x_train, x_holdout, x_syn : float32, shapes (n_train, V), (n_holdout, V), (n_syn, V).
+    max_cells : int
+        Distance matrices up to this many entries (float32) are computed once and sliced for every
+        subsample; larger ones are never formed (blocked nearest-neighbour search instead).
 
     Notes
     -----
@@ -75,17 +123,22 @@ def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarra
     """
     n_tr, n_ho, n_sy = len(x_train), len(x_holdout), len(x_syn)
     m = min(n_tr, n_ho)
-    d_syn_ho = nearest_distances(x_syn, x_holdout, chunk=chunk)  # (n_syn,)
-    d_ho_syn = nearest_distances(x_holdout, x_syn, chunk=chunk)  # (n_holdout,) non-members
-    d_tr_syn_all = nearest_distances(x_train, x_syn, chunk=chunk)  # (n_train,) members
+    st = _Distances(x_syn, x_train, same=False, chunk=chunk, max_cells=max_cells)
+    sh = _Distances(x_syn, x_holdout, same=False, chunk=chunk, max_cells=max_cells)
+    ss = _Distances(x_syn, x_syn, same=True, chunk=chunk, max_cells=max_cells)
+    tt = _Distances(x_train, x_train, same=True, chunk=chunk, max_cells=max_cells)
+    hh = _Distances(x_holdout, x_holdout, same=True, chunk=chunk, max_cells=max_cells)
+    d_syn_ho = sh.min_over_b()  # (n_syn,)
+    d_ho_syn = sh.min_over_a()  # (n_holdout,) non-members
+    d_tr_syn_all = st.min_over_a()  # (n_train,) members
     aucs, closer, med_tr = [], [], []
     d_syn_tr_keep = None
     for _ in range(max(1, mia_repeats)):
-        mi = rng.choice(n_tr, size=m, replace=False)
-        hi = rng.choice(n_ho, size=m, replace=False)
+        mi = np.sort(rng.choice(n_tr, size=m, replace=False))
+        hi = np.sort(rng.choice(n_ho, size=m, replace=False))
         aucs.append(mia_auc(d_tr_syn_all[mi], d_ho_syn[hi]))
-        d_syn_tr = nearest_distances(x_syn, x_train[mi], chunk=chunk)
-        d_syn_h = d_syn_ho if m == n_ho else nearest_distances(x_syn, x_holdout[hi], chunk=chunk)
+        d_syn_tr = st.min_over_b(None, mi)
+        d_syn_h = d_syn_ho if m == n_ho else sh.min_over_b(None, hi)
         closer.append(float(np.mean(d_syn_tr < d_syn_h) + 0.5 * np.mean(d_syn_tr == d_syn_h)))
         med_tr.append(float(np.median(d_syn_tr)))
         if d_syn_tr_keep is None:
@@ -94,10 +147,10 @@ def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarra
     n_h = min(n_ho, n_sy, max_samples)
     a_tr, a_ho = [], []
     for _ in range(max(1, aats_repeats)):
-        s = x_syn[rng.choice(n_sy, size=n_t, replace=False)]
-        a_tr.append(aats(x_train[rng.choice(n_tr, size=n_t, replace=False)], s, chunk=chunk)["aats"])
-        s = x_syn[rng.choice(n_sy, size=n_h, replace=False)]
-        a_ho.append(aats(x_holdout[rng.choice(n_ho, size=n_h, replace=False)], s, chunk=chunk)["aats"])
+        ir, is_ = np.sort(rng.choice(n_tr, n_t, replace=False)), np.sort(rng.choice(n_sy, n_t, replace=False))
+        a_tr.append(_aats_sub(st, tt, ss, ir, is_))
+        ir, is_ = np.sort(rng.choice(n_ho, n_h, replace=False)), np.sort(rng.choice(n_sy, n_h, replace=False))
+        a_ho.append(_aats_sub(sh, hh, ss, ir, is_))
         if n_t == n_tr == n_sy and n_h == n_ho:
             break  # nothing is subsampled: repeats would be identical
     return {
