@@ -60,7 +60,8 @@ def simulate(args):
     from genosynth.simulate import PhenotypeSpec, simulate_cohort
 
     t0 = time.perf_counter()
-    cohort = simulate_cohort(n_samples=2 * args.n_train + args.n_holdout, sequence_length=int(args.length_mb * 1e6), seed=args.seed,
+    cohort = simulate_cohort(n_samples=2 * args.n_train + args.n_holdout,
+                             sequence_length=int(args.length_mb * 1e6), seed=args.seed,
                              phenotype=PhenotypeSpec(n_causal=args.causal, heritability=args.h2,
                                                      prevalence=args.prevalence))
     return cohort, time.perf_counter() - t0
@@ -122,7 +123,8 @@ def baseline(args):
     out["select_dp"] = {"selected": len(dp.ids), "seconds": round(time.perf_counter() - t0, 1),
                         "causal_selected": len(causal & set(dp.indices.tolist())),
                         "epsilon": dp.privacy["epsilon"], "delta": dp.privacy["delta"],
-                        "epsilon_step": dp.privacy["epsilon_step"], "accountant_epsilon": dp.privacy["accountant_epsilon"]}
+                        "epsilon_step": dp.privacy["epsilon_step"],
+                        "accountant_epsilon": dp.privacy["accountant_epsilon"]}
     from genosynth.gwas import association_scores, binary_phenotype
 
     scores, _ = association_scores(a.genotypes(), binary_phenotype(a))  # simulated data: not private here
@@ -130,6 +132,16 @@ def baseline(args):
     out["select_dp"]["gumbel_scale"] = round(dp.privacy["noise_multiplier"] * dp.privacy["sensitivity"], 1)
     out["select_dp"]["score_median_all"] = round(float(np.median(scores)), 1)
     out["select_dp"]["score_causal_quartiles"] = np.percentile(scores[idx], [25, 50, 75]).round(1).tolist()
+    sweep = []
+    for k in (100, args.k):
+        for eps in (1.0, 4.0, 16.0, 64.0):
+            got = select_snps(a, k=k, epsilon=eps, delta=args.delta, seed=args.seed, clump_r2=None)
+            sweep.append({"k": k, "epsilon": eps, "causal_selected": len(causal & set(got.indices.tolist())),
+                          "expected_by_chance": round(k * len(causal) / a.n_variants, 1),
+                          "gumbel_scale": round(got.privacy["noise_multiplier"] * got.privacy["sensitivity"], 1)})
+    top = select_snps(a, k=100, clump_r2=None, seed=args.seed)
+    sweep.append({"k": 100, "epsilon": None, "causal_selected": len(causal & set(top.indices.tolist()))})
+    out["select_dp"]["sweep"] = sweep
     scenarios = {"copy": a, "independent real": b, "broken (permuted phenotype)": permuted(a, args.seed)}
     out["scenarios"] = {}
     for name, synthetic in scenarios.items():
@@ -147,7 +159,8 @@ def baseline(args):
         reps.insert(0, out["scenarios"]["independent real"])
         summary = {}
         for key, get in (("gap_l2", lambda x: x["logistic_l2"]["gap"]), ("gap_ct", lambda x: x["clumped_beta"]["gap"]),
-                         ("trtr_l2", lambda x: x["logistic_l2"]["trtr"]), ("recovery", lambda x: x["recovery"]["recovery"]),
+                         ("trtr_l2", lambda x: x["logistic_l2"]["trtr"]),
+                         ("recovery", lambda x: x["recovery"]["recovery"]),
                          ("replication", lambda x: x["recovery"]["replication"]),
                          ("found_real", lambda x: x["recovery"]["found_real"])):
             vals = np.array([get(x) for x in reps], dtype=float)

@@ -334,3 +334,11 @@ def test_gwas_on_simulated_cohort_finds_causal_snps():
     assert table["p"].to_numpy()[causal].min() < 1e-6
     assert list(table.columns[:6]) == ["chrom", "pos", "id", "ref", "alt", "a1"]
     assert (table["a1"] == table["alt"]).all()
+
+
+def test_selection_enriches_causal_snps_on_the_shared_simulated_cohort(sim_pheno_cohort):
+    c = sim_pheno_cohort
+    causal = {row["index"] for row in c.meta["truth"]["causal"]}
+    sel = select_snps(c, k=30, clump_r2=None, seed=0)
+    chance = 30 * len(causal) / c.n_variants
+    assert len(causal & set(sel.indices.tolist())) >= 3 * chance
