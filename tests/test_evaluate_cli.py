@@ -39,7 +39,8 @@ def test_evaluate_two_synthetic_sets_in_mixed_formats(files, capsys):
     out = d / "res" / "ev"
     rc = main(["evaluate", "--real", str(d / "train.hapt"), "--holdout", str(d / "holdout"),
                "--synthetic", f"indep={d / 'indep.bed'}", "--synthetic", f"copy={d / 'copy.vcf.gz'}",
-               "--samples", str(d / "samples.tsv"), "--config", str(d / "fast.json"), "--gwas-groups", "AFR,EUR",
+               "--samples", str(d / "samples.tsv"), "--synthetic-samples", f"copy={d / 'copy_samples.tsv'}",
+               "--config", str(d / "fast.json"), "--gwas-groups", "AFR,EUR",
                "--out", str(out), "--seed", "5"])
     assert rc == 0
     for ext in ("json", "html", "log"):
@@ -48,26 +49,14 @@ def test_evaluate_two_synthetic_sets_in_mixed_formats(files, capsys):
     assert res["privacy"]["copy"]["guarantee"] == {"epsilon": 1.5, "delta": 1e-6}
     assert res["privacy"]["indep"]["guarantee"] is None
     assert res["labels"]["indep"]["super_pop"]["source"] == "fid"  # .fam FID written from super_pop
-    assert res["labels"]["copy"]["super_pop"]["source"] == "pseudo"
+    assert res["labels"]["copy"]["super_pop"]["source"] == "given"  # from --synthetic-samples
+    assert res["labels"]["indep"]["pop"]["source"] == "pseudo"
     assert res["gwas"]["design"]["case"] == "AFR" and res["gwas"]["design"]["control"] == "EUR"
     assert res["summary"]["copy"]["identical_to_train"] == res["inputs"]["synthetic"]["copy"]["n_samples"]
     assert res["seed"] == 5 and res["config"]["classifiers"] == ["lr"]
     log = open(f"{out}.log").read()
     assert "copy: red lights:" in log and "identical_to_train" in log
-    assert "pseudo-labels" in capsys.readouterr().err
-
-
-def test_synthetic_samples_table_gives_labels(files):
-    d = files
-    out = d / "res2" / "ev"
-    rc = main(["evaluate", "--real", str(d / "train.hapt"), "--holdout", str(d / "holdout.bed"),
-               "--synthetic", str(d / "copy.vcf.gz"), "--samples", str(d / "samples.tsv"),
-               "--synthetic-samples", str(d / "copy_samples.tsv"), "--config", str(d / "fast.json"),
-               "--out", str(out), "--seed", "1"])
-    assert rc == 0
-    res = json.loads(open(f"{out}.json").read())
-    assert res["labels"]["synthetic"]["super_pop"]["source"] == "given"
-    assert res["labels"]["synthetic"]["pop"]["source"] == "given"
+    assert "pseudo-labels" in capsys.readouterr().err  # indep's pop labels
 
 
 @pytest.mark.parametrize("case,message", [

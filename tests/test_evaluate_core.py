@@ -97,24 +97,39 @@ def _unlabelled(c, **extra):
     return dataclasses.replace(c, samples=samples)
 
 
-def test_unlabelled_synthetic_is_pseudo_labelled_and_says_so(split):
+@pytest.fixture(scope="module")
+def label_sources(split):
+    """One evaluation of three differently labelled synthetic sets (keeps the suite fast)."""
     train, holdout = split
-    syn = _unlabelled(copy_generator(train, seed=1))
-    res = evaluate(train, holdout, syn, config=FAST, seed=1)
-    assert res["labels"]["synthetic"]["super_pop"]["source"] == "pseudo"
-    assert any("pseudo-labels" in n and "synthetic" in n for n in res["notes"])
-    # pseudo-labels of copies of real people are the classifier's, mostly right
-    counts = res["labels"]["synthetic"]["super_pop"]["counts"]
-    assert set(counts) <= {"AFR", "EUR", "EAS"}
+    tagged = copy_generator(train, seed=2)
+    syn = {
+        "unlabelled": _unlabelled(copy_generator(train, seed=1)),
+        "tagged": _unlabelled(tagged, tag=list(tagged.labels("super_pop"))),
+        "unphased": independent_snps_generator(train, n=57, seed=9).unphased(),
+    }
+    return evaluate(train, holdout, syn, config=FAST, seed=1)
 
 
-def test_labels_from_hapt_tag_column(split):
-    train, holdout = split
-    syn = copy_generator(train, seed=2)
-    syn = _unlabelled(syn, tag=train.labels("super_pop")[:0].tolist() or list(syn.labels("super_pop")))
-    res = evaluate(train, holdout, syn, config=FAST, seed=1)
-    assert res["labels"]["synthetic"]["super_pop"]["source"] == "tag"
-    assert res["labels"]["synthetic"]["pop"]["source"] == "pseudo"
+def test_unlabelled_synthetic_is_pseudo_labelled_and_says_so(label_sources):
+    res = label_sources
+    assert res["labels"]["unlabelled"]["super_pop"]["source"] == "pseudo"
+    assert any("pseudo-labels" in n and "unlabelled" in n for n in res["notes"])
+    assert set(res["labels"]["unlabelled"]["super_pop"]["counts"]) <= {"AFR", "EUR", "EAS"}
+
+
+def test_labels_from_hapt_tag_column(label_sources):
+    res = label_sources
+    assert res["labels"]["tagged"]["super_pop"]["source"] == "tag"
+    assert res["labels"]["tagged"]["pop"]["source"] == "pseudo"
+    assert res["labels"]["unphased"]["super_pop"]["source"] == "given"
+
+
+def test_unphased_synthetic_of_other_size(label_sources):
+    res = label_sources
+    assert res["inputs"]["synthetic"]["unphased"]["n_samples"] == 57
+    assert "identical_haplotypes_to_train" not in res["privacy"]["unphased"]
+    assert res["privacy"]["unphased"]["aats_n_train"] == res["privacy"]["unphased"]["aats_n_holdout"] == 57
+    assert res["privacy"]["tagged"]["identical_haplotypes_to_train"] == 2 * res["privacy"]["tagged"]["n"]
 
 
 def test_gwas_on_a_phenotype_column(sim_pheno_cohort):
@@ -132,15 +147,6 @@ def test_gwas_groups_must_exist(split):
     cfg = dataclasses.replace(FAST, gwas_groups=("AFR", "MARS"))
     with pytest.raises(InputError, match="--gwas-groups"):
         evaluate(train, holdout, copy_generator(train), config=cfg)
-
-
-def test_unphased_synthetic_of_other_size(split):
-    train, holdout = split
-    syn = independent_snps_generator(train, n=57, seed=9).unphased()
-    res = evaluate(train, holdout, syn, config=FAST, seed=3)
-    assert res["inputs"]["synthetic"]["synthetic"]["n_samples"] == 57
-    assert "identical_haplotypes_to_train" not in res["privacy"]["synthetic"]
-    assert res["privacy"]["synthetic"]["aats_n_train"] == res["privacy"]["synthetic"]["aats_n_holdout"] == 57
 
 
 def test_config_from_dict_rejects_unknown_options():

@@ -179,6 +179,6 @@ def pair_correlations(g: np.ndarray, i: np.ndarray, j: np.ndarray, *, fill: np.n
 def pca_solver(n_rows: int, n_variants: int) -> str:
     """sklearn PCA solver: the covariance eigendecomposition while the variant x variant covariance
     is small, randomized SVD beyond (no dense variant x variant matrix for large panels)."""
-    if n_variants <= 2048 and n_rows > n_variants:
+    if n_variants <= 2048:
         return "covariance_eigh"
-    return "randomized" if min(n_rows, n_variants) > 500 else "full"
+    return "randomized"

@@ -379,6 +379,7 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     features = {"train": _features(g["train"], config, fill, seed, "train")}
     labels, sources, notes = resolve_labels(real, {HOLDOUT: holdout, **syn}, columns, config=config, g=g,
                                             features=features, seed=seed)
+    design, why = _gwas_design(labels, label_column, config)  # checked before the long sections
     timings["labels"] = time.perf_counter() - t0
 
     # ---- shared pair sets and caches
@@ -434,7 +435,6 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
 
     # ---- GWAS (Fig. 2)
     t = time.perf_counter()
-    design, why = _gwas_design(labels, label_column, config)
     gwas: dict = {"design": design, "sets": {}}
     gwas_plot: dict = {}
     if design is None:
