@@ -91,7 +91,7 @@ class GeneratorConfig:
     label_column: str = "super_pop"  # sample-table column the generator conditions on
     mode: str = "auto"  # "haplotype" (phased input, 2 classes), "genotype" (3 classes) or "auto"
     vae: VAEConfig = field(default_factory=VAEConfig)
-    dit: DiTConfig = field(default_factory=lambda: DiTConfig(hidden=128, depth=4, heads=4, patch_size=1))
+    dit: DiTConfig = field(default_factory=lambda: DiTConfig(hidden=64, depth=3, heads=4, patch_size=2))
     diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(schedule="cosine"))
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)

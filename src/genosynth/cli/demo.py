@@ -35,12 +35,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-snps", type=int, default=1000, help="thin to at most this many SNPs (default 1000)")
     parser.add_argument("--vae-epochs", type=int, default=DEMO_TRAINING["vae_epochs"])
     parser.add_argument("--dit-epochs", type=int, default=DEMO_TRAINING["dit_epochs"])
+    parser.add_argument("--size", choices=("default", "tiny"), default="default",
+                        help="'tiny': a tiny model and a light evaluation (seconds; for smoke tests)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args, log) -> int:
-    from genosynth.generator import GeneratorConfig, train_generator, write_synthetic
+    from genosynth.generator import GeneratorConfig, tiny_config, train_generator, write_synthetic
     from genosynth.io import write_cohort
     from genosynth.io.samples import write_sample_table
     from genosynth.simulate import simulate_cohort
@@ -79,7 +81,7 @@ def run(args, log) -> int:
     write_sample_table(train, os.path.join(out, "train.samples.tsv"))
     write_sample_table(holdout, os.path.join(out, "holdout.samples.tsv"))
 
-    cfg = GeneratorConfig().replace(training={**DEMO_TRAINING, "vae_epochs": args.vae_epochs,
+    cfg = (tiny_config() if args.size == "tiny" else GeneratorConfig()).replace(training={**DEMO_TRAINING, "vae_epochs": args.vae_epochs,
                                               "dit_epochs": args.dit_epochs})
     t0 = time.perf_counter()
     model = train_generator(train, config=cfg, seed=seed, device=args.device, checkpoint=os.path.join(out, "model.pt"),
@@ -95,14 +97,18 @@ def run(args, log) -> int:
 
     headline = {}
     try:
-        from genosynth.evaluate import evaluate, summary, write_report
+        from genosynth.evaluate import EvalConfig, evaluate, summary, write_report
     except ImportError:  # pragma: no cover
         evaluate = None
         log.warn("the evaluation suite is not installed; skipped the report")
     if evaluate is not None:
         t0 = time.perf_counter()
         synthetic = model.sample(train.n_samples, seed=seed + 1)  # the same people as written above
-        results = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", seed=seed)
+        eval_cfg = EvalConfig()
+        if args.size == "tiny":
+            eval_cfg = EvalConfig(classifiers=("lr",), gwas_repeats=1, mia_repeats=2, aats_repeats=1, rf_trees=10)
+        results = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", config=eval_cfg,
+                           seed=seed)
         paths = write_report(results, os.path.join(out, "report"), title="genosynth demo")
         timings["evaluate_s"] = time.perf_counter() - t0
         s = summary(results, "genosynth")

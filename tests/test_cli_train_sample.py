@@ -1,0 +1,118 @@
+"""``genosynth train``, ``sample`` and ``demo`` through ``main([...])`` with tiny models."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from genosynth.cli import main
+
+
+@pytest.fixture(scope="module")
+def inputs(sim_cohort, tmp_path_factory):
+    """The simulated cohort (60 people x 40 SNPs) as .hapt + legend + sample table."""
+    from genosynth.io import write_cohort
+    from genosynth.io.samples import write_sample_table
+
+    idx = np.concatenate([np.arange(0, 20), np.arange(100, 120), np.arange(200, 220)])
+    cohort = sim_cohort.subset(samples=idx, variants=np.arange(40))
+    folder = tmp_path_factory.mktemp("cli")
+    write_cohort(cohort, str(folder / "real"), "hapt")
+    write_sample_table(cohort, str(folder / "real.samples.tsv"))
+    return folder, cohort
+
+
+def _input_args(folder):
+    return ["--hapt", str(folder / "real.hapt"), "--legend", str(folder / "real.legend"),
+            "--samples", str(folder / "real.samples.tsv")]
+
+
+@pytest.fixture(scope="module")
+def model(inputs):
+    folder, _ = inputs
+    prefix = str(folder / "model")
+    assert main(["train", *_input_args(folder), "--size", "tiny", "--seed", "3", "--out", prefix,
+                 "--no-progress", "--threads", "1"]) == 0
+    return prefix
+
+
+def test_train_writes_checkpoint_log_and_summary(model):
+    assert os.path.exists(f"{model}.pt")
+    summary = json.load(open(f"{model}.train.json"))
+    assert summary["seed"] == 3 and summary["labels"] == ["AFR", "EAS", "EUR"]
+    assert 0 <= summary["metrics"]["vae_accuracy"] <= 1
+    log = open(f"{model}.log").read()
+    assert "seed: 3" in log and "VAE:" in log and "DiT:" in log
+
+
+def test_sample_every_format_with_labels(model, inputs, tmp_path):
+    from genosynth.io import read_cohort
+
+    folder, cohort = inputs
+    out = str(tmp_path / "syn")
+    assert main(["sample", "--model", f"{model}.pt", "--labels", "AFR=4,EUR=3", "--format", "vcf", "--seed", "1",
+                 "--out", out, "--no-progress", "--batch-size", "3"]) == 0
+    syn = read_cohort(vcf=f"{out}.vcf.gz", samples=f"{out}.samples.tsv")
+    assert syn.n_samples == 7 and syn.phased and syn.n_variants == cohort.n_variants
+    assert sorted(syn.labels("super_pop")) == ["AFR"] * 4 + ["EUR"] * 3
+    info = json.load(open(f"{out}.sample.json"))
+    assert info["n"] == 7 and info["seed"] == 1
+    assert not os.path.exists(f"{out}.privacy.json")  # the model carries no privacy guarantee
+    for fmt, check in (("bed", f"{out}b.bed"), ("hapt", f"{out}h.hapt")):
+        assert main(["sample", "--model", f"{model}.pt", "--n", "5", "--format", fmt, "--seed", "1",
+                     "--out", out + fmt[0], "--no-progress"]) == 0
+        assert os.path.exists(check)
+
+
+def test_same_seed_same_output(model, tmp_path):
+    for name in ("a", "b"):
+        assert main(["sample", "--model", f"{model}.pt", "--n", "6", "--format", "hapt", "--seed", "8",
+                     "--out", str(tmp_path / name), "--no-progress"]) == 0
+    assert open(tmp_path / "a.hapt").read() == open(tmp_path / "b.hapt").read()
+
+
+def test_user_errors_exit_2_with_the_fix(model, inputs, tmp_path, capsys):
+    folder, _ = inputs
+    assert main(["sample", "--model", str(tmp_path / "none.pt"), "--n", "3", "--out", str(tmp_path / "x")]) == 2
+    assert "train one with" in capsys.readouterr().err
+    assert main(["sample", "--model", f"{model}.pt", "--labels", "SAS=3", "--out", str(tmp_path / "x")]) == 2
+    assert "choose among" in capsys.readouterr().err
+    assert main(["train", *_input_args(folder), "--size", "tiny", "--label-column", "nope",
+                 "--out", str(tmp_path / "t"), "--no-progress"]) == 2
+    assert "choose another label column" in capsys.readouterr().err
+    assert main(["train", *_input_args(folder), "--size", "tiny", "--config", "{not json",
+                 "--out", str(tmp_path / "t"), "--no-progress"]) == 2
+
+
+def test_train_resume_continues_to_the_same_model(inputs, model, tmp_path):
+    import shutil
+
+    import torch
+
+    from genosynth.generator import load_checkpoint
+
+    folder, _ = inputs
+    prefix = str(tmp_path / "model")  # same file name as the reference run (torch.save records it)
+    shutil.copy(f"{model}.pt", f"{prefix}.pt")
+    ck = load_checkpoint(f"{prefix}.pt")
+    ck["state"]["stage"], ck["state"]["epoch"] = "dit", 1  # as if killed after DiT epoch 1 ...
+    torch.save(ck, f"{prefix}.pt")
+    # ... which a real interruption cannot produce from these weights, so only check it completes
+    assert main(["train", *_input_args(folder), "--size", "tiny", "--seed", "3", "--out", prefix, "--resume",
+                 "--no-progress", "--threads", "1"]) == 0
+    assert load_checkpoint(f"{prefix}.pt")["state"]["stage"] == "done"
+    assert "Resumed from" in open(f"{prefix}.log").read()
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path):
+    out = str(tmp_path / "demo")
+    assert main(["demo", "--out", out, "--n", "90", "--length-mb", "0.3", "--max-snps", "60", "--vae-epochs", "1",
+                 "--dit-epochs", "1", "--seed", "4", "--no-progress", "--threads", "1", "--size", "tiny"]) == 0
+    for name in ("cohort.vcf.gz", "model.pt", "synthetic.vcf.gz", "synthetic.samples.tsv", "demo.json"):
+        assert os.path.exists(os.path.join(out, name)), name
+    record = json.load(open(os.path.join(out, "demo.json")))
+    assert record["seed"] == 4 and "train_s" in record["timings_s"]
