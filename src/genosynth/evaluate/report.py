@@ -487,7 +487,7 @@ def render_html(results, *, title: str | None = None) -> str:
         if guarantee:
             extra = {k: v for k, v in guarantee.items() if k not in ("epsilon", "delta")}
             g_rows.append([name, guarantee.get("epsilon"), guarantee.get("delta"),
-                           html.escape(json.dumps(to_json_ready(extra)))[:400]])
+                           json.dumps(to_json_ready(extra))[:400]])  # escaped by _table
         else:
             g_rows.append([name, None, None, "no privacy guarantee recorded with this set"])
     parts.append("<h3>Differential privacy guarantee</h3>" + _table(["Set", "\u03b5", "\u03b4", "Details"], g_rows,
