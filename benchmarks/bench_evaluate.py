@@ -8,6 +8,7 @@ Three parts (all by default, or pick with ``--parts``):
   with the default configuration. Prints the markdown table of ``benchmarks/RESULTS.md``.
 * ``speed805`` - 5,000 synthetic people x 805 SNPs (independent-SNP generator as a stand-in) against
   1,602 train / 400 holdout people: wall time of ``evaluate`` and of ``write_report``.
+* ``cli805`` - the same through ``genosynth evaluate`` (.hapt train, .bed holdout, .vcf.gz synthetic).
 * ``scale20k`` - msprime out-of-africa cohort, 20,000 SNPs on one 22 Mb chromosome, 2,400 train /
   600 holdout / 3,000 synthetic people: wall time, peak RSS of the process and the peak of
   numpy/Python allocations (tracemalloc) during ``evaluate``.
@@ -85,6 +86,27 @@ def speed805() -> dict:
             "sections_seconds": res["timings"]}
 
 
+def cli805() -> dict:
+    """``genosynth evaluate`` end to end (reading .hapt / .bed / .vcf.gz inputs) at 5,000 x 805."""
+    from genosynth.cli import main as cli_main
+    from genosynth.evaluate import independent_snps_generator
+    from genosynth.io import write_cohort
+
+    train, holdout = load_805()
+    syn = independent_snps_generator(train, n=5000, seed=4)
+    with tempfile.TemporaryDirectory() as d:
+        write_cohort(train, f"{d}/train", "hapt")
+        write_cohort(holdout, f"{d}/holdout", "bed")
+        write_cohort(syn, f"{d}/syn", "vcf")
+        argv = ["evaluate", "--real", f"{d}/train.hapt", "--holdout", f"{d}/holdout", "--synthetic",
+                f"{d}/syn.vcf.gz", "--samples", str(DATA / "panel.tsv"), "--out", f"{d}/ev", "--seed", "0"]
+        t = time.perf_counter()
+        rc = cli_main(argv)
+        wall = time.perf_counter() - t
+    return {"command": "genosynth " + " ".join(a.replace(d, "TMP") for a in argv), "exit": rc,
+            "wall_seconds": round(wall, 1), "n_synthetic": 5000, "n_variants": train.n_variants}
+
+
 def scale20k() -> dict:
     from genosynth.evaluate import evaluate, independent_snps_generator, split_train_holdout, write_report
     from genosynth.simulate import simulate_cohort
@@ -141,8 +163,8 @@ def markdown(cal: dict) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["calibration", "speed805", "scale20k"],
-                        choices=["calibration", "speed805", "scale20k"])
+    parts = ["calibration", "speed805", "cli805", "scale20k"]
+    parser.add_argument("--parts", nargs="+", default=parts, choices=parts)
     args = parser.parse_args(argv)
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results["machine"] = {"platform": platform.platform(), "python": platform.python_version(),

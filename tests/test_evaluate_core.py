@@ -153,3 +153,15 @@ def test_config_from_dict_rejects_unknown_options():
     with pytest.raises(InputError, match="unknown evaluation option"):
         EvalConfig.from_dict({"n_pc": 3})
     assert EvalConfig.from_dict({"gwas_groups": ["A", "B"]}).gwas_groups == ("A", "B")
+
+
+def test_without_any_labels_label_figures_are_skipped_and_said(split):
+    train, holdout = split
+    res = evaluate(_unlabelled(train), _unlabelled(holdout), _unlabelled(copy_generator(train, seed=1)),
+                   config=FAST, seed=1)
+    assert any("no usable 'super_pop' labels" in n for n in res["notes"])
+    assert any("GWAS skipped" in n for n in res["notes"])
+    assert res["structure"]["trtr"] == {} and res["gwas"]["design"] is None
+    s = summary(res)
+    assert s["ld_r_near_within"] is None and s["af_r"] > 0.99 and s["identical_to_train"] == train.n_samples
+    assert {r["key"]: r["light"] for r in res["lights"]["synthetic"]}["ld_r_near_within"] == "grey"

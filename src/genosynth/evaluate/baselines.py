@@ -53,11 +53,15 @@ def copy_generator(train: Cohort, *, n: int | None = None, seed: int = 0) -> Coh
     rng = np.random.default_rng(seed)
     n = train.n_samples if n is None else int(n)
     idx = rng.permutation(train.n_samples)[:n] if n <= train.n_samples else rng.integers(0, train.n_samples, n)
-    out = train.subset(samples=idx)
-    samples = out.samples.copy()
+    samples = train.samples.iloc[idx].reset_index(drop=True)
     samples["sample"] = [f"copy_{k}" for k in range(n)]
     samples["fid"] = samples["sample"]
-    return dataclasses.replace(out, samples=samples, meta={"generator": "copy"})
+    if train.phased:
+        rows = (idx[:, None] * train.ploidy + np.arange(train.ploidy)[None, :]).ravel()
+    else:
+        rows = idx
+    return dataclasses.replace(train, alleles=np.ascontiguousarray(train.alleles[rows]), samples=samples,
+                               variants=train.variants.copy(), meta={"generator": "copy"})
 
 
 def independent_snps_generator(train: Cohort, *, n: int | None = None, label_column: str = "pop",
@@ -90,12 +94,13 @@ def independent_snps_generator(train: Cohort, *, n: int | None = None, label_col
         af = np.where(ok, gg, 0).sum(0) / np.maximum(2 * ok.sum(0), 1)  # (V,)
         hap[rows] = (rng.random((rows.size, 2, train.n_variants)) < af).astype(np.int8)
     pops = groups[draw]
-    extra = {}
-    samples = make_samples([f"indep_{k}" for k in range(n)],
-                           pop=pops if label_column == "pop" else None,
-                           super_pop=[super_of.get(p, "") for p in pops] if label_column == "pop" else
-                           (pops if label_column == "super_pop" else None), **extra)
-    if label_column not in ("pop", "super_pop"):
+    ids = [f"indep_{k}" for k in range(n)]
+    if label_column == "pop":
+        samples = make_samples(ids, pop=pops, super_pop=[super_of.get(p, "") for p in pops])
+    elif label_column == "super_pop":
+        samples = make_samples(ids, super_pop=pops)
+    else:
+        samples = make_samples(ids)
         samples[label_column] = pops
     return Cohort(alleles=hap.reshape(2 * n, train.n_variants), variants=train.variants.copy(), samples=samples,
                   phased=True, ploidy=2, meta={"generator": "independent_snps", "label_column": label_column})

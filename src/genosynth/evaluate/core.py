@@ -175,7 +175,7 @@ def _groups(y_train: np.ndarray, y_other: np.ndarray, min_size: int) -> list[str
     return out
 
 
-def _fidelity(name, g, labels, label_column, variants, pairs, cache, pca, scores, fill, config, seed):
+def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config, seed):
     """Fidelity figures of set ``name`` against real train."""
     rng = _rng(seed, "fidelity-" + name)
     gt, go = g["train"], g[name]
@@ -317,10 +317,9 @@ def _gwas_design(labels, label_column, config):
 
 
 def _privacy_block(x_train, x_other_nonmember, x_syn, config, rng):
-    out = pv.privacy_metrics(x_train, x_other_nonmember, x_syn, mia_repeats=config.mia_repeats,
-                             aats_repeats=config.aats_repeats, max_samples=config.max_privacy_samples,
-                             chunk=config.chunk_rows, rng=rng)
-    return out
+    return pv.privacy_metrics(x_train, x_other_nonmember, x_syn, mia_repeats=config.mia_repeats,
+                              aats_repeats=config.aats_repeats, max_samples=config.max_privacy_samples,
+                              chunk=config.chunk_rows, rng=rng)
 
 
 # ---------------------------------------------------------------------------------- main entry
@@ -418,8 +417,8 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     t = time.perf_counter()
     fidelity, plot_sets = {}, {}
     for name in names:
-        fidelity[name], plot_sets[name] = _fidelity(name, g, labels, label_column, real.variants, pairs, cache, pca,
-                                                    scores, fill, config, seed)
+        fidelity[name], plot_sets[name] = _fidelity(name, g, labels, label_column, pairs, cache, scores, fill,
+                                                    config, seed)
     edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
     r_dec_train = pair_correlations(g["train"], di, dj, fill=fill)
     timings["fidelity"] = time.perf_counter() - t

@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from genosynth.evaluate._arrays import (allele_freq, dosage, nearest_distances, pca_solver,  # noqa: F401
-                                        pair_correlations, pairwise_distance_sample)
+from genosynth.evaluate._arrays import allele_freq, dosage, pairwise_distance_sample, pca_solver
 
 
 # ---------------------------------------------------------------------------------- helpers
