@@ -96,3 +96,14 @@ def test_snplist_works_with_plink2_extract(bfile, tmp_path, plink2):
                     "--out", str(tmp_path / "ext"), "--threads", "1"], check=True, capture_output=True)
     bim = pd.read_csv(tmp_path / "ext.bim", sep="\t", header=None)
     assert sorted(bim[1]) == sorted(open(f"{out}.snplist").read().split())
+
+
+def test_select_under_epsilon_clumps_with_a_public_reference(bfile, tmp_path):
+    prefix, _ = bfile
+    out = str(tmp_path / "ref")
+    assert main(["select", "--bfile", prefix, "--k", "3", "--epsilon", "5", "--ld-bfile", prefix,
+                 "--strata", "pop", "--out", out, "--seed", "2"]) == 0
+    record = json.load(open(f"{out}.select.json"))
+    assert record["config"]["ld_reference"] is True and record["notes"] == []
+    assert "stratified by pop" in record["privacy"]["score"]
+    assert "clumping skipped" not in open(f"{out}.log").read()
