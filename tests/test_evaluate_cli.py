@@ -54,6 +54,9 @@ def test_evaluate_two_synthetic_sets_in_mixed_formats(files, capsys):
     assert res["gwas"]["design"]["case"] == "AFR" and res["gwas"]["design"]["control"] == "EUR"
     assert res["summary"]["copy"]["identical_to_train"] == res["inputs"]["synthetic"]["copy"]["n_samples"]
     assert res["seed"] == 5 and res["config"]["classifiers"] == ["lr"]
+    prov = res["provenance"]["inputs"]
+    assert set(prov["real"]) == {str(d / "train.hapt"), str(d / "train.legend")}
+    assert len(prov["holdout"]) == 3 and all(len(h) == 64 for h in prov["holdout"].values())
     log = open(f"{out}.log").read()
     assert "copy: red lights:" in log and "identical_to_train" in log
     assert "pseudo-labels" in capsys.readouterr().err  # indep's pop labels

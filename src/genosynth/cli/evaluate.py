@@ -7,6 +7,7 @@ Inputs may be PLINK prefixes (or ``.bed``), VCF/VCF.gz/BCF, or ``.hapt``/``.hapt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -105,6 +106,26 @@ def attach_privacy_sidecar(cohort, path: str) -> str | None:
     return sidecar
 
 
+def input_files(path: str) -> list[str]:
+    """The files behind an input path (a PLINK prefix is three files; a .hapt has its legend)."""
+    stem = _strip(path, _PLINK)
+    if stem is not None or (not os.path.exists(path) and os.path.exists(path + ".bed")):
+        stem = stem if stem is not None else path
+        return [f"{stem}{ext}" for ext in _PLINK]
+    files = [path]
+    if _strip(path, _HAPT) is not None and os.path.exists(_strip(path, _HAPT) + ".legend"):
+        files.append(_strip(path, _HAPT) + ".legend")
+    return files
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _named(values: list[str], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in enumerate(values):
@@ -170,7 +191,18 @@ def run(args, log) -> int:
     log.info(f"Loaded real train {real.n_samples}, holdout {holdout.n_samples}, "
              + ", ".join(f"{k} {c.n_samples}" for k, c in synthetic.items())
              + f" people x {real.n_variants} variants in {time.perf_counter() - t0:.1f} s")
-    results = evaluate(real, holdout, synthetic, label_column=args.label_column, config=config, seed=seed)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=args.threads):  # BLAS threads; None keeps the library default
+        results = evaluate(real, holdout, synthetic, label_column=args.label_column, config=config, seed=seed)
+    paths_in = {"real": args.real, "holdout": args.holdout, **{f"synthetic:{k}": v for k, v in syn_paths.items()}}
+    if args.samples:
+        paths_in["samples"] = args.samples
+    paths_in.update({f"synthetic-samples:{k}": v for k, v in syn_tables.items()})
+    results["provenance"] = {
+        "command": "genosynth " + " ".join(log.argv),
+        "inputs": {key: {f: sha256(f) for f in input_files(p) if os.path.exists(f)} for key, p in paths_in.items()},
+    }
     for note in results["notes"]:
         log.warn(note)
     paths = write_report(results, args.out, title=args.title)
