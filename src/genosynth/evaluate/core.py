@@ -175,6 +175,13 @@ def _groups(y_train: np.ndarray, y_other: np.ndarray, min_size: int) -> list[str
     return out
 
 
+def _cached(cache: dict, key, compute):
+    """``cache[key]``, computing it on first use (real-train figures shared by every set)."""
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
 def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config, seed):
     """Fidelity figures of set ``name`` against real train."""
     rng = _rng(seed, "fidelity-" + name)
@@ -190,7 +197,7 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
         yt, yo = labels["train"][col], labels[name][col]
         per = {}
         for lab in _groups(yt, yo, config.min_group_size):
-            m = fid.allele_frequency_metrics(cache.setdefault(("af", col, lab), allele_freq(gt[yt == lab])),
+            m = fid.allele_frequency_metrics(_cached(cache, ("af", col, lab), lambda: allele_freq(gt[yt == lab])),
                                              allele_freq(go[yo == lab]))
             m["n_train"], m["n"] = int((yt == lab).sum()), int((yo == lab).sum())
             per[lab] = m
@@ -199,7 +206,7 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
     ld: dict = {}
     for key in ("near", "all"):
         i, j = pairs[key]
-        r_t = cache.setdefault(("r", key), pair_correlations(gt, i, j, fill=fill))
+        r_t = _cached(cache, ("r", key), lambda: pair_correlations(gt, i, j, fill=fill))
         ld[key] = fid.compare_pair_r(r_t, pair_correlations(go, i, j, fill=fill))
     ld["near"]["n_pairs_total"] = pairs["near_total"]
     ld["window_bp"] = config.ld_window_bp
@@ -215,7 +222,7 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
         i, j = pairs["near"]
         weights, values = [], []
         for lab in _groups(yt, yo, config.min_group_size):
-            r_t = cache.setdefault(("rw", lab), pair_correlations(gt[yt == lab], i, j, fill=fill))
+            r_t = _cached(cache, ("rw", lab), lambda: pair_correlations(gt[yt == lab], i, j, fill=fill))
             cmp_ = fid.compare_pair_r(r_t, pair_correlations(go[yo == lab], i, j, fill=fill))
             cmp_["n_train"], cmp_["n"] = int((yt == lab).sum()), int((yo == lab).sum())
             within["per_group"][lab] = cmp_
