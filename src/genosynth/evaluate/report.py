@@ -283,7 +283,7 @@ def plot_gwas_overlap(results) -> str:
     ax.set_xticks(np.arange(len(fr)) + width * (len(names) - 1) / 2, [f"top {int(100 * f)} %" for f in fr])
     ax.set_ylim(0, 1)
     ax.set_ylabel("overlap of lowest p-values")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
     return _fig_to_img(fig, "gwas_overlap", "Overlap of top association signals at matched sample sizes")
 
 
