@@ -175,6 +175,15 @@ def _groups(y_train: np.ndarray, y_other: np.ndarray, min_size: int) -> list[str
     return out
 
 
+MAX_PLOT_PAIRS = 5000  # SNP pairs drawn in the LD scatter plots (per set)
+
+
+def _pair_points(r_ref: np.ndarray, r_other: np.ndarray, *, cap: int) -> tuple[list, list]:
+    """(train r, set r) of the first ``cap`` pairs defined in train, rounded, for a scatter plot."""
+    ok = np.flatnonzero(np.isfinite(r_ref))[:cap]
+    return (np.round(r_ref[ok], 3).tolist(), np.round(np.nan_to_num(r_other[ok]), 3).tolist())
+
+
 def _cached(cache: dict, key, compute):
     """``cache[key]``, computing it on first use (real-train figures shared by every set)."""
     if key not in cache:
@@ -207,7 +216,10 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
     for key in ("near", "all"):
         i, j = pairs[key]
         r_t = _cached(cache, ("r", key), lambda: pair_correlations(gt, i, j, fill=fill))
-        ld[key] = fid.compare_pair_r(r_t, pair_correlations(go, i, j, fill=fill))
+        r_o = pair_correlations(go, i, j, fill=fill)
+        ld[key] = fid.compare_pair_r(r_t, r_o)
+        if key == "near":
+            plot["ld_pairs_near"] = _pair_points(r_t, r_o, cap=MAX_PLOT_PAIRS)
     ld["near"]["n_pairs_total"] = pairs["near_total"]
     ld["window_bp"] = config.ld_window_bp
     di, dj = pairs["decay"]
@@ -216,6 +228,7 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
     r_dec = pair_correlations(go, di, dj, fill=fill)
     ld["decay_pooled"] = fid.ld_decay(r_dec, dist, edges)
     within = {"per_group": {}}
+    within_pts: tuple[list, list] = ([], [])
     dec_w, dec_n = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
     if label_column in labels["train"]:
         yt, yo = labels["train"][label_column], labels[name][label_column]
@@ -223,7 +236,11 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
         weights, values = [], []
         for lab in _groups(yt, yo, config.min_group_size):
             r_t = _cached(cache, ("rw", lab), lambda: pair_correlations(gt[yt == lab], i, j, fill=fill))
-            cmp_ = fid.compare_pair_r(r_t, pair_correlations(go[yo == lab], i, j, fill=fill))
+            r_o = pair_correlations(go[yo == lab], i, j, fill=fill)
+            cmp_ = fid.compare_pair_r(r_t, r_o)
+            pts = _pair_points(r_t, r_o, cap=MAX_PLOT_PAIRS // 5)
+            within_pts[0].extend(pts[0])
+            within_pts[1].extend(pts[1])
             cmp_["n_train"], cmp_["n"] = int((yt == lab).sum()), int((yo == lab).sum())
             within["per_group"][lab] = cmp_
             if np.isfinite(cmp_["r"]) and cmp_["n_pairs"] >= 3:
@@ -240,6 +257,7 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
     else:
         within["r"] = float("nan")
     ld["near_within"] = within
+    plot["ld_pairs_within"] = within_pts
     ld["decay_within"] = [float(w / n) if n else None for w, n in zip(dec_w, dec_n)]
     hi = cache["heatmap_idx"]
     plot["ld_heatmap"] = np.nan_to_num(np.corrcoef(dosage(go[:, hi], fill[hi]), rowvar=False) ** 2).round(4)
@@ -532,6 +550,8 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
                          "pos": real.variants["pos"].astype(int).tolist()},
             "af_train": af_train,
             "af": {k: v["af"] for k, v in plot_sets.items()},
+            "ld_pairs_near": {k: v["ld_pairs_near"] for k, v in plot_sets.items()},
+            "ld_pairs_within": {k: v["ld_pairs_within"] for k, v in plot_sets.items()},
             "ld_decay_edges_bp": list(edges),
             "ld_decay_train": fid.ld_decay(r_dec_train, pairs["decay_dist"], edges),
             "ld_decay_train_within": _train_within_decay(g["train"], labels, label_column, di, dj, pairs, edges,

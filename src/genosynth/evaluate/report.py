@@ -23,7 +23,7 @@ LIGHT_COLOURS = {"green": "#2e9d4f", "amber": "#e7a11a", "red": "#d23b33", "grey
 SET_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 # every plot the report draws; the screenshot test checks that each one rendered
-PLOTS = ("allele_frequencies", "ld_decay", "ld_heatmap", "pca", "heterozygosity", "pairwise_distances",
+PLOTS = ("allele_frequencies", "ld_pairs", "ld_decay", "ld_heatmap", "pca", "heterozygosity", "pairwise_distances",
          "structure", "gwas_manhattan", "gwas_qq", "gwas_overlap", "dcr")
 
 
@@ -92,6 +92,32 @@ def plot_allele_frequencies(results) -> str:
         ax.set_xlabel("ALT frequency, real train")
         ax.set_ylabel(f"ALT frequency, {name}")
     return _fig_to_img(fig, "allele_frequencies", "Allele frequencies: real train (x) against each set (y)")
+
+
+def plot_ld_pairs(results) -> str:
+    """SNP-pair r in real train (x) against each set (y): near pairs pooled (top row) and within groups."""
+    import matplotlib.pyplot as plt
+
+    pd_ = results["plot_data"]
+    names = _sets(results)
+    fig, axes = plt.subplots(2, len(names), figsize=(3.4 * len(names), 6.4), squeeze=False)
+    for col, name in enumerate(names):
+        ld = results["fidelity"][name]["ld"]
+        for row, (key, stat, what) in enumerate((("ld_pairs_near", ld["near"]["r"], "pooled"),
+                                                 ("ld_pairs_within", ld["near_within"]["r"], "within groups"))):
+            ax = axes[row, col]
+            x, y = pd_[key][name]
+            ax.scatter(x, y, s=4, alpha=0.5, color=_colour(results, name), rasterized=True)
+            ax.plot([-1, 1], [-1, 1], color="k", lw=0.7)
+            ax.set_xlim(-1, 1)
+            ax.set_ylim(-1, 1)
+            ax.set_title(f"{name}, {what}: r = {stat:.3f}" if stat is not None else f"{name}, {what}", fontsize=8)
+            ax.set_xlabel("SNP-pair r, real train", fontsize=8)
+            ax.set_ylabel(f"SNP-pair r, {name}", fontsize=8)
+    fig.tight_layout()
+    w = _bp(results["config"]["ld_window_bp"])
+    return _fig_to_img(fig, "ld_pairs", f"Correlation of SNP pairs < {w} apart: real train against each set, pooled "
+                                        "(top) and within population groups (bottom)")
 
 
 def plot_ld_decay(results) -> str:
@@ -424,7 +450,7 @@ def render_html(results, *, title: str | None = None) -> str:
     if g_rows:
         parts.append(f"<h3>Per {html.escape(col)}</h3>" + _table(
             ["Set", "Group", "People", "AF r", "AF mean |diff|", "LD r (near pairs)", "Pairs"], g_rows, left=2))
-    for plot in (plot_allele_frequencies, plot_ld_decay, plot_ld_heatmap, plot_pca, plot_heterozygosity,
+    for plot in (plot_allele_frequencies, plot_ld_pairs, plot_ld_decay, plot_ld_heatmap, plot_pca, plot_heterozygosity,
                  plot_pairwise_distances):
         parts.append(plot(results))
 
