@@ -195,3 +195,30 @@ def test_bad_options(small_bed, tmp_path, capsys, extra, patterns):
     out_dir = tmp_path / "out"
     _assert_user_error(["convert", "--bfile", small_bed, *fmt, *extra, "--out", str(out_dir / "r")],
                        capsys, out_dir, *patterns)
+
+
+def test_extract_and_exclude_variant_lists(data_805, tmp_path, capsys):
+    full = read_hapt(str(data_805 / "haplotypes.hapt.gz"), str(data_805 / "snps.legend"))
+    ids = full.variants["id"].to_numpy()
+    extract = write_text(tmp_path / "extract.snplist", "#id\n" + "\n".join(ids[:40]) + "\nnot_a_snp\n")
+    exclude = write_text(tmp_path / "exclude.txt", "\n".join(ids[:5]) + "\n")
+    out = str(tmp_path / "x")
+    status, _, err = _run(["convert", "--hapt", str(data_805 / "haplotypes.hapt.gz"),
+                           "--legend", str(data_805 / "snps.legend"), "--extract", extract,
+                           "--exclude", exclude, "--format", "hapt", "--out", out], capsys)
+    assert status == 0, err
+    got = read_hapt(f"{out}.hapt", f"{out}.legend")
+    assert list(got.variants["id"]) == list(ids[5:40])
+    np.testing.assert_array_equal(got.alleles, full.alleles[:, 5:40])
+    assert "1 of 41 listed variant ids are not in the input" in err
+    assert "35 of 805 variants remain" in open(f"{out}.log").read()
+
+
+def test_extract_that_matches_nothing_is_an_error(data_805, tmp_path, capsys):
+    extract = write_text(tmp_path / "extract.txt", "rs_none\n")
+    out = tmp_path / "o" / "x"
+    status, _, err = _run(["convert", "--hapt", str(data_805 / "haplotypes.hapt.gz"),
+                           "--legend", str(data_805 / "snps.legend"), "--extract", extract,
+                           "--format", "bed", "--out", str(out)], capsys)
+    assert status == 2 and "no variants left after --extract" in err
+    assert data_files(tmp_path / "o") == []

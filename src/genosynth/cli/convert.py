@@ -25,6 +25,10 @@ def add_arguments(parser) -> None:
                         help="output format: bed (PREFIX.bed/.bim/.fam), vcf (PREFIX.vcf.gz), hapt (PREFIX.hapt/.legend)")
     parser.add_argument("--keep", metavar="FILE", help="keep only the sample ids listed (one per line, or FID IID)")
     parser.add_argument("--remove", metavar="FILE", help="drop the sample ids listed (one per line, or FID IID)")
+    parser.add_argument("--extract", metavar="FILE",
+                        help="keep only the variant ids listed (one per line, first column; plink --extract, "
+                             "or a genosynth select PREFIX.snplist)")
+    parser.add_argument("--exclude", metavar="FILE", help="drop the variant ids listed (plink --exclude)")
     parser.add_argument("--maf", type=float, default=None, metavar="FREQ",
                         help="keep variants with minor allele frequency >= FREQ (after sample filters)")
     parser.add_argument("--tag-column", metavar="COLUMN", default=None,
@@ -51,6 +55,37 @@ def filter_samples(cohort, *, keep: list[str] | None = None, remove: list[str] |
     return cohort if mask.all() else cohort.subset(samples=mask)
 
 
+def filter_variants(cohort, *, extract: list[str] | None = None, exclude: list[str] | None = None, log=None):
+    """Keep the ``extract`` variant ids and drop the ``exclude`` ids (plink --extract/--exclude).
+
+    The cohort's variant order is kept, so two files restricted to the same list line up.
+    """
+    ids = cohort.variants["id"].astype(str).to_numpy()
+    mask = np.ones(len(ids), dtype=bool)
+    for name, listed, want in (("--extract", extract, True), ("--exclude", exclude, False)):
+        if listed is None:
+            continue
+        hit = np.isin(ids, listed)
+        absent = len(set(listed) - set(ids))
+        if absent and log:
+            log.warn(f"{name}: {absent} of {len(set(listed))} listed variant ids are not in the input")
+        mask &= hit if want else ~hit
+    if not mask.any():
+        raise InputError("no variants left after --extract/--exclude; check that the files list variant ids "
+                         "of this input (the .bim column 2 / VCF ID / legend id), one per line")
+    return cohort if mask.all() else cohort.subset(variants=mask)
+
+
+def read_variant_list(path: str) -> list[str]:
+    """Variant ids from an --extract/--exclude file: first whitespace-separated column, '#' lines skipped."""
+    import os
+
+    if not os.path.exists(path):
+        raise InputError(f"{path}: file not found; give a file with one variant id per line")
+    with open(path, encoding="utf-8") as fh:
+        return [line.split()[0] for line in fh if line.strip() and not line.startswith("#")]
+
+
 def filter_maf(cohort, maf: float):
     """Keep variants whose minor allele frequency (over called alleles) is >= ``maf``."""
     if not 0 <= maf <= 0.5:
@@ -71,6 +106,8 @@ def run(args, log) -> int:
         log.record("threads", args.threads)
     keep = read_id_list(args.keep) if args.keep else None
     remove = read_id_list(args.remove) if args.remove else None
+    extract = read_variant_list(args.extract) if args.extract else None
+    exclude = read_variant_list(args.exclude) if args.exclude else None
     with warnings.catch_warnings():  # the missing-row warning goes to the log below instead
         warnings.simplefilter("ignore", UserWarning)
         cohort = load_input(args, log)
@@ -80,6 +117,9 @@ def run(args, log) -> int:
     cohort = filter_samples(cohort, keep=keep, remove=remove, log=log)
     if cohort.n_samples != n_smp:
         log.info(f"--keep/--remove: {cohort.n_samples} of {n_smp} samples remain")
+    if extract is not None or exclude is not None:
+        cohort = filter_variants(cohort, extract=extract, exclude=exclude, log=log)
+        log.info(f"--extract/--exclude: {cohort.n_variants} of {n_var} variants remain")
     if args.maf is not None:
         cohort = filter_maf(cohort, args.maf)
         log.info(f"--maf {args.maf}: {cohort.n_variants} of {n_var} variants remain")
