@@ -1,0 +1,726 @@
+"""Correlation-guided decoding: the real cohort's LD as an explicit constraint on decoded alleles.
+
+Drawing every SNP independently from the decoder's per-person probabilities ``p_ij`` keeps only
+the LD that the latent carries (the part explained by how ``p`` varies across people) and loses
+the rest. This module makes the LD of the training cohort an explicit target at the last step,
+when latents become alleles:
+
+* :class:`CorrelationPrior` - the banded SNP correlation (pairs within ``window`` SNPs), one band
+  per ancestry label (pooled correlation is inflated by population structure), from
+  :func:`fit_prior`. Without a privacy budget it is the plain correlation
+  (:func:`genosynth.privacy.mechanisms.correlation_band`); with a budget it is released by the
+  Gaussian mechanism (:func:`genosynth.privacy.mechanisms.dp_correlation_prior`) and recorded in
+  the accountant once (labels split people into disjoint groups, so the per-label sums together
+  have the sensitivity of one release).
+* :func:`copula_sample` - **conditional sampling along the sequence** (``method="copula"``). Each
+  row draws a latent Gaussian vector ``u`` whose correlation is banded-Markov (every SNP is
+  regressed on the ``window`` SNPs before it, a sparse Cholesky factor) and sets
+  ``x_ij = #{s : u_ij > Phi^-1(P(x_ij < s))}``, so the marginals ``p_ij`` are exactly the decoder's.
+  The residual Gaussian correlations are solved per SNP pair so that, within each label, the
+  expected correlation of the drawn alleles equals the prior: the part already explained by the
+  variation of ``p`` across people is subtracted first, the rest is inverted through the
+  bivariate normal CDF (Plackett's identity, Gauss-Legendre in the ``asin`` parametrisation).
+* :func:`latent_guidance` - gradient steps on the latents that pull the batch's expected
+  correlation (independent decoding) towards the prior, with an anchor on allele frequencies
+  (``method="latent"``; ``"latent+copula"`` runs both).
+
+Everything is banded (``O(V w)`` memory, ``O(V w^2)`` setup per label), vectorised over people and
+deterministic given a ``torch.Generator``. The functions take decoder probabilities, so they are
+testable without a trained model; :func:`guided_decode` wires them to a
+:class:`~genosynth.models.vae.GenotypeVAE`.
+
+References
+----------
+.. [1] R. L. Plackett, "A reduction formula for normal multivariate integrals", Biometrika 41,
+   1954 (d Phi_2 / d rho = phi_2).
+.. [2] A. Genz, "Numerical computation of rectangular bivariate and trivariate normal and t
+   probabilities", Statistics and Computing 14, 2004 (the ``asin`` substitution).
+.. [3] A. Sklar, "Fonctions de repartition a n dimensions et leurs marges", 1959; P. Embrechts et
+   al., "Correlation and dependence in risk management", 2002 (Gaussian copulas of discrete
+   margins).
+.. [4] N. Li, M. Stephens, "Modeling linkage disequilibrium and identifying recombination hotspots
+   using single-nucleotide polymorphism data", Genetics 165, 2003 (sampling haplotypes SNP by SNP
+   conditionally on the preceding ones).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from genosynth.errors import InputError, PrivacyError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genosynth.cohort import Cohort
+    from genosynth.privacy.accountant import PrivacyAccountant
+
+METHODS = ("none", "copula", "latent", "latent+copula")
+_EPS_P = 1e-6  # probabilities are clamped to [eps, 1 - eps] before Phi^-1
+_THETA_MAX = math.asin(0.995)  # residual Gaussian correlations stay in [-0.995, 0.995]
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass
+class CorrGuideConfig:
+    """Options of correlation-guided decoding (saved with the prior in a checkpoint)."""
+
+    method: str = "latent+copula"  # none | copula | latent | latent+copula (the ablation is one flag)
+    window: int = 64  # SNP pairs within this many positions are constrained (band width)
+    max_bp: int | None = 1_000_000  # ... and at most this many bp apart on one chromosome (None: any)
+    calib_rows: int = 64  # rows per label used to solve the residual correlations (evenly spaced)
+    quad_nodes: int = 8  # Gauss-Legendre nodes of the bivariate normal integral
+    newton_iters: int = 6  # safeguarded Newton iterations per SNP pair
+    small: float = 0.05  # |residual angle| below this after one Newton step is taken as is
+    var_floor: float = 1e-2  # least conditional variance of u_j given its window (PD guard)
+    latent_steps: int = 24  # gradient steps on the latents (method latent*)
+    latent_lr: float = 0.05  # Adam learning rate of those steps
+    latent_af_weight: float = 10.0  # weight of the allele-frequency anchor in the latent loss
+    latent_z_weight: float = 1e-3  # weight of ||z - z0||^2 / numel (keeps latents near the diffusion draw)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise InputError(f"--corr-guidance must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if int(self.window) != self.window or self.window < 1:
+            raise InputError(f"correlation window must be a positive number of SNPs, got {self.window}")
+        if self.calib_rows < 2:
+            raise InputError(f"calib_rows must be >= 2, got {self.calib_rows}")
+        if not 0 < self.var_floor < 1:
+            raise InputError(f"var_floor must lie in (0, 1), got {self.var_floor}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------- the prior
+@dataclass
+class CorrelationPrior:
+    """Banded within-label SNP correlations of the training cohort.
+
+    Parameters
+    ----------
+    bands : float32, shape (L, V, window)
+        ``bands[l, j, k-1]`` = correlation of ALT dosages of SNPs ``j`` and ``j+k`` among training
+        people of label ``l``; entries with ``j+k >= V`` are 0.
+    labels : list of str, length L
+        Label vocabulary (same order as the generator's).
+    window : int
+    private : bool
+        True when released by the Gaussian mechanism (``--epsilon``), False for the plain,
+        un-noised aggregate (stored only in runs without a privacy budget).
+    info : dict
+        How it was made: ``n_per_label``, ``noise_multiplier``, ``clip``, ``label_column``.
+    """
+
+    bands: np.ndarray
+    labels: list[str]
+    window: int
+    private: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        b = np.asarray(self.bands, dtype=np.float32)
+        if b.ndim != 3 or b.shape[0] != len(self.labels) or b.shape[2] != self.window:
+            raise InputError(
+                f"prior bands must have shape (labels={len(self.labels)}, V, window={self.window}); got {b.shape}"
+            )
+        if not np.isfinite(b).all() or np.abs(b).max(initial=0.0) > 1.0 + 1e-6:
+            raise InputError("prior bands must be finite correlations in [-1, 1]")
+        self.bands = b
+
+    @property
+    def n_variants(self) -> int:
+        return int(self.bands.shape[1])
+
+    def band(self, label: int | None) -> np.ndarray:
+        """Band of label index ``label`` (float64, shape (V, window)); ``None`` or ``L``: weighted mean."""
+        if label is None or label == len(self.labels):
+            n = np.asarray([self.info.get("n_per_label", {}).get(lab, 1) for lab in self.labels], dtype=np.float64)
+            return np.tensordot(n / n.sum(), self.bands.astype(np.float64), axes=1)
+        return self.bands[int(label)].astype(np.float64)
+
+    def state_dict(self) -> dict:
+        """Plain-Python/numpy state for a checkpoint (aggregate only: no per-person value)."""
+        return {"bands": self.bands.copy(), "labels": list(self.labels), "window": int(self.window),
+                "private": bool(self.private), "info": dict(self.info)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "CorrelationPrior":
+        return cls(bands=np.asarray(state["bands"]), labels=list(state["labels"]), window=int(state["window"]),
+                   private=bool(state["private"]), info=dict(state.get("info", {})))
+
+
+def _dosages(cohort: "Cohort") -> np.ndarray:
+    """ALT dosages, float64 shape (N, V); missing filled with the column mean."""
+    g = cohort.genotypes().astype(np.float64)
+    miss = g < 0
+    if miss.any():
+        g[miss] = np.nan
+        mean = np.nan_to_num(np.nanmean(g, axis=0), nan=0.0)
+        g = np.where(miss, mean[None, :], g)
+    return g
+
+
+def fit_prior(
+    cohort: "Cohort",
+    *,
+    label_column: str = "super_pop",
+    labels: Sequence[str] | None = None,
+    window: int = 64,
+    noise_multiplier: float | None = None,
+    clip: float | None = None,
+    center: np.ndarray | None = None,
+    accountant: "PrivacyAccountant | None" = None,
+    generator: np.random.Generator | None = None,
+    name: str = "correlation_prior",
+) -> CorrelationPrior:
+    """The banded within-label correlation prior of a training cohort.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Private training people (phased or not; dosages are used either way: under random
+        mating the dosage correlation of two SNPs equals their haplotype correlation).
+    label_column : str
+    labels : sequence of str, optional
+        Label vocabulary and order (default: sorted labels of the cohort, as the generator uses).
+    window : int
+        Band width in SNPs.
+    noise_multiplier : float, optional
+        ``z`` of the Gaussian mechanism. When given the prior is released with
+        :func:`~genosynth.privacy.mechanisms.dp_correlation_prior` per label (``clip`` and
+        ``center`` required) and **one** Gaussian event ``name`` is recorded in ``accountant``
+        (every person belongs to one label, so the concatenated per-label sums have L2
+        sensitivity ``clip``: parallel composition). Label counts are treated as public, as the
+        generator's label mix is.
+    clip : float, optional
+        Per-person L2 bound of the product vector (DP only).
+    center : float, shape (L, V) or (V,), optional
+        Public or DP expected dosages per label (DP only), e.g. ``2 p`` from
+        :func:`~genosynth.privacy.mechanisms.dp_allele_frequencies` or from a DP-trained decoder.
+    accountant : PrivacyAccountant, optional
+    generator : numpy.random.Generator, optional
+        Noise source of the DP release.
+
+    Returns
+    -------
+    CorrelationPrior
+    """
+    from genosynth.privacy.mechanisms import correlation_band, dp_correlation_prior
+
+    y = cohort.labels(label_column)
+    vocab = sorted(set(y.tolist())) if labels is None else [str(v) for v in labels]
+    unknown = sorted(set(y.tolist()) - set(vocab))
+    if unknown:
+        raise InputError(f"training labels {unknown[:5]} are not in the label vocabulary {vocab}")
+    window = int(min(max(1, window), max(1, cohort.n_variants - 1)))
+    g = _dosages(cohort)  # (N, V)
+    v = g.shape[1]
+    private = noise_multiplier is not None
+    if private:
+        if clip is None or center is None:
+            raise PrivacyError(
+                "a DP correlation prior needs clip= (per-person L2 bound) and center= (public or DP "
+                "expected dosages per label, e.g. 2 * dp_allele_frequencies(...)); the raw prior is "
+                "never used under --epsilon"
+            )
+        center = np.asarray(center, dtype=np.float64)
+        if center.ndim == 1:
+            center = np.broadcast_to(center, (len(vocab), v))
+        if center.shape != (len(vocab), v):
+            raise InputError(f"center must have shape ({len(vocab)}, {v}) or ({v},), got {center.shape}")
+        generator = generator if generator is not None else np.random.default_rng()
+    bands = np.zeros((len(vocab), v, window), dtype=np.float32)
+    n_per = {}
+    for k, lab in enumerate(vocab):
+        rows = g[y == lab]
+        n_per[lab] = int(len(rows))
+        if len(rows) < 2:
+            continue  # an absent (or single-person) label gets no constraint
+        if private:
+            bands[k] = dp_correlation_prior(rows, window=window, clip=clip, noise_multiplier=noise_multiplier,
+                                            center=center[k], generator=generator, accountant=None)
+        else:
+            bands[k] = correlation_band(rows, window=window)
+    if private and accountant is not None:
+        accountant.add_gaussian(name, noise_multiplier=float(noise_multiplier))
+    info = {"label_column": label_column, "n_per_label": n_per,
+            "noise_multiplier": None if not private else float(noise_multiplier),
+            "clip": None if not private else float(clip)}
+    return CorrelationPrior(bands=bands, labels=vocab, window=window, private=private, info=info)
+
+
+# ---------------------------------------------------------------------------------- geometry
+def previous_counts(v: int, window: int, *, chrom: Sequence | None = None, pos: Sequence | None = None,
+                    max_bp: int | None = None) -> np.ndarray:
+    """How many preceding SNPs each SNP is conditioned on.
+
+    Returns
+    -------
+    int64, shape (V,): ``k_j <= min(window, j)`` such that SNPs ``j-k_j .. j-1`` share ``j``'s
+    chromosome and lie within ``max_bp`` of it.
+    """
+    j = np.arange(v)
+    k = np.minimum(window, j)
+    if chrom is not None:
+        c = np.asarray(chrom).astype(str)
+        start = np.zeros(v, dtype=np.int64)  # first index of each SNP's chromosome run
+        brk = np.flatnonzero(c[1:] != c[:-1]) + 1
+        start[brk] = brk
+        start = np.maximum.accumulate(start)
+        k = np.minimum(k, j - start)
+        if pos is not None and max_bp is not None:
+            p = np.asarray(pos, dtype=np.int64)
+            first = np.zeros(v, dtype=np.int64)
+            for s, e in zip(np.r_[0, brk], np.r_[brk, v]):  # searchsorted within each chromosome run
+                first[s:e] = s + np.searchsorted(p[s:e], p[s:e] - int(max_bp), side="left")
+            k = np.minimum(k, j - first)
+    return np.maximum(k, 0).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------- bivariate normal
+def _gauss_legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x, w = np.polynomial.legendre.leggauss(int(n))
+    return torch.from_numpy(x), torch.from_numpy(w)
+
+
+def _class_thresholds(probs: torch.Tensor) -> torch.Tensor:
+    """``a_s = Phi^-1(P(x >= s))`` for s = 1..K-1.
+
+    probs : float, shape (n, K, V) -> float64, shape (n, K-1, V)
+    """
+    tail = probs.double().flip(1).cumsum(1).flip(1)[:, 1:]  # (n, K-1, V) P(x >= s)
+    tail = tail.clamp(_EPS_P, 1 - _EPS_P)
+    return math.sqrt(2.0) * torch.special.erfinv(2.0 * tail - 1.0)
+
+
+def _copula_cov(a: torch.Tensor, b: torch.Tensor, theta: torch.Tensor, nodes, weights) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean over rows of the copula-induced covariance and its theta-derivative.
+
+    ``g(theta) = mean_i sum_{s,t} [Phi2(a_is, b_it; sin theta) - Phi(a_is) Phi(b_it)]
+    = mean_i sum_{s,t} (1/2pi) int_0^theta exp(-(a^2 - 2ab sin f + b^2) / (2 cos^2 f)) df``.
+
+    a, b : float64, shape (n, S, P); theta : float64, shape (P,)
+    Returns g, dg/dtheta : float64, shape (P,) each.
+    """
+    a2b2 = (a[:, :, None] ** 2 + b[:, None] ** 2)  # (n, S, S, P)
+    ab = a[:, :, None] * b[:, None]  # (n, S, S, P)
+    f = 0.5 * theta[None] * (nodes[:, None] + 1.0)  # (Q, P) nodes on [0, theta]
+    sf, cf2 = torch.sin(f), torch.cos(f) ** 2  # (Q, P)
+    expo = torch.exp(-(a2b2[..., None, :] - 2.0 * ab[..., None, :] * sf) / (2.0 * cf2))  # (n, S, S, Q, P)
+    g = 0.5 * theta * (expo.sum(dim=(1, 2)).mean(0) * weights[:, None]).sum(0) / (2 * math.pi)  # (P,)
+    ct2 = torch.cos(theta) ** 2
+    dg = torch.exp(-(a2b2 - 2.0 * ab * torch.sin(theta)) / (2.0 * ct2)).sum(dim=(1, 2)).mean(0) / (2 * math.pi)
+    return g, dg
+
+
+def solve_residual_band(
+    probs: torch.Tensor,
+    band: np.ndarray,
+    kprev: np.ndarray,
+    *,
+    quad_nodes: int = 8,
+    newton_iters: int = 6,
+    small: float = 0.05,
+) -> np.ndarray:
+    """Residual Gaussian correlations that make the drawn alleles match the prior within a label.
+
+    For each SNP pair ``(j, j+l)`` with ``l <= k_{j+l}`` (constrained), with row means
+    ``m_ij = E[x_ij]``, the target covariance of the drawn alleles is
+    ``prior_jl * sd_j * sd_{j+l}`` (``sd`` of the mixture over rows). Independent draws already
+    give ``cov_i(m_ij, m_i,j+l)``; the residual ``R = sin(theta)`` solves
+    ``g(theta) = target - cov_i(m_j, m_{j+l})`` with ``g`` the mean copula covariance
+    (:func:`_copula_cov`, increasing in ``theta``) by a bracketed Newton iteration; a target beyond
+    reach is clamped to ``|R| <= 0.995``.
+
+    Parameters
+    ----------
+    probs : float, shape (n, K, V)
+        Decoder class probabilities of the calibration rows (one label).
+    band : float, shape (V, w)
+        Prior correlations of that label.
+    kprev : int, shape (V,)
+        From :func:`previous_counts`.
+
+    Returns
+    -------
+    float64, shape (V, w): ``R[j, l-1]`` residual correlation of ``u_j, u_{j+l}`` (0 where unconstrained).
+    """
+    p = probs.double()
+    n, k, v = p.shape
+    w = band.shape[1]
+    a = _class_thresholds(p)  # (n, S, V)
+    vals = torch.arange(k, dtype=torch.float64)
+    m = (p * vals[None, :, None]).sum(1)  # (n, V) E[x | row]
+    e2 = (p * (vals ** 2)[None, :, None]).sum(1)  # (n, V)
+    mbar = m.mean(0)
+    sd = (e2.mean(0) - mbar ** 2).clamp_min(0).sqrt()  # (V,) sd of the mixture
+    mc = m - mbar
+    nodes, weights = _gauss_legendre(quad_nodes)
+    prior = torch.from_numpy(np.asarray(band, dtype=np.float64))
+    kp = torch.from_numpy(np.asarray(kprev))
+    out = torch.zeros(v, w, dtype=torch.float64)
+    for lag in range(1, min(w, v - 1) + 1):
+        j = torch.arange(v - lag)
+        ok = (kp[j + lag] >= lag) & (sd[j] > 1e-6) & (sd[j + lag] > 1e-6)  # (P,)
+        j = j[ok]
+        if not len(j):
+            continue
+        target = prior[j, lag - 1] * sd[j] * sd[j + lag] - (mc[:, j] * mc[:, j + lag]).mean(0)  # (P,)
+        aj, bj = a[:, :, j], a[:, :, j + lag]  # (n, S, P)
+        # one Newton step from 0 for every pair; refine only the ones that move
+        zero = torch.zeros(len(j), dtype=torch.float64)
+        _, d0 = _copula_cov(aj, bj, zero, nodes, weights)
+        theta = (target / d0.clamp_min(1e-12)).clamp(-_THETA_MAX, _THETA_MAX)
+        big = theta.abs() > small
+        if big.any():
+            idx = torch.nonzero(big).flatten()
+            ab_, bb_, tg = aj[:, :, idx], bj[:, :, idx], target[idx]
+            th = theta[idx]
+            lo = torch.full_like(th, -_THETA_MAX)
+            hi = torch.full_like(th, _THETA_MAX)
+            for _ in range(newton_iters):
+                g, dg = _copula_cov(ab_, bb_, th, nodes, weights)
+                r = g - tg
+                lo = torch.where(r < 0, torch.maximum(lo, th), lo)
+                hi = torch.where(r > 0, torch.minimum(hi, th), hi)
+                step = th - r / dg.clamp_min(1e-12)
+                inside = (step > lo) & (step < hi)
+                th = torch.where(inside, step, 0.5 * (lo + hi))
+            theta[idx] = th
+        out[j, lag - 1] = torch.sin(theta)
+    return out.numpy()
+
+
+# ---------------------------------------------------------------------------------- Markov factor
+def _ridge_for(ev: np.ndarray, c: np.ndarray, ridge: float, q_max: float) -> float:
+    """Least ridge ``d >= ridge`` with ``q(d) = sum ev c^2 / (ev + d)^2 <= q_max`` (bisection in log d)."""
+
+    def q(d: float) -> float:
+        return float(np.sum(ev * c * c / (ev + d) ** 2))
+
+    if q(ridge) <= q_max:
+        return ridge
+    lo, hi = math.log(ridge), math.log(max(1.0, ridge))
+    while q(math.exp(hi)) > q_max:
+        hi += math.log(10.0)
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if q(math.exp(mid)) > q_max:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(hi)
+
+
+def banded_factor(resid: np.ndarray, kprev: np.ndarray, *, var_floor: float = 1e-2,
+                  ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A sparse (banded) Cholesky factor whose process matches the residual band where it can.
+
+    SNP by SNP, ``u_j = beta_j . u_{j-k..j-1} + s_j eps_j`` with ``beta_j = (S + d I)^-1 r_j``,
+    ``S`` the *realised* correlation of the window (positive definite by construction) and ``r_j``
+    the target correlations of ``u_j`` with it. ``d = ridge`` unless the explained variance
+    ``beta_j S beta_j`` would exceed ``1 - var_floor`` (the band is not positive definite there, or
+    SNPs are nearly collinear); then ``d`` is raised until it does not (a ridge regression of
+    ``u_j`` on its window, which keeps the strongest correlations and drops inconsistent ones). The realised correlations ``S beta_j``
+    are tracked exactly, so every ``u_j`` has unit variance whatever the target.
+
+    Parameters
+    ----------
+    resid : float64, shape (V, w)
+        ``resid[i, l-1]`` target correlation of ``u_i, u_{i+l}``.
+    kprev : int, shape (V,)
+    var_floor : float
+        Least conditional variance of ``u_j`` (caps any correlation at ``sqrt(1 - var_floor)``).
+    ridge : float
+        Added to the window's diagonal when solving for ``beta_j``.
+
+    Returns
+    -------
+    beta : float64, shape (V, w)
+        ``beta[j, a-1]`` weight of ``u_{j-a}``.
+    s : float64, shape (V,)
+        Conditional standard deviations.
+    realised : float64, shape (V, w)
+        Correlations of the constructed process within the window.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # k x k problems: threads only add overhead
+        return _banded_factor(resid, kprev, var_floor=var_floor, ridge=ridge)
+
+
+def _banded_factor(resid: np.ndarray, kprev: np.ndarray, *, var_floor: float,
+                   ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    v, w = resid.shape
+    beta = np.zeros((v, w))
+    s = np.ones(v)
+    real = np.zeros((v, w))
+    for j in range(v):
+        k = int(kprev[j])
+        if k == 0:
+            continue
+        idx = np.arange(j - k, j)  # (k,) ascending window
+        lags = j - idx  # (k,) k..1
+        r = resid[idx, lags - 1]  # (k,) target corr(u_idx, u_j)
+        d = idx[None, :] - idx[:, None]  # (k, k) signed index difference
+        lo = np.minimum(idx[:, None], idx[None, :])
+        S = np.where(d == 0, 1.0, real[lo, np.abs(d) - 1])  # (k, k) realised window correlation
+        ev, vec = np.linalg.eigh(S)  # S = Q diag(ev) Q'
+        ev = np.maximum(ev, 0.0)
+        c = vec.T @ r  # (k,)
+        d = _ridge_for(ev, c, ridge, 1.0 - var_floor)
+        b = vec @ (c / (ev + d))  # (k,) = (S + d I)^-1 r
+        sb = S @ b  # (k,) exact realised corr(u_window, u_j) for these weights
+        q = float(b @ sb)  # variance explained by the window
+        if q > 1.0 - var_floor:  # rounding only
+            lam = math.sqrt((1.0 - var_floor) / q)
+            b, sb, q = lam * b, lam * sb, 1.0 - var_floor
+        beta[j, lags - 1] = b
+        s[j] = math.sqrt(1.0 - q)
+        real[idx, lags - 1] = sb
+    return beta, s, real
+
+
+def sample_markov_gaussian(beta: np.ndarray, s: np.ndarray, kprev: np.ndarray, n: int, *,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw ``n`` rows of the banded Markov Gaussian of :func:`banded_factor`.
+
+    Returns
+    -------
+    float64, shape (n, V)
+    """
+    v, w = beta.shape
+    eps = torch.randn(n, v, generator=generator, dtype=torch.float64)  # (n, V)
+    bt = torch.from_numpy(beta)
+    st = torch.from_numpy(s)
+    u = torch.empty(n, v, dtype=torch.float64)
+    for j in range(v):
+        k = int(kprev[j])
+        if k == 0:
+            u[:, j] = eps[:, j]
+        else:
+            # beta[j, a-1] multiplies u_{j-a}: window u[:, j-k:j] holds lags k..1
+            u[:, j] = u[:, j - k:j] @ bt[j, :k].flip(0) + st[j] * eps[:, j]
+    return u
+
+
+def threshold_alleles(u: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Alleles from standard-normal ``u`` with class marginals ``probs``: ``x = #{s : u > -a_s}``.
+
+    u : float, shape (n, V); probs : float, shape (n, K, V) -> int8, shape (n, V)
+    """
+    a = _class_thresholds(probs)  # (n, K-1, V)  P(x >= s) = Phi(a_s) = P(u > -a_s)
+    return (u.double()[:, None, :] > -a).sum(1).to(torch.int8)
+
+
+# ---------------------------------------------------------------------------------- samplers
+def _label_groups(labels: torch.Tensor | np.ndarray | None, b: int) -> list[tuple[int | None, np.ndarray]]:
+    if labels is None:
+        return [(None, np.arange(b))]
+    lab = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels).astype(np.int64)
+    return [(int(k), np.flatnonzero(lab == k)) for k in np.unique(lab)]
+
+
+def _as_probs(probs: torch.Tensor) -> torch.Tensor:
+    """(B, V) ALT probabilities -> (B, 2, V); (B, K, V) passes through."""
+    if probs.ndim == 2:
+        p = probs.double().clamp(0, 1)
+        return torch.stack([1 - p, p], dim=1)
+    if probs.ndim != 3:
+        raise InputError(f"probabilities must have shape (B, V) or (B, K, V), got {tuple(probs.shape)}")
+    return probs
+
+
+def copula_sample(
+    probs: torch.Tensor,
+    prior: CorrelationPrior,
+    labels: torch.Tensor | np.ndarray | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    config: CorrGuideConfig | None = None,
+    chrom: Sequence | None = None,
+    pos: Sequence | None = None,
+) -> torch.Tensor:
+    """Draw alleles SNP by SNP so that within-label LD matches the prior (marginals kept exactly).
+
+    Parameters
+    ----------
+    probs : float, shape (B, V) or (B, K, V)
+        ALT probabilities (haplotypes) or class probabilities (K=2 haplotypes, K=3 genotypes).
+    prior : CorrelationPrior
+    labels : int, shape (B,), optional
+        Label index per row (``len(prior.labels)`` or ``None``: label-weighted mean band).
+    generator : torch.Generator, optional
+        The only randomness (the calibration rows are chosen deterministically).
+    config : CorrGuideConfig, optional
+    chrom, pos : array_like, shape (V,), optional
+        Variant chromosomes and positions: pairs on different chromosomes or more than
+        ``config.max_bp`` apart are left unconstrained.
+
+    Returns
+    -------
+    int8, shape (B, V)
+    """
+    cfg = config or CorrGuideConfig()
+    p = _as_probs(probs).detach().cpu().double()  # (B, K, V)
+    b, _, v = p.shape
+    if v != prior.n_variants:
+        raise InputError(f"the prior was fitted on {prior.n_variants} SNPs but the decoder gives {v}")
+    w = min(cfg.window, prior.window)
+    kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=cfg.max_bp if pos is not None else None)
+    out = torch.empty(b, v, dtype=torch.int8)
+    for lab, rows in _label_groups(labels, b):
+        if not len(rows):
+            continue
+        pr = p[rows]  # (n, K, V)
+        calib = pr[np.unique(np.linspace(0, len(rows) - 1, min(cfg.calib_rows, len(rows))).round().astype(int))]
+        band = prior.band(lab)[:, :w]
+        resid = solve_residual_band(calib, band, kprev, quad_nodes=cfg.quad_nodes, newton_iters=cfg.newton_iters,
+                                    small=cfg.small)  # (V, w)
+        beta, s, _ = banded_factor(resid, kprev, var_floor=cfg.var_floor)
+        u = sample_markov_gaussian(beta, s, kprev, len(rows), generator=generator)  # (n, V)
+        out[torch.from_numpy(rows)] = threshold_alleles(u, pr)
+    return out
+
+
+def batch_band_correlation(probs: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected correlations of independently drawn alleles in a batch (differentiable).
+
+    probs : float, shape (n, K, V) -> (corr : shape (V, window), mean dosage : shape (V,))
+    """
+    k = probs.shape[1]
+    vals = torch.arange(k, dtype=probs.dtype, device=probs.device)
+    m = (probs * vals[None, :, None]).sum(1)  # (n, V)
+    e2 = (probs * (vals ** 2)[None, :, None]).sum(1)
+    mbar = m.mean(0)
+    var = (e2.mean(0) - mbar ** 2).clamp_min(1e-8)  # (V,)
+    mc = m - mbar
+    v = m.shape[1]
+    cols = []
+    for lag in range(1, window + 1):
+        c = torch.zeros(v, dtype=probs.dtype, device=probs.device)
+        if lag < v:
+            c = torch.cat([(mc[:, :-lag] * mc[:, lag:]).mean(0) / (var[:-lag] * var[lag:]).sqrt(),
+                           torch.zeros(lag, dtype=probs.dtype, device=probs.device)])
+        cols.append(c)
+    return torch.stack(cols, dim=1), mbar
+
+
+def latent_guidance(
+    decode: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    z: torch.Tensor,
+    labels: torch.Tensor | None,
+    prior: CorrelationPrior,
+    *,
+    config: CorrGuideConfig | None = None,
+    chrom: Sequence | None = None,
+    pos: Sequence | None = None,
+) -> torch.Tensor:
+    """Gradient steps on latents that pull the batch's expected LD towards the prior.
+
+    The loss, per label present in the batch, is the mean squared difference between the expected
+    band correlation of independent draws (:func:`batch_band_correlation`) and the prior, plus
+    ``latent_af_weight`` times the squared change of the label's mean dosage and
+    ``latent_z_weight`` times the mean squared change of the latents. Adam, ``latent_steps`` steps.
+
+    Parameters
+    ----------
+    decode : callable(z, labels) -> logits, float shape (B, K, V)
+    z : float, shape (B, C, T)
+    labels : int, shape (B,), optional
+
+    Returns
+    -------
+    float, shape (B, C, T): the guided latents (detached).
+    """
+    cfg = config or CorrGuideConfig()
+    if cfg.latent_steps <= 0:
+        return z
+    w = min(cfg.window, prior.window)
+    with torch.no_grad():
+        probs0 = torch.softmax(decode(z, labels).float(), dim=1)
+        v = probs0.shape[2]
+    kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=cfg.max_bp if pos is not None else None)
+    lagmask = torch.from_numpy((np.arange(1, w + 1)[None, :] <= kprev[:, None]).astype(np.float32))  # (V, w)
+    # the constraint of pair (j, j+l) belongs to j+l's window: shift it to row j
+    mask = torch.zeros(v, w)
+    for lag in range(1, w + 1):
+        if lag < v:
+            mask[: v - lag, lag - 1] = lagmask[lag:, lag - 1]
+    groups = [(lab, torch.from_numpy(rows)) for lab, rows in _label_groups(labels, z.shape[0]) if len(rows) > 1]
+    targets = {lab: torch.from_numpy(prior.band(lab)[:, :w]).float() for lab, _ in groups}
+    with torch.no_grad():
+        anchors = {lab: batch_band_correlation(probs0[rows], w)[1] for lab, rows in groups}
+    z0 = z.detach()
+    zz = z0.clone().requires_grad_(True)
+    opt = torch.optim.Adam([zz], lr=cfg.latent_lr)
+    for _ in range(cfg.latent_steps):
+        with torch.enable_grad():
+            probs = torch.softmax(decode(zz, labels).float(), dim=1)  # (B, K, V)
+            loss = cfg.latent_z_weight * (zz - z0).pow(2).mean()
+            for lab, rows in groups:
+                corr, mbar = batch_band_correlation(probs[rows], w)
+                loss = loss + ((corr - targets[lab]).pow(2) * mask).sum() / mask.sum().clamp_min(1)
+                loss = loss + cfg.latent_af_weight * (mbar - anchors[lab]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return zz.detach()
+
+
+def guided_decode(
+    decode: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    z: torch.Tensor,
+    labels: torch.Tensor | None,
+    prior: CorrelationPrior | None,
+    *,
+    generator: torch.Generator | None = None,
+    config: CorrGuideConfig | None = None,
+    chrom: Sequence | None = None,
+    pos: Sequence | None = None,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Latents -> alleles with correlation guidance (``config.method``); ``none`` is plain decoding.
+
+    Parameters
+    ----------
+    decode : callable(z, labels) -> logits, float shape (B, K, V)
+        e.g. ``vae.decode`` (latents already divided by the latent scale).
+    z : float, shape (B, C, T)
+    labels : int, shape (B,), optional
+    prior : CorrelationPrior or None
+        Required unless ``method == "none"``.
+    generator : torch.Generator, optional
+        Randomness of the draw (and nothing else), so vanilla and guided draws are reproducible.
+
+    Returns
+    -------
+    int8, shape (B, V) on the CPU
+    """
+    from genosynth.models.vae import sample_alleles
+
+    cfg = config or CorrGuideConfig()
+    if cfg.method != "none" and prior is None:
+        raise InputError(
+            f"--corr-guidance {cfg.method} needs a correlation prior in the checkpoint; retrain, or use --corr-guidance none"
+        )
+    if cfg.method in ("latent", "latent+copula"):
+        z = latent_guidance(decode, z, labels, prior, config=cfg, chrom=chrom, pos=pos)
+    with torch.no_grad():
+        logits = decode(z, labels).float().cpu() / temperature  # (B, K, V)
+    if cfg.method in ("none", "latent"):
+        return sample_alleles(logits, generator=generator)
+    probs = torch.softmax(logits.double(), dim=1)  # (B, K, V)
+    return copula_sample(probs, prior, labels, generator=generator, config=cfg, chrom=chrom, pos=pos)
+
+
+__all__ = [
+    "METHODS", "CorrGuideConfig", "CorrelationPrior", "fit_prior", "previous_counts", "solve_residual_band",
+    "banded_factor", "sample_markov_gaussian", "threshold_alleles", "copula_sample", "batch_band_correlation",
+    "latent_guidance", "guided_decode",
+]

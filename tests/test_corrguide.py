@@ -1,0 +1,227 @@
+"""Correlation-guided decoding: prior, banded factor, copula sampler, latent guidance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genosynth.corrguide import (
+    CorrelationPrior,
+    CorrGuideConfig,
+    banded_factor,
+    batch_band_correlation,
+    copula_sample,
+    fit_prior,
+    guided_decode,
+    latent_guidance,
+    previous_counts,
+    sample_markov_gaussian,
+    solve_residual_band,
+)
+from genosynth.errors import InputError, PrivacyError
+
+
+def ar_band(v: int, w: int, rho: float) -> np.ndarray:
+    """Band of an AR(1)-like correlation ``rho ** lag`` (entries past the end are 0)."""
+    band = np.zeros((v, w))
+    for lag in range(1, w + 1):
+        band[: v - lag, lag - 1] = rho ** lag
+    return band
+
+
+def lag_corr(x: np.ndarray, lag: int) -> np.ndarray:
+    c = np.corrcoef(x.astype(float), rowvar=False)
+    return np.array([c[j, j + lag] for j in range(x.shape[1] - lag)])
+
+
+# ---------------------------------------------------------------------------------- geometry
+def test_previous_counts_respects_window_chromosomes_and_distance():
+    chrom = ["1"] * 5 + ["2"] * 4
+    pos = [100, 200, 300, 5_000, 5_100, 10, 20, 30, 40]
+    k = previous_counts(9, 3, chrom=chrom, pos=pos, max_bp=1_000)
+    # SNP 3 (pos 5000) is > 1 kb from 300; SNP 5 starts chromosome 2
+    assert k.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3]
+    assert previous_counts(5, 2).tolist() == [0, 1, 2, 2, 2]
+
+
+# ---------------------------------------------------------------------------------- banded factor
+def test_banded_factor_reproduces_a_valid_band_with_unit_variance():
+    v, w = 40, 3
+    resid = ar_band(v, w, 0.8)
+    k = previous_counts(v, w)
+    beta, s, real = banded_factor(resid, k)
+    np.testing.assert_allclose(real[: v - w], resid[: v - w], atol=2e-3)  # feasible: reproduced (up to ridge)
+    u = sample_markov_gaussian(beta, s, k, 20_000, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_allclose(u.std(0), 1.0, atol=0.03)
+    assert abs(lag_corr(u, 1).mean() - 0.8) < 0.02
+    assert abs(lag_corr(u, 3).mean() - 0.512) < 0.02
+
+
+def test_banded_factor_survives_an_infeasible_band():
+    v, w = 30, 4
+    resid = np.zeros((v, w))
+    resid[:, 0] = 0.99
+    resid[:, 1] = -0.99  # lag-1 0.99 and lag-2 -0.99 cannot hold together
+    k = previous_counts(v, w)
+    beta, s, real = banded_factor(resid, k, var_floor=1e-2)
+    assert np.isfinite(beta).all() and (s >= 0.1 - 1e-9).all()
+    u = sample_markov_gaussian(beta, s, k, 20_000, generator=torch.Generator().manual_seed(1)).numpy()
+    np.testing.assert_allclose(u.std(0), 1.0, atol=0.03)  # marginals stay standard normal
+    assert lag_corr(u, 1).mean() > 0.5  # the strongest constraint is kept
+
+
+# ---------------------------------------------------------------------------------- copula sampler
+def test_copula_reproduces_a_known_band_from_constant_marginals():
+    v, w, n = 60, 4, 6000
+    prior = CorrelationPrior(bands=ar_band(v, w, 0.6)[None], labels=["A"], window=w)
+    probs = torch.full((n, v), 0.5, dtype=torch.float64)  # a "decoder" with constant marginals
+    gen = torch.Generator().manual_seed(0)
+    x = copula_sample(probs, prior, None, generator=gen, config=CorrGuideConfig(window=w)).numpy()
+    assert x.dtype == np.int8 and x.shape == (n, v)
+    assert np.abs(x.mean(0) - 0.5).max() < 0.035
+    assert abs(lag_corr(x, 1).mean() - 0.6) < 0.03
+    assert abs(lag_corr(x, 2).mean() - 0.36) < 0.03
+    # independent draws from the same marginals carry no LD
+    from genosynth.models.vae import sample_alleles
+
+    xi = sample_alleles(torch.stack([1 - probs, probs], 1).log(), generator=torch.Generator().manual_seed(0))
+    assert abs(lag_corr(xi.numpy(), 1).mean()) < 0.03
+
+
+def test_copula_genotype_classes_keep_marginals_and_match_dosage_correlation():
+    v, w, n, p = 30, 2, 6000, 0.3
+    prior = CorrelationPrior(bands=ar_band(v, w, 0.5)[None], labels=["A"], window=w)
+    hwe = torch.tensor([(1 - p) ** 2, 2 * p * (1 - p), p * p], dtype=torch.float64)
+    probs = hwe[None, :, None].expand(n, 3, v).clone()
+    x = copula_sample(probs, prior, generator=torch.Generator().manual_seed(2), config=CorrGuideConfig(window=w))
+    x = x.numpy()
+    assert set(np.unique(x)) == {0, 1, 2}
+    freq = np.stack([(x == c).mean(0) for c in range(3)], 1)  # (V, 3)
+    np.testing.assert_allclose(freq.mean(0), hwe.numpy(), atol=0.01)
+    assert abs(lag_corr(x, 1).mean() - 0.5) < 0.03
+
+
+def test_copula_subtracts_the_ld_already_explained_by_the_marginals():
+    # two groups of rows with opposite frequencies: independent draws already have LD 0.36 at
+    # every pair; a prior of 0.36 then needs no residual dependence (doubling it would be wrong)
+    v, n = 20, 6000
+    p = torch.where(torch.arange(n)[:, None] < n // 2, 0.2, 0.8).double().expand(n, v).clone()
+    target = 0.36
+    band = np.zeros((v, 2))
+    band[:-1, 0] = target
+    band[:-2, 1] = target
+    prior = CorrelationPrior(bands=band[None], labels=["A"], window=2)
+    probs2 = torch.stack([1 - p, p], 1)
+    calib = probs2[torch.linspace(0, n - 1, 64).round().long()]
+    resid = solve_residual_band(calib, band, previous_counts(v, 2))
+    assert np.abs(resid).max() < 0.05
+    x = copula_sample(p, prior, generator=torch.Generator().manual_seed(3), config=CorrGuideConfig(window=2))
+    assert abs(lag_corr(x.numpy(), 1).mean() - target) < 0.03
+
+
+def test_copula_uses_each_labels_band_and_is_deterministic():
+    v, w, n = 24, 2, 4000
+    bands = np.stack([ar_band(v, w, 0.7), np.zeros((v, w))])
+    prior = CorrelationPrior(bands=bands, labels=["A", "B"], window=w)
+    labels = torch.arange(n) % 2
+    probs = torch.full((n, v), 0.5, dtype=torch.float64)
+    cfg = CorrGuideConfig(window=w)
+    x1 = copula_sample(probs, prior, labels, generator=torch.Generator().manual_seed(5), config=cfg)
+    x2 = copula_sample(probs, prior, labels, generator=torch.Generator().manual_seed(5), config=cfg)
+    assert torch.equal(x1, x2)
+    xa, xb = x1[labels == 0].numpy(), x1[labels == 1].numpy()
+    assert abs(lag_corr(xa, 1).mean() - 0.7) < 0.04
+    assert abs(lag_corr(xb, 1).mean()) < 0.04
+
+
+def test_copula_leaves_pairs_across_chromosomes_unconstrained():
+    v, n = 10, 5000
+    prior = CorrelationPrior(bands=ar_band(v, 1, 0.9)[None], labels=["A"], window=1)
+    chrom = ["1"] * 5 + ["2"] * 5
+    pos = list(range(1, 6)) * 2
+    x = copula_sample(torch.full((n, v), 0.5, dtype=torch.float64), prior, generator=torch.Generator().manual_seed(6),
+                      config=CorrGuideConfig(window=1), chrom=chrom, pos=pos).numpy()
+    r = lag_corr(x, 1)
+    assert abs(r[4]) < 0.05  # SNPs 4 and 5 are on different chromosomes
+    assert np.delete(r, 4).min() > 0.85
+
+
+def test_copula_checks_the_snp_count():
+    prior = CorrelationPrior(bands=np.zeros((1, 5, 2)), labels=["A"], window=2)
+    with pytest.raises(InputError, match="5 SNPs"):
+        copula_sample(torch.full((4, 6), 0.5), prior)
+
+
+# ---------------------------------------------------------------------------------- prior
+def test_fit_prior_plain_equals_per_label_correlation_band(sim_cohort):
+    from genosynth.privacy.mechanisms import correlation_band
+
+    prior = fit_prior(sim_cohort, label_column="super_pop", window=5)
+    y = sim_cohort.labels("super_pop")
+    assert prior.labels == sorted(set(y)) and not prior.private
+    g = sim_cohort.genotypes().astype(float)
+    for k, lab in enumerate(prior.labels):
+        np.testing.assert_allclose(prior.bands[k], correlation_band(g[y == lab], window=5), atol=1e-6)
+    back = CorrelationPrior.from_state_dict(prior.state_dict())
+    np.testing.assert_array_equal(back.bands, prior.bands)
+    assert back.labels == prior.labels and back.info["n_per_label"] == prior.info["n_per_label"]
+
+
+def test_fit_prior_dp_needs_clip_and_center_and_records_one_event(sim_cohort):
+    from genosynth.privacy import PrivacyAccountant
+
+    with pytest.raises(PrivacyError, match="center"):
+        fit_prior(sim_cohort, window=4, noise_multiplier=2.0)
+    acc = PrivacyAccountant()
+    g = sim_cohort.genotypes().astype(float)
+    plain = fit_prior(sim_cohort, window=4)
+    dp = fit_prior(sim_cohort, window=4, noise_multiplier=0.5, clip=5.0, center=g.mean(0), accountant=acc,
+                   generator=np.random.default_rng(0))
+    assert dp.private and dp.info["noise_multiplier"] == 0.5
+    assert [e["name"] for e in acc.events] == ["correlation_prior"] and acc.events[0]["count"] == 1
+    assert not np.allclose(dp.bands, plain.bands)  # noised
+    assert np.corrcoef(dp.bands.ravel(), plain.bands.ravel())[0, 1] > 0.5  # ... but still the same LD
+
+
+# ---------------------------------------------------------------------------------- latent guidance
+def test_latent_guidance_pulls_batch_ld_towards_the_prior():
+    torch.manual_seed(0)
+    b, c, t, v, w = 256, 2, 4, 8, 2
+    weight = torch.randn(c * t, v) * 0.3
+
+    def decode(z, labels):  # a toy decoder: logits of ALT are a linear map of z
+        alt = z.reshape(z.shape[0], -1) @ weight  # (B, V)
+        return torch.stack([torch.zeros_like(alt), alt], dim=1)  # (B, 2, V)
+
+    prior = CorrelationPrior(bands=ar_band(v, w, 0.6)[None], labels=["A"], window=w)
+    z = torch.randn(b, c, t, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(b, dtype=torch.long)
+    cfg = CorrGuideConfig(method="latent", window=w, latent_steps=30, latent_lr=0.1)
+
+    def err(zz):
+        corr, _ = batch_band_correlation(torch.softmax(decode(zz, labels), 1), w)
+        return float((corr[: v - 2] - torch.from_numpy(prior.bands[0][: v - 2])).abs().mean())
+
+    z2 = latent_guidance(decode, z, labels, prior, config=cfg)
+    assert z2.shape == z.shape and not z2.requires_grad
+    assert err(z2) < 0.6 * err(z)
+
+
+def test_guided_decode_none_is_plain_sampling_and_guided_needs_a_prior():
+    from genosynth.models.vae import sample_alleles
+
+    logits = torch.randn(16, 2, 10, generator=torch.Generator().manual_seed(0))
+
+    def decode(z, labels):
+        return logits
+
+    z = torch.zeros(16, 1, 1)
+    a = guided_decode(decode, z, None, None, generator=torch.Generator().manual_seed(3),
+                      config=CorrGuideConfig(method="none"))
+    b = sample_alleles(logits, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    with pytest.raises(InputError, match="corr-guidance"):
+        guided_decode(decode, z, None, None, config=CorrGuideConfig(method="copula"))
+    with pytest.raises(InputError, match="corr-guidance"):
+        CorrGuideConfig(method="bogus")
