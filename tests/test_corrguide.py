@@ -225,3 +225,20 @@ def test_guided_decode_none_is_plain_sampling_and_guided_needs_a_prior():
         guided_decode(decode, z, None, None, config=CorrGuideConfig(method="copula"))
     with pytest.raises(InputError, match="corr-guidance"):
         CorrGuideConfig(method="bogus")
+
+
+def test_copula_covariance_matches_scipy_bivariate_normal():
+    from scipy.stats import multivariate_normal, norm
+
+    from genosynth.corrguide import _copula_cov, _gauss_legendre
+
+    nodes, weights = _gauss_legendre(8)
+    for a, b, r in [(0.3, -0.5, 0.5), (1.2, 1.0, 0.9), (-0.7, 0.4, -0.6), (0.0, 0.0, 0.99)]:
+        ta = torch.tensor([[[a]]], dtype=torch.float64)
+        tb = torch.tensor([[[b]]], dtype=torch.float64)
+        g, dg = _copula_cov(ta, tb, torch.tensor([np.arcsin(r)], dtype=torch.float64), nodes, weights)
+        exact = multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]]).cdf([a, b]) - norm.cdf(a) * norm.cdf(b)
+        assert abs(float(g) - exact) < 1e-6
+        # derivative in theta = bivariate density * cos(theta)
+        dens = multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]]).pdf([a, b]) * np.sqrt(1 - r * r)
+        assert abs(float(dg) - dens) < 1e-9
