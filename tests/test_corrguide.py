@@ -242,3 +242,20 @@ def test_copula_covariance_matches_scipy_bivariate_normal():
         # derivative in theta = bivariate density * cos(theta)
         dens = multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]]).pdf([a, b]) * np.sqrt(1 - r * r)
         assert abs(float(dg) - dens) < 1e-9
+
+
+def test_copula_cache_reuses_factors_across_batches():
+    v, w, n = 12, 2, 200
+    prior = CorrelationPrior(bands=ar_band(v, w, 0.5)[None], labels=["A"], window=w)
+    probs = torch.full((n, v), 0.4, dtype=torch.float64)
+    cfg = CorrGuideConfig(window=w)
+    cache: dict = {}
+    a = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0),
+                      config=cfg, cache=cache)
+    assert list(cache) == [0]
+    cache[0] = (np.zeros_like(cache[0][0]), np.ones_like(cache[0][1]))  # a cached factor is used as is
+    b = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0),
+                      config=cfg, cache=cache)
+    c = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0),
+                      config=cfg)
+    assert torch.equal(a, c) and not torch.equal(a, b)

@@ -545,6 +545,7 @@ def copula_sample(
     config: CorrGuideConfig | None = None,
     chrom: Sequence | None = None,
     pos: Sequence | None = None,
+    cache: dict | None = None,
 ) -> torch.Tensor:
     """Draw alleles SNP by SNP so that within-label LD matches the prior (marginals kept exactly).
 
@@ -561,6 +562,10 @@ def copula_sample(
     chrom, pos : array_like, shape (V,), optional
         Variant chromosomes and positions: pairs on different chromosomes or more than
         ``config.max_bp`` apart are left unconstrained.
+    cache : dict, optional
+        Label -> banded factor. When given, a label's factor is solved from its calibration rows
+        in the first batch that has them and reused by later batches (the decoder's distribution
+        per label does not change between batches), which makes streaming large cohorts cheap.
 
     Returns
     -------
@@ -578,11 +583,16 @@ def copula_sample(
         if not len(rows):
             continue
         pr = p[rows]  # (n, K, V)
-        calib = pr[np.unique(np.linspace(0, len(rows) - 1, min(cfg.calib_rows, len(rows))).round().astype(int))]
-        band = prior.band(lab)[:, :w]
-        resid = solve_residual_band(calib, band, kprev, quad_nodes=cfg.quad_nodes, newton_iters=cfg.newton_iters,
-                                    small=cfg.small)  # (V, w)
-        beta, s, _ = banded_factor(resid, kprev, var_floor=cfg.var_floor)
+        if cache is not None and lab in cache:
+            beta, s = cache[lab]
+        else:
+            calib = pr[np.unique(np.linspace(0, len(rows) - 1, min(cfg.calib_rows, len(rows))).round().astype(int))]
+            band = prior.band(lab)[:, :w]
+            resid = solve_residual_band(calib, band, kprev, quad_nodes=cfg.quad_nodes,
+                                        newton_iters=cfg.newton_iters, small=cfg.small)  # (V, w)
+            beta, s, _ = banded_factor(resid, kprev, var_floor=cfg.var_floor)
+            if cache is not None and len(rows) >= cfg.calib_rows:
+                cache[lab] = (beta, s)
         u = sample_markov_gaussian(beta, s, kprev, len(rows), generator=generator)  # (n, V)
         out[torch.from_numpy(rows)] = threshold_alleles(u, pr)
     return out
@@ -684,6 +694,7 @@ def guided_decode(
     chrom: Sequence | None = None,
     pos: Sequence | None = None,
     temperature: float = 1.0,
+    cache: dict | None = None,
 ) -> torch.Tensor:
     """Latents -> alleles with correlation guidance (``config.method``); ``none`` is plain decoding.
 
@@ -697,6 +708,8 @@ def guided_decode(
         Required unless ``method == "none"``.
     generator : torch.Generator, optional
         Randomness of the draw (and nothing else), so vanilla and guided draws are reproducible.
+    cache : dict, optional
+        Passed to :func:`copula_sample` (reuse per-label factors across batches).
 
     Returns
     -------
@@ -716,7 +729,7 @@ def guided_decode(
     if cfg.method in ("none", "latent"):
         return sample_alleles(logits, generator=generator)
     probs = torch.softmax(logits.double(), dim=1)  # (B, K, V)
-    return copula_sample(probs, prior, labels, generator=generator, config=cfg, chrom=chrom, pos=pos)
+    return copula_sample(probs, prior, labels, generator=generator, config=cfg, chrom=chrom, pos=pos, cache=cache)
 
 
 __all__ = [
