@@ -7,7 +7,8 @@ Quality (train on a split, evaluate on the held-out rest with :func:`genosynth.e
 
 Speed and peak memory (train time per epoch, sampling people/s, peak RSS) at 805 and ~5,000 SNPs::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py perf --threads 2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py perf --data 805 --threads 2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py perf --data sim5k --threads 2
 
 Every run prints one JSON line and writes ``benchmarks/results/generator_<mode>_<data>.json``.
 Options such as ``--vae-epochs`` override :class:`genosynth.generator.GeneratorConfig` fields.
@@ -73,13 +74,21 @@ def quality(args) -> dict:
 
     cohort = load(args.data, args.seed)
     train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)
-    cfg = config_from(args)
     t0 = time.perf_counter()
-    model = train_generator(train, config=cfg, seed=args.seed, progress=args.progress, log=print)
+    if args.model:  # evaluate a saved model (e.g. other sampling options) without training
+        from genosynth.generator import Generator
+
+        model = Generator.load(args.model)
+        cfg = model.config
+    else:
+        cfg = config_from(args)
+        model = train_generator(train, config=cfg, seed=args.seed, progress=args.progress, log=print,
+                                checkpoint=args.save)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     n = args.n or train.n_samples
-    synthetic = {"genosynth": model.sample(n, seed=args.seed + 1)}
+    synthetic = {"genosynth": model.sample(n, seed=args.seed + 1, steps=args.steps, guidance=args.guidance,
+                                           eta=args.eta, temperature=args.temperature)}
     sample_s = time.perf_counter() - t0
     if args.baseline:
         synthetic["independent_snps_pop"] = independent_snps_generator(train, n=n, label_column="pop", seed=args.seed)
@@ -99,30 +108,21 @@ def quality(args) -> dict:
 
 
 def perf(args) -> dict:
-    rows = []
-    for data in ("805", "sim5k"):
-        cohort = load(data, args.seed)
-        cfg = GeneratorConfig().replace(training={"vae_epochs": 2, "dit_epochs": 2})
-        t0 = time.perf_counter()
-        model = train_generator(cohort, config=cfg, seed=args.seed)
-        total = time.perf_counter() - t0
-        row = {"data": data, "snps": cohort.n_variants, "people": cohort.n_samples,
-               "train_s_for_2_plus_2_epochs": round(total, 1)}
-        # per-epoch times from a second, timed run of one stage at a time
-        for stage, changes in (("vae", {"vae_epochs": 1, "dit_epochs": 1}),):
-            t0 = time.perf_counter()
-            train_generator(cohort, config=cfg.replace(training=changes), seed=args.seed)
-            row["train_s_1_plus_1_epochs"] = round(time.perf_counter() - t0, 1)
-        row["vae_plus_dit_s_per_epoch_pair"] = round(row["train_s_for_2_plus_2_epochs"] - row["train_s_1_plus_1_epochs"], 2)
-        n = args.n or 2000
-        model.sample(64, seed=0)  # warm-up
-        t0 = time.perf_counter()
-        model.sample(n, seed=1)
-        row["sample_people_per_s"] = round(n / (time.perf_counter() - t0), 1)
-        row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    return {"mode": "perf", "threads": torch.get_num_threads(), "rows": rows}
+    """Seconds per epoch of each stage, sampling people/s and peak RSS for one data set."""
+    cohort = load(args.data, args.seed)
+    cfg = config_from(args).replace(training={"vae_epochs": 2, "dit_epochs": 2})
+    model = train_generator(cohort, config=cfg, seed=args.seed)
+    sec = model.meta["epoch_seconds"]
+    n = args.n or 1000
+    model.sample(16, seed=0)  # warm-up
+    t0 = time.perf_counter()
+    model.sample(n, seed=1)
+    people_s = n / (time.perf_counter() - t0)
+    return {"mode": "perf", "data": args.data, "snps": cohort.n_variants, "people": cohort.n_samples,
+            "training_rows": cohort.n_samples * (2 if cohort.phased else 1), "threads": torch.get_num_threads(),
+            "vae_s_per_epoch": round(float(np.mean(sec["vae"])), 2), "dit_s_per_epoch": round(float(np.mean(sec["dit"])), 2),
+            "sample_people": n, "sample_steps": cfg.sampling.steps, "sample_people_per_s": round(people_s, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def main(argv=None) -> int:
@@ -135,6 +135,10 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", action="store_true", help="also evaluate the independent-SNP baseline")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--tag", default="", help="suffix of the result file name")
+    p.add_argument("--save", default=None, help="write the trained checkpoint here")
+    p.add_argument("--model", default=None, help="evaluate this checkpoint instead of training (same --data/--seed)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta at sampling")
+    p.add_argument("--temperature", type=float, default=None, help="decoder temperature at sampling")
     for name, typ in (("vae-epochs", int), ("dit-epochs", int), ("latent-channels", int), ("patch", int),
                       ("kl-weight", float), ("width", int), ("snp-dim", int), ("dit-hidden", int),
                       ("dit-depth", int), ("steps", int), ("guidance", float), ("dit-lr", float),

@@ -222,3 +222,33 @@ def test_privacy_sidecar_written_when_model_has_a_guarantee(small, tmp_path):
     paths = write_synthetic(model, str(tmp_path / "p"), "hapt", n=4, seed=0)
     assert str(tmp_path / "p.privacy.json") in paths
     assert json.load(open(tmp_path / "p.privacy.json"))["epsilon"] == 3.0
+
+
+def test_matched_pairing_stays_within_labels_and_pairs_neighbours():
+    from genosynth.generator import _pair_order
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1] * 10)  # (40,) rows 2i, 2i+1 = one person
+    centre = torch.randn(40, 1, 1, generator=g) * 5  # one ancestry axis
+    z = centre + 0.1 * torch.randn(40, 2, 3, generator=g)  # (40, 2, 3)
+    order = _pair_order(z, labels)
+    assert sorted(order.tolist()) == list(range(40))  # a permutation
+    assert torch.equal(labels[order], labels)  # rows only move within their label
+    paired = z[order].flatten(1)
+    gap_matched = (paired[0::2] - paired[1::2]).norm(dim=1).mean()
+    gap_random = (z.flatten(1)[0::2] - z.flatten(1)[1::2]).norm(dim=1).mean()
+    assert gap_matched < 0.5 * gap_random
+
+
+def test_frequency_calibration_is_aggregate_and_used(trained, small):
+    model, path = trained
+    cal = load_checkpoint(path)["calibration"]
+    assert cal.shape == (3, small.n_variants, 2)  # (labels, SNPs, classes): no per-person axis
+    assert torch.isfinite(cal).all() and cal.abs().max() <= 3.0
+    a = model.sample(20, seed=1)
+    model.calibration = None
+    try:
+        b = model.sample(20, seed=1)
+    finally:
+        model.calibration = cal
+    assert not np.array_equal(a.alleles, b.alleles)

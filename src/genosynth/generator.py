@@ -59,16 +59,18 @@ STAGES = ("vae", "dit", "done")
 class TrainingConfig:
     """Optimisation of both stages."""
 
-    vae_epochs: int = 40  # passes over the training rows for the VAE
+    vae_epochs: int = 20  # passes over the training rows for the VAE
     vae_batch_size: int = 128  # rows per VAE step
     vae_lr: float = 2e-3  # AdamW learning rate of the VAE
-    dit_epochs: int = 150  # passes over the training latents for the DiT
+    dit_epochs: int = 100  # passes over the training latents for the DiT
     dit_batch_size: int = 256  # latents per DiT step
     dit_lr: float = 1e-3  # AdamW learning rate of the DiT
     weight_decay: float = 0.0  # AdamW weight decay (both stages)
     grad_clip: float = 1.0  # clip the batch gradient norm (0 = off); DP replaces this by per-row clipping
     ema_decay: float = 0.995  # EMA of the DiT weights used for sampling
     pseudo_count: float = 0.5  # smoothing of the allele frequencies that initialise the decoder biases
+    calibration_rows: int = 512  # rows per label drawn after training to calibrate allele frequencies (0 = off)
+    calibration_steps: int = 20  # DDIM steps of those draws
     checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
 
 
@@ -76,12 +78,13 @@ class TrainingConfig:
 class SamplingConfig:
     """Defaults of :meth:`Generator.sample` (each can be overridden per call)."""
 
-    steps: int = 50  # DDIM steps
+    steps: int = 20  # DDIM steps
     guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
     eta: float = 0.0  # DDIM eta (0 deterministic given the starting noise)
     batch_size: int = 2048  # people per sampling batch
     argmax: bool = False  # take the most likely allele instead of drawing (loses diversity)
     temperature: float = 1.0  # decoder logit temperature
+    pairing: str = "random"  # haplotype mode: "matched" pairs haplotypes close in latent PCs within a label, "random"
 
 
 @dataclass
@@ -125,7 +128,7 @@ def tiny_config(**sections) -> GeneratorConfig:
         dit=DiTConfig(hidden=32, depth=1, heads=2, patch_size=1),
         diffusion=DiffusionConfig(timesteps=50, schedule="cosine"),
         training=TrainingConfig(vae_epochs=2, dit_epochs=2, vae_batch_size=32, dit_batch_size=32,
-                                checkpoint_every=1),
+                                checkpoint_every=1, calibration_rows=16, calibration_steps=3),
         sampling=SamplingConfig(steps=5, batch_size=64),
     )
     return cfg.replace(**sections) if sections else cfg
@@ -377,7 +380,9 @@ def train_generator(
     state = {"stage": "vae", "epoch": 0}
     curves: dict[str, list] = {"vae": [], "dit": []}
     latent_scale = 1.0
+    calibration: torch.Tensor | None = None  # (n_labels, V, K) logit correction, aggregate
     metrics: dict[str, Any] = {}
+    seconds: dict[str, list[float]] = {"vae": [], "dit": []}  # wall time per epoch (not checkpointed)
 
     base = {
         "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
@@ -389,7 +394,7 @@ def train_generator(
     }
 
     def payload() -> dict:
-        return {**base, "curves": curves, "latent_scale": latent_scale, "metrics": metrics,
+        return {**base, "curves": curves, "latent_scale": latent_scale, "metrics": metrics, "calibration": calibration,
                 "state": {**state, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(),
                           "dit": dit.state_dict(), "dit_opt": dit_opt.state_dict(),
                           "ema": ema.state_dict(), "rng": gen.get_state()}}
@@ -415,6 +420,7 @@ def train_generator(
         gen.set_state(st["rng"])
         state = {"stage": st["stage"], "epoch": st["epoch"]}
         curves, latent_scale, metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
+        calibration = ck.get("calibration")
         say(f"Resumed from {checkpoint}: stage {state['stage']}, epoch {state['epoch']}")
 
     x_all = data.alleles  # (R, V) int8 on the CPU
@@ -442,6 +448,7 @@ def train_generator(
                 row = {"epoch": state["epoch"], "loss": sums[0] / n_rows, "nll": sums[1] / n_rows,
                        "kl": sums[2] / n_rows}
                 curves["vae"].append(row)
+                seconds["vae"].append(time.perf_counter() - t0)
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['loss']:.1f}", nll=f"{row['nll']:.1f}", kl=f"{row['kl']:.0f}",
                                     rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
@@ -486,12 +493,20 @@ def train_generator(
                 state["epoch"] += 1
                 row = {"epoch": state["epoch"], "loss": total / n_rows}
                 curves["dit"].append(row)
+                seconds["dit"].append(time.perf_counter() - t0)
                 if bar is not None:
                     bar.set_postfix(loss=f"{row['loss']:.4f}", rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
                     bar.update(1)
                 done = state["epoch"] == tc.dit_epochs
                 if done:
                     state = {"stage": "done", "epoch": tc.dit_epochs}
+                    if tc.calibration_rows > 0:
+                        with ema.average_parameters(dit):
+                            calibration = _calibrate(vae, dit, diffusion, per_label, latent_scale,
+                                                     rows=tc.calibration_rows, steps=tc.calibration_steps,
+                                                     generator=gen, dev=dev)
+                        metrics["calibration_max_abs_logit"] = float(calibration.abs().max())
+                    dit.train()
                 if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
                     save_checkpoint(checkpoint, payload())
                 if callback:
@@ -500,7 +515,36 @@ def train_generator(
                 bar.close()
             del mu, sigma
             say(f"DiT: {tc.dit_epochs} epochs, final loss {curves['dit'][-1]['loss']:.4f}")
-    return Generator.from_payload(payload())
+    model = Generator.from_payload(payload())
+    model.meta["epoch_seconds"] = seconds
+    return model
+
+
+@torch.no_grad()
+def _calibrate(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_label: torch.Tensor,
+               latent_scale: float, *, rows: int, steps: int, generator: torch.Generator,
+               dev: torch.device, bound: float = 3.0) -> torch.Tensor:
+    """Per-label per-SNP logit corrections that match generated allele frequencies to training ones.
+
+    Draws ``rows`` latents per label with the trained DiT, decodes them, and compares the mean
+    decoded class probabilities with the (smoothed) training frequencies of that label:
+    ``correction = log f_train - log mean p``, clipped to ``[-bound, bound]``. Only aggregate
+    per-label frequencies enter; a DP run must pass noised frequencies.
+
+    per_label : float, shape (n_labels, V, K) -> float, shape (n_labels, V, K)
+    """
+    was = dit.training
+    dit.eval()
+    out = []
+    shape = (rows, vae.config.latent_channels, vae.n_tokens)
+    for j in range(per_label.shape[0]):
+        y = torch.full((rows,), j, dtype=torch.long, device=dev)  # (rows,)
+        noise = torch.randn(shape, generator=generator).to(dev)  # (rows, C, T)
+        z = diffusion.ddim_sample(dit, shape, cond={"y": y}, steps=steps, noise=noise, device=dev)
+        p = torch.softmax(vae.decode(z / latent_scale, y), dim=1).mean(dim=0).T.cpu()  # (V, K)
+        out.append((per_label[j].log() - p.clamp_min(1e-6).log()).clamp(-bound, bound))
+    dit.train(was)
+    return torch.stack(out)
 
 
 @torch.no_grad()
@@ -585,6 +629,42 @@ def parse_label_counts(spec: str | dict | None, *, n: int | None, vocabulary: li
     return {v: int(c) for v, c in zip(vocabulary, base)}
 
 
+def _pair_order(z: torch.Tensor, labels: torch.Tensor, *, n_pcs: int = 8) -> torch.Tensor:
+    """Reorder latents within each label so that rows 2i, 2i+1 are close in the label's top PCs.
+
+    Real people carry two haplotypes of one ancestry (the same sub-population, or the same
+    admixture proportions); pairing generated haplotypes at random would mix them. Pairs are
+    matched greedily, closest first, on the top ``n_pcs`` principal components of the batch's
+    generated latents of that label (only generated data enters).
+
+    z : float, shape (B, C, T); labels : int64, shape (B,) -> int64 permutation, shape (B,)
+    """
+    flat = z.flatten(1).float().cpu()  # (B, C*T)
+    order = torch.arange(len(labels))
+    for j in torch.unique(labels):
+        idx = torch.nonzero(labels == j).squeeze(1)  # (n_j,)
+        n = len(idx)
+        if n < 4:
+            continue
+        x = flat[idx] - flat[idx].mean(dim=0)
+        vh = torch.linalg.svd(x, full_matrices=False).Vh[: min(n_pcs, n - 1)]  # (k, C*T)
+        scores = x @ vh.T  # (n_j, k)
+        d = torch.cdist(scores, scores)  # (n_j, n_j)
+        iu = torch.triu_indices(n, n, offset=1)
+        by_distance = torch.argsort(d[iu[0], iu[1]], stable=True)
+        free = np.ones(n, dtype=bool)
+        pairs: list[int] = []
+        for a, b in zip(iu[0][by_distance].tolist(), iu[1][by_distance].tolist()):
+            if free[a] and free[b]:
+                free[a] = free[b] = False
+                pairs += [a, b]
+                if len(pairs) >= n - 1:
+                    break
+        pairs += np.flatnonzero(free).tolist()  # an odd one out keeps its place at the end
+        order[idx] = idx[torch.tensor(pairs)]
+    return order
+
+
 class Generator:
     """A trained generator: VAE decoder + EMA DiT + diffusion, ready to sample.
 
@@ -602,6 +682,8 @@ class Generator:
         self.variants = _variants_from_dict(meta["variants"])
         self.phased: bool = bool(meta["phased"])
         self.latent_scale: float = float(meta["latent_scale"])
+        cal = meta.get("calibration")
+        self.calibration: torch.Tensor | None = None if cal is None else cal.float()  # (n_labels, V, K)
         self.device = torch.device("cpu")
 
     @classmethod
@@ -633,6 +715,8 @@ class Generator:
         self.device = resolve_device(device)
         self.vae.to(self.device)
         self.dit.to(self.device)
+        if self.calibration is not None:
+            self.calibration = self.calibration.to(self.device)
         return self
 
     @property
@@ -643,7 +727,7 @@ class Generator:
     @torch.no_grad()
     def sample_rows(self, labels: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
                     guidance: float | None = None, argmax: bool | None = None,
-                    temperature: float | None = None) -> torch.Tensor:
+                    temperature: float | None = None, eta: float | None = None) -> torch.Tensor:
         """Draw allele rows (haplotypes or genotypes) for label indices.
 
         labels : int64, shape (B,) -> int8, shape (B, V) on the CPU.
@@ -653,20 +737,25 @@ class Generator:
         guidance = sc.guidance if guidance is None else guidance
         argmax = sc.argmax if argmax is None else argmax
         temperature = sc.temperature if temperature is None else temperature
+        eta = sc.eta if eta is None else eta
         b = labels.shape[0]
         shape = (b, self.vae.config.latent_channels, self.vae.n_tokens)
         noise = torch.randn(shape, generator=generator).to(self.device)  # (B, C, T)
         y = labels.to(self.device)
-        z = self.diffusion.ddim_sample(self.dit, shape, cond={"y": y}, steps=steps, eta=sc.eta,
+        z = self.diffusion.ddim_sample(self.dit, shape, cond={"y": y}, steps=steps, eta=eta,
                                        guidance=guidance, noise=noise, device=self.device)  # (B, C, T)
+        if self.phased and sc.pairing == "matched":
+            z = z[_pair_order(z, labels).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
         logits = self.vae.decode(z / self.latent_scale, y)  # (B, K, V)
+        if self.calibration is not None:
+            logits = logits + self.calibration[y].permute(0, 2, 1)  # (B, K, V)
         u_logits = logits.cpu()
         return sample_alleles(u_logits, generator=generator, argmax=argmax, temperature=temperature)
 
     def iter_batches(self, counts: dict[str, int], *, seed: int, steps: int | None = None,
                      guidance: float | None = None, argmax: bool | None = None,
                      batch_size: int | None = None, temperature: float | None = None,
-                     id_prefix: str = "syn") -> Iterator[Cohort]:
+                     eta: float | None = None, id_prefix: str = "syn") -> Iterator[Cohort]:
         """Yield the synthetic cohort in batches of people (memory stays flat).
 
         People are in a seeded random label order; sample ids are ``{id_prefix}{k:07d}``.
@@ -682,7 +771,8 @@ class Generator:
         for start in range(0, len(people), batch_size):
             lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
             rows = self.sample_rows(lab.repeat_interleave(per_person), generator=gen, steps=steps,
-                                    guidance=guidance, argmax=argmax, temperature=temperature)  # (b*P, V)
+                                    guidance=guidance, argmax=argmax, temperature=temperature,
+                                    eta=eta)  # (b*P, V)
             names = np.array(self.vocabulary, dtype=object)[lab.numpy()]
             ids = [f"{id_prefix}{k:07d}" for k in range(start + 1, start + len(lab) + 1)]
             extra = {} if column in ("pop", "super_pop") else {column: list(names)}
@@ -696,7 +786,8 @@ class Generator:
 
     def sample(self, n: int | None = None, *, labels: str | dict | None = None, seed: int = 0,
                steps: int | None = None, guidance: float | None = None, argmax: bool | None = None,
-               batch_size: int | None = None, temperature: float | None = None) -> Cohort:
+               batch_size: int | None = None, temperature: float | None = None,
+               eta: float | None = None) -> Cohort:
         """A synthetic cohort of ``n`` people (``labels`` counts, or the training mix) in memory.
 
         Returns
@@ -705,7 +796,7 @@ class Generator:
         """
         counts = parse_label_counts(labels, n=n, vocabulary=self.vocabulary, mix=self.label_mix)
         parts = list(self.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
-                                       batch_size=batch_size, temperature=temperature))
+                                       batch_size=batch_size, temperature=temperature, eta=eta))
         if not parts:
             raise InputError("nothing to generate: all label counts are 0")
         return Cohort(alleles=np.concatenate([p.alleles for p in parts]), variants=self.variants,

@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, log) -> int:
-    from genosynth.generator import GeneratorConfig, tiny_config, train_generator, write_synthetic
+    from genosynth.generator import GeneratorConfig, tiny_config, train_generator
     from genosynth.io import write_cohort
     from genosynth.io.samples import write_sample_table
     from genosynth.simulate import simulate_cohort
@@ -90,8 +90,10 @@ def run(args, log) -> int:
     log.timing("Training", timings["train_s"])
 
     t0 = time.perf_counter()
+    synthetic = model.sample(train.n_samples, seed=seed + 1)  # small enough to hold; `sample` streams
     syn_prefix = os.path.join(out, "synthetic")
-    write_synthetic(model, syn_prefix, "vcf", n=train.n_samples, seed=seed + 1, progress=not args.no_progress)
+    write_cohort(synthetic, syn_prefix, "vcf")
+    write_sample_table(synthetic, f"{syn_prefix}.samples.tsv")
     timings["sample_s"] = time.perf_counter() - t0
     log.timing(f"Sampling {train.n_samples} people", timings["sample_s"])
 
@@ -103,7 +105,6 @@ def run(args, log) -> int:
         log.warn("the evaluation suite is not installed; skipped the report")
     if evaluate is not None:
         t0 = time.perf_counter()
-        synthetic = model.sample(train.n_samples, seed=seed + 1)  # the same people as written above
         eval_cfg = EvalConfig()
         if args.size == "tiny":
             eval_cfg = EvalConfig(classifiers=("lr",), gwas_repeats=1, mia_repeats=2, aats_repeats=1, rf_trees=10)

@@ -39,10 +39,10 @@ from genosynth.errors import InputError
 class VAEConfig:
     """Shape and loss of :class:`GenotypeVAE`."""
 
-    patch: int = 32  # SNPs per latent token; the SNP axis is padded to a multiple of it
+    patch: int = 64  # SNPs per latent token; the SNP axis is padded to a multiple of it
     snp_dim: int = 16  # per-SNP feature width before folding into tokens
     width: int = 128  # token feature width inside encoder and decoder
-    latent_channels: int = 16  # latent channels per token
+    latent_channels: int = 8  # latent channels per token
     blocks: int = 2  # residual blocks in the encoder and in the decoder
     kernel: int = 3  # convolution kernel along tokens
     kl_weight: float = 0.01  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL (nats)
