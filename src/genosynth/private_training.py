@@ -1,0 +1,601 @@
+"""Training the generator under a differential-privacy budget (``genosynth train --epsilon E``).
+
+:func:`train_private` is the DP counterpart of :func:`genosynth.generator.train_generator`. It
+builds the same models (:func:`~genosynth.generator.build_models`) and writes a checkpoint that
+:class:`~genosynth.generator.Generator` loads unchanged, but every access to the private cohort
+goes through one mechanism recorded in one :class:`~genosynth.privacy.PrivacyAccountant`:
+
+====================  =============================================================================
+event                 what is released (``docs/privacy.md`` §2 has sensitivities and assumptions)
+====================  =============================================================================
+``allele_frequencies``  per-label ALT dosage sums and per-label counts, one Gaussian release: the
+                      decoder's label biases, the label mix and the allele-frequency calibration
+                      are post-processing of it
+``vae/dpsgd``         DP-SGD on the VAE, one person per clipped gradient (skipped when the VAE is
+                      trained on a public reference cohort)
+``diffusion/stage1``  each person's latent clipped to ``latent_clip`` and released once, noised at
+                      level ``S - 1``; the unconditional stage-1 training (t >= S) uses only it
+``diffusion/stage2``  DP-SGD on the DiT for t < S, label-conditional
+``correlation_prior`` the banded per-label SNP correlation (Gaussian), for correlation-guided decoding
+====================  =============================================================================
+
+The plan (:func:`~genosynth.privacy.plan_for_training`) is calibrated **before** any training,
+so an impossible budget raises :class:`~genosynth.errors.PrivacyError` without touching the data
+beyond its size. The unit of privacy is a person: in haplotype mode a person's two haplotype rows
+share one clipped gradient and one clipped latent pair.
+
+Never stored, logged or returned: training losses and accuracies of private data, per-sample
+gradients or norms, latents, exact label counts, exact allele frequencies or correlations. Data-
+dependent preprocessing (MAF filter, SNP selection) is not done here: it must be done on public
+data or by an accounted mechanism (``genosynth select --epsilon``), whose privacy report, carried
+in ``cohort.meta["privacy"]``, is composed into this run's accountant.
+
+References
+----------
+Abadi M. et al. (2016) Deep learning with differential privacy. CCS.
+Wang H. et al. (2024) dp-promise: differentially private diffusion probabilistic models for image
+synthesis. USENIX Security (two-stage split; see ``docs/privacy.md`` §3 for what we changed).
+Daras G., Dimakis A., Daskalakis C. (2024) Consistent diffusion meets Tweedie. ICML (training
+from noisy data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from genosynth.cohort import Cohort
+from genosynth.diffusion import GaussianDiffusion
+from genosynth.ema import EMA
+from genosynth.errors import InputError, PrivacyError
+from genosynth.generator import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    Generator,
+    GeneratorConfig,
+    _calibrate,
+    _posterior,
+    _variants_to_dict,
+    build_models,
+    deterministic,
+    prepare_data,
+    save_checkpoint,
+    versions,
+)
+from genosynth.models.dit import DiT1D
+from genosynth.models.vae import GenotypeVAE
+from genosynth.privacy import (
+    DPSGD,
+    PrivacyAccountant,
+    gaussian_mechanism,
+    plan_for_training,
+    release_stage1_latents,
+    stage1_training_pair,
+)
+
+__all__ = ["PrivacyConfig", "train_private", "release_label_frequencies", "plan_private"]
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass
+class PrivacyConfig:
+    """Options of a DP training run (saved, resolved, in the checkpoint)."""
+
+    epsilon: float = 10.0  # total budget of the run (all mechanisms, composed)
+    delta: float = 1e-5  # must lie in (0, 1/n)
+    batch_size: int = 256  # expected Poisson batch size in people, both DP-SGD stages
+    max_grad_norm: float = 1.0  # per-person gradient clip of VAE and DiT
+    timesteps_split: int | None = None  # S: stage 1 trains t >= S from the release, stage 2 t < S; None = 0.9 T
+    latent_clip: float = 8.0  # L2 bound of each person's (scaled) latent before the stage-1 release
+    stage1_epochs: int = 20  # passes over the released latents (post-processing: costs no budget)
+    stage1_interleave: bool = True  # one stage-1 step after every stage-2 DP step (keeps high t trained)
+    correlation_window: int = 32  # band of the DP correlation prior (0 = no prior released)
+    correlation_clip: float | None = None  # per-person L2 bound of the product vector; None = sqrt(V (window+1)) / 4
+    budget_split: dict[str, float] | None = None  # shares of the standalone epsilons; None = DEFAULT_BUDGET_SPLIT
+    max_physical_batch_size: int = 128  # per-sample gradients are computed in chunks of this many people
+    calibrate_frequencies: bool = True  # calibrate generated allele frequencies to the DP per-label frequencies
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def split(self, T: int) -> int:
+        """The stage split ``S`` for ``T`` timesteps."""
+        s = int(round(0.9 * T)) if self.timesteps_split is None else int(self.timesteps_split)
+        if not 1 <= s <= T:
+            raise PrivacyError(f"timesteps_split S={s} must lie in [1, T={T}]; set S (e.g. {int(0.9 * T)}) or None")
+        return s
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarray:
+    """ALT dosages per person, float64 shape (N, V), from training rows (R, V) (no missing)."""
+    a = data_alleles.long()
+    if (a < 0).any():
+        raise InputError(
+            "training under --epsilon needs complete genotypes (missingness is itself private); impute "
+            "first (e.g. beagle) or remove the incomplete variants with a public list (--exclude)"
+        )
+    n = a.shape[0] // rows_per_person
+    return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
+
+
+def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels: int, *,
+                              noise_multiplier: float, generator: np.random.Generator,
+                              accountant: PrivacyAccountant | None = None,
+                              name: str = "allele_frequencies",
+                              ploidy: int = 2) -> dict[str, np.ndarray]:
+    """Per-label ALT frequencies and label counts in one Gaussian release.
+
+    Person ``i`` with label ``l`` contributes the vector ``u_i`` of length ``L V + L`` holding
+    ``g_i - 1`` (centred dosages, in ``[-1, 1]`` for diploids) in block ``l`` and a 1 in count slot
+    ``l``; every other entry is 0. So ``‖u_i‖ ≤ sqrt(V + 1)`` for everyone, the L2 sensitivity of
+    ``Σ_i u_i`` under zero-out neighbours (the null person contributes 0). Adding
+    ``N(0, (z sqrt(V+1))²)`` is one Gaussian mechanism with noise multiplier ``z``; everything
+    below is post-processing. Centring on 1 halves the sensitivity of raw dosages.
+
+    Parameters
+    ----------
+    dosages : float, shape (N, V)
+        Private ALT dosages in ``[0, ploidy]`` (no missing).
+    labels : int, shape (N,)
+        Label index per person in ``[0, n_labels)``.
+    n_labels : int
+    noise_multiplier : float
+        ``z``.
+    generator : numpy.random.Generator
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event ``name``.
+
+    Returns
+    -------
+    dict with
+        ``freq`` float64 (L, V): per-label ALT frequencies, clipped to ``[1e-3, 1 - 1e-3]``;
+        ``overall`` float64 (V,): count-weighted mean frequency;
+        ``counts`` float64 (L,): noisy label counts, at least 1;
+        ``mix`` float64 (L,): counts / their sum.
+    """
+    g = np.asarray(dosages, dtype=np.float64)
+    n, v = g.shape
+    y = np.asarray(labels, dtype=np.int64)
+    if y.shape != (n,) or (y < 0).any() or (y >= n_labels).any():
+        raise InputError(f"labels must be {n} indices in [0, {n_labels})")
+    half = ploidy / 2.0
+    sums = np.zeros((n_labels, v + 1))  # (L, V+1): centred dosage sums and the count
+    for j in range(n_labels):
+        rows = g[y == j]
+        sums[j, :v] = ((rows - half) / half).sum(axis=0)
+        sums[j, v] = len(rows)
+    noisy = gaussian_mechanism(sums, sensitivity=math.sqrt(v + 1), noise_multiplier=noise_multiplier,
+                               generator=generator, accountant=accountant, name=name)  # (L, V+1)
+    counts = np.maximum(noisy[:, v], 1.0)  # (L,)
+    # Σ_i g_ij / ploidy = (Σ_i (g_ij - half)/half + n_l) / 2 for diploids (half = 1)
+    alt = (noisy[:, :v] * half + half * counts[:, None]) / ploidy  # (L, V) ALT alleles / ploidy
+    freq = np.clip(alt / counts[:, None], 1e-3, 1 - 1e-3)
+    overall = np.clip((freq * counts[:, None]).sum(0) / counts.sum(), 1e-3, 1 - 1e-3)
+    return {"freq": freq, "overall": overall, "counts": counts, "mix": counts / counts.sum()}
+
+
+def _class_frequencies(p: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Allele-class frequencies from ALT frequencies: (..., V) -> float32 (..., V, K).
+
+    Haplotypes (K = 2): ``(1-p, p)``; genotypes (K = 3): Hardy-Weinberg ``((1-p)², 2p(1-p), p²)``.
+    """
+    p = torch.as_tensor(p, dtype=torch.float32)
+    if n_classes == 2:
+        return torch.stack([1 - p, p], dim=-1)
+    return torch.stack([(1 - p) ** 2, 2 * p * (1 - p), p ** 2], dim=-1)
+
+
+def _encode_vmap_safe(vae: GenotypeVAE, alleles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:meth:`GenotypeVAE.encode` with a one-hot that works under ``torch.func.vmap``.
+
+    ``one_hot_alleles`` writes into a zero tensor in place, which vmap cannot batch; here the
+    one-hot is a comparison and the SNP padding a ``F.pad``. Same result (tested).
+
+    alleles : int, shape (B, V), no missing -> mu, logvar : float, shape (B, C, T)
+    """
+    a = alleles.long()
+    classes = torch.arange(vae.n_classes, device=a.device)
+    x = (a[:, None, :] == classes[None, :, None]).float()  # (B, K, V)
+    x = nn.functional.pad(x, (0, vae.padded - vae.n_variants))  # (B, K, Vp)
+    b = x.shape[0]
+    e = (x[:, :, None, :] * vae.enc_allele[None]).sum(dim=1)  # (B, S, Vp)
+    e = e.reshape(b, -1, vae.n_tokens, vae.config.patch).permute(0, 2, 1, 3).reshape(b, vae.n_tokens, -1)  # (B, T, S*P)
+    h = vae.enc_in(e)  # (B, T, D)
+    for block in vae.enc_blocks:
+        h = block(h)
+    mu, logvar = vae.enc_out(nn.functional.gelu(vae.enc_norm(h))).transpose(1, 2).chunk(2, dim=1)  # (B, C, T)
+    return mu, logvar.clamp(-12.0, 6.0)
+
+
+class _VAEPersonLoss(nn.Module):
+    """Per-person VAE loss with all randomness passed in (for per-sample gradients under vmap).
+
+    forward(x (B, P, V) int, y (B,) int64 label or null, eps (B, P, C, T)) -> (B,) loss summed
+    over the person's ``P`` rows (``nll + kl_weight * kl`` as :class:`GenotypeVAE`).
+    """
+
+    def __init__(self, vae: GenotypeVAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        b, p, v = x.shape
+        rows = x.reshape(b * p, v)  # (B*P, V)
+        mu, logvar = _encode_vmap_safe(self.vae, rows)  # (B*P, C, T)
+        z = mu + eps.reshape(mu.shape) * (0.5 * logvar).exp()
+        logits = self.vae.decode(z, y.repeat_interleave(p))  # (B*P, K, V)
+        nll = nn.functional.cross_entropy(logits, rows.long(), reduction="none").sum(dim=1)  # (B*P,)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2))  # (B*P,)
+        return (nll + self.vae.config.kl_weight * kl).reshape(b, p).sum(dim=1)  # (B,)
+
+
+def _stage1_loss(diffusion: GaussianDiffusion, model: Callable, released: torch.Tensor, t: torch.Tensor,
+                 *, release_step: int, null_label: int, generator: torch.Generator) -> torch.Tensor:
+    """Ambient denoising loss on released latents (unconditional), mean over the batch.
+
+    With ``s = release_step``, ``x_t`` is drawn from the release ``y = x_s``
+    (:func:`~genosynth.privacy.stage1_training_pair`); the network's prediction (v, eps or x0, as
+    configured) is turned into ``x0_hat`` and then into ``E[x_s | x_t] ≈ a x0_hat + b x_t``,
+    regressed on ``y``. The minimiser is the true posterior mean ``E[x0 | x_t]``, so the network
+    is trained for the same target as in ordinary training, from released data only. The weight
+    ``1 / ((1-ᾱ_t) max(a², 0.01))`` puts the loss on the scale of the usual v-loss.
+
+    released : float, shape (B, C, L); t : int64, shape (B,) with t > s -> scalar
+    """
+    ab = diffusion.alphas_cumprod
+    x_t, _ = stage1_training_pair(released, t, alphas_cumprod=ab, release_step=release_step, generator=generator)
+    y = torch.full((released.shape[0],), null_label, dtype=torch.long)
+    out = model(x_t, t, y, force_drop_ids=torch.ones_like(y, dtype=torch.bool))  # (B, C, L)
+    _, x0_hat = diffusion.predict_eps_x0(out, x_t, t)  # (B, C, L)
+    a_s = float(ab[release_step])
+    a_t = ab[t].to(released.dtype).reshape(-1, 1, 1)  # (B, 1, 1)
+    a = (a_s - a_t) / (math.sqrt(a_s) * (1 - a_t))
+    b = (1 - a_s) * torch.sqrt(a_t / a_s) / (1 - a_t)
+    x_s_hat = a * x0_hat + b * x_t  # (B, C, L)
+    w = 1.0 / ((1 - a_t) * torch.clamp(a * a, min=0.01))
+    return (w * (x_s_hat - released).pow(2)).flatten(1).mean(dim=1).mean()
+
+
+def _target_for_plan(cohort: Cohort, epsilon: float, delta: float) -> tuple[float, PrivacyAccountant | None]:
+    """Budget left for this run once the input's own privacy report (e.g. DP SNP selection) is composed."""
+    prior = cohort.meta.get("privacy") if isinstance(cohort.meta, dict) else None
+    if not prior:
+        return epsilon, None
+    events = prior.get("events") if isinstance(prior, dict) else None
+    if not events:
+        raise PrivacyError(
+            "the input cohort carries a privacy report without events; re-run the step that made it "
+            "(e.g. `genosynth select --epsilon`) with this genosynth version so its mechanisms can be composed"
+        )
+    acc = PrivacyAccountant()
+    acc.load_state_dict({"version": 1, "orders": list(acc.orders), "events": events})
+    return epsilon, acc
+
+
+def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyConfig,
+                 public_reference: bool = False) -> tuple[dict[str, float], PrivacyAccountant, PrivacyAccountant | None]:
+    """Calibrate the noise of every mechanism for ``privacy.epsilon`` before any training.
+
+    Only public quantities enter: ``n``, the options and, when the input was itself produced by a
+    DP step, that step's privacy report (composed here so the run's total meets ``epsilon``).
+
+    Returns
+    -------
+    noise_multipliers : dict
+        Event name -> noise multiplier ``z``.
+    planned : PrivacyAccountant
+        The planned events of this run alone.
+    prior : PrivacyAccountant or None
+        The input's own events.
+
+    Raises
+    ------
+    PrivacyError
+        When the budget cannot be met; the message names the fix.
+    """
+    n = cohort.n_samples
+    diffusion = GaussianDiffusion(config.diffusion)
+    T = config.diffusion.timesteps
+    s = privacy.split(T)
+    if privacy.batch_size > n:
+        raise PrivacyError(f"--dp-batch-size {privacy.batch_size} exceeds the cohort size {n}; lower it")
+    kwargs = dict(n_samples=n, epochs_vae=0 if public_reference else config.training.vae_epochs,
+                  epochs_stage1=privacy.stage1_epochs if s < T else 0, epochs_stage2=config.training.dit_epochs,
+                  batch_size=privacy.batch_size, timesteps_split=s, T=T,
+                  alphas_cumprod=diffusion.alphas_cumprod.numpy(), latent_clip=privacy.latent_clip,
+                  delta=privacy.delta, budget_split=privacy.budget_split, public_reference=public_reference,
+                  correlation_prior=privacy.correlation_window > 0, allele_frequencies=True)
+    target, prior = _target_for_plan(cohort, privacy.epsilon, privacy.delta)
+    if prior is None:
+        z, plan = plan_for_training(target_epsilon=target, **kwargs)
+        return z, plan, None
+    spent = prior.get_epsilon(privacy.delta)
+    if spent >= privacy.epsilon:
+        raise PrivacyError(
+            f"the input cohort already used epsilon={spent:.3g} (its privacy report, e.g. DP SNP selection) "
+            f"of --epsilon {privacy.epsilon:g}; raise --epsilon or select SNPs on public data"
+        )
+    lo, hi = 0.0, privacy.epsilon  # bisection on this run's own target: prior + plan(target) <= epsilon
+    best = None
+    for _ in range(12):
+        mid = 0.5 * (lo + hi)
+        try:
+            z, plan = plan_for_training(target_epsilon=mid, **kwargs)
+        except PrivacyError:
+            lo = mid
+            continue
+        both = PrivacyAccountant()
+        both.extend(prior)
+        both.extend(plan)
+        if both.get_epsilon(privacy.delta) <= privacy.epsilon:
+            best, lo = (z, plan), mid
+        else:
+            hi = mid
+    if best is None:
+        raise PrivacyError(
+            f"--epsilon {privacy.epsilon:g} cannot cover this run after the input's own epsilon={spent:.3g}; "
+            "raise --epsilon, lower the epochs, or raise --latent-clip/--dp-split"
+        )
+    return best[0], best[1], prior
+
+
+# ---------------------------------------------------------------------------------- training
+def train_private(
+    cohort: Cohort,
+    *,
+    config: GeneratorConfig | None = None,
+    privacy: PrivacyConfig | None = None,
+    public_reference: Cohort | None = None,
+    seed: int = 0,
+    checkpoint: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Generator:
+    """Train the generator on ``cohort`` with (ε, δ)-DP for the whole run; return the :class:`Generator`.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The private training people (complete genotypes; labels in ``config.label_column``).
+    config : GeneratorConfig, optional
+        Model and optimisation; ``training.vae_epochs`` / ``dit_epochs`` are the DP-SGD epochs of
+        the VAE and of stage 2 (each epoch = ``ceil(n / batch_size)`` Poisson steps).
+    privacy : PrivacyConfig, optional
+        Budget and DP options (default ε = 10, δ = 1e-5).
+    public_reference : Cohort, optional
+        Public people (same variants) to train the VAE on, non-privately; the VAE then costs no
+        budget. Their labels are not used (the VAE is trained with the null label).
+    seed : int
+        Seeds every random draw, DP noise included (record it; never derive it from the data).
+    checkpoint : str, optional
+        Where to write the final checkpoint (``Generator.load`` reads it). Nothing is written
+        before the plan has been calibrated, so a refused budget leaves no file.
+    log : callable(str), optional
+        Receives the plan and the final privacy summary; never a private statistic.
+
+    Returns
+    -------
+    Generator
+        ``meta["privacy"]`` is the accountant's report (ε, δ, breakdown, events).
+
+    Raises
+    ------
+    PrivacyError
+        Impossible budget (before any training), or missing genotypes.
+    """
+    config = config or GeneratorConfig()
+    privacy = privacy or PrivacyConfig()
+    say = log or (lambda message: None)
+    t_start = time.perf_counter()
+    if public_reference is not None and list(public_reference.variants["id"]) != list(cohort.variants["id"]):
+        raise InputError("the public reference cohort must have the same variants, in the same order, as the input")
+    z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy,
+                                       public_reference=public_reference is not None)  # raises before training
+    say(f"DP plan: target epsilon={privacy.epsilon:g}, delta={privacy.delta:g}; noise multipliers "
+        + ", ".join(f"{k} {v:.3g}" for k, v in z_mult.items()))
+    say("planned " + plan.summary(privacy.delta))
+
+    data = prepare_data(cohort, label_column=config.label_column, mode=config.mode)
+    tc = config.training
+    n = cohort.n_samples
+    per = 2 if data.phased else 1  # rows per person
+    n_labels = len(data.vocabulary)
+    v = cohort.n_variants
+    x_person = data.alleles.reshape(n, per, v)  # (N, P, V) int8
+    y_person = data.labels.reshape(n, per)[:, 0].clone()  # (N,)
+    dosages = _person_dosages(data.alleles, per)  # (N, V), private, in memory only
+    gen = torch.Generator().manual_seed(int(seed))
+    rng = np.random.default_rng([int(seed), 1])
+    torch.manual_seed(int(seed))
+    acc = PrivacyAccountant()
+    if prior is not None:
+        acc.extend(prior)
+
+    vae, dit, dit_cfg = build_models(config, n_variants=v, n_classes=data.n_classes, n_labels=n_labels)
+    diffusion = GaussianDiffusion(config.diffusion)
+    T = config.diffusion.timesteps
+    S = privacy.split(T)
+    q = privacy.batch_size / n
+    steps_per_epoch = int(math.ceil(1.0 / q))
+
+    with deterministic():
+        # ------------------------------------------------ 1. frequencies + label counts (Gaussian)
+        rel = release_label_frequencies(dosages, y_person.numpy(), n_labels,
+                                        noise_multiplier=z_mult["allele_frequencies"], generator=rng,
+                                        accountant=acc, name="allele_frequencies")
+        overall_k = _class_frequencies(rel["overall"], data.n_classes)  # (V, K)
+        per_label_k = _class_frequencies(rel["freq"], data.n_classes)  # (L, V, K)
+        label_mix = {lab: float(m) for lab, m in zip(data.vocabulary, rel["mix"])}
+        vae.init_biases(overall_k, per_label_k)
+
+        # ------------------------------------------------ 2. VAE (DP-SGD, or public reference)
+        vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
+        c, tok = config.vae.latent_channels, vae.n_tokens
+        t0 = time.perf_counter()
+        vae.train()
+        if public_reference is None:
+            wrapper = _VAEPersonLoss(vae)
+            dp_vae = DPSGD(wrapper, vae_opt, noise_multiplier=z_mult["vae/dpsgd"], max_grad_norm=privacy.max_grad_norm,
+                           expected_batch_size=privacy.batch_size, generator=gen, accountant=acc, sample_rate=q,
+                           name="vae/dpsgd", n_samples=n, max_physical_batch_size=privacy.max_physical_batch_size)
+            for idx in dp_vae.batches(tc.vae_epochs * steps_per_epoch):
+                b = idx.numel()
+                yb = y_person[idx]
+                drop = torch.rand(b, generator=gen) < config.vae.label_dropout
+                yb = torch.where(drop, torch.full_like(yb, n_labels), yb)
+                eps = torch.randn(b, per, c, tok, generator=gen)
+                dp_vae.step(lambda fwd, x, y_, e: fwd(x, y_, e).mean(), (x_person[idx], yb, eps))
+        else:
+            pub = prepare_data(public_reference, label_column=config.label_column, mode=config.mode) \
+                if config.label_column in public_reference.samples.columns else None
+            rows = (pub.alleles if pub is not None else torch.from_numpy(
+                np.ascontiguousarray(public_reference.alleles if data.phased else public_reference.genotypes(),
+                                     dtype=np.int8)))  # (R_pub, V)
+            for _ in range(tc.vae_epochs):
+                order = torch.randperm(rows.shape[0], generator=gen)
+                for start in range(0, rows.shape[0], tc.vae_batch_size):
+                    xb = rows[order[start:start + tc.vae_batch_size]]
+                    yb = torch.full((xb.shape[0],), n_labels, dtype=torch.long)
+                    out = vae(xb, yb, generator=gen)
+                    vae_opt.zero_grad(set_to_none=True)
+                    out["loss"].mean().backward()
+                    if tc.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
+                    vae_opt.step()
+        vae.eval()
+        vae_s = time.perf_counter() - t0
+        say(f"VAE: {tc.vae_epochs} epochs ({'public reference' if public_reference is not None else 'DP-SGD'}), "
+            f"{vae_s:.1f} s")
+
+        # ------------------------------------------------ 3. latents (in memory only)
+        if public_reference is not None:
+            mu_pub, sd_pub = _posterior(vae, rows, torch.device("cpu"))
+            latent_scale = float(1.0 / (mu_pub.var() + sd_pub.pow(2).mean()).clamp_min(1e-8).sqrt())
+        else:
+            latent_scale = 1.0  # public choice: the KL term pulls latents towards N(0, I)
+        mu, sd = _posterior(vae, data.alleles, torch.device("cpu"))  # (R, C, T) each, private
+        mu = mu.reshape(n, per, c, tok) * latent_scale
+        sd = sd.reshape(n, per, c, tok) * latent_scale
+
+        # ------------------------------------------------ 4. stage-1 release (once) + DiT training
+        dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+        s1_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+        ema = EMA(dit, decay=tc.ema_decay, warmup=True)
+        null = dit_cfg.n_classes
+        released = None
+        if S < T and privacy.stage1_epochs > 0:
+            z0 = mu + sd * torch.randn(mu.shape, generator=gen)  # (N, P, C, T)
+            released = release_stage1_latents(z0, latent_clip=privacy.latent_clip, alpha_bar=float(diffusion.alphas_cumprod[S - 1]),
+                                              generator=gen, accountant=acc, name="diffusion/stage1")
+            released = released.reshape(n * per, c, tok)  # (R, C, T): only the release from here on
+            del z0
+
+        def stage1_step(batch_rows: torch.Tensor) -> None:
+            t1 = torch.randint(S, T, (batch_rows.shape[0],), generator=gen)
+            loss = _stage1_loss(diffusion, dit, batch_rows, t1, release_step=S - 1, null_label=null, generator=gen)
+            s1_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
+            s1_opt.step()
+            ema.update(dit)
+
+        dit.train()
+        t0 = time.perf_counter()
+        if released is not None:
+            s1_batch = tc.dit_batch_size
+            for _ in range(privacy.stage1_epochs):
+                order = torch.randperm(released.shape[0], generator=gen)
+                for start in range(0, released.shape[0], s1_batch):
+                    stage1_step(released[order[start:start + s1_batch]])
+        s1_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        dp_dit = DPSGD(dit, dit_opt, noise_multiplier=z_mult["diffusion/stage2"], max_grad_norm=privacy.max_grad_norm,
+                       expected_batch_size=privacy.batch_size, generator=gen, accountant=acc, sample_rate=q,
+                       name="diffusion/stage2", n_samples=n, max_physical_batch_size=privacy.max_physical_batch_size)
+
+        def stage2_loss(fwd, x0, yb, tb, noise, drop):
+            # x0, noise (1, P, C, T); yb (1,); tb (1, P); drop (1,) -> scalar (per person, P rows summed)
+            # the loss of GaussianDiffusion.training_loss, written out: its range check of t
+            # reads values, which vmap cannot do (t is drawn in [0, S) outside)
+            b = x0.shape[0]
+            x0r, nr, tr = x0.reshape(b * per, c, tok), noise.reshape(b * per, c, tok), tb.reshape(b * per)
+            x_t = diffusion.q_sample(x0r, tr, nr)  # (B*P, C, T)
+            out = fwd(x_t, tr, yb.repeat_interleave(per), force_drop_ids=drop.repeat_interleave(per))
+            rows = (out - diffusion.target(x0r, nr, tr)).pow(2).flatten(1).mean(dim=1)  # (B*P,)
+            return rows.reshape(b, per).sum(dim=1).mean()
+
+        for idx in dp_dit.batches(tc.dit_epochs * steps_per_epoch):
+            b = idx.numel()
+            x0 = mu[idx] + sd[idx] * torch.randn(b, per, c, tok, generator=gen)  # (b, P, C, T)
+            tb = torch.randint(0, S, (b, per), generator=gen)
+            noise = torch.randn(b, per, c, tok, generator=gen)
+            drop = torch.rand(b, generator=gen) < dit_cfg.class_dropout
+            dp_dit.step(stage2_loss, (x0, y_person[idx], tb, noise, drop))
+            ema.update(dit)
+            if released is not None and privacy.stage1_interleave:
+                pick = torch.randint(0, released.shape[0], (tc.dit_batch_size,), generator=gen)
+                stage1_step(released[pick])
+        s2_s = time.perf_counter() - t0
+        dit.eval()
+        del mu, sd, released
+        say(f"DiT: stage 1 {privacy.stage1_epochs if S < T else 0} epochs on the release ({s1_s:.1f} s), "
+            f"stage 2 {tc.dit_epochs} DP-SGD epochs ({s2_s:.1f} s)")
+
+        # ------------------------------------------------ 5. correlation prior (Gaussian)
+        corr_state = None
+        if privacy.correlation_window > 0:
+            from genosynth.corrguide import fit_prior
+
+            window = int(min(privacy.correlation_window, max(1, v - 1)))
+            clip = privacy.correlation_clip or math.sqrt(v * (window + 1)) / 4.0
+            prior_obj = fit_prior(cohort, label_column=config.label_column, labels=data.vocabulary, window=window,
+                                  noise_multiplier=z_mult["correlation_prior"], clip=clip,
+                                  center=2.0 * rel["freq"], accountant=acc, generator=rng, name="correlation_prior")
+            prior_obj.info["n_per_label"] = {lab: float(cnt) for lab, cnt in zip(data.vocabulary, rel["counts"])}
+            corr_state = prior_obj.state_dict()
+
+        # ------------------------------------------------ 6. allele-frequency calibration (post-processing)
+        calibration = None
+        if privacy.calibrate_frequencies and tc.calibration_rows > 0:
+            with ema.average_parameters(dit):
+                calibration = _calibrate(vae, dit, diffusion, per_label_k, latent_scale, rows=tc.calibration_rows,
+                                         steps=tc.calibration_steps, generator=gen, dev=torch.device("cpu"))
+
+    eps_total = acc.get_epsilon(privacy.delta)
+    if eps_total > privacy.epsilon * (1 + 1e-9):
+        raise PrivacyError(  # cannot happen when the plan was followed; a guard against future edits
+            f"the run spent epsilon={eps_total:.4g} > --epsilon {privacy.epsilon:g}; nothing was written"
+        )
+    report = acc.report(privacy.delta)
+    report["target_epsilon"] = privacy.epsilon
+    say(acc.summary(privacy.delta))
+    payload = {
+        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+        "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": int(seed),
+        "versions": versions(), "variants": _variants_to_dict(cohort.variants),
+        "labels": data.vocabulary, "label_column": config.label_column, "label_mix": label_mix,
+        "n_classes": data.n_classes, "phased": data.phased, "n_training_people": n,
+        "privacy": report, "privacy_state": acc.state_dict(), "privacy_config": privacy.to_dict(),
+        "privacy_noise_multipliers": dict(z_mult), "public_reference": public_reference is not None,
+        "correlation_prior": corr_state,
+        "curves": {"vae": [], "dit": []},  # losses of private batches are private: not recorded
+        "latent_scale": latent_scale, "metrics": {}, "calibration": calibration,
+        "state": {"stage": "done", "epoch": tc.dit_epochs, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(),
+                  "dit": dit.state_dict(), "dit_opt": dit_opt.state_dict(), "ema": ema.state_dict(),
+                  "rng": gen.get_state()},
+    }
+    if checkpoint:
+        save_checkpoint(checkpoint, payload)
+    model = Generator.from_payload(payload)
+    model.meta["train_seconds"] = round(time.perf_counter() - t_start, 1)
+    return model
