@@ -113,7 +113,8 @@ class CorrelationPrior:
         True when released by the Gaussian mechanism (``--epsilon``), False for the plain,
         un-noised aggregate (stored only in runs without a privacy budget).
     info : dict
-        How it was made: ``n_per_label``, ``noise_multiplier``, ``clip``, ``label_column``.
+        How it was made: ``n_per_label`` (exact counts only without a budget; DP counts or nothing
+        with one), ``noise_multiplier``, ``clip``, ``label_column``.
     """
 
     bands: np.ndarray
@@ -239,8 +240,8 @@ def fit_prior(
     for k, lab in enumerate(vocab):
         rows = g[y == lab]
         n_per[lab] = int(len(rows))
-        if len(rows) < 2:
-            continue  # an absent (or single-person) label gets no constraint
+        if len(rows) < (1 if private else 2):
+            continue  # an absent (or, without a budget, single-person) label gets no constraint
         if private:
             bands[k] = dp_correlation_prior(rows, window=window, clip=clip, noise_multiplier=noise_multiplier,
                                             center=center[k], generator=generator, accountant=None)
@@ -248,7 +249,8 @@ def fit_prior(
             bands[k] = correlation_band(rows, window=window)
     if private and accountant is not None:
         accountant.add_gaussian(name, noise_multiplier=float(noise_multiplier))
-    info = {"label_column": label_column, "n_per_label": n_per,
+    # exact label counts are private under a budget: callers may put DP counts in info["n_per_label"]
+    info = {"label_column": label_column, "n_per_label": {} if private else n_per,
             "noise_multiplier": None if not private else float(noise_multiplier),
             "clip": None if not private else float(clip)}
     return CorrelationPrior(bands=bands, labels=vocab, window=window, private=private, info=info)
