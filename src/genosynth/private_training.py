@@ -81,10 +81,17 @@ from genosynth.privacy import (
     stage1_training_pair,
 )
 
-__all__ = ["PrivacyConfig", "train_private", "release_label_frequencies", "plan_private"]
+__all__ = ["DP_TRAINING_SPLIT", "PrivacyConfig", "train_private", "release_label_frequencies", "plan_private"]
 
 
 # ---------------------------------------------------------------------------------- config
+#: Default shares of the standalone epsilons for ``train`` (``calibrate``'s meaning). Allele
+#: frequencies get more than in ``DEFAULT_BUDGET_SPLIT``: they set the decoder's label biases,
+#: the label mix and the frequency calibration, and their release is cheap to make accurate.
+DP_TRAINING_SPLIT = {"vae/dpsgd": 0.25, "diffusion/stage2": 0.35, "correlation_prior": 0.10,
+                     "allele_frequencies": 0.30, "snp_selection": 0.10}
+
+
 @dataclass
 class PrivacyConfig:
     """Options of a DP training run (saved, resolved, in the checkpoint)."""
@@ -93,13 +100,13 @@ class PrivacyConfig:
     delta: float = 1e-5  # must lie in (0, 1/n)
     batch_size: int = 256  # expected Poisson batch size in people, both DP-SGD stages
     max_grad_norm: float = 1.0  # per-person gradient clip of VAE and DiT
-    timesteps_split: int | None = None  # S: stage 1 trains t >= S from the release, stage 2 t < S; None = 0.9 T
-    latent_clip: float = 8.0  # L2 bound of each person's (scaled) latent before the stage-1 release
+    timesteps_split: int | None = None  # S: stage 1 trains t >= S from the release, stage 2 t < S; None = 0.99 T
+    latent_clip: float = 4.0  # L2 bound of each person's (scaled) latent before the stage-1 release
     stage1_epochs: int = 20  # passes over the released latents (post-processing: costs no budget)
     stage1_interleave: bool = True  # one stage-1 step after every stage-2 DP step (keeps high t trained)
     correlation_window: int = 32  # band of the DP correlation prior (0 = no prior released)
     correlation_clip: float | None = None  # per-person L2 bound of the product vector; None = sqrt(V (window+1)) / 4
-    budget_split: dict[str, float] | None = None  # shares of the standalone epsilons; None = DEFAULT_BUDGET_SPLIT
+    budget_split: dict[str, float] | None = None  # shares of the standalone epsilons; None = DP_TRAINING_SPLIT
     max_physical_batch_size: int = 128  # per-sample gradients are computed in chunks of this many people
     calibrate_frequencies: bool = True  # calibrate generated allele frequencies to the DP per-label frequencies
 
@@ -108,9 +115,9 @@ class PrivacyConfig:
 
     def split(self, T: int) -> int:
         """The stage split ``S`` for ``T`` timesteps."""
-        s = int(round(0.9 * T)) if self.timesteps_split is None else int(self.timesteps_split)
+        s = int(round(0.99 * T)) if self.timesteps_split is None else int(self.timesteps_split)
         if not 1 <= s <= T:
-            raise PrivacyError(f"timesteps_split S={s} must lie in [1, T={T}]; set S (e.g. {int(0.9 * T)}) or None")
+            raise PrivacyError(f"timesteps_split S={s} must lie in [1, T={T}]; set S (e.g. {int(0.99 * T)}) or None")
         return s
 
 
@@ -157,8 +164,12 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     Returns
     -------
     dict with
-        ``freq`` float64 (L, V): per-label ALT frequencies, clipped to ``[1e-3, 1 - 1e-3]``;
-        ``overall`` float64 (V,): count-weighted mean frequency;
+        ``freq`` float64 (L, V): per-label ALT frequencies, shrunk towards ``overall`` by the
+        empirical-Bayes weight ``tau² / (tau² + sigma²)`` (``sigma²`` the known noise variance,
+        ``tau²`` the between-label variance estimated from the release), clipped to
+        ``[1e-3, 1 - 1e-3]``;
+        ``overall`` float64 (V,): pooled frequency;
+        ``shrinkage`` float64 (L,): ``1 - weight`` per label;
         ``counts`` float64 (L,): noisy label counts, at least 1;
         ``mix`` float64 (L,): counts / their sum.
     """
@@ -178,9 +189,17 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     counts = np.maximum(noisy[:, v], 1.0)  # (L,)
     # Σ_i g_ij / ploidy = (Σ_i (g_ij - half)/half + n_l) / 2 for diploids (half = 1)
     alt = (noisy[:, :v] * half + half * counts[:, None]) / ploidy  # (L, V) ALT alleles / ploidy
-    freq = np.clip(alt / counts[:, None], 1e-3, 1 - 1e-3)
-    overall = np.clip((freq * counts[:, None]).sum(0) / counts.sum(), 1e-3, 1 - 1e-3)
-    return {"freq": freq, "overall": overall, "counts": counts, "mix": counts / counts.sum()}
+    raw = alt / counts[:, None]  # (L, V), unbiased but noisy
+    overall = np.clip((alt.sum(0)) / counts.sum(), 1e-3, 1 - 1e-3)  # (V,)
+    # empirical-Bayes shrinkage of each label towards the overall frequency (post-processing):
+    # the noise variance of raw[l] is known, sigma_l^2 = (z sqrt(V+1) half / (ploidy n_l))^2, and
+    # the between-label variance tau_l^2 is estimated from the noisy data minus that noise
+    sigma2 = (noise_multiplier * math.sqrt(v + 1) * half / (ploidy * counts)) ** 2  # (L,)
+    tau2 = np.maximum(((raw - overall[None]) ** 2).mean(axis=1) - sigma2, 1e-6)  # (L,)
+    w = (tau2 / (tau2 + sigma2))[:, None]  # (L, 1)
+    freq = np.clip(w * raw + (1 - w) * overall[None], 1e-3, 1 - 1e-3)
+    return {"freq": freq, "overall": overall, "counts": counts, "mix": counts / counts.sum(),
+            "shrinkage": 1 - w[:, 0]}
 
 
 def _class_frequencies(p: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -312,7 +331,7 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
                   epochs_stage1=privacy.stage1_epochs if s < T else 0, epochs_stage2=config.training.dit_epochs,
                   batch_size=privacy.batch_size, timesteps_split=s, T=T,
                   alphas_cumprod=diffusion.alphas_cumprod.numpy(), latent_clip=privacy.latent_clip,
-                  delta=privacy.delta, budget_split=privacy.budget_split, public_reference=public_reference,
+                  delta=privacy.delta, budget_split=privacy.budget_split or DP_TRAINING_SPLIT, public_reference=public_reference,
                   correlation_prior=privacy.correlation_window > 0, allele_frequencies=True)
     target, prior = _target_for_plan(cohort, privacy.epsilon, privacy.delta)
     if prior is None:

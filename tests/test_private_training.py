@@ -1,0 +1,186 @@
+"""Tests of genosynth.private_training: plan before training, one accountant, DP = plain code at σ=0."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from genosynth.errors import PrivacyError
+from genosynth.generator import Generator, load_checkpoint, tiny_config, write_synthetic
+from genosynth.models.vae import GenotypeVAE, VAEConfig
+from genosynth.privacy import DPSGD, PrivacyAccountant
+from genosynth.private_training import (
+    PrivacyConfig,
+    _encode_vmap_safe,
+    _VAEPersonLoss,
+    plan_private,
+    release_label_frequencies,
+    train_private,
+)
+
+N_PER = 20  # people per label in the small cohort
+
+
+def small_privacy(**kw) -> PrivacyConfig:
+    base = dict(epsilon=8.0, delta=1e-3, batch_size=20, correlation_window=4, stage1_epochs=1,
+                timesteps_split=45, latent_clip=1.0)
+    base.update(kw)
+    return PrivacyConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def small(sim_cohort):
+    """60 people (3 labels) x 40 SNPs, phased."""
+    idx = np.concatenate([np.arange(0, N_PER), np.arange(100, 100 + N_PER), np.arange(200, 200 + N_PER)])
+    return sim_cohort.subset(samples=idx, variants=np.arange(40))
+
+
+@pytest.fixture(scope="module")
+def private_run(small, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dp")
+    path = str(folder / "model.pt")
+    lines: list[str] = []
+    model = train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, checkpoint=path,
+                          log=lines.append)
+    return model, path, lines
+
+
+def test_impossible_budget_is_refused_before_training(small, tmp_path, monkeypatch):
+    import genosynth.private_training as pt
+
+    def no_training(*a, **k):  # the models must not even be built
+        raise AssertionError("training started before the budget was checked")
+
+    monkeypatch.setattr(pt, "build_models", no_training)
+    path = tmp_path / "m.pt"
+    with pytest.raises(PrivacyError, match="raise --epsilon"):
+        train_private(small, config=tiny_config(), privacy=small_privacy(epsilon=0.05), seed=0, checkpoint=str(path))
+    with pytest.raises(PrivacyError, match="delta"):
+        train_private(small, config=tiny_config(), privacy=small_privacy(delta=0.5), seed=0, checkpoint=str(path))
+    assert not path.exists()
+
+
+def test_checkpoint_epsilon_matches_dp_accounting(private_run, small):
+    dpa = pytest.importorskip("dp_accounting")
+    from dp_accounting.rdp import RdpAccountant
+
+    from genosynth.privacy import RDP_ORDERS
+
+    _, path, _ = private_run
+    ck = load_checkpoint(path)
+    rep, cfg = ck["privacy"], ck["privacy_config"]
+    assert rep["delta"] == cfg["delta"] and rep["epsilon"] <= cfg["epsilon"] * (1 + 1e-9)
+    events = {e["name"]: e for e in ck["privacy_state"]["events"]}
+    assert set(events) == {"allele_frequencies", "vae/dpsgd", "diffusion/stage1", "diffusion/stage2",
+                           "correlation_prior"}
+    tc = tiny_config().training
+    steps = math.ceil(small.n_samples / cfg["batch_size"])
+    assert events["vae/dpsgd"]["count"] == tc.vae_epochs * steps  # every DP-SGD step recorded
+    assert events["diffusion/stage2"]["count"] == tc.dit_epochs * steps
+    assert events["diffusion/stage1"]["count"] == 1  # one release, however many stage-1 epochs
+    # independent composition of the same mechanisms
+    parts = []
+    for e in ck["privacy_state"]["events"]:
+        g = dpa.GaussianDpEvent(e["noise_multiplier"])
+        if e["kind"] == "subsampled_gaussian":
+            g = dpa.PoissonSampledDpEvent(e["sample_rate"], g)
+        else:
+            assert e["kind"] in ("gaussian", "stage1") and e.get("sample_rate", 1.0) == 1.0
+        parts.append(dpa.SelfComposedDpEvent(g, e["count"]))
+    acc = RdpAccountant(list(RDP_ORDERS), dpa.NeighboringRelation.REPLACE_SPECIAL)
+    acc.compose(dpa.ComposedDpEvent(parts))
+    assert rep["epsilon"] == pytest.approx(acc.get_epsilon(rep["delta"]), rel=0.01)
+    # the stage-1 multiplier is the forward-process one for the clip and alpha_bar used
+    s1 = events["diffusion/stage1"]
+    assert s1["noise_multiplier"] == pytest.approx(math.sqrt(1 - s1["alpha_bar"]) / (math.sqrt(s1["alpha_bar"]) * 1.0))
+
+
+def test_checkpoint_loads_samples_and_carries_the_report(private_run, tmp_path):
+    model, path, lines = private_run
+    g = Generator.load(path)
+    assert g.privacy["epsilon"] == model.privacy["epsilon"]
+    assert set(g.privacy["breakdown"]) >= {"vae/dpsgd", "diffusion/stage2", "total"}
+    cohort = g.sample(6, seed=1)
+    assert cohort.alleles.shape == (12, 40) and cohort.meta["privacy"]["epsilon"] == g.privacy["epsilon"]
+    written = write_synthetic(g, str(tmp_path / "syn"), "vcf", n=4, seed=2)
+    assert str(tmp_path / "syn.privacy.json") in written
+    import gzip
+
+    with gzip.open(tmp_path / "syn.vcf.gz", "rt") as fh:
+        header = [ln for ln in fh if ln.startswith("##")]
+    assert any(ln.startswith("##genosynth_privacy=") and "epsilon" in ln for ln in header)
+    assert any("privacy: epsilon=" in ln for ln in lines)  # the log has the final summary
+
+
+def test_plan_composes_the_inputs_own_privacy_report(small):
+    prior = PrivacyAccountant()
+    prior.add_top_k("snp_selection", noise_multiplier=30.0, k=40)
+    co = small.subset(samples=np.arange(small.n_samples))
+    co.meta["privacy"] = prior.report(1e-3)
+    pc = small_privacy()
+    _, alone, _ = plan_private(small, config=tiny_config(), privacy=pc)
+    z, planned, got = plan_private(co, config=tiny_config(), privacy=pc)
+    both = PrivacyAccountant()
+    both.extend(got)
+    both.extend(planned)
+    assert got.names == ["snp_selection"]
+    assert both.get_epsilon(1e-3) <= pc.epsilon and both.get_epsilon(1e-3) > 0.9 * pc.epsilon
+    assert planned.get_epsilon(1e-3) < alone.get_epsilon(1e-3)  # this run gets less than the whole budget
+    prior.add_gaussian("other", noise_multiplier=0.01)
+    co.meta["privacy"] = prior.report(1e-3)
+    with pytest.raises(PrivacyError, match="already used"):
+        plan_private(co, config=tiny_config(), privacy=pc)
+
+
+def test_label_frequency_release_is_exact_without_noise_and_accounted():
+    rng = np.random.default_rng(0)
+    g = rng.integers(0, 3, size=(50, 30)).astype(float)  # (N, V)
+    y = np.repeat([0, 1], 25)
+    acc = PrivacyAccountant()
+    out = release_label_frequencies(g, y, 2, noise_multiplier=1e-9, generator=rng, accountant=acc)
+    assert np.allclose(out["counts"], [25, 25])
+    truth = np.stack([g[y == j].mean(0) / 2 for j in range(2)])
+    assert np.allclose(out["freq"], np.clip(truth, 1e-3, 1 - 1e-3), atol=1e-6)
+    assert acc.events == [{"name": "allele_frequencies", "kind": "gaussian", "noise_multiplier": 1e-9, "count": 1}]
+    noisy = release_label_frequencies(g, y, 2, noise_multiplier=2.0, generator=np.random.default_rng(1))
+    # noise std of the raw per-label frequency = z sqrt(V+1) / (2 n_l); shrinkage only reduces it
+    err = np.abs(noisy["freq"] - truth).mean()
+    assert 0.0 < err < 2.0 * math.sqrt(31) / 50 and (noisy["shrinkage"] >= 0).all()
+
+
+def test_vmap_safe_encoder_equals_encode():
+    vae = GenotypeVAE(37, 3, 2, VAEConfig(patch=8, snp_dim=4, width=16, latent_channels=2, blocks=1))
+    x = torch.randint(0, 3, (5, 37))
+    a, b = vae.encode(x), _encode_vmap_safe(vae, x)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_dp_vae_step_without_noise_or_clipping_equals_plain_step():
+    torch.manual_seed(0)
+    vae = GenotypeVAE(20, 2, 2, VAEConfig(patch=4, snp_dim=4, width=16, latent_channels=2, blocks=1))
+    twin = GenotypeVAE(20, 2, 2, VAEConfig(patch=4, snp_dim=4, width=16, latent_channels=2, blocks=1))
+    twin.load_state_dict(vae.state_dict())
+    x = torch.randint(0, 2, (6, 2, 20)).to(torch.int8)  # (B people, 2 haplotypes, V)
+    y = torch.tensor([0, 1, 2, 0, 1, 1])  # 2 = null label
+    eps = torch.randn(6, 2, 2, vae.n_tokens)
+    dp = DPSGD(_VAEPersonLoss(vae), torch.optim.SGD(vae.parameters(), lr=0.05), noise_multiplier=0.0,
+               max_grad_norm=math.inf, expected_batch_size=6)
+    dp.step(lambda fwd, *b: fwd(*b).mean(), (x, y, eps))
+    opt = torch.optim.SGD(twin.parameters(), lr=0.05)
+    _VAEPersonLoss(twin)(x, y, eps).mean().backward()
+    opt.step()
+    for (k, p), q in zip(vae.named_parameters(), twin.parameters()):
+        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), k
+
+
+def test_same_seed_same_private_model(small, private_run):
+    model, _, _ = private_run
+    again = train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3)
+    for (k, a), b in zip(model.dit.state_dict().items(), again.dit.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert again.privacy["epsilon"] == model.privacy["epsilon"]
+    assert not os.path.exists("model.pt")
