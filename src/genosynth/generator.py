@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import platform
 import time
@@ -44,7 +43,7 @@ from genosynth import __version__
 from genosynth.cohort import Cohort, make_samples
 from genosynth.diffusion import DiffusionConfig, GaussianDiffusion
 from genosynth.ema import EMA
-from genosynth.errors import GenosynthError, InputError
+from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.models.vae import GenotypeVAE, VAEConfig, sample_alleles
@@ -877,5 +876,5 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
 __all__ = [
     "GeneratorConfig", "TrainingConfig", "SamplingConfig", "VAEConfig", "DiTConfig", "DiffusionConfig",
     "Generator", "train_generator", "write_synthetic", "parse_label_counts", "tiny_config",
-    "load_checkpoint", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data", "GenosynthError",
+    "load_checkpoint", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data",
 ]
