@@ -74,6 +74,8 @@ from genosynth.models.dit import DiT1D
 from genosynth.models.vae import GenotypeVAE
 from genosynth.privacy import (
     DPSGD,
+    MechanismSpec,
+    calibrate,
     PrivacyAccountant,
     gaussian_mechanism,
     plan_for_training,
@@ -284,6 +286,24 @@ def _stage1_loss(diffusion: GaussianDiffusion, model: Callable, released: torch.
     return (w * (x_s_hat - released).pow(2)).flatten(1).mean(dim=1).mean()
 
 
+def _stage2_person_loss(diffusion: GaussianDiffusion, model: Callable, x0: torch.Tensor, y: torch.Tensor,
+                        t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """:meth:`GaussianDiffusion.training_loss` per person, with every random draw passed in.
+
+    Written out because that method checks the range of ``t`` by reading values, which
+    ``torch.func.vmap`` cannot do (``t`` is drawn in ``[0, S)`` outside).
+
+    x0, noise : float, shape (B, P, C, T); y : int64, shape (B,); t : int64, shape (B, P);
+    drop : bool, shape (B,) -> float, shape (B,): the loss of each person's ``P`` rows, summed.
+    """
+    b, per, c, tok = x0.shape
+    x0r, nr, tr = x0.reshape(b * per, c, tok), noise.reshape(b * per, c, tok), t.reshape(b * per)
+    x_t = diffusion.q_sample(x0r, tr, nr)  # (B*P, C, T)
+    out = model(x_t, tr, y.repeat_interleave(per), force_drop_ids=drop.repeat_interleave(per))  # (B*P, C, T)
+    rows = (out - diffusion.target(x0r, nr, tr)).pow(2).flatten(1).mean(dim=1)  # (B*P,)
+    return rows.reshape(b, per).sum(dim=1)
+
+
 def _target_for_plan(cohort: Cohort, epsilon: float, delta: float) -> tuple[float, PrivacyAccountant | None]:
     """Budget left for this run once the input's own privacy report (e.g. DP SNP selection) is composed."""
     prior = cohort.meta.get("privacy") if isinstance(cohort.meta, dict) else None
@@ -343,28 +363,39 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
             f"the input cohort already used epsilon={spent:.3g} (its privacy report, e.g. DP SNP selection) "
             f"of --epsilon {privacy.epsilon:g}; raise --epsilon or select SNPs on public data"
         )
-    lo, hi = 0.0, privacy.epsilon  # bisection on this run's own target: prior + plan(target) <= epsilon
-    best = None
-    for _ in range(12):
-        mid = 0.5 * (lo + hi)
-        try:
-            z, plan = plan_for_training(target_epsilon=mid, **kwargs)
-        except PrivacyError:
-            lo = mid
-            continue
-        both = PrivacyAccountant()
-        both.extend(prior)
-        both.extend(plan)
-        if both.get_epsilon(privacy.delta) <= privacy.epsilon:
-            best, lo = (z, plan), mid
+    # re-calibrate with the input's events as fixed mechanisms: the total then meets --epsilon
+    z0, planned = plan_for_training(target_epsilon=privacy.epsilon, **kwargs)  # raises if impossible alone
+    split = privacy.budget_split or DP_TRAINING_SPLIT
+    specs = []
+    for ev in planned.events:
+        if ev["kind"] == "stage1":
+            specs.append(MechanismSpec(ev["name"], "stage1", count=ev["count"], sample_rate=ev["sample_rate"],
+                                       latent_clip=ev["latent_clip"], alpha_bar=ev["alpha_bar"]))
         else:
-            hi = mid
-    if best is None:
+            specs.append(MechanismSpec(ev["name"], ev["kind"], count=ev["count"], sample_rate=ev.get("sample_rate", 1.0),
+                                       share=float(split[ev["name"]])))
+    for ev in prior.events:
+        if ev["kind"] not in ("gaussian", "subsampled_gaussian", "top_k"):
+            raise PrivacyError(
+                f"the input's privacy event {ev['name']!r} ({ev['kind']}) cannot be composed into a training plan; "
+                "select SNPs with `genosynth select --epsilon` or on public data"
+            )
+        specs.append(MechanismSpec(f"input:{ev['name']}", ev["kind"], count=ev["count"],
+                                   sample_rate=ev.get("sample_rate", 1.0), noise_multiplier=ev["noise_multiplier"],
+                                   k=ev.get("k", 1)))
+    try:
+        cal = calibrate(specs, target_epsilon=privacy.epsilon, delta=privacy.delta, n_samples=n)
+    except PrivacyError as exc:
         raise PrivacyError(
-            f"--epsilon {privacy.epsilon:g} cannot cover this run after the input's own epsilon={spent:.3g}; "
-            "raise --epsilon, lower the epochs, or raise --latent-clip/--dp-split"
-        )
-    return best[0], best[1], prior
+            f"--epsilon {privacy.epsilon:g} cannot cover this run after the input's own epsilon={spent:.3g} "
+            f"({exc}); raise --epsilon, lower the epochs, or select SNPs on public data"
+        ) from None
+    z = {k: v for k, v in cal.noise_multipliers.items() if not k.startswith("input:")}
+    own = PrivacyAccountant()
+    for spec in specs:
+        if not spec.name.startswith("input:"):
+            spec.record(own, z[spec.name] if spec.share is not None else None)
+    return z, own, prior
 
 
 # ---------------------------------------------------------------------------------- training
@@ -543,15 +574,7 @@ def train_private(
                        name="diffusion/stage2", n_samples=n, max_physical_batch_size=privacy.max_physical_batch_size)
 
         def stage2_loss(fwd, x0, yb, tb, noise, drop):
-            # x0, noise (1, P, C, T); yb (1,); tb (1, P); drop (1,) -> scalar (per person, P rows summed)
-            # the loss of GaussianDiffusion.training_loss, written out: its range check of t
-            # reads values, which vmap cannot do (t is drawn in [0, S) outside)
-            b = x0.shape[0]
-            x0r, nr, tr = x0.reshape(b * per, c, tok), noise.reshape(b * per, c, tok), tb.reshape(b * per)
-            x_t = diffusion.q_sample(x0r, tr, nr)  # (B*P, C, T)
-            out = fwd(x_t, tr, yb.repeat_interleave(per), force_drop_ids=drop.repeat_interleave(per))
-            rows = (out - diffusion.target(x0r, nr, tr)).pow(2).flatten(1).mean(dim=1)  # (B*P,)
-            return rows.reshape(b, per).sum(dim=1).mean()
+            return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop).mean()
 
         for idx in dp_dit.batches(tc.dit_epochs * steps_per_epoch):
             b = idx.numel()
