@@ -112,7 +112,9 @@ def test_demo_runs_end_to_end(tmp_path):
     out = str(tmp_path / "demo")
     assert main(["demo", "--out", out, "--n", "90", "--length-mb", "0.3", "--max-snps", "60", "--vae-epochs", "1",
                  "--dit-epochs", "1", "--seed", "4", "--no-progress", "--threads", "1", "--size", "tiny"]) == 0
-    for name in ("cohort.vcf.gz", "model.pt", "synthetic.vcf.gz", "synthetic.samples.tsv", "demo.json"):
+    for name in ("cohort.vcf.gz", "model.pt", "synthetic.vcf.gz", "synthetic.samples.tsv", "demo.json", "demo.log"):
         assert os.path.exists(os.path.join(out, name)), name
+    assert not os.path.exists(f"{out}.log")  # the log lives inside the demo folder
+    assert "Command: genosynth demo" in open(os.path.join(out, "demo.log")).read()
     record = json.load(open(os.path.join(out, "demo.json")))
     assert record["seed"] == 4 and "train_s" in record["timings_s"]

@@ -4,7 +4,8 @@ Each command lives in its own module ``genosynth.cli.<name>`` exposing
 
 * ``HELP`` : one-line description,
 * ``add_arguments(parser)`` : its options (use :mod:`genosynth.cli.common` helpers),
-* ``run(args, log) -> int`` : does the work through the library, returns the exit status.
+* ``run(args, log) -> int`` : does the work through the library, returns the exit status,
+* optionally ``log_prefix(args) -> str`` : where ``PREFIX.log`` goes when ``--out`` is a folder.
 
 ``main(argv=None)`` parses, opens ``PREFIX.log``, runs the command and turns a
 :class:`~genosynth.errors.GenosynthError` into one line on stderr and exit status 2.
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     raw_argv = list(sys.argv[1:] if argv is None else argv)
-    log = RunLog(getattr(args, "out", None), args.command, raw_argv)
+    prefix = args._module.log_prefix(args) if hasattr(args._module, "log_prefix") else getattr(args, "out", None)
+    log = RunLog(prefix, args.command, raw_argv)
     try:
         with log:
             log.options(args)
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("Interrupted; no partial output was kept.", file=sys.stderr)
+        print("Interrupted: files being written were discarded (a training checkpoint already "
+              "saved is kept for --resume).", file=sys.stderr)
         return 130
     return int(status or 0)
 

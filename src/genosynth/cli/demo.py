@@ -6,7 +6,7 @@
 4. samples as many synthetic people (``DIR/synthetic.vcf.gz`` + ``.samples.tsv``),
 5. evaluates them against the real people (``DIR/report.html``, ``DIR/report.json``).
 
-The run log is ``DIR.log`` (beside the folder) and ``DIR/demo.json`` records options, seed and
+The run log is ``DIR/demo.log`` and ``DIR/demo.json`` records options, seed and
 headline figures.
 """
 
@@ -39,6 +39,11 @@ def add_arguments(parser) -> None:
                         help="'tiny': a tiny model and a light evaluation (seconds; for smoke tests)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def log_prefix(args) -> str:
+    """The demo's ``--out`` is a folder: its log is ``DIR/demo.log``."""
+    return os.path.join(args.out, "demo")
 
 
 def run(args, log) -> int:
