@@ -37,18 +37,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for reading (default: all cores)")
 
 
-def filter_samples(cohort, *, keep: list[str] | None = None, remove: list[str] | None = None, log=None):
-    """Restrict ``cohort`` to the ``keep`` ids and drop the ``remove`` ids (plink --keep/--remove)."""
-    ids = cohort.samples["sample"].astype(str).to_numpy()
+def _listed_mask(ids: np.ndarray, *, include, exclude, flags: tuple[str, str], what: str, log=None) -> np.ndarray:
+    """Boolean mask of ``ids`` kept by an include list and an exclude list (either may be None)."""
     mask = np.ones(len(ids), dtype=bool)
-    for name, listed, want in (("--keep", keep, True), ("--remove", remove, False)):
+    for name, listed, want in ((flags[0], include, True), (flags[1], exclude, False)):
         if listed is None:
             continue
         hit = np.isin(ids, listed)
         absent = len(set(listed) - set(ids))
         if absent and log:
-            log.warn(f"{name}: {absent} of {len(set(listed))} listed ids are not in the input")
+            log.warn(f"{name}: {absent} of {len(set(listed))} listed {what} are not in the input")
         mask &= hit if want else ~hit
+    return mask
+
+
+def filter_samples(cohort, *, keep: list[str] | None = None, remove: list[str] | None = None, log=None):
+    """Restrict ``cohort`` to the ``keep`` ids and drop the ``remove`` ids (plink --keep/--remove)."""
+    mask = _listed_mask(cohort.samples["sample"].astype(str).to_numpy(), include=keep, exclude=remove,
+                        flags=("--keep", "--remove"), what="ids", log=log)
     if not mask.any():
         raise InputError("no samples left after --keep/--remove; check that the files list ids of this input "
                          "(one IID per line, or FID IID)")
@@ -60,16 +66,8 @@ def filter_variants(cohort, *, extract: list[str] | None = None, exclude: list[s
 
     The cohort's variant order is kept, so two files restricted to the same list line up.
     """
-    ids = cohort.variants["id"].astype(str).to_numpy()
-    mask = np.ones(len(ids), dtype=bool)
-    for name, listed, want in (("--extract", extract, True), ("--exclude", exclude, False)):
-        if listed is None:
-            continue
-        hit = np.isin(ids, listed)
-        absent = len(set(listed) - set(ids))
-        if absent and log:
-            log.warn(f"{name}: {absent} of {len(set(listed))} listed variant ids are not in the input")
-        mask &= hit if want else ~hit
+    mask = _listed_mask(cohort.variants["id"].astype(str).to_numpy(), include=extract, exclude=exclude,
+                        flags=("--extract", "--exclude"), what="variant ids", log=log)
     if not mask.any():
         raise InputError("no variants left after --extract/--exclude; check that the files list variant ids "
                          "of this input (the .bim column 2 / VCF ID / legend id), one per line")
