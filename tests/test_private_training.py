@@ -211,3 +211,51 @@ def test_stage2_person_loss_equals_diffusion_loss_and_dp_step_equals_plain_step(
     opt.step()
     for (k, p), q in zip(dit.named_parameters(), twin.parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), k
+
+
+# ---------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def cli_inputs(small, tmp_path_factory):
+    from genosynth.io import write_cohort
+    from genosynth.io.samples import write_sample_table
+
+    folder = tmp_path_factory.mktemp("dpcli")
+    write_cohort(small, str(folder / "real"), "hapt")
+    write_sample_table(small, str(folder / "real.samples.tsv"))
+    return ["--hapt", str(folder / "real.hapt"), "--legend", str(folder / "real.legend"),
+            "--samples", str(folder / "real.samples.tsv")], folder
+
+
+def test_cli_refuses_impossible_epsilon_before_training(cli_inputs, capsys):
+    from genosynth.cli import main
+
+    args, folder = cli_inputs
+    prefix = str(folder / "refused")
+    assert main(["train", *args, "--size", "tiny", "--epsilon", "0.1", "--delta", "1e-3", "--dp-batch-size", "20",
+                 "--dp-split", "45", "--latent-clip", "1", "--out", prefix, "--no-progress", "--seed", "1"]) == 2
+    assert "raise --epsilon" in capsys.readouterr().err
+    assert not os.path.exists(prefix + ".pt") and not os.path.exists(prefix + ".train.json")
+    assert main(["train", *args, "--size", "tiny", "--delta", "1e-3", "--out", prefix, "--no-progress"]) == 2
+
+
+def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
+    import gzip
+    import json
+
+    from genosynth.cli import main
+
+    args, folder = cli_inputs
+    prefix = str(folder / "dp")
+    assert main(["train", *args, "--size", "tiny", "--epsilon", "8", "--delta", "1e-3", "--dp-batch-size", "20",
+                 "--corr-window", "4", "--out", prefix, "--no-progress", "--seed", "2"]) == 0
+    ck = load_checkpoint(prefix + ".pt")
+    summary = json.load(open(prefix + ".train.json"))
+    assert summary["privacy"]["epsilon"] == ck["privacy"]["epsilon"] <= 8.0
+    log = open(prefix + ".log").read()
+    assert "privacy: epsilon=" in log and "loss" not in log.lower() and "accuracy" not in log.lower()
+    assert main(["sample", "--model", prefix + ".pt", "--n", "5", "--format", "vcf", "--seed", "1",
+                 "--out", str(folder / "syn")]) == 0
+    rep = json.load(open(folder / "syn.privacy.json"))
+    assert rep["epsilon"] == ck["privacy"]["epsilon"] and rep["breakdown"]["total"] == rep["epsilon"]
+    with gzip.open(folder / "syn.vcf.gz", "rt") as fh:
+        assert any(ln.startswith("##genosynth_privacy=") for ln in fh if ln.startswith("##"))

@@ -41,6 +41,25 @@ def add_arguments(parser) -> None:
     t.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS",
                    help="rewrite PREFIX.pt every EPOCHS epochs (default from config)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d = parser.add_argument_group("differential privacy (docs/privacy.md)")
+    d.add_argument("--epsilon", type=float, default=None, metavar="E",
+                   help="train with (E, --delta)-DP for the whole run (every private input, one accountant); "
+                        "an impossible budget is refused before training")
+    d.add_argument("--delta", type=float, default=None, metavar="D",
+                   help="delta of the guarantee, in (0, 1/n) (default 1e-5; needs --epsilon)")
+    d.add_argument("--public-reference", metavar="FILE",
+                   help="public cohort (VCF, or PLINK .bed prefix) with the same variants to train the VAE on "
+                        "without spending budget")
+    d.add_argument("--dp-batch-size", type=int, default=256, metavar="B",
+                   help="expected Poisson batch size (people) of DP-SGD (default 256)")
+    d.add_argument("--max-grad-norm", type=float, default=1.0, metavar="C",
+                   help="per-person gradient clip of DP-SGD (default 1.0)")
+    d.add_argument("--latent-clip", type=float, default=4.0, metavar="C",
+                   help="L2 clip of each person's latent before the stage-1 release (default 4)")
+    d.add_argument("--dp-split", type=int, default=None, metavar="S",
+                   help="diffusion stage split: t >= S trained from the one stage-1 release (default 0.99 T)")
+    d.add_argument("--corr-window", type=int, default=32, metavar="W",
+                   help="band of the DP correlation prior in SNPs (0 = none; default 32)")
 
 
 def build_config(args):
@@ -76,6 +95,10 @@ def build_config(args):
 def run(args, log) -> int:
     from genosynth.generator import train_generator
 
+    if args.epsilon is None and (args.delta is not None or args.public_reference):
+        raise InputError("--delta and --public-reference belong to a DP run; add --epsilon E")
+    if args.epsilon is not None:
+        return run_private(args, log)
     cfg = build_config(args)
     seed = resolve_seed(args.seed, log)
     set_threads(args.threads, log)
@@ -94,4 +117,44 @@ def run(args, log) -> int:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2, default=str)
     log.info(f"Wrote {checkpoint} and {path}")
+    return 0
+
+
+def run_private(args, log) -> int:
+    """``--epsilon``: :func:`genosynth.private_training.train_private`; the checkpoint is written once, at the end."""
+    from genosynth.io import read_cohort
+    from genosynth.private_training import PrivacyConfig, train_private
+
+    if args.resume:
+        raise InputError("--resume is not supported with --epsilon (the DP checkpoint is written once, at the end); "
+                         "drop --resume and train afresh")
+    cfg = build_config(args)
+    privacy = PrivacyConfig(epsilon=args.epsilon, delta=1e-5 if args.delta is None else args.delta,
+                            batch_size=args.dp_batch_size, max_grad_norm=args.max_grad_norm,
+                            latent_clip=args.latent_clip, timesteps_split=args.dp_split,
+                            correlation_window=args.corr_window)
+    seed = resolve_seed(args.seed, log)
+    set_threads(args.threads, log)
+    cohort = load_input(args, log)
+    public = None
+    if args.public_reference:
+        ref = args.public_reference
+        public = read_cohort(vcf=ref) if ref.endswith((".vcf", ".vcf.gz", ".bcf")) else \
+            read_cohort(bfile=ref[:-4] if ref.endswith(".bed") else ref)
+    checkpoint = f"{args.out}.pt"
+    log.record("config", cfg.to_dict())
+    log.record("privacy_config", privacy.to_dict())
+    t0 = time.perf_counter()
+    model = train_private(cohort, config=cfg, privacy=privacy, public_reference=public, seed=seed,
+                          checkpoint=checkpoint, log=log.info)
+    log.timing("Training time", time.perf_counter() - t0)
+    log.record("privacy", model.privacy)
+    summary = {"checkpoint": checkpoint, "seed": seed, "labels": model.vocabulary, "label_mix": model.label_mix,
+               "privacy": model.privacy, "privacy_config": privacy.to_dict(), "config": cfg.to_dict(),
+               "versions": model.meta["versions"]}
+    path = f"{args.out}.train.json"
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2, default=str)
+    log.info(f"Wrote {checkpoint} and {path} (epsilon={model.privacy['epsilon']:.4g}, delta={model.privacy['delta']:g})")
     return 0
