@@ -122,14 +122,14 @@ def test_plan_composes_the_inputs_own_privacy_report(small):
     co = small.subset(samples=np.arange(small.n_samples))
     co.meta["privacy"] = prior.report(1e-3)
     pc = small_privacy()
-    _, alone, _ = plan_private(small, config=tiny_config(), privacy=pc)
     z, planned, got = plan_private(co, config=tiny_config(), privacy=pc)
     both = PrivacyAccountant()
     both.extend(got)
     both.extend(planned)
     assert got.names == ["snp_selection"]
     assert both.get_epsilon(1e-3) <= pc.epsilon and both.get_epsilon(1e-3) > 0.9 * pc.epsilon
-    assert planned.get_epsilon(1e-3) < alone.get_epsilon(1e-3)  # this run gets less than the whole budget
+    assert planned.get_epsilon(1e-3) < both.get_epsilon(1e-3) - 0.05  # this run gets less than the whole budget
+    assert set(z) == set(planned.names) and "snp_selection" not in z
     prior.add_gaussian("other", noise_multiplier=0.01)
     co.meta["privacy"] = prior.report(1e-3)
     with pytest.raises(PrivacyError, match="already used"):
@@ -174,42 +174,6 @@ def test_dp_vae_step_without_noise_or_clipping_equals_plain_step():
     _VAEPersonLoss(twin)(x, y, eps).mean().backward()
     opt.step()
     for (k, p), q in zip(vae.named_parameters(), twin.parameters()):
-        assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), k
-
-
-def test_same_seed_same_private_model(small, private_run):
-    model, _, _ = private_run
-    again = train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3)
-    for (k, a), b in zip(model.dit.state_dict().items(), again.dit.state_dict().values()):
-        assert torch.equal(a, b), k
-    assert again.privacy["epsilon"] == model.privacy["epsilon"]
-    assert not os.path.exists("model.pt")
-
-
-def test_stage2_person_loss_equals_diffusion_loss_and_dp_step_equals_plain_step():
-    from genosynth.diffusion import DiffusionConfig, GaussianDiffusion
-    from genosynth.models.dit import DiT1D, DiTConfig
-    from genosynth.private_training import _stage2_person_loss
-
-    torch.manual_seed(1)
-    diffusion = GaussianDiffusion(DiffusionConfig(timesteps=50, schedule="cosine"))
-    cfg = DiTConfig(in_channels=2, n_tokens=4, n_classes=3, hidden=16, depth=1, heads=2, patch_size=1)
-    dit, twin = DiT1D(cfg), DiT1D(cfg)
-    twin.load_state_dict(dit.state_dict())
-    x0, noise = torch.randn(4, 2, 2, 4), torch.randn(4, 2, 2, 4)  # (B people, 2 rows, C, T)
-    y, t, drop = torch.tensor([0, 1, 2, 1]), torch.randint(0, 45, (4, 2)), torch.tensor([False, True, False, False])
-    ours = _stage2_person_loss(diffusion, dit, x0, y, t, noise, drop)  # (B,)
-    plain = diffusion.training_loss(dit, x0.reshape(8, 2, 4), t=t.reshape(8), cond={"y": y.repeat_interleave(2)},
-                                    t_range=(0, 45), noise=noise.reshape(8, 2, 4), reduction="none",
-                                    model_kwargs={"force_drop_ids": drop.repeat_interleave(2)})
-    assert torch.allclose(ours, plain.reshape(4, 2).sum(1))
-    dp = DPSGD(dit, torch.optim.SGD(dit.parameters(), lr=0.1), noise_multiplier=0.0, max_grad_norm=math.inf,
-               expected_batch_size=4)
-    dp.step(lambda fwd, *b: _stage2_person_loss(diffusion, fwd, *b).mean(), (x0, y, t, noise, drop))
-    opt = torch.optim.SGD(twin.parameters(), lr=0.1)
-    _stage2_person_loss(diffusion, twin, x0, y, t, noise, drop).mean().backward()
-    opt.step()
-    for (k, p), q in zip(dit.named_parameters(), twin.parameters()):
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), k
 
 
