@@ -277,3 +277,21 @@ def test_guided_decode_through_a_genotype_vae_is_deterministic(sim_cohort):
     assert runs[0].dtype == torch.int8 and runs[0].shape == (32, 40)
     assert torch.equal(runs[0], runs[1])
     assert set(torch.unique(runs[0]).tolist()) <= {0, 1}
+
+
+def test_generator_stores_the_prior_and_samples_guided_or_plain(sim_cohort):
+    from genosynth.generator import tiny_config, train_generator
+
+    small = sim_cohort.subset(samples=np.arange(0, 300, 5), variants=np.arange(48))  # 20 per population
+    model = train_generator(small, config=tiny_config(), seed=0)
+    assert model.corr_prior is not None and model.corr_prior.bands.shape[:2] == (3, 48)
+    assert not model.corr_prior.private
+    plain = model.sample(12, seed=1, corr_guidance="none")
+    guided = model.sample(12, seed=1)  # default latent+copula
+    again = model.sample(12, seed=1)
+    assert np.array_equal(guided.alleles, again.alleles)
+    assert not np.array_equal(plain.alleles, guided.alleles)
+    off = train_generator(small, config=tiny_config(sampling={"corr_guidance": "none"}), seed=0)
+    assert off.corr_prior is None and off.meta["correlation_prior"] is None
+    # a model without a prior decodes plainly whatever is asked
+    assert np.array_equal(off.sample(12, seed=1).alleles, off.sample(12, seed=1, corr_guidance="copula").alleles)

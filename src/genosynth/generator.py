@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -46,6 +47,7 @@ from genosynth.ema import EMA
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.models.dit import DiT1D, DiTConfig
+from genosynth.corrguide import CorrelationPrior, CorrGuideConfig, guided_decode
 from genosynth.models.vae import GenotypeVAE, VAEConfig, sample_alleles
 
 CHECKPOINT_FORMAT = "genosynth-generator"
@@ -84,6 +86,7 @@ class SamplingConfig:
     argmax: bool = False  # take the most likely allele instead of drawing (loses diversity)
     temperature: float = 1.0  # decoder logit temperature
     pairing: str = "random"  # haplotype mode: "matched" pairs haplotypes close in latent PCs within a label, "random"
+    corr_guidance: str = "latent+copula"  # correlation-guided decoding (genosynth.corrguide): none|copula|latent|latent+copula
 
 
 @dataclass
@@ -91,6 +94,8 @@ class GeneratorConfig:
     """The one configuration of the generator, saved (resolved) in every checkpoint."""
 
     label_column: str = "super_pop"  # sample-table column the generator conditions on
+    phenotype_column: str | None = None  # binary trait column (1 case, 0 control, NaN missing) the DiT also conditions on; None = off
+    phenotype_calibration: bool = True  # phenotype models: calibrate allele frequencies per (label, phenotype) group
     mode: str = "auto"  # "haplotype" (phased input, 2 classes), "genotype" (3 classes) or "auto"
     vae: VAEConfig = field(default_factory=VAEConfig)
     dit: DiTConfig = field(default_factory=lambda: DiTConfig(hidden=64, depth=3, heads=4, patch_size=2))
@@ -104,7 +109,8 @@ class GeneratorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "GeneratorConfig":
         return cls(
-            label_column=d["label_column"], mode=d["mode"], vae=VAEConfig(**d["vae"]),
+            label_column=d["label_column"], mode=d["mode"], phenotype_column=d.get("phenotype_column"),
+            phenotype_calibration=d.get("phenotype_calibration", True), vae=VAEConfig(**d["vae"]),
             dit=DiTConfig(**d["dit"]), diffusion=DiffusionConfig(**d["diffusion"]),
             training=TrainingConfig(**d["training"]), sampling=SamplingConfig(**d["sampling"]),
         )
@@ -154,10 +160,45 @@ class TrainingData:
     label_mix: dict[str, float]
     n_classes: int
     phased: bool
+    phenotypes: torch.Tensor | None = None  # int64, shape (n_rows,): 0 control, 1 case, 2 missing (null); None = off
+    case_fraction: dict[str, float] | None = None  # per label: cases / people with a phenotype (aggregate)
 
 
-def prepare_data(cohort: Cohort, *, label_column: str, mode: str = "auto") -> TrainingData:
-    """Turn a cohort into training rows and label indices; check it at the door."""
+def phenotype_codes(cohort: Cohort, column: str) -> np.ndarray:
+    """A binary trait as DiT phenotype indices: int64, shape (n_samples,), 0 control, 1 case, 2 missing.
+
+    Accepts 0/1 numbers (what ``.fam`` column 6 becomes when read: PLINK 1/2 -> 0/1) or
+    ``case``/``control`` strings; NaN or empty is missing (it trains the null phenotype).
+    """
+    if column not in cohort.samples.columns:
+        raise InputError(f"no {column!r} column in the sample table; give --samples with a case/control (or 0/1) "
+                         f"{column!r} column, a .fam with the phenotype in column 6, or another --phenotype-column")
+    raw = cohort.samples[column]
+    if not pd.api.types.is_numeric_dtype(raw):
+        words = raw.astype(object).where(raw.notna(), "").astype(str).str.strip().str.lower()
+        known = {"case": 1.0, "control": 0.0, "1": 1.0, "0": 0.0, "": np.nan, "na": np.nan, "nan": np.nan}
+        unknown = sorted(set(words) - set(known))
+        if unknown:
+            raise InputError(f"phenotype column {column!r} has values {unknown[:5]}; use case/control or 1/0 "
+                             "(empty or NA for missing)")
+        raw = words.map(known)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)  # (N,)
+    bad = np.isfinite(values) & ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        raise InputError(f"phenotype column {column!r} must be binary (1 case, 0 control, missing allowed); found "
+                         f"{sorted(set(values[bad].tolist()))[:5]}. Quantitative traits are not supported: "
+                         "dichotomise the trait first")
+    codes = np.where(np.isfinite(values), values, 2).astype(np.int64)
+    n_case, n_control = int((codes == 1).sum()), int((codes == 0).sum())
+    if n_case == 0 or n_control == 0:
+        raise InputError(f"phenotype column {column!r} has {n_case} cases and {n_control} controls; conditioning "
+                         "needs both (check the coding: .fam uses 2 case / 1 control, tables case/control or 1/0)")
+    return codes
+
+
+def prepare_data(cohort: Cohort, *, label_column: str, mode: str = "auto",
+                 phenotype_column: str | None = None) -> TrainingData:
+    """Turn a cohort into training rows, label indices and (optionally) phenotype indices; check it at the door."""
     if mode not in ("auto", "haplotype", "genotype"):
         raise InputError(f"mode must be auto, haplotype or genotype, got {mode!r}")
     if cohort.ploidy != 2:
@@ -183,11 +224,21 @@ def prepare_data(cohort: Cohort, *, label_column: str, mode: str = "auto") -> Tr
         row_labels = index
     counts = np.bincount(index, minlength=len(vocabulary))
     mix = {str(v): float(c / counts.sum()) for v, c in zip(vocabulary, counts)}
+    pheno_rows = case_fraction = None
+    if phenotype_column is not None:
+        codes = phenotype_codes(cohort, phenotype_column)  # (N,)
+        pheno_rows = torch.from_numpy(np.repeat(codes, 2) if haplotype else codes)
+        overall_cases = float((codes == 1).sum() / (codes < 2).sum())
+        case_fraction = {}
+        for j, v in enumerate(vocabulary):
+            known = codes[(index == j) & (codes < 2)]
+            case_fraction[str(v)] = float(known.mean()) if len(known) else overall_cases
     return TrainingData(
         alleles=torch.from_numpy(np.ascontiguousarray(alleles, dtype=np.int8)),
         labels=torch.from_numpy(row_labels.astype(np.int64)),
         vocabulary=[str(v) for v in vocabulary], label_mix=mix,
         n_classes=2 if haplotype else 3, phased=haplotype,
+        phenotypes=pheno_rows, case_fraction=case_fraction,
     )
 
 
@@ -209,6 +260,24 @@ def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int
         m = labels == j
         per.append((onehot[m].sum(0) + pseudo_count) / (ok[m].sum(0)[:, None] + n_classes * pseudo_count))
     return overall, torch.stack(per)
+
+
+def group_frequencies(data: TrainingData, per_label: torch.Tensor, *, pseudo_count: float) -> torch.Tensor:
+    """Smoothed allele-class frequencies per (label, phenotype) group, group index ``2 * label + phenotype``.
+
+    Rows with a missing phenotype are left out; a group with nobody in it (e.g. no controls of
+    one ancestry) takes its label's frequencies.
+
+    per_label : float, shape (n_labels, V, K) -> float, shape (2 * n_labels, V, K)
+    """
+    n_labels = per_label.shape[0]
+    known = data.phenotypes < 2  # (R,)
+    groups = data.labels[known] * 2 + data.phenotypes[known]  # (R',)
+    _, per_group = class_frequencies(data.alleles[known], groups, 2 * n_labels, data.n_classes,
+                                     pseudo_count=pseudo_count)  # (2L, V, K)
+    empty = torch.bincount(groups, minlength=2 * n_labels) == 0  # (2L,)
+    per_group[empty] = per_label.repeat_interleave(2, dim=0)[empty]
+    return per_group
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -274,11 +343,15 @@ def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
 
 # ---------------------------------------------------------------------------------- models
 def build_models(config: GeneratorConfig, *, n_variants: int, n_classes: int,
-                 n_labels: int) -> tuple[GenotypeVAE, DiT1D, DiTConfig]:
-    """The VAE and the DiT sized for the data (DiT shape fields filled from the VAE latent)."""
+                 n_labels: int, n_phenotypes: int = 0) -> tuple[GenotypeVAE, DiT1D, DiTConfig]:
+    """The VAE and the DiT sized for the data (DiT shape fields filled from the VAE latent).
+
+    ``n_phenotypes`` 2 gives the DiT a case/control embedding (0 = no phenotype conditioning).
+    """
     vae = GenotypeVAE(n_variants, n_classes, n_labels, config.vae)
     dit_cfg = dataclasses.replace(config.dit, in_channels=config.vae.latent_channels,
-                                  n_tokens=vae.n_tokens, n_classes=n_labels, learn_sigma=False)
+                                  n_tokens=vae.n_tokens, n_classes=n_labels, n_phenotypes=n_phenotypes,
+                                  learn_sigma=False)
     return vae, DiT1D(dit_cfg), dit_cfg
 
 
@@ -313,6 +386,16 @@ def _variants_from_dict(d: dict) -> pd.DataFrame:
 
     return make_variants(chrom=d["chrom"], pos=d["pos"], ref=d["ref"], alt=d["alt"], id=d["id"],
                          cm=d.get("cm"))
+
+
+def _plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary: list[str]) -> dict | None:
+    """The un-noised banded per-label correlation prior (state dict), or None when guidance is off."""
+    if config.sampling.corr_guidance == "none":
+        return None
+    from genosynth.corrguide import fit_prior
+
+    window = CorrGuideConfig().window
+    return fit_prior(cohort, label_column=config.label_column, labels=vocabulary, window=window).state_dict()
 
 
 # ---------------------------------------------------------------------------------- training
@@ -360,15 +443,19 @@ def train_generator(
         raise InputError("vae_epochs and dit_epochs must be >= 1")
     say = log or (lambda message: None)
     dev = resolve_device(device)
-    data = prepare_data(cohort, label_column=config.label_column, mode=config.mode)
+    data = prepare_data(cohort, label_column=config.label_column, mode=config.mode,
+                        phenotype_column=config.phenotype_column)
     n_labels = len(data.vocabulary)
     tc = config.training
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
     vae, dit, dit_cfg = build_models(config, n_variants=cohort.n_variants, n_classes=data.n_classes,
-                                     n_labels=n_labels)
+                                     n_labels=n_labels, n_phenotypes=0 if data.phenotypes is None else 2)
     overall, per_label = class_frequencies(data.alleles, data.labels, n_labels, data.n_classes,
                                            pseudo_count=tc.pseudo_count)
+    by_phenotype = data.phenotypes is not None and config.phenotype_calibration
+    cal_target = (group_frequencies(data, per_label, pseudo_count=tc.pseudo_count)
+                  if by_phenotype else per_label)  # (2L or L, V, K) frequencies the calibration matches
     vae.init_biases(overall, per_label)
     vae.to(dev)
     dit.to(dev)
@@ -390,6 +477,11 @@ def train_generator(
         "labels": data.vocabulary, "label_column": config.label_column, "label_mix": data.label_mix,
         "n_classes": data.n_classes, "phased": data.phased, "n_training_people": cohort.n_samples,
         "privacy": cohort.meta.get("privacy"),
+        "phenotype_column": config.phenotype_column, "case_fraction": data.case_fraction,
+        "calibration_by_phenotype": by_phenotype,
+        # banded per-label LD of train for correlation-guided decoding: an un-noised aggregate, so only this
+        # non-private trainer stores it; the DP trainer (private_training) stores the DP release instead
+        "correlation_prior": _plain_correlation_prior(cohort, config, data.vocabulary),
     }
 
     def payload() -> dict:
@@ -424,6 +516,7 @@ def train_generator(
 
     x_all = data.alleles  # (R, V) int8 on the CPU
     y_all = data.labels  # (R,)
+    p_all = data.phenotypes  # (R,) or None
     n_rows = x_all.shape[0]
 
     with deterministic():
@@ -483,8 +576,11 @@ def train_generator(
                     idx = order[start:start + tc.dit_batch_size]
                     eps = torch.randn(mu[idx].shape, generator=gen)
                     z0 = ((mu[idx] + sigma[idx] * eps) * latent_scale).to(dev)  # (B, C, T)
+                    cond = {"y": y_all[idx].to(dev)}
+                    if p_all is not None:
+                        cond["pheno"] = p_all[idx].to(dev)  # missing phenotype = the null index
                     per_row = diffusion.training_loss(
-                        dit, z0, cond={"y": y_all[idx].to(dev)}, reduction="none", generator=gen,
+                        dit, z0, cond=cond, reduction="none", generator=gen,
                         model_kwargs={"generator": gen})  # (B,)
                     optimizer_step(dit, dit_opt, per_row, grad_clip=tc.grad_clip)
                     ema.update(dit)
@@ -501,9 +597,9 @@ def train_generator(
                     state = {"stage": "done", "epoch": tc.dit_epochs}
                     if tc.calibration_rows > 0:
                         with ema.average_parameters(dit):
-                            calibration = _calibrate(vae, dit, diffusion, per_label, latent_scale,
+                            calibration = _calibrate(vae, dit, diffusion, cal_target, latent_scale,
                                                      rows=tc.calibration_rows, steps=tc.calibration_steps,
-                                                     generator=gen, dev=dev)
+                                                     generator=gen, dev=dev, by_phenotype=by_phenotype)
                         metrics["calibration_max_abs_logit"] = float(calibration.abs().max())
                     dit.train()
                 if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
@@ -522,8 +618,12 @@ def train_generator(
 @torch.no_grad()
 def _calibrate(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_label: torch.Tensor,
                latent_scale: float, *, rows: int, steps: int, generator: torch.Generator,
-               dev: torch.device, bound: float = 3.0) -> torch.Tensor:
+               dev: torch.device, bound: float = 3.0, by_phenotype: bool = False) -> torch.Tensor:
     """Per-label per-SNP logit corrections that match generated allele frequencies to training ones.
+
+    With ``by_phenotype`` the groups are (label, phenotype) pairs, index ``2 * label +
+    phenotype``: rows of group ``g`` are drawn with ancestry ``g // 2`` and phenotype ``g % 2``
+    and matched to that group's case (or control) allele frequencies.
 
     Draws ``rows`` latents per label with the trained DiT, decodes them, and compares the mean
     decoded class probabilities with the (smoothed) training frequencies of that label:
@@ -537,9 +637,12 @@ def _calibrate(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_l
     out = []
     shape = (rows, vae.config.latent_channels, vae.n_tokens)
     for j in range(per_label.shape[0]):
-        y = torch.full((rows,), j, dtype=torch.long, device=dev)  # (rows,)
+        y = torch.full((rows,), j // 2 if by_phenotype else j, dtype=torch.long, device=dev)  # (rows,)
+        cond = {"y": y}
+        if by_phenotype:
+            cond["pheno"] = torch.full((rows,), j % 2, dtype=torch.long, device=dev)  # (rows,)
         noise = torch.randn(shape, generator=generator).to(dev)  # (rows, C, T)
-        z = diffusion.ddim_sample(dit, shape, cond={"y": y}, steps=steps, noise=noise, device=dev)
+        z = diffusion.ddim_sample(dit, shape, cond=cond, steps=steps, noise=noise, device=dev)
         p = torch.softmax(vae.decode(z / latent_scale, y), dim=1).mean(dim=0).T.cpu()  # (V, K)
         out.append((per_label[j].log() - p.clamp_min(1e-6).log()).clamp(-bound, bound))
     dit.train(was)
@@ -628,6 +731,58 @@ def parse_label_counts(spec: str | dict | None, *, n: int | None, vocabulary: li
     return {v: int(c) for v, c in zip(vocabulary, base)}
 
 
+def _largest_remainder(weights: dict[str, float], n: int) -> dict[str, int]:
+    """Split ``n`` by ``weights`` into integers that sum to ``n`` (largest remainders)."""
+    keys = list(weights)
+    w = np.array([max(weights[k], 0.0) for k in keys], dtype=np.float64)
+    if n == 0 or w.sum() == 0:
+        return {k: 0 for k in keys}
+    raw = w / w.sum() * n
+    base = np.floor(raw).astype(int)
+    order = np.argsort(-(raw - base), kind="stable")
+    base[order[: n - base.sum()]] += 1
+    return {k: int(c) for k, c in zip(keys, base)}
+
+
+def plan_counts(spec: str | dict | None, *, n: int | None, cases: int | None, controls: int | None,
+                vocabulary: list[str], mix: dict[str, float],
+                case_fraction: dict[str, float] | None) -> tuple[dict[str, int], dict[str, int] | None]:
+    """People per label and cases per label (``None`` for a model without a phenotype).
+
+    * ``cases``/``controls`` without ``spec``: cases are split over labels as in the training
+      cases (label mix x case fraction of the label), controls as in the training controls;
+    * with ``spec`` (``--labels``) too: the counts per label come from ``spec`` and every label
+      gets the same case share ``cases / (cases + controls)`` (largest remainders);
+    * neither: :func:`parse_label_counts`, then each label's people are split by its training
+      case fraction (a phenotype model always writes a phenotype).
+    """
+    if cases is not None or controls is not None:
+        if case_fraction is None:
+            raise InputError("--cases/--controls need a phenotype-conditional model, and this one was trained "
+                             "without a phenotype; retrain with `genosynth train ... --phenotype-column phenotype`")
+        cases, controls = int(cases or 0), int(controls or 0)
+        if min(cases, controls) < 0:
+            raise InputError("--cases and --controls must be >= 0")
+        total = cases + controls
+        if total < 1:
+            raise InputError("nothing to generate: --cases + --controls is 0")
+        if n is not None and n != total:
+            raise InputError(f"--n {n} disagrees with --cases + --controls = {total}; drop --n")
+        if spec:
+            counts = parse_label_counts(spec, n=total, vocabulary=vocabulary, mix=mix)
+            return counts, _largest_remainder({v: c * cases / total for v, c in counts.items()}, cases)
+        per_case = _largest_remainder({v: mix.get(v, 0.0) * case_fraction[v] for v in vocabulary}, cases)
+        per_control = _largest_remainder({v: mix.get(v, 0.0) * (1 - case_fraction[v]) for v in vocabulary}, controls)
+        if cases and not sum(per_case.values()) or controls and not sum(per_control.values()):
+            raise InputError("the training cohort had no cases (or no controls) to take the label mix from; "
+                             "give --labels too")
+        return {v: per_case[v] + per_control[v] for v in vocabulary}, per_case
+    counts = parse_label_counts(spec, n=n, vocabulary=vocabulary, mix=mix)
+    if case_fraction is None:
+        return counts, None
+    return counts, {v: int(np.floor(c * case_fraction[v] + 0.5)) for v, c in counts.items()}
+
+
 def _pair_order(z: torch.Tensor, labels: torch.Tensor, *, n_pcs: int = 8) -> torch.Tensor:
     """Reorder latents within each label so that rows 2i, 2i+1 are close in the label's top PCs.
 
@@ -682,7 +837,13 @@ class Generator:
         self.phased: bool = bool(meta["phased"])
         self.latent_scale: float = float(meta["latent_scale"])
         cal = meta.get("calibration")
-        self.calibration: torch.Tensor | None = None if cal is None else cal.float()  # (n_labels, V, K)
+        self.calibration: torch.Tensor | None = None if cal is None else cal.float()  # (n_labels or 2 n_labels, V, K)
+        self.phenotype_column: str | None = meta.get("phenotype_column")
+        self.case_fraction: dict[str, float] | None = meta.get("case_fraction")  # per label, aggregate
+        self.calibration_by_phenotype: bool = bool(meta.get("calibration_by_phenotype", False))
+        cp = meta.get("correlation_prior")
+        self.corr_prior = None if cp is None else CorrelationPrior.from_state_dict(cp)
+        self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
         self.device = torch.device("cpu")
 
     @classmethod
@@ -723,14 +884,28 @@ class Generator:
         return self.meta.get("privacy")
 
     # ------------------------------------------------------------------ core draw
+    @property
+    def conditions_on_phenotype(self) -> bool:
+        """Whether the DiT was trained with a case/control condition."""
+        return self.dit.pheno_embedder is not None
+
     @torch.no_grad()
     def sample_rows(self, labels: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
                     guidance: float | None = None, argmax: bool | None = None,
-                    temperature: float | None = None, eta: float | None = None) -> torch.Tensor:
-        """Draw allele rows (haplotypes or genotypes) for label indices.
+                    temperature: float | None = None, eta: float | None = None,
+                    corr_guidance: str | None = None, pheno: torch.Tensor | None = None) -> torch.Tensor:
+        """Draw allele rows (haplotypes or genotypes) for label indices (and phenotypes).
 
-        labels : int64, shape (B,) -> int8, shape (B, V) on the CPU.
+        pheno : int64, shape (B,), optional - 1 case, 0 control (phenotype models only); None
+            samples the phenotype-unconditional (null) condition.
+
+        labels : int64, shape (B,) -> int8, shape (B, V) on the CPU. ``corr_guidance`` (default
+        ``config.sampling.corr_guidance``) picks the decoding of :func:`genosynth.corrguide.guided_decode`;
+        ``"none"`` (or a checkpoint without a correlation prior, or ``argmax``) is plain decoding.
         """
+        if pheno is not None and not self.conditions_on_phenotype:
+            raise InputError("this model was trained without a phenotype; retrain with "
+                             "`genosynth train ... --phenotype-column phenotype` to generate cases and controls")
         sc = self.config.sampling
         steps = sc.steps if steps is None else steps
         guidance = sc.guidance if guidance is None else guidance
@@ -741,43 +916,88 @@ class Generator:
         shape = (b, self.vae.config.latent_channels, self.vae.n_tokens)
         noise = torch.randn(shape, generator=generator).to(self.device)  # (B, C, T)
         y = labels.to(self.device)
-        z = self.diffusion.ddim_sample(self.dit, shape, cond={"y": y}, steps=steps, eta=eta,
+        cond = {"y": y}
+        if pheno is not None:
+            cond["pheno"] = pheno.to(self.device)  # (B,)
+        z = self.diffusion.ddim_sample(self.dit, shape, cond=cond, steps=steps, eta=eta,
                                        guidance=guidance, noise=noise, device=self.device)  # (B, C, T)
         if self.phased and sc.pairing == "matched":
-            z = z[_pair_order(z, labels).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
-        logits = self.vae.decode(z / self.latent_scale, y)  # (B, K, V)
-        if self.calibration is not None:
-            logits = logits + self.calibration[y].permute(0, 2, 1)  # (B, K, V)
+            groups = labels if pheno is None else labels * 2 + pheno  # pair within label (and phenotype)
+            z = z[_pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
+        decode = functools.partial(self._logits, pheno=cond.get("pheno"))  # (z, y) -> logits
+        method = sc.corr_guidance if corr_guidance is None else corr_guidance
+        if method != "none" and not argmax and self.corr_prior is not None:
+            cfg = CorrGuideConfig(method=method, window=self.corr_prior.window)
+            cache = self._corr_cache.setdefault((method, steps, guidance, temperature, eta), {})
+            return guided_decode(decode, z / self.latent_scale, y, self.corr_prior, generator=generator,
+                                 config=cfg, chrom=self.variants["chrom"].to_numpy(),
+                                 pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
+        logits = decode(z / self.latent_scale, y)  # (B, K, V)
         u_logits = logits.cpu()
         return sample_alleles(u_logits, generator=generator, argmax=argmax, temperature=temperature)
+
+    def _logits(self, z: torch.Tensor, y: torch.Tensor, pheno: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder logits of unscaled latents with the allele-frequency calibration: (B, C, T) -> (B, K, V).
+
+        A model calibrated per (label, phenotype) group uses group ``2 y + pheno``; without
+        ``pheno`` it uses the case-fraction-weighted mean of the label's two corrections.
+        """
+        logits = self.vae.decode(z, y)  # (B, K, V)
+        if self.calibration is not None:
+            cal = self.calibration.to(logits.device)
+            if not self.calibration_by_phenotype:
+                correction = cal[y]  # (B, V, K)
+            elif pheno is not None:
+                correction = cal[y * 2 + pheno]  # (B, V, K)
+            else:
+                cf = torch.tensor([self.case_fraction[v] for v in self.vocabulary], device=logits.device)[y]  # (B,)
+                correction = (1 - cf)[:, None, None] * cal[y * 2] + cf[:, None, None] * cal[y * 2 + 1]  # (B, V, K)
+            logits = logits + correction.permute(0, 2, 1)  # (B, K, V)
+        return logits
 
     def iter_batches(self, counts: dict[str, int], *, seed: int, steps: int | None = None,
                      guidance: float | None = None, argmax: bool | None = None,
                      batch_size: int | None = None, temperature: float | None = None,
-                     eta: float | None = None, id_prefix: str = "syn") -> Iterator[Cohort]:
+                     eta: float | None = None, id_prefix: str = "syn",
+                     corr_guidance: str | None = None, cases: dict[str, int] | None = None) -> Iterator[Cohort]:
         """Yield the synthetic cohort in batches of people (memory stays flat).
 
         People are in a seeded random label order; sample ids are ``{id_prefix}{k:07d}``.
+        ``cases`` (phenotype models): how many of each label's people are cases, the rest
+        controls; the phenotype goes to the ``phenotype`` column (1 case, 0 control).
         """
         batch_size = batch_size or self.config.sampling.batch_size
         gen = torch.Generator().manual_seed(int(seed))
         index = {v: i for i, v in enumerate(self.vocabulary)}
         people = np.concatenate([np.full(c, index[v], dtype=np.int64) for v, c in counts.items() if c > 0]
                                 or [np.zeros(0, dtype=np.int64)])
-        people = people[torch.randperm(len(people), generator=gen).numpy()]
+        phenos = None
+        if cases is not None:
+            phenos = np.concatenate([np.repeat(np.array([1, 0], dtype=np.int64), [cases.get(v, 0), c - cases.get(v, 0)])
+                                     for v, c in counts.items() if c > 0] or [np.zeros(0, dtype=np.int64)])
+        perm = torch.randperm(len(people), generator=gen).numpy()
+        people = people[perm]
+        phenos = None if phenos is None else phenos[perm]
         per_person = 2 if self.phased else 1
         column = self.config.label_column
         for start in range(0, len(people), batch_size):
             lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
+            ph = None if phenos is None else torch.from_numpy(phenos[start:start + batch_size])  # (b,)
             rows = self.sample_rows(lab.repeat_interleave(per_person), generator=gen, steps=steps,
                                     guidance=guidance, argmax=argmax, temperature=temperature,
-                                    eta=eta)  # (b*P, V)
+                                    eta=eta, corr_guidance=corr_guidance,
+                                    pheno=None if ph is None else ph.repeat_interleave(per_person))  # (b*P, V)
             names = np.array(self.vocabulary, dtype=object)[lab.numpy()]
             ids = [f"{id_prefix}{k:07d}" for k in range(start + 1, start + len(lab) + 1)]
             extra = {} if column in ("pop", "super_pop") else {column: list(names)}
+            trait = None if ph is None else ph.numpy().astype(np.float64)  # (b,) 1 case, 0 control
+            if trait is not None and self.phenotype_column not in (None, "phenotype", column):
+                extra[self.phenotype_column] = trait.tolist()
             samples = make_samples(ids, pop=names if column == "pop" else None,
-                                   super_pop=names if column == "super_pop" else None, **extra)
+                                   super_pop=names if column == "super_pop" else None, phenotype=trait, **extra)
             meta = {"synthetic": True, "seed": int(seed), "label_column": column}
+            if phenos is not None:
+                meta["phenotype_column"] = self.phenotype_column
             if self.privacy:
                 meta["privacy"] = self.privacy
             yield Cohort(alleles=rows.numpy(), variants=self.variants, samples=samples,
@@ -786,16 +1006,22 @@ class Generator:
     def sample(self, n: int | None = None, *, labels: str | dict | None = None, seed: int = 0,
                steps: int | None = None, guidance: float | None = None, argmax: bool | None = None,
                batch_size: int | None = None, temperature: float | None = None,
-               eta: float | None = None) -> Cohort:
+               eta: float | None = None, corr_guidance: str | None = None,
+               cases: int | None = None, controls: int | None = None) -> Cohort:
         """A synthetic cohort of ``n`` people (``labels`` counts, or the training mix) in memory.
+
+        ``cases``/``controls`` (phenotype models) ask for that many cases and controls instead of
+        ``n``; see :func:`plan_counts` for how they are spread over the labels.
 
         Returns
         -------
         Cohort : phased when the model is a haplotype model, else genotype counts.
         """
-        counts = parse_label_counts(labels, n=n, vocabulary=self.vocabulary, mix=self.label_mix)
+        counts, per_case = plan_counts(labels, n=n, cases=cases, controls=controls, vocabulary=self.vocabulary,
+                                       mix=self.label_mix, case_fraction=self.case_fraction)
         parts = list(self.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
-                                       batch_size=batch_size, temperature=temperature, eta=eta))
+                                       batch_size=batch_size, temperature=temperature, eta=eta,
+                                       corr_guidance=corr_guidance, cases=per_case))
         if not parts:
             raise InputError("nothing to generate: all label counts are 0")
         return Cohort(alleles=np.concatenate([p.alleles for p in parts]), variants=self.variants,
@@ -807,8 +1033,13 @@ class Generator:
 def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = None,
                     labels: str | dict | None = None, seed: int = 0, steps: int | None = None,
                     guidance: float | None = None, argmax: bool | None = None,
-                    batch_size: int | None = None, progress: bool = False) -> list[str]:
+                    batch_size: int | None = None, progress: bool = False,
+                    corr_guidance: str | None = None, cases: int | None = None,
+                    controls: int | None = None) -> list[str]:
     """Sample and write a synthetic cohort with flat memory; return the paths written.
+
+    ``cases``/``controls`` (phenotype models): generate that many cases and controls; their
+    phenotype goes to ``.fam`` column 6 (PLINK 2 case / 1 control) and the samples table.
 
     Batches are drawn and written into an on-disk staging matrix (``PREFIX.staging.tmp``,
     removed afterwards), which the format writers then stream from. Writes ``PREFIX`` in
@@ -823,7 +1054,8 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
     if fmt == "hapt" and not model.phased:
         raise InputError("this model generates genotypes (it was trained on unphased data); .hapt needs "
                          "haplotypes: choose --format bed or vcf")
-    counts = parse_label_counts(labels, n=n, vocabulary=model.vocabulary, mix=model.label_mix)
+    counts, per_case = plan_counts(labels, n=n, cases=cases, controls=controls, vocabulary=model.vocabulary,
+                                   mix=model.label_mix, case_fraction=model.case_fraction)
     total = sum(counts.values())
     if total < 1:
         raise InputError("nothing to generate: all label counts are 0")
@@ -844,7 +1076,7 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         mat = np.lib.format.open_memmap(staging, mode="w+", dtype=np.int8, shape=(total * rows_per, v))
         row = 0
         for part in model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
-                                       batch_size=batch_size):
+                                       batch_size=batch_size, corr_guidance=corr_guidance, cases=per_case):
             block = part.alleles if phased_out else part.genotypes()  # (b*rows_per, V)
             mat[row:row + block.shape[0]] = block
             row += block.shape[0]
@@ -877,4 +1109,5 @@ __all__ = [
     "GeneratorConfig", "TrainingConfig", "SamplingConfig", "VAEConfig", "DiTConfig", "DiffusionConfig",
     "Generator", "train_generator", "write_synthetic", "parse_label_counts", "tiny_config",
     "load_checkpoint", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data",
+    "plan_counts", "phenotype_codes",
 ]

@@ -25,6 +25,10 @@ def add_arguments(parser) -> None:
                         help="people to generate, split by the training label mix (or give --labels)")
     parser.add_argument("--labels", default=None, metavar="L=N,...",
                         help="people per label, e.g. EUR=500,AFR=500 (default: --n in the training mix)")
+    parser.add_argument("--cases", type=int, default=None, metavar="N",
+                        help="cases to generate (model trained with --phenotype-column); spread over the labels as "
+                             "in the training cases, or by --labels")
+    parser.add_argument("--controls", type=int, default=None, metavar="N", help="controls to generate (with --cases)")
     parser.add_argument("--format", choices=("bed", "vcf", "hapt"), default="bed",
                         help="output format (default bed; vcf and hapt keep phase)")
     parser.add_argument("--guidance", type=float, default=None,
@@ -34,6 +38,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--corr-guidance", choices=("none", "copula", "latent", "latent+copula"), default=None,
+                        help="correlation-guided decoding with the model's LD prior (default from the model: "
+                             "latent+copula); none = plain per-SNP draws (docs/corrguide.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -49,18 +56,25 @@ def run(args, log) -> int:
     seed = resolve_seed(args.seed, log)
     set_threads(args.threads, log)
     model = Generator.load(args.model, device=args.device)
+    if (args.cases is not None or args.controls is not None) and not model.conditions_on_phenotype:
+        raise InputError(f"--cases/--controls need a phenotype-conditional model, and {args.model} was trained "
+                         "without a phenotype; retrain with `genosynth train ... --phenotype-column phenotype`")
     log.info(f"Model {args.model}: {len(model.variants)} SNPs, labels {', '.join(model.vocabulary)} "
              f"({'haplotypes' if model.phased else 'genotypes'})")
     t0 = time.perf_counter()
     paths = write_synthetic(model, args.out, args.format, n=args.n, labels=args.labels, seed=seed,
                             steps=args.steps, guidance=args.guidance, argmax=args.argmax,
-                            batch_size=args.batch_size, progress=not args.no_progress)
+                            batch_size=args.batch_size, progress=not args.no_progress,
+                            corr_guidance=args.corr_guidance, cases=args.cases, controls=args.controls)
     elapsed = time.perf_counter() - t0
     n = sum(1 for _ in open(f"{args.out}.samples.tsv", encoding="utf-8")) - 1
     log.timing(f"Generated {n} people", elapsed)
     info = {"model": args.model, "model_seed": model.meta["seed"], "seed": seed, "n": n, "format": args.format,
-            "labels": args.labels, "guidance": args.guidance if args.guidance is not None else model.config.sampling.guidance,
+            "labels": args.labels, "cases": args.cases, "controls": args.controls,
+            "phenotype_column": model.phenotype_column, "guidance": args.guidance if args.guidance is not None else model.config.sampling.guidance,
             "steps": args.steps or model.config.sampling.steps, "argmax": args.argmax,
+            "corr_guidance": (args.corr_guidance or model.config.sampling.corr_guidance)
+            if model.corr_prior is not None else "none",
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}
     path = f"{args.out}.sample.json"
     with atomic_outputs([path]) as (tmp,):

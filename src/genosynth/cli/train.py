@@ -26,6 +26,11 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--label-column", default="super_pop", metavar="COL",
                    help="sample-table column the generator conditions on (default super_pop)")
+    g.add_argument("--phenotype-column", default=None, metavar="COL",
+                   help="also condition on this binary trait column (1 case, 0 control; missing = unconditional), "
+                        "so that `genosynth sample --cases N --controls M` works")
+    g.add_argument("--pheno", action="store_true",
+                   help="the same as --phenotype-column phenotype (.fam column 6 or the samples table)")
     g.add_argument("--mode", choices=("auto", "haplotype", "genotype"), default="auto",
                    help="model haplotypes (phased input) or genotype counts (default auto: haplotypes when phased)")
     g.add_argument("--size", choices=SIZES, default="default",
@@ -34,6 +39,10 @@ def add_arguments(parser) -> None:
                    help='JSON file or string overriding config fields, e.g. \'{"vae": {"latent_channels": 8}}\'')
     g.add_argument("--vae-epochs", type=int, default=None, metavar="N", help="VAE epochs (default from config)")
     g.add_argument("--dit-epochs", type=int, default=None, metavar="N", help="DiT epochs (default from config)")
+    g.add_argument("--corr-guidance", choices=("none", "copula", "latent", "latent+copula"), default=None,
+                   help="default decoding of the model (default latent+copula). Without --epsilon any value but "
+                        "none stores the un-noised banded per-label LD prior in PREFIX.pt; with --epsilon only "
+                        "its DP release is stored")
     t = parser.add_argument_group("run")
     t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                    help="cpu (default; bit-reproducible), cuda, or auto (cuda when present)")
@@ -69,7 +78,15 @@ def build_config(args):
     from genosynth.generator import GeneratorConfig, tiny_config
 
     cfg = tiny_config() if args.size == "tiny" else GeneratorConfig()
-    cfg = cfg.replace(label_column=args.label_column, mode=args.mode)
+    pheno = args.phenotype_column or ("phenotype" if args.pheno else None)
+    if args.phenotype_column and args.pheno and args.phenotype_column != "phenotype":
+        raise InputError(f"--pheno means --phenotype-column phenotype, but --phenotype-column {args.phenotype_column} "
+                         "was given too; keep one")
+    if pheno is not None and getattr(args, "epsilon", None) is not None:
+        raise InputError("phenotype conditioning is not available with --epsilon yet (the per-label case "
+                         "fractions and case/control allele frequencies have no DP release); drop --phenotype-column "
+                         "or --epsilon")
+    cfg = cfg.replace(label_column=args.label_column, mode=args.mode, phenotype_column=pheno)
     if args.config:
         text = open(args.config, encoding="utf-8").read() if os.path.exists(args.config) else args.config
         try:
@@ -89,6 +106,8 @@ def build_config(args):
             if value < 1:
                 raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
             training[field] = value
+    if getattr(args, "corr_guidance", None) is not None:
+        cfg = cfg.replace(sampling={"corr_guidance": args.corr_guidance})
     return cfg.replace(training=training) if training else cfg
 
 
@@ -111,7 +130,8 @@ def run(args, log) -> int:
                             resume=args.resume, progress=not args.no_progress, log=log.info)
     log.timing("Training time", time.perf_counter() - t0)
     summary = {"checkpoint": checkpoint, "seed": seed, "labels": model.vocabulary, "label_mix": model.label_mix,
-               "metrics": model.meta["metrics"], "config": cfg.to_dict(), "versions": model.meta["versions"]}
+               "metrics": model.meta["metrics"], "config": cfg.to_dict(), "versions": model.meta["versions"],
+               "phenotype_column": model.phenotype_column, "case_fraction": model.case_fraction}
     path = f"{args.out}.train.json"
     with atomic_outputs([path]) as (tmp,):
         with open(tmp, "w", encoding="utf-8") as fh:
