@@ -177,6 +177,18 @@ def test_dp_vae_step_without_noise_or_clipping_equals_plain_step():
         assert torch.allclose(p, q, atol=1e-6, rtol=1e-5), k
 
 
+def test_public_reference_vae_costs_no_budget(small, sim_cohort):
+    public = sim_cohort.subset(samples=np.arange(40, 80), variants=np.arange(40))  # other people, same SNPs
+    model = train_private(small, config=tiny_config(), privacy=small_privacy(), public_reference=public, seed=4)
+    names = {e["name"] for e in model.meta["privacy_state"]["events"]}
+    assert "vae/dpsgd" not in names and {"diffusion/stage2", "allele_frequencies"} <= names
+    assert model.meta["public_reference"] is True and model.latent_scale != 1.0  # scale from public latents
+    assert model.privacy["epsilon"] <= 8.0
+    with pytest.raises(Exception, match="same variants"):
+        train_private(small, config=tiny_config(), privacy=small_privacy(),
+                      public_reference=sim_cohort.subset(samples=np.arange(40, 80), variants=np.arange(1, 41)))
+
+
 # ---------------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def cli_inputs(small, tmp_path_factory):
