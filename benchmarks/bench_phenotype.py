@@ -30,6 +30,15 @@ Three sub-commands:
     trained on ``DIR/train`` restricted to ``DIR/train.snplist``.
 ``evaluate --data DIR --synthetic-bfile P | --synthetic-vcf F``
     Scores any synthetic cohort against ``DIR``: TSTR vs TRTR on the holdout and causal recovery.
+``generate``
+    The end-to-end check of issue 7: the same simulated split and selection as ``baseline``;
+    a phenotype-conditional generator (``GeneratorConfig(phenotype_column="phenotype")``) is
+    trained on A restricted to the selected SNPs, samples as many cases and controls as A has,
+    and is scored like the reference rows (TSTR vs TRTR on T, causal recovery at ``--alpha`` and
+    at the replication threshold). From the one trained model it also scores two calibration
+    ablations (per-label instead of per-(label, phenotype) frequency calibration; none) and a
+    guidance sweep (``--guidance``). Then (unless ``--skip-805``) the same on the 1000 Genomes
+    805 SNPs with ``--case-pop`` cases and ``--control-pop`` controls.
 
 Run from the repository root, e.g.::
 
@@ -229,6 +238,123 @@ def evaluate(args):
             **measure(train, test, synthetic, snps, causal, alpha=args.alpha, seed=args.seed)}
 
 
+def train_phenotype_model(train, args, *, label_column="super_pop"):
+    """A phenotype-conditional generator trained on ``train`` (default config, shortened epochs)."""
+    import torch
+
+    from genosynth.generator import GeneratorConfig, train_generator
+
+    torch.set_num_threads(args.threads)
+    cfg = GeneratorConfig(label_column=label_column, phenotype_column="phenotype")
+    cfg = cfg.replace(training={"vae_epochs": args.vae_epochs, "dit_epochs": args.dit_epochs})
+    if args.model:
+        from genosynth.generator import Generator
+
+        model = Generator.load(args.model)
+        return model, model.config, None
+    t0 = time.perf_counter()
+    model = train_generator(train, config=cfg, seed=args.seed, log=lambda m: print(m, file=sys.stderr),
+                            checkpoint=args.save)
+    return model, cfg, round(time.perf_counter() - t0, 1)
+
+
+def sampling_options(args) -> dict:
+    return {} if args.corr_guidance is None else {"corr_guidance": args.corr_guidance}
+
+
+def calibration_variants(model, train, cfg, seed):
+    """The trained model with its calibration per (label, phenotype), per label only, and none."""
+    import copy
+
+    import torch
+
+    from genosynth.generator import _calibrate, class_frequencies, prepare_data
+
+    data = prepare_data(train, label_column=cfg.label_column, mode=cfg.mode, phenotype_column=cfg.phenotype_column)
+    tc = cfg.training
+    _, per_label = class_frequencies(data.alleles, data.labels, len(data.vocabulary), data.n_classes,
+                                     pseudo_count=tc.pseudo_count)
+    by_label = copy.copy(model)
+    by_label.calibration = _calibrate(model.vae, model.dit, model.diffusion, per_label, model.latent_scale,
+                                      rows=tc.calibration_rows, steps=tc.calibration_steps,
+                                      generator=torch.Generator().manual_seed(seed), dev=torch.device("cpu"))
+    by_label.calibration_by_phenotype = False
+    none = copy.copy(model)
+    none.calibration = None
+    none.calibration_by_phenotype = False
+    for m in (by_label, none):
+        m._corr_cache = {}  # correlation-guided decoding caches per-label factors: not shared across variants
+    return {"calibration per (label, phenotype)": model, "calibration per label": by_label,
+            "no calibration": none}
+
+
+def generate(args):
+    """Train a phenotype-conditional generator, sample cases/controls, score it (issue 7)."""
+    out = {"machine": f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}",
+           "genosynth": __version__, "args": vars(args)}
+    if args.only_805:
+        out["1000g_805"] = generate_805(args)
+        out["scenarios"] = {}
+        return out
+    cohort, _ = simulate(args)
+    truth = cohort.meta["truth"]
+    a, b, t = split(cohort, args.seed, (args.n_train, args.n_train))
+    sel = select_snps(a, k=args.k, seed=args.seed)
+    causal = [row["id"] for row in truth["causal"] if row["id"] in set(sel.ids)]
+    a_sel = a.subset(variants=np.sort(np.asarray(sel.indices)))
+    n_cases = int(np.nansum(a.samples["phenotype"].to_numpy()))
+    out["simulated"] = {"samples": cohort.n_samples, "variants": cohort.n_variants, "selected": len(sel.ids),
+                        "causal_selected": len(causal), "split": [a.n_samples, b.n_samples, t.n_samples],
+                        "train_cases": n_cases, "realised_h2": round(truth["realised_h2"], 3)}
+    model, cfg, secs = train_phenotype_model(a_sel, args)
+    out["train"] = {"seconds": secs, "vae_epochs": args.vae_epochs, "dit_epochs": args.dit_epochs,
+                    "metrics": {k: round(v, 4) for k, v in model.meta["metrics"].items()},
+                    "case_fraction": model.case_fraction}
+    out["scenarios"] = {}
+    for name, synthetic in {"copy": a_sel, "independent real": b.subset(variants=np.sort(np.asarray(sel.indices)))}.items():
+        out["scenarios"][name] = measure(a, t, synthetic, sel.ids, causal or None, alpha=args.alpha, seed=args.seed)
+    variants = calibration_variants(model, a_sel, cfg, args.seed)
+    for name, m in variants.items():
+        for g in args.guidance if name.startswith("calibration per (") else args.guidance[:1]:
+            t0 = time.perf_counter()
+            syn = m.sample(cases=n_cases, controls=a.n_samples - n_cases, seed=args.seed + 1, guidance=g,
+                           **sampling_options(args))
+            row = measure(a, t, syn, sel.ids, causal or None, alpha=args.alpha, seed=args.seed)
+            row["sample_seconds"] = round(time.perf_counter() - t0, 1)
+            out["scenarios"][f"genosynth, {name}, guidance {g}"] = row
+            print(name, g, json.dumps(row), file=sys.stderr)
+    if not args.skip_805 and os.path.exists(SHARED_805):
+        out["1000g_805"] = generate_805(args)
+    return out
+
+
+def generate_805(args):
+    """The 805-SNP flow: AFR cases vs EUR controls, generator on all 805 SNPs, scored on the selection."""
+    from genosynth.io import read_cohort
+
+    d = SHARED_805
+    cohort = read_cohort(hapt=os.path.join(d, "haplotypes.hapt.gz"), legend=os.path.join(d, "snps.legend"),
+                         samples=os.path.join(d, "panel.tsv"))
+    cc = population_phenotype(cohort, [args.case_pop], [args.control_pop])
+    a, b, t = split(cc, args.seed, (int(0.4 * cc.n_samples), int(0.4 * cc.n_samples)))
+    sel = select_snps(a, k=args.k_805, seed=args.seed)
+    n_cases = int(np.nansum(a.samples["phenotype"].to_numpy()))
+    model, cfg, secs = train_phenotype_model(a, args, label_column="pop")
+    res = {"cases": args.case_pop, "controls": args.control_pop, "label_column": "pop", "samples": cc.n_samples,
+           "split": [a.n_samples, b.n_samples, t.n_samples], "selected": len(sel.ids), "train_seconds": secs,
+           "scenarios": {}}
+    all_ids = list(a.variants["id"])
+    syn = {"copy": a, "independent real": b}
+    for g in args.guidance:
+        syn[f"genosynth, guidance {g}"] = model.sample(cases=n_cases, controls=a.n_samples - n_cases,
+                                                      seed=args.seed + 1, guidance=g, **sampling_options(args))
+    for name, synthetic in syn.items():
+        res["scenarios"][name] = measure(a, t, synthetic, sel.ids, all_ids, alpha="bonferroni",
+                                         methods=("logistic_l2",), seed=args.seed)
+        print("805", name, json.dumps(res["scenarios"][name]), file=sys.stderr)
+    return res
+
+
 def markdown(out) -> str:
     lines = ["| synthetic cohort | TRTR AUC (L2) | TSTR AUC (L2) | gap | TRTR AUC (C+T) | TSTR AUC (C+T) | gap | "
              "causal found real / both | recovery at alpha | replication (0.05/found) |",
@@ -243,7 +369,7 @@ def markdown(out) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=("baseline", "simulate", "evaluate"))
+    p.add_argument("mode", choices=("baseline", "simulate", "evaluate", "generate"))
     p.add_argument("--n-train", type=int, default=3000, help="people in the training cohort A (and in B)")
     p.add_argument("--n-holdout", type=int, default=1000, help="people in the real holdout T")
     p.add_argument("--repeats", type=int, default=1, help="re-splits for the sampling noise of 'independent real'")
@@ -259,7 +385,15 @@ def main(argv=None):
     p.add_argument("--control-pop", default="EUR")
     p.add_argument("--k-805", type=int, default=100)
     p.add_argument("--skip-805", action="store_true")
+    p.add_argument("--only-805", action="store_true", help="generate: run only the 1000 Genomes part")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--vae-epochs", type=int, default=15, help="generate: VAE epochs")
+    p.add_argument("--dit-epochs", type=int, default=60, help="generate: DiT epochs")
+    p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], help="generate: CFG scales to sample")
+    p.add_argument("--threads", type=int, default=2, help="generate: torch threads")
+    p.add_argument("--save", help="generate: write the trained generator's checkpoint here")
+    p.add_argument("--model", help="generate: score this checkpoint instead of training (simulated part)")
+    p.add_argument("--corr-guidance", default=None, help="generate: decoding (default: the model's)")
     p.add_argument("--data", help="folder written by 'simulate' (evaluate mode)")
     p.add_argument("--synthetic-bfile")
     p.add_argument("--synthetic-vcf")
@@ -276,12 +410,14 @@ def main(argv=None):
         if not args.data or not (args.synthetic_bfile or args.synthetic_vcf):
             p.error("evaluate needs --data DIR and --synthetic-bfile or --synthetic-vcf")
         out = evaluate(args)
+    elif args.mode == "generate":
+        out = generate(args)
     else:
         out = baseline(args)
     out["total_seconds"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(out, indent=1, default=str)
     print(text)
-    if args.mode == "baseline":
+    if args.mode in ("baseline", "generate"):
         print(markdown(out))
     if args.out:
         with open(args.out, "w") as fh:
