@@ -235,3 +235,17 @@ def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
     assert rep["epsilon"] == ck["privacy"]["epsilon"] and rep["breakdown"]["total"] == rep["epsilon"]
     with gzip.open(folder / "syn.vcf.gz", "rt") as fh:
         assert any(ln.startswith("##genosynth_privacy=") for ln in fh if ln.startswith("##"))
+
+
+def test_correlation_shrinkage_zeroes_pure_noise_and_keeps_strong_signal():
+    from genosynth.private_training import shrink_correlation_bands
+
+    rng = np.random.default_rng(0)
+    freq, counts = np.full((2, 50), 0.5), np.array([100.0, 100.0])  # var 0.5 -> sigma = z clip / 50
+    noise = rng.normal(0, 0.2, size=(2, 50, 3))  # z clip = 10 -> sigma 0.2
+    signal = np.zeros((2, 50, 3))
+    signal[1] = 0.8
+    out, w = shrink_correlation_bands(noise + signal, freq, counts, noise_multiplier=1.0, clip=10.0)
+    assert w[0] < 0.2 and np.abs(out[0]).mean() < 0.05  # pure noise: nearly removed
+    assert w[1] > 0.9 and abs(out[1, :47].mean() - 0.8) < 0.1  # strong signal kept
+    assert (out[:, 49] == 0).all()  # structurally absent pairs stay 0

@@ -83,7 +83,7 @@ from genosynth.privacy import (
     stage1_training_pair,
 )
 
-__all__ = ["DP_TRAINING_SPLIT", "PrivacyConfig", "train_private", "release_label_frequencies", "plan_private"]
+__all__ = ["DP_TRAINING_SPLIT", "PrivacyConfig", "shrink_correlation_bands", "train_private", "release_label_frequencies", "plan_private"]
 
 
 # ---------------------------------------------------------------------------------- config
@@ -110,6 +110,7 @@ class PrivacyConfig:
     correlation_clip: float | None = None  # per-person L2 bound of the product vector; None = sqrt(V (window+1)) / 4
     budget_split: dict[str, float] | None = None  # shares of the standalone epsilons; None = DP_TRAINING_SPLIT
     max_physical_batch_size: int = 128  # per-sample gradients are computed in chunks of this many people
+    shrink_correlations: bool = True  # empirical-Bayes shrinkage of the DP correlation band towards 0 (post-processing)
     calibrate_frequencies: bool = True  # calibrate generated allele frequencies to the DP per-label frequencies
 
     def to_dict(self) -> dict:
@@ -302,6 +303,42 @@ def _stage2_person_loss(diffusion: GaussianDiffusion, model: Callable, x0: torch
     out = model(x_t, tr, y.repeat_interleave(per), force_drop_ids=drop.repeat_interleave(per))  # (B*P, C, T)
     rows = (out - diffusion.target(x0r, nr, tr)).pow(2).flatten(1).mean(dim=1)  # (B*P,)
     return rows.reshape(b, per).sum(dim=1)
+
+
+def shrink_correlation_bands(bands: np.ndarray, freq: np.ndarray, counts: np.ndarray, *, noise_multiplier: float,
+                             clip: float) -> tuple[np.ndarray, list[float]]:
+    """Shrink DP correlation bands towards 0 by their known noise (post-processing of the release).
+
+    An entry ``r_jl`` of label ``k`` carries Gaussian noise of standard deviation about
+    ``sigma_jl = z clip / (n_k sqrt(v_j v_j+l))`` (:func:`~genosynth.privacy.dp_correlation_prior`:
+    noise ``z clip`` on a sum of products over ``n_k`` people, divided by the dosage variances;
+    here ``v_j = 2 p_j (1 - p_j)`` from the DP frequencies and ``n_k`` the DP count). With
+    ``tau²`` the signal variance estimated as ``mean(r²) - mean(sigma²)`` (at least 0), each entry
+    is multiplied by ``tau² / (tau² + sigma_jl²)``: with pure noise the band becomes 0 (no
+    constraint) instead of random correlations of size 1.
+
+    bands : float, shape (L, V, W); freq : float, shape (L, V) DP frequencies; counts : float, shape (L,)
+    -> float32, shape (L, V, W), and the mean weight per label.
+    """
+    b = np.asarray(bands, dtype=np.float64)
+    n_labels, v, w = b.shape
+    var = np.clip(2 * freq * (1 - freq), 1e-3, None)  # (L, V)
+    out = np.zeros_like(b)
+    weights = []
+    for k in range(n_labels):
+        sig2 = np.zeros((v, w))
+        for lag in range(1, w + 1):
+            m = v - lag
+            if m > 0:
+                sig2[:m, lag - 1] = (noise_multiplier * clip / (counts[k] * np.sqrt(var[k, :m] * var[k, lag:]))) ** 2
+        valid = np.zeros((v, w), dtype=bool)
+        for lag in range(1, w + 1):
+            valid[: max(v - lag, 0), lag - 1] = True
+        tau2 = max(float((b[k][valid] ** 2).mean() - sig2[valid].mean()), 0.0) if valid.any() else 0.0
+        wt = np.where(valid, tau2 / (tau2 + sig2 + 1e-12), 0.0)
+        out[k] = b[k] * wt
+        weights.append(float(wt[valid].mean()) if valid.any() else 0.0)
+    return out.astype(np.float32), weights
 
 
 def _target_for_plan(cohort: Cohort, epsilon: float, delta: float) -> tuple[float, PrivacyAccountant | None]:
@@ -604,6 +641,9 @@ def train_private(
                                   noise_multiplier=z_mult["correlation_prior"], clip=clip,
                                   center=2.0 * rel["freq"], accountant=acc, generator=rng, name="correlation_prior")
             prior_obj.info["n_per_label"] = {lab: float(cnt) for lab, cnt in zip(data.vocabulary, rel["counts"])}
+            if privacy.shrink_correlations:
+                prior_obj.bands, prior_obj.info["shrinkage"] = shrink_correlation_bands(
+                    prior_obj.bands, rel["freq"], rel["counts"], noise_multiplier=z_mult["correlation_prior"], clip=clip)
             corr_state = prior_obj.state_dict()
 
         # ------------------------------------------------ 6. allele-frequency calibration (post-processing)
