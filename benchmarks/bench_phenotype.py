@@ -258,12 +258,27 @@ def train_phenotype_model(train, args, *, label_column="super_pop"):
     return model, cfg, round(time.perf_counter() - t0, 1)
 
 
+def hit_replication(real, synthetic, alpha):
+    """Of all selected SNPs the real GWAS finds at ``alpha`` (causal or tagging), the fraction the
+    synthetic GWAS finds at ``alpha`` and at the replication threshold."""
+    ids = list(real.variants["id"])
+    at = causal_recovery(real, synthetic, ids, alpha=alpha)
+    rep = causal_recovery(real, synthetic, ids, alpha=alpha, alpha_synthetic="replication")
+    return {"hits_real": len(at["found_real"]), "hits_synthetic": len(at["found_synthetic"]),
+            "both": len(at["found_both"]), "recovery": at["recovery"], "replication": rep["recovery"],
+            "sign_agreement": at["sign_agreement"]}
+
+
 def sampling_options(args) -> dict:
     return {} if args.corr_guidance is None else {"corr_guidance": args.corr_guidance}
 
 
-def calibration_variants(model, train, cfg, seed):
-    """The trained model with its calibration per (label, phenotype), per label only, and none."""
+def calibration_variants(model, train, cfg, seed, rows=None):
+    """The trained model with its calibration per (label, phenotype), per label only, and none.
+
+    ``rows``: also the per-(label, phenotype) calibration redone with that many rows per group
+    (post-training: the networks are the same).
+    """
     import copy
 
     import torch
@@ -282,10 +297,20 @@ def calibration_variants(model, train, cfg, seed):
     none = copy.copy(model)
     none.calibration = None
     none.calibration_by_phenotype = False
-    for m in (by_label, none):
+    out = {"calibration per (label, phenotype)": model, "calibration per label": by_label, "no calibration": none}
+    if rows:
+        from genosynth.generator import group_frequencies
+
+        more = copy.copy(model)
+        more.calibration = _calibrate(model.vae, model.dit, model.diffusion,
+                                      group_frequencies(data, per_label, pseudo_count=tc.pseudo_count),
+                                      model.latent_scale, rows=rows, steps=tc.calibration_steps,
+                                      generator=torch.Generator().manual_seed(seed), dev=torch.device("cpu"),
+                                      by_phenotype=True)
+        out[f"calibration per (label, phenotype) from {rows} rows per group"] = more
+    for m in list(out.values())[1:]:
         m._corr_cache = {}  # correlation-guided decoding caches per-label factors: not shared across variants
-    return {"calibration per (label, phenotype)": model, "calibration per label": by_label,
-            "no calibration": none}
+    return out
 
 
 def generate(args):
@@ -313,7 +338,11 @@ def generate(args):
     out["scenarios"] = {}
     for name, synthetic in {"copy": a_sel, "independent real": b.subset(variants=np.sort(np.asarray(sel.indices)))}.items():
         out["scenarios"][name] = measure(a, t, synthetic, sel.ids, causal or None, alpha=args.alpha, seed=args.seed)
-    variants = calibration_variants(model, a_sel, cfg, args.seed)
+        out["scenarios"][name]["gwas_hits"] = hit_replication(a_sel, synthetic, args.alpha)
+    variants = calibration_variants(model, a_sel, cfg, args.seed, rows=args.calibration_rows)
+    if args.only_best:
+        keep = "calibration per (label, phenotype) from" if args.calibration_rows else "calibration per ("
+        variants = {k: v for k, v in variants.items() if k.startswith(keep)}
     for name, m in variants.items():
         for g in args.guidance if name.startswith("calibration per (") else args.guidance[:1]:
             t0 = time.perf_counter()
@@ -321,6 +350,7 @@ def generate(args):
                            **sampling_options(args))
             row = measure(a, t, syn, sel.ids, causal or None, alpha=args.alpha, seed=args.seed)
             row["sample_seconds"] = round(time.perf_counter() - t0, 1)
+            row["gwas_hits"] = hit_replication(a_sel, syn, args.alpha)
             out["scenarios"][f"genosynth, {name}, guidance {g}"] = row
             print(name, g, json.dumps(row), file=sys.stderr)
     if not args.skip_805 and os.path.exists(SHARED_805):
@@ -392,6 +422,9 @@ def main(argv=None):
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], help="generate: CFG scales to sample")
     p.add_argument("--threads", type=int, default=2, help="generate: torch threads")
     p.add_argument("--save", help="generate: write the trained generator's checkpoint here")
+    p.add_argument("--calibration-rows", type=int, default=None,
+                   help="generate: also re-calibrate per (label, phenotype) with this many rows per group")
+    p.add_argument("--only-best", action="store_true", help="generate: skip the per-label / no-calibration ablations")
     p.add_argument("--model", help="generate: score this checkpoint instead of training (simulated part)")
     p.add_argument("--corr-guidance", default=None, help="generate: decoding (default: the model's)")
     p.add_argument("--data", help="folder written by 'simulate' (evaluate mode)")
