@@ -193,16 +193,24 @@ def energy_distance(a: np.ndarray, b: np.ndarray, *, max_samples: int, rng: np.r
     ----------
     a : float, shape (n_a, k); b : float, shape (n_b, k). Each is subsampled to ``max_samples`` rows.
     """
+    terms = _energy_terms(a, b, max_samples=max_samples, rng=rng)
+    if terms is None:
+        return float("nan")
+    ab, aa, bb = terms
+    return float(2 * ab - aa - bb)
+
+
+def _energy_terms(a: np.ndarray, b: np.ndarray, *, max_samples: int, rng: np.random.Generator):
+    """Mean distances ``(E|X-Y|, E|X-X'|, E|Y-Y'|)`` after subsampling each set to ``max_samples``
+    rows; None when a set has fewer than 2 rows."""
     if len(a) > max_samples:
         a = a[rng.choice(len(a), max_samples, replace=False)]
     if len(b) > max_samples:
         b = b[rng.choice(len(b), max_samples, replace=False)]
     if len(a) < 2 or len(b) < 2:
-        return float("nan")
+        return None
     ab = pairwise_distance_sample(a, b).mean()
-    aa = pairwise_distance_sample(a).mean()
-    bb = pairwise_distance_sample(b).mean()
-    return float(2 * ab - aa - bb)
+    return ab, pairwise_distance_sample(a).mean(), pairwise_distance_sample(b).mean()
 
 
 def energy_coefficient(a: np.ndarray, b: np.ndarray, *, max_samples: int, rng: np.random.Generator) -> float:
@@ -211,15 +219,11 @@ def energy_coefficient(a: np.ndarray, b: np.ndarray, *, max_samples: int, rng: n
     Same subsampling as :func:`energy_distance`; a U-statistic, so it can be slightly negative when
     the two samples come from one distribution.
     """
-    if len(a) > max_samples:
-        a = a[rng.choice(len(a), max_samples, replace=False)]
-    if len(b) > max_samples:
-        b = b[rng.choice(len(b), max_samples, replace=False)]
-    if len(a) < 2 or len(b) < 2:
+    terms = _energy_terms(a, b, max_samples=max_samples, rng=rng)
+    if terms is None:
         return float("nan")
-    ab = pairwise_distance_sample(a, b).mean()
-    e = 2 * ab - pairwise_distance_sample(a).mean() - pairwise_distance_sample(b).mean()
-    return float(e / (2 * ab)) if ab > 0 else float("nan")
+    ab, aa, bb = terms
+    return float((2 * ab - aa - bb) / (2 * ab)) if ab > 0 else float("nan")
 
 
 # ---------------------------------------------------------------------------------- per-person summaries
