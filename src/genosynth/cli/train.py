@@ -132,12 +132,17 @@ def run(args, log) -> int:
     summary = {"checkpoint": checkpoint, "seed": seed, "labels": model.vocabulary, "label_mix": model.label_mix,
                "metrics": model.meta["metrics"], "config": cfg.to_dict(), "versions": model.meta["versions"],
                "phenotype_column": model.phenotype_column, "case_fraction": model.case_fraction}
-    path = f"{args.out}.train.json"
+    path = _write_summary(f"{args.out}.train.json", summary)
+    log.info(f"Wrote {checkpoint} and {path}")
+    return 0
+
+
+def _write_summary(path: str, summary: dict) -> str:
+    """Write ``PREFIX.train.json`` atomically; return its path."""
     with atomic_outputs([path]) as (tmp,):
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2, default=str)
-    log.info(f"Wrote {checkpoint} and {path}")
-    return 0
+    return path
 
 
 def run_private(args, log) -> int:
@@ -172,9 +177,6 @@ def run_private(args, log) -> int:
     summary = {"checkpoint": checkpoint, "seed": seed, "labels": model.vocabulary, "label_mix": model.label_mix,
                "privacy": model.privacy, "privacy_config": privacy.to_dict(), "config": cfg.to_dict(),
                "versions": model.meta["versions"]}
-    path = f"{args.out}.train.json"
-    with atomic_outputs([path]) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2, default=str)
+    path = _write_summary(f"{args.out}.train.json", summary)
     log.info(f"Wrote {checkpoint} and {path} (epsilon={model.privacy['epsilon']:.4g}, delta={model.privacy['delta']:g})")
     return 0
