@@ -216,28 +216,6 @@ def _class_frequencies(p: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.stack([(1 - p) ** 2, 2 * p * (1 - p), p ** 2], dim=-1)
 
 
-def _encode_vmap_safe(vae: GenotypeVAE, alleles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """:meth:`GenotypeVAE.encode` with a one-hot that works under ``torch.func.vmap``.
-
-    ``one_hot_alleles`` writes into a zero tensor in place, which vmap cannot batch; here the
-    one-hot is a comparison and the SNP padding a ``F.pad``. Same result (tested).
-
-    alleles : int, shape (B, V), no missing -> mu, logvar : float, shape (B, C, T)
-    """
-    a = alleles.long()
-    classes = torch.arange(vae.n_classes, device=a.device)
-    x = (a[:, None, :] == classes[None, :, None]).float()  # (B, K, V)
-    x = nn.functional.pad(x, (0, vae.padded - vae.n_variants))  # (B, K, Vp)
-    b = x.shape[0]
-    e = (x[:, :, None, :] * vae.enc_allele[None]).sum(dim=1)  # (B, S, Vp)
-    e = e.reshape(b, -1, vae.n_tokens, vae.config.patch).permute(0, 2, 1, 3).reshape(b, vae.n_tokens, -1)  # (B, T, S*P)
-    h = vae.enc_in(e)  # (B, T, D)
-    for block in vae.enc_blocks:
-        h = block(h)
-    mu, logvar = vae.enc_out(nn.functional.gelu(vae.enc_norm(h))).transpose(1, 2).chunk(2, dim=1)  # (B, C, T)
-    return mu, logvar.clamp(-12.0, 6.0)
-
-
 class _VAEPersonLoss(nn.Module):
     """Per-person VAE loss with all randomness passed in (for per-sample gradients under vmap).
 
@@ -252,7 +230,7 @@ class _VAEPersonLoss(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         b, p, v = x.shape
         rows = x.reshape(b * p, v)  # (B*P, V)
-        mu, logvar = _encode_vmap_safe(self.vae, rows)  # (B*P, C, T)
+        mu, logvar = self.vae.encode(rows)  # (B*P, C, T)
         z = mu + eps.reshape(mu.shape) * (0.5 * logvar).exp()
         logits = self.vae.decode(z, y.repeat_interleave(p))  # (B*P, K, V)
         nll = nn.functional.cross_entropy(logits, rows.long(), reduction="none").sum(dim=1)  # (B*P,)

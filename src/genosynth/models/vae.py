@@ -71,12 +71,11 @@ def one_hot_alleles(alleles: torch.Tensor, n_classes: int, padded: int) -> torch
     -------
     float32, shape (B, n_classes, Vp)
     """
-    b, v = alleles.shape
     a = alleles.long()
-    ok = a >= 0
-    x = torch.zeros(b, n_classes, padded, dtype=torch.float32, device=alleles.device)
-    x[:, :, :v] = F.one_hot(a.clamp(min=0), n_classes).permute(0, 2, 1).float() * ok[:, None, :]
-    return x
+    classes = torch.arange(n_classes, device=a.device)
+    # a comparison, not an in-place write, so torch.func.vmap can batch it (per-sample DP grads)
+    x = (a[:, None, :] == classes[None, :, None]).float()  # (B, K, V); -1 matches no class
+    return F.pad(x, (0, padded - a.shape[1]))  # (B, K, Vp)
 
 
 class ResBlock(nn.Module):
