@@ -181,14 +181,19 @@ def baseline(args):
     return out
 
 
-def bench_805(args):
+def case_control_805(args):
+    """The 805-SNP cohort with cases = ``--case-pop``, controls = ``--control-pop``, split 40/40/20."""
     from genosynth.io import read_cohort
 
     d = SHARED_805
     cohort = read_cohort(hapt=os.path.join(d, "haplotypes.hapt.gz"), legend=os.path.join(d, "snps.legend"),
                          samples=os.path.join(d, "panel.tsv"))
     cc = population_phenotype(cohort, [args.case_pop], [args.control_pop])
-    a, b, t = split(cc, args.seed, (int(0.4 * cc.n_samples), int(0.4 * cc.n_samples)))
+    return cc, split(cc, args.seed, (int(0.4 * cc.n_samples), int(0.4 * cc.n_samples)))
+
+
+def bench_805(args):
+    cc, (a, b, t) = case_control_805(args)
     t0 = time.perf_counter()
     sel = select_snps(a, k=args.k_805, seed=args.seed)
     res = {"cases": args.case_pop, "controls": args.control_pop, "samples": cc.n_samples,
@@ -360,13 +365,7 @@ def generate(args):
 
 def generate_805(args):
     """The 805-SNP flow: AFR cases vs EUR controls, generator on all 805 SNPs, scored on the selection."""
-    from genosynth.io import read_cohort
-
-    d = SHARED_805
-    cohort = read_cohort(hapt=os.path.join(d, "haplotypes.hapt.gz"), legend=os.path.join(d, "snps.legend"),
-                         samples=os.path.join(d, "panel.tsv"))
-    cc = population_phenotype(cohort, [args.case_pop], [args.control_pop])
-    a, b, t = split(cc, args.seed, (int(0.4 * cc.n_samples), int(0.4 * cc.n_samples)))
+    cc, (a, b, t) = case_control_805(args)
     sel = select_snps(a, k=args.k_805, seed=args.seed)
     n_cases = int(np.nansum(a.samples["phenotype"].to_numpy()))
     model, cfg, secs = train_phenotype_model(a, args, label_column="pop")
