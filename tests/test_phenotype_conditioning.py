@@ -46,12 +46,17 @@ def marker_cohort(sim_cohort):
 
 
 @pytest.fixture(scope="module")
-def pheno_model(marker_cohort, tmp_path_factory):
+def pheno_model_path(marker_cohort, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("pheno") / "model.pt")
     cfg = tiny_config(phenotype_column="phenotype",
                       training={"vae_epochs": 3, "dit_epochs": 3, "calibration_rows": 64})
     train_generator(marker_cohort, config=cfg, seed=5, checkpoint=path)
-    return Generator.load(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pheno_model(pheno_model_path):
+    return Generator.load(pheno_model_path)
 
 
 # ---------------------------------------------------------------------------------- data at the door
@@ -198,3 +203,63 @@ def test_cli_cases_on_a_model_without_phenotype_exits_2(marker_cohort, tmp_path,
     assert main(["train", *args, "--pheno", "--epsilon", "1", "--out", str(tmp_path / "dp")]) == 2
     assert "drop --phenotype-column or --epsilon" in capsys.readouterr().err
     assert not (tmp_path / "dp.pt").exists()
+
+
+# ---------------------------------------------------------------------------------- separate guidance
+def test_separate_guidance_composes_the_three_passes():
+    from genosynth.models.dit import DiT1D, DiTConfig
+
+    torch.manual_seed(0)
+    dit = DiT1D(DiTConfig(in_channels=3, n_tokens=8, hidden=32, depth=1, heads=2, n_classes=3, n_phenotypes=2))
+    for p in dit.parameters():  # adaLN-Zero starts at zero output: perturb so the conditions matter
+        torch.nn.init.normal_(p, std=0.2)
+    dit.eval()
+    x, t = torch.randn(5, 3, 8), torch.randint(0, 1000, (5,))
+    y, ph = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([1, 0, 1, 1, 0])
+    with torch.no_grad():
+        eps_c = dit(x, t, y, ph)
+        eps_a = dit(x, t, y, ph, pheno_drop_ids=torch.ones(5, dtype=torch.bool))  # ancestry only
+        eps_u = dit(x, t, y, ph, force_drop_ids=torch.ones(5, dtype=torch.bool))  # both null
+        assert not torch.allclose(eps_c, eps_a) and not torch.allclose(eps_a, eps_u)
+        got = dit.forward_with_cfg(x, t, y, ph, scale=1.5, pheno_scale=3.0)
+        torch.testing.assert_close(got, eps_u + 1.5 * (eps_a - eps_u) + 3.0 * (eps_c - eps_a), atol=1e-5, rtol=1e-4)
+        joint = dit.forward_with_cfg(x, t, y, ph, scale=2.0)
+        torch.testing.assert_close(dit.forward_with_cfg(x, t, y, ph, scale=2.0, pheno_scale=2.0), joint,
+                                   atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(dit.forward_with_cfg(x, t, y, ph, scale=1.0, pheno_scale=1.0), eps_c,
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_training_drops_the_phenotype_alone_too():
+    from genosynth.models.dit import DiT1D, DiTConfig
+
+    dit = DiT1D(DiTConfig(in_channels=2, n_tokens=4, hidden=16, depth=1, heads=2, n_classes=2, n_phenotypes=2,
+                          class_dropout=0.2, pheno_dropout=0.3)).train()
+    seen = {}
+    for name, module in (("p", dit.pheno_embedder), ("y", dit.y_embedder)):
+        module.register_forward_hook(lambda m, a, k, out, name=name: seen.update({name: k["force_drop_ids"]}),
+                                     with_kwargs=True)
+    g = torch.Generator().manual_seed(1)
+    n = 20000
+    dit(torch.randn(n, 2, 4), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
+        torch.ones(n, dtype=torch.long), generator=g)
+    y_drop, p_drop = seen["y"], seen["p"]
+    assert not (y_drop & ~p_drop).any()  # ancestry is never dropped without the phenotype
+    assert y_drop.float().mean().item() == pytest.approx(0.2, abs=0.015)
+    assert p_drop.float().mean().item() == pytest.approx(1 - 0.8 * 0.7, abs=0.015)
+
+
+def test_sample_with_a_separate_phenotype_scale(pheno_model, pheno_model_path, tmp_path, capsys):
+    syn = pheno_model.sample(cases=40, controls=40, seed=4, guidance=1.0, pheno_guidance=3.0)
+    pheno = syn.samples["phenotype"].to_numpy()
+    g = syn.genotypes()[:, 0].astype(float)
+    assert g[pheno == 1].mean() > g[pheno == 0].mean() + 1.0
+    again = pheno_model.sample(cases=40, controls=40, seed=4, guidance=1.0, pheno_guidance=3.0)
+    np.testing.assert_array_equal(again.alleles, syn.alleles)
+    out = str(tmp_path / "syn")
+    common = ["--model", pheno_model_path, "--out", out, "--no-progress", "--seed", "1"]
+    assert main(["sample", *common, "--cases", "4", "--controls", "4", "--pheno-guidance", "2.5"]) == 0
+    assert json.load(open(f"{out}.sample.json"))["pheno_guidance"] == 2.5
+    capsys.readouterr()
+    assert main(["sample", *common, "--n", "8", "--pheno-guidance", "2.5"]) == 2
+    assert "--cases" in capsys.readouterr().err

@@ -81,6 +81,7 @@ class SamplingConfig:
 
     steps: int = 20  # DDIM steps
     guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
+    pheno_guidance: float | None = None  # phenotype models: separate CFG scale of case/control given ancestry (None = joint)
     eta: float = 0.0  # DDIM eta (0 deterministic given the starting noise)
     batch_size: int = 2048  # people per sampling batch
     argmax: bool = False  # take the most likely allele instead of drawing (loses diversity)
@@ -893,11 +894,15 @@ class Generator:
     def sample_rows(self, labels: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
                     guidance: float | None = None, argmax: bool | None = None,
                     temperature: float | None = None, eta: float | None = None,
-                    corr_guidance: str | None = None, pheno: torch.Tensor | None = None) -> torch.Tensor:
+                    corr_guidance: str | None = None, pheno: torch.Tensor | None = None,
+                    pheno_guidance: float | None = None) -> torch.Tensor:
         """Draw allele rows (haplotypes or genotypes) for label indices (and phenotypes).
 
         pheno : int64, shape (B,), optional - 1 case, 0 control (phenotype models only); None
             samples the phenotype-unconditional (null) condition.
+        pheno_guidance : float, optional - with ``pheno``: guide the phenotype (given the ancestry)
+            with its own scale and the ancestry with ``guidance`` (see ``DiT1D.forward_with_cfg``);
+            None = ``config.sampling.pheno_guidance``, and if that is None one joint scale.
 
         labels : int64, shape (B,) -> int8, shape (B, V) on the CPU. ``corr_guidance`` (default
         ``config.sampling.corr_guidance``) picks the decoding of :func:`genosynth.corrguide.guided_decode`;
@@ -909,6 +914,7 @@ class Generator:
         sc = self.config.sampling
         steps = sc.steps if steps is None else steps
         guidance = sc.guidance if guidance is None else guidance
+        pheno_guidance = sc.pheno_guidance if pheno_guidance is None else pheno_guidance
         argmax = sc.argmax if argmax is None else argmax
         temperature = sc.temperature if temperature is None else temperature
         eta = sc.eta if eta is None else eta
@@ -919,8 +925,11 @@ class Generator:
         cond = {"y": y}
         if pheno is not None:
             cond["pheno"] = pheno.to(self.device)  # (B,)
-        z = self.diffusion.ddim_sample(self.dit, shape, cond=cond, steps=steps, eta=eta,
-                                       guidance=guidance, noise=noise, device=self.device)  # (B, C, T)
+        net, net_guidance = self.dit, guidance
+        if pheno is not None and pheno_guidance is not None:
+            net, net_guidance = _SeparateGuidance(self.dit, scale=guidance, pheno_scale=pheno_guidance), 1.0
+        z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
+                                       guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
         if self.phased and sc.pairing == "matched":
             groups = labels if pheno is None else labels * 2 + pheno  # pair within label (and phenotype)
             z = z[_pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
@@ -928,7 +937,7 @@ class Generator:
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
         if method != "none" and not argmax and self.corr_prior is not None:
             cfg = CorrGuideConfig(method=method, window=self.corr_prior.window)
-            cache = self._corr_cache.setdefault((method, steps, guidance, temperature, eta), {})
+            cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
             return guided_decode(decode, z / self.latent_scale, y, self.corr_prior, generator=generator,
                                  config=cfg, chrom=self.variants["chrom"].to_numpy(),
                                  pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
@@ -959,7 +968,8 @@ class Generator:
                      guidance: float | None = None, argmax: bool | None = None,
                      batch_size: int | None = None, temperature: float | None = None,
                      eta: float | None = None, id_prefix: str = "syn",
-                     corr_guidance: str | None = None, cases: dict[str, int] | None = None) -> Iterator[Cohort]:
+                     corr_guidance: str | None = None, cases: dict[str, int] | None = None,
+                     pheno_guidance: float | None = None) -> Iterator[Cohort]:
         """Yield the synthetic cohort in batches of people (memory stays flat).
 
         People are in a seeded random label order; sample ids are ``{id_prefix}{k:07d}``.
@@ -985,7 +995,7 @@ class Generator:
             ph = None if phenos is None else torch.from_numpy(phenos[start:start + batch_size])  # (b,)
             rows = self.sample_rows(lab.repeat_interleave(per_person), generator=gen, steps=steps,
                                     guidance=guidance, argmax=argmax, temperature=temperature,
-                                    eta=eta, corr_guidance=corr_guidance,
+                                    eta=eta, corr_guidance=corr_guidance, pheno_guidance=pheno_guidance,
                                     pheno=None if ph is None else ph.repeat_interleave(per_person))  # (b*P, V)
             names = np.array(self.vocabulary, dtype=object)[lab.numpy()]
             ids = [f"{id_prefix}{k:07d}" for k in range(start + 1, start + len(lab) + 1)]
@@ -1007,7 +1017,8 @@ class Generator:
                steps: int | None = None, guidance: float | None = None, argmax: bool | None = None,
                batch_size: int | None = None, temperature: float | None = None,
                eta: float | None = None, corr_guidance: str | None = None,
-               cases: int | None = None, controls: int | None = None) -> Cohort:
+               cases: int | None = None, controls: int | None = None,
+               pheno_guidance: float | None = None) -> Cohort:
         """A synthetic cohort of ``n`` people (``labels`` counts, or the training mix) in memory.
 
         ``cases``/``controls`` (phenotype models) ask for that many cases and controls instead of
@@ -1021,12 +1032,25 @@ class Generator:
                                        mix=self.label_mix, case_fraction=self.case_fraction)
         parts = list(self.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
                                        batch_size=batch_size, temperature=temperature, eta=eta,
-                                       corr_guidance=corr_guidance, cases=per_case))
+                                       corr_guidance=corr_guidance, cases=per_case,
+                                       pheno_guidance=pheno_guidance))
         if not parts:
             raise InputError("nothing to generate: all label counts are 0")
         return Cohort(alleles=np.concatenate([p.alleles for p in parts]), variants=self.variants,
                       samples=pd.concat([p.samples for p in parts], ignore_index=True),
                       phased=self.phased, ploidy=2, meta=parts[0].meta)
+
+
+class _SeparateGuidance:
+    """The DiT as a plain network whose output is guided per condition (``forward_with_cfg`` with
+    ``pheno_scale``); the diffusion sampler then runs it with guidance 1."""
+
+    def __init__(self, dit: DiT1D, *, scale: float, pheno_scale: float):
+        self.dit, self.scale, self.pheno_scale = dit, scale, pheno_scale
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                 pheno: torch.Tensor | None = None) -> torch.Tensor:
+        return self.dit.forward_with_cfg(x, t, y, pheno, scale=self.scale, pheno_scale=self.pheno_scale)
 
 
 # ---------------------------------------------------------------------------------- streaming
@@ -1035,7 +1059,7 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
                     guidance: float | None = None, argmax: bool | None = None,
                     batch_size: int | None = None, progress: bool = False,
                     corr_guidance: str | None = None, cases: int | None = None,
-                    controls: int | None = None) -> list[str]:
+                    controls: int | None = None, pheno_guidance: float | None = None) -> list[str]:
     """Sample and write a synthetic cohort with flat memory; return the paths written.
 
     ``cases``/``controls`` (phenotype models): generate that many cases and controls; their
@@ -1076,7 +1100,8 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         mat = np.lib.format.open_memmap(staging, mode="w+", dtype=np.int8, shape=(total * rows_per, v))
         row = 0
         for part in model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
-                                       batch_size=batch_size, corr_guidance=corr_guidance, cases=per_case):
+                                       batch_size=batch_size, corr_guidance=corr_guidance, cases=per_case,
+                                       pheno_guidance=pheno_guidance):
             block = part.alleles if phased_out else part.genotypes()  # (b*rows_per, V)
             mat[row:row + block.shape[0]] = block
             row += block.shape[0]

@@ -33,6 +33,10 @@ def add_arguments(parser) -> None:
                         help="output format (default bed; vcf and hapt keep phase)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default from the model, 1 = plain conditional)")
+    parser.add_argument("--pheno-guidance", type=float, default=None, metavar="W",
+                        help="phenotype models with --cases/--controls: a separate guidance scale for case/control "
+                             "status given the ancestry (--guidance then scales the ancestry alone); default: "
+                             "one joint scale")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default from the model)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="people per batch")
     parser.add_argument("--argmax", action="store_true",
@@ -53,25 +57,32 @@ def run(args, log) -> int:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.guidance is not None and args.guidance < 0:
         raise InputError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance}")
+    if args.pheno_guidance is not None and args.pheno_guidance < 0:
+        raise InputError(f"--pheno-guidance must be >= 0 (1 = no extra guidance), got {args.pheno_guidance}")
     seed = resolve_seed(args.seed, log)
     set_threads(args.threads, log)
     model = Generator.load(args.model, device=args.device)
     if (args.cases is not None or args.controls is not None) and not model.conditions_on_phenotype:
         raise InputError(f"--cases/--controls need a phenotype-conditional model, and {args.model} was trained "
                          "without a phenotype; retrain with `genosynth train ... --phenotype-column phenotype`")
+    if args.pheno_guidance is not None and args.cases is None and args.controls is None:
+        raise InputError("--pheno-guidance guides the case/control condition: give --cases N --controls M too")
     log.info(f"Model {args.model}: {len(model.variants)} SNPs, labels {', '.join(model.vocabulary)} "
              f"({'haplotypes' if model.phased else 'genotypes'})")
     t0 = time.perf_counter()
     paths = write_synthetic(model, args.out, args.format, n=args.n, labels=args.labels, seed=seed,
                             steps=args.steps, guidance=args.guidance, argmax=args.argmax,
                             batch_size=args.batch_size, progress=not args.no_progress,
-                            corr_guidance=args.corr_guidance, cases=args.cases, controls=args.controls)
+                            corr_guidance=args.corr_guidance, cases=args.cases, controls=args.controls,
+                            pheno_guidance=args.pheno_guidance)
     elapsed = time.perf_counter() - t0
     n = sum(1 for _ in open(f"{args.out}.samples.tsv", encoding="utf-8")) - 1
     log.timing(f"Generated {n} people", elapsed)
     info = {"model": args.model, "model_seed": model.meta["seed"], "seed": seed, "n": n, "format": args.format,
             "labels": args.labels, "cases": args.cases, "controls": args.controls,
             "phenotype_column": model.phenotype_column, "guidance": args.guidance if args.guidance is not None else model.config.sampling.guidance,
+            "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None
+            else model.config.sampling.pheno_guidance,
             "steps": args.steps or model.config.sampling.steps, "argmax": args.argmax,
             "corr_guidance": (args.corr_guidance or model.config.sampling.corr_guidance)
             if model.corr_prior is not None else "none",

@@ -68,6 +68,7 @@ class DiTConfig:
     n_classes: int = 1  # ancestry labels 0..n_classes-1; index n_classes is the null label
     n_phenotypes: int = 0  # 0 = no phenotype conditioning; 2 = case/control (null = 2)
     class_dropout: float = 0.1  # training-time probability of replacing labels by null (CFG)
+    pheno_dropout: float = 0.1  # extra probability of a null phenotype alone (per-condition CFG)
     learn_sigma: bool = False  # also output a variance channel per latent channel (2C outputs)
     pos_embed: str = "sincos"  # "sincos" (fixed buffer) or "learned" (nn.Embedding)
     freq_dim: int = 256  # size of the sinusoidal timestep features fed to the timestep MLP
@@ -81,6 +82,8 @@ class DiTConfig:
             raise ValueError("n_phenotypes must be 0 (off) or the number of phenotype classes")
         if not 0.0 <= self.class_dropout < 1.0:
             raise ValueError(f"class_dropout={self.class_dropout} must lie in [0, 1)")
+        if not 0.0 <= self.pheno_dropout < 1.0:
+            raise ValueError(f"pheno_dropout={self.pheno_dropout} must lie in [0, 1)")
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed={self.pos_embed!r}: use 'sincos' or 'learned'")
 
@@ -368,6 +371,7 @@ class DiT1D(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
                 pheno: torch.Tensor | None = None, *, force_drop_ids: torch.Tensor | None = None,
+                pheno_drop_ids: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Predict the noise of a noisy latent.
 
@@ -385,10 +389,14 @@ class DiT1D(nn.Module):
         force_drop_ids : torch.Tensor, bool, shape (B,), optional
             Replace both labels by their null index exactly here (no random drop). Used by
             :meth:`forward_with_cfg`; DP code may draw the drops outside the per-sample pass.
+        pheno_drop_ids : torch.Tensor, bool, shape (B,), optional
+            Also replace the phenotype alone by its null index here (ancestry kept).
         generator : torch.Generator, optional
             Source of the training-time label drops (reproducible CFG dropout). In training
             mode each sample has both its labels dropped together with probability
-            ``class_dropout``; the global torch RNG is used when ``generator`` is None.
+            ``class_dropout``, and a phenotype model also drops the phenotype alone with
+            probability ``pheno_dropout`` (so ``forward_with_cfg`` can guide the two conditions
+            with separate scales); the global torch RNG is used when ``generator`` is None.
 
         Returns
         -------
@@ -402,46 +410,70 @@ class DiT1D(nn.Module):
             x = x + self.pos_embedder(pos)  # (B, N, D)
         else:
             x = x + self.pos_embed.to(x.dtype)  # (B, N, D)
+        gdev = generator.device if generator is not None else y.device
         if force_drop_ids is None and self.training and self.config.class_dropout > 0:
             # one draw per sample drops ancestry and phenotype together, so the joint null
             # condition used by forward_with_cfg is trained with probability class_dropout
-            gdev = generator.device if generator is not None else y.device
             force_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
                               < self.config.class_dropout).to(y.device)  # (B,)
         c = self.t_embedder(t) + self.y_embedder(y, force_drop_ids=force_drop_ids)  # (B, D)
         if self.pheno_embedder is not None:
             if pheno is None:
                 pheno = torch.full_like(y, self.pheno_embedder.null_index)
-            c = c + self.pheno_embedder(pheno, force_drop_ids=force_drop_ids)  # (B, D)
+            if pheno_drop_ids is None and self.training and self.config.pheno_dropout > 0:
+                # a second draw trains the ancestry-only condition (phenotype null, ancestry kept)
+                pheno_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
+                                  < self.config.pheno_dropout).to(y.device)  # (B,)
+            drop = force_drop_ids
+            if pheno_drop_ids is not None:
+                drop = pheno_drop_ids.bool() if drop is None else drop.bool() | pheno_drop_ids.bool()  # (B,)
+            c = c + self.pheno_embedder(pheno, force_drop_ids=drop)  # (B, D)
         for block in self.blocks:
             x = block(x, c)  # (B, N, D)
         x = self.final_layer(x, c)  # (B, N, C_out*p)
         return self.unpatchify(x)  # (B, C_out, L)
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                         pheno: torch.Tensor | None = None, *, scale: float) -> torch.Tensor:
+                         pheno: torch.Tensor | None = None, *, scale: float,
+                         pheno_scale: float | None = None) -> torch.Tensor:
         """Classifier-free guided noise prediction.
 
-        Runs the conditional and the null-label (ancestry and phenotype both null) passes in one
-        batch of size 2B and returns ``eps_u + scale * (eps_c - eps_u)``. ``scale = 1`` gives the
-        plain conditional prediction, ``scale = 0`` the unconditional one. With ``learn_sigma``
-        only the noise channels are guided; the variance channels are the conditional ones.
+        Joint guidance (``pheno_scale`` None, or a model without phenotype) runs the conditional
+        and the null-label (ancestry and phenotype both null) passes in one batch of size 2B and
+        returns ``eps_u + scale * (eps_c - eps_u)``: ``scale = 1`` gives the plain conditional
+        prediction, ``scale = 0`` the unconditional one.
+
+        Separate guidance of each condition (``pheno_scale`` given, phenotype model, ``pheno``
+        given) adds the ancestry-only pass (phenotype null) and returns
+        ``eps_u + scale * (eps_a - eps_u) + pheno_scale * (eps_c - eps_a)`` (compositional CFG,
+        Liu et al. 2022): ``scale`` pushes towards the ancestry, ``pheno_scale`` towards the
+        case/control status given the ancestry; ``pheno_scale == scale`` equals joint guidance.
+        With ``learn_sigma`` only the noise channels are guided; the variance channels are the
+        conditional ones.
 
         Returns
         -------
         torch.Tensor, float, shape (B, C_out, L)
         """
         B = x.shape[0]
-        x2 = torch.cat([x, x], dim=0)  # (2B, C, L)
-        t2 = torch.cat([t, t], dim=0)  # (2B,)
-        y2 = torch.cat([y, y], dim=0)  # (2B,)
-        p2 = None if pheno is None else torch.cat([pheno, pheno], dim=0)  # (2B,)
-        drop = torch.arange(2 * B, device=x.device) >= B  # (2B,) second half -> null labels
-        out = self.forward(x2, t2, y2, p2, force_drop_ids=drop)  # (2B, C_out, L)
+        separate = pheno_scale is not None and pheno is not None and self.pheno_embedder is not None
+        k = 3 if separate else 2  # passes: conditional, [ancestry only,] null
+        xk = torch.cat([x] * k, dim=0)  # (kB, C, L)
+        tk = torch.cat([t] * k, dim=0)  # (kB,)
+        yk = torch.cat([y] * k, dim=0)  # (kB,)
+        pk = None if pheno is None else torch.cat([pheno] * k, dim=0)  # (kB,)
+        row = torch.arange(k * B, device=x.device)  # (kB,)
+        drop = row >= (k - 1) * B  # last block -> both labels null
+        pheno_drop = row >= B if separate else None  # blocks 2.. -> phenotype null
+        out = self.forward(xk, tk, yk, pk, force_drop_ids=drop, pheno_drop_ids=pheno_drop)  # (kB, C_out, L)
         C = self.config.in_channels
         eps, rest = out[:, :C], out[:, C:]
-        eps_c, eps_u = eps[:B], eps[B:]  # (B, C, L) each
-        guided = eps_u + scale * (eps_c - eps_u)  # (B, C, L)
+        eps_c, eps_u = eps[:B], eps[(k - 1) * B:]  # (B, C, L) each
+        if separate:
+            eps_a = eps[B:2 * B]  # (B, C, L) ancestry only
+            guided = eps_u + scale * (eps_a - eps_u) + pheno_scale * (eps_c - eps_a)  # (B, C, L)
+        else:
+            guided = eps_u + scale * (eps_c - eps_u)  # (B, C, L)
         return torch.cat([guided, rest[:B]], dim=1)  # (B, C_out, L)
 
 
