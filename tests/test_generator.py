@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -252,3 +253,20 @@ def test_frequency_calibration_is_aggregate_and_used(trained, small):
     finally:
         model.calibration = cal
     assert not np.array_equal(a.alleles, b.alleles)
+
+
+def test_model_on_pop_labels_also_writes_the_super_population(small, tmp_path):
+    from genosynth.generator import label_parents
+
+    assert label_parents(small, "pop", ["CEU", "CHB", "YRI"]) == {"super_pop": {"CEU": "EUR", "CHB": "EAS",
+                                                                                "YRI": "AFR"}}
+    assert label_parents(small, "super_pop", ["AFR", "EAS", "EUR"])["pop"] == {"AFR": "YRI", "EAS": "CHB",
+                                                                                "EUR": "CEU"}
+    mixed = small.samples.copy()
+    mixed.loc[0, "super_pop"] = "AMR"  # a label that maps to two values is not a hierarchy: left out
+    assert label_parents(dataclasses.replace(small, samples=mixed), "pop", ["CEU", "CHB", "YRI"]) == {}
+    cfg = tiny_config(label_column="pop", training={"vae_epochs": 1, "dit_epochs": 1, "calibration_rows": 0})
+    model = train_generator(small, config=cfg, seed=1)
+    syn = model.sample(12, seed=0, corr_guidance="none")
+    pairs = set(zip(syn.samples["pop"], syn.samples["super_pop"]))
+    assert pairs <= {("CEU", "EUR"), ("CHB", "EAS"), ("YRI", "AFR")} and len(syn.samples["pop"].unique()) == 3

@@ -306,6 +306,30 @@ def deterministic():
         torch.use_deterministic_algorithms(before)
 
 
+def label_parents(cohort: Cohort, label_column: str, vocabulary: list[str]) -> dict[str, dict[str, str]]:
+    """Coarser label columns that the training label determines, e.g. ``{"super_pop": {"CEU": "EUR", ...}}``.
+
+    A model conditioned on ``pop`` then also writes each synthetic person's ``super_pop``. Only the
+    ``pop``/``super_pop`` columns are considered, and only when every training label maps to one
+    non-empty value (the panel's label hierarchy, not a per-person value).
+    """
+    out: dict[str, dict[str, str]] = {}
+    labels = cohort.labels(label_column)
+    for column in ("pop", "super_pop"):
+        if column == label_column or column not in cohort.samples:
+            continue
+        other = cohort.labels(column)
+        mapping = {}
+        for lab in vocabulary:
+            values = set(other[labels == lab]) - {""}
+            if len(values) != 1:
+                break
+            mapping[lab] = values.pop()
+        else:
+            out[column] = mapping
+    return out
+
+
 def drop_labels(labels: torch.Tensor, *, p: float, null_index: int,
                 generator: torch.Generator) -> torch.Tensor:
     """Replace each label by ``null_index`` with probability ``p`` (classifier-free guidance).
@@ -476,6 +500,7 @@ def train_generator(
         "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": int(seed),
         "versions": versions(), "variants": _variants_to_dict(cohort.variants),
         "labels": data.vocabulary, "label_column": config.label_column, "label_mix": data.label_mix,
+        "label_parents": label_parents(cohort, config.label_column, data.vocabulary),
         "n_classes": data.n_classes, "phased": data.phased, "n_training_people": cohort.n_samples,
         "privacy": cohort.meta.get("privacy"),
         "phenotype_column": config.phenotype_column, "case_fraction": data.case_fraction,
@@ -1003,8 +1028,11 @@ class Generator:
             trait = None if ph is None else ph.numpy().astype(np.float64)  # (b,) 1 case, 0 control
             if trait is not None and self.phenotype_column not in (None, "phenotype", column):
                 extra[self.phenotype_column] = trait.tolist()
-            samples = make_samples(ids, pop=names if column == "pop" else None,
-                                   super_pop=names if column == "super_pop" else None, phenotype=trait, **extra)
+            parents = self.meta.get("label_parents") or {}
+            coarse = {c: [parents[c][v] for v in names] for c in ("pop", "super_pop") if c in parents}
+            samples = make_samples(ids, pop=names if column == "pop" else coarse.get("pop"),
+                                   super_pop=names if column == "super_pop" else coarse.get("super_pop"),
+                                   phenotype=trait, **extra)
             meta = {"synthetic": True, "seed": int(seed), "label_column": column}
             if phenos is not None:
                 meta["phenotype_column"] = self.phenotype_column
