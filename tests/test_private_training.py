@@ -229,8 +229,13 @@ def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
     ck = load_checkpoint(prefix + ".pt")
     summary = json.load(open(prefix + ".train.json"))
     assert summary["privacy"]["epsilon"] == ck["privacy"]["epsilon"] <= 8.0
+    assert summary["seed"] is None and ck["seed"] is None  # the noise seed is secret (drawn from the OS)
     log = open(prefix + ".log").read()
     assert "privacy: epsilon=" in log and "loss" not in log.lower() and "accuracy" not in log.lower()
+    assert "seed: secret" in log and "--seed is ignored" in log
+    # a finished DP run has nothing to resume; without --epsilon the run is not resumed as a plain one
+    assert main(["train", *args, "--size", "tiny", "--epsilon", "8", "--delta", "1e-3", "--dp-batch-size", "20",
+                 "--corr-window", "4", "--out", prefix, "--no-progress", "--resume"]) == 2
     assert main(["sample", "--model", prefix + ".pt", "--n", "5", "--format", "vcf", "--seed", "1",
                  "--out", str(folder / "syn")]) == 0
     rep = json.load(open(folder / "syn.privacy.json"))
@@ -251,3 +256,47 @@ def test_correlation_shrinkage_zeroes_pure_noise_and_keeps_strong_signal():
     assert w[0] < 0.2 and np.abs(out[0]).mean() < 0.05  # pure noise: nearly removed
     assert w[1] > 0.9 and abs(out[1, :47].mean() - 0.8) < 0.1  # strong signal kept
     assert (out[:, 49] == 0).all()  # structurally absent pairs stay 0
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_interrupted_run_resumes_bit_identically_and_accounts_once(small, private_run, tmp_path):
+    from genosynth.errors import InputError
+    from genosynth.private_training import resume_path
+
+    _, full_path, _ = private_run  # the same run (seed 3), uninterrupted
+    path = str(tmp_path / "cut.pt")
+
+    def stop(stage, epoch):  # mid stage 2: after the stage-1 release, which must not be drawn again
+        if (stage, epoch) == ("dit", 1):
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, checkpoint=path, callback=stop)
+    private = resume_path(path)
+    assert not os.path.exists(path) and os.path.exists(private)  # nothing released yet
+    with pytest.raises(InputError, match="--resume"):  # a fresh start over an interrupted run is refused
+        train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, checkpoint=path)
+    with pytest.raises(InputError, match="privacy_config.*batch_size"):  # other options: other plan
+        train_private(small, config=tiny_config(), privacy=small_privacy(batch_size=30), checkpoint=path, resume=True)
+    # the seed is not needed (and not used): the noise generators come back from the private file
+    train_private(small, config=tiny_config(), privacy=small_privacy(), seed=12345, checkpoint=path, resume=True)
+    assert os.path.exists(path) and not os.path.exists(private)  # the secret state does not outlive the run
+    a, b = load_checkpoint(full_path), load_checkpoint(path)
+    assert a["privacy"] == b["privacy"]  # same events, each counted once
+    for key in ("vae", "dit", "ema"):
+        sa, sb = a["state"][key], b["state"][key]
+        sa, sb = (sa.get("shadow", sa), sb.get("shadow", sb)) if key == "ema" else (sa, sb)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa if isinstance(sa[k], torch.Tensor))
+    assert torch.equal(a["calibration"], b["calibration"])
+    assert np.array_equal(np.asarray(a["correlation_prior"]["bands"]), np.asarray(b["correlation_prior"]["bands"]))
+    with pytest.raises(InputError, match="finished"):
+        train_private(small, config=tiny_config(), privacy=small_privacy(), checkpoint=path, resume=True)
+
+
+def test_dp_checkpoint_holds_neither_the_seed_nor_a_generator_state(private_run):
+    _, path, _ = private_run
+    ck = load_checkpoint(path)
+    assert ck["seed"] is None and ck["state"]["rng"] is None  # either would let anyone recompute the noise

@@ -83,7 +83,8 @@ from genosynth.privacy import (
     stage1_training_pair,
 )
 
-__all__ = ["DP_TRAINING_SPLIT", "PrivacyConfig", "shrink_correlation_bands", "train_private", "release_label_frequencies", "plan_private"]
+__all__ = ["DP_TRAINING_SPLIT", "PrivacyConfig", "plan_private", "release_label_frequencies", "resume_path",
+           "shrink_correlation_bands", "train_private"]
 
 
 # ---------------------------------------------------------------------------------- config
@@ -413,6 +414,63 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
     return z, own, prior
 
 
+# ---------------------------------------------------------------------------------- resume
+#: Suffix of the private resume file beside the checkpoint (``PREFIX.pt.private-resume``).
+RESUME_SUFFIX = ".private-resume"
+RESUME_FORMAT = "genosynth-dp-resume"
+
+
+def resume_path(checkpoint: str) -> str:
+    """The private resume file of a DP run writing ``checkpoint``.
+
+    It holds what an exact resume needs (model/optimiser/EMA state, the accountant, the stage-1
+    release, the DP frequency release and the **noise generator states**); with those states the
+    DP noise could be recomputed and removed, so the file is as secret as the cohort: it stays with
+    the custodian and is deleted when the final checkpoint has been written.
+    """
+    return f"{checkpoint}{RESUME_SUFFIX}"
+
+
+def _data_digest(alleles: torch.Tensor, labels: torch.Tensor) -> str:
+    """SHA-256 of the training rows and labels (kept only in the private resume file)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(alleles.numpy().tobytes())
+    h.update(labels.numpy().tobytes())
+    return h.hexdigest()
+
+
+def _load_resume(path: str, *, checkpoint: str, expect: dict) -> dict:
+    """Read and check a private resume file; raise :class:`InputError` naming the fix."""
+    import os
+
+    if not os.path.exists(path):
+        if os.path.exists(checkpoint):
+            raise InputError(
+                f"{checkpoint} is a finished run and there is no interrupted DP run to resume ({path} does not "
+                "exist); drop --resume (a new run is a new release and spends its own budget)"
+            )
+        raise InputError(f"no interrupted DP run to resume: {path} does not exist; drop --resume and train afresh")
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a resume file"
+        raise InputError(f"{path}: not a readable DP resume file ({exc}); delete it and train afresh") from None
+    if not isinstance(st, dict) or st.get("format") != RESUME_FORMAT:
+        raise InputError(f"{path}: not a genosynth DP resume file; delete it and train afresh")
+    for key, value in expect.items():
+        if st[key] != value:
+            detail = ""
+            if isinstance(value, dict):
+                diff = sorted(k for k in set(value) | set(st[key]) if value.get(k) != st[key].get(k))
+                detail = f" (fields {', '.join(diff)})"
+            raise InputError(
+                f"{path} belongs to a run with a different {key}{detail}; resume with the same input and options "
+                "(they fix the privacy plan), or delete the file and train afresh"
+            )
+    return st
+
+
 # ---------------------------------------------------------------------------------- training
 def train_private(
     cohort: Cohort,
@@ -422,7 +480,9 @@ def train_private(
     public_reference: Cohort | None = None,
     seed: int = 0,
     checkpoint: str | None = None,
+    resume: bool = False,
     log: Callable[[str], None] | None = None,
+    callback: Callable[[str, int], None] | None = None,
 ) -> Generator:
     """Train the generator on ``cohort`` with (ε, δ)-DP for the whole run; return the :class:`Generator`.
 
@@ -439,12 +499,22 @@ def train_private(
         Public people (same variants) to train the VAE on, non-privately; the VAE then costs no
         budget. Their labels are not used (the VAE is trained with the null label).
     seed : int
-        Seeds every random draw, DP noise included (record it; never derive it from the data).
+        Seeds every random draw, DP noise and Poisson sampling included. It is a **secret**: whoever
+        knows it can recompute the noise. It is never written to the checkpoint or the log (the
+        CLI draws it from the OS when ``--seed`` is not given).
     checkpoint : str, optional
         Where to write the final checkpoint (``Generator.load`` reads it). Nothing is written
-        before the plan has been calibrated, so a refused budget leaves no file.
+        before the plan has been calibrated, so a refused budget leaves no file. Every
+        ``config.training.checkpoint_every`` epochs the run state goes to the private file
+        :func:`resume_path` (deleted at the end).
+    resume : bool
+        Continue the interrupted run from :func:`resume_path` ``(checkpoint)`` with the restored
+        noise-generator states and accountant: the result is bit-identical to an uninterrupted run,
+        so nothing is released twice and no budget is spent twice. ``seed`` is then ignored.
     log : callable(str), optional
         Receives the plan and the final privacy summary; never a private statistic.
+    callback : callable(stage, epoch), optional
+        Called after each write of the resume file (tests interrupt the run from here).
 
     Returns
     -------
@@ -455,13 +525,26 @@ def train_private(
     ------
     PrivacyError
         Impossible budget (before any training), or missing genotypes.
+    InputError
+        ``resume`` without a matching resume file; a resume file left by an interrupted run when
+        ``resume`` is False.
     """
+    import os
+
     config = config or GeneratorConfig()
     privacy = privacy or PrivacyConfig()
     say = log or (lambda message: None)
     t_start = time.perf_counter()
     if public_reference is not None and list(public_reference.variants["id"]) != list(cohort.variants["id"]):
         raise InputError("the public reference cohort must have the same variants, in the same order, as the input")
+    if resume and not checkpoint:
+        raise InputError("resume needs the checkpoint path of the interrupted run (--out PREFIX of that run)")
+    private_file = resume_path(checkpoint) if checkpoint else None
+    if private_file and not resume and os.path.exists(private_file):
+        raise InputError(
+            f"{private_file} holds an interrupted DP run of this --out; continue it with --resume (same input and "
+            "options), or delete that file to start afresh"
+        )
     z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy,
                                        public_reference=public_reference is not None)  # raises before training
     say(f"DP plan: target epsilon={privacy.epsilon:g}, delta={privacy.delta:g}; noise multipliers "
@@ -490,55 +573,111 @@ def train_private(
     S = privacy.split(T)
     q = privacy.batch_size / n
     steps_per_epoch = int(math.ceil(1.0 / q))
+    c, tok = config.vae.latent_channels, vae.n_tokens
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
+    dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+    s1_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+    ema = EMA(dit, decay=tc.ema_decay, warmup=True)
+    null = dit_cfg.n_classes
+    every = max(1, int(tc.checkpoint_every))
+
+    # what a resume must match: the plan depends on all of it
+    expect = {"config": config.to_dict(), "privacy_config": privacy.to_dict(), "n": n,
+              "public_reference": public_reference is not None,
+              "digest": _data_digest(data.alleles, data.labels)}
+    stage, epoch = "vae", 0
+    rel = released = None
+    latent_scale = 1.0
+    if resume:
+        st = _load_resume(private_file, checkpoint=checkpoint, expect=expect)
+        stage, epoch = st["stage"], int(st["epoch"])
+        acc = PrivacyAccountant()
+        acc.load_state_dict(st["accountant"])
+        rel, released, latent_scale = st["rel"], st["released"], float(st["latent_scale"])
+        vae.load_state_dict(st["vae"])
+        vae_opt.load_state_dict(st["vae_opt"])
+        dit.load_state_dict(st["dit"])
+        dit_opt.load_state_dict(st["dit_opt"])
+        s1_opt.load_state_dict(st["s1_opt"])
+        ema.load_state_dict(st["ema"])
+        gen.set_state(st["gen"])
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        say(f"Resumed the DP run from {private_file}: stage {stage}, epoch {epoch} (noise generators and "
+            f"accountant restored: epsilon spent so far {acc.get_epsilon(privacy.delta):.4g})")
+
+    def save_resume(at_stage: str, at_epoch: int) -> None:
+        """Write the private resume file (atomically), then call ``callback``."""
+        if private_file:
+            blob = {"format": RESUME_FORMAT, **expect, "stage": at_stage, "epoch": at_epoch,
+                    "warning": "PRIVATE: holds the DP noise-generator states and per-person noisy latents; "
+                               "never release this file (genosynth deletes it when training ends)",
+                    "accountant": acc.state_dict(), "rel": rel, "released": released, "latent_scale": latent_scale,
+                    "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(), "dit": dit.state_dict(),
+                    "dit_opt": dit_opt.state_dict(), "s1_opt": s1_opt.state_dict(), "ema": ema.state_dict(),
+                    "gen": gen.get_state(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+            save_checkpoint(private_file, blob)
+        if callback is not None:
+            callback(at_stage, at_epoch)
+
+    def class_freqs() -> tuple[torch.Tensor, torch.Tensor]:
+        return _class_frequencies(rel["overall"], data.n_classes), _class_frequencies(rel["freq"], data.n_classes)
 
     with deterministic():
         # ------------------------------------------------ 1. frequencies + label counts (Gaussian)
-        rel = release_label_frequencies(dosages, y_person.numpy(), n_labels,
-                                        noise_multiplier=z_mult["allele_frequencies"], generator=rng,
-                                        accountant=acc, name="allele_frequencies")
-        overall_k = _class_frequencies(rel["overall"], data.n_classes)  # (V, K)
-        per_label_k = _class_frequencies(rel["freq"], data.n_classes)  # (L, V, K)
+        if rel is None:
+            rel = release_label_frequencies(dosages, y_person.numpy(), n_labels,
+                                            noise_multiplier=z_mult["allele_frequencies"], generator=rng,
+                                            accountant=acc, name="allele_frequencies")
+            overall_k, per_label_k = class_freqs()  # (V, K), (L, V, K)
+            vae.init_biases(overall_k, per_label_k)
+        overall_k, per_label_k = class_freqs()
         label_mix = {lab: float(m) for lab, m in zip(data.vocabulary, rel["mix"])}
-        vae.init_biases(overall_k, per_label_k)
 
         # ------------------------------------------------ 2. VAE (DP-SGD, or public reference)
-        vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
-        c, tok = config.vae.latent_channels, vae.n_tokens
         t0 = time.perf_counter()
-        vae.train()
-        if public_reference is None:
-            wrapper = _VAEPersonLoss(vae)
-            dp_vae = DPSGD(wrapper, vae_opt, noise_multiplier=z_mult["vae/dpsgd"], max_grad_norm=privacy.max_grad_norm,
-                           expected_batch_size=privacy.batch_size, generator=gen, accountant=acc, sample_rate=q,
-                           name="vae/dpsgd", n_samples=n, max_physical_batch_size=privacy.max_physical_batch_size)
-            for idx in dp_vae.batches(tc.vae_epochs * steps_per_epoch):
-                b = idx.numel()
-                yb = y_person[idx]
-                drop = torch.rand(b, generator=gen) < config.vae.label_dropout
-                yb = torch.where(drop, torch.full_like(yb, n_labels), yb)
-                eps = torch.randn(b, per, c, tok, generator=gen)
-                dp_vae.step(lambda fwd, x, y_, e: fwd(x, y_, e).mean(), (x_person[idx], yb, eps))
-        else:
+        rows = None
+        if public_reference is not None:
             pub = prepare_data(public_reference, label_column=config.label_column, mode=config.mode) \
                 if config.label_column in public_reference.samples.columns else None
             rows = (pub.alleles if pub is not None else torch.from_numpy(
                 np.ascontiguousarray(public_reference.alleles if data.phased else public_reference.genotypes(),
                                      dtype=np.int8)))  # (R_pub, V)
-            for _ in range(tc.vae_epochs):
-                order = torch.randperm(rows.shape[0], generator=gen)
-                for start in range(0, rows.shape[0], tc.vae_batch_size):
-                    xb = rows[order[start:start + tc.vae_batch_size]]
-                    yb = torch.full((xb.shape[0],), n_labels, dtype=torch.long)
-                    out = vae(xb, yb, generator=gen)
-                    vae_opt.zero_grad(set_to_none=True)
-                    out["loss"].mean().backward()
-                    if tc.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
-                    vae_opt.step()
+        if stage == "vae":
+            vae.train()
+            dp_vae = None
+            if public_reference is None:
+                dp_vae = DPSGD(_VAEPersonLoss(vae), vae_opt, noise_multiplier=z_mult["vae/dpsgd"],
+                               max_grad_norm=privacy.max_grad_norm, expected_batch_size=privacy.batch_size,
+                               generator=gen, accountant=acc, sample_rate=q, name="vae/dpsgd", n_samples=n,
+                               max_physical_batch_size=privacy.max_physical_batch_size)
+            while epoch < tc.vae_epochs:
+                if dp_vae is not None:
+                    for idx in dp_vae.batches(steps_per_epoch):
+                        b = idx.numel()
+                        yb = y_person[idx]
+                        drop = torch.rand(b, generator=gen) < config.vae.label_dropout
+                        yb = torch.where(drop, torch.full_like(yb, n_labels), yb)
+                        eps = torch.randn(b, per, c, tok, generator=gen)
+                        dp_vae.step(lambda fwd, x, y_, e: fwd(x, y_, e).mean(), (x_person[idx], yb, eps))
+                else:
+                    order = torch.randperm(rows.shape[0], generator=gen)
+                    for start in range(0, rows.shape[0], tc.vae_batch_size):
+                        xb = rows[order[start:start + tc.vae_batch_size]]
+                        yb = torch.full((xb.shape[0],), n_labels, dtype=torch.long)
+                        out = vae(xb, yb, generator=gen)
+                        vae_opt.zero_grad(set_to_none=True)
+                        out["loss"].mean().backward()
+                        if tc.grad_clip > 0:
+                            torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
+                        vae_opt.step()
+                epoch += 1
+                if epoch < tc.vae_epochs and epoch % every == 0:
+                    save_resume("vae", epoch)
+            stage, epoch = "release", 0
         vae.eval()
-        vae_s = time.perf_counter() - t0
         say(f"VAE: {tc.vae_epochs} epochs ({'public reference' if public_reference is not None else 'DP-SGD'}), "
-            f"{vae_s:.1f} s")
+            f"{time.perf_counter() - t0:.1f} s")
 
         # ------------------------------------------------ 3. latents (in memory only)
         if public_reference is not None:
@@ -551,18 +690,6 @@ def train_private(
         sd = sd.reshape(n, per, c, tok) * latent_scale
 
         # ------------------------------------------------ 4. stage-1 release (once) + DiT training
-        dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
-        s1_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
-        ema = EMA(dit, decay=tc.ema_decay, warmup=True)
-        null = dit_cfg.n_classes
-        released = None
-        if S < T and privacy.stage1_epochs > 0:
-            z0 = mu + sd * torch.randn(mu.shape, generator=gen)  # (N, P, C, T)
-            released = release_stage1_latents(z0, latent_clip=privacy.latent_clip, alpha_bar=float(diffusion.alphas_cumprod[S - 1]),
-                                              generator=gen, accountant=acc, name="diffusion/stage1")
-            released = released.reshape(n * per, c, tok)  # (R, C, T): only the release from here on
-            del z0
-
         def stage1_step(batch_rows: torch.Tensor) -> None:
             t1 = torch.randint(S, T, (batch_rows.shape[0],), generator=gen)
             loss = _stage1_loss(diffusion, dit, batch_rows, t1, release_step=S - 1, null_label=null, generator=gen)
@@ -575,12 +702,20 @@ def train_private(
 
         dit.train()
         t0 = time.perf_counter()
-        if released is not None:
-            s1_batch = tc.dit_batch_size
-            for _ in range(privacy.stage1_epochs):
-                order = torch.randperm(released.shape[0], generator=gen)
-                for start in range(0, released.shape[0], s1_batch):
-                    stage1_step(released[order[start:start + s1_batch]])
+        if stage == "release":
+            if S < T and privacy.stage1_epochs > 0:
+                z0 = mu + sd * torch.randn(mu.shape, generator=gen)  # (N, P, C, T)
+                released = release_stage1_latents(z0, latent_clip=privacy.latent_clip,
+                                                  alpha_bar=float(diffusion.alphas_cumprod[S - 1]),
+                                                  generator=gen, accountant=acc, name="diffusion/stage1")
+                released = released.reshape(n * per, c, tok)  # (R, C, T): only the release from here on
+                del z0
+                for _ in range(privacy.stage1_epochs):
+                    order = torch.randperm(released.shape[0], generator=gen)
+                    for start in range(0, released.shape[0], tc.dit_batch_size):
+                        stage1_step(released[order[start:start + tc.dit_batch_size]])
+            stage, epoch = "dit", 0
+            save_resume("dit", 0)
         s1_s = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -591,17 +726,26 @@ def train_private(
         def stage2_loss(fwd, x0, yb, tb, noise, drop):
             return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop).mean()
 
-        for idx in dp_dit.batches(tc.dit_epochs * steps_per_epoch):
-            b = idx.numel()
-            x0 = mu[idx] + sd[idx] * torch.randn(b, per, c, tok, generator=gen)  # (b, P, C, T)
-            tb = torch.randint(0, S, (b, per), generator=gen)
-            noise = torch.randn(b, per, c, tok, generator=gen)
-            drop = torch.rand(b, generator=gen) < dit_cfg.class_dropout
-            dp_dit.step(stage2_loss, (x0, y_person[idx], tb, noise, drop))
-            ema.update(dit)
-            if released is not None and privacy.stage1_interleave:
-                pick = torch.randint(0, released.shape[0], (tc.dit_batch_size,), generator=gen)
-                stage1_step(released[pick])
+        # per-sample gradients: the math attention batches under vmap (the fused CPU kernel has no
+        # batching rule and falls back to a loop over samples)
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        while stage == "dit" and epoch < tc.dit_epochs:
+            for idx in dp_dit.batches(steps_per_epoch):
+                b = idx.numel()
+                x0 = mu[idx] + sd[idx] * torch.randn(b, per, c, tok, generator=gen)  # (b, P, C, T)
+                tb = torch.randint(0, S, (b, per), generator=gen)
+                noise = torch.randn(b, per, c, tok, generator=gen)
+                drop = torch.rand(b, generator=gen) < dit_cfg.class_dropout
+                with sdpa_kernel([SDPBackend.MATH]):
+                    dp_dit.step(stage2_loss, (x0, y_person[idx], tb, noise, drop))
+                ema.update(dit)
+                if released is not None and privacy.stage1_interleave:
+                    pick = torch.randint(0, released.shape[0], (tc.dit_batch_size,), generator=gen)
+                    stage1_step(released[pick])
+            epoch += 1
+            if epoch % every == 0 or epoch == tc.dit_epochs:
+                save_resume("dit", epoch)
         s2_s = time.perf_counter() - t0
         dit.eval()
         del mu, sd, released
@@ -641,7 +785,9 @@ def train_private(
     say(acc.summary(privacy.delta))
     payload = {
         "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-        "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": int(seed),
+        # the seed and the generator states would let anyone recompute (and remove) the DP noise:
+        # under --epsilon neither is released
+        "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": None,
         "versions": versions(), "variants": _variants_to_dict(cohort.variants),
         "labels": data.vocabulary, "label_column": config.label_column, "label_mix": label_mix,
         "n_classes": data.n_classes, "phased": data.phased, "n_training_people": n,
@@ -652,10 +798,12 @@ def train_private(
         "latent_scale": latent_scale, "metrics": {}, "calibration": calibration,
         "state": {"stage": "done", "epoch": tc.dit_epochs, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(),
                   "dit": dit.state_dict(), "dit_opt": dit_opt.state_dict(), "ema": ema.state_dict(),
-                  "rng": gen.get_state()},
+                  "rng": None},
     }
     if checkpoint:
         save_checkpoint(checkpoint, payload)
+        if private_file and os.path.exists(private_file):
+            os.remove(private_file)  # the secret noise state must not outlive the run
     model = Generator.from_payload(payload)
     model.meta["train_seconds"] = round(time.perf_counter() - t_start, 1)
     return model

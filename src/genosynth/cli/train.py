@@ -3,7 +3,9 @@
 The checkpoint holds the resolved configuration, seed, software versions, variant table, label
 vocabulary and training mix, training curves and model weights; never genotypes or per-person
 latents. It is rewritten atomically every ``--checkpoint-every`` epochs, so an interrupted run
-continues with ``--resume`` and ends exactly where an uninterrupted one would.
+continues with ``--resume`` and ends exactly where an uninterrupted one would. Under
+``--epsilon`` the resumable state (noise generator states included) goes to a private file beside
+the checkpoint instead, deleted at the end (:func:`run_private`).
 """
 
 from __future__ import annotations
@@ -118,6 +120,14 @@ def run(args, log) -> int:
         raise InputError("--delta and --public-reference belong to a DP run; add --epsilon E")
     if args.epsilon is not None:
         return run_private(args, log)
+    if args.resume:
+        import os
+
+        from genosynth.private_training import resume_path
+
+        if os.path.exists(resume_path(f"{args.out}.pt")):
+            raise InputError(f"{args.out} is an interrupted DP run ({resume_path(args.out + '.pt')} exists); resume it "
+                             "with the same options including --epsilon/--delta")
     cfg = build_config(args)
     seed = resolve_seed(args.seed, log)
     set_threads(args.threads, log)
@@ -146,19 +156,29 @@ def _write_summary(path: str, summary: dict) -> str:
 
 
 def run_private(args, log) -> int:
-    """``--epsilon``: :func:`genosynth.private_training.train_private`; the checkpoint is written once, at the end."""
+    """``--epsilon``: :func:`genosynth.private_training.train_private`.
+
+    The noise seed is drawn from the OS and written nowhere (whoever knows it can recompute and
+    remove the DP noise); ``--seed`` is ignored with a warning. The run state goes to the private
+    file ``PREFIX.pt.private-resume`` every ``--checkpoint-every`` epochs, so ``--resume`` continues
+    an interrupted run exactly (restored noise generators and accountant); the file is deleted
+    when ``PREFIX.pt`` has been written.
+    """
+    import secrets
+
     from genosynth.io import read_cohort
     from genosynth.private_training import PrivacyConfig, train_private
 
-    if args.resume:
-        raise InputError("--resume is not supported with --epsilon (the DP checkpoint is written once, at the end); "
-                         "drop --resume and train afresh")
     cfg = build_config(args)
     privacy = PrivacyConfig(epsilon=args.epsilon, delta=1e-5 if args.delta is None else args.delta,
                             batch_size=args.dp_batch_size, max_grad_norm=args.max_grad_norm,
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
                             correlation_window=args.corr_window)
-    seed = resolve_seed(args.seed, log)
+    if args.seed is not None:
+        log.warn("--seed is ignored with --epsilon: the DP noise must be unpredictable, so its seed is drawn from "
+                 "the OS and written nowhere (an interrupted run still resumes exactly with --resume)")
+    seed = secrets.randbits(63)  # secret: never logged, never stored in PREFIX.pt
+    log.record("seed", "secret (drawn from the OS; not recorded under --epsilon)")
     set_threads(args.threads, log)
     cohort = load_input(args, log)
     public = None
@@ -171,10 +191,10 @@ def run_private(args, log) -> int:
     log.record("privacy_config", privacy.to_dict())
     t0 = time.perf_counter()
     model = train_private(cohort, config=cfg, privacy=privacy, public_reference=public, seed=seed,
-                          checkpoint=checkpoint, log=log.info)
+                          checkpoint=checkpoint, resume=args.resume, log=log.info)
     log.timing("Training time", time.perf_counter() - t0)
     log.record("privacy", model.privacy)
-    summary = {"checkpoint": checkpoint, "seed": seed, "labels": model.vocabulary, "label_mix": model.label_mix,
+    summary = {"checkpoint": checkpoint, "seed": None, "labels": model.vocabulary, "label_mix": model.label_mix,
                "privacy": model.privacy, "privacy_config": privacy.to_dict(), "config": cfg.to_dict(),
                "versions": model.meta["versions"]}
     path = _write_summary(f"{args.out}.train.json", summary)

@@ -212,7 +212,7 @@ class DPSGD:
                 "set --max-grad-norm to a finite value, e.g. 1.0"
             )
         if noise_multiplier > 0 and generator is None:
-            raise PrivacyError("DP-SGD noise needs an explicit torch.Generator (seed recorded in provenance)")
+            raise PrivacyError("DP-SGD noise needs an explicit torch.Generator, seeded secretly (never release its seed)")
         if not (expected_batch_size > 0):
             raise PrivacyError(f"expected_batch_size={expected_batch_size} must be > 0; it is q * n")
         if accountant is not None and sample_rate is None:
@@ -251,7 +251,7 @@ class DPSGD:
             raise PrivacyError("DPSGD.batches needs sample_rate and n_samples; pass them to DPSGD(...)")
         gen = generator if generator is not None else self.generator
         if gen is None:
-            raise PrivacyError("Poisson sampling needs a torch.Generator (seed recorded in provenance)")
+            raise PrivacyError("Poisson sampling needs a torch.Generator, seeded secretly (never release its seed)")
         for idx in poisson_batches(self.n_samples, self.sample_rate, steps, generator=gen):
             self._drawn.append(int(idx.numel()))
             yield idx
@@ -309,7 +309,11 @@ class DPSGD:
             )
 
     def state_dict(self) -> dict[str, Any]:
-        """Settings, step count and the noise generator state (for exact resume)."""
+        """Settings, step count and the noise generator state (for exact resume).
+
+        The generator state lets anyone recompute the noise: keep this in a private resume file,
+        never in a released checkpoint (``genosynth.private_training`` does so).
+        """
         return {
             "noise_multiplier": self.noise_multiplier,
             "max_grad_norm": self.max_grad_norm,
