@@ -348,16 +348,20 @@ def generate(args):
     if args.only_best:
         keep = "calibration per (label, phenotype) from" if args.calibration_rows else "calibration per ("
         variants = {k: v for k, v in variants.items() if k.startswith(keep)}
+    sweep = [(g, pg) for g in args.guidance for pg in (args.pheno_guidance or [None])]
     for name, m in variants.items():
-        for g in args.guidance if name.startswith("calibration per (") else args.guidance[:1]:
+        for g, pg in sweep if name.startswith("calibration per (") else sweep[:1]:
             t0 = time.perf_counter()
-            syn = m.sample(cases=n_cases, controls=a.n_samples - n_cases, seed=args.seed + 1, guidance=g,
-                           **sampling_options(args))
+            k = args.synthetic_multiple  # synthetic people per training person
+            syn = m.sample(cases=round(k * n_cases), controls=round(k * (a.n_samples - n_cases)),
+                           seed=args.seed + 1, guidance=g, pheno_guidance=pg, **sampling_options(args))
             row = measure(a, t, syn, sel.ids, causal or None, alpha=args.alpha, seed=args.seed)
             row["sample_seconds"] = round(time.perf_counter() - t0, 1)
             row["gwas_hits"] = hit_replication(a_sel, syn, args.alpha)
-            out["scenarios"][f"genosynth, {name}, guidance {g}"] = row
-            print(name, g, json.dumps(row), file=sys.stderr)
+            size = "" if k == 1 else f", {k:g}x people"
+            scale = f"guidance {g}" if pg is None else f"guidance {g} (ancestry) / {pg} (phenotype)"
+            out["scenarios"][f"genosynth, {name}, {scale}{size}"] = row
+            print(name, g, pg, json.dumps(row), file=sys.stderr)
     if not args.skip_805 and os.path.exists(SHARED_805):
         out["1000g_805"] = generate_805(args)
     return out
@@ -420,6 +424,10 @@ def main(argv=None):
     p.add_argument("--dit-epochs", type=int, default=60, help="generate: DiT epochs")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0], help="generate: CFG scales to sample")
     p.add_argument("--threads", type=int, default=2, help="generate: torch threads")
+    p.add_argument("--pheno-guidance", type=float, nargs="+", default=None,
+                   help="generate: separate phenotype guidance scales to sweep with each --guidance (default: joint)")
+    p.add_argument("--synthetic-multiple", type=float, default=1.0,
+                   help="generate: synthetic people per training person (cases and controls alike)")
     p.add_argument("--save", help="generate: write the trained generator's checkpoint here")
     p.add_argument("--calibration-rows", type=int, default=None,
                    help="generate: also re-calibrate per (label, phenotype) with this many rows per group")
