@@ -68,7 +68,7 @@ class DiTConfig:
     n_classes: int = 1  # ancestry labels 0..n_classes-1; index n_classes is the null label
     n_phenotypes: int = 0  # 0 = no phenotype conditioning; 2 = case/control (null = 2)
     class_dropout: float = 0.1  # training-time probability of replacing labels by null (CFG)
-    pheno_dropout: float = 0.1  # extra probability of a null phenotype alone (per-condition CFG)
+    pheno_dropout: float = 0.1  # extra probability of a null phenotype alone (per-condition CFG; off when class_dropout is 0)
     learn_sigma: bool = False  # also output a variance channel per latent channel (2C outputs)
     pos_embed: str = "sincos"  # "sincos" (fixed buffer) or "learned" (nn.Embedding)
     freq_dim: int = 256  # size of the sinusoidal timestep features fed to the timestep MLP
@@ -411,7 +411,8 @@ class DiT1D(nn.Module):
         else:
             x = x + self.pos_embed.to(x.dtype)  # (B, N, D)
         gdev = generator.device if generator is not None else y.device
-        if force_drop_ids is None and self.training and self.config.class_dropout > 0:
+        random_drops = force_drop_ids is None and self.training and self.config.class_dropout > 0
+        if random_drops:
             # one draw per sample drops ancestry and phenotype together, so the joint null
             # condition used by forward_with_cfg is trained with probability class_dropout
             force_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
@@ -420,7 +421,9 @@ class DiT1D(nn.Module):
         if self.pheno_embedder is not None:
             if pheno is None:
                 pheno = torch.full_like(y, self.pheno_embedder.null_index)
-            if pheno_drop_ids is None and self.training and self.config.pheno_dropout > 0:
+            if pheno_drop_ids is None and random_drops and self.config.pheno_dropout > 0:
+                # only when the joint drop is random too: callers that pass force_drop_ids (DP code,
+                # forward_with_cfg) decide every drop themselves; class_dropout 0 turns all drops off
                 # a second draw trains the ancestry-only condition (phenotype null, ancestry kept)
                 pheno_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
                                   < self.config.pheno_dropout).to(y.device)  # (B,)
