@@ -3,9 +3,15 @@
 Trains on 80 % of the 1000 Genomes 805-SNP cohort (split stratified by super population, seed
 0), samples as many synthetic people as training people, and evaluates them against the training
 and held-out people (``genosynth.evaluate``). ε = inf is ordinary training with the same model
-and epochs. One JSON per ε in ``benchmarks/results/privacy_eps{E}.json`` and a table on stdout::
+and epochs. One JSON per ε in ``benchmarks/results/privacy_eps{E}{TAG}.json`` and a table on
+stdout. The final curve of RESULTS.md (``--size mid``: the default model with a narrower VAE)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_privacy.py --epsilon 1 3 10 inf --threads 2
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_privacy.py --epsilon 10 3 1 inf --size mid \
+        --vae-epochs 30 --dit-epochs 60 --batch-size 512 --pairing matched --threads 1 --tag _mid
+
+``--save PATH`` keeps the checkpoint, ``--resume`` continues an interrupted DP run saved there,
+and ``--model PATH`` re-samples and re-evaluates a saved checkpoint with other sampling options
+(``--pairing``, ``--temperature``, ``--guidance``) without training.
 
 Nothing here is released: evaluation compares with the real cohort (custodian-side only).
 """
@@ -13,6 +19,7 @@ Nothing here is released: evaluation compares with the real cohort (custodian-si
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -30,12 +37,21 @@ KEYS = ("af_r", "ld_r_near_within", "aats", "mia_auc", "tstr_super_pop_lr", "trt
 
 
 def config(args):
-    """The small CPU configuration shared by every ε (DP-SGD per-sample gradients are costly)."""
+    """The configuration shared by every ε: ``--size default`` (``GeneratorConfig()``) or ``small``."""
     from genosynth.diffusion import DiffusionConfig
     from genosynth.generator import GeneratorConfig, SamplingConfig, TrainingConfig
     from genosynth.models.dit import DiTConfig
     from genosynth.models.vae import VAEConfig
 
+    sampling = {"guidance": args.guidance, "temperature": args.temperature, "pairing": args.pairing,
+                "corr_guidance": args.corr_guidance}
+    if args.size in ("default", "mid"):
+        vae = {} if args.size == "default" else {"snp_dim": 8, "width": 64, "blocks": 1}
+        return GeneratorConfig(mode=args.mode).replace(
+            vae=vae,
+            training={"vae_epochs": args.vae_epochs, "dit_epochs": args.dit_epochs, "vae_lr": args.vae_lr,
+                      "dit_lr": args.dit_lr},
+            sampling=sampling)
     return GeneratorConfig(
         mode=args.mode,
         vae=VAEConfig(patch=16, snp_dim=8, width=64, latent_channels=4, blocks=1, kl_weight=0.1),
@@ -44,7 +60,7 @@ def config(args):
         training=TrainingConfig(vae_epochs=args.vae_epochs, dit_epochs=args.dit_epochs, vae_batch_size=128,
                                 dit_batch_size=256, vae_lr=args.vae_lr, dit_lr=args.dit_lr,
                                 calibration_rows=256, calibration_steps=20),
-        sampling=SamplingConfig(steps=20, batch_size=1024, guidance=args.guidance),
+        sampling=SamplingConfig(steps=20, batch_size=1024, **sampling),
     )
 
 
@@ -53,17 +69,25 @@ def run_one(eps: float, args, train, holdout) -> dict:
     from genosynth.generator import train_generator
     from genosynth.private_training import PrivacyConfig, train_private
 
-    cfg = config(args)
+    from genosynth.generator import Generator
+
+    cfg = config(args).replace(label_column=args.label_column)
     t0 = time.perf_counter()
-    if math.isinf(eps):
-        model = train_generator(train, config=cfg, seed=args.seed, log=print)
+    if args.model:  # re-sample a saved checkpoint with this run's sampling options
+        model = Generator.load(args.model)
+        model.config = model.config.replace(sampling=dataclasses.asdict(cfg.sampling))
+        cfg = model.config
+        pc = None if model.privacy is None else PrivacyConfig(**model.meta["privacy_config"])
+    elif math.isinf(eps):
+        model = train_generator(train, config=cfg, seed=args.seed, log=print, checkpoint=args.save or None)
         pc = None
     else:
         pc = PrivacyConfig(epsilon=eps, delta=args.delta, batch_size=args.batch_size, latent_clip=args.latent_clip,
                            timesteps_split=args.split, stage1_epochs=args.stage1_epochs,
                            correlation_window=args.corr_window, max_grad_norm=args.max_grad_norm,
                            budget_split=json.loads(args.budget_split) if args.budget_split else None)
-        model = train_private(train, config=cfg, privacy=pc, seed=args.seed, log=print)
+        model = train_private(train, config=cfg, privacy=pc, seed=args.seed, log=print,
+                              checkpoint=args.save or None, resume=args.resume)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     synthetic = model.sample(train.n_samples, seed=args.seed + 1)
@@ -77,7 +101,8 @@ def run_one(eps: float, args, train, holdout) -> dict:
     row["delta"] = None if math.isinf(eps) else args.delta
     return {"target_epsilon": eps if not math.isinf(eps) else "inf", "data": "805", "snps": train.n_variants,
             "train_people": train.n_samples, "holdout_people": holdout.n_samples, "seed": args.seed,
-            "threads": torch.get_num_threads(), "train_s": round(train_s, 1), "sample_s": round(sample_s, 1),
+            "threads": torch.get_num_threads(), "train_s": None if args.model else round(train_s, 1),
+            "resampled_from": args.model or None, "sample_s": round(sample_s, 1),
             "eval_s": round(eval_s, 1), "metrics": row, "holdout_reference": {k: h.get(k) for k in KEYS},
             "privacy": model.privacy, "privacy_config": None if pc is None else pc.to_dict(),
             "config": cfg.to_dict(), "command": " ".join(sys.argv)}
@@ -102,6 +127,17 @@ def main(argv=None) -> int:
     p.add_argument("--corr-window", type=int, default=32)
     p.add_argument("--budget-split", default=None, help="JSON shares, e.g. '{\"vae/dpsgd\": 0.3, ...}'")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale of sampling")
+    p.add_argument("--temperature", type=float, default=1.0, help="decoder logit temperature of sampling")
+    p.add_argument("--pairing", default="random", choices=("random", "matched"), help="haplotype pairing of sampling")
+    p.add_argument("--corr-guidance", default="latent+copula", choices=("none", "copula", "latent", "latent+copula"))
+    p.add_argument("--size", default="small", choices=("small", "mid", "default"),
+                   help="small CPU model (default); GeneratorConfig() with the given epochs; 'mid': that with a "
+                        "narrower VAE (snp_dim 8, width 64, 1 block: 4x cheaper per-sample gradients)")
+    p.add_argument("--save", default="", help="write the trained checkpoint here (one epsilon)")
+    p.add_argument("--label-column", default="super_pop",
+                   help="what the model conditions on (pop: 26 populations, written out with their super_pop)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted DP run saved to --save")
+    p.add_argument("--model", default="", help="evaluate this saved checkpoint instead of training")
     p.add_argument("--tag", default="", help="suffix of the result file names")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

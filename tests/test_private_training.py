@@ -300,3 +300,21 @@ def test_dp_checkpoint_holds_neither_the_seed_nor_a_generator_state(private_run)
     _, path, _ = private_run
     ck = load_checkpoint(path)
     assert ck["seed"] is None and ck["state"]["rng"] is None  # either would let anyone recompute the noise
+
+
+def test_label_hierarchy_shrinks_towards_the_parent_and_cuts_the_error():
+    rng = np.random.default_rng(0)
+    v = 200
+    parent_freq = rng.uniform(0.1, 0.9, size=(2, v))  # two super-populations, far apart
+    parents = np.repeat([0, 1], 4)  # 8 small populations, 4 per parent, same frequencies within a parent
+    truth = parent_freq[parents] + rng.normal(0, 0.01, size=(8, v))  # (8, V)
+    labels = np.repeat(np.arange(8), 40)
+    g = rng.binomial(2, np.clip(truth[labels], 0, 1)).astype(float)  # (320, V)
+    exact = np.stack([g[labels == k].mean(0) / 2 for k in range(8)])
+    kw = dict(noise_multiplier=1.0, accountant=None)
+    flat = release_label_frequencies(g, labels, 8, generator=np.random.default_rng(5), **kw)
+    tree = release_label_frequencies(g, labels, 8, generator=np.random.default_rng(5), parents=parents, **kw)
+    err_flat, err_tree = np.abs(flat["freq"] - exact).mean(), np.abs(tree["freq"] - exact).mean()
+    assert err_tree < 0.8 * err_flat  # (0.080 vs 0.118 here) the same release, post-processed with the public hierarchy
+    assert np.allclose(flat["counts"], tree["counts"])  # only the shrinkage target changed
+    assert (tree["shrinkage"] > 0.5).all()  # small populations lean on their parent

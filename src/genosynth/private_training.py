@@ -66,6 +66,7 @@ from genosynth.generator import (
     _variants_to_dict,
     build_models,
     deterministic,
+    label_parents,
     prepare_data,
     save_checkpoint,
     versions,
@@ -142,7 +143,7 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
                               noise_multiplier: float, generator: np.random.Generator,
                               accountant: PrivacyAccountant | None = None,
                               name: str = "allele_frequencies",
-                              ploidy: int = 2) -> dict[str, np.ndarray]:
+                              ploidy: int = 2, parents: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-label ALT frequencies and label counts in one Gaussian release.
 
     Person ``i`` with label ``l`` contributes the vector ``u_i`` of length ``L V + L`` holding
@@ -164,6 +165,10 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     generator : numpy.random.Generator
     accountant : PrivacyAccountant, optional
         Records one ``gaussian`` event ``name``.
+    parents : int, shape (L,), optional
+        A public label hierarchy (e.g. population -> super population): each label is then shrunk
+        towards its parent's pooled frequency (the sum of its children in the same release), with
+        ``tau²`` estimated within each parent; the parents themselves towards ``overall``.
 
     Returns
     -------
@@ -198,10 +203,26 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     # empirical-Bayes shrinkage of each label towards the overall frequency (post-processing):
     # the noise variance of raw[l] is known, sigma_l^2 = (z sqrt(V+1) half / (ploidy n_l))^2, and
     # the between-label variance tau_l^2 is estimated from the noisy data minus that noise
-    sigma2 = (noise_multiplier * math.sqrt(v + 1) * half / (ploidy * counts)) ** 2  # (L,)
-    tau2 = np.maximum(((raw - overall[None]) ** 2).mean(axis=1) - sigma2, 1e-6)  # (L,)
+    unit = noise_multiplier * math.sqrt(v + 1) * half / ploidy  # noise sd of a frequency times its count
+    sigma2 = (unit / counts) ** 2  # (L,)
+    target = np.broadcast_to(overall, raw.shape).copy()  # (L, V) what each label is shrunk towards
+    if parents is not None:
+        par = np.asarray(parents, dtype=np.int64)  # (L,)
+        for k in np.unique(par):
+            kids = par == k
+            p_cnt = counts[kids].sum()
+            p_raw = alt[kids].sum(axis=0) / p_cnt  # (V,) the parent's pooled frequency
+            p_s2 = (unit / p_cnt) ** 2
+            p_tau2 = max(float(((p_raw - overall) ** 2).mean()) - p_s2, 1e-6)
+            target[kids] = (p_tau2 / (p_tau2 + p_s2)) * p_raw + (p_s2 / (p_tau2 + p_s2)) * overall
+    dev2 = ((raw - target) ** 2).mean(axis=1)  # (L,)
+    if parents is not None:  # one between-label variance per parent, pooled over its children
+        tau2 = np.array([max(float((dev2[par == par[j]] - sigma2[par == par[j]]).mean()), 1e-6)
+                         for j in range(len(counts))])
+    else:
+        tau2 = np.maximum(dev2 - sigma2, 1e-6)  # (L,)
     w = (tau2 / (tau2 + sigma2))[:, None]  # (L, 1)
-    freq = np.clip(w * raw + (1 - w) * overall[None], 1e-3, 1 - 1e-3)
+    freq = np.clip(w * raw + (1 - w) * target, 1e-3, 1 - 1e-3)
     return {"freq": freq, "overall": overall, "counts": counts, "mix": counts / counts.sum(),
             "shrinkage": 1 - w[:, 0]}
 
@@ -560,6 +581,12 @@ def train_private(
     x_person = data.alleles.reshape(n, per, v)  # (N, P, V) int8
     y_person = data.labels.reshape(n, per)[:, 0].clone()  # (N,)
     dosages = _person_dosages(data.alleles, per)  # (N, V), private, in memory only
+    # the panel's label hierarchy (e.g. pop -> super_pop), treated as public like the label vocabulary
+    parents = label_parents(cohort, config.label_column, data.vocabulary)
+    parent_index = None
+    if "super_pop" in parents:
+        names = sorted(set(parents["super_pop"].values()))
+        parent_index = np.array([names.index(parents["super_pop"][lab]) for lab in data.vocabulary])
     gen = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng([int(seed), 1])
     torch.manual_seed(int(seed))
@@ -628,7 +655,7 @@ def train_private(
         if rel is None:
             rel = release_label_frequencies(dosages, y_person.numpy(), n_labels,
                                             noise_multiplier=z_mult["allele_frequencies"], generator=rng,
-                                            accountant=acc, name="allele_frequencies")
+                                            accountant=acc, name="allele_frequencies", parents=parent_index)
             overall_k, per_label_k = class_freqs()  # (V, K), (L, V, K)
             vae.init_biases(overall_k, per_label_k)
         overall_k, per_label_k = class_freqs()
@@ -790,6 +817,7 @@ def train_private(
         "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": None,
         "versions": versions(), "variants": _variants_to_dict(cohort.variants),
         "labels": data.vocabulary, "label_column": config.label_column, "label_mix": label_mix,
+        "label_parents": parents,
         "n_classes": data.n_classes, "phased": data.phased, "n_training_people": n,
         "privacy": report, "privacy_state": acc.state_dict(), "privacy_config": privacy.to_dict(),
         "privacy_noise_multipliers": dict(z_mult), "public_reference": public_reference is not None,
