@@ -4,10 +4,12 @@ Trains on 80 % of the 1000 Genomes 805-SNP cohort (split stratified by super pop
 0), samples as many synthetic people as training people, and evaluates them against the training
 and held-out people (``genosynth.evaluate``). ε = inf is ordinary training with the same model
 and epochs. One JSON per ε in ``benchmarks/results/privacy_eps{E}{TAG}.json`` and a table on
-stdout. The final curve of RESULTS.md (``--size mid``: the default model with a narrower VAE)::
+stdout. The curve of RESULTS.md (small model, default shares ``DP_TRAINING_SPLIT``)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_privacy.py --epsilon 10 3 1 inf --size mid \
-        --vae-epochs 30 --dit-epochs 60 --batch-size 512 --pairing matched --threads 1 --tag _mid
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_privacy.py --epsilon 10 3 1 inf \
+        --vae-epochs 15 --dit-epochs 30 --threads 1
+
+``--size mid`` / ``default`` train ``GeneratorConfig()`` (``mid``: with a narrower VAE) instead.
 
 ``--save PATH`` keeps the checkpoint, ``--resume`` continues an interrupted DP run saved there,
 and ``--model PATH`` re-samples and re-evaluates a saved checkpoint with other sampling options
