@@ -61,6 +61,13 @@ def test_select_under_epsilon_writes_no_gwas_table(bfile, tmp_path):
     assert privacy["accountant"]["events"][0]["kind"] == "top_k"
     log = open(f"{out}.log").read()
     assert "GWAS table not written" in log and "clumping skipped" in log
+    # the DP noise seed is a secret: --seed is ignored and no seed is written anywhere
+    assert json.load(open(f"{out}.select.json"))["config"]["seed"] is None
+    assert "--seed is ignored" in log and "seed: secret" in log
+    again = str(tmp_path / "dp2")
+    assert main(["select", "--bfile", prefix, "--k", "4", "--epsilon", "2", "--delta", "1e-6", "--out", again,
+                 "--seed", "1"]) == 0
+    assert json.load(open(f"{again}.select.json"))["config"]["seed"] is None
 
 
 def test_select_case_control_populations(cohort_805, data_805, tmp_path):

@@ -849,7 +849,9 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
         Public cohort holding every variant id of ``cohort``, whose LD is used for clumping.
     phenotype : str
     seed : int, optional
-        ``None`` draws one; it is in ``config["seed"]``.
+        ``None`` draws one; it is in ``config["seed"]`` unless ``epsilon`` is given: the seed of a
+        DP selection is a secret (whoever knows it can redraw the mechanism's noise), so it is
+        never returned or written.
     accountant : PrivacyAccountant, optional
         Under ``epsilon``, the run's accountant; the selection records its ``top_k`` event(s) there
         (``privacy["accountant"]`` holds them either way).
@@ -925,6 +927,8 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
         table["selected"] = rank_of > 0
         table["rank"] = rank_of
     config = dataclasses.asdict(cfg)
+    if epsilon is not None:
+        config["seed"] = None  # secret under DP
     config["ld_reference"] = ld_reference is not None
     config["seconds"] = round(time.perf_counter() - t0, 3)
     return SnpSelection(
