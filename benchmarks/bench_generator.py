@@ -131,6 +131,33 @@ def quality(args) -> dict:
     return out
 
 
+def ceiling(args) -> dict:
+    """What a perfect generator would score: a fresh real sample of the training size as "synthetic".
+
+    One msprime cohort of ``--people`` x 1.8 people is split into train (80 % of ``--people``),
+    holdout (20 %) and a disjoint fresh sample as large as train; all three come from the same
+    simulation, so the fresh sample is a draw from the true distribution.
+    """
+    from genosynth.evaluate import evaluate, summary
+    from genosynth.simulate import simulate_cohort
+
+    n = args.people
+    n_train = int(round(0.8 * n))
+    cohort = simulate_cohort(n_samples=n + n_train, sequence_length=3_000_000, maf=0.05, max_snps=2000,
+                             seed=args.seed)
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(cohort.n_samples)
+    train, holdout = cohort.subset(samples=np.sort(order[:n_train])), cohort.subset(samples=np.sort(order[n_train:n]))
+    fresh = cohort.subset(samples=np.sort(order[n:]))
+    results = evaluate(train, holdout, {"fresh_real": fresh}, label_column="super_pop", seed=args.seed)
+    out = {"mode": "ceiling", "people": n, "snps": cohort.n_variants, "train_people": train.n_samples,
+           "holdout_people": holdout.n_samples, "fresh_people": fresh.n_samples, "seed": args.seed, "sets": {}}
+    for name in ("fresh_real", "holdout"):
+        sm = summary(results, name)
+        out["sets"][name] = {k: (round(sm[k], 4) if isinstance(sm.get(k), float) else sm.get(k)) for k in KEYS}
+    return out
+
+
 def perf(args) -> dict:
     """Seconds per epoch of each stage, sampling people/s and peak RSS for one data set."""
     cohort = load(args.data, args.seed)
@@ -151,7 +178,8 @@ def perf(args) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=("quality", "perf"))
+    p.add_argument("mode", choices=("quality", "perf", "ceiling"))
+    p.add_argument("--people", type=int, default=1500, help="ceiling mode: benchmark cohort size")
     p.add_argument("--data", default="805", choices=("805", "sim", "sim3k", "sim5k"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -176,11 +204,12 @@ def main(argv=None) -> int:
         p.add_argument(f"--{name}", type=typ, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = quality(args) if args.mode == "quality" else perf(args)
+    out = {"quality": quality, "perf": perf, "ceiling": ceiling}[args.mode](args)
     out["command"] = "python benchmarks/bench_generator.py " + " ".join(sys.argv[1:] if argv is None else argv)
     folder = REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"generator_{args.mode}_{args.data}{args.tag}.json"
+    what = f"sim{args.people}" if args.mode == "ceiling" else args.data
+    path = folder / f"generator_{args.mode}_{what}{args.tag}.json"
     path.write_text(json.dumps(out, indent=2, default=str))
     print(json.dumps({k: v for k, v in out.items() if k != "config"}, default=str))
     return 0
