@@ -387,16 +387,23 @@ def save_checkpoint(path: str, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
+def load_tagged(path: str, *, tag: str, what: str, fix: str) -> dict:
+    """``torch.load`` a dict whose ``"format"`` is ``tag``; otherwise an :class:`InputError` naming ``fix``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not that file"
+        raise InputError(f"{path}: not a readable {what} ({exc}); {fix}") from None
+    if not isinstance(payload, dict) or payload.get("format") != tag:
+        raise InputError(f"{path}: not a {what}; {fix}")
+    return payload
+
+
 def load_checkpoint(path: str) -> dict:
     """Read a generator checkpoint; raise :class:`InputError` naming the fix when it is not one."""
     if not os.path.exists(path):
         raise InputError(f"{path}: checkpoint not found; train one with `genosynth train --out PREFIX`")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise InputError(f"{path}: not a readable genosynth checkpoint ({exc}); give PREFIX.pt from `genosynth train`") from None
-    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-        raise InputError(f"{path}: not a genosynth generator checkpoint; give PREFIX.pt from `genosynth train`")
+    ck = load_tagged(path, tag=CHECKPOINT_FORMAT, what="genosynth generator checkpoint",
+                     fix="give PREFIX.pt from `genosynth train`")
     if ck.get("format_version", 0) > CHECKPOINT_VERSION:
         raise InputError(f"{path}: written by a newer genosynth (format {ck['format_version']}); upgrade genosynth")
     return ck
@@ -1161,6 +1168,6 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
 __all__ = [
     "GeneratorConfig", "TrainingConfig", "SamplingConfig", "VAEConfig", "DiTConfig", "DiffusionConfig",
     "Generator", "train_generator", "write_synthetic", "parse_label_counts", "tiny_config",
-    "load_checkpoint", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data",
+    "load_checkpoint", "load_tagged", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data",
     "plan_counts", "phenotype_codes",
 ]

@@ -67,6 +67,7 @@ from genosynth.generator import (
     build_models,
     deterministic,
     label_parents,
+    load_tagged,
     prepare_data,
     save_checkpoint,
     versions,
@@ -476,12 +477,7 @@ def _load_resume(path: str, *, checkpoint: str, expect: dict) -> dict:
                 "exist); drop --resume (a new run is a new release and spends its own budget)"
             )
         raise InputError(f"no interrupted DP run to resume: {path} does not exist; drop --resume and train afresh")
-    try:
-        st = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a resume file"
-        raise InputError(f"{path}: not a readable DP resume file ({exc}); delete it and train afresh") from None
-    if not isinstance(st, dict) or st.get("format") != RESUME_FORMAT:
-        raise InputError(f"{path}: not a genosynth DP resume file; delete it and train afresh")
+    st = load_tagged(path, tag=RESUME_FORMAT, what="genosynth DP resume file", fix="delete it and train afresh")
     for key, value in expect.items():
         if st[key] != value:
             detail = ""
