@@ -959,7 +959,9 @@ class Generator:
             cond["pheno"] = pheno.to(self.device)  # (B,)
         net, net_guidance = self.dit, guidance
         if pheno is not None and pheno_guidance is not None:
-            net, net_guidance = _SeparateGuidance(self.dit, scale=guidance, pheno_scale=pheno_guidance), 1.0
+            # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
+            net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
+            net_guidance = 1.0
         z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
                                        guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
         if self.phased and sc.pairing == "matched":
@@ -1074,18 +1076,6 @@ class Generator:
         return Cohort(alleles=np.concatenate([p.alleles for p in parts]), variants=self.variants,
                       samples=pd.concat([p.samples for p in parts], ignore_index=True),
                       phased=self.phased, ploidy=2, meta=parts[0].meta)
-
-
-class _SeparateGuidance:
-    """The DiT as a plain network whose output is guided per condition (``forward_with_cfg`` with
-    ``pheno_scale``); the diffusion sampler then runs it with guidance 1."""
-
-    def __init__(self, dit: DiT1D, *, scale: float, pheno_scale: float):
-        self.dit, self.scale, self.pheno_scale = dit, scale, pheno_scale
-
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
-                 pheno: torch.Tensor | None = None) -> torch.Tensor:
-        return self.dit.forward_with_cfg(x, t, y, pheno, scale=self.scale, pheno_scale=self.pheno_scale)
 
 
 # ---------------------------------------------------------------------------------- streaming
