@@ -71,25 +71,28 @@ class _Distances:
             if same:
                 np.fill_diagonal(self.full, np.inf)
 
+    def _block(self, ia, ib) -> np.ndarray:
+        """The precomputed distances ``full[ia][:, ib]`` (``None`` = all rows / columns)."""
+        m = self.full if ia is None else self.full[ia]
+        return m if ib is None else m[:, ib]
+
+    def _subsets(self, ia, ib) -> tuple[np.ndarray, np.ndarray]:
+        """The rows ``a[ia]`` and ``b[ib]`` (``None`` = all rows)."""
+        return (self.a if ia is None else self.a[ia]), (self.b if ib is None else self.b[ib])
+
     def min_over_b(self, ia=None, ib=None) -> np.ndarray:
         """For each row of ``a[ia]``, the distance to its closest row of ``b[ib]``."""
         if self.full is not None:
-            m = self.full if ia is None else self.full[ia]
-            m = m if ib is None else m[:, ib]
-            return m.min(axis=1).astype(np.float64)
-        a = self.a if ia is None else self.a[ia]
-        b = self.b if ib is None else self.b[ib]
+            return self._block(ia, ib).min(axis=1).astype(np.float64)
+        a, b = self._subsets(ia, ib)
         same = self.same and (ia is ib or (ia is not None and ib is not None and np.array_equal(ia, ib)))
         return nearest_distances(a, b, exclude_self=same, chunk=self.chunk)
 
     def min_over_a(self, ia=None, ib=None) -> np.ndarray:
         """For each row of ``b[ib]``, the distance to its closest row of ``a[ia]``."""
         if self.full is not None:
-            m = self.full if ia is None else self.full[ia]
-            m = m if ib is None else m[:, ib]
-            return m.min(axis=0).astype(np.float64)
-        a = self.a if ia is None else self.a[ia]
-        b = self.b if ib is None else self.b[ib]
+            return self._block(ia, ib).min(axis=0).astype(np.float64)
+        a, b = self._subsets(ia, ib)
         return nearest_distances(b, a, chunk=self.chunk)
 
 
