@@ -12,7 +12,9 @@ a fresh real sample of the training size only reaches within-population LD r 0.8
 (estimation noise of ~1M mostly unlinked pairs), below the 0.85 target; 3,000 people lift that
 ceiling to 0.90. ``--model CKPT`` re-samples a saved checkpoint (same ``--data``/``--seed``) with
 other sampling options (``--steps``, ``--guidance``, ``--temperature``, ``--corr-guidance``,
-``--pairing``) without retraining.
+``--pairing``) without retraining. The DiT's optimisation has its own flags: ``--dit-lr-schedule
+cosine --dit-warmup STEPS`` (learning-rate schedule), ``--ema-decay``, ``--dit-target mean``
+(learn posterior means instead of posterior draws) and ``--prediction`` (v, eps or x0).
 
 Speed and peak memory (train time per epoch, sampling people/s, peak RSS) at 805 and ~5,000 SNPs::
 
@@ -68,7 +70,7 @@ def load(name: str, seed: int):
 
 def config_from(args) -> GeneratorConfig:
     cfg = GeneratorConfig()
-    changes = {"training": {}, "vae": {}, "dit": {}, "sampling": {}}
+    changes = {"training": {}, "vae": {}, "dit": {}, "sampling": {}, "diffusion": {}}
     for key, section, field in (("vae_epochs", "training", "vae_epochs"), ("dit_epochs", "training", "dit_epochs"),
                                 ("latent_channels", "vae", "latent_channels"), ("patch", "vae", "patch"),
                                 ("kl_weight", "vae", "kl_weight"), ("width", "vae", "width"),
@@ -81,7 +83,10 @@ def config_from(args) -> GeneratorConfig:
                                 ("vae_batch_size", "training", "vae_batch_size"),
                                 ("calibration_rows", "training", "calibration_rows"),
                                 ("pairing", "sampling", "pairing"),
-                                ("temperature", "sampling", "temperature"), ("eta", "sampling", "eta")):
+                                ("temperature", "sampling", "temperature"), ("eta", "sampling", "eta"),
+                                ("dit_lr_schedule", "training", "dit_lr_schedule"),
+                                ("dit_warmup", "training", "dit_warmup"), ("dit_target", "training", "dit_target"),
+                                ("prediction", "diffusion", "prediction")):
         value = getattr(args, key, None)
         if value is not None:
             changes[section][field] = value
@@ -194,6 +199,12 @@ def main(argv=None) -> int:
     p.add_argument("--corr-guidance", default=None, choices=("none", "copula", "latent", "latent+copula"),
                    help="correlation-guided decoding at sampling (default: the model's)")
     p.add_argument("--pairing", default=None, choices=("random", "matched"), help="haplotype pairing")
+    p.add_argument("--dit-lr-schedule", default=None, choices=("constant", "cosine"),
+                   help="DiT learning rate over its steps (training.dit_lr_schedule)")
+    p.add_argument("--dit-warmup", type=int, default=None, help="DiT linear warm-up steps (training.dit_warmup)")
+    p.add_argument("--dit-target", default=None, choices=("sample", "mean"),
+                   help="latents the DiT learns: posterior draws or means (training.dit_target)")
+    p.add_argument("--prediction", default=None, choices=("v", "eps", "x0"), help="diffusion network target")
     p.add_argument("--label-column", default=None,
                    help="condition on this sample column (default super_pop); evaluation is by super_pop")
     for name, typ in (("vae-epochs", int), ("dit-epochs", int), ("latent-channels", int), ("patch", int),

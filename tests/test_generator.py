@@ -270,3 +270,75 @@ def test_model_on_pop_labels_also_writes_the_super_population(small, tmp_path):
     syn = model.sample(12, seed=0, corr_guidance="none")
     pairs = set(zip(syn.samples["pop"], syn.samples["super_pop"]))
     assert pairs <= {("CEU", "EUR"), ("CHB", "EAS"), ("YRI", "AFR")} and len(syn.samples["pop"].unique()) == 3
+
+
+# ---------------------------------------------------------------------------- DiT optimisation options
+def test_dit_learning_rate_warmup_and_cosine():
+    from genosynth.generator import TrainingConfig, dit_learning_rate
+
+    const = TrainingConfig(dit_lr=1e-3)
+    assert [dit_learning_rate(s, 100, const) for s in (0, 50, 99)] == [1e-3, 1e-3, 1e-3]  # today's behaviour
+    warm = TrainingConfig(dit_lr=1e-3, dit_warmup=10)
+    assert dit_learning_rate(0, 100, warm) == pytest.approx(1e-4)
+    assert dit_learning_rate(4, 100, warm) == pytest.approx(5e-4)
+    assert dit_learning_rate(9, 100, warm) == dit_learning_rate(60, 100, warm) == pytest.approx(1e-3)
+    cos = TrainingConfig(dit_lr=1e-3, dit_lr_schedule="cosine", dit_warmup=10)
+    lrs = [dit_learning_rate(s, 100, cos) for s in range(100)]
+    assert lrs[50] == pytest.approx(0.5e-3)  # half way down the cosine
+    assert all(b <= a for a, b in zip(lrs[9:], lrs[10:]))  # decays after the warm-up
+    assert lrs[-1] < 1e-6 and lrs[0] == pytest.approx(1e-4 * 0.5 * (1 + np.cos(0)))
+
+
+def test_training_config_rejects_unknown_dit_options():
+    from genosynth.generator import TrainingConfig
+
+    with pytest.raises(InputError, match="dit_lr_schedule"):
+        TrainingConfig(dit_lr_schedule="step")
+    with pytest.raises(InputError, match="dit_target"):
+        TrainingConfig(dit_target="median")
+    with pytest.raises(InputError, match="dit_warmup"):
+        TrainingConfig(dit_warmup=-1)
+
+
+def _schedule_config():
+    return tiny_config(training={"dit_epochs": 3, "dit_lr_schedule": "cosine", "dit_warmup": 2,
+                                 "dit_target": "mean", "ema_decay": 0.999})
+
+
+def test_resume_is_exact_with_lr_schedule_and_mean_target(small, trained, tmp_path):
+    full_path, path = str(tmp_path / "full.pt"), str(tmp_path / "killed.pt")
+    full = train_generator(small, config=_schedule_config(), seed=5, checkpoint=full_path)
+
+    class Kill(Exception):
+        pass
+
+    def kill(stage, epoch):
+        if stage == "dit" and epoch == 1:
+            raise Kill
+
+    with pytest.raises(Kill):
+        train_generator(small, config=_schedule_config(), seed=5, checkpoint=path, callback=kill)
+    train_generator(small, config=_schedule_config(), seed=5, checkpoint=path, resume=True)
+    assert _same_tensors(_state(path), _state(full_path))
+    # the options change training: the optimiser's last learning rate is the cosine's tail, not dit_lr
+    lr_last = _state(full_path)["dit_opt"]["param_groups"][0]["lr"]
+    assert 0 < lr_last < 0.1 * tiny_config().training.dit_lr
+    # posterior means have less variance than posterior draws: a larger scale brings them to 1
+    plain = trained[0]
+    assert full.latent_scale > plain.latent_scale
+    assert torch.equal(full.vae.readout, plain.vae.readout)  # same VAE stage (same seed)
+
+
+def test_checkpoint_without_the_new_training_fields_still_loads_and_resumes(small, trained, tmp_path):
+    _, path = trained
+    ck = load_checkpoint(path)
+    for key in ("dit_lr_schedule", "dit_warmup", "dit_target"):
+        del ck["config"]["training"][key]  # as written before these options existed
+    old = str(tmp_path / "old.pt")
+    torch.save(ck, old)
+    model = Generator.load(old)
+    tc = model.config.training
+    assert (tc.dit_lr_schedule, tc.dit_warmup, tc.dit_target) == ("constant", 0, "sample")
+    assert np.array_equal(model.sample(6, seed=2).alleles, Generator.load(path).sample(6, seed=2).alleles)
+    again = train_generator(small, config=tiny_config(), seed=5, checkpoint=old, resume=True)  # same config
+    assert again.meta["stage"] == "done"

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import math
 import os
 import platform
 import time
@@ -50,6 +51,8 @@ from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.corrguide import CorrelationPrior, CorrGuideConfig, guided_decode
 from genosynth.models.vae import GenotypeVAE, VAEConfig, sample_alleles
 
+DIT_LR_SCHEDULES = ("constant", "cosine")
+DIT_TARGETS = ("sample", "mean")
 CHECKPOINT_FORMAT = "genosynth-generator"
 CHECKPOINT_VERSION = 1
 STAGES = ("vae", "dit", "done")
@@ -69,10 +72,21 @@ class TrainingConfig:
     weight_decay: float = 0.0  # AdamW weight decay (both stages)
     grad_clip: float = 1.0  # clip the batch gradient norm (0 = off); DP replaces this by per-row clipping
     ema_decay: float = 0.995  # EMA of the DiT weights used for sampling
+    dit_lr_schedule: str = "constant"  # DiT learning rate over its optimiser steps: "constant" or "cosine" (decays to ~0 at the last step)
+    dit_warmup: int = 0  # DiT optimiser steps of linear learning-rate warm-up (0 = off)
+    dit_target: str = "sample"  # latents the DiT learns: "sample" (fresh posterior draws mu + sd*eps each epoch) or "mean" (posterior means mu)
     pseudo_count: float = 0.5  # smoothing of the allele frequencies that initialise the decoder biases
     calibration_rows: int = 512  # rows per label drawn after training to calibrate allele frequencies (0 = off)
     calibration_steps: int = 20  # DDIM steps of those draws
     checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
+
+    def __post_init__(self) -> None:
+        if self.dit_lr_schedule not in DIT_LR_SCHEDULES:
+            raise InputError(f"training.dit_lr_schedule={self.dit_lr_schedule!r}: use one of {', '.join(DIT_LR_SCHEDULES)}")
+        if self.dit_target not in DIT_TARGETS:
+            raise InputError(f"training.dit_target={self.dit_target!r}: use one of {', '.join(DIT_TARGETS)}")
+        if self.dit_warmup < 0:
+            raise InputError(f"training.dit_warmup={self.dit_warmup} must be >= 0 (optimiser steps; 0 = no warm-up)")
 
 
 @dataclass
@@ -358,6 +372,23 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, per
     return float(loss.detach())
 
 
+def dit_learning_rate(step: int, total: int, config: TrainingConfig) -> float:
+    """Learning rate of DiT optimiser step ``step`` (0-based) out of ``total``.
+
+    ``dit_lr`` times a linear warm-up factor ``min(1, (step + 1) / dit_warmup)`` and, for the
+    ``"cosine"`` schedule, ``(1 + cos(pi * step / total)) / 2`` (Loshchilov & Hutter 2017). A pure
+    function of the step counter, which :func:`train_generator` derives from the checkpointed
+    epoch (``epoch * steps_per_epoch + batch``), so a resumed run follows the same schedule.
+    ``"constant"`` with no warm-up is ``dit_lr`` at every step.
+    """
+    lr = config.dit_lr
+    if config.dit_warmup > 0:
+        lr *= min(1.0, (step + 1) / config.dit_warmup)
+    if config.dit_lr_schedule == "cosine":
+        lr *= 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    return lr
+
+
 def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
     if not enabled:
         return None
@@ -527,6 +558,7 @@ def train_generator(
         if not checkpoint or not os.path.exists(checkpoint):
             raise InputError(f"--resume needs an existing checkpoint; {checkpoint} not found. Drop --resume to start afresh")
         ck = load_checkpoint(checkpoint)
+        ck["config"] = GeneratorConfig.from_dict(ck["config"]).to_dict()  # fields added since take their defaults
         for key in ("config", "seed", "labels", "n_classes"):
             if ck[key] != base[key]:
                 raise InputError(
@@ -582,7 +614,7 @@ def train_generator(
                 if done:
                     vae.eval()
                     metrics.update(_vae_metrics(vae, x_all, y_all, overall, dev))
-                    latent_scale = _latent_scale(vae, x_all, dev)
+                    latent_scale = _latent_scale(vae, x_all, dev, with_sd=tc.dit_target == "sample")
                     metrics["latent_scale"] = latent_scale
                     state = {"stage": "dit", "epoch": 0}
                 if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
@@ -601,14 +633,22 @@ def train_generator(
             mu, sigma = _posterior(vae, x_all, dev)  # (R, C, T) each; in memory only
             bar = _progress(tc.dit_epochs, "DiT", progress, state["epoch"])
             dit.train()
+            steps_per_epoch = -(-n_rows // tc.dit_batch_size)
+            total_steps = steps_per_epoch * tc.dit_epochs
             while state["stage"] == "dit":
                 t0 = time.perf_counter()
                 order = torch.randperm(n_rows, generator=gen)
                 total = 0.0
-                for start in range(0, n_rows, tc.dit_batch_size):
+                for k, start in enumerate(range(0, n_rows, tc.dit_batch_size)):
+                    step = state["epoch"] * steps_per_epoch + k  # a function of the checkpointed epoch: resume is exact
+                    for group in dit_opt.param_groups:
+                        group["lr"] = dit_learning_rate(step, total_steps, tc)
                     idx = order[start:start + tc.dit_batch_size]
-                    eps = torch.randn(mu[idx].shape, generator=gen)
-                    z0 = ((mu[idx] + sigma[idx] * eps) * latent_scale).to(dev)  # (B, C, T)
+                    if tc.dit_target == "mean":
+                        z0 = (mu[idx] * latent_scale).to(dev)  # (B, C, T)
+                    else:
+                        eps = torch.randn(mu[idx].shape, generator=gen)
+                        z0 = ((mu[idx] + sigma[idx] * eps) * latent_scale).to(dev)  # (B, C, T)
                     cond = {"y": y_all[idx].to(dev)}
                     if p_all is not None:
                         cond["pheno"] = p_all[idx].to(dev)  # missing phenotype = the null index
@@ -694,10 +734,14 @@ def _posterior(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device, batch: int 
 
 
 @torch.no_grad()
-def _latent_scale(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device) -> float:
-    """One aggregate factor that brings the latents to unit variance (Rombach et al. 2022)."""
+def _latent_scale(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device, *, with_sd: bool = True) -> float:
+    """One aggregate factor that brings the latents to unit variance (Rombach et al. 2022).
+
+    ``with_sd``: the latents are posterior draws ``mu + sd * eps`` (variance ``var(mu) +
+    mean(sd^2)``); otherwise posterior means (variance ``var(mu)``).
+    """
     mu, sd = _posterior(vae, x, dev)
-    var = mu.var() + sd.pow(2).mean()
+    var = mu.var() + (sd.pow(2).mean() if with_sd else 0.0)
     return float(1.0 / var.clamp_min(1e-8).sqrt())
 
 
@@ -1159,5 +1203,5 @@ __all__ = [
     "GeneratorConfig", "TrainingConfig", "SamplingConfig", "VAEConfig", "DiTConfig", "DiffusionConfig",
     "Generator", "train_generator", "write_synthetic", "parse_label_counts", "tiny_config",
     "load_checkpoint", "load_tagged", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data",
-    "plan_counts", "phenotype_codes",
+    "plan_counts", "phenotype_codes", "dit_learning_rate",
 ]
