@@ -87,7 +87,9 @@ def run_one(eps: float, args, train, holdout) -> dict:
         pc = PrivacyConfig(epsilon=eps, delta=args.delta, batch_size=args.batch_size, latent_clip=args.latent_clip,
                            timesteps_split=args.split, stage1_epochs=args.stage1_epochs,
                            correlation_window=args.corr_window, max_grad_norm=args.max_grad_norm,
-                           budget_split=json.loads(args.budget_split) if args.budget_split else None)
+                           budget_split=json.loads(args.budget_split) if args.budget_split else None,
+                           frequency_clip=args.frequency_clip,
+                           **({"frequency_denoiser": args.frequency_denoiser} if args.frequency_denoiser else {}))
         model = train_private(train, config=cfg, privacy=pc, seed=args.seed, log=print,
                               checkpoint=args.save or None, resume=args.resume)
     train_s = time.perf_counter() - t0
@@ -128,6 +130,10 @@ def main(argv=None) -> int:
     p.add_argument("--stage1-epochs", type=int, default=20)
     p.add_argument("--corr-window", type=int, default=32)
     p.add_argument("--budget-split", default=None, help="JSON shares, e.g. '{\"vae/dpsgd\": 0.3, ...}'")
+    p.add_argument("--frequency-denoiser", default="", choices=("", "shrink", "low_rank"),
+                   help="post-processing of the DP frequency release (default: PrivacyConfig's)")
+    p.add_argument("--frequency-clip", type=float, default=1.0,
+                   help="per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale of sampling")
     p.add_argument("--temperature", type=float, default=1.0, help="decoder logit temperature of sampling")
     p.add_argument("--pairing", default="random", choices=("random", "matched"), help="haplotype pairing of sampling")

@@ -22,6 +22,9 @@ References
 .. [5] G. Daras, A. Dimakis, C. Daskalakis, "Consistent Diffusion Meets Tweedie: Training Exact
    Ambient Diffusion Models with Noisy Data", ICML 2024 (denoising from noisy data at higher
    noise levels).
+.. [6] M. Gavish, D. L. Donoho, "Optimal Shrinkage of Singular Values", IEEE Transactions on
+   Information Theory 63(4), 2297-2312, 2017 (low-rank denoising of a Gaussian release with a
+   known noise level).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ __all__ = [
     "band_to_dense",
     "allele_frequencies",
     "dp_allele_frequencies",
+    "denoise_low_rank",
     "clipped_association_scores",
     "noisy_top_k",
 ]
@@ -525,6 +529,60 @@ def dp_allele_frequencies(
     noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=noise_multiplier,
                                generator=generator, accountant=accountant, name=name)  # fmt: skip
     return np.clip(noisy / (ploidy * g.shape[0]), 0.0, 1.0)
+
+
+def denoise_low_rank(noisy, *, noise_sd: float) -> tuple[np.ndarray, int]:
+    """Low-rank estimate of a matrix released with i.i.d. Gaussian noise of known scale.
+
+    Pure post-processing: the result is a function of the noisy release and of the public noise
+    scale ``noise_sd = z Δ`` only, so it costs no privacy budget (nothing here touches private
+    data). Each singular value ``s`` of the ``m × n`` release (``m ≤ n`` after transposing,
+    ``β = m / n``) is replaced by Gavish & Donoho's optimal shrinker for Frobenius loss with known
+    noise level [6]_: with ``y = s / (σ sqrt(n))``,
+
+        ``η(y) = sqrt((y² - β - 1)² - 4β) / y`` if ``y > 1 + sqrt(β)``, else 0,
+
+    and the shrunk value is ``σ sqrt(n) η(y)``. Components below the noise edge
+    ``σ (sqrt(m) + sqrt(n))`` are dropped and the ones above it are shrunk by the amount the noise
+    inflated them; when the signal lives in a few directions (e.g. per-population allele
+    frequencies, driven by a few ancestral components) this removes most of the noise, which a
+    per-row shrinkage cannot do.
+
+    Parameters
+    ----------
+    noisy : array_like, float, shape (m, n)
+        The released matrix (signal + ``N(0, noise_sd²)`` in every entry, independently).
+    noise_sd : float
+        ``σ``, the standard deviation of the noise in each entry (public: ``z Δ``).
+
+    Returns
+    -------
+    estimate : numpy.ndarray, float64, shape (m, n)
+    rank : int
+        Number of singular values kept.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=(20, 2)) @ rng.normal(size=(2, 300)) * 3  # rank 2
+    >>> est, rank = denoise_low_rank(truth + rng.normal(size=truth.shape), noise_sd=1.0)
+    >>> rank, bool(np.abs(est - truth).mean() < 0.3)
+    (2, True)
+    """
+    x = np.asarray(noisy, dtype=np.float64)
+    if x.ndim != 2 or min(x.shape) < 1:
+        raise InputError(f"denoise_low_rank needs a 2-d matrix, got shape {x.shape}")
+    sigma = _check_positive(noise_sd, "noise_sd", "pass the release's noise standard deviation (z x sensitivity)")
+    flip = x.shape[0] > x.shape[1]
+    a = x.T if flip else x  # (m, n), m <= n
+    m, n = a.shape
+    beta = m / n
+    u, s, vt = np.linalg.svd(a, full_matrices=False)  # (m, m), (m,), (m, n)
+    y = s / (sigma * math.sqrt(n))
+    eta = np.sqrt(np.maximum((y ** 2 - beta - 1.0) ** 2 - 4.0 * beta, 0.0)) / np.maximum(y, 1e-300)
+    shrunk = np.where(y > 1.0 + math.sqrt(beta), eta * sigma * math.sqrt(n), 0.0)  # (m,)
+    est = (u * shrunk) @ vt  # (m, n)
+    return (est.T if flip else est), int((shrunk > 0).sum())
 
 
 # ----------------------------------------------------------------------------------------------
