@@ -10,6 +10,9 @@ stdout. The curve of RESULTS.md (small model, default shares ``DP_TRAINING_SPLIT
         --vae-epochs 15 --dit-epochs 30 --threads 1
 
 ``--size mid`` / ``default`` train ``GeneratorConfig()`` (``mid``: with a narrower VAE) instead.
+``--frequency-denoiser`` / ``--frequency-clip`` set the post-processing and the per-person bound of
+the frequency release (``PrivacyConfig``); the ``pop`` runs of RESULTS.md add
+``--label-column pop --frequency-clip 0.87`` and re-sample with ``--model ... --temperature 0.85``.
 
 ``--save PATH`` keeps the checkpoint, ``--resume`` continues an interrupted DP run saved there,
 and ``--model PATH`` re-samples and re-evaluates a saved checkpoint with other sampling options
