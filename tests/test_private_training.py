@@ -213,6 +213,9 @@ def test_cli_refuses_impossible_epsilon_before_training(cli_inputs, capsys):
     assert main(["train", *args, "--size", "tiny", "--epsilon", "0.1", "--delta", "1e-3", "--dp-batch-size", "20",
                  "--dp-split", "45", "--latent-clip", "1", "--out", prefix, "--no-progress", "--seed", "1"]) == 2
     assert "raise --epsilon" in capsys.readouterr().err
+    assert main(["train", *args, "--size", "tiny", "--epsilon", "8", "--dp-batch-size", "20", "--frequency-clip", "1.5",
+                 "--out", prefix, "--no-progress"]) == 2  # a clip outside (0, 1] is refused before training
+    assert "--frequency-clip 1.5 must lie in (0, 1]" in capsys.readouterr().err
     assert not os.path.exists(prefix + ".pt") and not os.path.exists(prefix + ".train.json")
     assert main(["train", *args, "--size", "tiny", "--delta", "1e-3", "--out", prefix, "--no-progress"]) == 2
 
@@ -226,8 +229,9 @@ def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
     args, folder = cli_inputs
     prefix = str(folder / "dp")
     assert main(["train", *args, "--size", "tiny", "--epsilon", "8", "--delta", "1e-3", "--dp-batch-size", "20",
-                 "--corr-window", "4", "--out", prefix, "--no-progress", "--seed", "2"]) == 0
+                 "--corr-window", "4", "--frequency-clip", "0.9", "--out", prefix, "--no-progress", "--seed", "2"]) == 0
     ck = load_checkpoint(prefix + ".pt")
+    assert ck["privacy_config"]["frequency_clip"] == 0.9 and ck["privacy_config"]["frequency_denoiser"] == "low_rank"
     summary = json.load(open(prefix + ".train.json"))
     assert summary["privacy"]["epsilon"] == ck["privacy"]["epsilon"] <= 8.0
     assert summary["seed"] is None and ck["seed"] is None  # the noise seed is secret (drawn from the OS)

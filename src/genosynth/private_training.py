@@ -436,6 +436,11 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
     s = privacy.split(T)
     if privacy.batch_size > n:
         raise PrivacyError(f"--dp-batch-size {privacy.batch_size} exceeds the cohort size {n}; lower it")
+    if not 0.0 < privacy.frequency_clip <= 1.0:
+        raise PrivacyError(f"--frequency-clip {privacy.frequency_clip} must lie in (0, 1] (1 = no clipping)")
+    if privacy.frequency_denoiser not in FREQUENCY_DENOISERS:
+        raise PrivacyError(f"unknown frequency denoiser {privacy.frequency_denoiser!r}; choose one of "
+                           f"{', '.join(FREQUENCY_DENOISERS)}")
     kwargs = dict(n_samples=n, epochs_vae=0 if public_reference else config.training.vae_epochs,
                   epochs_stage1=privacy.stage1_epochs if s < T else 0, epochs_stage2=config.training.dit_epochs,
                   batch_size=privacy.batch_size, timesteps_split=s, T=T,

@@ -71,6 +71,12 @@ def add_arguments(parser) -> None:
                    help="diffusion stage split: t >= S trained from the one stage-1 release (default 0.99 T)")
     d.add_argument("--corr-window", type=int, default=32, metavar="W",
                    help="band of the DP correlation prior in SNPs (0 = none; default 32)")
+    d.add_argument("--frequency-denoiser", choices=("low_rank", "shrink"), default="low_rank",
+                   help="post-processing of the per-label allele-frequency release (free of budget): low_rank "
+                        "(default; suits fine labels such as --label-column pop) or shrink (per label)")
+    d.add_argument("--frequency-clip", type=float, default=1.0, metavar="C",
+                   help="clip each person's centred dosages to C sqrt(V) before the frequency release, in (0, 1] "
+                        "(less noise, some bias towards 1/2; default 1 = no clipping)")
 
 
 def build_config(args):
@@ -173,7 +179,8 @@ def run_private(args, log) -> int:
     privacy = PrivacyConfig(epsilon=args.epsilon, delta=1e-5 if args.delta is None else args.delta,
                             batch_size=args.dp_batch_size, max_grad_norm=args.max_grad_norm,
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
-                            correlation_window=args.corr_window)
+                            correlation_window=args.corr_window, frequency_denoiser=args.frequency_denoiser,
+                            frequency_clip=args.frequency_clip)
     if args.seed is not None:
         log.warn("--seed is ignored with --epsilon: the DP noise must be unpredictable, so its seed is drawn from "
                  "the OS and written nowhere (an interrupted run still resumes exactly with --resume)")
