@@ -148,19 +148,26 @@ def test_same_seed_same_checkpoint_and_samples(small, trained, tmp_path):
     assert not torch.equal(other.vae.readout, model2.vae.readout)
 
 
+class _Kill(Exception):
+    pass
+
+
+def _kill_after_first_dit_epoch(cohort, config, path: str) -> None:
+    """Train with checkpoints to ``path`` and stop (as a kill would) right after DiT epoch 1."""
+
+    def kill(stage, epoch):
+        if stage == "dit" and epoch == 1:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        train_generator(cohort, config=config, seed=5, checkpoint=path, callback=kill)
+
+
 def test_resume_after_interruption_matches_uninterrupted(small, trained, tmp_path):
     _, full_path = trained
     path = str(tmp_path / "killed.pt")
 
-    class Kill(Exception):
-        pass
-
-    def kill_after_first_dit_epoch(stage, epoch):
-        if stage == "dit" and epoch == 1:
-            raise Kill
-
-    with pytest.raises(Kill):
-        train_generator(small, config=tiny_config(), seed=5, checkpoint=path, callback=kill_after_first_dit_epoch)
+    _kill_after_first_dit_epoch(small, tiny_config(), path)
     st = _state(path)
     assert (st["stage"], st["epoch"]) == ("dit", 1)
     with pytest.raises(InputError, match="unfinished run"):
@@ -309,15 +316,7 @@ def test_resume_is_exact_with_lr_schedule_and_mean_target(small, trained, tmp_pa
     full_path, path = str(tmp_path / "full.pt"), str(tmp_path / "killed.pt")
     full = train_generator(small, config=_schedule_config(), seed=5, checkpoint=full_path)
 
-    class Kill(Exception):
-        pass
-
-    def kill(stage, epoch):
-        if stage == "dit" and epoch == 1:
-            raise Kill
-
-    with pytest.raises(Kill):
-        train_generator(small, config=_schedule_config(), seed=5, checkpoint=path, callback=kill)
+    _kill_after_first_dit_epoch(small, _schedule_config(), path)
     train_generator(small, config=_schedule_config(), seed=5, checkpoint=path, resume=True)
     assert _same_tensors(_state(path), _state(full_path))
     # the options change training: the optimiser's last learning rate is the cosine's tail, not dit_lr

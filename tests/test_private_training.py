@@ -60,6 +60,9 @@ def test_impossible_budget_is_refused_before_training(small, tmp_path, monkeypat
         train_private(small, config=tiny_config(), privacy=small_privacy(epsilon=0.05), seed=0, checkpoint=str(path))
     with pytest.raises(PrivacyError, match="delta"):
         train_private(small, config=tiny_config(), privacy=small_privacy(delta=0.5), seed=0, checkpoint=str(path))
+    with pytest.raises(PrivacyError, match="does not support these yet"):  # options the DP trainer would ignore
+        train_private(small, config=tiny_config(training={"dit_lr_schedule": "cosine"}), privacy=small_privacy(),
+                      seed=0, checkpoint=str(path))
     assert not path.exists()
 
 

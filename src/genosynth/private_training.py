@@ -436,6 +436,12 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
     s = privacy.split(T)
     if privacy.batch_size > n:
         raise PrivacyError(f"--dp-batch-size {privacy.batch_size} exceeds the cohort size {n}; lower it")
+    tc = config.training
+    if (tc.dit_lr_schedule, tc.dit_warmup, tc.dit_target) != ("constant", 0, "sample"):
+        raise PrivacyError(
+            f"training.dit_lr_schedule={tc.dit_lr_schedule!r}, dit_warmup={tc.dit_warmup}, "
+            f"dit_target={tc.dit_target!r}: the DP trainer does not support these yet; under --epsilon keep "
+            "the defaults (\"constant\", 0, \"sample\")")
     if not 0.0 < privacy.frequency_clip <= 1.0:
         raise PrivacyError(f"--frequency-clip {privacy.frequency_clip} must lie in (0, 1] (1 = no clipping)")
     if privacy.frequency_denoiser not in FREQUENCY_DENOISERS:
