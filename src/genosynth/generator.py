@@ -418,6 +418,17 @@ def save_checkpoint(path: str, payload: dict) -> None:
         torch.save(payload, tmp)
 
 
+def state_dicts(parts: dict[str, Any]) -> dict[str, dict]:
+    """``{name: obj.state_dict()}`` of models, optimisers and EMAs, for a checkpoint or resume file."""
+    return {name: obj.state_dict() for name, obj in parts.items()}
+
+
+def load_state_dicts(parts: dict[str, Any], blob: dict) -> None:
+    """Restore each object of ``parts`` from ``blob[name]`` (the inverse of :func:`state_dicts`)."""
+    for name, obj in parts.items():
+        obj.load_state_dict(blob[name])
+
+
 def load_tagged(path: str, *, tag: str, what: str, fix: str) -> dict:
     """``torch.load`` a dict whose ``"format"`` is ``tag``; otherwise an :class:`InputError` naming ``fix``."""
     try:
@@ -548,11 +559,11 @@ def train_generator(
         "correlation_prior": _plain_correlation_prior(cohort, config, data.vocabulary),
     }
 
+    parts = {"vae": vae, "vae_opt": vae_opt, "dit": dit, "dit_opt": dit_opt, "ema": ema}  # what a checkpoint restores
+
     def payload() -> dict:
         return {**base, "curves": curves, "latent_scale": latent_scale, "metrics": metrics, "calibration": calibration,
-                "state": {**state, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(),
-                          "dit": dit.state_dict(), "dit_opt": dit_opt.state_dict(),
-                          "ema": ema.state_dict(), "rng": gen.get_state()}}
+                "state": {**state, **state_dicts(parts), "rng": gen.get_state()}}
 
     if resume:
         if not checkpoint or not os.path.exists(checkpoint):
@@ -568,11 +579,7 @@ def train_generator(
         if ck["variants"]["id"] != base["variants"]["id"]:
             raise InputError(f"{checkpoint} was trained on other variants; resume with the same input")
         st = ck["state"]
-        vae.load_state_dict(st["vae"])
-        vae_opt.load_state_dict(st["vae_opt"])
-        dit.load_state_dict(st["dit"])
-        dit_opt.load_state_dict(st["dit_opt"])
-        ema.load_state_dict(st["ema"])
+        load_state_dicts(parts, st)
         gen.set_state(st["rng"])
         state = {"stage": st["stage"], "epoch": st["epoch"]}
         curves, latent_scale, metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
@@ -1203,5 +1210,5 @@ __all__ = [
     "GeneratorConfig", "TrainingConfig", "SamplingConfig", "VAEConfig", "DiTConfig", "DiffusionConfig",
     "Generator", "train_generator", "write_synthetic", "parse_label_counts", "tiny_config",
     "load_checkpoint", "load_tagged", "save_checkpoint", "optimizer_step", "drop_labels", "prepare_data",
-    "plan_counts", "phenotype_codes", "dit_learning_rate",
+    "plan_counts", "phenotype_codes", "dit_learning_rate", "state_dicts", "load_state_dicts",
 ]

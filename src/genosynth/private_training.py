@@ -68,9 +68,11 @@ from genosynth.generator import (
     build_models,
     deterministic,
     label_parents,
+    load_state_dicts,
     load_tagged,
     prepare_data,
     save_checkpoint,
+    state_dicts,
     versions,
 )
 from genosynth.models.dit import DiT1D
@@ -663,6 +665,8 @@ def train_private(
     dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     s1_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
+    # what the resume file restores; the released checkpoint holds the same less the stage-1 optimiser
+    parts = {"vae": vae, "vae_opt": vae_opt, "dit": dit, "dit_opt": dit_opt, "s1_opt": s1_opt, "ema": ema}
     null = dit_cfg.n_classes
     every = max(1, int(tc.checkpoint_every))
 
@@ -679,12 +683,7 @@ def train_private(
         acc = PrivacyAccountant()
         acc.load_state_dict(st["accountant"])
         rel, released, latent_scale = st["rel"], st["released"], float(st["latent_scale"])
-        vae.load_state_dict(st["vae"])
-        vae_opt.load_state_dict(st["vae_opt"])
-        dit.load_state_dict(st["dit"])
-        dit_opt.load_state_dict(st["dit_opt"])
-        s1_opt.load_state_dict(st["s1_opt"])
-        ema.load_state_dict(st["ema"])
+        load_state_dicts(parts, st)
         gen.set_state(st["gen"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
@@ -698,9 +697,7 @@ def train_private(
                     "warning": "PRIVATE: holds the DP noise-generator states and per-person noisy latents; "
                                "never release this file (genosynth deletes it when training ends)",
                     "accountant": acc.state_dict(), "rel": rel, "released": released, "latent_scale": latent_scale,
-                    "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(), "dit": dit.state_dict(),
-                    "dit_opt": dit_opt.state_dict(), "s1_opt": s1_opt.state_dict(), "ema": ema.state_dict(),
-                    "gen": gen.get_state(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+                    **state_dicts(parts), "gen": gen.get_state(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
             save_checkpoint(private_file, blob)
         if callback is not None:
             callback(at_stage, at_epoch)
@@ -886,9 +883,8 @@ def train_private(
         "correlation_prior": corr_state,
         "curves": {"vae": [], "dit": []},  # losses of private batches are private: not recorded
         "latent_scale": latent_scale, "metrics": {}, "calibration": calibration,
-        "state": {"stage": "done", "epoch": tc.dit_epochs, "vae": vae.state_dict(), "vae_opt": vae_opt.state_dict(),
-                  "dit": dit.state_dict(), "dit_opt": dit_opt.state_dict(), "ema": ema.state_dict(),
-                  "rng": None},
+        "state": {"stage": "done", "epoch": tc.dit_epochs,
+                  **state_dicts({k: v for k, v in parts.items() if k != "s1_opt"}), "rng": None},
     }
     if checkpoint:
         save_checkpoint(checkpoint, payload)
