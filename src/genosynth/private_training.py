@@ -153,6 +153,15 @@ def _person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndar
     return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
 
 
+def _check_frequency_options(denoiser: str, clip_fraction: float) -> None:
+    """Refuse an unknown frequency denoiser or a per-person clip outside (0, 1]."""
+    if denoiser not in FREQUENCY_DENOISERS:
+        raise InputError(f"unknown frequency denoiser {denoiser!r} (--frequency-denoiser); choose one of "
+                           f"{', '.join(FREQUENCY_DENOISERS)}")
+    if not 0.0 < clip_fraction <= 1.0:
+        raise PrivacyError(f"--frequency-clip {clip_fraction} must lie in (0, 1] (clip_fraction; 1 = no clipping)")
+
+
 def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels: int, *,
                               noise_multiplier: float, generator: np.random.Generator,
                               accountant: PrivacyAccountant | None = None,
@@ -222,10 +231,7 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     y = np.asarray(labels, dtype=np.int64)
     if y.shape != (n,) or (y < 0).any() or (y >= n_labels).any():
         raise InputError(f"labels must be {n} indices in [0, {n_labels})")
-    if denoiser not in FREQUENCY_DENOISERS:
-        raise InputError(f"unknown frequency denoiser {denoiser!r}; choose one of {', '.join(FREQUENCY_DENOISERS)}")
-    if not 0.0 < clip_fraction <= 1.0:
-        raise PrivacyError(f"clip_fraction={clip_fraction} must lie in (0, 1] (1 = no clipping)")
+    _check_frequency_options(denoiser, clip_fraction)
     half = ploidy / 2.0
     bound = clip_fraction * math.sqrt(v)  # L2 bound of a person's centred dosage vector
     sensitivity = math.sqrt(bound ** 2 + 1.0)  # with the person's 1 in the count slot
@@ -444,11 +450,7 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
             f"training.dit_lr_schedule={tc.dit_lr_schedule!r}, dit_warmup={tc.dit_warmup}, "
             f"dit_target={tc.dit_target!r}: the DP trainer does not support these yet; under --epsilon keep "
             "the defaults (\"constant\", 0, \"sample\")")
-    if not 0.0 < privacy.frequency_clip <= 1.0:
-        raise PrivacyError(f"--frequency-clip {privacy.frequency_clip} must lie in (0, 1] (1 = no clipping)")
-    if privacy.frequency_denoiser not in FREQUENCY_DENOISERS:
-        raise PrivacyError(f"unknown frequency denoiser {privacy.frequency_denoiser!r}; choose one of "
-                           f"{', '.join(FREQUENCY_DENOISERS)}")
+    _check_frequency_options(privacy.frequency_denoiser, privacy.frequency_clip)
     kwargs = dict(n_samples=n, epochs_vae=0 if public_reference else config.training.vae_epochs,
                   epochs_stage1=privacy.stage1_epochs if s < T else 0, epochs_stage2=config.training.dit_epochs,
                   batch_size=privacy.batch_size, timesteps_split=s, T=T,
