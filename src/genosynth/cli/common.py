@@ -134,6 +134,19 @@ def resolve_seed(seed: int | None, log: RunLog | None = None) -> int:
     return seed
 
 
+def secret_seed(seed: int | None, log: RunLog, *, note: str = "") -> int:
+    """The seed of a run under ``--epsilon``: drawn from the OS and written nowhere.
+
+    Whoever knows the seed of a DP mechanism can redraw and remove its noise, so ``--seed`` is
+    ignored (with a warning ending in ``note``) and the log records only that the seed is secret.
+    """
+    if seed is not None:
+        log.warn("--seed is ignored with --epsilon: the seed of the DP noise is drawn from the OS and written "
+                 f"nowhere (whoever knows it could redraw the noise){note}")
+    log.record("seed", "secret (drawn from the OS; not recorded under --epsilon)")
+    return secrets.randbits(63)
+
+
 def set_threads(threads: int | None, log: RunLog | None = None) -> int:
     """Limit CPU threads of torch and BLAS; return the number used."""
     n = threads or os.cpu_count() or 1

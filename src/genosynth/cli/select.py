@@ -9,10 +9,9 @@ of the cohort, so it is never written under differential privacy).
 from __future__ import annotations
 
 import json
-import secrets
 
 from genosynth import __version__
-from genosynth.cli.common import add_common_arguments, add_input_arguments, load_input, resolve_seed
+from genosynth.cli.common import add_common_arguments, add_input_arguments, load_input, resolve_seed, secret_seed
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 
@@ -56,12 +55,8 @@ def run(args, log) -> int:
 
     if args.epsilon is None:
         seed = resolve_seed(args.seed, log)
-    else:  # the DP noise must be unpredictable: a secret seed, written nowhere (as in `train --epsilon`)
-        if args.seed is not None:
-            log.warn("--seed is ignored with --epsilon: the seed of the DP noise is drawn from the OS and written "
-                     "nowhere (whoever knows it could redraw the noise)")
-        seed = secrets.randbits(63)
-        log.record("seed", "secret (drawn from the OS; not recorded under --epsilon)")
+    else:  # the DP noise must be unpredictable: a secret seed, written nowhere
+        seed = secret_seed(args.seed, log)
     cohort = load_input(args, log)
     pheno = args.pheno_column
     if args.case_pop or args.control_pop:

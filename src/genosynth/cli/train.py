@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import time
 
-from genosynth.cli.common import add_common_arguments, add_input_arguments, load_input, resolve_seed, set_threads
+from genosynth.cli.common import (add_common_arguments, add_input_arguments, load_input, resolve_seed, secret_seed,
+                                   set_threads)
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 
@@ -170,8 +171,6 @@ def run_private(args, log) -> int:
     an interrupted run exactly (restored noise generators and accountant); the file is deleted
     when ``PREFIX.pt`` has been written.
     """
-    import secrets
-
     from genosynth.io import read_cohort
     from genosynth.private_training import PrivacyConfig, train_private
 
@@ -181,11 +180,7 @@ def run_private(args, log) -> int:
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
                             correlation_window=args.corr_window, frequency_denoiser=args.frequency_denoiser,
                             frequency_clip=args.frequency_clip)
-    if args.seed is not None:
-        log.warn("--seed is ignored with --epsilon: the DP noise must be unpredictable, so its seed is drawn from "
-                 "the OS and written nowhere (an interrupted run still resumes exactly with --resume)")
-    seed = secrets.randbits(63)  # secret: never logged, never stored in PREFIX.pt
-    log.record("seed", "secret (drawn from the OS; not recorded under --epsilon)")
+    seed = secret_seed(args.seed, log, note="; an interrupted run still resumes exactly with --resume")
     set_threads(args.threads, log)
     cohort = load_input(args, log)
     public = None
