@@ -43,16 +43,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import bench_privacy as bp
-    from genosynth.evaluate import split_train_holdout
     from genosynth.evaluate._arrays import allele_freq
     from genosynth.evaluate.privacy import aats
     from genosynth.evaluate.structure import PCAFeatures, accuracy_table
-    from genosynth.io import read_cohort
     from genosynth.private_training import PrivacyConfig, plan_private, release_label_frequencies
 
-    cohort = read_cohort(hapt=str(bp.DATA_805 / "haplotypes.hapt.gz"), legend=str(bp.DATA_805 / "snps.legend"),
-                         samples=str(bp.DATA_805 / "panel.tsv"))
-    train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)
+    train, holdout = bp.load_split(args.seed)
     g = train.genotypes()  # (N, V) int8
     g_hold = holdout.genotypes()
     n, v = g.shape

@@ -69,6 +69,16 @@ def config(args):
     )
 
 
+def load_split(seed: int):
+    """The 805-SNP cohort split 80/20, stratified by super population: ``(train, holdout)``."""
+    from genosynth.evaluate import split_train_holdout
+    from genosynth.io import read_cohort
+
+    cohort = read_cohort(hapt=str(DATA_805 / "haplotypes.hapt.gz"), legend=str(DATA_805 / "snps.legend"),
+                         samples=str(DATA_805 / "panel.tsv"))
+    return split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=seed)
+
+
 def run_one(eps: float, args, train, holdout) -> dict:
     from genosynth.evaluate import evaluate, summary
     from genosynth.generator import train_generator
@@ -152,12 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="", help="suffix of the result file names")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from genosynth.evaluate import split_train_holdout
-    from genosynth.io import read_cohort
-
-    cohort = read_cohort(hapt=str(DATA_805 / "haplotypes.hapt.gz"), legend=str(DATA_805 / "snps.legend"),
-                         samples=str(DATA_805 / "panel.tsv"))
-    train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)
+    train, holdout = load_split(args.seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     for e in args.epsilon:
