@@ -46,21 +46,25 @@ KEYS = ("af_r", "ld_r_near", "ld_r_near_within", "aats", "aats_holdout", "identi
         "identical_haplotypes_to_train", "trtr_super_pop_lr", "tstr_super_pop_lr", "mia_auc")
 
 
+def dense_region(n_samples: int, seed: int):
+    """An msprime dense region: ``n_samples`` people, 3 Mb, the first 2,000 SNPs at MAF >= 0.05."""
+    from genosynth.simulate import simulate_cohort
+
+    return simulate_cohort(n_samples=n_samples, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed)
+
+
 def load(name: str, seed: int):
-    """The benchmark cohort: ``805`` (1000 Genomes AISNPs) or ``sim`` (msprime dense region)."""
+    """The benchmark cohort: ``805`` (1000 Genomes AISNPs), ``sim`` / ``sim3k`` (msprime dense region,
+    1,500 / 3,000 people) or ``sim5k`` (8 Mb, 5,000 SNPs)."""
     if name == "805":
         from genosynth.io import read_cohort
 
         return read_cohort(hapt=str(DATA_805 / "haplotypes.hapt.gz"), legend=str(DATA_805 / "snps.legend"),
                            samples=str(DATA_805 / "panel.tsv"))
     if name == "sim":
-        from genosynth.simulate import simulate_cohort
-
-        return simulate_cohort(n_samples=1500, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed)
+        return dense_region(1500, seed)
     if name == "sim3k":  # the dense-region acceptance cohort: 3,000 people (why: benchmarks/RESULTS.md)
-        from genosynth.simulate import simulate_cohort
-
-        return simulate_cohort(n_samples=3000, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed)
+        return dense_region(3000, seed)
     if name == "sim5k":
         from genosynth.simulate import simulate_cohort
 
@@ -144,12 +148,10 @@ def ceiling(args) -> dict:
     simulation, so the fresh sample is a draw from the true distribution.
     """
     from genosynth.evaluate import evaluate, summary
-    from genosynth.simulate import simulate_cohort
 
     n = args.people
     n_train = int(round(0.8 * n))
-    cohort = simulate_cohort(n_samples=n + n_train, sequence_length=3_000_000, maf=0.05, max_snps=2000,
-                             seed=args.seed)
+    cohort = dense_region(n + n_train, args.seed)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(cohort.n_samples)
     train, holdout = cohort.subset(samples=np.sort(order[:n_train])), cohort.subset(samples=np.sort(order[n_train:n]))
