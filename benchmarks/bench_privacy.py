@@ -49,7 +49,7 @@ def config(args):
     from genosynth.models.vae import VAEConfig
 
     sampling = {"guidance": args.guidance, "temperature": args.temperature, "pairing": args.pairing,
-                "corr_guidance": args.corr_guidance}
+                "corr_guidance": args.corr_guidance, "ancestry_spread": not args.no_ancestry_spread}
     if args.size in ("default", "mid"):
         vae = {} if args.size == "default" else {"snp_dim": 8, "width": 64, "blocks": 1}
         return GeneratorConfig(mode=args.mode).replace(
@@ -102,6 +102,7 @@ def run_one(eps: float, args, train, holdout) -> dict:
                            correlation_window=args.corr_window, max_grad_norm=args.max_grad_norm,
                            budget_split=json.loads(args.budget_split) if args.budget_split else None,
                            frequency_clip=args.frequency_clip,
+                           **({"ancestry_dims": args.ancestry_dims} if args.ancestry_dims is not None else {}),
                            **({"frequency_denoiser": args.frequency_denoiser} if args.frequency_denoiser else {}))
         model = train_private(train, config=cfg, privacy=pc, seed=args.seed, log=print,
                               checkpoint=args.save or None, resume=args.resume)
@@ -147,6 +148,10 @@ def main(argv=None) -> int:
                    help="post-processing of the DP frequency release (default: PrivacyConfig's)")
     p.add_argument("--frequency-clip", type=float, default=1.0,
                    help="per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)")
+    p.add_argument("--ancestry-dims", type=int, default=None,
+                   help="directions of the DP within-label ancestry spread (0 = not released; default PrivacyConfig's)")
+    p.add_argument("--no-ancestry-spread", action="store_true",
+                   help="sample without the released ancestry spread (everyone at the label mean)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale of sampling")
     p.add_argument("--temperature", type=float, default=1.0, help="decoder logit temperature of sampling")
     p.add_argument("--pairing", default="random", choices=("random", "matched"), help="haplotype pairing of sampling")

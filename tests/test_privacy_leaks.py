@@ -153,6 +153,19 @@ def test_vae_bias_init_and_correlation_prior_are_noised(outputs, small):
         assert np.abs(bands[k] - stats[f"band_{lab}"]).max() > 1e-2
 
 
+def test_ancestry_spread_is_noised(outputs, small):
+    """The checkpoint's within-label ancestry covariances differ from the exact ones (same directions)."""
+    spread = outputs["ck"]["ancestry_spread"]
+    basis, freq = np.asarray(spread["basis"]), np.asarray(spread["freq"])  # (V, k), (L, V): released
+    labels = small.labels("super_pop")
+    g = small.genotypes().astype(np.float64)
+    for k, lab in enumerate(outputs["ck"]["labels"]):
+        coords = (g[labels == lab] / 2 - freq[k]) @ basis  # (n_l, k), exact and private
+        exact = coords.T @ coords / len(coords)  # un-noised second moment
+        assert np.abs(np.asarray(spread["cov"][k]) - exact).max() > 1e-3
+        assert not _contains(np.asarray(spread["cov"]), exact)
+
+
 def test_log_sidecar_and_sample_outputs_hold_only_the_report(outputs, small):
     text = "\n".join(outputs["lines"]).lower()
     for word in ("loss", "accuracy", "nll", "norm="):

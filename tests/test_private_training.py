@@ -78,7 +78,7 @@ def test_checkpoint_epsilon_matches_dp_accounting(private_run, small):
     assert rep["delta"] == cfg["delta"] and rep["epsilon"] <= cfg["epsilon"] * (1 + 1e-9)
     events = {e["name"]: e for e in ck["privacy_state"]["events"]}
     assert set(events) == {"allele_frequencies", "vae/dpsgd", "diffusion/stage1", "diffusion/stage2",
-                           "correlation_prior"}
+                           "correlation_prior", "ancestry_spread"}
     tc = tiny_config().training
     steps = math.ceil(small.n_samples / cfg["batch_size"])
     assert events["vae/dpsgd"]["count"] == tc.vae_epochs * steps  # every DP-SGD step recorded
@@ -232,9 +232,11 @@ def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
     args, folder = cli_inputs
     prefix = str(folder / "dp")
     assert main(["train", *args, "--size", "tiny", "--epsilon", "8", "--delta", "1e-3", "--dp-batch-size", "20",
-                 "--corr-window", "4", "--frequency-clip", "0.9", "--out", prefix, "--no-progress", "--seed", "2"]) == 0
+                 "--corr-window", "4", "--frequency-clip", "0.9", "--ancestry-dims", "1", "--out", prefix, "--no-progress",
+                 "--seed", "2"]) == 0
     ck = load_checkpoint(prefix + ".pt")
     assert ck["privacy_config"]["frequency_clip"] == 0.9 and ck["privacy_config"]["frequency_denoiser"] == "low_rank"
+    assert ck["privacy_config"]["ancestry_dims"] == 1 and np.asarray(ck["ancestry_spread"]["cov"]).shape[1:] == (1, 1)
     summary = json.load(open(prefix + ".train.json"))
     assert summary["privacy"]["epsilon"] == ck["privacy"]["epsilon"] <= 8.0
     assert summary["seed"] is None and ck["seed"] is None  # the noise seed is secret (drawn from the OS)
@@ -384,3 +386,29 @@ def test_clipped_frequency_release_scales_the_noise_to_the_bound():
     assert np.allclose(out["counts"], np.maximum(est[:, 30], 1.0))
     with pytest.raises(PrivacyError, match="clip_fraction"):
         release_label_frequencies(g, y, 3, noise_multiplier=z, generator=rng, clip_fraction=1.5)
+
+
+def test_ancestry_spread_is_released_planned_and_used_by_sampling(private_run, small):
+    model, path, _ = private_run
+    ck = load_checkpoint(path)
+    spread = ck["ancestry_spread"]
+    n_labels = len(ck["labels"])
+    k = min(PrivacyConfig().ancestry_dims, n_labels - 1)
+    assert np.asarray(spread["basis"]).shape == (small.n_variants, k)
+    assert np.asarray(spread["cov"]).shape == (n_labels, k, k)
+    assert np.allclose(np.asarray(spread["freq"]), np.asarray(spread["freq"]).clip(1e-3, 1 - 1e-3))
+    # sampling draws each person's own ancestry; switching it off gives other people from the same noise
+    on = model.sample(30, seed=4, corr_guidance="none")
+    model.config.sampling.ancestry_spread = False
+    try:
+        off = model.sample(30, seed=4, corr_guidance="none")
+    finally:
+        model.config.sampling.ancestry_spread = True
+    assert not np.array_equal(on.alleles, off.alleles)
+    # without the release: no event, no spread in the plan
+    z, plan, _ = plan_private(small, config=tiny_config(), privacy=small_privacy(ancestry_dims=0))
+    assert "ancestry_spread" not in z and all(e["name"] != "ancestry_spread" for e in plan.events)
+    with pytest.raises(InputError, match="ancestry_dims"):
+        plan_private(small, config=tiny_config(), privacy=small_privacy(ancestry_dims=-1))
+    with pytest.raises(PrivacyError, match="ancestry_clip"):
+        plan_private(small, config=tiny_config(), privacy=small_privacy(ancestry_clip=0.0))

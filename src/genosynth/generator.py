@@ -50,6 +50,7 @@ from genosynth.io.atomic import atomic_outputs
 from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.corrguide import CorrelationPrior, CorrGuideConfig, guided_decode
 from genosynth.models.vae import GenotypeVAE, VAEConfig, sample_alleles
+from genosynth.privacy.ancestry import person_logit_shift
 
 DIT_LR_SCHEDULES = ("constant", "cosine")
 DIT_TARGETS = ("sample", "mean")
@@ -102,6 +103,7 @@ class SamplingConfig:
     temperature: float = 1.0  # decoder logit temperature
     pairing: str = "random"  # haplotype mode: "matched" pairs haplotypes close in latent PCs within a label, "random"
     corr_guidance: str = "latent+copula"  # correlation-guided decoding (genosynth.corrguide): none|copula|latent|latent+copula
+    ancestry_spread: bool = True  # DP models: each person draws its own ancestry from the released within-label spread
 
 
 @dataclass
@@ -927,6 +929,7 @@ class Generator:
         self.calibration_by_phenotype: bool = bool(meta.get("calibration_by_phenotype", False))
         cp = meta.get("correlation_prior")
         self.corr_prior = None if cp is None else CorrelationPrior.from_state_dict(cp)
+        self.ancestry_spread: dict | None = meta.get("ancestry_spread")  # DP models (genosynth.privacy.ancestry)
         self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
         self.device = torch.device("cpu")
 
@@ -1019,6 +1022,12 @@ class Generator:
             groups = labels if pheno is None else labels * 2 + pheno  # pair within label (and phenotype)
             z = z[_pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
         decode = functools.partial(self._logits, pheno=cond.get("pheno"))  # (z, y) -> logits
+        if self.ancestry_spread is not None and sc.ancestry_spread:
+            per = 2 if self.phased and b % 2 == 0 else 1  # rows 2i, 2i+1 are one person (iter_batches)
+            shift = person_logit_shift(self.ancestry_spread, labels.cpu(), rows_per_person=per,
+                                       n_classes=int(self.meta["n_classes"]), generator=generator).to(self.device)
+            label_decode = decode
+            decode = lambda z_, y_: label_decode(z_, y_) + shift  # noqa: E731  (B, K, V): each person's own ancestry
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
         if method != "none" and not argmax and self.corr_prior is not None:
             cfg = CorrGuideConfig(method=method, window=self.corr_prior.window)

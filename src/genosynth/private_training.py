@@ -87,6 +87,7 @@ from genosynth.privacy import (
     release_stage1_latents,
     stage1_training_pair,
 )
+from genosynth.privacy.ancestry import release_ancestry_spread
 from genosynth.privacy.mechanisms import clip_rows, denoise_low_rank
 
 __all__ = ["DP_TRAINING_SPLIT", "FREQUENCY_DENOISERS", "PrivacyConfig", "plan_private", "release_label_frequencies",
@@ -100,8 +101,10 @@ __all__ = ["DP_TRAINING_SPLIT", "FREQUENCY_DENOISERS", "PrivacyConfig", "plan_pr
 #: conditioning carries little). Chosen on the 805-SNP development data at epsilon 10 (RESULTS.md):
 #: frequency shares 0.15 / 0.30 / 0.50 / 0.70 gave TSTR 0.905 / 0.940 / 0.948 / 0.950, AATS
 #: 0.766 / 0.632 / 0.604 / 0.588.
+#: ``ancestry_spread`` (the within-label spread of ancestry, :mod:`genosynth.privacy.ancestry`) took
+#: 0.05 from the frequencies' 0.70.
 DP_TRAINING_SPLIT = {"vae/dpsgd": 0.10, "diffusion/stage2": 0.15, "correlation_prior": 0.05,
-                     "allele_frequencies": 0.70, "snp_selection": 0.10}
+                     "allele_frequencies": 0.65, "ancestry_spread": 0.05, "snp_selection": 0.10}
 
 #: Post-processings of the per-label frequency release (``PrivacyConfig.frequency_denoiser``,
 #: :func:`release_label_frequencies`).
@@ -128,6 +131,8 @@ class PrivacyConfig:
     calibrate_frequencies: bool = True  # calibrate generated allele frequencies to the DP per-label frequencies
     frequency_denoiser: str = "low_rank"  # post-processing of the frequency release: "low_rank" or "shrink" (per label)
     frequency_clip: float = 1.0  # per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)
+    ancestry_dims: int = 4  # directions of the DP within-label ancestry spread (0 = not released; at most labels - 1)
+    ancestry_clip: float = 3.0  # per-person bound of the ancestry coordinates, in sampling-noise norms
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,6 +156,20 @@ def _person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndar
         )
     n = a.shape[0] // rows_per_person
     return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
+
+
+def spread_dims(cohort: Cohort, label_column: str, privacy: "PrivacyConfig") -> int:
+    """Directions of the ancestry-spread release: ``min(ancestry_dims, labels - 1)`` (0 = none).
+
+    The label vocabulary is public (as for the label embeddings), so this is fixed before any release.
+    """
+    if privacy.ancestry_dims < 0:
+        raise InputError(f"ancestry_dims={privacy.ancestry_dims} must be >= 0 (0 = no ancestry spread)")
+    if privacy.ancestry_dims == 0 or label_column not in cohort.samples.columns:
+        return 0
+    if not privacy.ancestry_clip > 0:
+        raise PrivacyError(f"ancestry_clip={privacy.ancestry_clip} must be > 0 (a multiple of the sampling-noise norm)")
+    return int(min(privacy.ancestry_dims, len(np.unique(cohort.labels(label_column))) - 1, cohort.n_variants))
 
 
 def _check_frequency_options(denoiser: str, clip_fraction: float) -> None:
@@ -456,7 +475,8 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
                   batch_size=privacy.batch_size, timesteps_split=s, T=T,
                   alphas_cumprod=diffusion.alphas_cumprod.numpy(), latent_clip=privacy.latent_clip,
                   delta=privacy.delta, budget_split=privacy.budget_split or DP_TRAINING_SPLIT, public_reference=public_reference,
-                  correlation_prior=privacy.correlation_window > 0, allele_frequencies=True)
+                  correlation_prior=privacy.correlation_window > 0, allele_frequencies=True,
+                  ancestry_spread=spread_dims(cohort, config.label_column, privacy) > 0)
     target, prior = _target_for_plan(cohort, privacy.epsilon, privacy.delta)
     if prior is None:
         z, plan = plan_for_training(target_epsilon=target, **kwargs)
@@ -717,6 +737,12 @@ def train_private(
                                             clip_fraction=privacy.frequency_clip)
             if "rank" in rel:  # a function of the release only
                 say(f"Frequency release denoised to rank {rel['rank']} of {n_labels} labels")
+            k_spread = spread_dims(cohort, config.label_column, privacy)
+            if k_spread > 0:  # directions and centres from the release above; one more Gaussian release
+                rel["spread"] = release_ancestry_spread(
+                    dosages, y_person.numpy(), freq=rel["freq"], counts=rel["counts"], dims=k_spread,
+                    clip=privacy.ancestry_clip, noise_multiplier=z_mult["ancestry_spread"], generator=rng,
+                    accountant=acc, name="ancestry_spread", ploidy=2)
             overall_k, per_label_k = class_freqs()  # (V, K), (L, V, K)
             vae.init_biases(overall_k, per_label_k)
         overall_k, per_label_k = class_freqs()
@@ -883,6 +909,7 @@ def train_private(
         "privacy": report, "privacy_state": acc.state_dict(), "privacy_config": privacy.to_dict(),
         "privacy_noise_multipliers": dict(z_mult), "public_reference": public_reference is not None,
         "correlation_prior": corr_state,
+        "ancestry_spread": rel.get("spread"),  # DP release (post-processed): directions, centres, covariances
         "curves": {"vae": [], "dit": []},  # losses of private batches are private: not recorded
         "latent_scale": latent_scale, "metrics": {}, "calibration": calibration,
         "state": {"stage": "done", "epoch": tc.dit_epochs,

@@ -78,6 +78,9 @@ def add_arguments(parser) -> None:
     d.add_argument("--frequency-clip", type=float, default=1.0, metavar="C",
                    help="clip each person's centred dosages to C sqrt(V) before the frequency release, in (0, 1] "
                         "(less noise, some bias towards 1/2; default 1 = no clipping)")
+    d.add_argument("--ancestry-dims", type=int, default=4, metavar="K",
+                   help="directions of the DP within-label ancestry spread, so synthetic people of a label differ "
+                        "in ancestry as real ones do (at most labels - 1; 0 = not released; default 4)")
 
 
 def build_config(args):
@@ -179,7 +182,7 @@ def run_private(args, log) -> int:
                             batch_size=args.dp_batch_size, max_grad_norm=args.max_grad_norm,
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
                             correlation_window=args.corr_window, frequency_denoiser=args.frequency_denoiser,
-                            frequency_clip=args.frequency_clip)
+                            frequency_clip=args.frequency_clip, ancestry_dims=args.ancestry_dims)
     seed = secret_seed(args.seed, log, note="; an interrupted run still resumes exactly with --resume")
     set_threads(args.threads, log)
     cohort = load_input(args, log)

@@ -16,6 +16,7 @@ from genosynth.privacy.accountant import (
     rdp_to_epsilon,
     stage1_noise_multiplier,
 )
+from genosynth.privacy.ancestry import release_ancestry_spread
 from genosynth.privacy.dpsgd import DPSGD, clip_and_sum, per_sample_grads, poisson_batches
 from genosynth.privacy.mechanisms import (
     allele_frequencies,
@@ -47,6 +48,7 @@ __all__ = [
     "gaussian_mechanism",
     "noisy_top_k",
     "release_stage1_latents",
+    "release_ancestry_spread",
     "stage1_eps_to_standard_eps",
     "stage1_training_pair",
     "DEFAULT_BUDGET_SPLIT",

@@ -775,6 +775,7 @@ DEFAULT_BUDGET_SPLIT: dict[str, float] = {
     "diffusion/stage2": 0.45,
     "correlation_prior": 0.10,
     "allele_frequencies": 0.05,
+    "ancestry_spread": 0.05,
     "snp_selection": 0.10,
 }
 
@@ -804,6 +805,7 @@ def plan_for_training(
     stage1_releases: int = 1,
     correlation_prior: bool = True,
     allele_frequencies: bool = True,
+    ancestry_spread: bool = False,
     snp_selection_k: int = 0,
     max_noise_multiplier: float = 1000.0,
 ) -> TrainingPlan:
@@ -819,6 +821,8 @@ def plan_for_training(
     * ``diffusion/stage2`` — DP-SGD on the denoiser for ``t < timesteps_split``.
     * ``correlation_prior`` — one Gaussian release of the banded correlation sums.
     * ``allele_frequencies`` — one Gaussian release of allele counts (MAF filter, centring).
+    * ``ancestry_spread`` — one Gaussian release of the within-label ancestry second moments
+      (when ``ancestry_spread``; :mod:`genosynth.privacy.ancestry`).
     * ``snp_selection`` — one Gumbel top-``snp_selection_k`` selection (when ``> 0``).
 
     Returns
@@ -870,6 +874,8 @@ def plan_for_training(
         plan.append(MechanismSpec("correlation_prior", "gaussian", share=share("correlation_prior")))
     if allele_frequencies:
         plan.append(MechanismSpec("allele_frequencies", "gaussian", share=share("allele_frequencies")))
+    if ancestry_spread:
+        plan.append(MechanismSpec("ancestry_spread", "gaussian", share=share("ancestry_spread")))
     if snp_selection_k > 0:
         plan.append(MechanismSpec("snp_selection", "top_k", k=snp_selection_k, share=share("snp_selection")))
     cal = calibrate(plan, target_epsilon=target_epsilon, delta=delta, n_samples=n_samples,
