@@ -63,6 +63,10 @@ def test_noise_scale_is_the_clip_squared_and_clipping_bounds_each_person():
     draws = [release_ancestry_spread(g, y, freq=freq, counts=counts, dims=2, clip=3.0, noise_multiplier=z,
                                      generator=np.random.default_rng(r))["cov"][2][0, 1] for r in range(200)]
     assert np.std(draws) == pytest.approx(z * c * c / counts[2], rel=0.2)
+    # noise far above the signal: every direction is below the noise edge, no spread is invented
+    drowned = release_ancestry_spread(g, y, freq=freq, counts=counts, dims=2, clip=3.0, noise_multiplier=500.0,
+                                      generator=np.random.default_rng(0))
+    assert np.all(drowned["cov"] == 0.0)
 
 
 def test_release_needs_two_labels():

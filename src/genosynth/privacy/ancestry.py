@@ -14,7 +14,8 @@ orthonormal) of ``q`` centred on its label mean. Person ``i`` of label ``l`` has
 mechanism of L2 sensitivity ``c²`` (``‖a aᵀ‖_F = ‖a‖²``; only the upper triangle is released).
 Dividing by the released label count and subtracting the part that genotype sampling alone
 explains, ``Dᵀ diag(q_l (1 - q_l) / ploidy) D``, leaves the label's ancestry covariance ``C_l``
-(post-processing; projected onto the positive semi-definite cone).
+(post-processing; eigenvalues below the noise edge ``2 sqrt(k) z c² / n_l`` are set to 0, which also
+makes it positive semi-definite).
 
 At sampling time each synthetic person draws ``a ~ N(0, C_l)`` and uses the frequencies
 ``q_l + D a`` instead of ``q_l`` (:func:`person_logit_shift`): the label's mean stays the released
@@ -108,12 +109,16 @@ def release_ancestry_spread(dosages: np.ndarray, labels: np.ndarray, *, freq: np
     # ------------------------------------------------ everything below is post-processing of `noisy`
     cov = np.zeros((n_labels, k, k))
     for j in range(n_labels):
+        n_j = max(float(counts[j]), 1.0)
         m = np.zeros((k, k))
-        m[iu] = noisy[j] / max(float(counts[j]), 1.0)
+        m[iu] = noisy[j] / n_j
         m = m + np.triu(m, 1).T  # (k, k) second moment
         sampling = basis.T @ (basis * (q[j] * (1.0 - q[j]) / ploidy)[:, None])  # (k, k) what genotype draws explain
         w, u = np.linalg.eigh(m - sampling)
-        cov[j] = (u * np.clip(w, 0.0, None)) @ u.T
+        # the release adds a symmetric noise matrix of known entry sd z c² / n_j, whose eigenvalues reach
+        # about 2 sqrt(k) times that: directions below this edge are indistinguishable from noise, dropped
+        edge = 2.0 * math.sqrt(k) * noise_multiplier * c * c / n_j
+        cov[j] = (u * np.where(w > edge, w, 0.0)) @ u.T
     return {"basis": basis, "freq": q, "cov": cov, "clip": c}
 
 
