@@ -108,7 +108,8 @@ def run_one(eps: float, args, train, holdout) -> dict:
                               checkpoint=args.save or None, resume=args.resume)
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    synthetic = model.sample(train.n_samples, seed=args.seed + 1)
+    sample_seed = args.seed + 1 if args.sample_seed is None else args.sample_seed
+    synthetic = model.sample(train.n_samples, seed=sample_seed)
     sample_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", seed=args.seed)
@@ -120,7 +121,7 @@ def run_one(eps: float, args, train, holdout) -> dict:
     return {"target_epsilon": eps if not math.isinf(eps) else "inf", "data": "805", "snps": train.n_variants,
             "train_people": train.n_samples, "holdout_people": holdout.n_samples, "seed": args.seed,
             "threads": torch.get_num_threads(), "train_s": None if args.model else round(train_s, 1),
-            "resampled_from": args.model or None, "sample_s": round(sample_s, 1),
+            "resampled_from": args.model or None, "sample_seed": sample_seed, "sample_s": round(sample_s, 1),
             "eval_s": round(eval_s, 1), "metrics": row, "holdout_reference": {k: h.get(k) for k in KEYS},
             "privacy": model.privacy, "privacy_config": None if pc is None else pc.to_dict(),
             "config": cfg.to_dict(), "command": " ".join(sys.argv)}
@@ -150,6 +151,7 @@ def main(argv=None) -> int:
                    help="per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)")
     p.add_argument("--ancestry-dims", type=int, default=None,
                    help="directions of the DP within-label ancestry spread (0 = not released; default PrivacyConfig's)")
+    p.add_argument("--sample-seed", type=int, default=None, help="seed of the synthetic draw (default --seed + 1)")
     p.add_argument("--no-ancestry-spread", action="store_true",
                    help="sample without the released ancestry spread (everyone at the label mean)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale of sampling")
