@@ -562,6 +562,7 @@ def train_generator(
     }
 
     parts = {"vae": vae, "vae_opt": vae_opt, "dit": dit, "dit_opt": dit_opt, "ema": ema}  # what a checkpoint restores
+    posterior = None  # the VAE posterior of the training rows once the VAE is done (a resumed DiT stage recomputes it)
 
     def payload() -> dict:
         return {**base, "curves": curves, "latent_scale": latent_scale, "metrics": metrics, "calibration": calibration,
@@ -623,7 +624,8 @@ def train_generator(
                 if done:
                     vae.eval()
                     metrics.update(_vae_metrics(vae, x_all, y_all, overall, dev))
-                    latent_scale = _latent_scale(vae, x_all, dev, with_sd=tc.dit_target == "sample")
+                    posterior = _posterior(vae, x_all, dev)  # (R, C, T) each; in memory only, reused by the DiT stage
+                    latent_scale = latent_scale_of(*posterior, with_sd=tc.dit_target == "sample")
                     metrics["latent_scale"] = latent_scale
                     state = {"stage": "dit", "epoch": 0}
                 if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
@@ -639,7 +641,7 @@ def train_generator(
         # ---------------------------------------------------------------- stage 2: DiT
         vae.eval()
         if state["stage"] == "dit":
-            mu, sigma = _posterior(vae, x_all, dev)  # (R, C, T) each; in memory only
+            mu, sigma = posterior if posterior is not None else _posterior(vae, x_all, dev)  # (R, C, T) each
             bar = _progress(tc.dit_epochs, "DiT", progress, state["epoch"])
             dit.train()
             steps_per_epoch = -(-n_rows // tc.dit_batch_size)
@@ -743,13 +745,13 @@ def _posterior(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device, batch: int 
 
 
 @torch.no_grad()
-def _latent_scale(vae: GenotypeVAE, x: torch.Tensor, dev: torch.device, *, with_sd: bool = True) -> float:
+def latent_scale_of(mu: torch.Tensor, sd: torch.Tensor, *, with_sd: bool = True) -> float:
     """One aggregate factor that brings the latents to unit variance (Rombach et al. 2022).
 
+    ``mu``, ``sd``: posterior means and sds of the rows, float, shape (R, C, T) each (:func:`_posterior`).
     ``with_sd``: the latents are posterior draws ``mu + sd * eps`` (variance ``var(mu) +
     mean(sd^2)``); otherwise posterior means (variance ``var(mu)``).
     """
-    mu, sd = _posterior(vae, x, dev)
     var = mu.var() + (sd.pow(2).mean() if with_sd else 0.0)
     return float(1.0 / var.clamp_min(1e-8).sqrt())
 

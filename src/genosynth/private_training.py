@@ -64,6 +64,7 @@ from genosynth.generator import (
     GeneratorConfig,
     _calibrate,
     _posterior,
+    latent_scale_of,
     _variants_to_dict,
     build_models,
     deterministic,
@@ -795,8 +796,7 @@ def train_private(
 
         # ------------------------------------------------ 3. latents (in memory only)
         if public_reference is not None:
-            mu_pub, sd_pub = _posterior(vae, rows, torch.device("cpu"))
-            latent_scale = float(1.0 / (mu_pub.var() + sd_pub.pow(2).mean()).clamp_min(1e-8).sqrt())
+            latent_scale = latent_scale_of(*_posterior(vae, rows, torch.device("cpu")))
         else:
             latent_scale = 1.0  # public choice: the KL term pulls latents towards N(0, I)
         mu, sd = _posterior(vae, data.alleles, torch.device("cpu"))  # (R, C, T) each, private
