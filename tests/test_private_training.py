@@ -252,6 +252,10 @@ def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
     assert rep["epsilon"] == ck["privacy"]["epsilon"] and rep["breakdown"]["total"] == rep["epsilon"]
     with gzip.open(folder / "syn.vcf.gz", "rt") as fh:
         assert any(ln.startswith("##genosynth_privacy=") for ln in fh if ln.startswith("##"))
+    assert json.load(open(folder / "syn.sample.json"))["ancestry_spread"] is True
+    assert main(["sample", "--model", prefix + ".pt", "--n", "5", "--seed", "1", "--no-ancestry-spread",
+                 "--out", str(folder / "flat")]) == 0
+    assert json.load(open(folder / "flat.sample.json"))["ancestry_spread"] is False
 
 
 def test_correlation_shrinkage_zeroes_pure_noise_and_keeps_strong_signal():

@@ -45,6 +45,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--corr-guidance", choices=("none", "copula", "latent", "latent+copula"), default=None,
                         help="correlation-guided decoding with the model's LD prior (default from the model: "
                              "latent+copula); none = plain per-SNP draws (docs/corrguide.md)")
+    parser.add_argument("--no-ancestry-spread", action="store_true",
+                        help="DP models: draw everyone at their label's released mean ancestry instead of each "
+                             "person's own draw from the released within-label spread (docs/privacy.md)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -67,6 +70,8 @@ def run(args, log) -> int:
                          "without a phenotype; retrain with `genosynth train ... --phenotype-column phenotype`")
     if args.pheno_guidance is not None and args.cases is None and args.controls is None:
         raise InputError("--pheno-guidance guides the case/control condition: give --cases N --controls M too")
+    if args.no_ancestry_spread:
+        model.config.sampling.ancestry_spread = False
     log.info(f"Model {args.model}: {len(model.variants)} SNPs, labels {', '.join(model.vocabulary)} "
              f"({'haplotypes' if model.phased else 'genotypes'})")
     t0 = time.perf_counter()
@@ -86,6 +91,7 @@ def run(args, log) -> int:
             "steps": args.steps or model.config.sampling.steps, "argmax": args.argmax,
             "corr_guidance": (args.corr_guidance or model.config.sampling.corr_guidance)
             if model.corr_prior is not None else "none",
+            "ancestry_spread": model.ancestry_spread is not None and model.config.sampling.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}
     path = f"{args.out}.sample.json"
     with atomic_outputs([path]) as (tmp,):
