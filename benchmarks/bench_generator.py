@@ -46,16 +46,19 @@ KEYS = ("af_r", "ld_r_near", "ld_r_near_within", "aats", "aats_holdout", "identi
         "identical_haplotypes_to_train", "trtr_super_pop_lr", "tstr_super_pop_lr", "mia_auc")
 
 
-def dense_region(n_samples: int, seed: int):
-    """An msprime dense region: ``n_samples`` people, 3 Mb, the first 2,000 SNPs at MAF >= 0.05."""
+def dense_region(n_samples: int, seed: int, *, recent_expansion: bool = False):
+    """An msprime dense region: ``n_samples`` people, 3 Mb, 2,000 SNPs at MAF >= 0.05 (thinned evenly);
+    ``recent_expansion`` adds Tennessen et al. (2012)'s recent growth to the demography."""
     from genosynth.simulate import simulate_cohort
 
-    return simulate_cohort(n_samples=n_samples, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed)
+    return simulate_cohort(n_samples=n_samples, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed,
+                           recent_expansion=recent_expansion)
 
 
 def load(name: str, seed: int):
     """The benchmark cohort: ``805`` (1000 Genomes AISNPs), ``sim`` / ``sim3k`` (msprime dense region,
-    1,500 / 3,000 people) or ``sim5k`` (8 Mb, 5,000 SNPs)."""
+    1,500 / 3,000 people), ``sim3kx`` (3,000 people with the recent expansion) or ``sim5k`` (8 Mb,
+    5,000 SNPs)."""
     if name == "805":
         from genosynth.io import read_cohort
 
@@ -65,6 +68,8 @@ def load(name: str, seed: int):
         return dense_region(1500, seed)
     if name == "sim3k":  # the dense-region acceptance cohort: 3,000 people (why: benchmarks/RESULTS.md)
         return dense_region(3000, seed)
+    if name == "sim3kx":  # the same with realistic present population sizes (why: benchmarks/RESULTS.md)
+        return dense_region(3000, seed, recent_expansion=True)
     if name == "sim5k":
         from genosynth.simulate import simulate_cohort
 
@@ -151,13 +156,13 @@ def ceiling(args) -> dict:
 
     n = args.people
     n_train = int(round(0.8 * n))
-    cohort = dense_region(n + n_train, args.seed)
+    cohort = dense_region(n + n_train, args.seed, recent_expansion=args.recent_expansion)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(cohort.n_samples)
     train, holdout = cohort.subset(samples=np.sort(order[:n_train])), cohort.subset(samples=np.sort(order[n_train:n]))
     fresh = cohort.subset(samples=np.sort(order[n:]))
     results = evaluate(train, holdout, {"fresh_real": fresh}, label_column="super_pop", seed=args.seed)
-    out = {"mode": "ceiling", "people": n, "snps": cohort.n_variants, "train_people": train.n_samples,
+    out = {"mode": "ceiling", "people": n, "recent_expansion": args.recent_expansion, "snps": cohort.n_variants, "train_people": train.n_samples,
            "holdout_people": holdout.n_samples, "fresh_people": fresh.n_samples, "seed": args.seed, "sets": {}}
     for name in ("fresh_real", "holdout"):
         sm = summary(results, name)
@@ -187,7 +192,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("mode", choices=("quality", "perf", "ceiling"))
     p.add_argument("--people", type=int, default=1500, help="ceiling mode: benchmark cohort size")
-    p.add_argument("--data", default="805", choices=("805", "sim", "sim3k", "sim5k"))
+    p.add_argument("--recent-expansion", action="store_true",
+                   help="ceiling mode: simulate with the recent expansion (the population model of sim3kx)")
+    p.add_argument("--data", default="805", choices=("805", "sim", "sim3k", "sim3kx", "sim5k"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, default=None, help="synthetic people (default: training size)")
@@ -221,7 +228,7 @@ def main(argv=None) -> int:
     out["command"] = "python benchmarks/bench_generator.py " + " ".join(sys.argv[1:] if argv is None else argv)
     folder = REPO / "benchmarks" / "results"
     folder.mkdir(parents=True, exist_ok=True)
-    what = f"sim{args.people}" if args.mode == "ceiling" else args.data
+    what = f"sim{args.people}{'x' if args.recent_expansion else ''}" if args.mode == "ceiling" else args.data
     path = folder / f"generator_{args.mode}_{what}{args.tag}.json"
     path.write_text(json.dumps(out, indent=2, default=str))
     print(json.dumps({k: v for k, v in out.items() if k != "config"}, default=str))

@@ -61,6 +61,18 @@ def test_phased_formats_round_trip(tmp_path, fmt):
     assert set(table["phenotype"]) <= {"NA", ""}
 
 
+def test_recent_expansion_flag(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), *SMALL, "--no-phenotype", "--format", "hapt",
+                 "--recent-expansion"]) == 0
+    assert "under OutOfAfrica_3G09+expansion_2T12" in capsys.readouterr().out
+    prov = json.loads((tmp_path / "sim.simulation.json").read_text())
+    assert prov["recent_expansion"] is True and prov["model"] == "OutOfAfrica_3G09+expansion_2T12"
+    lib = simulate_cohort(n_samples=90, sequence_length=300_000, seed=3, recent_expansion=True)
+    back = read_cohort(hapt=str(tmp_path / "sim.hapt"), legend=str(tmp_path / "sim.legend"))
+    assert np.array_equal(back.alleles, lib.alleles)
+
+
 def test_seed_is_drawn_when_omitted_and_replays(tmp_path):
     assert main(["simulate", "--out", str(tmp_path / "a"), "--n", "30", "--length-mb", "0.1",
                  "--no-phenotype", "--format", "hapt"]) == 0

@@ -211,6 +211,36 @@ def test_demography_is_valid_and_matches_published_sizes():
     assert splits == [(pytest.approx(848), "OOA"), (pytest.approx(5600), "AMH"), (pytest.approx(8800), "ANC")]
 
 
+def test_recent_expansion_grows_only_the_last_generations():
+    p = sim.OutOfAfricaParameters()
+    t_g = p.T_G_years / p.generation_time
+    base, grown = sim.out_of_africa_demography(), sim.out_of_africa_demography(recent_expansion=True)
+    grown.validate()
+    times = [0.0, t_g / 2, t_g, t_g + 1, 500.0, 2000.0]
+    a = base.debug().population_size_trajectory(times)[:, :3]  # (times, YRI/CEU/CHB)
+    b = grown.debug().population_size_trajectory(times)[:, :3]
+    np.testing.assert_allclose(b[2:], a[2:], rtol=1e-9)  # from the onset back: the published model
+    rates = np.array([p.r_AF_recent, p.r_EU_recent, p.r_AS_recent])
+    np.testing.assert_allclose(b[0], a[2] * np.exp(rates * t_g), rtol=1e-9)
+    assert (b[0] > 10 * a[0]).all()  # hundreds of thousands today instead of tens of thousands
+
+
+def test_recent_expansion_removes_cryptic_relatives():
+    """Without the expansion a sample of 600 is a large share of the model's populations: many
+    haplotypes have an exact copy in the sample (cryptic relatives). With it, few do."""
+    def copied(c):  # fraction of haplotypes equal to another haplotype of the cohort
+        _, inverse, counts = np.unique(c.alleles, axis=0, return_inverse=True, return_counts=True)
+        return float((counts[inverse.ravel()] > 1).mean())
+
+    kw = dict(n_samples=600, sequence_length=1_000_000, seed=1, populations=("YRI", "CEU"))
+    base, grown = simulate_cohort(**kw), simulate_cohort(**kw, recent_expansion=True)
+    assert copied(grown) < 0.5 * copied(base), (copied(grown), copied(base))
+    s = grown.meta["simulation"]
+    assert s["recent_expansion"] is True and s["model"] == sim.EXPANSION_MODEL_NAME
+    assert "Tennessen" in s["model_citation"]
+    assert base.meta["simulation"]["recent_expansion"] is False
+
+
 @pytest.mark.parametrize(
     "kw, fix",
     [

@@ -43,6 +43,11 @@ MODEL_NAME = "OutOfAfrica_3G09"
 MODEL_CITATION = (
     "Gutenkunst et al. (2009) PLoS Genet 5(10):e1000695; parameters as in stdpopsim OutOfAfrica_3G09"
 )
+EXPANSION_MODEL_NAME = "OutOfAfrica_3G09+expansion_2T12"
+EXPANSION_CITATION = (
+    "recent expansion: growth rates and onset of Tennessen et al. (2012) Science 337:64-69 "
+    "(stdpopsim OutOfAfrica_2T12), European rate also for CHB"
+)
 _BASES = np.array(["A", "C", "G", "T"], dtype=object)
 _TRANSITION = {"A": "G", "G": "A", "C": "T", "T": "C"}
 _TRANSVERSIONS = {"A": ("C", "T"), "G": ("C", "T"), "C": ("A", "G"), "T": ("A", "G")}
@@ -73,9 +78,15 @@ class OutOfAfricaParameters:
     m_AF_EU: float = 3e-5  # YRI <-> CEU migration
     m_AF_AS: float = 1.9e-5  # YRI <-> CHB migration
     m_EU_AS: float = 9.6e-5  # CEU <-> CHB migration
+    # Recent explosive growth (used only with ``recent_expansion=True``): Tennessen et al. (2012)
+    # rates from 5,115 years ago, applied to this model's sizes at that time.
+    T_G_years: float = 5_115.0  # onset of the recent expansion
+    r_AF_recent: float = 0.0166  # YRI growth rate per generation since T_G
+    r_EU_recent: float = 0.0195  # CEU growth rate per generation since T_G
+    r_AS_recent: float = 0.0195  # CHB: Tennessen et al. model no East Asians; the European rate
 
 
-def out_of_africa_demography(params: OutOfAfricaParameters | None = None):
+def out_of_africa_demography(params: OutOfAfricaParameters | None = None, *, recent_expansion: bool = False):
     """The three-population out-of-Africa model as an :class:`msprime.Demography`.
 
     Sampled populations ``YRI``, ``CEU``, ``CHB``; ancestral populations ``OOA`` (the Eurasian
@@ -85,6 +96,13 @@ def out_of_africa_demography(params: OutOfAfricaParameters | None = None):
     ----------
     params : OutOfAfricaParameters, optional
         Defaults to the published estimates.
+    recent_expansion : bool
+        Add the explosive growth of the last ``T_G_years`` (Tennessen et al. 2012): each sampled
+        population grows from its size in this model at that time at ``r_*_recent`` per
+        generation, to about 0.37 M (YRI), 0.71 M (CEU) and 0.95 M (CHB) people today instead of
+        12,300 / 29,700 / 54,000. The published model fits the allele-frequency spectrum of ~100
+        people per population; with thousands sampled, its small present sizes make the sample a
+        few per cent of each population, full of cryptic relatives who share long haplotypes.
 
     Returns
     -------
@@ -121,6 +139,14 @@ def out_of_africa_demography(params: OutOfAfricaParameters | None = None):
     demography.add_symmetric_migration_rate_change(time=T_EU_AS, populations=["YRI", "OOA"], rate=p.m_AF_B)
     demography.add_population_split(time=T_B, derived=["YRI", "OOA"], ancestral="AMH")
     demography.add_population_split(time=T_AF, derived=["AMH"], ancestral="ANC")
+    if recent_expansion:
+        T_G = p.T_G_years / p.generation_time
+        for name, rate in (("YRI", p.r_AF_recent), ("CEU", p.r_EU_recent), ("CHB", p.r_AS_recent)):
+            pop = demography[name]
+            size_then = pop.initial_size * math.exp(-pop.growth_rate * T_G)  # this model's size at T_G
+            demography.add_population_parameters_change(time=T_G, population=name, initial_size=size_then,
+                                                        growth_rate=pop.growth_rate)
+            pop.initial_size, pop.growth_rate = size_then * math.exp(rate * T_G), rate
     demography.sort_events()
     return demography
 
@@ -139,6 +165,7 @@ class SimulationConfig:
     chrom: str = "1"  # chromosome name written to the variant table
     ref_allele: str = "reference_haplotype"  # "reference_haplotype" or "ancestral" (see simulate_cohort)
     reference_population: str = "CEU"  # population of the extra, unsampled reference-genome haplotype
+    recent_expansion: bool = False  # add Tennessen et al. (2012)'s recent growth (out_of_africa_demography)
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the fix for an impossible option."""
@@ -223,6 +250,7 @@ def simulate_cohort(
     seed: int | None = None,
     ref_allele: str = "reference_haplotype",
     reference_population: str = "CEU",
+    recent_expansion: bool = False,
 ) -> Cohort:
     """Simulate a phased cohort of YRI / CEU / CHB people under the out-of-Africa model.
 
@@ -265,6 +293,12 @@ def simulate_cohort(
     ref_allele : {"reference_haplotype", "ancestral"}
     reference_population : str
         Population of the reference-genome haplotype.
+    recent_expansion : bool
+        Simulate under the model plus the recent explosive growth of Tennessen et al. (2012)
+        (:func:`out_of_africa_demography`). Use it for cohorts of thousands: without it, people
+        of one population share long identical haplotypes as cryptic relatives do (in a 3 Mb
+        region with 3,000 people, a third of held-out haplotypes equal a training haplotype;
+        with it, 3 %).
 
     Returns
     -------
@@ -294,6 +328,7 @@ def simulate_cohort(
         chrom=str(chrom),
         ref_allele=ref_allele,
         reference_population=reference_population,
+        recent_expansion=bool(recent_expansion),
     )
     config.validate()
     if phenotype is not None:
@@ -312,7 +347,7 @@ def simulate_cohort(
     sample_sets.append(msprime.SampleSet(1, population=config.reference_population, ploidy=2))
     ts = msprime.sim_ancestry(
         samples=sample_sets,
-        demography=out_of_africa_demography(),
+        demography=out_of_africa_demography(recent_expansion=config.recent_expansion),
         sequence_length=config.sequence_length,
         recombination_rate=config.recombination_rate,
         random_seed=int(s_anc) % (2**32 - 2) + 1,
@@ -368,8 +403,8 @@ def simulate_cohort(
         "simulation": {
             **_config_dict(config),
             "seed": int(seed),
-            "model": MODEL_NAME,
-            "model_citation": MODEL_CITATION,
+            "model": EXPANSION_MODEL_NAME if config.recent_expansion else MODEL_NAME,
+            "model_citation": MODEL_CITATION + ("; " + EXPANSION_CITATION if config.recent_expansion else ""),
             "model_parameters": dataclasses.asdict(OutOfAfricaParameters()),
             "mutation_model": "binary (0 = ancestral, 1 = derived), discrete genome",
             "samples_per_population": {p: int(c) for p, c in zip(config.populations, counts)},
@@ -601,6 +636,7 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
 
 __all__ = [
     "MODEL_NAME",
+    "EXPANSION_MODEL_NAME",
     "SUPER_POPULATION",
     "OutOfAfricaParameters",
     "PhenotypeSpec",

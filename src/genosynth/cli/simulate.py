@@ -41,6 +41,10 @@ def add_arguments(parser) -> None:
                    help="recombination rate per bp per generation (default 1e-8)")
     g.add_argument("--mut-rate", type=float, default=1.25e-8, metavar="RATE",
                    help="mutation rate per bp per generation (default 1.25e-8)")
+    g.add_argument("--recent-expansion", action="store_true",
+                   help="add the explosive growth of the last 5,115 years (Tennessen et al. 2012) to the model: "
+                        "use it for cohorts of thousands, where the published model's small present sizes make "
+                        "people cryptic relatives who share long identical haplotypes")
     g.add_argument("--ref-allele", choices=("reference", "ancestral"), default="reference",
                    help="REF = allele of a simulated reference-genome haplotype (default, as in real data) "
                         "or the ancestral allele")
@@ -123,6 +127,7 @@ def run(args, log) -> int:
         maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
         chrom=args.chrom, phenotype=spec, seed=seed,
         ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
+        recent_expansion=args.recent_expansion,
     )
     sim = cohort.meta["simulation"]
     per_pop = ", ".join(f"{k} {v}" for k, v in sim["samples_per_population"].items())
