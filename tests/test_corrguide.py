@@ -208,6 +208,54 @@ def test_latent_guidance_pulls_batch_ld_towards_the_prior():
     assert err(z2) < 0.6 * err(z)
 
 
+def test_batch_band_correlation_matches_a_direct_computation():
+    """The blockwise matrix products give, pair by pair, the correlation over rows and allele draws."""
+    gen = torch.Generator().manual_seed(4)
+    n, v, w = 40, 23, 5  # V not a multiple of the window: the last block is short
+    probs = torch.softmax(torch.randn(n, 3, v, generator=gen, dtype=torch.float64), dim=1)  # genotype classes
+    corr, mbar = batch_band_correlation(probs, w)
+    vals = torch.arange(3, dtype=torch.float64)
+    m = (probs * vals[None, :, None]).sum(1)  # (n, V) expected dosage per row
+    var = (probs * vals[None, :, None] ** 2).sum(1).mean(0) - m.mean(0) ** 2  # mixture variance
+    assert corr.shape == (v, w) and torch.allclose(mbar, m.mean(0))
+    for j in range(v):
+        for lag in range(1, w + 1):
+            if j + lag >= v:
+                assert corr[j, lag - 1] == 0
+                continue
+            cov = ((m[:, j] - m[:, j].mean()) * (m[:, j + lag] - m[:, j + lag].mean())).mean()
+            assert torch.isclose(corr[j, lag - 1], cov / (var[j] * var[j + lag]).sqrt(), atol=1e-12)
+
+
+def test_latent_guidance_uses_its_own_window_beyond_the_copula_band():
+    """Pairs beyond ``window`` but within ``latent_window`` are pulled to the prior; beyond it they are not."""
+    torch.manual_seed(0)
+    b, c, t, v = 256, 2, 4, 10
+    weight = torch.randn(c * t, v) * 0.3
+
+    def decode(z, labels):
+        alt = z.reshape(z.shape[0], -1) @ weight  # (B, V)
+        return torch.stack([torch.zeros_like(alt), alt], dim=1)  # (B, 2, V)
+
+    w = 6
+    band = np.zeros((v, w))
+    band[: v - 4, 3] = 0.7  # only lag 4 is constrained
+    prior = CorrelationPrior(bands=band[None], labels=["A"], window=w)
+    z = torch.randn(b, c, t, generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(b, dtype=torch.long)
+
+    def lag4_err(zz):
+        corr, _ = batch_band_correlation(torch.softmax(decode(zz, labels), 1), w)
+        return float((corr[: v - 4, 3] - 0.7).abs().mean())
+
+    wide = CorrGuideConfig(method="latent", window=1, latent_window=6, latent_steps=30, latent_lr=0.1)
+    narrow = CorrGuideConfig(method="latent", window=6, latent_window=3, latent_steps=30, latent_lr=0.1)
+    assert lag4_err(latent_guidance(decode, z, labels, prior, config=wide)) < 0.6 * lag4_err(z)
+    assert lag4_err(latent_guidance(decode, z, labels, prior, config=narrow)) > 0.9 * lag4_err(z)
+    with pytest.raises(InputError, match="latent guidance window"):
+        CorrGuideConfig(latent_window=0)
+
+
 def test_guided_decode_none_is_plain_sampling_and_guided_needs_a_prior():
     from genosynth.models.vae import sample_alleles
 
@@ -286,6 +334,12 @@ def test_generator_stores_the_prior_and_samples_guided_or_plain(sim_cohort):
     model = train_generator(small, config=tiny_config(), seed=0)
     assert model.corr_prior is not None and model.corr_prior.bands.shape[:2] == (3, 48)
     assert not model.corr_prior.private
+    # the first 48 SNPs lie within 1 Mb of each other: the band holds every earlier SNP (47), not 768
+    assert model.corr_prior.window == 47 and model.corr_prior.info["copula_window"] == 47
+    narrow = train_generator(small, config=tiny_config(sampling={"corr_window": 4, "corr_latent_window": 10}), seed=0)
+    assert narrow.corr_prior.window == 10 and narrow.corr_prior.info["copula_window"] == 4
+    # the copula band is a training choice stored with the prior; latent guidance uses the whole band
+    assert np.array_equal(narrow.corr_prior.bands, model.corr_prior.bands[:, :, :10])
     plain = model.sample(12, seed=1, corr_guidance="none")
     guided = model.sample(12, seed=1)  # default latent+copula
     again = model.sample(12, seed=1)

@@ -22,7 +22,9 @@ when latents become alleles:
   bivariate normal CDF (Plackett's identity, Gauss-Legendre in the ``asin`` parametrisation).
 * :func:`latent_guidance` - gradient steps on the latents that pull the batch's expected
   correlation (independent decoding) towards the prior, with an anchor on allele frequencies
-  (``method="latent"``; ``"latent+copula"`` runs both).
+  (``method="latent"``; ``"latent+copula"`` runs both). Its band (``latent_window``, 768 SNPs,
+  still limited to ``max_bp``) is much wider than the copula's (``window``, 64): the latent is
+  what carries LD between SNPs far apart, the copula only adds the short-range residual.
 
 Everything is banded (``O(V w)`` memory, ``O(V w^2)`` setup per label), vectorised over people and
 deterministic given a ``torch.Generator``. The functions take decoder probabilities, so they are
@@ -70,7 +72,8 @@ class CorrGuideConfig:
     """Options of correlation-guided decoding (saved with the prior in a checkpoint)."""
 
     method: str = "latent+copula"  # none | copula | latent | latent+copula (the ablation is one flag)
-    window: int = 64  # SNP pairs within this many positions are constrained (band width)
+    window: int = 64  # copula: SNP pairs within this many positions are constrained (band width)
+    latent_window: int = 768  # latent guidance: SNP pairs within this many positions (and max_bp) enter its loss
     max_bp: int | None = 1_000_000  # ... and at most this many bp apart on one chromosome (None: any)
     calib_rows: int = 64  # rows per label used to solve the residual correlations (evenly spaced)
     quad_nodes: int = 8  # Gauss-Legendre nodes of the bivariate normal integral
@@ -87,6 +90,8 @@ class CorrGuideConfig:
             raise InputError(f"--corr-guidance must be one of {', '.join(METHODS)}, got {self.method!r}")
         if int(self.window) != self.window or self.window < 1:
             raise InputError(f"correlation window must be a positive number of SNPs, got {self.window}")
+        if int(self.latent_window) != self.latent_window or self.latent_window < 1:
+            raise InputError(f"latent guidance window must be a positive number of SNPs, got {self.latent_window}")
         if self.calib_rows < 2:
             raise InputError(f"calib_rows must be >= 2, got {self.calib_rows}")
         if not 0 < self.var_floor < 1:
@@ -603,6 +608,11 @@ def copula_sample(
 def batch_band_correlation(probs: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected correlations of independently drawn alleles in a batch (differentiable).
 
+    ``corr[j, l-1]`` is the correlation of SNPs ``j`` and ``j+l`` over rows and allele draws: the
+    covariance of the rows' expected dosages over the product of the mixture sds (0 where
+    ``j+l >= V``). Computed block by block as matrix products of ``window`` SNPs against the next
+    ``2 window``: ``O(n V window)`` time, ``O(V window)`` memory.
+
     probs : float, shape (n, K, V) -> (corr : shape (V, window), mean dosage : shape (V,))
     """
     k = probs.shape[1]
@@ -611,16 +621,22 @@ def batch_band_correlation(probs: torch.Tensor, window: int) -> tuple[torch.Tens
     e2 = (probs * (vals ** 2)[None, :, None]).sum(1)
     mbar = m.mean(0)
     var = (e2.mean(0) - mbar ** 2).clamp_min(1e-8)  # (V,)
-    mc = m - mbar
-    v = m.shape[1]
-    cols = []
-    for lag in range(1, window + 1):
-        c = torch.zeros(v, dtype=probs.dtype, device=probs.device)
-        if lag < v:
-            c = torch.cat([(mc[:, :-lag] * mc[:, lag:]).mean(0) / (var[:-lag] * var[lag:]).sqrt(),
-                           torch.zeros(lag, dtype=probs.dtype, device=probs.device)])
-        cols.append(c)
-    return torch.stack(cols, dim=1), mbar
+    mc = m - mbar  # (n, V)
+    n, v = m.shape
+    w = int(window)
+    padded = torch.nn.functional.pad(mc, (0, 2 * w))  # (n, V + 2w)
+    var_padded = torch.nn.functional.pad(var, (0, 2 * w), value=1.0)  # (V + 2w,)
+    lags = torch.arange(1, w + 1, device=probs.device)  # (w,)
+    blocks = []
+    for start in range(0, v, w):
+        left = mc[:, start:start + w]  # (n, b)
+        b = left.shape[1]
+        cov = left.T @ padded[:, start:start + 2 * w] / n  # (b, 2w): SNP start+a with SNP start+c
+        idx = torch.arange(b, device=probs.device)[:, None] + lags[None]  # (b, w): c = a + lag
+        sd2 = var[start:start + b, None] * var_padded[start:start + 2 * w][idx]  # (b, w)
+        blocks.append(cov.gather(1, idx) / sd2.sqrt())
+    inside = (torch.arange(v, device=probs.device)[:, None] + lags[None]) < v  # (V, w)
+    return torch.cat(blocks) * inside, mbar
 
 
 def latent_guidance(
@@ -636,7 +652,8 @@ def latent_guidance(
     """Gradient steps on latents that pull the batch's expected LD towards the prior.
 
     The loss, per label present in the batch, is the mean squared difference between the expected
-    band correlation of independent draws (:func:`batch_band_correlation`) and the prior, plus
+    band correlation of independent draws (:func:`batch_band_correlation`) and the prior over pairs
+    within ``latent_window`` positions and ``max_bp``, plus
     ``latent_af_weight`` times the squared change of the label's mean dosage and
     ``latent_z_weight`` times the mean squared change of the latents. Adam, ``latent_steps`` steps.
 
@@ -653,7 +670,7 @@ def latent_guidance(
     cfg = config or CorrGuideConfig()
     if cfg.latent_steps <= 0:
         return z
-    w = min(cfg.window, prior.window)
+    w = min(cfg.latent_window, prior.window)
     with torch.no_grad():
         probs0 = torch.softmax(decode(z, labels).float(), dim=1)
         v = probs0.shape[2]

@@ -103,6 +103,8 @@ class SamplingConfig:
     temperature: float = 1.0  # decoder logit temperature
     pairing: str = "random"  # haplotype mode: "matched" pairs haplotypes close in latent PCs within a label, "random"
     corr_guidance: str = "latent+copula"  # correlation-guided decoding (genosynth.corrguide): none|copula|latent|latent+copula
+    corr_window: int = 64  # training: copula band (SNPs) of the stored correlation prior
+    corr_latent_window: int = 768  # training: latent-guidance band (SNPs, pairs <= 1 Mb) stored in the checkpoint
     ancestry_spread: bool = True  # DP models: each person draws its own ancestry from the released within-label spread
 
 
@@ -465,13 +467,25 @@ def _variants_from_dict(d: dict) -> pd.DataFrame:
 
 
 def _plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary: list[str]) -> dict | None:
-    """The un-noised banded per-label correlation prior (state dict), or None when guidance is off."""
-    if config.sampling.corr_guidance == "none":
-        return None
-    from genosynth.corrguide import fit_prior
+    """The un-noised banded per-label correlation prior (state dict), or None when guidance is off.
 
-    window = CorrGuideConfig().window
-    return fit_prior(cohort, label_column=config.label_column, labels=vocabulary, window=window).state_dict()
+    The band is ``corr_latent_window`` SNPs wide, or narrower when no SNP has that many others
+    within ``max_bp`` (1 Mb) before it on its chromosome (sparse panels store only what decoding
+    can use); the copula uses its first ``corr_window`` lags (``info["copula_window"]``).
+    """
+    sc = config.sampling
+    if sc.corr_guidance == "none":
+        return None
+    from genosynth.corrguide import fit_prior, previous_counts
+
+    wide = max(sc.corr_window, sc.corr_latent_window)
+    v = cohort.variants
+    used = previous_counts(len(v), wide, chrom=v["chrom"].to_numpy(), pos=v["pos"].to_numpy(),
+                           max_bp=CorrGuideConfig().max_bp)  # (V,) partners of each SNP within the band
+    window = max(1, min(wide, int(used.max(initial=0))))
+    prior = fit_prior(cohort, label_column=config.label_column, labels=vocabulary, window=window)
+    prior.info["copula_window"] = int(min(sc.corr_window, prior.window))
+    return prior.state_dict()
 
 
 # ---------------------------------------------------------------------------------- training
@@ -1032,7 +1046,9 @@ class Generator:
             decode = lambda z_, y_: label_decode(z_, y_) + shift  # noqa: E731  (B, K, V): each person's own ancestry
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
         if method != "none" and not argmax and self.corr_prior is not None:
-            cfg = CorrGuideConfig(method=method, window=self.corr_prior.window)
+            # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
+            cfg = CorrGuideConfig(method=method, window=int(self.corr_prior.info.get("copula_window", self.corr_prior.window)),
+                                  latent_window=self.corr_prior.window)
             cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
             return guided_decode(decode, z / self.latent_scale, y, self.corr_prior, generator=generator,
                                  config=cfg, chrom=self.variants["chrom"].to_numpy(),
