@@ -4,13 +4,15 @@ Quality (train on a split, evaluate on the held-out rest with :func:`genosynth.e
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py quality --data 805 --threads 2
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py quality --data sim --threads 2
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py quality --data sim3k --threads 1 \
-        --vae-epochs 10 --dit-epochs 60 --save /tmp/dense.pt   # the dense-region acceptance cohort
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py quality --data sim3kx --threads 2 \
+        --save /tmp/dense.pt   # the dense-region acceptance cohort
 
-``sim3k`` (3,000 people, 3 Mb, 2,000 SNPs) is the dense-region benchmark: with 1,500 people even
-a fresh real sample of the training size only reaches within-population LD r 0.83 against train
-(estimation noise of ~1M mostly unlinked pairs), below the 0.85 target; 3,000 people lift that
-ceiling to 0.90. ``--model CKPT`` re-samples a saved checkpoint (same ``--data``/``--seed``) with
+``sim3kx`` (3,000 people, 3 Mb, 2,000 SNPs, out-of-Africa model with the recent expansion) is the
+dense-region acceptance cohort; ``sim3k`` is the same without the expansion, whose cohort is full
+of cryptic relatives sharing whole haplotypes (benchmarks/RESULTS.md, "Dense region, session 5").
+With 1,500 people even a fresh real sample of the training size only reaches within-population
+LD r 0.83 against train (estimation noise of ~1M mostly unlinked pairs), below the 0.85 target;
+3,000 people lift that ceiling to about 0.9. ``--model CKPT`` re-samples a saved checkpoint (same ``--data``/``--seed``) with
 other sampling options (``--steps``, ``--guidance``, ``--temperature``, ``--corr-guidance``,
 ``--pairing``) without retraining. The DiT's optimisation has its own flags: ``--dit-lr-schedule
 cosine --dit-warmup STEPS`` (learning-rate schedule), ``--ema-decay``, ``--dit-target mean``
