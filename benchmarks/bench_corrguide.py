@@ -85,7 +85,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", choices=("805", "dense"), required=True)
     ap.add_argument("--marginals", choices=("indep", "model"), required=True)
     ap.add_argument("--methods", default="none,copula", help="comma list of none,copula,latent,latent+copula")
-    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--window", type=int, default=64, help="copula band (SNPs)")
+    ap.add_argument("--latent-window", type=int, default=None,
+                    help="latent-guidance band (SNPs; default --window, as when these tables were made; "
+                         "the pipeline now stores up to 768 within 1 Mb)")
     ap.add_argument("--n", type=int, default=None, help="synthetic people (default: train size)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vae-epochs", type=int, default=None)
@@ -108,7 +111,8 @@ def main(argv=None) -> int:
     n = a.n or train.n_samples
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    prior = fit_prior(train, label_column="super_pop", labels=vocab, window=a.window)
+    latent_window = a.latent_window or a.window
+    prior = fit_prior(train, label_column="super_pop", labels=vocab, window=max(a.window, latent_window))
     timings["fit_prior"] = time.perf_counter() - t
     chrom = train.variants["chrom"].astype(str).to_numpy()
     pos = train.variants["pos"].to_numpy()
@@ -180,7 +184,8 @@ def main(argv=None) -> int:
             for s in range(0, len(lab_rows), 2048):
                 sl = slice(s, s + 2048)
                 out.append(guided_decode(model.vae.decode, z[sl], y[sl], prior, generator=gen,
-                                         config=CorrGuideConfig(method=m, window=a.window, **over), chrom=chrom,
+                                         config=CorrGuideConfig(method=m, window=a.window, latent_window=latent_window,
+                                                                **over), chrom=chrom,
                                          pos=pos))
             timings[f"decode_{m}"] = time.perf_counter() - t
             sets[m] = rows_to_cohort(torch.cat(out).numpy(), lab_people, vocab, train.variants, f"{m}_")
@@ -194,6 +199,7 @@ def main(argv=None) -> int:
     table["holdout"]["ld_decay_within"] = res["fidelity"]["holdout"]["ld"]["decay_within"]
     out = {"dataset": a.dataset, "marginals": a.marginals, "n_variants": cohort.n_variants,
            "n_train": train.n_samples, "n_holdout": holdout.n_samples, "n_synthetic": n, "window": a.window,
+           "latent_window": latent_window,
            "seed": a.seed, "steps": a.steps, "methods": methods, "overrides": over, "table": table,
            "ld_decay_edges_bp": list(res["config"]["ld_decay_edges_bp"]), "timings": timings,
            "total_s": time.perf_counter() - t0, "argv": sys.argv if argv is None else argv,

@@ -187,6 +187,8 @@ def perf(args) -> dict:
             "training_rows": cohort.n_samples * (2 if cohort.phased else 1), "threads": torch.get_num_threads(),
             "vae_s_per_epoch": round(float(np.mean(sec["vae"])), 2), "dit_s_per_epoch": round(float(np.mean(sec["dit"])), 2),
             "sample_people": n, "sample_steps": cfg.sampling.steps, "sample_people_per_s": round(people_s, 1),
+            "decoding": cfg.sampling.corr_guidance,
+            "corr_band": None if model.corr_prior is None else int(model.corr_prior.window),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 

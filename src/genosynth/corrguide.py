@@ -84,6 +84,7 @@ class CorrGuideConfig:
     latent_lr: float = 0.05  # Adam learning rate of those steps
     latent_af_weight: float = 10.0  # weight of the allele-frequency anchor in the latent loss
     latent_z_weight: float = 1e-3  # weight of ||z - z0||^2 / numel (keeps latents near the diffusion draw)
+    latent_chunk_cells: int = 2 ** 23  # latent steps back-propagate through the decoder in chunks of rows x SNPs this large
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -92,6 +93,8 @@ class CorrGuideConfig:
             raise InputError(f"correlation window must be a positive number of SNPs, got {self.window}")
         if int(self.latent_window) != self.latent_window or self.latent_window < 1:
             raise InputError(f"latent guidance window must be a positive number of SNPs, got {self.latent_window}")
+        if self.latent_chunk_cells < 1:
+            raise InputError(f"latent_chunk_cells must be >= 1, got {self.latent_chunk_cells}")
         if self.calib_rows < 2:
             raise InputError(f"calib_rows must be >= 2, got {self.calib_rows}")
         if not 0 < self.var_floor < 1:
@@ -605,37 +608,52 @@ def copula_sample(
     return out
 
 
+def dosage_moments(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expected dosage and expected squared dosage of each row and SNP.
+
+    probs : float, shape (n, K, V) -> (m, e2) : float, shape (n, V) each
+    """
+    vals = torch.arange(probs.shape[1], dtype=probs.dtype, device=probs.device)
+    return (probs * vals[None, :, None]).sum(1), (probs * (vals ** 2)[None, :, None]).sum(1)
+
+
 def batch_band_correlation(probs: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Expected correlations of independently drawn alleles in a batch (differentiable).
+
+    probs : float, shape (n, K, V) -> (corr : shape (V, window), mean dosage : shape (V,));
+    see :func:`band_correlation_from_moments`.
+    """
+    return band_correlation_from_moments(*dosage_moments(probs), window)
+
+
+def band_correlation_from_moments(m: torch.Tensor, e2: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Band correlations of a batch from its rows' dosage moments (differentiable).
 
     ``corr[j, l-1]`` is the correlation of SNPs ``j`` and ``j+l`` over rows and allele draws: the
     covariance of the rows' expected dosages over the product of the mixture sds (0 where
     ``j+l >= V``). Computed block by block as matrix products of ``window`` SNPs against the next
     ``2 window``: ``O(n V window)`` time, ``O(V window)`` memory.
 
-    probs : float, shape (n, K, V) -> (corr : shape (V, window), mean dosage : shape (V,))
+    m, e2 : float, shape (n, V) (:func:`dosage_moments`) -> (corr : shape (V, window), mean dosage : shape (V,))
     """
-    k = probs.shape[1]
-    vals = torch.arange(k, dtype=probs.dtype, device=probs.device)
-    m = (probs * vals[None, :, None]).sum(1)  # (n, V)
-    e2 = (probs * (vals ** 2)[None, :, None]).sum(1)
     mbar = m.mean(0)
     var = (e2.mean(0) - mbar ** 2).clamp_min(1e-8)  # (V,)
     mc = m - mbar  # (n, V)
     n, v = m.shape
     w = int(window)
+    dev = m.device
     padded = torch.nn.functional.pad(mc, (0, 2 * w))  # (n, V + 2w)
     var_padded = torch.nn.functional.pad(var, (0, 2 * w), value=1.0)  # (V + 2w,)
-    lags = torch.arange(1, w + 1, device=probs.device)  # (w,)
+    lags = torch.arange(1, w + 1, device=dev)  # (w,)
     blocks = []
     for start in range(0, v, w):
         left = mc[:, start:start + w]  # (n, b)
         b = left.shape[1]
         cov = left.T @ padded[:, start:start + 2 * w] / n  # (b, 2w): SNP start+a with SNP start+c
-        idx = torch.arange(b, device=probs.device)[:, None] + lags[None]  # (b, w): c = a + lag
+        idx = torch.arange(b, device=dev)[:, None] + lags[None]  # (b, w): c = a + lag
         sd2 = var[start:start + b, None] * var_padded[start:start + 2 * w][idx]  # (b, w)
         blocks.append(cov.gather(1, idx) / sd2.sqrt())
-    inside = (torch.arange(v, device=probs.device)[:, None] + lags[None]) < v  # (V, w)
+    inside = (torch.arange(v, device=dev)[:, None] + lags[None]) < v  # (V, w)
     return torch.cat(blocks) * inside, mbar
 
 
@@ -656,6 +674,11 @@ def latent_guidance(
     within ``latent_window`` positions and ``max_bp``, plus
     ``latent_af_weight`` times the squared change of the label's mean dosage and
     ``latent_z_weight`` times the mean squared change of the latents. Adam, ``latent_steps`` steps.
+
+    The loss depends on the decoder only through each row's dosage moments, so a batch larger
+    than ``latent_chunk_cells`` rows x SNPs takes the loss's gradient with respect to the moments
+    first and back-propagates it through the decoder chunk by chunk: memory stays at one chunk's
+    decoder graph (one extra decoder pass per step), and the result equals the one-graph step.
 
     Parameters
     ----------
@@ -682,23 +705,50 @@ def latent_guidance(
         if lag < v:
             mask[: v - lag, lag - 1] = lagmask[lag:, lag - 1]
     groups = [(lab, torch.from_numpy(rows)) for lab, rows in _label_groups(labels, z.shape[0]) if len(rows) > 1]
+    if not groups:  # no label with two rows: nothing to correlate, the latents stay as drawn
+        return z.detach()
     targets = {lab: torch.from_numpy(prior.band(lab)[:, :w]).float() for lab, _ in groups}
     with torch.no_grad():
         anchors = {lab: batch_band_correlation(probs0[rows], w)[1] for lab, rows in groups}
+    denominator = mask.sum().clamp_min(1)
+
+    def band_loss(m: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:  # (B, V) moments -> scalar
+        loss = m.new_zeros(())
+        for lab, rows in groups:
+            corr, mbar = band_correlation_from_moments(m[rows], e2[rows], w)
+            loss = loss + ((corr - targets[lab]).pow(2) * mask).sum() / denominator
+            loss = loss + cfg.latent_af_weight * (mbar - anchors[lab]).pow(2).mean()
+        return loss
+
+    def moments(part: slice) -> tuple[torch.Tensor, torch.Tensor]:  # rows of zz -> (rows, V) each
+        y = None if labels is None else labels[part]
+        return dosage_moments(torch.softmax(decode(zz[part], y).float(), dim=1))
+
+    b = z.shape[0]
+    rows = max(1, cfg.latent_chunk_cells // max(v, 1))
+    chunks = [slice(s, s + rows) for s in range(0, b, rows)]
     z0 = z.detach()
     zz = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([zz], lr=cfg.latent_lr)
     for _ in range(cfg.latent_steps):
+        opt.zero_grad()
         with torch.enable_grad():
-            probs = torch.softmax(decode(zz, labels).float(), dim=1)  # (B, K, V)
-            loss = cfg.latent_z_weight * (zz - z0).pow(2).mean()
-            for lab, rows in groups:
-                corr, mbar = batch_band_correlation(probs[rows], w)
-                loss = loss + ((corr - targets[lab]).pow(2) * mask).sum() / mask.sum().clamp_min(1)
-                loss = loss + cfg.latent_af_weight * (mbar - anchors[lab]).pow(2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            if len(chunks) == 1:  # the whole batch in one graph
+                (band_loss(*moments(slice(None))) + cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
+            else:
+                # The loss sees the decoder only through each row's moments: take its gradient with
+                # respect to them, then back-propagate chunk by chunk (vector-Jacobian products), so
+                # memory is one chunk's decoder graph whatever the batch size.
+                with torch.no_grad():
+                    parts = [moments(c) for c in chunks]
+                m = torch.cat([p[0] for p in parts]).requires_grad_(True)  # (B, V)
+                e2 = torch.cat([p[1] for p in parts]).requires_grad_(True)  # (B, V)
+                g_m, g_e2 = torch.autograd.grad(band_loss(m, e2), (m, e2))
+                for c in chunks:
+                    mc, e2c = moments(c)
+                    ((mc * g_m[c]).sum() + (e2c * g_e2[c]).sum()).backward()
+                (cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
+        opt.step()
     return zz.detach()
 
 
@@ -754,5 +804,6 @@ def guided_decode(
 __all__ = [
     "METHODS", "CorrGuideConfig", "CorrelationPrior", "fit_prior", "previous_counts", "solve_residual_band",
     "banded_factor", "sample_markov_gaussian", "threshold_alleles", "copula_sample", "batch_band_correlation",
+    "band_correlation_from_moments", "dosage_moments",
     "latent_guidance", "guided_decode",
 ]

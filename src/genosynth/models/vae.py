@@ -216,7 +216,9 @@ class GenotypeVAE(nn.Module):
         f = f.reshape(b, self.n_tokens, -1, self.config.patch)  # (B, T, S, P)
         f = f.permute(0, 2, 1, 3).reshape(b, -1, self.padded)  # (B, S, Vp)
         r = self.readout.permute(2, 1, 0)  # (K, S, Vp)
-        logits = (f[:, None] * r[None]).sum(dim=2) + self.snp_bias.T[None]  # (B, K, Vp)
+        # one class at a time: a (B, S, Vp) temporary instead of (B, K, S, Vp)
+        logits = torch.stack([(f * r[k][None]).sum(dim=1) for k in range(self.n_classes)], dim=1)  # (B, K, Vp)
+        logits = logits + self.snp_bias.T[None]
         if self.label_bias is not None:
             if labels is None:
                 labels = torch.full((b,), self.n_labels, dtype=torch.long, device=z.device)
