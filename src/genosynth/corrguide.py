@@ -724,9 +724,8 @@ def latent_guidance(
         y = None if labels is None else labels[part]
         return dosage_moments(torch.softmax(decode(zz[part], y).float(), dim=1))
 
-    b = z.shape[0]
-    rows = max(1, cfg.latent_chunk_cells // max(v, 1))
-    chunks = [slice(s, s + rows) for s in range(0, b, rows)]
+    per_chunk = max(1, cfg.latent_chunk_cells // max(v, 1))  # rows per decoder graph
+    chunks = [slice(s, s + per_chunk) for s in range(0, z.shape[0], per_chunk)]
     z0 = z.detach()
     zz = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([zz], lr=cfg.latent_lr)

@@ -1047,8 +1047,9 @@ class Generator:
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
         if method != "none" and not argmax and self.corr_prior is not None:
             # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
-            cfg = CorrGuideConfig(method=method, window=int(self.corr_prior.info.get("copula_window", self.corr_prior.window)),
-                                  latent_window=self.corr_prior.window)
+            prior = self.corr_prior
+            cfg = CorrGuideConfig(method=method, window=int(prior.info.get("copula_window", prior.window)),
+                                  latent_window=prior.window)
             cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
             return guided_decode(decode, z / self.latent_scale, y, self.corr_prior, generator=generator,
                                  config=cfg, chrom=self.variants["chrom"].to_numpy(),

@@ -83,7 +83,7 @@ class OutOfAfricaParameters:
     T_G_years: float = 5_115.0  # onset of the recent expansion
     r_AF_recent: float = 0.0166  # YRI growth rate per generation since T_G
     r_EU_recent: float = 0.0195  # CEU growth rate per generation since T_G
-    r_AS_recent: float = 0.0195  # CHB: Tennessen et al. model no East Asians; the European rate
+    r_AS_recent: float = 0.0195  # CHB: Tennessen et al. did not model East Asians; the European rate
 
 
 def out_of_africa_demography(params: OutOfAfricaParameters | None = None, *, recent_expansion: bool = False):
