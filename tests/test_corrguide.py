@@ -333,6 +333,25 @@ def test_copula_cache_reuses_factors_across_batches():
     assert torch.equal(a, c) and not torch.equal(a, b)
 
 
+def test_stored_band_is_what_the_snp_spacing_can_use(sim_cohort):
+    """A sparse panel (SNPs > 1 Mb apart) stores a band of 1; the cap and the copula band apply."""
+    import dataclasses
+
+    from genosynth.generator import _plain_correlation_prior, tiny_config
+
+    c = sim_cohort.subset(variants=np.arange(30))
+    vocab = sorted(set(c.labels("super_pop").tolist()))
+    sparse_variants = c.variants.copy()
+    sparse_variants["pos"] = np.arange(30) * 2_000_000 + 1  # 2 Mb apart: no pair within max_bp
+    sparse = dataclasses.replace(c, variants=sparse_variants)
+    cfg = tiny_config()
+    state = _plain_correlation_prior(sparse, cfg, vocab)
+    assert state["window"] == 1 and state["info"]["copula_window"] == 1
+    dense = _plain_correlation_prior(c, cfg.replace(sampling={"corr_latent_window": 12, "corr_window": 5}), vocab)
+    assert dense["window"] == 12 and dense["info"]["copula_window"] == 5
+    assert _plain_correlation_prior(c, cfg.replace(sampling={"corr_guidance": "none"}), vocab) is None
+
+
 def test_guided_decode_through_a_genotype_vae_is_deterministic(sim_cohort):
     from genosynth.models.vae import GenotypeVAE, VAEConfig
 
