@@ -641,19 +641,19 @@ def band_correlation_from_moments(m: torch.Tensor, e2: torch.Tensor, window: int
     mc = m - mbar  # (n, V)
     n, v = m.shape
     w = int(window)
-    dev = m.device
     padded = torch.nn.functional.pad(mc, (0, 2 * w))  # (n, V + 2w)
     var_padded = torch.nn.functional.pad(var, (0, 2 * w), value=1.0)  # (V + 2w,)
-    lags = torch.arange(1, w + 1, device=dev)  # (w,)
     blocks = []
     for start in range(0, v, w):
         left = mc[:, start:start + w]  # (n, b)
         b = left.shape[1]
-        cov = left.T @ padded[:, start:start + 2 * w] / n  # (b, 2w): SNP start+a with SNP start+c
-        idx = torch.arange(b, device=dev)[:, None] + lags[None]  # (b, w): c = a + lag
-        sd2 = var[start:start + b, None] * var_padded[start:start + 2 * w][idx]  # (b, w)
-        blocks.append(cov.gather(1, idx) / sd2.sqrt())
-    inside = (torch.arange(v, device=dev)[:, None] + lags[None]) < v  # (V, w)
+        cov = left.T @ padded[:, start:start + 2 * w] / n  # (b, 2w), contiguous: SNP start+a with SNP start+c
+        # views, not gathers (whose backward is a scatter-add that is not deterministic on CPU threads):
+        band = cov.as_strided((b, w), (2 * w + 1, 1), 1)  # (b, w): band[a, l-1] = cov[a, a+l]
+        sd2 = var[start:start + b, None] * var_padded[start + 1:start + b + w].unfold(0, w, 1)  # (b, w)
+        blocks.append(band / sd2.sqrt())
+    lags = torch.arange(1, w + 1, device=m.device)  # (w,)
+    inside = (torch.arange(v, device=m.device)[:, None] + lags[None]) < v  # (V, w)
     return torch.cat(blocks) * inside, mbar
 
 
