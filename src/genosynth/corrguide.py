@@ -694,9 +694,22 @@ def latent_guidance(
     if cfg.latent_steps <= 0:
         return z
     w = min(cfg.latent_window, prior.window)
+    groups = [(lab, torch.from_numpy(rows)) for lab, rows in _label_groups(labels, z.shape[0]) if len(rows) > 1]
+    if not groups:  # no label with two rows: nothing to correlate, the latents stay as drawn
+        return z.detach()
+    v = prior.n_variants
+    per_chunk = max(1, cfg.latent_chunk_cells // max(v, 1))  # rows per decoder graph
+    chunks = [slice(s, s + per_chunk) for s in range(0, z.shape[0], per_chunk)]
+
+    def moments(latents: torch.Tensor, part: slice) -> tuple[torch.Tensor, torch.Tensor]:  # -> (rows, V) each
+        y = None if labels is None else labels[part]
+        return dosage_moments(torch.softmax(decode(latents[part], y).float(), dim=1))
+
     with torch.no_grad():
-        probs0 = torch.softmax(decode(z, labels).float(), dim=1)
-        v = probs0.shape[2]
+        m0 = torch.cat([moments(z, c)[0] for c in chunks])  # (B, V) expected dosages of the drawn latents
+    if m0.shape[1] != v:
+        raise InputError(f"the prior was fitted on {v} SNPs but the decoder gives {m0.shape[1]}")
+    anchors = {lab: m0[rows].mean(0) for lab, rows in groups}  # (V,) each: the allele frequencies to keep
     kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=cfg.max_bp if pos is not None else None)
     lagmask = torch.from_numpy((np.arange(1, w + 1)[None, :] <= kprev[:, None]).astype(np.float32))  # (V, w)
     # the constraint of pair (j, j+l) belongs to j+l's window: shift it to row j
@@ -704,12 +717,7 @@ def latent_guidance(
     for lag in range(1, w + 1):
         if lag < v:
             mask[: v - lag, lag - 1] = lagmask[lag:, lag - 1]
-    groups = [(lab, torch.from_numpy(rows)) for lab, rows in _label_groups(labels, z.shape[0]) if len(rows) > 1]
-    if not groups:  # no label with two rows: nothing to correlate, the latents stay as drawn
-        return z.detach()
     targets = {lab: torch.from_numpy(prior.band(lab)[:, :w]).float() for lab, _ in groups}
-    with torch.no_grad():
-        anchors = {lab: batch_band_correlation(probs0[rows], w)[1] for lab, rows in groups}
     denominator = mask.sum().clamp_min(1)
 
     def band_loss(m: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:  # (B, V) moments -> scalar
@@ -720,12 +728,6 @@ def latent_guidance(
             loss = loss + cfg.latent_af_weight * (mbar - anchors[lab]).pow(2).mean()
         return loss
 
-    def moments(part: slice) -> tuple[torch.Tensor, torch.Tensor]:  # rows of zz -> (rows, V) each
-        y = None if labels is None else labels[part]
-        return dosage_moments(torch.softmax(decode(zz[part], y).float(), dim=1))
-
-    per_chunk = max(1, cfg.latent_chunk_cells // max(v, 1))  # rows per decoder graph
-    chunks = [slice(s, s + per_chunk) for s in range(0, z.shape[0], per_chunk)]
     z0 = z.detach()
     zz = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([zz], lr=cfg.latent_lr)
@@ -733,18 +735,18 @@ def latent_guidance(
         opt.zero_grad()
         with torch.enable_grad():
             if len(chunks) == 1:  # the whole batch in one graph
-                (band_loss(*moments(slice(None))) + cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
+                (band_loss(*moments(zz, chunks[0])) + cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
             else:
                 # The loss sees the decoder only through each row's moments: take its gradient with
                 # respect to them, then back-propagate chunk by chunk (vector-Jacobian products), so
                 # memory is one chunk's decoder graph whatever the batch size.
                 with torch.no_grad():
-                    parts = [moments(c) for c in chunks]
+                    parts = [moments(zz, c) for c in chunks]
                 m = torch.cat([p[0] for p in parts]).requires_grad_(True)  # (B, V)
                 e2 = torch.cat([p[1] for p in parts]).requires_grad_(True)  # (B, V)
                 g_m, g_e2 = torch.autograd.grad(band_loss(m, e2), (m, e2))
                 for c in chunks:
-                    mc, e2c = moments(c)
+                    mc, e2c = moments(zz, c)
                     ((mc * g_m[c]).sum() + (e2c * g_e2[c]).sum()).backward()
                 (cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
         opt.step()

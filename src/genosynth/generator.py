@@ -1051,7 +1051,7 @@ class Generator:
             cfg = CorrGuideConfig(method=method, window=int(prior.info.get("copula_window", prior.window)),
                                   latent_window=prior.window)
             cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
-            return guided_decode(decode, z / self.latent_scale, y, self.corr_prior, generator=generator,
+            return guided_decode(decode, z / self.latent_scale, y, prior, generator=generator,
                                  config=cfg, chrom=self.variants["chrom"].to_numpy(),
                                  pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
         logits = decode(z / self.latent_scale, y)  # (B, K, V)
