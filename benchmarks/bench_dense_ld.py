@@ -37,45 +37,32 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_generator import REPO, dense_region, load  # noqa: E402
+from bench_generator import REPO, ceiling_split, load  # noqa: E402
 
 BINS_BP = ((0, 10_000), (10_000, 100_000), (100_000, 1_000_000))
-
-
-def near_pairs(pos: np.ndarray, *, window_bp: int, max_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """SNP pairs at most ``window_bp`` apart (one chromosome, sorted positions), subsampled."""
-    from genosynth.evaluate.fidelity import near_pairs as fid_pairs
-    from genosynth.cohort import make_variants
-
-    n = len(pos)
-    v = make_variants(chrom=np.full(n, "1", dtype=object), pos=pos, ref=np.full(n, "A", dtype=object),
-                      alt=np.full(n, "G", dtype=object))
-    i, j, _ = fid_pairs(v, window_bp=window_bp, max_pairs=max_pairs, rng=np.random.default_rng(seed))
-    return i, j
 
 
 class Scorer:
     """Figures of one synthetic set against real train and holdout (genotype counts, super_pop)."""
 
     def __init__(self, train, holdout, *, seed: int = 0):
-        from genosynth.evaluate._arrays import allele_freq, nearest_distances
+        from genosynth.evaluate._arrays import allele_freq
+        from genosynth.evaluate.fidelity import near_pairs
 
-        self.nearest = nearest_distances
         self.gt = train.genotypes()
         self.gh = holdout.genotypes()
         self.lt, self.lh = train.labels("super_pop"), holdout.labels("super_pop")
         self.groups = sorted(set(self.lt.tolist()))
         self.fill = 2 * allele_freq(self.gt)
+        self.i, self.j, _ = near_pairs(train.variants, window_bp=1_000_000, max_pairs=200_000,
+                                       rng=np.random.default_rng(seed))
         pos = train.variants["pos"].to_numpy(dtype=np.int64)
-        self.i, self.j = near_pairs(pos, window_bp=1_000_000, max_pairs=200_000, seed=seed)
-        self.dist = pos[self.j] - pos[self.i]
+        self.dist = np.abs(pos[self.j] - pos[self.i])
         self.rt = {g: self._r(self.gt[self.lt == g]) for g in self.groups}
         self.rh = {g: self._r(self.gh[self.lh == g]) for g in self.groups}
         self.weights = np.array([(self.lt == g).sum() for g in self.groups], dtype=np.float64)
         self.xt = self.gt.astype(np.float32)
-        self.d_tt = nearest_distances(self.xt, self.xt, exclude_self=True)
         self.af = allele_freq(self.gt)
-        self.people = {r.tobytes() for r in np.ascontiguousarray(self.gt)}
         self.rng = np.random.default_rng(seed)
 
     def _r(self, g: np.ndarray) -> np.ndarray:
@@ -90,9 +77,8 @@ class Scorer:
 
     def score(self, cohort, *, real_holdout: bool = False) -> dict:
         """Figures of ``cohort``; ``real_holdout``: it is the holdout itself (LD figures only)."""
-        from sklearn.metrics import roc_auc_score
-
-        from genosynth.evaluate._arrays import allele_freq
+        from genosynth.evaluate import privacy as pv
+        from genosynth.evaluate._arrays import allele_freq, nearest_distances
 
         gs, ls = cohort.genotypes(), cohort.labels("super_pop")
         rs = {g: self._r(gs[ls == g]) for g in self.groups}
@@ -107,13 +93,10 @@ class Scorer:
         n = min(len(gs), len(self.gt))
         xs = gs[np.sort(self.rng.choice(len(gs), n, replace=False))].astype(np.float32) if len(gs) > n \
             else gs.astype(np.float32)
-        a_real = float(np.mean(self.nearest(self.xt, xs) > self.d_tt))
-        a_syn = float(np.mean(self.nearest(xs, self.xt) > self.nearest(xs, xs, exclude_self=True)))
-        out.update(aats=0.5 * (a_real + a_syn), aa_real=a_real, aa_synthetic=a_syn)
+        out.update(pv.aats(self.xt, xs))
         members = self.xt[self.rng.choice(len(self.xt), len(self.gh), replace=False)]
-        d_in, d_out = self.nearest(members, xs), self.nearest(self.gh.astype(np.float32), xs)
-        out["mia_auc"] = float(roc_auc_score(np.r_[np.ones(len(d_in)), np.zeros(len(d_out))], -np.r_[d_in, d_out]))
-        out["identical_to_train"] = int(sum(r.tobytes() in self.people for r in np.ascontiguousarray(gs)))
+        out["mia_auc"] = pv.mia_auc(nearest_distances(members, xs), nearest_distances(self.gh.astype(np.float32), xs))
+        out["identical_to_train"] = pv.identical_rows(gs, self.gt)
         return out
 
     def reference(self) -> dict:
@@ -172,10 +155,7 @@ def main(argv=None) -> int:
     if args.ceiling:  # as bench_generator.py ceiling --people 3000 [--recent-expansion]
         if args.data not in ("sim3k", "sim3kx"):
             p.error("--ceiling needs --data sim3k or sim3kx")
-        cohort = dense_region(3000 + 2400, args.seed, recent_expansion=args.data == "sim3kx")
-        order = np.random.default_rng(args.seed).permutation(cohort.n_samples)
-        train, holdout, fresh = (cohort.subset(samples=np.sort(order[a:b])) for a, b in ((0, 2400), (2400, 3000),
-                                                                                      (3000, 5400)))
+        _, train, holdout, fresh = ceiling_split(3000, args.seed, recent_expansion=args.data == "sim3kx")
     else:
         cohort = load(args.data, args.seed)
         train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)

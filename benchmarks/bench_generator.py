@@ -147,6 +147,17 @@ def quality(args) -> dict:
     return out
 
 
+def ceiling_split(people: int, seed: int, *, recent_expansion: bool = False):
+    """One simulation of ``people`` x 1.8 people split into train (80 % of ``people``), holdout (20 %)
+    and a disjoint fresh sample as large as train: ``(cohort, train, holdout, fresh)``."""
+    n_train = int(round(0.8 * people))
+    cohort = dense_region(people + n_train, seed, recent_expansion=recent_expansion)
+    order = np.random.default_rng(seed).permutation(cohort.n_samples)
+    train, holdout, fresh = (cohort.subset(samples=np.sort(order[a:b]))
+                             for a, b in ((0, n_train), (n_train, people), (people, people + n_train)))
+    return cohort, train, holdout, fresh
+
+
 def ceiling(args) -> dict:
     """What a perfect generator would score: a fresh real sample of the training size as "synthetic".
 
@@ -157,12 +168,7 @@ def ceiling(args) -> dict:
     from genosynth.evaluate import evaluate, summary
 
     n = args.people
-    n_train = int(round(0.8 * n))
-    cohort = dense_region(n + n_train, args.seed, recent_expansion=args.recent_expansion)
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(cohort.n_samples)
-    train, holdout = cohort.subset(samples=np.sort(order[:n_train])), cohort.subset(samples=np.sort(order[n_train:n]))
-    fresh = cohort.subset(samples=np.sort(order[n:]))
+    cohort, train, holdout, fresh = ceiling_split(n, args.seed, recent_expansion=args.recent_expansion)
     results = evaluate(train, holdout, {"fresh_real": fresh}, label_column="super_pop", seed=args.seed)
     out = {"mode": "ceiling", "people": n, "recent_expansion": args.recent_expansion, "snps": cohort.n_variants, "train_people": train.n_samples,
            "holdout_people": holdout.n_samples, "fresh_people": fresh.n_samples, "seed": args.seed, "sets": {}}
