@@ -52,7 +52,7 @@ def load_dataset(name: str):
         cohort = read_cohort(hapt=os.path.join(root, "haplotypes.hapt.gz"), legend=os.path.join(root, "snps.legend"),
                              samples=os.path.join(root, "panel.tsv"))
     elif name == "dense":
-        from genosynth.simulate import simulate_cohort
+        from genosynth.simulation import simulate_cohort
 
         cohort = simulate_cohort(n_samples=1500, sequence_length=2_000_000, seed=7)
     else:
@@ -102,7 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    from genosynth.corrguide import CorrGuideConfig, copula_sample, fit_prior, guided_decode
+    from genosynth.models.ld_prior import CorrGuideConfig
+    from genosynth.sampling.ld_guidance import copula_sample, guided_decode
+    from genosynth.training.ld_fit import fit_prior
     from genosynth.evaluate import EvalConfig, evaluate, summary
 
     t0 = time.perf_counter()
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
     chrom = train.variants["chrom"].astype(str).to_numpy()
     pos = train.variants["pos"].to_numpy()
     # people per label by the training mix (largest remainders), in a seeded order
-    from genosynth.generator import parse_label_counts
+    from genosynth.sampling.counts import parse_label_counts
 
     mix = {lab: float((train.labels("super_pop") == lab).mean()) for lab in vocab}
     counts = parse_label_counts(None, n=n, vocabulary=vocab, mix=mix)
@@ -144,7 +146,9 @@ def main(argv=None) -> int:
             timings[f"decode_{m}"] = time.perf_counter() - t
             sets[m] = rows_to_cohort(rows.numpy(), lab_people, vocab, train.variants, f"{m}_")
     else:
-        from genosynth.generator import Generator, GeneratorConfig, train_generator
+        from genosynth.sampling.generator import Generator
+        from genosynth.models.config import GeneratorConfig
+        from genosynth.training.plain import train_generator
 
         if a.checkpoint and os.path.exists(a.checkpoint):
             model = Generator.load(a.checkpoint)

@@ -46,7 +46,7 @@ class Scorer:
     """Figures of one synthetic set against real train and holdout (genotype counts, super_pop)."""
 
     def __init__(self, train, holdout, *, seed: int = 0):
-        from genosynth.evaluate._arrays import allele_freq
+        from genosynth.stats.frequency import allele_freq
         from genosynth.evaluate.fidelity import near_pairs
 
         self.gt = train.genotypes()
@@ -66,7 +66,7 @@ class Scorer:
         self.rng = np.random.default_rng(seed)
 
     def _r(self, g: np.ndarray) -> np.ndarray:
-        from genosynth.evaluate._arrays import pair_correlations
+        from genosynth.stats.ld import pair_correlations
 
         return pair_correlations(g, self.i, self.j, fill=self.fill)
 
@@ -77,8 +77,9 @@ class Scorer:
 
     def score(self, cohort, *, real_holdout: bool = False) -> dict:
         """Figures of ``cohort``; ``real_holdout``: it is the holdout itself (LD figures only)."""
-        from genosynth.evaluate import privacy as pv
-        from genosynth.evaluate._arrays import allele_freq, nearest_distances
+        from genosynth.evaluate import attacks as pv
+        from genosynth.stats.frequency import allele_freq
+        from genosynth.evaluate._arrays import nearest_distances
 
         gs, ls = cohort.genotypes(), cohort.labels("super_pop")
         rs = {g: self._r(gs[ls == g]) for g in self.groups}
@@ -131,9 +132,9 @@ def gaussian_prior_set(model, train, n: int, seed: int):
 
 
 def main(argv=None) -> int:
-    from genosynth.corrguide import CorrelationPrior
+    from genosynth.models.ld_prior import CorrelationPrior
     from genosynth.evaluate import split_train_holdout
-    from genosynth.generator import Generator
+    from genosynth.sampling.generator import Generator
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="sim3kx", choices=("sim", "sim3k", "sim3kx"))

@@ -43,10 +43,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import bench_privacy as bp
-    from genosynth.evaluate._arrays import allele_freq
-    from genosynth.evaluate.privacy import aats
+    from genosynth.stats.frequency import allele_freq
+    from genosynth.evaluate.attacks import aats
     from genosynth.evaluate.structure import PCAFeatures, accuracy_table
-    from genosynth.private_training import PrivacyConfig, plan_private, release_label_frequencies
+    from genosynth.training.dp_plan import PrivacyConfig, plan_private
+    from genosynth.privacy.releases import release_label_frequencies
 
     train, holdout = bp.load_split(args.seed)
     g = train.genotypes()  # (N, V) int8

@@ -109,7 +109,7 @@ def cli805() -> dict:
 
 def scale20k() -> dict:
     from genosynth.evaluate import evaluate, independent_snps_generator, split_train_holdout, write_report
-    from genosynth.simulate import simulate_cohort
+    from genosynth.simulation import simulate_cohort
 
     t = time.perf_counter()
     c = simulate_cohort(n_samples=3000, sequence_length=22_000_000, maf=0.05, max_snps=20_000, seed=5)

@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genosynth.generator import GeneratorConfig, train_generator
+from genosynth.models.config import GeneratorConfig
+from genosynth.training.plain import train_generator
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_805 = Path(os.environ.get("GENOSYNTH_SHARED", REPO.parent / "shared")) / "data" / "1000g_805"
@@ -51,7 +52,7 @@ KEYS = ("af_r", "ld_r_near", "ld_r_near_within", "aats", "aats_holdout", "identi
 def dense_region(n_samples: int, seed: int, *, recent_expansion: bool = False):
     """An msprime dense region: ``n_samples`` people, 3 Mb, 2,000 SNPs at MAF >= 0.05 (thinned evenly);
     ``recent_expansion`` adds Tennessen et al. (2012)'s recent growth to the demography."""
-    from genosynth.simulate import simulate_cohort
+    from genosynth.simulation import simulate_cohort
 
     return simulate_cohort(n_samples=n_samples, sequence_length=3_000_000, maf=0.05, max_snps=2000, seed=seed,
                            recent_expansion=recent_expansion)
@@ -73,7 +74,7 @@ def load(name: str, seed: int):
     if name == "sim3kx":  # the same with realistic present population sizes (why: benchmarks/RESULTS.md)
         return dense_region(3000, seed, recent_expansion=True)
     if name == "sim5k":
-        from genosynth.simulate import simulate_cohort
+        from genosynth.simulation import simulate_cohort
 
         return simulate_cohort(n_samples=1500, sequence_length=8_000_000, maf=0.05, max_snps=5000, seed=seed)
     raise SystemExit(f"unknown --data {name!r}")
@@ -113,7 +114,7 @@ def quality(args) -> dict:
     train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)
     t0 = time.perf_counter()
     if args.model:  # evaluate a saved model (e.g. other sampling options) without training
-        from genosynth.generator import Generator
+        from genosynth.sampling.generator import Generator
 
         model = Generator.load(args.model)
         if args.pairing:

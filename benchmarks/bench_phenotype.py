@@ -58,7 +58,7 @@ import time
 import numpy as np
 
 from genosynth import __version__
-from genosynth.gwas import population_phenotype, select_snps
+from genosynth.selection import population_phenotype, select_snps
 from genosynth.prs import causal_recovery, tstr_trtr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,7 +66,7 @@ SHARED_805 = os.path.join(HERE, "..", "..", "shared", "data", "1000g_805")
 
 
 def simulate(args):
-    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+    from genosynth.simulation import PhenotypeSpec, simulate_cohort
 
     t0 = time.perf_counter()
     cohort = simulate_cohort(n_samples=2 * args.n_train + args.n_holdout,
@@ -134,7 +134,7 @@ def baseline(args):
                         "epsilon": dp.privacy["epsilon"], "delta": dp.privacy["delta"],
                         "epsilon_step": dp.privacy["epsilon_step"],
                         "accountant_epsilon": dp.privacy["accountant_epsilon"]}
-    from genosynth.gwas import association_scores, binary_phenotype
+    from genosynth.stats.association import association_scores, binary_phenotype
 
     scores, _ = association_scores(a.genotypes(), binary_phenotype(a))  # simulated data: not private here
     idx = sorted(causal)
@@ -247,13 +247,14 @@ def train_phenotype_model(train, args, *, label_column="super_pop"):
     """A phenotype-conditional generator trained on ``train`` (default config, shortened epochs)."""
     import torch
 
-    from genosynth.generator import GeneratorConfig, train_generator
+    from genosynth.models.config import GeneratorConfig
+    from genosynth.training.plain import train_generator
 
     torch.set_num_threads(args.threads)
     cfg = GeneratorConfig(label_column=label_column, phenotype_column="phenotype")
     cfg = cfg.replace(training={"vae_epochs": args.vae_epochs, "dit_epochs": args.dit_epochs})
     if args.model:
-        from genosynth.generator import Generator
+        from genosynth.sampling.generator import Generator
 
         model = Generator.load(args.model)
         return model, model.config, None
@@ -288,7 +289,8 @@ def calibration_variants(model, train, cfg, seed, rows=None):
 
     import torch
 
-    from genosynth.generator import _calibrate, class_frequencies, prepare_data
+    from genosynth.training.calibration import calibrate_frequencies as _calibrate
+    from genosynth.training.data import class_frequencies, prepare_data
 
     data = prepare_data(train, label_column=cfg.label_column, mode=cfg.mode, phenotype_column=cfg.phenotype_column)
     tc = cfg.training
@@ -304,7 +306,7 @@ def calibration_variants(model, train, cfg, seed, rows=None):
     none.calibration_by_phenotype = False
     out = {"calibration per (label, phenotype)": model, "calibration per label": by_label, "no calibration": none}
     if rows:
-        from genosynth.generator import group_frequencies
+        from genosynth.training.data import group_frequencies
 
         more = copy.copy(model)
         more.calibration = _calibrate(model.vae, model.dit, model.diffusion,

@@ -43,8 +43,8 @@ KEYS = ("af_r", "ld_r_near_within", "aats", "mia_auc", "tstr_super_pop_lr", "trt
 
 def config(args):
     """The configuration shared by every ε: ``--size default`` (``GeneratorConfig()``) or ``small``."""
-    from genosynth.diffusion import DiffusionConfig
-    from genosynth.generator import GeneratorConfig, SamplingConfig, TrainingConfig
+    from genosynth.models.diffusion import DiffusionConfig
+    from genosynth.models.config import GeneratorConfig, SamplingConfig, TrainingConfig
     from genosynth.models.dit import DiTConfig
     from genosynth.models.vae import VAEConfig
 
@@ -81,10 +81,11 @@ def load_split(seed: int):
 
 def run_one(eps: float, args, train, holdout) -> dict:
     from genosynth.evaluate import evaluate, summary
-    from genosynth.generator import train_generator
-    from genosynth.private_training import PrivacyConfig, train_private
+    from genosynth.training.plain import train_generator
+    from genosynth.training.dp_plan import PrivacyConfig
+    from genosynth.training.private import train_private
 
-    from genosynth.generator import Generator
+    from genosynth.sampling.generator import Generator
 
     cfg = config(args).replace(label_column=args.label_column)
     t0 = time.perf_counter()

@@ -56,7 +56,7 @@ def sim_cohort():
 
     Out-of-Africa model (genosynth.simulate), 500 kb, seed 11; < 1 s. Treat as read-only (shared).
     """
-    from genosynth.simulate import simulate_cohort
+    from genosynth.simulation import simulate_cohort
 
     return simulate_cohort(n_samples=300, sequence_length=500_000, maf=0.05, max_snps=300, seed=11)
 
@@ -67,7 +67,7 @@ def sim_pheno_cohort():
 
     ``samples["phenotype"]`` is 0/1; the causal SNPs and effects are in ``meta["truth"]``.
     """
-    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+    from genosynth.simulation import PhenotypeSpec, simulate_cohort
 
     return simulate_cohort(n_samples=300, sequence_length=500_000, maf=0.05, max_snps=300, seed=12,
                            phenotype=PhenotypeSpec(n_causal=20, heritability=0.8, prevalence=0.3))

@@ -11,7 +11,7 @@ import pytest
 
 from genosynth.cli import main
 from genosynth.io import read_cohort
-from genosynth.simulate import PhenotypeSpec, simulate_cohort
+from genosynth.simulation import PhenotypeSpec, simulate_cohort
 
 SMALL = ["--n", "90", "--length-mb", "0.3", "--seed", "3"]
 

@@ -92,7 +92,7 @@ def test_train_resume_continues_to_the_same_model(inputs, model, tmp_path):
 
     import torch
 
-    from genosynth.generator import load_checkpoint
+    from genosynth.models.checkpoint import load_checkpoint
 
     folder, _ = inputs
     prefix = str(tmp_path / "model")  # same file name as the reference run (torch.save records it)

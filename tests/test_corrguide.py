@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from genosynth.corrguide import (
-    CorrelationPrior,
-    CorrGuideConfig,
-    band_correlation_from_moments,
-    banded_factor,
-    batch_band_correlation,
-    copula_sample,
-    fit_prior,
-    guided_decode,
-    latent_guidance,
-    previous_counts,
-    sample_markov_gaussian,
-    solve_residual_band,
-)
+from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig, previous_counts
+from genosynth.sampling.ld_guidance import band_correlation_from_moments, banded_factor, batch_band_correlation, copula_sample, guided_decode, latent_guidance, sample_markov_gaussian, solve_residual_band
+from genosynth.training.ld_fit import fit_prior
 from genosynth.errors import InputError, PrivacyError
 
 
@@ -156,7 +145,7 @@ def test_copula_checks_the_snp_count():
 
 # ---------------------------------------------------------------------------------- prior
 def test_fit_prior_plain_equals_per_label_correlation_band(sim_cohort):
-    from genosynth.privacy.mechanisms import correlation_band
+    from genosynth.stats.ld import correlation_band
 
     prior = fit_prior(sim_cohort, label_column="super_pop", window=5)
     y = sim_cohort.labels("super_pop")
@@ -318,7 +307,7 @@ def test_guided_decode_none_is_plain_sampling_and_guided_needs_a_prior():
 def test_copula_covariance_matches_scipy_bivariate_normal():
     from scipy.stats import multivariate_normal, norm
 
-    from genosynth.corrguide import _copula_cov, _gauss_legendre
+    from genosynth.sampling.ld_guidance import _copula_cov, _gauss_legendre
 
     nodes, weights = _gauss_legendre(8)
     for a, b, r in [(0.3, -0.5, 0.5), (1.2, 1.0, 0.9), (-0.7, 0.4, -0.6), (0.0, 0.0, 0.99)]:
@@ -353,7 +342,8 @@ def test_stored_band_is_what_the_snp_spacing_can_use(sim_cohort):
     """A sparse panel (SNPs > 1 Mb apart) stores a band of 1; the cap and the copula band apply."""
     import dataclasses
 
-    from genosynth.generator import _plain_correlation_prior, tiny_config
+    from genosynth.training.ld_fit import plain_correlation_prior as _plain_correlation_prior
+    from genosynth.models.config import tiny_config
 
     c = sim_cohort.subset(variants=np.arange(30))
     vocab = sorted(set(c.labels("super_pop").tolist()))
@@ -387,7 +377,8 @@ def test_guided_decode_through_a_genotype_vae_is_deterministic(sim_cohort):
 
 
 def test_generator_stores_the_prior_and_samples_guided_or_plain(sim_cohort):
-    from genosynth.generator import tiny_config, train_generator
+    from genosynth.models.config import tiny_config
+    from genosynth.training.plain import train_generator
 
     small = sim_cohort.subset(samples=np.arange(0, 300, 5), variants=np.arange(48))  # 20 per population
     model = train_generator(small, config=tiny_config(), seed=0)

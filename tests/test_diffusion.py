@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from genosynth.diffusion import DiffusionConfig, GaussianDiffusion, make_betas
-from genosynth.ema import EMA, unwrap_model
+from genosynth.models.diffusion import DiffusionConfig, GaussianDiffusion, make_betas
+from genosynth.models.ema import EMA, unwrap_model
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 torch.set_num_threads(1)

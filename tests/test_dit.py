@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from genosynth.diffusion import DiffusionConfig, GaussianDiffusion
+from genosynth.models.diffusion import DiffusionConfig, GaussianDiffusion
 from genosynth.models.dit import (DIT_SIZES, DiT1D, DiTConfig, LabelEmbedder, count_params,
                                   dit_from_name, sincos_pos_embed_1d)
 

@@ -11,9 +11,11 @@ from scipy.spatial.distance import cdist
 
 from genosynth.cohort import make_variants
 from genosynth.evaluate import fidelity as fid
-from genosynth.evaluate import gwas as gw
-from genosynth.evaluate import privacy as pv
-from genosynth.evaluate._arrays import allele_freq, nearest_distances, pair_correlations
+from genosynth.evaluate import replication as gw
+from genosynth.evaluate import attacks as pv
+from genosynth.stats.frequency import allele_freq
+from genosynth.evaluate._arrays import nearest_distances
+from genosynth.stats.ld import pair_correlations
 from genosynth.evaluate.lights import LightRule, judge
 
 

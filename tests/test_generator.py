@@ -10,17 +10,13 @@ import pytest
 import torch
 
 from genosynth.errors import InputError
-from genosynth.generator import (
-    Generator,
-    GeneratorConfig,
-    drop_labels,
-    load_checkpoint,
-    parse_label_counts,
-    prepare_data,
-    tiny_config,
-    train_generator,
-    write_synthetic,
-)
+from genosynth.sampling.generator import Generator
+from genosynth.models.config import GeneratorConfig, tiny_config
+from genosynth.training.plain import drop_labels, train_generator
+from genosynth.models.checkpoint import load_checkpoint
+from genosynth.sampling.counts import parse_label_counts
+from genosynth.training.data import prepare_data
+from genosynth.sampling.write import write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +229,7 @@ def test_privacy_sidecar_written_when_model_has_a_guarantee(small, tmp_path):
 
 
 def test_matched_pairing_stays_within_labels_and_pairs_neighbours():
-    from genosynth.generator import _pair_order
+    from genosynth.sampling.generator import pair_order as _pair_order
 
     g = torch.Generator().manual_seed(0)
     labels = torch.tensor([0, 0, 1, 1] * 10)  # (40,) rows 2i, 2i+1 = one person
@@ -263,7 +259,7 @@ def test_frequency_calibration_is_aggregate_and_used(trained, small):
 
 
 def test_model_on_pop_labels_also_writes_the_super_population(small, tmp_path):
-    from genosynth.generator import label_parents
+    from genosynth.training.data import label_parents
 
     assert label_parents(small, "pop", ["CEU", "CHB", "YRI"]) == {"super_pop": {"CEU": "EUR", "CHB": "EAS",
                                                                                 "YRI": "AFR"}}
@@ -281,7 +277,8 @@ def test_model_on_pop_labels_also_writes_the_super_population(small, tmp_path):
 
 # ---------------------------------------------------------------------------- DiT optimisation options
 def test_dit_learning_rate_warmup_and_cosine():
-    from genosynth.generator import TrainingConfig, dit_learning_rate
+    from genosynth.models.config import TrainingConfig
+    from genosynth.training.plain import dit_learning_rate
 
     const = TrainingConfig(dit_lr=1e-3)
     assert [dit_learning_rate(s, 100, const) for s in (0, 50, 99)] == [1e-3, 1e-3, 1e-3]  # today's behaviour
@@ -297,7 +294,7 @@ def test_dit_learning_rate_warmup_and_cosine():
 
 
 def test_training_config_rejects_unknown_dit_options():
-    from genosynth.generator import TrainingConfig
+    from genosynth.models.config import TrainingConfig
 
     with pytest.raises(InputError, match="dit_lr_schedule"):
         TrainingConfig(dit_lr_schedule="step")

@@ -12,19 +12,9 @@ from scipy import optimize, special, stats
 
 from genosynth.cohort import Cohort, make_samples, make_variants
 from genosynth.errors import InputError, PrivacyError
-from genosynth.gwas import (
-    association_scores,
-    binary_phenotype,
-    dp_select,
-    encode,
-    epsilon_per_step,
-    genotype_pcs,
-    gwas,
-    ld_clump,
-    logistic_gwas,
-    population_phenotype,
-    select_snps,
-)
+from genosynth.stats.association import association_scores, binary_phenotype, encode, genotype_pcs, gwas, ld_clump, logistic_gwas
+from genosynth.privacy.releases import dp_select, epsilon_per_step
+from genosynth.selection import population_phenotype, select_snps
 
 
 def toy(n=600, v=40, *, causal=(3, 17), effect=0.9, seed=0, missing=0.0, chrom=None, pos=None):
@@ -325,7 +315,7 @@ def test_select_snps_validates_options():
 
 
 def test_gwas_on_simulated_cohort_finds_causal_snps():
-    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+    from genosynth.simulation import PhenotypeSpec, simulate_cohort
 
     c = simulate_cohort(n_samples=1200, sequence_length=600_000, seed=5,
                         phenotype=PhenotypeSpec(n_causal=5, heritability=0.6))

@@ -15,13 +15,11 @@ import torch
 
 from genosynth.cli import main
 from genosynth.errors import InputError
-from genosynth.generator import (
-    Generator,
-    plan_counts,
-    prepare_data,
-    tiny_config,
-    train_generator,
-)
+from genosynth.sampling.generator import Generator
+from genosynth.sampling.counts import plan_counts
+from genosynth.training.data import prepare_data
+from genosynth.models.config import tiny_config
+from genosynth.training.plain import train_generator
 
 
 def _with_phenotype(cohort, values):

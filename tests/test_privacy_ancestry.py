@@ -10,13 +10,8 @@ import torch
 
 from genosynth.errors import PrivacyError
 from genosynth.privacy import PrivacyAccountant
-from genosynth.privacy.ancestry import (
-    ancestry_basis,
-    draw_person_frequencies,
-    person_logit_shift,
-    release_ancestry_spread,
-    spread_clip,
-)
+from genosynth.privacy.releases import ancestry_basis, release_ancestry_spread, spread_clip
+from genosynth.sampling.ancestry import draw_person_frequencies, person_logit_shift
 
 
 def _admixed(seed: int = 0, v: int = 300, n: int = 200):

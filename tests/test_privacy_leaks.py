@@ -17,9 +17,13 @@ import pytest
 import torch
 
 import genosynth.models.vae as vae_module
-from genosynth.generator import class_frequencies, load_checkpoint, prepare_data, tiny_config, write_synthetic
+from genosynth.training.data import class_frequencies, prepare_data
+from genosynth.models.checkpoint import load_checkpoint
+from genosynth.models.config import tiny_config
+from genosynth.sampling.write import write_synthetic
 from genosynth.privacy import correlation_band
-from genosynth.private_training import PrivacyConfig, train_private
+from genosynth.training.dp_plan import PrivacyConfig
+from genosynth.training.private import train_private
 
 PC = dict(epsilon=8.0, delta=1e-3, batch_size=20, correlation_window=4, stage1_epochs=1, timesteps_split=45,
           latent_clip=1.0)

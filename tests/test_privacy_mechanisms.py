@@ -26,7 +26,8 @@ from genosynth.privacy import (
     stage1_noise_multiplier,
     stage1_training_pair,
 )
-from genosynth.privacy.mechanisms import _band_products, _person_band_norms
+from genosynth.stats.ld import band_products
+from genosynth.privacy.releases import _person_band_norms
 
 
 @pytest.fixture
@@ -164,9 +165,9 @@ def test_dp_correlation_prior_sensitivity_is_the_clip(genotypes):
     norms = _person_band_norms(gc, 4)
     assert (norms > clip).any()
     w = np.minimum(1, clip / norms)
-    total = _band_products(gc, 4, w)
+    total = band_products(gc, 4, w)
     for i in (0, 17, 123):  # replace person i by the null record (contributes nothing)
-        without = _band_products(np.delete(gc, i, axis=0), 4, np.delete(w, i))
+        without = band_products(np.delete(gc, i, axis=0), 4, np.delete(w, i))
         assert np.linalg.norm(total - without) <= clip + 1e-9
 
 

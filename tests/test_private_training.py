@@ -10,16 +10,15 @@ import pytest
 import torch
 
 from genosynth.errors import InputError, PrivacyError
-from genosynth.generator import Generator, load_checkpoint, tiny_config, write_synthetic
+from genosynth.sampling.generator import Generator
+from genosynth.models.checkpoint import load_checkpoint
+from genosynth.models.config import tiny_config
+from genosynth.sampling.write import write_synthetic
 from genosynth.models.vae import GenotypeVAE, VAEConfig
 from genosynth.privacy import DPSGD, PrivacyAccountant
-from genosynth.private_training import (
-    PrivacyConfig,
-    _VAEPersonLoss,
-    plan_private,
-    release_label_frequencies,
-    train_private,
-)
+from genosynth.training.dp_plan import PrivacyConfig, plan_private
+from genosynth.training.private import _VAEPersonLoss, train_private
+from genosynth.privacy.releases import release_label_frequencies
 
 N_PER = 20  # people per label in the small cohort
 
@@ -49,7 +48,7 @@ def private_run(small, tmp_path_factory):
 
 
 def test_impossible_budget_is_refused_before_training(small, tmp_path, monkeypatch):
-    import genosynth.private_training as pt
+    import genosynth.training.private as pt
 
     def no_training(*a, **k):  # the models must not even be built
         raise AssertionError("training started before the budget was checked")
@@ -259,7 +258,7 @@ def test_cli_dp_train_and_sample_carry_the_guarantee(cli_inputs):
 
 
 def test_correlation_shrinkage_zeroes_pure_noise_and_keeps_strong_signal():
-    from genosynth.private_training import shrink_correlation_bands
+    from genosynth.training.ld_fit import shrink_correlation_bands
 
     rng = np.random.default_rng(0)
     freq, counts = np.full((2, 50), 0.5), np.array([100.0, 100.0])  # var 0.5 -> sigma = z clip / 50
@@ -278,7 +277,7 @@ class _Interrupt(Exception):
 
 def test_interrupted_run_resumes_bit_identically_and_accounts_once(small, private_run, tmp_path):
     from genosynth.errors import InputError
-    from genosynth.private_training import resume_path
+    from genosynth.training.private import resume_path
 
     _, full_path, _ = private_run  # the same run (seed 3), uninterrupted
     path = str(tmp_path / "cut.pt")

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-import genosynth.simulate as sim
+import genosynth.simulation as sim
 from genosynth.cohort import Cohort, make_samples
 from genosynth.errors import InputError
-from genosynth.simulate import PhenotypeSpec, simulate_cohort, simulate_phenotype
+from genosynth.simulation import PhenotypeSpec, simulate_cohort, simulate_phenotype
 
 
 # ---------------------------------------------------------------------------------- helpers

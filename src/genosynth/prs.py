@@ -40,7 +40,7 @@ import pandas as pd
 
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
-from genosynth.gwas import binary_phenotype, gwas, ld_clump, single_threaded_blas
+from genosynth.stats.association import binary_phenotype, gwas, ld_clump, single_threaded_blas
 
 METHODS = ("logistic_l2", "clumped_beta")
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from genosynth.evaluate.gwas import dominant_ztest
+from genosynth.evaluate.replication import dominant_ztest
 from genosynth.io import write_cohort
 
 pytestmark = pytest.mark.shared

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genosynth.gwas import genotype_pcs, gwas
+from genosynth.stats.association import genotype_pcs, gwas
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def simulated(tmp_path_factory):
         from genosynth.io.plink import write_bed
     except ImportError:
         pytest.skip("genosynth.io.plink.write_bed not available yet")
-    from genosynth.simulate import PhenotypeSpec, simulate_cohort
+    from genosynth.simulation import PhenotypeSpec, simulate_cohort
 
     cohort = simulate_cohort(n_samples=900, sequence_length=400_000, seed=11,
                              phenotype=PhenotypeSpec(n_causal=6, heritability=0.6)).unphased()

@@ -47,10 +47,11 @@ def log_prefix(args) -> str:
 
 
 def run(args, log) -> int:
-    from genosynth.generator import GeneratorConfig, tiny_config, train_generator
+    from genosynth.models.config import GeneratorConfig, tiny_config
+    from genosynth.training.plain import train_generator
     from genosynth.io import write_cohort
     from genosynth.io.samples import write_sample_table
-    from genosynth.simulate import simulate_cohort
+    from genosynth.simulation import simulate_cohort
 
     if args.n < 20:
         raise InputError(f"--n must be >= 20 people for a meaningful demo, got {args.n}")

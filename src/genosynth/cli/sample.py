@@ -52,7 +52,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args, log) -> int:
-    from genosynth.generator import Generator, write_synthetic
+    from genosynth.sampling.generator import Generator
+    from genosynth.sampling.write import write_synthetic
 
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")

@@ -51,7 +51,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args, log) -> int:
-    from genosynth.gwas import population_phenotype, select_snps
+    from genosynth.selection import population_phenotype, select_snps
 
     if args.epsilon is None:
         seed = resolve_seed(args.seed, log)

@@ -66,7 +66,7 @@ def add_arguments(parser) -> None:
 
 def _check(args) -> tuple[tuple[str, ...], object]:
     """Validate options before anything is simulated or written; return populations and the trait spec."""
-    from genosynth.simulate import PhenotypeSpec, SimulationConfig
+    from genosynth.simulation import PhenotypeSpec, SimulationConfig
 
     if args.n < 1:
         raise InputError(f"--n must be >= 1 diploid person, got {args.n}; e.g. --n 1500")
@@ -111,7 +111,7 @@ def _flag_names(message: str) -> str:
 
 def run(args, log) -> int:
     from genosynth.io import write_cohort
-    from genosynth.simulate import simulate_cohort
+    from genosynth.simulation import simulate_cohort
 
     populations, spec = _check(args)
     prefix = args.out

@@ -87,7 +87,7 @@ def build_config(args):
     """The :class:`~genosynth.generator.GeneratorConfig` named by the options."""
     import os
 
-    from genosynth.generator import GeneratorConfig, tiny_config
+    from genosynth.models.config import GeneratorConfig, tiny_config
 
     cfg = tiny_config() if args.size == "tiny" else GeneratorConfig()
     pheno = args.phenotype_column or ("phenotype" if args.pheno else None)
@@ -124,7 +124,7 @@ def build_config(args):
 
 
 def run(args, log) -> int:
-    from genosynth.generator import train_generator
+    from genosynth.training.plain import train_generator
 
     if args.epsilon is None and (args.delta is not None or args.public_reference):
         raise InputError("--delta and --public-reference belong to a DP run; add --epsilon E")
@@ -133,7 +133,7 @@ def run(args, log) -> int:
     if args.resume:
         import os
 
-        from genosynth.private_training import resume_path
+        from genosynth.training.private import resume_path
 
         if os.path.exists(resume_path(f"{args.out}.pt")):
             raise InputError(f"{args.out} is an interrupted DP run ({resume_path(args.out + '.pt')} exists); resume it "
@@ -175,7 +175,8 @@ def run_private(args, log) -> int:
     when ``PREFIX.pt`` has been written.
     """
     from genosynth.io import read_cohort
-    from genosynth.private_training import PrivacyConfig, train_private
+    from genosynth.training.dp_plan import PrivacyConfig
+    from genosynth.training.private import train_private
 
     cfg = build_config(args)
     privacy = PrivacyConfig(epsilon=args.epsilon, delta=1e-5 if args.delta is None else args.delta,

@@ -6,7 +6,7 @@
 """
 
 from genosynth.evaluate.baselines import copy_generator, independent_snps_generator, split_train_holdout
-from genosynth.evaluate.config import EvalConfig
+from genosynth.evaluate.settings import EvalConfig
 from genosynth.evaluate.core import check_same_variants, evaluate, summary
 
 __all__ = [

@@ -9,43 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def allele_freq(g: np.ndarray) -> np.ndarray:
-    """ALT allele frequency per variant of genotype counts.
-
-    Parameters
-    ----------
-    g : int8, shape (n_people, n_variants); 0/1/2, -1 missing.
-
-    Returns
-    -------
-    float64, shape (n_variants,); NaN where every call is missing.
-    """
-    ok = g >= 0
-    n = ok.sum(axis=0, dtype=np.int64)
-    s = np.where(ok, g, 0).sum(axis=0, dtype=np.int64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, s / (2.0 * np.maximum(n, 1)), np.nan)
-
-
-def dosage(g: np.ndarray, fill: np.ndarray) -> np.ndarray:
-    """Genotype counts as float32 with missing calls replaced by ``fill``.
-
-    Parameters
-    ----------
-    g : int8, shape (n_people, n_variants)
-    fill : float, shape (n_variants,), usually twice the real-train allele frequency.
-
-    Returns
-    -------
-    float32, shape (n_people, n_variants)
-    """
-    x = g.astype(np.float32)
-    miss = g < 0
-    if miss.any():
-        x[miss] = np.broadcast_to(fill.astype(np.float32), g.shape)[miss]
-    return x
-
-
 def nearest_distances(query: np.ndarray, ref: np.ndarray, *, exclude_self: bool = False,
                       chunk: int = 1024) -> np.ndarray:
     """Euclidean distance from each query row to its closest reference row, in blocks.
@@ -115,65 +78,6 @@ def pairwise_distance_sample(a: np.ndarray, b: np.ndarray | None = None) -> np.n
         b = np.asarray(b, dtype=np.float32)
         d2 = (an[:, None] + np.einsum("ij,ij->i", b, b)[None, :] - 2.0 * (a @ b.T)).ravel()
     return np.sqrt(np.maximum(d2, 0.0)).astype(np.float64)
-
-
-def column_moments(x_int8: np.ndarray, fill: np.ndarray, *, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Per-variant mean and standard deviation of dosages (missing filled), float64 (n_variants,) each."""
-    n, v = x_int8.shape
-    mean = np.empty(v)
-    std = np.empty(v)
-    for s in range(0, v, chunk):
-        x = dosage(x_int8[:, s:s + chunk], fill[s:s + chunk]).astype(np.float64)
-        mean[s:s + chunk] = x.mean(axis=0)
-        std[s:s + chunk] = x.std(axis=0)
-    return mean, std
-
-
-def pair_correlations(g: np.ndarray, i: np.ndarray, j: np.ndarray, *, fill: np.ndarray,
-                      chunk: int = 4096, dense_max: int = 2048) -> np.ndarray:
-    """Pearson r between variant columns ``i[k]`` and ``j[k]`` for a list of pairs.
-
-    With at most ``dense_max`` variants the (small) variant x variant correlation matrix is formed
-    once and indexed; beyond that the pairs are processed in blocks of ``chunk`` without any
-    variant x variant matrix.
-
-    Parameters
-    ----------
-    g : int8, shape (n_people, n_variants)
-    i, j : int64, shape (n_pairs,)
-    fill : float, shape (n_variants,); value for missing calls.
-
-    Returns
-    -------
-    float64, shape (n_pairs,); NaN where either variant is monomorphic in ``g``.
-    """
-    n, v = g.shape
-    if len(i) == 0:
-        return np.zeros(0)
-    if v <= dense_max:
-        x = dosage(g, fill).astype(np.float64)
-        x -= x.mean(axis=0)
-        sd = np.sqrt((x * x).mean(axis=0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x /= np.where(sd > 0, sd, np.nan)
-        x = np.nan_to_num(x)
-        c = (x.T @ x) / n  # (V, V), V <= dense_max
-        out = c[i, j]
-        out[(sd[i] == 0) | (sd[j] == 0)] = np.nan
-        return np.clip(out, -1.0, 1.0)
-    mean, std = column_moments(g, fill)
-    gt = np.ascontiguousarray(g.T)  # (V, N) int8: gathering variants becomes gathering rows
-    mean32 = mean.astype(np.float32)[:, None]
-    out = np.empty(len(i), dtype=np.float64)
-    for s in range(0, len(i), chunk):
-        ii, jj = i[s:s + chunk], j[s:s + chunk]
-        xi = dosage(gt[ii].T, fill[ii]).T - mean32[ii]  # (C, N)
-        xj = dosage(gt[jj].T, fill[jj]).T - mean32[jj]  # (C, N)
-        cov = np.einsum("cn,cn->c", xi, xj).astype(np.float64) / n
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[s:s + chunk] = cov / (std[ii] * std[jj])
-    out[~np.isfinite(out)] = np.nan
-    return np.clip(out, -1.0, 1.0)
 
 
 def pca_solver(n_rows: int, n_variants: int) -> str:

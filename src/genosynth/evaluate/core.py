@@ -17,11 +17,12 @@ import numpy as np
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
 from genosynth.evaluate import fidelity as fid
-from genosynth.evaluate import gwas as gw
-from genosynth.evaluate import privacy as pv
+from genosynth.evaluate import replication as gw
+from genosynth.evaluate import attacks as pv
 from genosynth.evaluate import structure as st
-from genosynth.evaluate._arrays import allele_freq, dosage, pair_correlations
-from genosynth.evaluate.config import EvalConfig
+from genosynth.stats.frequency import allele_freq, dosage
+from genosynth.stats.ld import pair_correlations
+from genosynth.evaluate.settings import EvalConfig
 from genosynth.evaluate.lights import traffic_lights
 
 HOLDOUT = "holdout"

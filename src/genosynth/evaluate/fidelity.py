@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from genosynth.evaluate._arrays import allele_freq, dosage, pairwise_distance_sample, pca_solver
+from genosynth.stats.frequency import allele_freq, dosage
+from genosynth.evaluate._arrays import pairwise_distance_sample, pca_solver
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -19,7 +19,8 @@ import warnings
 
 import numpy as np
 
-from genosynth.evaluate._arrays import dosage, pca_solver
+from genosynth.stats.frequency import dosage
+from genosynth.evaluate._arrays import pca_solver
 from genosynth.errors import InputError
 
 CLASSIFIER_NAMES = {"lr": "Logistic regression", "svm": "SVM (RBF)", "rf": "Random forest"}

@@ -16,22 +16,12 @@ from genosynth.privacy.accountant import (
     rdp_to_epsilon,
     stage1_noise_multiplier,
 )
-from genosynth.privacy.ancestry import release_ancestry_spread
+from genosynth.privacy.releases import release_ancestry_spread
 from genosynth.privacy.dpsgd import DPSGD, clip_and_sum, per_sample_grads, poisson_batches
-from genosynth.privacy.mechanisms import (
-    allele_frequencies,
-    band_to_dense,
-    clip_rows,
-    clipped_association_scores,
-    correlation_band,
-    dp_allele_frequencies,
-    dp_correlation_prior,
-    gaussian_mechanism,
-    noisy_top_k,
-    release_stage1_latents,
-    stage1_eps_to_standard_eps,
-    stage1_training_pair,
-)
+from genosynth.stats.frequency import allele_frequencies
+from genosynth.stats.ld import band_to_dense, correlation_band
+from genosynth.privacy.mechanisms import clip_rows, clipped_association_scores, gaussian_mechanism, noisy_top_k, release_stage1_latents, stage1_eps_to_standard_eps, stage1_training_pair
+from genosynth.privacy.releases import dp_allele_frequencies, dp_correlation_prior
 
 __all__ = [
     "DPSGD",

@@ -30,15 +30,14 @@ References
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
-
+from typing import TYPE_CHECKING
 import numpy as np
 import torch
-
 from genosynth.errors import InputError, PrivacyError
-
+from genosynth.stats.frequency import as_genotypes
 if TYPE_CHECKING:  # pragma: no cover
     from genosynth.privacy.accountant import PrivacyAccountant
+
 
 __all__ = [
     "clip_rows",
@@ -57,11 +56,6 @@ __all__ = [
 ]
 
 
-# ----------------------------------------------------------------------------------------------
-# Helpers
-# ----------------------------------------------------------------------------------------------
-
-
 def _check_positive(value: float, what: str, fix: str) -> float:
     value = float(value)
     if not (value > 0 and math.isfinite(value)):
@@ -69,16 +63,6 @@ def _check_positive(value: float, what: str, fix: str) -> float:
     return value
 
 
-def _as_genotypes(genotypes: Any) -> np.ndarray:
-    g = np.asarray(genotypes, dtype=np.float64)
-    if g.ndim != 2:
-        raise InputError(f"genotypes must have shape (n_samples, n_variants), got {g.shape}")
-    if np.isnan(g).any() or (g < 0).any():
-        raise InputError(
-            "genotypes contain missing values (NaN or negative codes); impute or drop them before "
-            "private statistics (missingness patterns are private too)"
-        )
-    return g
 
 
 def _numpy_normal(generator: np.random.Generator | None, scale: float, size) -> np.ndarray:
@@ -88,11 +72,6 @@ def _numpy_normal(generator: np.random.Generator | None, scale: float, size) -> 
             "(seed recorded in provenance, never derived from the data)"
         )
     return generator.normal(0.0, scale, size=size)
-
-
-# ----------------------------------------------------------------------------------------------
-# Clipping and the Gaussian mechanism
-# ----------------------------------------------------------------------------------------------
 
 
 def clip_rows(x, max_norm: float):
@@ -174,11 +153,6 @@ def gaussian_mechanism(
             raise ValueError("name the release (e.g. 'correlation_prior') when passing an accountant")
         accountant.add_gaussian(name, noise_multiplier=z)
     return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Stage 1 of the diffusion model (dp-promise, made post-processing)
-# ----------------------------------------------------------------------------------------------
 
 
 def release_stage1_latents(
@@ -320,217 +294,6 @@ def stage1_eps_to_standard_eps(
     return ((x - torch.sqrt(a_t) * x0_hat) / torch.sqrt(1 - a_t)).to(x_t.dtype)
 
 
-# ----------------------------------------------------------------------------------------------
-# Correlation prior (banded SNP correlation)
-# ----------------------------------------------------------------------------------------------
-
-
-def _band_products(gc: np.ndarray, window: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Sum over people of ``w_i gc_ij gc_i,j+l`` for l = 0..window, shape (V, window + 1)."""
-    n, v = gc.shape
-    out = np.zeros((v, window + 1))
-    wg = gc if weights is None else gc * weights[:, None]  # (N, V)
-    for lag in range(window + 1):
-        if lag < v:
-            out[: v - lag, lag] = np.einsum("ij,ij->j", wg[:, : v - lag], gc[:, lag:])
-    return out
-
-
-def _person_band_norms(gc: np.ndarray, window: int) -> np.ndarray:
-    """L2 norm of each person's vector of products ``gc_ij gc_i,j+l`` (l = 0..window), shape (N,)."""
-    n, v = gc.shape
-    sq = np.zeros(n)
-    for lag in range(window + 1):
-        if lag < v:
-            sq += np.einsum("ij,ij->i", gc[:, : v - lag] ** 2, gc[:, lag:] ** 2)
-    return np.sqrt(sq)
-
-
-def _moments_to_band(m: np.ndarray, window: int, var_floor: float) -> np.ndarray:
-    v = m.shape[0]
-    var = np.maximum(m[:, 0], var_floor)  # (V,)
-    band = np.zeros((v, window))
-    for lag in range(1, window + 1):
-        if lag < v:
-            band[: v - lag, lag - 1] = m[: v - lag, lag] / np.sqrt(var[: v - lag] * var[lag:])
-    return np.clip(band, -1.0, 1.0)
-
-
-def _check_window(window: int, v: int) -> int:
-    if int(window) != window or window < 1:
-        raise InputError(f"window={window} must be a positive integer number of SNPs")
-    return int(window)
-
-
-def _center_for(g: np.ndarray, center) -> np.ndarray:
-    if center is None:
-        raise PrivacyError(
-            "dp_correlation_prior needs public or DP centring values: pass center=2*p with p from "
-            "a public reference panel or from dp_allele_frequencies() (accounted)"
-        )
-    c = np.broadcast_to(np.asarray(center, dtype=np.float64), (g.shape[1],))
-    return c
-
-
-def correlation_band(genotypes, *, window: int, var_floor: float = 1e-12) -> np.ndarray:
-    """Non-private banded SNP correlation (used only when no privacy budget is set).
-
-    Parameters
-    ----------
-    genotypes : array_like, float, shape (N, V)
-        Dosages (e.g. ALT counts 0..2), no missing values.
-    window : int
-        Number of neighbouring SNPs on each side.
-
-    Returns
-    -------
-    numpy.ndarray, float64, shape (V, window)
-        ``band[j, l-1] = corr(SNP j, SNP j+l)`` for ``l = 1..window``; entries with ``j+l ≥ V`` and
-        pairs involving a monomorphic SNP are 0. Same format as :func:`dp_correlation_prior`.
-    """
-    g = _as_genotypes(genotypes)
-    window = _check_window(window, g.shape[1])
-    gc = g - g.mean(axis=0)  # (N, V)
-    m = _band_products(gc, window) / g.shape[0]  # (V, window+1)
-    band = _moments_to_band(m, window, var_floor)
-    band[np.repeat(m[:, :1] <= var_floor, window, axis=1)] = 0.0
-    return band
-
-
-def dp_correlation_prior(
-    genotypes,
-    *,
-    window: int,
-    clip: float,
-    noise_multiplier: float,
-    center,
-    generator: np.random.Generator,
-    accountant: "PrivacyAccountant | None" = None,
-    name: str = "correlation_prior",
-    var_floor: float = 1e-3,
-) -> np.ndarray:
-    """Banded SNP correlation released with the Gaussian mechanism.
-
-    Each person ``i`` contributes the vector ``u_i = (c_ij c_i,j+l)_{j, l=0..window}`` of products
-    of centred dosages ``c_ij = g_ij - center_j`` (length ``V (window+1)``), clipped to L2 norm
-    ``clip``. The sum ``Σ_i clip(u_i)`` has L2 sensitivity ``clip`` under zero-out neighbours (the
-    null person contributes the zero vector; the clipped vector of anyone has norm ≤ ``clip``),
-    so adding ``N(0, (z·clip)² I)`` is a Gaussian mechanism with noise multiplier ``z``. The
-    correlation is then post-processing with the public ``n``:
-    ``m = noisy_sum / n``, ``var_j = max(m_j0, var_floor)``, ``r_j,l = m_jl / sqrt(var_j var_j+l)``,
-    clipped to [-1, 1]. ``center`` must be public or DP (e.g. ``2 p`` from
-    :func:`dp_allele_frequencies`, released and accounted before).
-
-    Parameters
-    ----------
-    genotypes : array_like, float, shape (N, V)
-        Private dosages, no missing values.
-    window : int
-        SNP pairs within ``window`` positions.
-    clip : float
-        L2 bound on each person's product vector. Without clipping a person's vector has norm up
-        to ``4 sqrt(V (window+1))``; typical norms are far smaller (about
-        ``sqrt(V (window+1)) · E[c²]``). Clipping biases the correlation towards 0 for people
-        above the bound; noise std on each correlation entry is about ``z clip / (n var)``.
-    noise_multiplier : float
-        ``z`` (from :func:`~genosynth.privacy.accountant.plan_for_training`).
-    center : array_like, float, shape (V,) or scalar
-        Public or DP centring values (expected dosage).
-    generator : numpy.random.Generator
-    accountant : PrivacyAccountant, optional
-        Records one ``gaussian`` event named ``name``.
-
-    Returns
-    -------
-    numpy.ndarray, float64, shape (V, window)
-        ``band[j, l-1] ≈ corr(SNP j, SNP j+l)``; entries with ``j+l ≥ V`` are 0.
-    """
-    g = _as_genotypes(genotypes)
-    window = _check_window(window, g.shape[1])
-    clip = _check_positive(clip, "clip", "pass the per-person L2 bound, e.g. --corr-clip")
-    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()")
-    gc = g - _center_for(g, center)  # (N, V)
-    norms = _person_band_norms(gc, window)  # (N,)
-    weights = np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))  # (N,)
-    sums = _band_products(gc, window, weights)  # (V, window+1)
-    mask = np.zeros_like(sums, dtype=bool)
-    for lag in range(window + 1):
-        mask[max(g.shape[1] - lag, 0):, lag] = True  # structurally zero entries: no noise needed
-    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=z, generator=generator,
-                               accountant=accountant, name=name)  # fmt: skip
-    noisy[mask] = 0.0
-    return _moments_to_band(noisy / g.shape[0], window, var_floor)
-
-
-def band_to_dense(band: np.ndarray) -> np.ndarray:
-    """Expand a (V, window) band into a symmetric (V, V) matrix with unit diagonal."""
-    band = np.asarray(band, dtype=np.float64)
-    v, w = band.shape
-    dense = np.eye(v)
-    for lag in range(1, w + 1):
-        if lag < v:
-            idx = np.arange(v - lag)
-            dense[idx, idx + lag] = band[: v - lag, lag - 1]
-            dense[idx + lag, idx] = band[: v - lag, lag - 1]
-    return dense
-
-
-# ----------------------------------------------------------------------------------------------
-# Allele frequencies (MAF filter, centring)
-# ----------------------------------------------------------------------------------------------
-
-
-def allele_frequencies(genotypes, *, ploidy: int = 2) -> np.ndarray:
-    """Non-private ALT allele frequencies, shape (V,) (only when no privacy budget is set)."""
-    g = _as_genotypes(genotypes)
-    return g.mean(axis=0) / ploidy
-
-
-def dp_allele_frequencies(
-    genotypes,
-    *,
-    noise_multiplier: float,
-    generator: np.random.Generator,
-    ploidy: int = 2,
-    clip: float | None = None,
-    accountant: "PrivacyAccountant | None" = None,
-    name: str = "allele_frequencies",
-) -> np.ndarray:
-    """ALT allele frequencies released with the Gaussian mechanism.
-
-    Each person contributes their dosage vector ``g_i ∈ [0, ploidy]^V``, clipped to L2 norm
-    ``clip`` (default ``ploidy sqrt(V)``, the largest possible norm, so no clipping happens). The
-    column sums have L2 sensitivity ``clip`` under zero-out neighbours; ``N(0, (z clip)²)`` is added
-    to each, and frequencies ``= noisy sum / (ploidy n)`` (public ``n``) clipped to [0, 1].
-
-    Parameters
-    ----------
-    genotypes : array_like, shape (N, V)
-        Private ALT dosages in ``[0, ploidy]``, no missing values.
-    noise_multiplier : float
-        ``z``.
-    generator : numpy.random.Generator
-    ploidy : int
-    clip : float, optional
-        Per-person L2 bound. A smaller bound (e.g. ``sqrt(expected number of non-zero dosages) ·
-        ploidy``) cuts the noise but biases frequencies of people above it downwards.
-    accountant : PrivacyAccountant, optional
-        Records one ``gaussian`` event named ``name``.
-
-    Returns
-    -------
-    numpy.ndarray, float64, shape (V,)
-    """
-    g = _as_genotypes(genotypes)
-    if (g > ploidy).any():
-        raise InputError(f"dosages above ploidy={ploidy}; pass the right ploidy or ALT counts")
-    clip = ploidy * math.sqrt(g.shape[1]) if clip is None else _check_positive(clip, "clip", "pass a per-person L2 bound")
-    sums = clip_rows(g, clip).sum(axis=0)  # (V,)
-    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=noise_multiplier,
-                               generator=generator, accountant=accountant, name=name)  # fmt: skip
-    return np.clip(noisy / (ploidy * g.shape[0]), 0.0, 1.0)
-
-
 def denoise_low_rank(noisy, *, noise_sd: float) -> tuple[np.ndarray, int]:
     """Low-rank estimate of a matrix released with i.i.d. Gaussian noise of known scale.
 
@@ -585,11 +348,6 @@ def denoise_low_rank(noisy, *, noise_sd: float) -> tuple[np.ndarray, int]:
     return (est.T if flip else est), int((shrunk > 0).sum())
 
 
-# ----------------------------------------------------------------------------------------------
-# SNP selection
-# ----------------------------------------------------------------------------------------------
-
-
 def clipped_association_scores(
     genotypes,
     phenotype,
@@ -624,7 +382,7 @@ def clipped_association_scores(
     sensitivity : float
         ``c``.
     """
-    g = _as_genotypes(genotypes)
+    g = as_genotypes(genotypes)
     y = np.asarray(phenotype, dtype=np.float64)
     if y.shape != (g.shape[0],) or np.isnan(y).any():
         raise InputError("phenotype must have one non-missing value per person; drop people without one")

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genosynth.ema import unwrap_model
+from genosynth.models.ema import unwrap_model
 
 __all__ = ["DiffusionConfig", "GaussianDiffusion", "make_betas"]
 

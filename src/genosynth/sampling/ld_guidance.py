@@ -49,250 +49,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
+from typing import TYPE_CHECKING
 import numpy as np
 import torch
-
-from genosynth.errors import InputError, PrivacyError
-
+from genosynth.errors import InputError
+from genosynth.models.ld_prior import CorrGuideConfig
+from genosynth.models.ld_prior import CorrelationPrior
+from genosynth.models.ld_prior import previous_counts
 if TYPE_CHECKING:  # pragma: no cover
-    from genosynth.cohort import Cohort
-    from genosynth.privacy.accountant import PrivacyAccountant
+    pass
 
-METHODS = ("none", "copula", "latent", "latent+copula")
+
 _EPS_P = 1e-6  # probabilities are clamped to [eps, 1 - eps] before Phi^-1
+
+
 _THETA_MAX = math.asin(0.995)  # residual Gaussian correlations stay in [-0.995, 0.995]
 
 
-# ---------------------------------------------------------------------------------- config
-@dataclass
-class CorrGuideConfig:
-    """Options of correlation-guided decoding (saved with the prior in a checkpoint)."""
-
-    method: str = "latent+copula"  # none | copula | latent | latent+copula (the ablation is one flag)
-    window: int = 64  # copula: SNP pairs within this many positions are constrained (band width)
-    latent_window: int = 768  # latent guidance: SNP pairs within this many positions (and max_bp) enter its loss
-    max_bp: int | None = 1_000_000  # ... and at most this many bp apart on one chromosome (None: any)
-    calib_rows: int = 64  # rows per label used to solve the residual correlations (evenly spaced)
-    quad_nodes: int = 8  # Gauss-Legendre nodes of the bivariate normal integral
-    newton_iters: int = 6  # safeguarded Newton iterations per SNP pair
-    small: float = 0.05  # |residual angle| below this after one Newton step is taken as is
-    var_floor: float = 1e-2  # least conditional variance of u_j given its window (PD guard)
-    latent_steps: int = 24  # gradient steps on the latents (method latent*)
-    latent_lr: float = 0.05  # Adam learning rate of those steps
-    latent_af_weight: float = 10.0  # weight of the allele-frequency anchor in the latent loss
-    latent_z_weight: float = 1e-3  # weight of ||z - z0||^2 / numel (keeps latents near the diffusion draw)
-    latent_chunk_cells: int = 2 ** 23  # latent steps back-propagate through the decoder in chunks of rows x SNPs this large
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"--corr-guidance must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if int(self.window) != self.window or self.window < 1:
-            raise InputError(f"correlation window must be a positive number of SNPs, got {self.window}")
-        if int(self.latent_window) != self.latent_window or self.latent_window < 1:
-            raise InputError(f"latent guidance window must be a positive number of SNPs, got {self.latent_window}")
-        if self.latent_chunk_cells < 1:
-            raise InputError(f"latent_chunk_cells must be >= 1, got {self.latent_chunk_cells}")
-        if self.calib_rows < 2:
-            raise InputError(f"calib_rows must be >= 2, got {self.calib_rows}")
-        if not 0 < self.var_floor < 1:
-            raise InputError(f"var_floor must lie in (0, 1), got {self.var_floor}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-# ---------------------------------------------------------------------------------- the prior
-@dataclass
-class CorrelationPrior:
-    """Banded within-label SNP correlations of the training cohort.
-
-    Parameters
-    ----------
-    bands : float32, shape (L, V, window)
-        ``bands[l, j, k-1]`` = correlation of ALT dosages of SNPs ``j`` and ``j+k`` among training
-        people of label ``l``; entries with ``j+k >= V`` are 0.
-    labels : list of str, length L
-        Label vocabulary (same order as the generator's).
-    window : int
-    private : bool
-        True when released by the Gaussian mechanism (``--epsilon``), False for the plain,
-        un-noised aggregate (stored only in runs without a privacy budget).
-    info : dict
-        How it was made: ``n_per_label`` (exact counts only without a budget; DP counts or nothing
-        with one), ``noise_multiplier``, ``clip``, ``label_column``.
-    """
-
-    bands: np.ndarray
-    labels: list[str]
-    window: int
-    private: bool = False
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        b = np.asarray(self.bands, dtype=np.float32)
-        if b.ndim != 3 or b.shape[0] != len(self.labels) or b.shape[2] != self.window:
-            raise InputError(
-                f"prior bands must have shape (labels={len(self.labels)}, V, window={self.window}); got {b.shape}"
-            )
-        if not np.isfinite(b).all() or np.abs(b).max(initial=0.0) > 1.0 + 1e-6:
-            raise InputError("prior bands must be finite correlations in [-1, 1]")
-        self.bands = b
-
-    @property
-    def n_variants(self) -> int:
-        return int(self.bands.shape[1])
-
-    def band(self, label: int | None) -> np.ndarray:
-        """Band of label index ``label`` (float64, shape (V, window)); ``None`` or ``L``: weighted mean."""
-        if label is None or label == len(self.labels):
-            n = np.asarray([self.info.get("n_per_label", {}).get(lab, 1) for lab in self.labels], dtype=np.float64)
-            return np.tensordot(n / n.sum(), self.bands.astype(np.float64), axes=1)
-        return self.bands[int(label)].astype(np.float64)
-
-    def state_dict(self) -> dict:
-        """Plain-Python/numpy state for a checkpoint (aggregate only: no per-person value)."""
-        return {"bands": self.bands.copy(), "labels": list(self.labels), "window": int(self.window),
-                "private": bool(self.private), "info": dict(self.info)}
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "CorrelationPrior":
-        return cls(bands=np.asarray(state["bands"]), labels=list(state["labels"]), window=int(state["window"]),
-                   private=bool(state["private"]), info=dict(state.get("info", {})))
-
-
-def _dosages(cohort: "Cohort") -> np.ndarray:
-    """ALT dosages, float64 shape (N, V); missing filled with the column mean."""
-    g = cohort.genotypes().astype(np.float64)
-    miss = g < 0
-    if miss.any():
-        g[miss] = np.nan
-        mean = np.nan_to_num(np.nanmean(g, axis=0), nan=0.0)
-        g = np.where(miss, mean[None, :], g)
-    return g
-
-
-def fit_prior(
-    cohort: "Cohort",
-    *,
-    label_column: str = "super_pop",
-    labels: Sequence[str] | None = None,
-    window: int = 64,
-    noise_multiplier: float | None = None,
-    clip: float | None = None,
-    center: np.ndarray | None = None,
-    accountant: "PrivacyAccountant | None" = None,
-    generator: np.random.Generator | None = None,
-    name: str = "correlation_prior",
-) -> CorrelationPrior:
-    """The banded within-label correlation prior of a training cohort.
-
-    Parameters
-    ----------
-    cohort : Cohort
-        Private training people (phased or not; dosages are used either way: under random
-        mating the dosage correlation of two SNPs equals their haplotype correlation).
-    label_column : str
-    labels : sequence of str, optional
-        Label vocabulary and order (default: sorted labels of the cohort, as the generator uses).
-    window : int
-        Band width in SNPs.
-    noise_multiplier : float, optional
-        ``z`` of the Gaussian mechanism. When given the prior is released with
-        :func:`~genosynth.privacy.mechanisms.dp_correlation_prior` per label (``clip`` and
-        ``center`` required) and **one** Gaussian event ``name`` is recorded in ``accountant``
-        (every person belongs to one label, so the concatenated per-label sums have L2
-        sensitivity ``clip``: parallel composition). Label counts are treated as public, as the
-        generator's label mix is.
-    clip : float, optional
-        Per-person L2 bound of the product vector (DP only).
-    center : float, shape (L, V) or (V,), optional
-        Public or DP expected dosages per label (DP only), e.g. ``2 p`` from
-        :func:`~genosynth.privacy.mechanisms.dp_allele_frequencies` or from a DP-trained decoder.
-    accountant : PrivacyAccountant, optional
-    generator : numpy.random.Generator, optional
-        Noise source of the DP release.
-
-    Returns
-    -------
-    CorrelationPrior
-    """
-    from genosynth.privacy.mechanisms import correlation_band, dp_correlation_prior
-
-    y = cohort.labels(label_column)
-    vocab = sorted(set(y.tolist())) if labels is None else [str(v) for v in labels]
-    unknown = sorted(set(y.tolist()) - set(vocab))
-    if unknown:
-        raise InputError(f"training labels {unknown[:5]} are not in the label vocabulary {vocab}")
-    window = int(min(max(1, window), max(1, cohort.n_variants - 1)))
-    g = _dosages(cohort)  # (N, V)
-    v = g.shape[1]
-    private = noise_multiplier is not None
-    if private:
-        if clip is None or center is None:
-            raise PrivacyError(
-                "a DP correlation prior needs clip= (per-person L2 bound) and center= (public or DP "
-                "expected dosages per label, e.g. 2 * dp_allele_frequencies(...)); the raw prior is "
-                "never used under --epsilon"
-            )
-        center = np.asarray(center, dtype=np.float64)
-        if center.ndim == 1:
-            center = np.broadcast_to(center, (len(vocab), v))
-        if center.shape != (len(vocab), v):
-            raise InputError(f"center must have shape ({len(vocab)}, {v}) or ({v},), got {center.shape}")
-        generator = generator if generator is not None else np.random.default_rng()
-    bands = np.zeros((len(vocab), v, window), dtype=np.float32)
-    n_per = {}
-    for k, lab in enumerate(vocab):
-        rows = g[y == lab]
-        n_per[lab] = int(len(rows))
-        if len(rows) < (1 if private else 2):
-            continue  # an absent (or, without a budget, single-person) label gets no constraint
-        if private:
-            bands[k] = dp_correlation_prior(rows, window=window, clip=clip, noise_multiplier=noise_multiplier,
-                                            center=center[k], generator=generator, accountant=None)
-        else:
-            bands[k] = correlation_band(rows, window=window)
-    if private and accountant is not None:
-        accountant.add_gaussian(name, noise_multiplier=float(noise_multiplier))
-    # exact label counts are private under a budget: callers may put DP counts in info["n_per_label"]
-    info = {"label_column": label_column, "n_per_label": {} if private else n_per,
-            "noise_multiplier": None if not private else float(noise_multiplier),
-            "clip": None if not private else float(clip)}
-    return CorrelationPrior(bands=bands, labels=vocab, window=window, private=private, info=info)
-
-
-# ---------------------------------------------------------------------------------- geometry
-def previous_counts(v: int, window: int, *, chrom: Sequence | None = None, pos: Sequence | None = None,
-                    max_bp: int | None = None) -> np.ndarray:
-    """How many preceding SNPs each SNP is conditioned on.
-
-    Returns
-    -------
-    int64, shape (V,): ``k_j <= min(window, j)`` such that SNPs ``j-k_j .. j-1`` share ``j``'s
-    chromosome and lie within ``max_bp`` of it.
-    """
-    j = np.arange(v)
-    k = np.minimum(window, j)
-    if chrom is not None:
-        c = np.asarray(chrom).astype(str)
-        start = np.zeros(v, dtype=np.int64)  # first index of each SNP's chromosome run
-        brk = np.flatnonzero(c[1:] != c[:-1]) + 1
-        start[brk] = brk
-        start = np.maximum.accumulate(start)
-        k = np.minimum(k, j - start)
-        if pos is not None and max_bp is not None:
-            p = np.asarray(pos, dtype=np.int64)
-            first = np.zeros(v, dtype=np.int64)
-            for s, e in zip(np.r_[0, brk], np.r_[brk, v]):  # searchsorted within each chromosome run
-                first[s:e] = s + np.searchsorted(p[s:e], p[s:e] - int(max_bp), side="left")
-            k = np.minimum(k, j - first)
-    return np.maximum(k, 0).astype(np.int64)
-
-
-# ---------------------------------------------------------------------------------- bivariate normal
 def _gauss_legendre(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     x, w = np.polynomial.legendre.leggauss(int(n))
     return torch.from_numpy(x), torch.from_numpy(w)
@@ -406,7 +179,6 @@ def solve_residual_band(
     return out.numpy()
 
 
-# ---------------------------------------------------------------------------------- Markov factor
 def _ridge_for(ev: np.ndarray, c: np.ndarray, ridge: float, q_max: float) -> float:
     """Least ridge ``d >= ridge`` with ``q(d) = sum ev c^2 / (ev + d)^2 <= q_max`` (bisection in log d)."""
 
@@ -528,7 +300,6 @@ def threshold_alleles(u: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     return (u.double()[:, None, :] > -a).sum(1).to(torch.int8)
 
 
-# ---------------------------------------------------------------------------------- samplers
 def _label_groups(labels: torch.Tensor | np.ndarray | None, b: int) -> list[tuple[int | None, np.ndarray]]:
     if labels is None:
         return [(None, np.arange(b))]
@@ -800,11 +571,3 @@ def guided_decode(
         return sample_alleles(logits, generator=generator)
     probs = torch.softmax(logits.double(), dim=1)  # (B, K, V)
     return copula_sample(probs, prior, labels, generator=generator, config=cfg, chrom=chrom, pos=pos, cache=cache)
-
-
-__all__ = [
-    "METHODS", "CorrGuideConfig", "CorrelationPrior", "fit_prior", "previous_counts", "solve_residual_band",
-    "banded_factor", "sample_markov_gaussian", "threshold_alleles", "copula_sample", "batch_band_correlation",
-    "band_correlation_from_moments", "dosage_moments",
-    "latent_guidance", "guided_decode",
-]

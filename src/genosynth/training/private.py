@@ -42,269 +42,38 @@ from noisy data).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
-
 from genosynth.cohort import Cohort
-from genosynth.diffusion import GaussianDiffusion
-from genosynth.ema import EMA
+from genosynth.models.diffusion import GaussianDiffusion
+from genosynth.models.ema import EMA
 from genosynth.errors import InputError, PrivacyError
-from genosynth.generator import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    Generator,
-    GeneratorConfig,
-    _calibrate,
-    _posterior,
-    latent_scale_of,
-    _variants_to_dict,
-    build_models,
-    deterministic,
-    label_parents,
-    load_state_dicts,
-    load_tagged,
-    prepare_data,
-    save_checkpoint,
-    state_dicts,
-    versions,
-)
-from genosynth.models.dit import DiT1D
+from genosynth.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, variants_to_dict, build_models, load_state_dicts, load_tagged, save_checkpoint, state_dicts
+from genosynth.sampling.generator import Generator
+from genosynth.models.config import GeneratorConfig
+from genosynth.training.calibration import calibrate_frequencies
+from genosynth.training.plain import encode_posterior, latent_scale_of
+from genosynth.runtime import deterministic
+from genosynth.training.data import label_parents, prepare_data
+from genosynth.provenance import versions
 from genosynth.models.vae import GenotypeVAE
 from genosynth.privacy import (
     DPSGD,
-    MechanismSpec,
-    calibrate,
     PrivacyAccountant,
-    gaussian_mechanism,
-    plan_for_training,
     release_stage1_latents,
     stage1_training_pair,
 )
-from genosynth.privacy.ancestry import release_ancestry_spread
-from genosynth.privacy.mechanisms import clip_rows, denoise_low_rank
-
-__all__ = ["DP_TRAINING_SPLIT", "FREQUENCY_DENOISERS", "PrivacyConfig", "plan_private", "release_label_frequencies",
-           "resume_path", "shrink_correlation_bands", "train_private"]
-
-
-# ---------------------------------------------------------------------------------- config
-#: Default shares of the standalone epsilons for ``train`` (``calibrate``'s meaning). The allele
-#: frequencies get most: they set the decoder's label biases, the label mix and the frequency
-#: calibration, which carry nearly all the ancestry of DP samples (the DP-SGD-trained DiT's label
-#: conditioning carries little). Chosen on the 805-SNP development data at epsilon 10 (RESULTS.md):
-#: frequency shares 0.15 / 0.30 / 0.50 / 0.70 gave TSTR 0.905 / 0.940 / 0.948 / 0.950, AATS
-#: 0.766 / 0.632 / 0.604 / 0.588.
-#: ``ancestry_spread`` (the within-label spread of ancestry, :mod:`genosynth.privacy.ancestry`) took
-#: 0.05 from the frequencies' 0.70.
-DP_TRAINING_SPLIT = {"vae/dpsgd": 0.10, "diffusion/stage2": 0.15, "correlation_prior": 0.05,
-                     "allele_frequencies": 0.65, "ancestry_spread": 0.05, "snp_selection": 0.10}
-
-#: Post-processings of the per-label frequency release (``PrivacyConfig.frequency_denoiser``,
-#: :func:`release_label_frequencies`).
-FREQUENCY_DENOISERS = ("shrink", "low_rank")
-
-
-@dataclass
-class PrivacyConfig:
-    """Options of a DP training run (saved, resolved, in the checkpoint)."""
-
-    epsilon: float = 10.0  # total budget of the run (all mechanisms, composed)
-    delta: float = 1e-5  # must lie in (0, 1/n)
-    batch_size: int = 256  # expected Poisson batch size in people, both DP-SGD stages
-    max_grad_norm: float = 1.0  # per-person gradient clip of VAE and DiT
-    timesteps_split: int | None = None  # S: stage 1 trains t >= S from the release, stage 2 t < S; None = 0.99 T
-    latent_clip: float = 4.0  # L2 bound of each person's (scaled) latent before the stage-1 release
-    stage1_epochs: int = 20  # passes over the released latents (post-processing: costs no budget)
-    stage1_interleave: bool = True  # one stage-1 step after every stage-2 DP step (keeps high t trained)
-    correlation_window: int = 32  # band of the DP correlation prior (0 = no prior released)
-    correlation_clip: float | None = None  # per-person L2 bound of the product vector; None = sqrt(V (window+1)) / 4
-    budget_split: dict[str, float] | None = None  # shares of the standalone epsilons; None = DP_TRAINING_SPLIT
-    max_physical_batch_size: int = 128  # per-sample gradients are computed in chunks of this many people
-    shrink_correlations: bool = True  # empirical-Bayes shrinkage of the DP correlation band towards 0 (post-processing)
-    calibrate_frequencies: bool = True  # calibrate generated allele frequencies to the DP per-label frequencies
-    frequency_denoiser: str = "low_rank"  # post-processing of the frequency release: "low_rank" or "shrink" (per label)
-    frequency_clip: float = 1.0  # per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)
-    ancestry_dims: int = 4  # directions of the DP within-label ancestry spread (0 = not released; at most labels - 1)
-    ancestry_clip: float = 3.0  # per-person bound of the ancestry coordinates, in sampling-noise norms
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def split(self, T: int) -> int:
-        """The stage split ``S`` for ``T`` timesteps."""
-        s = int(round(0.99 * T)) if self.timesteps_split is None else int(self.timesteps_split)
-        if not 1 <= s <= T:
-            raise PrivacyError(f"timesteps_split S={s} must lie in [1, T={T}]; set S (e.g. {int(0.99 * T)}) or None")
-        return s
-
-
-# ---------------------------------------------------------------------------------- helpers
-def _person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarray:
-    """ALT dosages per person, float64 shape (N, V), from training rows (R, V) (no missing)."""
-    a = data_alleles.long()
-    if (a < 0).any():
-        raise InputError(
-            "training under --epsilon needs complete genotypes (missingness is itself private); impute "
-            "first (e.g. beagle) or remove the incomplete variants with a public list (--exclude)"
-        )
-    n = a.shape[0] // rows_per_person
-    return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
-
-
-def spread_dims(cohort: Cohort, label_column: str, privacy: "PrivacyConfig") -> int:
-    """Directions of the ancestry-spread release: ``min(ancestry_dims, labels - 1)`` (0 = none).
-
-    The label vocabulary is public (as for the label embeddings), so this is fixed before any release.
-    """
-    if privacy.ancestry_dims < 0:
-        raise InputError(f"ancestry_dims={privacy.ancestry_dims} must be >= 0 (0 = no ancestry spread)")
-    if privacy.ancestry_dims == 0 or label_column not in cohort.samples.columns:
-        return 0
-    if not privacy.ancestry_clip > 0:
-        raise PrivacyError(f"ancestry_clip={privacy.ancestry_clip} must be > 0 (a multiple of the sampling-noise norm)")
-    return int(min(privacy.ancestry_dims, len(np.unique(cohort.labels(label_column))) - 1, cohort.n_variants))
-
-
-def _check_frequency_options(denoiser: str, clip_fraction: float) -> None:
-    """Refuse an unknown frequency denoiser or a per-person clip outside (0, 1]."""
-    if denoiser not in FREQUENCY_DENOISERS:
-        raise InputError(f"unknown frequency denoiser {denoiser!r} (--frequency-denoiser); choose one of "
-                           f"{', '.join(FREQUENCY_DENOISERS)}")
-    if not 0.0 < clip_fraction <= 1.0:
-        raise PrivacyError(f"--frequency-clip {clip_fraction} must lie in (0, 1] (clip_fraction; 1 = no clipping)")
-
-
-def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels: int, *,
-                              noise_multiplier: float, generator: np.random.Generator,
-                              accountant: PrivacyAccountant | None = None,
-                              name: str = "allele_frequencies",
-                              ploidy: int = 2, parents: np.ndarray | None = None,
-                              denoiser: str = "low_rank", clip_fraction: float = 1.0) -> dict[str, np.ndarray]:
-    """Per-label ALT frequencies and label counts in one Gaussian release.
-
-    Person ``i`` with label ``l`` contributes the vector ``u_i`` of length ``L V + L`` holding
-    ``g_i - 1`` (centred dosages, in ``[-1, 1]`` for diploids) in block ``l`` and a 1 in count slot
-    ``l``; every other entry is 0. So ``‖u_i‖ ≤ sqrt(V + 1)`` for everyone, the L2 sensitivity of
-    ``Σ_i u_i`` under zero-out neighbours (the null person contributes 0). Adding
-    ``N(0, (z sqrt(V+1))²)`` is one Gaussian mechanism with noise multiplier ``z``; everything
-    below is post-processing. Centring on 1 halves the sensitivity of raw dosages. With
-    ``clip_fraction = c < 1`` each person's centred dosage vector is first scaled to L2 norm at
-    most ``c sqrt(V)`` (its squared norm is the person's number of homozygous sites), so the
-    sensitivity and the noise drop to ``sqrt(c² V + 1)``; people with more homozygous sites than
-    ``c² V`` are pulled towards frequency 1/2 (a bias).
-
-    Parameters
-    ----------
-    dosages : float, shape (N, V)
-        Private ALT dosages in ``[0, ploidy]`` (no missing).
-    labels : int, shape (N,)
-        Label index per person in ``[0, n_labels)``.
-    n_labels : int
-    noise_multiplier : float
-        ``z``.
-    generator : numpy.random.Generator
-    accountant : PrivacyAccountant, optional
-        Records one ``gaussian`` event ``name``.
-    parents : int, shape (L,), optional
-        A public label hierarchy (e.g. population -> super population): with ``denoiser="shrink"``
-        each label is then shrunk towards its parent's pooled frequency (the sum of its children in
-        the same release), with ``tau²`` estimated within each parent; the parents themselves
-        towards ``overall``. Not used by ``"low_rank"``.
-    clip_fraction : float
-        ``c`` in (0, 1]: the per-person bound as a fraction of the largest possible norm
-        ``sqrt(V)`` (1 = no clipping).
-    denoiser : {"shrink", "low_rank"}
-        Post-processing of the noisy per-label sums (neither costs budget nor sees the data):
-        ``"shrink"``: each label's raw frequencies are shrunk towards ``overall`` (or its parent)
-        by the empirical-Bayes weight ``tau² / (tau² + sigma²)`` (``sigma²`` the known noise
-        variance, ``tau²`` the between-label variance estimated from the release).
-        ``"low_rank"`` (default): the whole noisy ``(L, V + 1)`` matrix of sums and counts, whose
-        noise is i.i.d. ``N(0, (z Δ)²)`` (``Δ`` the sensitivity above), is denoised by optimal
-        singular-value shrinkage with that known noise level
-        (:func:`~genosynth.privacy.mechanisms.denoise_low_rank`, Gavish & Donoho 2017);
-        frequencies are the denoised sums over the denoised counts. Per-label frequencies
-        differ along a few ancestry directions while the noise fills all ``V``, so with many small
-        labels (26 populations of ~60 people) this removes far more noise than per-label shrinkage.
-
-    Returns
-    -------
-    dict with
-        ``freq`` float64 (L, V): denoised per-label ALT frequencies, clipped to ``[1e-3, 1 - 1e-3]``;
-        ``overall`` float64 (V,): pooled frequency (from the raw release: the sum over labels);
-        ``shrinkage`` float64 (L,): ``"shrink"``: ``1 - weight`` per label; ``"low_rank"``: the
-        fraction of the label's raw deviation from ``overall`` removed, ``1 - ‖freq_l - overall‖ /
-        ‖raw_l - overall‖`` (at least 0);
-        ``counts`` float64 (L,): noisy (``"low_rank"``: denoised) label counts, at least 1;
-        ``mix`` float64 (L,): counts / their sum;
-        ``rank`` int: singular values kept (``"low_rank"`` only).
-    """
-    g = np.asarray(dosages, dtype=np.float64)
-    n, v = g.shape
-    y = np.asarray(labels, dtype=np.int64)
-    if y.shape != (n,) or (y < 0).any() or (y >= n_labels).any():
-        raise InputError(f"labels must be {n} indices in [0, {n_labels})")
-    _check_frequency_options(denoiser, clip_fraction)
-    half = ploidy / 2.0
-    bound = clip_fraction * math.sqrt(v)  # L2 bound of a person's centred dosage vector
-    sensitivity = math.sqrt(bound ** 2 + 1.0)  # with the person's 1 in the count slot
-    centred = (g - half) / half  # (N, V) in [-1, 1]
-    if clip_fraction < 1.0:
-        centred = clip_rows(centred, bound)
-    sums = np.zeros((n_labels, v + 1))  # (L, V+1): centred dosage sums and the count
-    for j in range(n_labels):
-        sums[j, :v] = centred[y == j].sum(axis=0)
-        sums[j, v] = (y == j).sum()
-    noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
-                               generator=generator, accountant=accountant, name=name)  # (L, V+1)
-    # ------------------------------------------------ everything below is post-processing of `noisy`
-    del sums, g, centred
-    counts = np.maximum(noisy[:, v], 1.0)  # (L,)
-    # Σ_i g_ij / ploidy = (Σ_i (g_ij - half)/half + n_l) / 2 for diploids (half = 1)
-    alt = (noisy[:, :v] * half + half * counts[:, None]) / ploidy  # (L, V) ALT alleles / ploidy
-    raw = alt / counts[:, None]  # (L, V), unbiased but noisy
-    overall = np.clip((alt.sum(0)) / counts.sum(), 1e-3, 1 - 1e-3)  # (V,)
-    if denoiser == "low_rank":
-        est, rank = denoise_low_rank(noisy, noise_sd=noise_multiplier * sensitivity)  # (L, V+1)
-        d_counts = np.maximum(est[:, v], 1.0)  # (L,)
-        freq = np.clip((est[:, :v] * half + half * d_counts[:, None]) / ploidy / d_counts[:, None], 1e-3, 1 - 1e-3)
-        before = np.linalg.norm(raw - overall, axis=1)  # (L,)
-        after = np.linalg.norm(freq - overall, axis=1)  # (L,)
-        shrink = np.clip(1.0 - after / np.maximum(before, 1e-12), 0.0, 1.0)
-        return {"freq": freq, "overall": overall, "counts": d_counts, "mix": d_counts / d_counts.sum(),
-                "shrinkage": shrink, "rank": rank}
-    # empirical-Bayes shrinkage of each label towards the overall frequency (post-processing):
-    # the noise variance of raw[l] is known, sigma_l^2 = (z sqrt(V+1) half / (ploidy n_l))^2, and
-    # the between-label variance tau_l^2 is estimated from the noisy data minus that noise
-    unit = noise_multiplier * sensitivity * half / ploidy  # noise sd of a frequency times its count
-    sigma2 = (unit / counts) ** 2  # (L,)
-    target = np.broadcast_to(overall, raw.shape).copy()  # (L, V) what each label is shrunk towards
-    if parents is not None:
-        par = np.asarray(parents, dtype=np.int64)  # (L,)
-        for k in np.unique(par):
-            kids = par == k
-            p_cnt = counts[kids].sum()
-            p_raw = alt[kids].sum(axis=0) / p_cnt  # (V,) the parent's pooled frequency
-            p_s2 = (unit / p_cnt) ** 2
-            p_tau2 = max(float(((p_raw - overall) ** 2).mean()) - p_s2, 1e-6)
-            target[kids] = (p_tau2 / (p_tau2 + p_s2)) * p_raw + (p_s2 / (p_tau2 + p_s2)) * overall
-    dev2 = ((raw - target) ** 2).mean(axis=1)  # (L,)
-    if parents is not None:  # one between-label variance per parent, pooled over its children
-        tau2 = np.array([max(float((dev2[par == par[j]] - sigma2[par == par[j]]).mean()), 1e-6)
-                         for j in range(len(counts))])
-    else:
-        tau2 = np.maximum(dev2 - sigma2, 1e-6)  # (L,)
-    w = (tau2 / (tau2 + sigma2))[:, None]  # (L, 1)
-    freq = np.clip(w * raw + (1 - w) * target, 1e-3, 1 - 1e-3)
-    return {"freq": freq, "overall": overall, "counts": counts, "mix": counts / counts.sum(),
-            "shrinkage": 1 - w[:, 0]}
+from genosynth.privacy.releases import release_ancestry_spread
+from genosynth.training.dp_plan import PrivacyConfig
+from genosynth.training.data import person_dosages
+from genosynth.training.dp_plan import plan_private
+from genosynth.privacy.releases import release_label_frequencies
+from genosynth.training.ld_fit import shrink_correlation_bands
+from genosynth.training.dp_plan import spread_dims
 
 
 def _class_frequencies(p: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -385,147 +154,10 @@ def _stage2_person_loss(diffusion: GaussianDiffusion, model: Callable, x0: torch
     return rows.reshape(b, per).sum(dim=1)
 
 
-def shrink_correlation_bands(bands: np.ndarray, freq: np.ndarray, counts: np.ndarray, *, noise_multiplier: float,
-                             clip: float) -> tuple[np.ndarray, list[float]]:
-    """Shrink DP correlation bands towards 0 by their known noise (post-processing of the release).
-
-    An entry ``r_jl`` of label ``k`` carries Gaussian noise of standard deviation about
-    ``sigma_jl = z clip / (n_k sqrt(v_j v_j+l))`` (:func:`~genosynth.privacy.dp_correlation_prior`:
-    noise ``z clip`` on a sum of products over ``n_k`` people, divided by the dosage variances;
-    here ``v_j = 2 p_j (1 - p_j)`` from the DP frequencies and ``n_k`` the DP count). With
-    ``tau²`` the signal variance estimated as ``mean(r²) - mean(sigma²)`` (at least 0), each entry
-    is multiplied by ``tau² / (tau² + sigma_jl²)``: with pure noise the band becomes 0 (no
-    constraint) instead of random correlations of size 1.
-
-    bands : float, shape (L, V, W); freq : float, shape (L, V) DP frequencies; counts : float, shape (L,)
-    -> float32, shape (L, V, W), and the mean weight per label.
-    """
-    b = np.asarray(bands, dtype=np.float64)
-    n_labels, v, w = b.shape
-    var = np.clip(2 * freq * (1 - freq), 1e-3, None)  # (L, V)
-    out = np.zeros_like(b)
-    weights = []
-    for k in range(n_labels):
-        sig2 = np.zeros((v, w))
-        for lag in range(1, w + 1):
-            m = v - lag
-            if m > 0:
-                sig2[:m, lag - 1] = (noise_multiplier * clip / (counts[k] * np.sqrt(var[k, :m] * var[k, lag:]))) ** 2
-        valid = np.zeros((v, w), dtype=bool)
-        for lag in range(1, w + 1):
-            valid[: max(v - lag, 0), lag - 1] = True
-        tau2 = max(float((b[k][valid] ** 2).mean() - sig2[valid].mean()), 0.0) if valid.any() else 0.0
-        wt = np.where(valid, tau2 / (tau2 + sig2 + 1e-12), 0.0)
-        out[k] = b[k] * wt
-        weights.append(float(wt[valid].mean()) if valid.any() else 0.0)
-    return out.astype(np.float32), weights
-
-
-def _target_for_plan(cohort: Cohort, epsilon: float, delta: float) -> tuple[float, PrivacyAccountant | None]:
-    """Budget left for this run once the input's own privacy report (e.g. DP SNP selection) is composed."""
-    prior = cohort.meta.get("privacy") if isinstance(cohort.meta, dict) else None
-    if not prior:
-        return epsilon, None
-    events = prior.get("events") if isinstance(prior, dict) else None
-    if not events:
-        raise PrivacyError(
-            "the input cohort carries a privacy report without events; re-run the step that made it "
-            "(e.g. `genosynth select --epsilon`) with this genosynth version so its mechanisms can be composed"
-        )
-    acc = PrivacyAccountant()
-    acc.load_state_dict({"version": 1, "orders": list(acc.orders), "events": events})
-    return epsilon, acc
-
-
-def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyConfig,
-                 public_reference: bool = False) -> tuple[dict[str, float], PrivacyAccountant, PrivacyAccountant | None]:
-    """Calibrate the noise of every mechanism for ``privacy.epsilon`` before any training.
-
-    Only public quantities enter: ``n``, the options and, when the input was itself produced by a
-    DP step, that step's privacy report (composed here so the run's total meets ``epsilon``).
-
-    Returns
-    -------
-    noise_multipliers : dict
-        Event name -> noise multiplier ``z``.
-    planned : PrivacyAccountant
-        The planned events of this run alone.
-    prior : PrivacyAccountant or None
-        The input's own events.
-
-    Raises
-    ------
-    PrivacyError
-        When the budget cannot be met; the message names the fix.
-    """
-    n = cohort.n_samples
-    diffusion = GaussianDiffusion(config.diffusion)
-    T = config.diffusion.timesteps
-    s = privacy.split(T)
-    if privacy.batch_size > n:
-        raise PrivacyError(f"--dp-batch-size {privacy.batch_size} exceeds the cohort size {n}; lower it")
-    tc = config.training
-    if (tc.dit_lr_schedule, tc.dit_warmup, tc.dit_target) != ("constant", 0, "sample"):
-        raise PrivacyError(
-            f"training.dit_lr_schedule={tc.dit_lr_schedule!r}, dit_warmup={tc.dit_warmup}, "
-            f"dit_target={tc.dit_target!r}: the DP trainer does not support these yet; under --epsilon keep "
-            "the defaults (\"constant\", 0, \"sample\")")
-    _check_frequency_options(privacy.frequency_denoiser, privacy.frequency_clip)
-    kwargs = dict(n_samples=n, epochs_vae=0 if public_reference else config.training.vae_epochs,
-                  epochs_stage1=privacy.stage1_epochs if s < T else 0, epochs_stage2=config.training.dit_epochs,
-                  batch_size=privacy.batch_size, timesteps_split=s, T=T,
-                  alphas_cumprod=diffusion.alphas_cumprod.numpy(), latent_clip=privacy.latent_clip,
-                  delta=privacy.delta, budget_split=privacy.budget_split or DP_TRAINING_SPLIT, public_reference=public_reference,
-                  correlation_prior=privacy.correlation_window > 0, allele_frequencies=True,
-                  ancestry_spread=spread_dims(cohort, config.label_column, privacy) > 0)
-    target, prior = _target_for_plan(cohort, privacy.epsilon, privacy.delta)
-    if prior is None:
-        z, plan = plan_for_training(target_epsilon=target, **kwargs)
-        return z, plan, None
-    spent = prior.get_epsilon(privacy.delta)
-    if spent >= privacy.epsilon:
-        raise PrivacyError(
-            f"the input cohort already used epsilon={spent:.3g} (its privacy report, e.g. DP SNP selection) "
-            f"of --epsilon {privacy.epsilon:g}; raise --epsilon or select SNPs on public data"
-        )
-    # re-calibrate with the input's events as fixed mechanisms: the total then meets --epsilon
-    z0, planned = plan_for_training(target_epsilon=privacy.epsilon, **kwargs)  # raises if impossible alone
-    split = privacy.budget_split or DP_TRAINING_SPLIT
-    specs = []
-    for ev in planned.events:
-        if ev["kind"] == "stage1":
-            specs.append(MechanismSpec(ev["name"], "stage1", count=ev["count"], sample_rate=ev["sample_rate"],
-                                       latent_clip=ev["latent_clip"], alpha_bar=ev["alpha_bar"]))
-        else:
-            specs.append(MechanismSpec(ev["name"], ev["kind"], count=ev["count"], sample_rate=ev.get("sample_rate", 1.0),
-                                       share=float(split[ev["name"]])))
-    for ev in prior.events:
-        if ev["kind"] not in ("gaussian", "subsampled_gaussian", "top_k"):
-            raise PrivacyError(
-                f"the input's privacy event {ev['name']!r} ({ev['kind']}) cannot be composed into a training plan; "
-                "select SNPs with `genosynth select --epsilon` or on public data"
-            )
-        specs.append(MechanismSpec(f"input:{ev['name']}", ev["kind"], count=ev["count"],
-                                   sample_rate=ev.get("sample_rate", 1.0), noise_multiplier=ev["noise_multiplier"],
-                                   k=ev.get("k", 1)))
-    try:
-        cal = calibrate(specs, target_epsilon=privacy.epsilon, delta=privacy.delta, n_samples=n)
-    except PrivacyError as exc:
-        raise PrivacyError(
-            f"--epsilon {privacy.epsilon:g} cannot cover this run after the input's own epsilon={spent:.3g} "
-            f"({exc}); raise --epsilon, lower the epochs, or select SNPs on public data"
-        ) from None
-    z = {k: v for k, v in cal.noise_multipliers.items() if not k.startswith("input:")}
-    own = PrivacyAccountant()
-    for spec in specs:
-        if not spec.name.startswith("input:"):
-            spec.record(own, z[spec.name] if spec.share is not None else None)
-    return z, own, prior
-
-
-# ---------------------------------------------------------------------------------- resume
 #: Suffix of the private resume file beside the checkpoint (``PREFIX.pt.private-resume``).
 RESUME_SUFFIX = ".private-resume"
+
+
 RESUME_FORMAT = "genosynth-dp-resume"
 
 
@@ -575,7 +207,6 @@ def _load_resume(path: str, *, checkpoint: str, expect: dict) -> dict:
     return st
 
 
-# ---------------------------------------------------------------------------------- training
 def train_private(
     cohort: Cohort,
     *,
@@ -663,7 +294,7 @@ def train_private(
     v = cohort.n_variants
     x_person = data.alleles.reshape(n, per, v)  # (N, P, V) int8
     y_person = data.labels.reshape(n, per)[:, 0].clone()  # (N,)
-    dosages = _person_dosages(data.alleles, per)  # (N, V), private, in memory only
+    dosages = person_dosages(data.alleles, per)  # (N, V), private, in memory only
     # the panel's label hierarchy (e.g. pop -> super_pop), treated as public like the label vocabulary
     parents = label_parents(cohort, config.label_column, data.vocabulary)
     parent_index = None
@@ -796,10 +427,10 @@ def train_private(
 
         # ------------------------------------------------ 3. latents (in memory only)
         if public_reference is not None:
-            latent_scale = latent_scale_of(*_posterior(vae, rows, torch.device("cpu")))
+            latent_scale = latent_scale_of(*encode_posterior(vae, rows, torch.device("cpu")))
         else:
             latent_scale = 1.0  # public choice: the KL term pulls latents towards N(0, I)
-        mu, sd = _posterior(vae, data.alleles, torch.device("cpu"))  # (R, C, T) each, private
+        mu, sd = encode_posterior(vae, data.alleles, torch.device("cpu"))  # (R, C, T) each, private
         mu = mu.reshape(n, per, c, tok) * latent_scale
         sd = sd.reshape(n, per, c, tok) * latent_scale
 
@@ -869,7 +500,7 @@ def train_private(
         # ------------------------------------------------ 5. correlation prior (Gaussian)
         corr_state = None
         if privacy.correlation_window > 0:
-            from genosynth.corrguide import fit_prior
+            from genosynth.training.ld_fit import fit_prior
 
             window = int(min(privacy.correlation_window, max(1, v - 1)))
             clip = privacy.correlation_clip or math.sqrt(v * (window + 1)) / 4.0
@@ -886,7 +517,7 @@ def train_private(
         calibration = None
         if privacy.calibrate_frequencies and tc.calibration_rows > 0:
             with ema.average_parameters(dit):
-                calibration = _calibrate(vae, dit, diffusion, per_label_k, latent_scale, rows=tc.calibration_rows,
+                calibration = calibrate_frequencies(vae, dit, diffusion, per_label_k, latent_scale, rows=tc.calibration_rows,
                                          steps=tc.calibration_steps, generator=gen, dev=torch.device("cpu"))
 
     eps_total = acc.get_epsilon(privacy.delta)
@@ -902,7 +533,7 @@ def train_private(
         # the seed and the generator states would let anyone recompute (and remove) the DP noise:
         # under --epsilon neither is released
         "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": None,
-        "versions": versions(), "variants": _variants_to_dict(cohort.variants),
+        "versions": versions(), "variants": variants_to_dict(cohort.variants),
         "labels": data.vocabulary, "label_column": config.label_column, "label_mix": label_mix,
         "label_parents": parents,
         "n_classes": data.n_classes, "phased": data.phased, "n_training_people": n,

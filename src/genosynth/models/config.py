@@ -1,0 +1,114 @@
+"""The generator's one typed configuration (:class:`GeneratorConfig` and its sections), saved in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from genosynth.models.diffusion import DiffusionConfig
+from genosynth.errors import InputError
+from genosynth.models.dit import DiTConfig
+from genosynth.models.vae import VAEConfig
+
+
+DIT_LR_SCHEDULES = ("constant", "cosine")
+
+
+DIT_TARGETS = ("sample", "mean")
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation of both stages."""
+
+    vae_epochs: int = 20  # passes over the training rows for the VAE
+    vae_batch_size: int = 128  # rows per VAE step
+    vae_lr: float = 2e-3  # AdamW learning rate of the VAE
+    dit_epochs: int = 100  # passes over the training latents for the DiT
+    dit_batch_size: int = 256  # latents per DiT step
+    dit_lr: float = 1e-3  # AdamW learning rate of the DiT
+    weight_decay: float = 0.0  # AdamW weight decay (both stages)
+    grad_clip: float = 1.0  # clip the batch gradient norm (0 = off); DP replaces this by per-row clipping
+    ema_decay: float = 0.995  # EMA of the DiT weights used for sampling
+    dit_lr_schedule: str = "constant"  # DiT learning rate over its optimiser steps: "constant" or "cosine" (decays to ~0 at the last step)
+    dit_warmup: int = 0  # DiT optimiser steps of linear learning-rate warm-up (0 = off)
+    dit_target: str = "sample"  # latents the DiT learns: "sample" (fresh posterior draws mu + sd*eps each epoch) or "mean" (posterior means mu)
+    pseudo_count: float = 0.5  # smoothing of the allele frequencies that initialise the decoder biases
+    calibration_rows: int = 512  # rows per label drawn after training to calibrate allele frequencies (0 = off)
+    calibration_steps: int = 20  # DDIM steps of those draws
+    checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
+
+    def __post_init__(self) -> None:
+        if self.dit_lr_schedule not in DIT_LR_SCHEDULES:
+            raise InputError(f"training.dit_lr_schedule={self.dit_lr_schedule!r}: use one of {', '.join(DIT_LR_SCHEDULES)}")
+        if self.dit_target not in DIT_TARGETS:
+            raise InputError(f"training.dit_target={self.dit_target!r}: use one of {', '.join(DIT_TARGETS)}")
+        if self.dit_warmup < 0:
+            raise InputError(f"training.dit_warmup={self.dit_warmup} must be >= 0 (optimiser steps; 0 = no warm-up)")
+
+
+@dataclass
+class SamplingConfig:
+    """Defaults of :meth:`Generator.sample` (each can be overridden per call)."""
+
+    steps: int = 20  # DDIM steps
+    guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
+    pheno_guidance: float | None = None  # phenotype models: separate CFG scale of case/control given ancestry (None = joint)
+    eta: float = 0.0  # DDIM eta (0 deterministic given the starting noise)
+    batch_size: int = 2048  # people per sampling batch
+    argmax: bool = False  # take the most likely allele instead of drawing (loses diversity)
+    temperature: float = 1.0  # decoder logit temperature
+    pairing: str = "random"  # haplotype mode: "matched" pairs haplotypes close in latent PCs within a label, "random"
+    corr_guidance: str = "latent+copula"  # correlation-guided decoding (genosynth.corrguide): none|copula|latent|latent+copula
+    corr_window: int = 64  # training: copula band (SNPs) of the stored correlation prior
+    corr_latent_window: int = 768  # training: latent-guidance band (SNPs, pairs <= 1 Mb) stored in the checkpoint
+    ancestry_spread: bool = True  # DP models: each person draws its own ancestry from the released within-label spread
+
+
+@dataclass
+class GeneratorConfig:
+    """The one configuration of the generator, saved (resolved) in every checkpoint."""
+
+    label_column: str = "super_pop"  # sample-table column the generator conditions on
+    phenotype_column: str | None = None  # binary trait column (1 case, 0 control, NaN missing) the DiT also conditions on; None = off
+    phenotype_calibration: bool = True  # phenotype models: calibrate allele frequencies per (label, phenotype) group
+    mode: str = "auto"  # "haplotype" (phased input, 2 classes), "genotype" (3 classes) or "auto"
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    dit: DiTConfig = field(default_factory=lambda: DiTConfig(hidden=64, depth=3, heads=4, patch_size=2))
+    diffusion: DiffusionConfig = field(default_factory=lambda: DiffusionConfig(schedule="cosine"))
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        return cls(
+            label_column=d["label_column"], mode=d["mode"], phenotype_column=d.get("phenotype_column"),
+            phenotype_calibration=d.get("phenotype_calibration", True), vae=VAEConfig(**d["vae"]),
+            dit=DiTConfig(**d["dit"]), diffusion=DiffusionConfig(**d["diffusion"]),
+            training=TrainingConfig(**d["training"]), sampling=SamplingConfig(**d["sampling"]),
+        )
+
+    def replace(self, **sections) -> "GeneratorConfig":
+        """A copy with fields of sections changed: ``cfg.replace(training={"vae_epochs": 5})``."""
+        out = GeneratorConfig.from_dict(self.to_dict())
+        for name, changes in sections.items():
+            if isinstance(changes, dict):
+                setattr(out, name, dataclasses.replace(getattr(out, name), **changes))
+            else:
+                setattr(out, name, changes)
+        return out
+
+
+def tiny_config(**sections) -> GeneratorConfig:
+    """A very small configuration for tests and smoke runs (seconds on a CPU)."""
+    cfg = GeneratorConfig(
+        vae=VAEConfig(patch=8, snp_dim=4, width=32, latent_channels=4, blocks=1),
+        dit=DiTConfig(hidden=32, depth=1, heads=2, patch_size=1),
+        diffusion=DiffusionConfig(timesteps=50, schedule="cosine"),
+        training=TrainingConfig(vae_epochs=2, dit_epochs=2, vae_batch_size=32, dit_batch_size=32,
+                                checkpoint_every=1, calibration_rows=16, calibration_steps=3),
+        sampling=SamplingConfig(steps=5, batch_size=64),
+    )
+    return cfg.replace(**sections) if sections else cfg

@@ -1,0 +1,482 @@
+"""Every DP release of the pipeline, each recording itself in the accountant: per-label allele
+frequencies, the within-label ancestry spread, LD bands, and SNP selection.
+
+This module imports nothing of the pipeline (training, sampling, models): it takes arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+import numpy as np
+from genosynth.errors import InputError, PrivacyError
+from genosynth.privacy.accountant import PrivacyAccountant
+from genosynth.privacy.mechanisms import _check_positive, clip_rows, denoise_low_rank, gaussian_mechanism
+from genosynth.stats.frequency import as_genotypes
+from genosynth.stats.ld import band_products, check_window, moments_to_band
+
+
+#: Post-processings of the per-label frequency release (``PrivacyConfig.frequency_denoiser``,
+#: :func:`release_label_frequencies`).
+FREQUENCY_DENOISERS = ("shrink", "low_rank")
+
+
+def check_frequency_options(denoiser: str, clip_fraction: float) -> None:
+    """Refuse an unknown frequency denoiser or a per-person clip outside (0, 1]."""
+    if denoiser not in FREQUENCY_DENOISERS:
+        raise InputError(f"unknown frequency denoiser {denoiser!r} (--frequency-denoiser); choose one of "
+                           f"{', '.join(FREQUENCY_DENOISERS)}")
+    if not 0.0 < clip_fraction <= 1.0:
+        raise PrivacyError(f"--frequency-clip {clip_fraction} must lie in (0, 1] (clip_fraction; 1 = no clipping)")
+
+
+def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels: int, *,
+                              noise_multiplier: float, generator: np.random.Generator,
+                              accountant: PrivacyAccountant | None = None,
+                              name: str = "allele_frequencies",
+                              ploidy: int = 2, parents: np.ndarray | None = None,
+                              denoiser: str = "low_rank", clip_fraction: float = 1.0) -> dict[str, np.ndarray]:
+    """Per-label ALT frequencies and label counts in one Gaussian release.
+
+    Person ``i`` with label ``l`` contributes the vector ``u_i`` of length ``L V + L`` holding
+    ``g_i - 1`` (centred dosages, in ``[-1, 1]`` for diploids) in block ``l`` and a 1 in count slot
+    ``l``; every other entry is 0. So ``‖u_i‖ ≤ sqrt(V + 1)`` for everyone, the L2 sensitivity of
+    ``Σ_i u_i`` under zero-out neighbours (the null person contributes 0). Adding
+    ``N(0, (z sqrt(V+1))²)`` is one Gaussian mechanism with noise multiplier ``z``; everything
+    below is post-processing. Centring on 1 halves the sensitivity of raw dosages. With
+    ``clip_fraction = c < 1`` each person's centred dosage vector is first scaled to L2 norm at
+    most ``c sqrt(V)`` (its squared norm is the person's number of homozygous sites), so the
+    sensitivity and the noise drop to ``sqrt(c² V + 1)``; people with more homozygous sites than
+    ``c² V`` are pulled towards frequency 1/2 (a bias).
+
+    Parameters
+    ----------
+    dosages : float, shape (N, V)
+        Private ALT dosages in ``[0, ploidy]`` (no missing).
+    labels : int, shape (N,)
+        Label index per person in ``[0, n_labels)``.
+    n_labels : int
+    noise_multiplier : float
+        ``z``.
+    generator : numpy.random.Generator
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event ``name``.
+    parents : int, shape (L,), optional
+        A public label hierarchy (e.g. population -> super population): with ``denoiser="shrink"``
+        each label is then shrunk towards its parent's pooled frequency (the sum of its children in
+        the same release), with ``tau²`` estimated within each parent; the parents themselves
+        towards ``overall``. Not used by ``"low_rank"``.
+    clip_fraction : float
+        ``c`` in (0, 1]: the per-person bound as a fraction of the largest possible norm
+        ``sqrt(V)`` (1 = no clipping).
+    denoiser : {"shrink", "low_rank"}
+        Post-processing of the noisy per-label sums (neither costs budget nor sees the data):
+        ``"shrink"``: each label's raw frequencies are shrunk towards ``overall`` (or its parent)
+        by the empirical-Bayes weight ``tau² / (tau² + sigma²)`` (``sigma²`` the known noise
+        variance, ``tau²`` the between-label variance estimated from the release).
+        ``"low_rank"`` (default): the whole noisy ``(L, V + 1)`` matrix of sums and counts, whose
+        noise is i.i.d. ``N(0, (z Δ)²)`` (``Δ`` the sensitivity above), is denoised by optimal
+        singular-value shrinkage with that known noise level
+        (:func:`~genosynth.privacy.mechanisms.denoise_low_rank`, Gavish & Donoho 2017);
+        frequencies are the denoised sums over the denoised counts. Per-label frequencies
+        differ along a few ancestry directions while the noise fills all ``V``, so with many small
+        labels (26 populations of ~60 people) this removes far more noise than per-label shrinkage.
+
+    Returns
+    -------
+    dict with
+        ``freq`` float64 (L, V): denoised per-label ALT frequencies, clipped to ``[1e-3, 1 - 1e-3]``;
+        ``overall`` float64 (V,): pooled frequency (from the raw release: the sum over labels);
+        ``shrinkage`` float64 (L,): ``"shrink"``: ``1 - weight`` per label; ``"low_rank"``: the
+        fraction of the label's raw deviation from ``overall`` removed, ``1 - ‖freq_l - overall‖ /
+        ‖raw_l - overall‖`` (at least 0);
+        ``counts`` float64 (L,): noisy (``"low_rank"``: denoised) label counts, at least 1;
+        ``mix`` float64 (L,): counts / their sum;
+        ``rank`` int: singular values kept (``"low_rank"`` only).
+    """
+    g = np.asarray(dosages, dtype=np.float64)
+    n, v = g.shape
+    y = np.asarray(labels, dtype=np.int64)
+    if y.shape != (n,) or (y < 0).any() or (y >= n_labels).any():
+        raise InputError(f"labels must be {n} indices in [0, {n_labels})")
+    check_frequency_options(denoiser, clip_fraction)
+    half = ploidy / 2.0
+    bound = clip_fraction * math.sqrt(v)  # L2 bound of a person's centred dosage vector
+    sensitivity = math.sqrt(bound ** 2 + 1.0)  # with the person's 1 in the count slot
+    centred = (g - half) / half  # (N, V) in [-1, 1]
+    if clip_fraction < 1.0:
+        centred = clip_rows(centred, bound)
+    sums = np.zeros((n_labels, v + 1))  # (L, V+1): centred dosage sums and the count
+    for j in range(n_labels):
+        sums[j, :v] = centred[y == j].sum(axis=0)
+        sums[j, v] = (y == j).sum()
+    noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
+                               generator=generator, accountant=accountant, name=name)  # (L, V+1)
+    # ------------------------------------------------ everything below is post-processing of `noisy`
+    del sums, g, centred
+    counts = np.maximum(noisy[:, v], 1.0)  # (L,)
+    # Σ_i g_ij / ploidy = (Σ_i (g_ij - half)/half + n_l) / 2 for diploids (half = 1)
+    alt = (noisy[:, :v] * half + half * counts[:, None]) / ploidy  # (L, V) ALT alleles / ploidy
+    raw = alt / counts[:, None]  # (L, V), unbiased but noisy
+    overall = np.clip((alt.sum(0)) / counts.sum(), 1e-3, 1 - 1e-3)  # (V,)
+    if denoiser == "low_rank":
+        est, rank = denoise_low_rank(noisy, noise_sd=noise_multiplier * sensitivity)  # (L, V+1)
+        d_counts = np.maximum(est[:, v], 1.0)  # (L,)
+        freq = np.clip((est[:, :v] * half + half * d_counts[:, None]) / ploidy / d_counts[:, None], 1e-3, 1 - 1e-3)
+        before = np.linalg.norm(raw - overall, axis=1)  # (L,)
+        after = np.linalg.norm(freq - overall, axis=1)  # (L,)
+        shrink = np.clip(1.0 - after / np.maximum(before, 1e-12), 0.0, 1.0)
+        return {"freq": freq, "overall": overall, "counts": d_counts, "mix": d_counts / d_counts.sum(),
+                "shrinkage": shrink, "rank": rank}
+    # empirical-Bayes shrinkage of each label towards the overall frequency (post-processing):
+    # the noise variance of raw[l] is known, sigma_l^2 = (z sqrt(V+1) half / (ploidy n_l))^2, and
+    # the between-label variance tau_l^2 is estimated from the noisy data minus that noise
+    unit = noise_multiplier * sensitivity * half / ploidy  # noise sd of a frequency times its count
+    sigma2 = (unit / counts) ** 2  # (L,)
+    target = np.broadcast_to(overall, raw.shape).copy()  # (L, V) what each label is shrunk towards
+    if parents is not None:
+        par = np.asarray(parents, dtype=np.int64)  # (L,)
+        for k in np.unique(par):
+            kids = par == k
+            p_cnt = counts[kids].sum()
+            p_raw = alt[kids].sum(axis=0) / p_cnt  # (V,) the parent's pooled frequency
+            p_s2 = (unit / p_cnt) ** 2
+            p_tau2 = max(float(((p_raw - overall) ** 2).mean()) - p_s2, 1e-6)
+            target[kids] = (p_tau2 / (p_tau2 + p_s2)) * p_raw + (p_s2 / (p_tau2 + p_s2)) * overall
+    dev2 = ((raw - target) ** 2).mean(axis=1)  # (L,)
+    if parents is not None:  # one between-label variance per parent, pooled over its children
+        tau2 = np.array([max(float((dev2[par == par[j]] - sigma2[par == par[j]]).mean()), 1e-6)
+                         for j in range(len(counts))])
+    else:
+        tau2 = np.maximum(dev2 - sigma2, 1e-6)  # (L,)
+    w = (tau2 / (tau2 + sigma2))[:, None]  # (L, 1)
+    freq = np.clip(w * raw + (1 - w) * target, 1e-3, 1 - 1e-3)
+    return {"freq": freq, "overall": overall, "counts": counts, "mix": counts / counts.sum(),
+            "shrinkage": 1 - w[:, 0]}
+
+
+def ancestry_basis(freq: np.ndarray, dims: int) -> np.ndarray:
+    """The top ``min(dims, L - 1)`` right singular vectors of the label frequencies centred on their mean.
+
+    freq : float, shape (L, V) (released, so public) -> float64, shape (V, k), orthonormal columns.
+    """
+    q = np.asarray(freq, dtype=np.float64)
+    k = int(min(dims, q.shape[0] - 1, q.shape[1]))
+    if k < 1:
+        return np.zeros((q.shape[1], 0))
+    _, _, vt = np.linalg.svd(q - q.mean(axis=0), full_matrices=False)  # (L, V)
+    return vt[:k].T.copy()  # (V, k)
+
+
+def spread_clip(dims: int, *, clip: float, ploidy: int = 2) -> float:
+    """Per-person norm bound of the ancestry coordinates: ``clip`` times the largest sampling-noise norm.
+
+    Along a unit direction the allele fraction ``g / ploidy`` of one person varies by genotype
+    sampling alone with variance at most ``1 / (4 ploidy)`` (at frequency 1/2), so ``k``
+    coordinates have a noise norm of at most about ``sqrt(k / (4 ploidy))``. The bound depends on
+    public quantities only.
+    """
+    return float(clip) * math.sqrt(dims / (4.0 * ploidy))
+
+
+def release_ancestry_spread(dosages: np.ndarray, labels: np.ndarray, *, freq: np.ndarray, counts: np.ndarray,
+                            dims: int, clip: float, noise_multiplier: float, generator: np.random.Generator,
+                            accountant=None, name: str = "ancestry_spread", ploidy: int = 2) -> dict[str, np.ndarray]:
+    """Per-label ancestry covariance along the public directions of ``freq``, in one Gaussian release.
+
+    Parameters
+    ----------
+    dosages : float, shape (N, V)
+        Private ALT dosages in ``[0, ploidy]`` (no missing).
+    labels : int, shape (N,)
+        Label index per person in ``[0, L)``.
+    freq : float, shape (L, V)
+        The already released per-label frequencies (defines the directions and the centres).
+    counts : float, shape (L,)
+        The already released label counts.
+    dims : int
+        ``k``, directions kept (at most ``L - 1``).
+    clip : float
+        Multiple of the sampling-noise norm at which each person's coordinates are clipped
+        (:func:`spread_clip`).
+    noise_multiplier : float
+        ``z``; the noise std is ``z c²``.
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event ``name``.
+
+    Returns
+    -------
+    dict with ``basis`` float64 (V, k), ``freq`` float64 (L, V) (the centres, as given), ``cov``
+    float64 (L, k, k) (positive semi-definite), ``clip`` float (the norm bound ``c``).
+    """
+    q = np.asarray(freq, dtype=np.float64)
+    n_labels, v = q.shape
+    y = np.asarray(labels, dtype=np.int64)
+    basis = ancestry_basis(q, dims)  # (V, k), public
+    k = basis.shape[1]
+    if k < 1:
+        raise PrivacyError(f"an ancestry spread needs at least 2 labels and dims >= 1 (got {n_labels} labels, "
+                           f"dims={dims}); set PrivacyConfig.ancestry_dims=0 to skip it")
+    c = spread_clip(k, clip=clip, ploidy=ploidy)
+    coords = (np.asarray(dosages, dtype=np.float64) / ploidy - q[y]) @ basis  # (N, k), private
+    coords = clip_rows(coords, c)
+    iu = np.triu_indices(k)
+    sums = np.stack([(coords[y == j].T @ coords[y == j])[iu] for j in range(n_labels)])  # (L, k(k+1)/2)
+    del coords
+    noisy = gaussian_mechanism(sums, sensitivity=c * c, noise_multiplier=noise_multiplier,
+                               generator=generator, accountant=accountant, name=name)  # (L, k(k+1)/2)
+    # ------------------------------------------------ everything below is post-processing of `noisy`
+    cov = np.zeros((n_labels, k, k))
+    for j in range(n_labels):
+        n_j = max(float(counts[j]), 1.0)
+        m = np.zeros((k, k))
+        m[iu] = noisy[j] / n_j
+        m = m + np.triu(m, 1).T  # (k, k) second moment
+        sampling = basis.T @ (basis * (q[j] * (1.0 - q[j]) / ploidy)[:, None])  # (k, k) what genotype draws explain
+        w, u = np.linalg.eigh(m - sampling)
+        # the release adds a symmetric noise matrix of known entry sd z c² / n_j, whose eigenvalues reach
+        # about 2 sqrt(k) times that: directions below this edge are indistinguishable from noise, dropped
+        edge = 2.0 * math.sqrt(k) * noise_multiplier * c * c / n_j
+        cov[j] = (u * np.where(w > edge, w, 0.0)) @ u.T
+    return {"basis": basis, "freq": q, "cov": cov, "clip": c}
+
+
+def _person_band_norms(gc: np.ndarray, window: int) -> np.ndarray:
+    """L2 norm of each person's vector of products ``gc_ij gc_i,j+l`` (l = 0..window), shape (N,)."""
+    n, v = gc.shape
+    sq = np.zeros(n)
+    for lag in range(window + 1):
+        if lag < v:
+            sq += np.einsum("ij,ij->i", gc[:, : v - lag] ** 2, gc[:, lag:] ** 2)
+    return np.sqrt(sq)
+
+
+
+
+def _center_for(g: np.ndarray, center) -> np.ndarray:
+    if center is None:
+        raise PrivacyError(
+            "dp_correlation_prior needs public or DP centring values: pass center=2*p with p from "
+            "a public reference panel or from dp_allele_frequencies() (accounted)"
+        )
+    c = np.broadcast_to(np.asarray(center, dtype=np.float64), (g.shape[1],))
+    return c
+
+
+def dp_correlation_prior(
+    genotypes,
+    *,
+    window: int,
+    clip: float,
+    noise_multiplier: float,
+    center,
+    generator: np.random.Generator,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str = "correlation_prior",
+    var_floor: float = 1e-3,
+) -> np.ndarray:
+    """Banded SNP correlation released with the Gaussian mechanism.
+
+    Each person ``i`` contributes the vector ``u_i = (c_ij c_i,j+l)_{j, l=0..window}`` of products
+    of centred dosages ``c_ij = g_ij - center_j`` (length ``V (window+1)``), clipped to L2 norm
+    ``clip``. The sum ``Σ_i clip(u_i)`` has L2 sensitivity ``clip`` under zero-out neighbours (the
+    null person contributes the zero vector; the clipped vector of anyone has norm ≤ ``clip``),
+    so adding ``N(0, (z·clip)² I)`` is a Gaussian mechanism with noise multiplier ``z``. The
+    correlation is then post-processing with the public ``n``:
+    ``m = noisy_sum / n``, ``var_j = max(m_j0, var_floor)``, ``r_j,l = m_jl / sqrt(var_j var_j+l)``,
+    clipped to [-1, 1]. ``center`` must be public or DP (e.g. ``2 p`` from
+    :func:`dp_allele_frequencies`, released and accounted before).
+
+    Parameters
+    ----------
+    genotypes : array_like, float, shape (N, V)
+        Private dosages, no missing values.
+    window : int
+        SNP pairs within ``window`` positions.
+    clip : float
+        L2 bound on each person's product vector. Without clipping a person's vector has norm up
+        to ``4 sqrt(V (window+1))``; typical norms are far smaller (about
+        ``sqrt(V (window+1)) · E[c²]``). Clipping biases the correlation towards 0 for people
+        above the bound; noise std on each correlation entry is about ``z clip / (n var)``.
+    noise_multiplier : float
+        ``z`` (from :func:`~genosynth.privacy.accountant.plan_for_training`).
+    center : array_like, float, shape (V,) or scalar
+        Public or DP centring values (expected dosage).
+    generator : numpy.random.Generator
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event named ``name``.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (V, window)
+        ``band[j, l-1] ≈ corr(SNP j, SNP j+l)``; entries with ``j+l ≥ V`` are 0.
+    """
+    g = as_genotypes(genotypes)
+    window = check_window(window, g.shape[1])
+    clip = _check_positive(clip, "clip", "pass the per-person L2 bound, e.g. --corr-clip")
+    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()")
+    gc = g - _center_for(g, center)  # (N, V)
+    norms = _person_band_norms(gc, window)  # (N,)
+    weights = np.minimum(1.0, clip / np.maximum(norms, np.finfo(np.float64).tiny))  # (N,)
+    sums = band_products(gc, window, weights)  # (V, window+1)
+    mask = np.zeros_like(sums, dtype=bool)
+    for lag in range(window + 1):
+        mask[max(g.shape[1] - lag, 0):, lag] = True  # structurally zero entries: no noise needed
+    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=z, generator=generator,
+                               accountant=accountant, name=name)  # fmt: skip
+    noisy[mask] = 0.0
+    return moments_to_band(noisy / g.shape[0], window, var_floor)
+
+
+def dp_allele_frequencies(
+    genotypes,
+    *,
+    noise_multiplier: float,
+    generator: np.random.Generator,
+    ploidy: int = 2,
+    clip: float | None = None,
+    accountant: "PrivacyAccountant | None" = None,
+    name: str = "allele_frequencies",
+) -> np.ndarray:
+    """ALT allele frequencies released with the Gaussian mechanism.
+
+    Each person contributes their dosage vector ``g_i ∈ [0, ploidy]^V``, clipped to L2 norm
+    ``clip`` (default ``ploidy sqrt(V)``, the largest possible norm, so no clipping happens). The
+    column sums have L2 sensitivity ``clip`` under zero-out neighbours; ``N(0, (z clip)²)`` is added
+    to each, and frequencies ``= noisy sum / (ploidy n)`` (public ``n``) clipped to [0, 1].
+
+    Parameters
+    ----------
+    genotypes : array_like, shape (N, V)
+        Private ALT dosages in ``[0, ploidy]``, no missing values.
+    noise_multiplier : float
+        ``z``.
+    generator : numpy.random.Generator
+    ploidy : int
+    clip : float, optional
+        Per-person L2 bound. A smaller bound (e.g. ``sqrt(expected number of non-zero dosages) ·
+        ploidy``) cuts the noise but biases frequencies of people above it downwards.
+    accountant : PrivacyAccountant, optional
+        Records one ``gaussian`` event named ``name``.
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape (V,)
+    """
+    g = as_genotypes(genotypes)
+    if (g > ploidy).any():
+        raise InputError(f"dosages above ploidy={ploidy}; pass the right ploidy or ALT counts")
+    clip = ploidy * math.sqrt(g.shape[1]) if clip is None else _check_positive(clip, "clip", "pass a per-person L2 bound")
+    sums = clip_rows(g, clip).sum(axis=0)  # (V,)
+    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=noise_multiplier,
+                               generator=generator, accountant=accountant, name=name)  # fmt: skip
+    return np.clip(noisy / (ploidy * g.shape[0]), 0.0, 1.0)
+
+
+def epsilon_per_step(epsilon: float, delta: float, k: int) -> tuple[float, str, float | None]:
+    """Largest per-step budget of ``k`` exponential mechanisms that meets a total ``(epsilon, delta)``.
+
+    Pure composition gives ``epsilon / k``. With ``delta > 0``, each ``eps0``-exponential
+    mechanism is ``eps0^2 / 8``-zCDP (Cesar & Rogers 2021), ``k`` of them ``rho = k eps0^2 / 8``,
+    and ``rho``-zCDP is ``(rho + 2 sqrt(rho log(1/delta)), delta)``-DP (Bun & Steinke 2016), so
+    ``rho = (sqrt(log(1/delta) + epsilon) - sqrt(log(1/delta)))^2``. The larger of the two is used.
+
+    Returns
+    -------
+    eps0 : float
+    accounting : "pure" or "zcdp"
+    rho : float or None
+        Total zCDP of the ``k`` steps (also valid when ``accounting == "pure"``).
+    """
+    pure = epsilon / k
+    if delta and delta > 0:
+        log_inv = math.log(1.0 / delta)
+        rho = (math.sqrt(log_inv + epsilon) - math.sqrt(log_inv)) ** 2
+        eps0 = math.sqrt(8.0 * rho / k)
+        if eps0 > pure:
+            return eps0, "zcdp", rho
+    return pure, "pure", k * pure * pure / 8.0
+
+
+def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float, delta: float = 0.0,
+              seed: int | None = None, exclude=None, accountant=None,
+              name: str = "snp_selection") -> tuple[np.ndarray, dict[str, Any]]:
+    """Differentially private top-``k`` by ``k`` exponential mechanisms (peeling).
+
+    Step ``t`` releases ``argmax_j (scores_j + G_tj)`` over the candidates left, with fresh
+    ``G_tj ~ Gumbel(0, 2 Delta / eps0)`` - exactly the exponential mechanism
+    ``P(j) ~ exp(eps0 scores_j / (2 Delta))`` - and then removes the released SNP and, when
+    ``exclude`` is given, the SNPs it excludes (``exclude(j) -> indices``, which must use only
+    public data, e.g. LD of a public reference). The steps compose adaptively; the per-step
+    ``eps0`` comes from :func:`epsilon_per_step`. Without ``exclude`` the peeling equals one-shot
+    Gumbel top-``k`` (Durfee & Rogers 2019). Both paths draw through
+    :func:`genosynth.privacy.mechanisms.noisy_top_k` with noise multiplier ``z = 2 / eps0`` and
+    record themselves in ``accountant`` (a fresh :class:`~genosynth.privacy.PrivacyAccountant`
+    when none is given), so the selection is charged to the run's budget.
+
+    Parameters
+    ----------
+    scores : float64, shape (n_candidates,)
+    k : int
+    sensitivity : float      per-person sensitivity ``Delta`` of every score
+    epsilon, delta : float   total budget of the selection
+    seed : int, optional
+    exclude : callable, optional
+    accountant : PrivacyAccountant, optional
+    name : str               name of the accountant event
+
+    Returns
+    -------
+    chosen : int64, shape (<= k,)  in release order
+    privacy : dict  ``mechanism``, ``epsilon``, ``delta``, ``epsilon_step``, ``noise_multiplier``,
+        ``steps``, ``rho`` (zCDP; RDP ``eps(alpha) = rho alpha``), ``accounting``, ``sensitivity``,
+        ``neighbouring``, ``accountant_epsilon`` (the accountant's RDP bound at ``delta`` for this
+        selection alone; ``None`` when ``delta = 0``) and ``accountant`` (its ``state_dict``).
+    """
+    from genosynth.privacy import PrivacyAccountant
+    from genosynth.privacy.mechanisms import noisy_top_k
+
+    scores = np.asarray(scores, dtype=np.float64)
+    if not np.isfinite(scores).all():
+        raise InputError("DP selection scores must be finite")
+    k = int(min(k, len(scores)))
+    eps0, accounting, rho = epsilon_per_step(epsilon, delta, k)
+    z = 2.0 / eps0  # Gumbel scale z * Delta = 2 Delta / eps0
+    rng = np.random.default_rng(seed)
+    own = PrivacyAccountant()
+    if exclude is None:
+        chosen = noisy_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=z, generator=rng,
+                             accountant=own, name=name)
+    else:
+        alive = np.ones(len(scores), dtype=bool)
+        picked = []
+        for _ in range(k):
+            cand = np.flatnonzero(alive)
+            if not len(cand):
+                break
+            j = int(cand[noisy_top_k(scores[cand], 1, sensitivity=sensitivity, noise_multiplier=z,
+                                     generator=rng, accountant=own, name=name)[0]])
+            picked.append(j)
+            alive[j] = False
+            alive[np.asarray(exclude(j), dtype=np.int64)] = False
+        chosen = np.asarray(picked, dtype=np.int64)
+    if accountant is not None:
+        for event in own.state_dict()["events"]:
+            accountant.add_top_k(event["name"], noise_multiplier=event["noise_multiplier"], k=event["k"],
+                                 count=event["count"])
+    privacy = {
+        "mechanism": "exponential mechanism, k-fold peeling (Gumbel-max, genosynth.privacy.mechanisms.noisy_top_k); "
+                     "McSherry & Talwar 2007, Durfee & Rogers 2019",
+        "epsilon": float(epsilon),
+        "delta": float(delta) if accounting == "zcdp" else 0.0,
+        "epsilon_step": float(eps0),
+        "noise_multiplier": float(z),
+        "steps": int(len(chosen)),
+        "rho": float(rho),
+        "accounting": accounting,
+        "sensitivity": float(sensitivity),
+        "neighbouring": "add/remove (zero-out) one person: genotypes and phenotype",
+        "accountant_epsilon": float(own.get_epsilon(delta)) if delta > 0 else None,
+        "accountant": own.state_dict(),
+    }
+    return np.asarray(chosen, dtype=np.int64), privacy

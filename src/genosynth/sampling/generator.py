@@ -1,0 +1,298 @@
+"""A trained generator ready to sample: :class:`Generator` draws latents with DDIM, decodes them to
+allele probabilities and **draws** alleles from them (argmax only on request); in haplotype mode
+two haplotypes of the same label make one person.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+import numpy as np
+import pandas as pd
+import torch
+from genosynth.cohort import Cohort, make_samples
+from genosynth.models.diffusion import GaussianDiffusion
+from genosynth.models.ema import EMA
+from genosynth.errors import InputError
+from genosynth.models.dit import DiT1D, DiTConfig
+from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig
+from genosynth.sampling.ld_guidance import guided_decode
+from genosynth.models.vae import GenotypeVAE, sample_alleles
+from genosynth.sampling.ancestry import person_logit_shift
+from genosynth.models.config import GeneratorConfig
+from genosynth.models.checkpoint import load_checkpoint
+from genosynth.sampling.counts import plan_counts
+from genosynth.runtime import resolve_device
+from genosynth.models.checkpoint import variants_from_dict
+
+
+def pair_order(z: torch.Tensor, labels: torch.Tensor, *, n_pcs: int = 8) -> torch.Tensor:
+    """Reorder latents within each label so that rows 2i, 2i+1 are close in the label's top PCs.
+
+    Real people carry two haplotypes of one ancestry (the same sub-population, or the same
+    admixture proportions); pairing generated haplotypes at random would mix them. Pairs are
+    matched greedily, closest first, on the top ``n_pcs`` principal components of the batch's
+    generated latents of that label (only generated data enters).
+
+    z : float, shape (B, C, T); labels : int64, shape (B,) -> int64 permutation, shape (B,)
+    """
+    flat = z.flatten(1).float().cpu()  # (B, C*T)
+    order = torch.arange(len(labels))
+    for j in torch.unique(labels):
+        idx = torch.nonzero(labels == j).squeeze(1)  # (n_j,)
+        n = len(idx)
+        if n < 4:
+            continue
+        x = flat[idx] - flat[idx].mean(dim=0)
+        vh = torch.linalg.svd(x, full_matrices=False).Vh[: min(n_pcs, n - 1)]  # (k, C*T)
+        scores = x @ vh.T  # (n_j, k)
+        d = torch.cdist(scores, scores)  # (n_j, n_j)
+        iu = torch.triu_indices(n, n, offset=1)
+        by_distance = torch.argsort(d[iu[0], iu[1]], stable=True)
+        free = np.ones(n, dtype=bool)
+        pairs: list[int] = []
+        for a, b in zip(iu[0][by_distance].tolist(), iu[1][by_distance].tolist()):
+            if free[a] and free[b]:
+                free[a] = free[b] = False
+                pairs += [a, b]
+                if len(pairs) >= n - 1:
+                    break
+        pairs += np.flatnonzero(free).tolist()  # an odd one out keeps its place at the end
+        order[idx] = idx[torch.tensor(pairs)]
+    return order
+
+
+class Generator:
+    """A trained generator: VAE decoder + EMA DiT + diffusion, ready to sample.
+
+    Build it with :func:`train_generator` or :meth:`Generator.load`.
+    """
+
+    def __init__(self, *, config: GeneratorConfig, vae: GenotypeVAE, dit: DiT1D, meta: dict):
+        self.config = config
+        self.vae = vae.eval()
+        self.dit = dit.eval()
+        self.diffusion = GaussianDiffusion(config.diffusion)
+        self.meta = meta
+        self.vocabulary: list[str] = list(meta["labels"])
+        self.label_mix: dict[str, float] = dict(meta["label_mix"])
+        self.variants = variants_from_dict(meta["variants"])
+        self.phased: bool = bool(meta["phased"])
+        self.latent_scale: float = float(meta["latent_scale"])
+        cal = meta.get("calibration")
+        self.calibration: torch.Tensor | None = None if cal is None else cal.float()  # (n_labels or 2 n_labels, V, K)
+        self.phenotype_column: str | None = meta.get("phenotype_column")
+        self.case_fraction: dict[str, float] | None = meta.get("case_fraction")  # per label, aggregate
+        self.calibration_by_phenotype: bool = bool(meta.get("calibration_by_phenotype", False))
+        cp = meta.get("correlation_prior")
+        self.corr_prior = None if cp is None else CorrelationPrior.from_state_dict(cp)
+        self.ancestry_spread: dict | None = meta.get("ancestry_spread")  # DP models (genosynth.privacy.ancestry)
+        self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_payload(cls, ck: dict) -> "Generator":
+        config = GeneratorConfig.from_dict(ck["config"])
+        n_labels = len(ck["labels"])
+        vae = GenotypeVAE(len(ck["variants"]["id"]), ck["n_classes"], n_labels, config.vae)
+        vae.load_state_dict(ck["state"]["vae"])
+        dit = DiT1D(DiTConfig(**ck["dit_config"]))
+        ema = EMA(dit, decay=config.training.ema_decay)
+        ema.load_state_dict(ck["state"]["ema"])
+        ema.copy_to(dit)
+        meta = {k: v for k, v in ck.items() if k != "state"}
+        meta["stage"] = ck["state"]["stage"]
+        return cls(config=config, vae=vae, dit=dit, meta=meta)
+
+    @classmethod
+    def load(cls, path: str, *, device: str | torch.device = "cpu") -> "Generator":
+        """Load a checkpoint written by :func:`train_generator` (must have finished training)."""
+        ck = load_checkpoint(path)
+        if ck["state"]["stage"] != "done":
+            raise InputError(
+                f"{path} is a checkpoint of an unfinished run (stage {ck['state']['stage']}, epoch "
+                f"{ck['state']['epoch']}); finish it with `genosynth train ... --resume` first"
+            )
+        return cls.from_payload(ck).to(device)
+
+    def to(self, device: str | torch.device) -> "Generator":
+        self.device = resolve_device(device)
+        self.vae.to(self.device)
+        self.dit.to(self.device)
+        if self.calibration is not None:
+            self.calibration = self.calibration.to(self.device)
+        return self
+
+    @property
+    def privacy(self) -> dict | None:
+        return self.meta.get("privacy")
+
+    # ------------------------------------------------------------------ core draw
+    @property
+    def conditions_on_phenotype(self) -> bool:
+        """Whether the DiT was trained with a case/control condition."""
+        return self.dit.pheno_embedder is not None
+
+    @torch.no_grad()
+    def sample_rows(self, labels: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
+                    guidance: float | None = None, argmax: bool | None = None,
+                    temperature: float | None = None, eta: float | None = None,
+                    corr_guidance: str | None = None, pheno: torch.Tensor | None = None,
+                    pheno_guidance: float | None = None) -> torch.Tensor:
+        """Draw allele rows (haplotypes or genotypes) for label indices (and phenotypes).
+
+        pheno : int64, shape (B,), optional - 1 case, 0 control (phenotype models only); None
+            samples the phenotype-unconditional (null) condition.
+        pheno_guidance : float, optional - with ``pheno``: guide the phenotype (given the ancestry)
+            with its own scale and the ancestry with ``guidance`` (see ``DiT1D.forward_with_cfg``);
+            None = ``config.sampling.pheno_guidance``, and if that is None one joint scale.
+
+        labels : int64, shape (B,) -> int8, shape (B, V) on the CPU. ``corr_guidance`` (default
+        ``config.sampling.corr_guidance``) picks the decoding of :func:`genosynth.corrguide.guided_decode`;
+        ``"none"`` (or a checkpoint without a correlation prior, or ``argmax``) is plain decoding.
+        """
+        if pheno is not None and not self.conditions_on_phenotype:
+            raise InputError("this model was trained without a phenotype; retrain with "
+                             "`genosynth train ... --phenotype-column phenotype` to generate cases and controls")
+        sc = self.config.sampling
+        steps = sc.steps if steps is None else steps
+        guidance = sc.guidance if guidance is None else guidance
+        pheno_guidance = sc.pheno_guidance if pheno_guidance is None else pheno_guidance
+        argmax = sc.argmax if argmax is None else argmax
+        temperature = sc.temperature if temperature is None else temperature
+        eta = sc.eta if eta is None else eta
+        b = labels.shape[0]
+        shape = (b, self.vae.config.latent_channels, self.vae.n_tokens)
+        noise = torch.randn(shape, generator=generator).to(self.device)  # (B, C, T)
+        y = labels.to(self.device)
+        cond = {"y": y}
+        if pheno is not None:
+            cond["pheno"] = pheno.to(self.device)  # (B,)
+        net, net_guidance = self.dit, guidance
+        if pheno is not None and pheno_guidance is not None:
+            # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
+            net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
+            net_guidance = 1.0
+        z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
+                                       guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
+        if self.phased and sc.pairing == "matched":
+            groups = labels if pheno is None else labels * 2 + pheno  # pair within label (and phenotype)
+            z = z[pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
+        decode = functools.partial(self._logits, pheno=cond.get("pheno"))  # (z, y) -> logits
+        if self.ancestry_spread is not None and sc.ancestry_spread:
+            per = 2 if self.phased and b % 2 == 0 else 1  # rows 2i, 2i+1 are one person (iter_batches)
+            shift = person_logit_shift(self.ancestry_spread, labels.cpu(), rows_per_person=per,
+                                       n_classes=int(self.meta["n_classes"]), generator=generator).to(self.device)
+            label_decode = decode
+            decode = lambda z_, y_: label_decode(z_, y_) + shift  # noqa: E731  (B, K, V): each person's own ancestry
+        method = sc.corr_guidance if corr_guidance is None else corr_guidance
+        if method != "none" and not argmax and self.corr_prior is not None:
+            # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
+            prior = self.corr_prior
+            cfg = CorrGuideConfig(method=method, window=int(prior.info.get("copula_window", prior.window)),
+                                  latent_window=prior.window)
+            cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
+            return guided_decode(decode, z / self.latent_scale, y, prior, generator=generator,
+                                 config=cfg, chrom=self.variants["chrom"].to_numpy(),
+                                 pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
+        logits = decode(z / self.latent_scale, y)  # (B, K, V)
+        u_logits = logits.cpu()
+        return sample_alleles(u_logits, generator=generator, argmax=argmax, temperature=temperature)
+
+    def _logits(self, z: torch.Tensor, y: torch.Tensor, pheno: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoder logits of unscaled latents with the allele-frequency calibration: (B, C, T) -> (B, K, V).
+
+        A model calibrated per (label, phenotype) group uses group ``2 y + pheno``; without
+        ``pheno`` it uses the case-fraction-weighted mean of the label's two corrections.
+        """
+        logits = self.vae.decode(z, y)  # (B, K, V)
+        if self.calibration is not None:
+            cal = self.calibration.to(logits.device)
+            if not self.calibration_by_phenotype:
+                correction = cal[y]  # (B, V, K)
+            elif pheno is not None:
+                correction = cal[y * 2 + pheno]  # (B, V, K)
+            else:
+                cf = torch.tensor([self.case_fraction[v] for v in self.vocabulary], device=logits.device)[y]  # (B,)
+                correction = (1 - cf)[:, None, None] * cal[y * 2] + cf[:, None, None] * cal[y * 2 + 1]  # (B, V, K)
+            logits = logits + correction.permute(0, 2, 1)  # (B, K, V)
+        return logits
+
+    def iter_batches(self, counts: dict[str, int], *, seed: int, steps: int | None = None,
+                     guidance: float | None = None, argmax: bool | None = None,
+                     batch_size: int | None = None, temperature: float | None = None,
+                     eta: float | None = None, id_prefix: str = "syn",
+                     corr_guidance: str | None = None, cases: dict[str, int] | None = None,
+                     pheno_guidance: float | None = None) -> Iterator[Cohort]:
+        """Yield the synthetic cohort in batches of people (memory stays flat).
+
+        People are in a seeded random label order; sample ids are ``{id_prefix}{k:07d}``.
+        ``cases`` (phenotype models): how many of each label's people are cases, the rest
+        controls; the phenotype goes to the ``phenotype`` column (1 case, 0 control).
+        """
+        batch_size = batch_size or self.config.sampling.batch_size
+        gen = torch.Generator().manual_seed(int(seed))
+        index = {v: i for i, v in enumerate(self.vocabulary)}
+        people = np.concatenate([np.full(c, index[v], dtype=np.int64) for v, c in counts.items() if c > 0]
+                                or [np.zeros(0, dtype=np.int64)])
+        phenos = None
+        if cases is not None:
+            phenos = np.concatenate([np.repeat(np.array([1, 0], dtype=np.int64), [cases.get(v, 0), c - cases.get(v, 0)])
+                                     for v, c in counts.items() if c > 0] or [np.zeros(0, dtype=np.int64)])
+        perm = torch.randperm(len(people), generator=gen).numpy()
+        people = people[perm]
+        phenos = None if phenos is None else phenos[perm]
+        per_person = 2 if self.phased else 1
+        column = self.config.label_column
+        for start in range(0, len(people), batch_size):
+            lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
+            ph = None if phenos is None else torch.from_numpy(phenos[start:start + batch_size])  # (b,)
+            rows = self.sample_rows(lab.repeat_interleave(per_person), generator=gen, steps=steps,
+                                    guidance=guidance, argmax=argmax, temperature=temperature,
+                                    eta=eta, corr_guidance=corr_guidance, pheno_guidance=pheno_guidance,
+                                    pheno=None if ph is None else ph.repeat_interleave(per_person))  # (b*P, V)
+            names = np.array(self.vocabulary, dtype=object)[lab.numpy()]
+            ids = [f"{id_prefix}{k:07d}" for k in range(start + 1, start + len(lab) + 1)]
+            extra = {} if column in ("pop", "super_pop") else {column: list(names)}
+            trait = None if ph is None else ph.numpy().astype(np.float64)  # (b,) 1 case, 0 control
+            if trait is not None and self.phenotype_column not in (None, "phenotype", column):
+                extra[self.phenotype_column] = trait.tolist()
+            parents = self.meta.get("label_parents") or {}
+            coarse = {c: [parents[c][v] for v in names] for c in ("pop", "super_pop") if c in parents}
+            samples = make_samples(ids, pop=names if column == "pop" else coarse.get("pop"),
+                                   super_pop=names if column == "super_pop" else coarse.get("super_pop"),
+                                   phenotype=trait, **extra)
+            meta = {"synthetic": True, "seed": int(seed), "label_column": column}
+            if phenos is not None:
+                meta["phenotype_column"] = self.phenotype_column
+            if self.privacy:
+                meta["privacy"] = self.privacy
+            yield Cohort(alleles=rows.numpy(), variants=self.variants, samples=samples,
+                         phased=self.phased, ploidy=2, meta=meta)
+
+    def sample(self, n: int | None = None, *, labels: str | dict | None = None, seed: int = 0,
+               steps: int | None = None, guidance: float | None = None, argmax: bool | None = None,
+               batch_size: int | None = None, temperature: float | None = None,
+               eta: float | None = None, corr_guidance: str | None = None,
+               cases: int | None = None, controls: int | None = None,
+               pheno_guidance: float | None = None) -> Cohort:
+        """A synthetic cohort of ``n`` people (``labels`` counts, or the training mix) in memory.
+
+        ``cases``/``controls`` (phenotype models) ask for that many cases and controls instead of
+        ``n``; see :func:`plan_counts` for how they are spread over the labels.
+
+        Returns
+        -------
+        Cohort : phased when the model is a haplotype model, else genotype counts.
+        """
+        counts, per_case = plan_counts(labels, n=n, cases=cases, controls=controls, vocabulary=self.vocabulary,
+                                       mix=self.label_mix, case_fraction=self.case_fraction)
+        parts = list(self.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
+                                       batch_size=batch_size, temperature=temperature, eta=eta,
+                                       corr_guidance=corr_guidance, cases=per_case,
+                                       pheno_guidance=pheno_guidance))
+        if not parts:
+            raise InputError("nothing to generate: all label counts are 0")
+        return Cohort(alleles=np.concatenate([p.alleles for p in parts]), variants=self.variants,
+                      samples=pd.concat([p.samples for p in parts], ignore_index=True),
+                      phased=self.phased, ploidy=2, meta=parts[0].meta)

@@ -1,0 +1,180 @@
+"""Cohort -> training rows: labels, phenotypes and allele-class frequencies (held in memory only, never saved)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import numpy as np
+import pandas as pd
+import torch
+from genosynth.cohort import Cohort
+from genosynth.errors import InputError
+
+
+@dataclass
+class TrainingData:
+    """Training rows prepared from a cohort (held in memory only, never saved).
+
+    alleles : int8, shape (n_rows, V) - haplotypes (0/1) or ALT counts (0/1/2), -1 missing
+    labels : int64, shape (n_rows,) - label index per row
+    """
+
+    alleles: torch.Tensor
+    labels: torch.Tensor
+    vocabulary: list[str]
+    label_mix: dict[str, float]
+    n_classes: int
+    phased: bool
+    phenotypes: torch.Tensor | None = None  # int64, shape (n_rows,): 0 control, 1 case, 2 missing (null); None = off
+    case_fraction: dict[str, float] | None = None  # per label: cases / people with a phenotype (aggregate)
+
+
+def phenotype_codes(cohort: Cohort, column: str) -> np.ndarray:
+    """A binary trait as DiT phenotype indices: int64, shape (n_samples,), 0 control, 1 case, 2 missing.
+
+    Accepts 0/1 numbers (what ``.fam`` column 6 becomes when read: PLINK 1/2 -> 0/1) or
+    ``case``/``control`` strings; NaN or empty is missing (it trains the null phenotype).
+    """
+    if column not in cohort.samples.columns:
+        raise InputError(f"no {column!r} column in the sample table; give --samples with a case/control (or 0/1) "
+                         f"{column!r} column, a .fam with the phenotype in column 6, or another --phenotype-column")
+    raw = cohort.samples[column]
+    if not pd.api.types.is_numeric_dtype(raw):
+        words = raw.astype(object).where(raw.notna(), "").astype(str).str.strip().str.lower()
+        known = {"case": 1.0, "control": 0.0, "1": 1.0, "0": 0.0, "": np.nan, "na": np.nan, "nan": np.nan}
+        unknown = sorted(set(words) - set(known))
+        if unknown:
+            raise InputError(f"phenotype column {column!r} has values {unknown[:5]}; use case/control or 1/0 "
+                             "(empty or NA for missing)")
+        raw = words.map(known)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)  # (N,)
+    bad = np.isfinite(values) & ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        raise InputError(f"phenotype column {column!r} must be binary (1 case, 0 control, missing allowed); found "
+                         f"{sorted(set(values[bad].tolist()))[:5]}. Quantitative traits are not supported: "
+                         "dichotomise the trait first")
+    codes = np.where(np.isfinite(values), values, 2).astype(np.int64)
+    n_case, n_control = int((codes == 1).sum()), int((codes == 0).sum())
+    if n_case == 0 or n_control == 0:
+        raise InputError(f"phenotype column {column!r} has {n_case} cases and {n_control} controls; conditioning "
+                         "needs both (check the coding: .fam uses 2 case / 1 control, tables case/control or 1/0)")
+    return codes
+
+
+def prepare_data(cohort: Cohort, *, label_column: str, mode: str = "auto",
+                 phenotype_column: str | None = None) -> TrainingData:
+    """Turn a cohort into training rows, label indices and (optionally) phenotype indices; check it at the door."""
+    if mode not in ("auto", "haplotype", "genotype"):
+        raise InputError(f"mode must be auto, haplotype or genotype, got {mode!r}")
+    if cohort.ploidy != 2:
+        raise InputError(f"the generator models diploid cohorts; this one has ploidy {cohort.ploidy}")
+    if cohort.n_samples < 2:
+        raise InputError(f"need at least 2 training people, got {cohort.n_samples}")
+    labels = cohort.labels(label_column)
+    if (labels == "").any():
+        n_missing = int((labels == "").sum())
+        raise InputError(
+            f"{n_missing} samples have no {label_column!r} label; give a --samples table that labels "
+            f"everyone, remove them (--keep/--remove), or choose another --label-column"
+        )
+    vocabulary, index = np.unique(labels, return_inverse=True)
+    haplotype = cohort.phased if mode == "auto" else mode == "haplotype"
+    if haplotype and not cohort.phased:
+        raise InputError("mode 'haplotype' needs phased input; use mode 'genotype' (or auto) for unphased data")
+    if haplotype:
+        alleles = cohort.alleles  # (2N, V) rows 2i, 2i+1 = person i
+        row_labels = np.repeat(index, 2)
+    else:
+        alleles = cohort.genotypes()  # (N, V)
+        row_labels = index
+    counts = np.bincount(index, minlength=len(vocabulary))
+    mix = {str(v): float(c / counts.sum()) for v, c in zip(vocabulary, counts)}
+    pheno_rows = case_fraction = None
+    if phenotype_column is not None:
+        codes = phenotype_codes(cohort, phenotype_column)  # (N,)
+        pheno_rows = torch.from_numpy(np.repeat(codes, 2) if haplotype else codes)
+        overall_cases = float((codes == 1).sum() / (codes < 2).sum())
+        case_fraction = {}
+        for j, v in enumerate(vocabulary):
+            known = codes[(index == j) & (codes < 2)]
+            case_fraction[str(v)] = float(known.mean()) if len(known) else overall_cases
+    return TrainingData(
+        alleles=torch.from_numpy(np.ascontiguousarray(alleles, dtype=np.int8)),
+        labels=torch.from_numpy(row_labels.astype(np.int64)),
+        vocabulary=[str(v) for v in vocabulary], label_mix=mix,
+        n_classes=2 if haplotype else 3, phased=haplotype,
+        phenotypes=pheno_rows, case_fraction=case_fraction,
+    )
+
+
+def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int, n_classes: int,
+                      *, pseudo_count: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smoothed allele-class frequencies overall and per label.
+
+    Returns
+    -------
+    overall : float, shape (V, K)
+    per_label : float, shape (n_labels, V, K)
+    """
+    a = alleles.long()
+    ok = (a >= 0).float()  # (R, V)
+    onehot = torch.stack([(a == k).float() for k in range(n_classes)], dim=2)  # (R, V, K)
+    overall = (onehot.sum(0) + pseudo_count) / (ok.sum(0)[:, None] + n_classes * pseudo_count)
+    per = []
+    for j in range(n_labels):
+        m = labels == j
+        per.append((onehot[m].sum(0) + pseudo_count) / (ok[m].sum(0)[:, None] + n_classes * pseudo_count))
+    return overall, torch.stack(per)
+
+
+def group_frequencies(data: TrainingData, per_label: torch.Tensor, *, pseudo_count: float) -> torch.Tensor:
+    """Smoothed allele-class frequencies per (label, phenotype) group, group index ``2 * label + phenotype``.
+
+    Rows with a missing phenotype are left out; a group with nobody in it (e.g. no controls of
+    one ancestry) takes its label's frequencies.
+
+    per_label : float, shape (n_labels, V, K) -> float, shape (2 * n_labels, V, K)
+    """
+    n_labels = per_label.shape[0]
+    known = data.phenotypes < 2  # (R,)
+    groups = data.labels[known] * 2 + data.phenotypes[known]  # (R',)
+    _, per_group = class_frequencies(data.alleles[known], groups, 2 * n_labels, data.n_classes,
+                                     pseudo_count=pseudo_count)  # (2L, V, K)
+    empty = torch.bincount(groups, minlength=2 * n_labels) == 0  # (2L,)
+    per_group[empty] = per_label.repeat_interleave(2, dim=0)[empty]
+    return per_group
+
+
+def label_parents(cohort: Cohort, label_column: str, vocabulary: list[str]) -> dict[str, dict[str, str]]:
+    """Coarser label columns that the training label determines, e.g. ``{"super_pop": {"CEU": "EUR", ...}}``.
+
+    A model conditioned on ``pop`` then also writes each synthetic person's ``super_pop``. Only the
+    ``pop``/``super_pop`` columns are considered, and only when every training label maps to one
+    non-empty value (the panel's label hierarchy, not a per-person value).
+    """
+    out: dict[str, dict[str, str]] = {}
+    labels = cohort.labels(label_column)
+    for column in ("pop", "super_pop"):
+        if column == label_column or column not in cohort.samples:
+            continue
+        other = cohort.labels(column)
+        mapping = {}
+        for lab in vocabulary:
+            values = set(other[labels == lab]) - {""}
+            if len(values) != 1:
+                break
+            mapping[lab] = values.pop()
+        else:
+            out[column] = mapping
+    return out
+
+
+def person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarray:
+    """ALT dosages per person, float64 shape (N, V), from training rows (R, V) (no missing)."""
+    a = data_alleles.long()
+    if (a < 0).any():
+        raise InputError(
+            "training under --epsilon needs complete genotypes (missingness is itself private); impute "
+            "first (e.g. beagle) or remove the incomplete variants with a public list (--exclude)"
+        )
+    n = a.shape[0] // rows_per_person
+    return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
