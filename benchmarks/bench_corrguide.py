@@ -139,9 +139,9 @@ def main(argv=None) -> int:
             if m == "none":
                 from genosynth.models.vae import sample_alleles
 
-                rows = sample_alleles(probs.log(), generator=gen)
+                rows = sample_alleles(probs.log(), rng=gen)
             else:
-                rows = copula_sample(probs, prior, torch.from_numpy(lab_rows), generator=gen,
+                rows = copula_sample(probs, prior, torch.from_numpy(lab_rows), rng=gen,
                                      config=CorrGuideConfig(method=m, window=a.window), chrom=chrom, pos=pos)
             timings[f"decode_{m}"] = time.perf_counter() - t
             sets[m] = rows_to_cohort(rows.numpy(), lab_people, vocab, train.variants, f"{m}_")
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
             out = []
             for s in range(0, len(lab_rows), 2048):
                 sl = slice(s, s + 2048)
-                out.append(guided_decode(model.vae.decode, z[sl], y[sl], prior, generator=gen,
+                out.append(guided_decode(model.vae.decode, z[sl], y[sl], prior, rng=gen,
                                          config=CorrGuideConfig(method=m, window=a.window, latent_window=latent_window,
                                                                 **over), chrom=chrom,
                                          pos=pos))

@@ -125,7 +125,7 @@ def gaussian_prior_set(model, train, n: int, seed: int):
         draw = zk.mean(0) + torch.randn(2 * people, zk.shape[1], generator=gen, dtype=torch.float64) @ chol.T
         with torch.no_grad():
             logits = model._logits(draw.float().reshape(2 * people, *mu.shape[1:]), torch.full((2 * people,), k))
-        rows.append(sample_alleles(logits, generator=gen).numpy())
+        rows.append(sample_alleles(logits, rng=gen).numpy())
         labels += [v] * people
     samples = make_samples([f"g{k:07d}" for k in range(len(labels))], super_pop=np.array(labels, dtype=object))
     return Cohort(alleles=np.concatenate(rows), variants=train.variants, samples=samples, phased=True, ploidy=2)

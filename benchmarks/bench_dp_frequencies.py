@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                 reps = []
                 for r in range(args.reps):
                     rel = release_label_frequencies(g.astype(np.float64), y, n_labels, noise_multiplier=z,
-                                                    generator=np.random.default_rng([args.seed, 100 + r]),
+                                                    rng=np.random.default_rng([args.seed, 100 + r]),
                                                     parents=parents, denoiser=denoiser, clip_fraction=float(clip))
                     rng = np.random.default_rng([args.seed, 1000 + r])
                     draw = rng.choice(n_labels, size=n, p=rel["mix"])  # (N,)

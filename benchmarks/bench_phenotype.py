@@ -299,7 +299,7 @@ def calibration_variants(model, train, cfg, seed, rows=None):
     by_label = copy.copy(model)
     by_label.calibration = _calibrate(model.vae, model.dit, model.diffusion, per_label, model.latent_scale,
                                       rows=tc.calibration_rows, steps=tc.calibration_steps,
-                                      generator=torch.Generator().manual_seed(seed), dev=torch.device("cpu"))
+                                      rng=torch.Generator().manual_seed(seed), dev=torch.device("cpu"))
     by_label.calibration_by_phenotype = False
     none = copy.copy(model)
     none.calibration = None
@@ -312,7 +312,7 @@ def calibration_variants(model, train, cfg, seed, rows=None):
         more.calibration = _calibrate(model.vae, model.dit, model.diffusion,
                                       group_frequencies(data, per_label, pseudo_count=tc.pseudo_count),
                                       model.latent_scale, rows=rows, steps=tc.calibration_steps,
-                                      generator=torch.Generator().manual_seed(seed), dev=torch.device("cpu"),
+                                      rng=torch.Generator().manual_seed(seed), dev=torch.device("cpu"),
                                       by_phenotype=True)
         out[f"calibration per (label, phenotype) from {rows} rows per group"] = more
     for m in list(out.values())[1:]:

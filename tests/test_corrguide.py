@@ -42,7 +42,7 @@ def test_banded_factor_reproduces_a_valid_band_with_unit_variance():
     k = previous_counts(v, w)
     beta, s, real = banded_factor(resid, k)
     np.testing.assert_allclose(real[: v - w], resid[: v - w], atol=2e-3)  # feasible: reproduced (up to ridge)
-    u = sample_markov_gaussian(beta, s, k, 20_000, generator=torch.Generator().manual_seed(0)).numpy()
+    u = sample_markov_gaussian(beta, s, k, 20_000, rng=torch.Generator().manual_seed(0)).numpy()
     np.testing.assert_allclose(u.std(0), 1.0, atol=0.03)
     assert abs(lag_corr(u, 1).mean() - 0.8) < 0.02
     assert abs(lag_corr(u, 3).mean() - 0.512) < 0.02
@@ -56,7 +56,7 @@ def test_banded_factor_survives_an_infeasible_band():
     k = previous_counts(v, w)
     beta, s, real = banded_factor(resid, k, var_floor=1e-2)
     assert np.isfinite(beta).all() and (s >= 0.1 - 1e-9).all()
-    u = sample_markov_gaussian(beta, s, k, 20_000, generator=torch.Generator().manual_seed(1)).numpy()
+    u = sample_markov_gaussian(beta, s, k, 20_000, rng=torch.Generator().manual_seed(1)).numpy()
     np.testing.assert_allclose(u.std(0), 1.0, atol=0.03)  # marginals stay standard normal
     assert lag_corr(u, 1).mean() > 0.5  # the strongest constraint is kept
 
@@ -67,7 +67,7 @@ def test_copula_reproduces_a_known_band_from_constant_marginals():
     prior = CorrelationPrior(bands=ar_band(v, w, 0.6)[None], labels=["A"], window=w)
     probs = torch.full((n, v), 0.5, dtype=torch.float64)  # a "decoder" with constant marginals
     gen = torch.Generator().manual_seed(0)
-    x = copula_sample(probs, prior, None, generator=gen, config=CorrGuideConfig(window=w)).numpy()
+    x = copula_sample(probs, prior, None, rng=gen, config=CorrGuideConfig(window=w)).numpy()
     assert x.dtype == np.int8 and x.shape == (n, v)
     assert np.abs(x.mean(0) - 0.5).max() < 0.035
     assert abs(lag_corr(x, 1).mean() - 0.6) < 0.03
@@ -75,7 +75,7 @@ def test_copula_reproduces_a_known_band_from_constant_marginals():
     # independent draws from the same marginals carry no LD
     from genosynth.models.vae import sample_alleles
 
-    xi = sample_alleles(torch.stack([1 - probs, probs], 1).log(), generator=torch.Generator().manual_seed(0))
+    xi = sample_alleles(torch.stack([1 - probs, probs], 1).log(), rng=torch.Generator().manual_seed(0))
     assert abs(lag_corr(xi.numpy(), 1).mean()) < 0.03
 
 
@@ -84,7 +84,7 @@ def test_copula_genotype_classes_keep_marginals_and_match_dosage_correlation():
     prior = CorrelationPrior(bands=ar_band(v, w, 0.5)[None], labels=["A"], window=w)
     hwe = torch.tensor([(1 - p) ** 2, 2 * p * (1 - p), p * p], dtype=torch.float64)
     probs = hwe[None, :, None].expand(n, 3, v).clone()
-    x = copula_sample(probs, prior, generator=torch.Generator().manual_seed(2), config=CorrGuideConfig(window=w))
+    x = copula_sample(probs, prior, rng=torch.Generator().manual_seed(2), config=CorrGuideConfig(window=w))
     x = x.numpy()
     assert set(np.unique(x)) == {0, 1, 2}
     freq = np.stack([(x == c).mean(0) for c in range(3)], 1)  # (V, 3)
@@ -106,7 +106,7 @@ def test_copula_subtracts_the_ld_already_explained_by_the_marginals():
     calib = probs2[torch.linspace(0, n - 1, 64).round().long()]
     resid = solve_residual_band(calib, band, previous_counts(v, 2))
     assert np.abs(resid).max() < 0.05
-    x = copula_sample(p, prior, generator=torch.Generator().manual_seed(3), config=CorrGuideConfig(window=2))
+    x = copula_sample(p, prior, rng=torch.Generator().manual_seed(3), config=CorrGuideConfig(window=2))
     assert abs(lag_corr(x.numpy(), 1).mean() - target) < 0.03
 
 
@@ -117,8 +117,8 @@ def test_copula_uses_each_labels_band_and_is_deterministic():
     labels = torch.arange(n) % 2
     probs = torch.full((n, v), 0.5, dtype=torch.float64)
     cfg = CorrGuideConfig(window=w)
-    x1 = copula_sample(probs, prior, labels, generator=torch.Generator().manual_seed(5), config=cfg)
-    x2 = copula_sample(probs, prior, labels, generator=torch.Generator().manual_seed(5), config=cfg)
+    x1 = copula_sample(probs, prior, labels, rng=torch.Generator().manual_seed(5), config=cfg)
+    x2 = copula_sample(probs, prior, labels, rng=torch.Generator().manual_seed(5), config=cfg)
     assert torch.equal(x1, x2)
     xa, xb = x1[labels == 0].numpy(), x1[labels == 1].numpy()
     assert abs(lag_corr(xa, 1).mean() - 0.7) < 0.04
@@ -130,7 +130,7 @@ def test_copula_leaves_pairs_across_chromosomes_unconstrained():
     prior = CorrelationPrior(bands=ar_band(v, 1, 0.9)[None], labels=["A"], window=1)
     chrom = ["1"] * 5 + ["2"] * 5
     pos = list(range(1, 6)) * 2
-    x = copula_sample(torch.full((n, v), 0.5, dtype=torch.float64), prior, generator=torch.Generator().manual_seed(6),
+    x = copula_sample(torch.full((n, v), 0.5, dtype=torch.float64), prior, rng=torch.Generator().manual_seed(6),
                       config=CorrGuideConfig(window=1), chrom=chrom, pos=pos).numpy()
     r = lag_corr(x, 1)
     assert abs(r[4]) < 0.05  # SNPs 4 and 5 are on different chromosomes
@@ -167,7 +167,7 @@ def test_fit_prior_dp_needs_clip_and_center_and_records_one_event(sim_cohort):
     g = sim_cohort.genotypes().astype(float)
     plain = fit_prior(sim_cohort, window=4)
     dp = fit_prior(sim_cohort, window=4, noise_multiplier=0.5, clip=5.0, center=g.mean(0), accountant=acc,
-                   generator=np.random.default_rng(0))
+                   rng=np.random.default_rng(0))
     assert dp.private and dp.info["noise_multiplier"] == 0.5 and dp.info["n_per_label"] == {}  # no exact counts
     assert [e["name"] for e in acc.events] == ["correlation_prior"] and acc.events[0]["count"] == 1
     assert not np.allclose(dp.bands, plain.bands)  # noised
@@ -294,9 +294,9 @@ def test_guided_decode_none_is_plain_sampling_and_guided_needs_a_prior():
         return logits
 
     z = torch.zeros(16, 1, 1)
-    a = guided_decode(decode, z, None, None, generator=torch.Generator().manual_seed(3),
+    a = guided_decode(decode, z, None, None, rng=torch.Generator().manual_seed(3),
                       config=CorrGuideConfig(method="none"))
-    b = sample_alleles(logits, generator=torch.Generator().manual_seed(3))
+    b = sample_alleles(logits, rng=torch.Generator().manual_seed(3))
     assert torch.equal(a, b)
     with pytest.raises(InputError, match="corr-guidance"):
         guided_decode(decode, z, None, None, config=CorrGuideConfig(method="copula"))
@@ -327,13 +327,13 @@ def test_copula_cache_reuses_factors_across_batches():
     probs = torch.full((n, v), 0.4, dtype=torch.float64)
     cfg = CorrGuideConfig(window=w)
     cache: dict = {}
-    a = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0),
+    a = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(0),
                       config=cfg, cache=cache)
     assert list(cache) == [0]
     cache[0] = (np.zeros_like(cache[0][0]), np.ones_like(cache[0][1]))  # a cached factor is used as is
-    b = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0),
+    b = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(0),
                       config=cfg, cache=cache)
-    c = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), generator=torch.Generator().manual_seed(0),
+    c = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(0),
                       config=cfg)
     assert torch.equal(a, c) and not torch.equal(a, b)
 
@@ -369,7 +369,7 @@ def test_guided_decode_through_a_genotype_vae_is_deterministic(sim_cohort):
     labels = torch.arange(32) % len(prior.labels)
     cfg = CorrGuideConfig(method="latent+copula", window=8, latent_steps=3)
     chrom, pos = c.variants["chrom"].to_numpy(), c.variants["pos"].to_numpy()
-    runs = [guided_decode(vae.decode, z, labels, prior, generator=torch.Generator().manual_seed(2), config=cfg,
+    runs = [guided_decode(vae.decode, z, labels, prior, rng=torch.Generator().manual_seed(2), config=cfg,
                           chrom=chrom, pos=pos) for _ in range(2)]
     assert runs[0].dtype == torch.int8 and runs[0].shape == (32, 40)
     assert torch.equal(runs[0], runs[1])

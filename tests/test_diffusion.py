@@ -82,7 +82,7 @@ def oracle_samples(diff, sampler, n=4000, **kw):
     model = GaussianOracle(diff, MU, SD)
     y = torch.arange(n) % 2
     g = torch.Generator().manual_seed(0)
-    x = sampler(model, (n, 1, 4), cond={"y": y}, generator=g, **kw)
+    x = sampler(model, (n, 1, 4), cond={"y": y}, rng=g, **kw)
     return x, y
 
 
@@ -103,7 +103,7 @@ def test_schedules():
     assert make_betas("linear", 20).max() == pytest.approx(0.999)  # capped: abar_T stays > 0
     short = GaussianDiffusion(DiffusionConfig(timesteps=20))
     assert short.alphas_cumprod[-1] > 0
-    x = short.ddpm_sample(lambda x, t: 0.5 * x, (4, 1, 2), generator=torch.Generator().manual_seed(0))
+    x = short.ddpm_sample(lambda x, t: 0.5 * x, (4, 1, 2), rng=torch.Generator().manual_seed(0))
     assert torch.isfinite(x).all()
     cos = make_betas("cosine", 1000)
     assert cos.max() <= 0.999 and (cos > 0).all()
@@ -123,7 +123,7 @@ def test_q_sample_moments():
     d = GaussianDiffusion(DiffusionConfig(timesteps=1000))
     x0 = torch.full((20000, 1, 1), 2.0)
     t = torch.full((20000,), 300)
-    xt = d.q_sample(x0, t, generator=torch.Generator().manual_seed(0))
+    xt = d.q_sample(x0, t, rng=torch.Generator().manual_seed(0))
     ab = d.alphas_cumprod[300].item()
     assert abs(xt.mean().item() - 2.0 * math.sqrt(ab)) < 0.02
     assert abs(xt.var().item() - (1 - ab)) < 0.02
@@ -147,10 +147,10 @@ def test_per_sample_losses_match_mean_and_sum():
     d = GaussianDiffusion(DiffusionConfig(timesteps=100, prediction="eps"))
     net = Recorder()
     x0 = torch.randn(16, 3, 5)
-    kw = dict(cond={}, generator=None)
-    per = d.training_loss(net, x0, reduction="none", **{**kw, "generator": torch.Generator().manual_seed(1)})
-    mean = d.training_loss(net, x0, reduction="mean", **{**kw, "generator": torch.Generator().manual_seed(1)})
-    tot = d.training_loss(net, x0, reduction="sum", **{**kw, "generator": torch.Generator().manual_seed(1)})
+    kw = dict(cond={}, rng=None)
+    per = d.training_loss(net, x0, reduction="none", **{**kw, "rng": torch.Generator().manual_seed(1)})
+    mean = d.training_loss(net, x0, reduction="mean", **{**kw, "rng": torch.Generator().manual_seed(1)})
+    tot = d.training_loss(net, x0, reduction="sum", **{**kw, "rng": torch.Generator().manual_seed(1)})
     assert per.shape == (16,)
     torch.testing.assert_close(per.mean(), mean)
     torch.testing.assert_close(per.sum(), tot)
@@ -169,12 +169,12 @@ def test_t_range_restricts_timesteps():
     g = torch.Generator().manual_seed(0)
     seen = []
     for _ in range(20):
-        d.training_loss(net, torch.randn(64, 1, 2), t_range=(600, 1000), generator=g)
+        d.training_loss(net, torch.randn(64, 1, 2), t_range=(600, 1000), rng=g)
         seen.append(net.t)
     seen = torch.cat(seen)
     assert int(seen.min()) >= 600 and int(seen.max()) <= 999
     assert int(seen.min()) < 620 and int(seen.max()) > 980  # covers the range
-    low = d.sample_timesteps(5000, t_range=(0, 600), generator=g)
+    low = d.sample_timesteps(5000, t_range=(0, 600), rng=g)
     assert int(low.max()) < 600 and int(low.min()) == 0
     with pytest.raises(ValueError):
         d.training_loss(net, torch.randn(4, 1, 2), t_range=(10, 5))
@@ -186,9 +186,9 @@ def test_loss_is_reproducible_with_generator():
     d = GaussianDiffusion(DiffusionConfig(timesteps=50))
     net = Recorder()
     x0 = torch.randn(8, 2, 3)
-    a = d.training_loss(net, x0, generator=torch.Generator().manual_seed(5), reduction="none")
-    b = d.training_loss(net, x0, generator=torch.Generator().manual_seed(5), reduction="none")
-    c = d.training_loss(net, x0, generator=torch.Generator().manual_seed(6), reduction="none")
+    a = d.training_loss(net, x0, rng=torch.Generator().manual_seed(5), reduction="none")
+    b = d.training_loss(net, x0, rng=torch.Generator().manual_seed(5), reduction="none")
+    c = d.training_loss(net, x0, rng=torch.Generator().manual_seed(6), reduction="none")
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -228,9 +228,9 @@ def test_ddim_eta_one_equals_respaced_ddpm():
     model = GaussianOracle(d, MU, SD)
     y = torch.arange(64) % 2
     a = d.ddim_sample(model, (64, 1, 3), cond={"y": y}, steps=40, eta=1.0,
-                      generator=torch.Generator().manual_seed(2))
+                      rng=torch.Generator().manual_seed(2))
     b = d.ddpm_sample(model, (64, 1, 3), cond={"y": y}, steps=40,
-                      generator=torch.Generator().manual_seed(2))
+                      rng=torch.Generator().manual_seed(2))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert d.timestep_sequence(40)[0] == 999 and d.timestep_sequence(40)[-1] == 0
     assert len(d.timestep_sequence(40)) == 40
@@ -263,11 +263,11 @@ def test_guidance_calls_forward_with_cfg():
     model = GaussianOracle(d, [0.0, 1.0], [0.3, 0.3])
     y = torch.ones(2000, dtype=torch.long)
     plain = d.ddim_sample(model, (2000, 1, 1), cond={"y": y}, steps=50,
-                          generator=torch.Generator().manual_seed(0))
+                          rng=torch.Generator().manual_seed(0))
     w1 = d.ddim_sample(model, (2000, 1, 1), cond={"y": y}, steps=50, guidance=1.0,
-                       generator=torch.Generator().manual_seed(0))
+                       rng=torch.Generator().manual_seed(0))
     w3 = d.ddim_sample(model, (2000, 1, 1), cond={"y": y}, steps=50, guidance=3.0,
-                       generator=torch.Generator().manual_seed(0))
+                       rng=torch.Generator().manual_seed(0))
     assert torch.equal(plain, w1)
     assert abs(plain.mean().item() - 1.0) < 0.03
     assert w3.mean().item() > 1.5  # pushed further from the unconditional mode
@@ -281,9 +281,9 @@ def test_sampling_is_deterministic_given_seed_and_restores_train_mode():
     y = torch.arange(8) % 2
     for method, kw in (("ddpm", {}), ("ddim", {"eta": 0.5})):
         fn = d.ddpm_sample if method == "ddpm" else d.ddim_sample
-        a = fn(model, (8, 2, 3), cond={"y": y}, generator=torch.Generator().manual_seed(7), **kw)
-        b = fn(model, (8, 2, 3), cond={"y": y}, generator=torch.Generator().manual_seed(7), **kw)
-        c = fn(model, (8, 2, 3), cond={"y": y}, generator=torch.Generator().manual_seed(8), **kw)
+        a = fn(model, (8, 2, 3), cond={"y": y}, rng=torch.Generator().manual_seed(7), **kw)
+        b = fn(model, (8, 2, 3), cond={"y": y}, rng=torch.Generator().manual_seed(7), **kw)
+        c = fn(model, (8, 2, 3), cond={"y": y}, rng=torch.Generator().manual_seed(8), **kw)
         assert torch.equal(a, b) and not torch.equal(a, c)
     assert model.training
     with pytest.raises(ValueError, match="one label per sample"):
@@ -294,7 +294,7 @@ def test_clip_x0_bounds_final_samples():
     d = GaussianDiffusion(DiffusionConfig(timesteps=100))
     model = GaussianOracle(d, [3.0, 3.0], [1.0, 1.0])
     x = d.ddim_sample(model, (500, 1, 2), cond={"y": torch.zeros(500, dtype=torch.long)},
-                      steps=20, clip_x0=1.0, generator=torch.Generator().manual_seed(0))
+                      steps=20, clip_x0=1.0, rng=torch.Generator().manual_seed(0))
     assert x.abs().max().item() <= 1.0 + 1e-5
     assert x.mean().item() > 0.9  # mass piles up at the clip bound
 
@@ -315,7 +315,7 @@ def test_trained_toy_model_samples_per_label():
     for _ in range(600):
         y = torch.randint(0, 2, (256,), generator=g)
         x0 = (mus[y] + sds[y] * torch.randn(256, 2, generator=g)).reshape(256, 1, 2)
-        loss = d.training_loss(net, x0, cond={"y": y}, generator=g)
+        loss = d.training_loss(net, x0, cond={"y": y}, rng=g)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -324,8 +324,8 @@ def test_trained_toy_model_samples_per_label():
     ema.copy_to(net)
     n = 2000
     y = torch.arange(n) % 2
-    for x in (d.ddpm_sample(net, (n, 1, 2), cond={"y": y}, generator=g),
-              d.ddim_sample(net, (n, 1, 2), cond={"y": y}, steps=50, generator=g)):
+    for x in (d.ddpm_sample(net, (n, 1, 2), cond={"y": y}, rng=g),
+              d.ddim_sample(net, (n, 1, 2), cond={"y": y}, steps=50, rng=g)):
         x = x.reshape(n, 2)
         for k in (0, 1):
             m, s = x[y == k].mean(0), x[y == k].std(0)
@@ -381,12 +381,12 @@ def test_sample_dispatch_and_fixed_large_variance():
     y = torch.arange(16) % 2
     g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     torch.testing.assert_close(d.sample(model, (16, 1, 2), cond={"y": y}, method="ddim", steps=10,
-                                        eta=0.5, generator=g()),
+                                        eta=0.5, rng=g()),
                                d.ddim_sample(model, (16, 1, 2), cond={"y": y}, steps=10, eta=0.5,
-                                             generator=g()))
+                                             rng=g()))
     torch.testing.assert_close(d.sample(model, (16, 1, 2), cond={"y": y}, method="ddpm",
-                                        steps=None, generator=g()),
-                               d.ddpm_sample(model, (16, 1, 2), cond={"y": y}, generator=g()))
+                                        steps=None, rng=g()),
+                               d.ddpm_sample(model, (16, 1, 2), cond={"y": y}, rng=g()))
     with pytest.raises(ValueError, match="ddim"):
         d.sample(model, (16, 1, 2), cond={"y": y}, method="euler")
     # beta (upper bound) reverse variance spreads samples more than the posterior variance

@@ -132,17 +132,17 @@ def test_label_dropout_fraction_and_null_index():
     emb = LabelEmbedder(n_classes=5, hidden=8, dropout=0.25).train()
     labels = torch.arange(40000) % 5
     g = torch.Generator().manual_seed(3)
-    out = emb.token_drop(labels, generator=g)
+    out = emb.token_drop(labels, rng=g)
     dropped = out == 5
     assert abs(dropped.float().mean().item() - 0.25) < 0.015
     assert torch.equal(out[~dropped], labels[~dropped])  # kept labels untouched
     # reproducible with the same generator seed, different with another
-    again = emb.token_drop(labels, generator=torch.Generator().manual_seed(3))
-    other = emb.token_drop(labels, generator=torch.Generator().manual_seed(4))
+    again = emb.token_drop(labels, rng=torch.Generator().manual_seed(3))
+    other = emb.token_drop(labels, rng=torch.Generator().manual_seed(4))
     assert torch.equal(out, again) and not torch.equal(out, other)
     # no dropout in eval mode, exact forced drops
     emb.eval()
-    assert torch.equal(emb.token_drop(labels, generator=g), labels)
+    assert torch.equal(emb.token_drop(labels, rng=g), labels)
     force = labels < 2
     forced = emb.token_drop(labels, force_drop_ids=force)
     assert torch.equal(forced == 5, force)
@@ -151,8 +151,8 @@ def test_label_dropout_fraction_and_null_index():
 def test_model_dropout_uses_generator_and_null_embedding():
     model = randomize(tiny(class_dropout=0.5)).train()
     x, t, y, pheno = inputs(B=32)
-    a = model(x, t, y, pheno, generator=torch.Generator().manual_seed(0))
-    b = model(x, t, y, pheno, generator=torch.Generator().manual_seed(0))
+    a = model(x, t, y, pheno, rng=torch.Generator().manual_seed(0))
+    b = model(x, t, y, pheno, rng=torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
     # every sample equals either its conditional or its null-label output
     model.eval()
@@ -239,7 +239,7 @@ def test_opacus_grad_sample_module_matches_batch_grad():
     diff = GaussianDiffusion(DiffusionConfig(timesteps=20))
     gsm.train()
     z = diff.ddim_sample(gsm, (6, 3, 13), cond={"y": y, "pheno": pheno}, steps=3, guidance=2.0,
-                         generator=torch.Generator().manual_seed(0))
+                         rng=torch.Generator().manual_seed(0))
     assert z.shape == (6, 3, 13) and torch.isfinite(z).all() and gsm.training
     gsm._close()
 
@@ -277,7 +277,7 @@ def test_diffusion_loss_trains_dit_one_step():
     x0 = torch.randn(8, 3, 13)
     cond = {"y": torch.randint(0, 5, (8,)), "pheno": torch.randint(0, 2, (8,))}
     g = torch.Generator().manual_seed(0)
-    loss = diff.training_loss(model, x0, cond=cond, generator=g)
+    loss = diff.training_loss(model, x0, cond=cond, rng=g)
     loss.backward()
     # at init only the final layer receives gradient (adaLN-Zero); it must be non-zero
     assert model.final_layer.linear.weight.grad.abs().sum() > 0
@@ -314,13 +314,13 @@ def test_trained_tiny_dit_samples_its_label_prototype():
     for _ in range(200):
         y = torch.randint(0, 3, (64,), generator=g)
         x0 = proto[y] + 0.1 * torch.randn(64, 2, 9, generator=g)  # (B, C, L)
-        loss = diff.training_loss(model, x0, cond={"y": y}, generator=g,
-                                  model_kwargs={"generator": g})
+        loss = diff.training_loss(model, x0, cond={"y": y}, rng=g,
+                                  model_kwargs={"rng": g})
         opt.zero_grad()
         loss.backward()
         opt.step()
     ys = torch.arange(60) % 3
-    z = diff.ddim_sample(model, (60, 2, 9), cond={"y": ys}, steps=20, generator=g)
+    z = diff.ddim_sample(model, (60, 2, 9), cond={"y": ys}, steps=20, rng=g)
     dist = (z[:, None] - proto[None]).pow(2).mean(dim=(2, 3))  # (60, K)
     assert torch.equal(dist.argmin(1), ys)
     assert dist[torch.arange(60), ys].max() < 0.25

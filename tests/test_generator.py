@@ -57,13 +57,13 @@ def test_config_round_trip_and_replace():
 
 def test_cfg_label_dropout_rate_and_reproducibility():
     labels = torch.randint(0, 4, (20000,), generator=torch.Generator().manual_seed(0))
-    out = drop_labels(labels, p=0.25, null_index=4, generator=torch.Generator().manual_seed(1))
+    out = drop_labels(labels, p=0.25, null_index=4, rng=torch.Generator().manual_seed(1))
     dropped = out == 4
     assert abs(dropped.float().mean().item() - 0.25) < 0.015
     assert torch.equal(out[~dropped], labels[~dropped])  # the others are untouched
-    again = drop_labels(labels, p=0.25, null_index=4, generator=torch.Generator().manual_seed(1))
+    again = drop_labels(labels, p=0.25, null_index=4, rng=torch.Generator().manual_seed(1))
     assert torch.equal(out, again)
-    assert torch.equal(drop_labels(labels, p=0.0, null_index=4, generator=torch.Generator()), labels)
+    assert torch.equal(drop_labels(labels, p=0.0, null_index=4, rng=torch.Generator()), labels)
 
 
 def test_parse_label_counts():

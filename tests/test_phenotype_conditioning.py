@@ -154,7 +154,7 @@ def test_model_without_phenotype_is_unchanged_and_refuses_cases(marker_cohort):
     with pytest.raises(InputError, match="--phenotype-column"):
         m.sample(cases=3, controls=3)
     with pytest.raises(InputError, match="--phenotype-column"):
-        m.sample_rows(torch.zeros(2, dtype=torch.long), generator=torch.Generator(), pheno=torch.ones(2, dtype=torch.long))
+        m.sample_rows(torch.zeros(2, dtype=torch.long), rng=torch.Generator(), pheno=torch.ones(2, dtype=torch.long))
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -240,7 +240,7 @@ def test_training_drops_the_phenotype_alone_too():
     g = torch.Generator().manual_seed(1)
     n = 20000
     dit(torch.randn(n, 2, 4), torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long),
-        torch.ones(n, dtype=torch.long), generator=g)
+        torch.ones(n, dtype=torch.long), rng=g)
     y_drop, p_drop = seen["y"], seen["p"]
     assert not (y_drop & ~p_drop).any()  # ancestry is never dropped without the phenotype
     assert y_drop.float().mean().item() == pytest.approx(0.2, abs=0.015)

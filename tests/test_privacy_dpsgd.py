@@ -41,7 +41,7 @@ def test_no_noise_no_clipping_equals_ordinary_training(make_opt):
     ref, dp_model = mlp(), mlp()
     opt_ref, opt_dp = make_opt(ref.parameters()), make_opt(dp_model.parameters())
     gen = torch.Generator().manual_seed(5)
-    for idx in poisson_batches(40, 0.3, 6, generator=gen):
+    for idx in poisson_batches(40, 0.3, 6, rng=gen):
         if idx.numel() == 0:
             continue
         batch = (x[idx], y[idx])
@@ -119,18 +119,18 @@ def test_clipped_per_sample_norms_are_at_most_c():
 def test_poisson_batch_sizes_have_the_right_mean_and_empty_batches_work():
     gen = torch.Generator().manual_seed(0)
     n, q, steps = 500, 0.04, 2000
-    sizes = torch.tensor([len(b) for b in poisson_batches(n, q, steps, generator=gen)], dtype=torch.float64)
+    sizes = torch.tensor([len(b) for b in poisson_batches(n, q, steps, rng=gen)], dtype=torch.float64)
     sd = math.sqrt(n * q * (1 - q))
     assert abs(float(sizes.mean()) - n * q) < 4 * sd / math.sqrt(steps)
     assert float(sizes.std()) == pytest.approx(sd, rel=0.1)
     # tiny rate: many empty batches; a DP step on one adds noise only
-    empty = [b for b in poisson_batches(20, 0.01, 50, generator=gen) if b.numel() == 0]
+    empty = [b for b in poisson_batches(20, 0.01, 50, rng=gen) if b.numel() == 0]
     assert empty
     model = mlp()
     before = [p.detach().clone() for p in model.parameters()]
     x, y = data(20)
     dp = DPSGD(model, torch.optim.SGD(model.parameters(), lr=0.1), noise_multiplier=1.0, max_grad_norm=1.0,
-               expected_batch_size=0.2, generator=torch.Generator().manual_seed(1))  # fmt: skip
+               expected_batch_size=0.2, rng=torch.Generator().manual_seed(1))  # fmt: skip
     dp.step(mse, (x[empty[0]], y[empty[0]]))
     assert all(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
 
@@ -143,7 +143,7 @@ def test_added_noise_has_std_zc_over_b():
 
     z, c, b = 1.3, 0.7, 8.0
     dp = DPSGD(model, torch.optim.SGD(model.parameters(), lr=0.1), noise_multiplier=z, max_grad_norm=c,
-               expected_batch_size=b, generator=torch.Generator().manual_seed(0))  # fmt: skip
+               expected_batch_size=b, rng=torch.Generator().manual_seed(0))  # fmt: skip
     grads = dp.private_grads(zero_grad_loss, (torch.randn(8, 100),))
     flat = torch.cat([g.flatten() for g in grads.values()])
     assert float(flat.std()) == pytest.approx(z * c / b, rel=0.03)
@@ -157,9 +157,9 @@ def test_steps_are_recorded_in_the_accountant_and_state_round_trips():
     q = 0.25
     gen = torch.Generator().manual_seed(0)
     dp = DPSGD(model, torch.optim.SGD(model.parameters(), lr=0.05), noise_multiplier=1.1, max_grad_norm=1.0,
-               expected_batch_size=q * 40, generator=torch.Generator().manual_seed(3), accountant=acc,
+               expected_batch_size=q * 40, rng=torch.Generator().manual_seed(3), accountant=acc,
                sample_rate=q, n_samples=40, name="diffusion/stage2", max_physical_batch_size=4)  # fmt: skip
-    for idx in dp.batches(7, generator=gen):
+    for idx in dp.batches(7, rng=gen):
         dp.step(mse, (x[idx], y[idx]))
     with pytest.raises(PrivacyError, match="Poisson"):  # a batch not drawn by dp.batches
         dp.step(mse, (x[:10], y[:10]))
@@ -172,7 +172,7 @@ def test_steps_are_recorded_in_the_accountant_and_state_round_trips():
     state = dp.state_dict()
     noise_next = dp.private_grads(mse, (x[:0], y[:0]))
     dp2 = DPSGD(mlp(), torch.optim.SGD(model.parameters(), lr=0.05), noise_multiplier=1.1, max_grad_norm=1.0,
-                expected_batch_size=q * 40, generator=torch.Generator().manual_seed(99), sample_rate=q,
+                expected_batch_size=q * 40, rng=torch.Generator().manual_seed(99), sample_rate=q,
                 n_samples=40, name="diffusion/stage2")  # fmt: skip
     dp2.load_state_dict(state)
     assert dp2.steps == 7
@@ -189,15 +189,15 @@ def test_unsafe_settings_are_refused():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(PrivacyError, match="max-grad-norm"):
         DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=math.inf, expected_batch_size=4,
-              generator=torch.Generator())  # fmt: skip
+              rng=torch.Generator())  # fmt: skip
     with pytest.raises(PrivacyError, match="Generator"):
         DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4)
     with pytest.raises(PrivacyError, match="sample_rate"):
         DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4,
-              generator=torch.Generator(), accountant=PrivacyAccountant())  # fmt: skip
+              rng=torch.Generator(), accountant=PrivacyAccountant())  # fmt: skip
     with pytest.raises(PrivacyError, match="n_samples"):
         DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4,
-              generator=torch.Generator(), accountant=PrivacyAccountant(), sample_rate=0.1)  # fmt: skip
+              rng=torch.Generator(), accountant=PrivacyAccountant(), sample_rate=0.1)  # fmt: skip
     with pytest.raises(PrivacyError, match="cannot be accounted"):
         DPSGD(model, opt, noise_multiplier=0.0, max_grad_norm=1.0, expected_batch_size=4,
               accountant=PrivacyAccountant(), sample_rate=0.1, n_samples=40)  # fmt: skip

@@ -73,18 +73,18 @@ def test_clip_rows_bounds_norms_and_keeps_small_rows():
 def test_gaussian_mechanism_noise_scale_and_accounting():
     acc = PrivacyAccountant()
     value = np.zeros(40_000)
-    out = gaussian_mechanism(value, sensitivity=2.0, noise_multiplier=3.0, generator=np.random.default_rng(1),
+    out = gaussian_mechanism(value, sensitivity=2.0, noise_multiplier=3.0, rng=np.random.default_rng(1),
                              accountant=acc, name="stat")  # fmt: skip
     assert out.std() == pytest.approx(6.0, rel=0.02)
     assert abs(out.mean()) < 4 * 6.0 / math.sqrt(out.size)
     assert acc.events == [{"name": "stat", "kind": "gaussian", "noise_multiplier": 3.0, "count": 1}]
     t = gaussian_mechanism(torch.zeros(40_000), sensitivity=1.0, noise_multiplier=0.5,
-                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+                           rng=torch.Generator().manual_seed(0))  # fmt: skip
     assert float(t.std()) == pytest.approx(0.5, rel=0.02)
     with pytest.raises(PrivacyError, match="generator"):
-        gaussian_mechanism(value, sensitivity=1.0, noise_multiplier=1.0, generator=None)
+        gaussian_mechanism(value, sensitivity=1.0, noise_multiplier=1.0, rng=None)
     with pytest.raises(PrivacyError, match="calibrate"):
-        gaussian_mechanism(value, sensitivity=1.0, noise_multiplier=0.0, generator=np.random.default_rng(0))
+        gaussian_mechanism(value, sensitivity=1.0, noise_multiplier=0.0, rng=np.random.default_rng(0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_gaussian_mechanism_noise_scale_and_accounting():
 def test_release_stage1_latents_clips_before_noising_and_accounts():
     latents = torch.randn(64, 4, 8) * 10  # norms far above the clip
     acc = PrivacyAccountant()
-    y = release_stage1_latents(latents, latent_clip=1.5, alpha_bar=0.05, generator=torch.Generator().manual_seed(3),
+    y = release_stage1_latents(latents, latent_clip=1.5, alpha_bar=0.05, rng=torch.Generator().manual_seed(3),
                                accountant=acc)  # fmt: skip
     noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(3))
     signal = (y - math.sqrt(0.95) * noise) / math.sqrt(0.05)  # recover the clipped latents
@@ -112,7 +112,7 @@ def test_stage1_training_pair_has_forward_marginal_and_refuses_stage2_timesteps(
     s = 40
     y = torch.full((20_000, 1, 1), 0.8, dtype=torch.float64)  # released latents (one value)
     t = torch.full((20_000,), 70)
-    x_t, eps = stage1_training_pair(y, t, alphas_cumprod=ab, release_step=s, generator=torch.Generator().manual_seed(0))
+    x_t, eps = stage1_training_pair(y, t, alphas_cumprod=ab, release_step=s, rng=torch.Generator().manual_seed(0))
     r = float(ab[70] / ab[s])
     assert float(x_t.mean()) == pytest.approx(math.sqrt(r) * 0.8, abs=0.02)
     assert float(x_t.var()) == pytest.approx(1 - r, rel=0.03)
@@ -175,26 +175,26 @@ def test_dp_correlation_prior_approaches_truth_with_little_noise(genotypes):
     acc = PrivacyAccountant()
     center = 2 * allele_frequencies(genotypes)
     priv = dp_correlation_prior(genotypes, window=5, clip=1e3, noise_multiplier=1e-9, center=center,
-                                generator=np.random.default_rng(0), accountant=acc)  # fmt: skip
+                                rng=np.random.default_rng(0), accountant=acc)  # fmt: skip
     np.testing.assert_allclose(priv, correlation_band(genotypes, window=5), atol=1e-6)
     assert acc.events[0]["name"] == "correlation_prior" and acc.events[0]["kind"] == "gaussian"
     # with real noise the error grows and stays bounded in [-1, 1]
     noisy = dp_correlation_prior(genotypes, window=5, clip=20.0, noise_multiplier=0.5, center=center,
-                                 generator=np.random.default_rng(1))  # fmt: skip
+                                 rng=np.random.default_rng(1))  # fmt: skip
     assert noisy.shape == (40, 5) and np.abs(noisy).max() <= 1.0
     assert (noisy[-1] == 0).all()
     err = np.abs(noisy - correlation_band(genotypes, window=5))[:-5].mean()
     assert 0.005 < err < 0.3
     with pytest.raises(PrivacyError, match="dp_allele_frequencies"):
         dp_correlation_prior(genotypes, window=5, clip=1.0, noise_multiplier=1.0, center=None,
-                             generator=np.random.default_rng(0))  # fmt: skip
+                             rng=np.random.default_rng(0))  # fmt: skip
 
 
 def test_missing_genotypes_are_refused(genotypes):
     g = genotypes.copy()
     g[0, 0] = -1
     with pytest.raises(InputError, match="impute"):
-        dp_allele_frequencies(g, noise_multiplier=1.0, generator=np.random.default_rng(0))
+        dp_allele_frequencies(g, noise_multiplier=1.0, rng=np.random.default_rng(0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,12 +205,12 @@ def test_missing_genotypes_are_refused(genotypes):
 def test_dp_allele_frequencies(genotypes):
     truth = allele_frequencies(genotypes)
     acc = PrivacyAccountant()
-    close = dp_allele_frequencies(genotypes, noise_multiplier=1e-9, generator=np.random.default_rng(0),
+    close = dp_allele_frequencies(genotypes, noise_multiplier=1e-9, rng=np.random.default_rng(0),
                                   accountant=acc)  # fmt: skip
     np.testing.assert_allclose(close, truth, atol=1e-8)
     assert acc.events[0]["name"] == "allele_frequencies"
     z, n, v = 2.0, *genotypes.shape
-    draws = np.array([dp_allele_frequencies(genotypes, noise_multiplier=z, generator=np.random.default_rng(s))
+    draws = np.array([dp_allele_frequencies(genotypes, noise_multiplier=z, rng=np.random.default_rng(s))
                       for s in range(300)])  # fmt: skip
     expected_sd = z * 2 * math.sqrt(v) / (2 * n)  # sensitivity ploidy*sqrt(V), divided by ploidy*n
     inner = (truth > 0.2) & (truth < 0.8)  # away from the [0, 1] clamp
@@ -240,19 +240,19 @@ def test_association_scores_have_bounded_sensitivity(genotypes):
 def test_noisy_top_k_follows_the_exponential_mechanism():
     scores = np.array([0.0, 1.0, 2.0, -50.0])
     rng = np.random.default_rng(0)
-    picks = np.array([noisy_top_k(scores, 1, sensitivity=1.0, noise_multiplier=2.0, generator=rng)[0]
+    picks = np.array([noisy_top_k(scores, 1, sensitivity=1.0, noise_multiplier=2.0, rng=rng)[0]
                       for _ in range(20_000)])  # fmt: skip
     freq = np.bincount(picks, minlength=4) / picks.size
     expected = np.exp(scores / 2.0) / np.exp(scores / 2.0).sum()  # exp(eps0 u / (2 sens)), eps0 = 2/z
     np.testing.assert_allclose(freq, expected, atol=0.012)
     acc = PrivacyAccountant()
     sel = noisy_top_k(np.arange(100.0) * 100, 10, sensitivity=1.0, noise_multiplier=1.0,
-                      generator=np.random.default_rng(1), accountant=acc)  # fmt: skip
+                      rng=np.random.default_rng(1), accountant=acc)  # fmt: skip
     np.testing.assert_array_equal(sel, np.arange(99, 89, -1))  # clear winners, in order
     assert len(set(sel.tolist())) == 10
     assert acc.events == [{"name": "snp_selection", "kind": "top_k", "noise_multiplier": 1.0, "k": 10, "count": 1}]
     with pytest.raises(InputError):
-        noisy_top_k(scores, 5, sensitivity=1.0, noise_multiplier=1.0, generator=rng)
+        noisy_top_k(scores, 5, sensitivity=1.0, noise_multiplier=1.0, rng=rng)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,19 +268,19 @@ def _run_all_mechanisms(g, seed):
 
     acc = PrivacyAccountant()
     rng = np.random.default_rng(seed)
-    p = dp_allele_frequencies(g, noise_multiplier=20.0, generator=rng, accountant=acc)
-    dp_correlation_prior(g, window=3, clip=10.0, noise_multiplier=5.0, center=2 * p, generator=rng, accountant=acc)
+    p = dp_allele_frequencies(g, noise_multiplier=20.0, rng=rng, accountant=acc)
+    dp_correlation_prior(g, window=3, clip=10.0, noise_multiplier=5.0, center=2 * p, rng=rng, accountant=acc)
     y = (g[:, 0] > 0).astype(float)
     scores, sens = clipped_association_scores(g, y, genotype_center=2 * p, phenotype_center=0.5, clip=1.0)
-    noisy_top_k(scores, 5, sensitivity=sens, noise_multiplier=30.0, generator=rng, accountant=acc)
+    noisy_top_k(scores, 5, sensitivity=sens, noise_multiplier=30.0, rng=rng, accountant=acc)
     lat = torch.as_tensor(g[:, :8], dtype=torch.float32).reshape(-1, 2, 4)
-    release_stage1_latents(lat, latent_clip=2.0, alpha_bar=0.01, generator=torch.Generator().manual_seed(seed),
+    release_stage1_latents(lat, latent_clip=2.0, alpha_bar=0.01, rng=torch.Generator().manual_seed(seed),
                            accountant=acc)  # fmt: skip
     model = torch.nn.Linear(8, 1)
     n = g.shape[0]
     dp = DPSGD(model, torch.optim.SGD(model.parameters(), lr=0.1), noise_multiplier=1.0, max_grad_norm=1.0,
                expected_batch_size=0.1 * n, sample_rate=0.1, n_samples=n, accountant=acc,
-               generator=torch.Generator().manual_seed(seed), name="diffusion/stage2")  # fmt: skip
+               rng=torch.Generator().manual_seed(seed), name="diffusion/stage2")  # fmt: skip
     x = torch.as_tensor(g[:, :8], dtype=torch.float32)
     for idx in dp.batches(3):
         dp.step(lambda fwd, a: fwd(a).pow(2).mean(), (x[idx],))

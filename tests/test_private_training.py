@@ -142,12 +142,12 @@ def test_label_frequency_release_is_exact_without_noise_and_accounted():
     g = rng.integers(0, 3, size=(50, 30)).astype(float)  # (N, V)
     y = np.repeat([0, 1], 25)
     acc = PrivacyAccountant()
-    out = release_label_frequencies(g, y, 2, noise_multiplier=1e-9, generator=rng, accountant=acc)
+    out = release_label_frequencies(g, y, 2, noise_multiplier=1e-9, rng=rng, accountant=acc)
     assert np.allclose(out["counts"], [25, 25])
     truth = np.stack([g[y == j].mean(0) / 2 for j in range(2)])
     assert np.allclose(out["freq"], np.clip(truth, 1e-3, 1 - 1e-3), atol=1e-6)
     assert acc.events == [{"name": "allele_frequencies", "kind": "gaussian", "noise_multiplier": 1e-9, "count": 1}]
-    noisy = release_label_frequencies(g, y, 2, noise_multiplier=2.0, generator=np.random.default_rng(1),
+    noisy = release_label_frequencies(g, y, 2, noise_multiplier=2.0, rng=np.random.default_rng(1),
                                       denoiser="shrink")
     # noise std of the raw per-label frequency = z sqrt(V+1) / (2 n_l); shrinkage only reduces it
     err = np.abs(noisy["freq"] - truth).mean()
@@ -325,8 +325,8 @@ def test_label_hierarchy_shrinks_towards_the_parent_and_cuts_the_error():
     g = rng.binomial(2, np.clip(truth[labels], 0, 1)).astype(float)  # (320, V)
     exact = np.stack([g[labels == k].mean(0) / 2 for k in range(8)])
     kw = dict(noise_multiplier=1.0, accountant=None, denoiser="shrink")
-    flat = release_label_frequencies(g, labels, 8, generator=np.random.default_rng(5), **kw)
-    tree = release_label_frequencies(g, labels, 8, generator=np.random.default_rng(5), parents=parents, **kw)
+    flat = release_label_frequencies(g, labels, 8, rng=np.random.default_rng(5), **kw)
+    tree = release_label_frequencies(g, labels, 8, rng=np.random.default_rng(5), parents=parents, **kw)
     err_flat, err_tree = np.abs(flat["freq"] - exact).mean(), np.abs(tree["freq"] - exact).mean()
     assert err_tree < 0.8 * err_flat  # (0.080 vs 0.118 here) the same release, post-processed with the public hierarchy
     assert np.allclose(flat["counts"], tree["counts"])  # only the shrinkage target changed
@@ -349,7 +349,7 @@ def test_low_rank_frequency_denoiser_is_post_processing_of_the_same_release_and_
     for how in ("shrink", "low_rank"):
         accs[how] = PrivacyAccountant()
         outs[how] = release_label_frequencies(g, labels, n_labels, noise_multiplier=z, accountant=accs[how],
-                                              generator=np.random.default_rng(9), denoiser=how)
+                                              rng=np.random.default_rng(9), denoiser=how)
     # the same one Gaussian event, so the same epsilon: denoising costs nothing
     assert accs["low_rank"].events == accs["shrink"].events
     assert accs["low_rank"].get_epsilon(1e-5) == accs["shrink"].get_epsilon(1e-5)
@@ -367,7 +367,7 @@ def test_low_rank_frequency_denoiser_is_post_processing_of_the_same_release_and_
     assert np.allclose(outs["low_rank"]["counts"], counts)
     assert np.allclose(outs["low_rank"]["freq"], np.clip((est[:, :v] / counts[:, None] + 1) / 2, 1e-3, 1 - 1e-3))
     with pytest.raises(InputError, match="denoiser"):
-        release_label_frequencies(g, labels, n_labels, noise_multiplier=z, generator=rng, denoiser="svd")
+        release_label_frequencies(g, labels, n_labels, noise_multiplier=z, rng=rng, denoiser="svd")
 
 
 def test_clipped_frequency_release_scales_the_noise_to_the_bound():
@@ -377,7 +377,7 @@ def test_clipped_frequency_release_scales_the_noise_to_the_bound():
     g = rng.integers(0, 3, size=(60, 30)).astype(float)  # (N, V); ~2/3 of the sites homozygous
     y = np.repeat([0, 1, 2], 20)
     c, z = 0.5, 2.0
-    out = release_label_frequencies(g, y, 3, noise_multiplier=z, generator=np.random.default_rng(8),
+    out = release_label_frequencies(g, y, 3, noise_multiplier=z, rng=np.random.default_rng(8),
                                     clip_fraction=c, denoiser="low_rank")
     bound = c * math.sqrt(30)  # every person here has more than c^2 V = 7.5 homozygous sites: all are clipped
     centred = clip_rows(g - 1.0, bound)
@@ -388,7 +388,7 @@ def test_clipped_frequency_release_scales_the_noise_to_the_bound():
     est, _ = denoise_low_rank(noisy, noise_sd=sd)
     assert np.allclose(out["counts"], np.maximum(est[:, 30], 1.0))
     with pytest.raises(PrivacyError, match="clip_fraction"):
-        release_label_frequencies(g, y, 3, noise_multiplier=z, generator=rng, clip_fraction=1.5)
+        release_label_frequencies(g, y, 3, noise_multiplier=z, rng=rng, clip_fraction=1.5)
 
 
 def test_ancestry_spread_is_released_planned_and_used_by_sampling(private_run, small):

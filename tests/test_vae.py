@@ -21,7 +21,7 @@ def test_shapes_for_any_snp_count(n_variants, n_classes):
     assert mu.shape == logvar.shape == (5, 3, n_tokens(n_variants, 8))
     logits = vae.decode(mu, y)
     assert logits.shape == (5, n_classes, n_variants)
-    out = vae(x, y, generator=torch.Generator().manual_seed(0))
+    out = vae(x, y, rng=torch.Generator().manual_seed(0))
     for key in ("loss", "nll", "kl", "observed"):
         assert out[key].shape == (5,)
     assert torch.all(out["kl"] >= 0)
@@ -44,8 +44,8 @@ def test_missing_alleles_do_not_enter_the_loss():
     x_missing = x.clone()
     x_missing[:, 3] = -1
     g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
-    full = vae(x, None, generator=g())
-    part = vae(x_missing, None, generator=g())
+    full = vae(x, None, rng=g())
+    part = vae(x_missing, None, rng=g())
     assert torch.equal(part["observed"], torch.full((4,), 9))
     # the missing SNP changes the encoder input, so compare with the per-SNP NLL of the same pass
     mu, logvar = vae.encode(x_missing)
@@ -86,12 +86,12 @@ def test_per_snp_readout_tells_snps_apart():
 def test_sample_alleles_draws_not_argmax():
     logits = torch.log(torch.tensor([[0.7, 0.3]])).T[None].expand(20000, 2, 1).contiguous()  # (B, 2, 1)
     g = torch.Generator().manual_seed(0)
-    draw = sample_alleles(logits, generator=g)
+    draw = sample_alleles(logits, rng=g)
     assert draw.dtype == torch.int8 and draw.shape == (20000, 1)
     assert abs(draw.float().mean().item() - 0.3) < 0.015
     assert sample_alleles(logits, argmax=True).sum() == 0
     three = torch.log(torch.tensor([0.2, 0.5, 0.3]))[None, :, None].expand(30000, 3, 1)
-    counts = torch.bincount(sample_alleles(three, generator=g).flatten().long(), minlength=3) / 30000
+    counts = torch.bincount(sample_alleles(three, rng=g).flatten().long(), minlength=3) / 30000
     assert torch.allclose(counts, torch.tensor([0.2, 0.5, 0.3]), atol=0.015)
 
 
@@ -109,10 +109,10 @@ def test_a_few_steps_lower_the_loss():
     vae = GenotypeVAE(24, 2, 1, SMALL)
     opt = torch.optim.Adam(vae.parameters(), lr=1e-2)
     g = torch.Generator().manual_seed(0)
-    first = vae(x, None, generator=g)["loss"].mean().item()
+    first = vae(x, None, rng=g)["loss"].mean().item()
     for _ in range(60):
-        loss = vae(x, None, generator=g)["loss"].mean()
+        loss = vae(x, None, rng=g)["loss"].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert vae(x, None, generator=g)["nll"].mean().item() < 0.8 * first
+    assert vae(x, None, rng=g)["nll"].mean().item() < 0.8 * first

@@ -111,10 +111,10 @@ def make_betas(schedule: str, timesteps: int, *, beta_start: float = 1e-4,
 # ----------------------------------------------------------------------------------------------
 
 
-def _randn(shape, *, generator: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
+def _randn(shape, *, rng: torch.Generator | None, device, dtype=torch.float32) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device, then moved (reproducible anywhere)."""
-    gdev = generator.device if generator is not None else torch.device(device)
-    return torch.randn(shape, generator=generator, device=gdev, dtype=dtype).to(device)
+    gdev = rng.device if rng is not None else torch.device(device)
+    return torch.randn(shape, generator=rng, device=gdev, dtype=dtype).to(device)
 
 
 def _model_device(model) -> torch.device:
@@ -222,7 +222,7 @@ class GaussianDiffusion:
     # -- forward process -------------------------------------------------------------------------
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 rng: torch.Generator | None = None) -> torch.Tensor:
         """Draw :math:`x_t \\sim q(x_t | x_0)`.
 
         Parameters
@@ -237,16 +237,16 @@ class GaussianDiffusion:
         torch.Tensor, shape (B, ...)
         """
         if noise is None:
-            noise = _randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            noise = _randn(x0.shape, rng=rng, device=x0.device, dtype=x0.dtype)
         return (self._extract(self.sqrt_alphas_cumprod, t, x0) * x0
                 + self._extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def sample_timesteps(self, n: int, *, t_range: tuple[int, int] | None = None,
-                         generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+                         rng: torch.Generator | None = None, device=None) -> torch.Tensor:
         """Uniform timesteps in ``[lo, hi)`` (default ``[0, T)``), int64, shape (n,)."""
         lo, hi = self._check_range(t_range)
-        gdev = generator.device if generator is not None else torch.device(device or "cpu")
-        t = torch.randint(lo, hi, (n,), generator=generator, device=gdev)
+        gdev = rng.device if rng is not None else torch.device(device or "cpu")
+        t = torch.randint(lo, hi, (n,), generator=rng, device=gdev)
         return t.to(device) if device is not None else t
 
     def _check_range(self, t_range) -> tuple[int, int]:
@@ -325,7 +325,7 @@ class GaussianDiffusion:
     def training_loss(self, model: Callable, x0: torch.Tensor, *, t: torch.Tensor | None = None,
                       cond: Mapping | None = None, t_range: tuple[int, int] | None = None,
                       noise: torch.Tensor | None = None, reduction: str = "mean",
-                      generator: torch.Generator | None = None,
+                      rng: torch.Generator | None = None,
                       model_kwargs: Mapping | None = None) -> torch.Tensor:
         """Simple denoising loss :math:`\\|f(x_t, t, c) - \\mathrm{target}\\|^2` of [1]_.
 
@@ -347,7 +347,7 @@ class GaussianDiffusion:
         reduction : {"mean", "sum", "none"}
             "none" returns per-sample losses of shape (B,) (mean over the non-batch dims), as
             DP-SGD needs; "mean" is their mean, "sum" their sum.
-        generator : torch.Generator, optional
+        rng : torch.Generator, optional
             Source of t and noise.
         model_kwargs : dict, optional
             Extra keyword arguments for the network (e.g. ``{"generator": g}`` for DiT1D's
@@ -360,13 +360,13 @@ class GaussianDiffusion:
         """
         B = x0.shape[0]
         if t is None:
-            t = self.sample_timesteps(B, t_range=t_range, generator=generator, device=x0.device)
+            t = self.sample_timesteps(B, t_range=t_range, rng=rng, device=x0.device)
         else:
             lo, hi = self._check_range(t_range)
             if t.shape != (B,) or int(t.min()) < lo or int(t.max()) >= hi:
                 raise ValueError(f"t must have shape ({B},) and values in [{lo}, {hi})")
         if noise is None:
-            noise = _randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            noise = _randn(x0.shape, rng=rng, device=x0.device, dtype=x0.dtype)
         x_t = self.q_sample(x0, t, noise)  # (B, ...)
         out = self._call_model(model, x_t, t, cond, model_kwargs=model_kwargs)  # (B, ...)
         per_sample = (out - self.target(x0, noise, t)).pow(2).flatten(1).mean(dim=1)  # (B,)
@@ -397,13 +397,13 @@ class GaussianDiffusion:
         seq = np.unique(np.round(np.linspace(0, self.T - 1, steps)).astype(np.int64))
         return seq[::-1].copy()
 
-    def _start(self, model, shape, noise, generator, device):
+    def _start(self, model, shape, noise, rng, device):
         device = torch.device(device) if device is not None else _model_device(model)
         if noise is not None:
             if tuple(noise.shape) != tuple(shape):
                 raise ValueError(f"noise shape {tuple(noise.shape)} != shape {tuple(shape)}")
             return noise.to(device), device
-        return _randn(tuple(shape), generator=generator, device=device), device
+        return _randn(tuple(shape), rng=rng, device=device), device
 
     @staticmethod
     def _check_cond(cond, B: int):
@@ -415,7 +415,7 @@ class GaussianDiffusion:
     @torch.no_grad()
     def ddpm_sample(self, model: Callable, shape, *, cond: Mapping | None = None,
                     guidance: float = 1.0, steps: int | None = None,
-                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                    rng: torch.Generator | None = None, noise: torch.Tensor | None = None,
                     clip_x0: float | None = None, device=None, progress: bool = False,
                     model_kwargs: Mapping | None = None) -> torch.Tensor:
         """Ancestral sampling :math:`p_\\theta(x_{t'} | x_t)` of [1]_.
@@ -433,7 +433,7 @@ class GaussianDiffusion:
         steps : int, optional
             Number of steps on a respaced schedule (default: all T). With respacing the
             per-step beta is :math:`1 - \\bar\\alpha_t / \\bar\\alpha_{t'}` [3]_.
-        generator : torch.Generator, optional
+        rng : torch.Generator, optional
             Source of all noise; same seed -> identical samples.
         noise : torch.Tensor, shape ``shape``, optional
             Starting point :math:`x_T` (drawn when omitted).
@@ -448,7 +448,7 @@ class GaussianDiffusion:
         -------
         torch.Tensor, float32, shape ``shape``
         """
-        x, device = self._start(model, shape, noise, generator, device)
+        x, device = self._start(model, shape, noise, rng, device)
         self._check_cond(cond, x.shape[0])
         seq = self.timestep_sequence(steps)
         ab = self.alphas_cumprod.numpy()
@@ -469,7 +469,7 @@ class GaussianDiffusion:
                         var = beta * (1.0 - ab_prev) / (1.0 - ab_t)
                     else:
                         var = beta
-                    z = _randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+                    z = _randn(x.shape, rng=rng, device=device, dtype=x.dtype)
                     x = mean + math.sqrt(var) * z
                 else:
                     x = mean
@@ -478,7 +478,7 @@ class GaussianDiffusion:
     @torch.no_grad()
     def ddim_sample(self, model: Callable, shape, *, cond: Mapping | None = None,
                     steps: int = 50, eta: float = 0.0, guidance: float = 1.0,
-                    generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                    rng: torch.Generator | None = None, noise: torch.Tensor | None = None,
                     clip_x0: float | None = None, device=None, progress: bool = False,
                     model_kwargs: Mapping | None = None) -> torch.Tensor:
         """DDIM sampling [2]_ on ``steps`` respaced timesteps.
@@ -491,7 +491,7 @@ class GaussianDiffusion:
         -------
         torch.Tensor, float32, shape ``shape``
         """
-        x, device = self._start(model, shape, noise, generator, device)
+        x, device = self._start(model, shape, noise, rng, device)
         self._check_cond(cond, x.shape[0])
         seq = self.timestep_sequence(steps)
         ab = self.alphas_cumprod.numpy()
@@ -507,17 +507,17 @@ class GaussianDiffusion:
                 x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
                 if i + 1 < len(seq):
                     if eta > 0:
-                        z = _randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+                        z = _randn(x.shape, rng=rng, device=device, dtype=x.dtype)
                         x = x + sigma * z
         return x
 
     def sample(self, model: Callable, shape, *, cond: Mapping | None = None,
                method: str = "ddim", steps: int | None = 50, eta: float = 0.0,
-               guidance: float = 1.0, generator: torch.Generator | None = None,
+               guidance: float = 1.0, rng: torch.Generator | None = None,
                clip_x0: float | None = None, device=None, progress: bool = False) -> torch.Tensor:
         """Dispatch to :meth:`ddim_sample` (``method="ddim"``) or :meth:`ddpm_sample`
         (``method="ddpm"``, ``steps=None`` for all T). Returns shape ``shape``."""
-        kw = dict(cond=cond, guidance=guidance, generator=generator, clip_x0=clip_x0,
+        kw = dict(cond=cond, guidance=guidance, rng=rng, clip_x0=clip_x0,
                   device=device, progress=progress)
         if method == "ddim":
             return self.ddim_sample(model, shape, steps=steps or self.T, eta=eta, **kw)

@@ -183,21 +183,21 @@ class LabelEmbedder(nn.Module):
         return self.n_classes
 
     def token_drop(self, labels: torch.Tensor, *, force_drop_ids: torch.Tensor | None = None,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+                   rng: torch.Generator | None = None) -> torch.Tensor:
         """Replace labels by the null index: randomly in training, or where ``force_drop_ids``."""
         if force_drop_ids is not None:
             drop = force_drop_ids.to(device=labels.device, dtype=torch.bool)  # (B,)
         elif self.training and self.dropout > 0:
-            gdev = generator.device if generator is not None else labels.device
-            drop = torch.rand(labels.shape, generator=generator, device=gdev) < self.dropout
+            gdev = rng.device if rng is not None else labels.device
+            drop = torch.rand(labels.shape, generator=rng, device=gdev) < self.dropout
             drop = drop.to(labels.device)  # (B,)
         else:
             return labels
         return torch.where(drop, torch.full_like(labels, self.null_index), labels)  # (B,)
 
     def forward(self, labels: torch.Tensor, *, force_drop_ids: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        labels = self.token_drop(labels.long(), force_drop_ids=force_drop_ids, generator=generator)
+                rng: torch.Generator | None = None) -> torch.Tensor:
+        labels = self.token_drop(labels.long(), force_drop_ids=force_drop_ids, rng=rng)
         return self.embedding_table(labels)  # (B, D)
 
 
@@ -372,7 +372,7 @@ class DiT1D(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
                 pheno: torch.Tensor | None = None, *, force_drop_ids: torch.Tensor | None = None,
                 pheno_drop_ids: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                rng: torch.Generator | None = None) -> torch.Tensor:
         """Predict the noise of a noisy latent.
 
         Parameters
@@ -391,7 +391,7 @@ class DiT1D(nn.Module):
             :meth:`forward_with_cfg`; DP code may draw the drops outside the per-sample pass.
         pheno_drop_ids : torch.Tensor, bool, shape (B,), optional
             Also replace the phenotype alone by its null index here (ancestry kept).
-        generator : torch.Generator, optional
+        rng : torch.Generator, optional
             Source of the training-time label drops (reproducible CFG dropout). In training
             mode each sample has both its labels dropped together with probability
             ``class_dropout``, and a phenotype model also drops the phenotype alone with
@@ -410,12 +410,12 @@ class DiT1D(nn.Module):
             x = x + self.pos_embedder(pos)  # (B, N, D)
         else:
             x = x + self.pos_embed.to(x.dtype)  # (B, N, D)
-        gdev = generator.device if generator is not None else y.device
+        gdev = rng.device if rng is not None else y.device
         random_drops = force_drop_ids is None and self.training and self.config.class_dropout > 0
         if random_drops:
             # one draw per sample drops ancestry and phenotype together, so the joint null
             # condition used by forward_with_cfg is trained with probability class_dropout
-            force_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
+            force_drop_ids = (torch.rand(y.shape, generator=rng, device=gdev)
                               < self.config.class_dropout).to(y.device)  # (B,)
         c = self.t_embedder(t) + self.y_embedder(y, force_drop_ids=force_drop_ids)  # (B, D)
         if self.pheno_embedder is not None:
@@ -425,7 +425,7 @@ class DiT1D(nn.Module):
                 # only when the joint drop is random too: callers that pass force_drop_ids (DP code,
                 # forward_with_cfg) decide every drop themselves; class_dropout 0 turns all drops off
                 # a second draw trains the ancestry-only condition (phenotype null, ancestry kept)
-                pheno_drop_ids = (torch.rand(y.shape, generator=generator, device=gdev)
+                pheno_drop_ids = (torch.rand(y.shape, generator=rng, device=gdev)
                                   < self.config.pheno_dropout).to(y.device)  # (B,)
             drop = force_drop_ids
             if pheno_drop_ids is not None:

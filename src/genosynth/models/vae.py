@@ -226,7 +226,7 @@ class GenotypeVAE(nn.Module):
         return logits[:, :, : self.n_variants]
 
     def forward(self, alleles: torch.Tensor, labels: torch.Tensor | None, *,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+                rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Per-row loss terms of one pass (reparameterised sample drawn from ``generator``).
 
         Returns
@@ -236,8 +236,8 @@ class GenotypeVAE(nn.Module):
         ``observed`` (B,) observed SNP count.
         """
         mu, logvar = self.encode(alleles)  # (B, C, T)
-        gdev = generator.device if generator is not None else mu.device
-        eps = torch.randn(mu.shape, generator=generator, device=gdev, dtype=mu.dtype).to(mu.device)
+        gdev = rng.device if rng is not None else mu.device
+        eps = torch.randn(mu.shape, generator=rng, device=gdev, dtype=mu.dtype).to(mu.device)
         z = mu + eps * (0.5 * logvar).exp()
         logits = self.decode(z, labels)  # (B, K, V)
         target = alleles.long()
@@ -248,7 +248,7 @@ class GenotypeVAE(nn.Module):
         return {"loss": nll + self.config.kl_weight * kl, "nll": nll, "kl": kl, "observed": ok.sum(dim=1)}
 
 
-def sample_alleles(logits: torch.Tensor, *, generator: torch.Generator | None = None,
+def sample_alleles(logits: torch.Tensor, *, rng: torch.Generator | None = None,
                    argmax: bool = False, temperature: float = 1.0) -> torch.Tensor:
     """Draw allele classes from decoder logits.
 
@@ -268,6 +268,6 @@ def sample_alleles(logits: torch.Tensor, *, generator: torch.Generator | None = 
         return logits.argmax(dim=1).to(torch.int8)
     probs = torch.softmax(logits.float() / temperature, dim=1)  # (B, K, V)
     cdf = probs.cumsum(dim=1)[:, :-1]  # (B, K-1, V)
-    gdev = generator.device if generator is not None else probs.device
-    u = torch.rand(probs.shape[0], 1, probs.shape[2], generator=generator, device=gdev).to(probs.device)  # (B, 1, V)
+    gdev = rng.device if rng is not None else probs.device
+    u = torch.rand(probs.shape[0], 1, probs.shape[2], generator=rng, device=gdev).to(probs.device)  # (B, 1, V)
     return (u > cdf).sum(dim=1).to(torch.int8)  # inverse-CDF draw, (B, V)

@@ -44,7 +44,7 @@ LossFn = Callable[..., torch.Tensor]
 
 
 def poisson_batches(
-    n: int, sample_rate: float, steps: int, *, generator: torch.Generator
+    n: int, sample_rate: float, steps: int, *, rng: torch.Generator
 ) -> Iterator[torch.Tensor]:
     """Poisson-sampled batches: each person joins each batch independently with probability ``q``.
 
@@ -59,7 +59,7 @@ def poisson_batches(
         ``q`` in (0, 1].
     steps : int
         Number of batches.
-    generator : torch.Generator
+    rng : torch.Generator
         Source of the sampling randomness (CPU generator).
 
     Yields
@@ -71,7 +71,7 @@ def poisson_batches(
     if not (0.0 < sample_rate <= 1.0):
         raise PrivacyError(f"sample_rate={sample_rate} must lie in (0, 1]; it is batch_size / n")
     for _ in range(int(steps)):
-        mask = torch.rand(n, generator=generator) < sample_rate  # (n,)
+        mask = torch.rand(n, generator=rng) < sample_rate  # (n,)
         yield torch.nonzero(mask, as_tuple=False).flatten()
 
 
@@ -162,7 +162,7 @@ class DPSGD:
     expected_batch_size : float
         ``B = q n``; the summed gradient is divided by it (never by the actual batch size,
         which is private).
-    generator : torch.Generator, optional
+    rng : torch.Generator, optional
         Noise source; required when ``z > 0``.
     accountant : PrivacyAccountant, optional
         Records one ``subsampled_gaussian`` event per step under ``name`` (needs ``sample_rate``).
@@ -195,7 +195,7 @@ class DPSGD:
         noise_multiplier: float,
         max_grad_norm: float,
         expected_batch_size: float,
-        generator: torch.Generator | None = None,
+        rng: torch.Generator | None = None,
         accountant: "PrivacyAccountant | None" = None,
         sample_rate: float | None = None,
         name: str = "dpsgd",
@@ -211,7 +211,7 @@ class DPSGD:
                 "noise_multiplier > 0 with max_grad_norm=inf gives no privacy (unbounded sensitivity); "
                 "set --max-grad-norm to a finite value, e.g. 1.0"
             )
-        if noise_multiplier > 0 and generator is None:
+        if noise_multiplier > 0 and rng is None:
             raise PrivacyError("DP-SGD noise needs an explicit torch.Generator, seeded secretly (never release its seed)")
         if not (expected_batch_size > 0):
             raise PrivacyError(f"expected_batch_size={expected_batch_size} must be > 0; it is q * n")
@@ -232,7 +232,7 @@ class DPSGD:
         self.noise_multiplier = float(noise_multiplier)
         self.max_grad_norm = float(max_grad_norm)
         self.expected_batch_size = float(expected_batch_size)
-        self.generator = generator
+        self.generator = rng
         self.accountant = accountant
         self.sample_rate = sample_rate
         self.name = name
@@ -241,7 +241,7 @@ class DPSGD:
         self.steps = 0
         self._drawn: list[int] = []  # sizes of Poisson batches drawn and not yet stepped on
 
-    def batches(self, steps: int, *, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    def batches(self, steps: int, *, rng: torch.Generator | None = None) -> Iterator[torch.Tensor]:
         """Draw ``steps`` Poisson batches of indices (see :func:`poisson_batches`).
 
         Uses ``generator`` or, if None, the noise generator. With an accountant each
@@ -249,10 +249,10 @@ class DPSGD:
         """
         if self.sample_rate is None or self.n_samples is None:
             raise PrivacyError("DPSGD.batches needs sample_rate and n_samples; pass them to DPSGD(...)")
-        gen = generator if generator is not None else self.generator
+        gen = rng if rng is not None else self.generator
         if gen is None:
             raise PrivacyError("Poisson sampling needs a torch.Generator, seeded secretly (never release its seed)")
-        for idx in poisson_batches(self.n_samples, self.sample_rate, steps, generator=gen):
+        for idx in poisson_batches(self.n_samples, self.sample_rate, steps, rng=gen):
             self._drawn.append(int(idx.numel()))
             yield idx
 

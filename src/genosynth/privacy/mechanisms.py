@@ -65,13 +65,13 @@ def _check_positive(value: float, what: str, fix: str) -> float:
 
 
 
-def _numpy_normal(generator: np.random.Generator | None, scale: float, size) -> np.ndarray:
-    if generator is None:
+def _numpy_normal(rng: np.random.Generator | None, scale: float, size) -> np.ndarray:
+    if rng is None:
         raise PrivacyError(
-            "a private release needs an explicit random generator; pass generator=np.random.default_rng(seed) "
+            "a private release needs an explicit random generator; pass rng=np.random.default_rng(seed) "
             "(seed recorded in provenance, never derived from the data)"
         )
-    return generator.normal(0.0, scale, size=size)
+    return rng.normal(0.0, scale, size=size)
 
 
 def clip_rows(x, max_norm: float):
@@ -110,7 +110,7 @@ def gaussian_mechanism(
     *,
     sensitivity: float,
     noise_multiplier: float,
-    generator,
+    rng,
     accountant: "PrivacyAccountant | None" = None,
     name: str | None = None,
 ):
@@ -125,7 +125,7 @@ def gaussian_mechanism(
         ``Δ``, L2 sensitivity.
     noise_multiplier : float
         ``z = σ / Δ``.
-    generator : numpy.random.Generator or torch.Generator
+    rng : numpy.random.Generator or torch.Generator
         Randomness (matching the type of ``value``).
     accountant : PrivacyAccountant, optional
         Where to record the release (as a ``gaussian`` event called ``name``).
@@ -141,13 +141,13 @@ def gaussian_mechanism(
     z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()/calibrate()")
     sigma = z * delta_
     if isinstance(value, torch.Tensor):
-        if not isinstance(generator, torch.Generator):
+        if not isinstance(rng, torch.Generator):
             raise PrivacyError("pass a torch.Generator for a torch value (seed recorded in provenance)")
-        noise = torch.randn(value.shape, generator=generator, dtype=value.dtype, device=generator.device)
+        noise = torch.randn(value.shape, generator=rng, dtype=value.dtype, device=rng.device)
         out = value + sigma * noise.to(value.device)
     else:
         arr = np.asarray(value, dtype=np.float64)
-        out = arr + _numpy_normal(generator, sigma, arr.shape)
+        out = arr + _numpy_normal(rng, sigma, arr.shape)
     if accountant is not None:
         if not name:
             raise ValueError("name the release (e.g. 'correlation_prior') when passing an accountant")
@@ -160,7 +160,7 @@ def release_stage1_latents(
     *,
     latent_clip: float,
     alpha_bar: float,
-    generator: torch.Generator,
+    rng: torch.Generator,
     accountant: "PrivacyAccountant | None" = None,
     name: str = "diffusion/stage1",
     sample_rate: float = 1.0,
@@ -182,7 +182,7 @@ def release_stage1_latents(
         ``C``: every latent is clipped to L2 norm ``C`` before noising (enforced here).
     alpha_bar : float
         ``ᾱ`` of the release level, ``alphas_cumprod[S - 1]`` for a stage split ``S``.
-    generator : torch.Generator
+    rng : torch.Generator
         Noise source.
     accountant : PrivacyAccountant, optional
         Records one ``stage1`` release named ``name``.
@@ -198,7 +198,7 @@ def release_stage1_latents(
         raise PrivacyError(f"alpha_bar={alpha_bar} must lie in (0, 1); pass alphas_cumprod[S-1]")
     _check_positive(latent_clip, "latent_clip", "pass --latent-clip (e.g. the median latent norm)")
     clipped = clip_rows(latents, latent_clip)  # (N, C, L)
-    noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype, device=generator.device)
+    noise = torch.randn(latents.shape, generator=rng, dtype=latents.dtype, device=rng.device)
     y = math.sqrt(alpha_bar) * clipped + math.sqrt(1.0 - alpha_bar) * noise.to(latents.device)  # (N, C, L)
     if accountant is not None:
         accountant.add_stage1(name, latent_clip=latent_clip, alpha_bar=alpha_bar, sample_rate=sample_rate)
@@ -215,7 +215,7 @@ def stage1_training_pair(
     *,
     alphas_cumprod: torch.Tensor,
     release_step: int,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Noise a released latent further to timestep ``t > release_step`` (ambient training pair).
 
@@ -248,8 +248,8 @@ def stage1_training_pair(
         )
     ab = torch.as_tensor(alphas_cumprod)
     r = (_gather(ab, t, released.ndim) / float(ab[release_step])).to(released.dtype)  # (B, 1, 1)
-    eps = torch.randn(released.shape, generator=generator, dtype=released.dtype,
-                      device=generator.device if generator is not None else released.device).to(released.device)
+    eps = torch.randn(released.shape, generator=rng, dtype=released.dtype,
+                      device=rng.device if rng is not None else released.device).to(released.device)
     x_t = torch.sqrt(r) * released + torch.sqrt(1.0 - r) * eps  # (B, C, L)
     return x_t, eps
 
@@ -399,7 +399,7 @@ def noisy_top_k(
     *,
     sensitivity: float,
     noise_multiplier: float,
-    generator: np.random.Generator,
+    rng: np.random.Generator,
     accountant: "PrivacyAccountant | None" = None,
     name: str = "snp_selection",
 ) -> np.ndarray:
@@ -423,7 +423,7 @@ def noisy_top_k(
         ``Δ``, ℓ∞ sensitivity of ``scores``.
     noise_multiplier : float
         ``z = b / Δ``.
-    generator : numpy.random.Generator
+    rng : numpy.random.Generator
     accountant : PrivacyAccountant, optional
         Records one ``top_k`` event named ``name``.
 
@@ -439,9 +439,9 @@ def noisy_top_k(
         raise InputError("scores must be finite")
     d = _check_positive(sensitivity, "sensitivity", "bound each person's contribution (clipped_association_scores)")
     z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()")
-    if generator is None:
-        raise PrivacyError("pass generator=np.random.default_rng(seed) for a private selection")
-    noisy = s + generator.gumbel(0.0, z * d, size=s.shape)  # (V,)
+    if rng is None:
+        raise PrivacyError("pass rng=np.random.default_rng(seed) for a private selection")
+    noisy = s + rng.gumbel(0.0, z * d, size=s.shape)  # (V,)
     idx = np.argsort(-noisy, kind="stable")[: int(k)]
     if accountant is not None:
         accountant.add_top_k(name, noise_multiplier=z, k=int(k))

@@ -31,7 +31,7 @@ def check_frequency_options(denoiser: str, clip_fraction: float) -> None:
 
 
 def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels: int, *,
-                              noise_multiplier: float, generator: np.random.Generator,
+                              noise_multiplier: float, rng: np.random.Generator,
                               accountant: PrivacyAccountant | None = None,
                               name: str = "allele_frequencies",
                               ploidy: int = 2, parents: np.ndarray | None = None,
@@ -58,7 +58,7 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     n_labels : int
     noise_multiplier : float
         ``z``.
-    generator : numpy.random.Generator
+    rng : numpy.random.Generator
     accountant : PrivacyAccountant, optional
         Records one ``gaussian`` event ``name``.
     parents : int, shape (L,), optional
@@ -111,7 +111,7 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
         sums[j, :v] = centred[y == j].sum(axis=0)
         sums[j, v] = (y == j).sum()
     noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
-                               generator=generator, accountant=accountant, name=name)  # (L, V+1)
+                               rng=rng, accountant=accountant, name=name)  # (L, V+1)
     # ------------------------------------------------ everything below is post-processing of `noisy`
     del sums, g, centred
     counts = np.maximum(noisy[:, v], 1.0)  # (L,)
@@ -180,7 +180,7 @@ def spread_clip(dims: int, *, clip: float, ploidy: int = 2) -> float:
 
 
 def release_ancestry_spread(dosages: np.ndarray, labels: np.ndarray, *, freq: np.ndarray, counts: np.ndarray,
-                            dims: int, clip: float, noise_multiplier: float, generator: np.random.Generator,
+                            dims: int, clip: float, noise_multiplier: float, rng: np.random.Generator,
                             accountant=None, name: str = "ancestry_spread", ploidy: int = 2) -> dict[str, np.ndarray]:
     """Per-label ancestry covariance along the public directions of ``freq``, in one Gaussian release.
 
@@ -224,7 +224,7 @@ def release_ancestry_spread(dosages: np.ndarray, labels: np.ndarray, *, freq: np
     sums = np.stack([(coords[y == j].T @ coords[y == j])[iu] for j in range(n_labels)])  # (L, k(k+1)/2)
     del coords
     noisy = gaussian_mechanism(sums, sensitivity=c * c, noise_multiplier=noise_multiplier,
-                               generator=generator, accountant=accountant, name=name)  # (L, k(k+1)/2)
+                               rng=rng, accountant=accountant, name=name)  # (L, k(k+1)/2)
     # ------------------------------------------------ everything below is post-processing of `noisy`
     cov = np.zeros((n_labels, k, k))
     for j in range(n_labels):
@@ -270,7 +270,7 @@ def dp_correlation_prior(
     clip: float,
     noise_multiplier: float,
     center,
-    generator: np.random.Generator,
+    rng: np.random.Generator,
     accountant: "PrivacyAccountant | None" = None,
     name: str = "correlation_prior",
     var_floor: float = 1e-3,
@@ -302,7 +302,7 @@ def dp_correlation_prior(
         ``z`` (from :func:`~genosynth.privacy.accountant.plan_for_training`).
     center : array_like, float, shape (V,) or scalar
         Public or DP centring values (expected dosage).
-    generator : numpy.random.Generator
+    rng : numpy.random.Generator
     accountant : PrivacyAccountant, optional
         Records one ``gaussian`` event named ``name``.
 
@@ -322,7 +322,7 @@ def dp_correlation_prior(
     mask = np.zeros_like(sums, dtype=bool)
     for lag in range(window + 1):
         mask[max(g.shape[1] - lag, 0):, lag] = True  # structurally zero entries: no noise needed
-    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=z, generator=generator,
+    noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=z, rng=rng,
                                accountant=accountant, name=name)  # fmt: skip
     noisy[mask] = 0.0
     return moments_to_band(noisy / g.shape[0], window, var_floor)
@@ -332,7 +332,7 @@ def dp_allele_frequencies(
     genotypes,
     *,
     noise_multiplier: float,
-    generator: np.random.Generator,
+    rng: np.random.Generator,
     ploidy: int = 2,
     clip: float | None = None,
     accountant: "PrivacyAccountant | None" = None,
@@ -351,7 +351,7 @@ def dp_allele_frequencies(
         Private ALT dosages in ``[0, ploidy]``, no missing values.
     noise_multiplier : float
         ``z``.
-    generator : numpy.random.Generator
+    rng : numpy.random.Generator
     ploidy : int
     clip : float, optional
         Per-person L2 bound. A smaller bound (e.g. ``sqrt(expected number of non-zero dosages) ·
@@ -369,7 +369,7 @@ def dp_allele_frequencies(
     clip = ploidy * math.sqrt(g.shape[1]) if clip is None else _check_positive(clip, "clip", "pass a per-person L2 bound")
     sums = clip_rows(g, clip).sum(axis=0)  # (V,)
     noisy = gaussian_mechanism(sums, sensitivity=clip, noise_multiplier=noise_multiplier,
-                               generator=generator, accountant=accountant, name=name)  # fmt: skip
+                               rng=rng, accountant=accountant, name=name)  # fmt: skip
     return np.clip(noisy / (ploidy * g.shape[0]), 0.0, 1.0)
 
 
@@ -445,7 +445,7 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
     rng = np.random.default_rng(seed)
     own = PrivacyAccountant()
     if exclude is None:
-        chosen = noisy_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=z, generator=rng,
+        chosen = noisy_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=z, rng=rng,
                              accountant=own, name=name)
     else:
         alive = np.ones(len(scores), dtype=bool)
@@ -455,7 +455,7 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
             if not len(cand):
                 break
             j = int(cand[noisy_top_k(scores[cand], 1, sensitivity=sensitivity, noise_multiplier=z,
-                                     generator=rng, accountant=own, name=name)[0]])
+                                     rng=rng, accountant=own, name=name)[0]])
             picked.append(j)
             alive[j] = False
             alive[np.asarray(exclude(j), dtype=np.int64)] = False

@@ -5,20 +5,20 @@ from __future__ import annotations
 import torch
 
 
-def draw_person_frequencies(spread: dict, labels: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+def draw_person_frequencies(spread: dict, labels: torch.Tensor, *, rng: torch.Generator) -> torch.Tensor:
     """Each person's own ALT frequencies ``q_l + D a``, ``a ~ N(0, C_l)``: labels (P,) -> float64 (P, V)."""
     basis = torch.as_tensor(spread["basis"], dtype=torch.float64)  # (V, k)
     q = torch.as_tensor(spread["freq"], dtype=torch.float64)  # (L, V)
     cov = torch.as_tensor(spread["cov"], dtype=torch.float64)  # (L, k, k)
     w, u = torch.linalg.eigh(cov)  # (L, k), (L, k, k)
     root = u * w.clamp_min(0.0).sqrt()[:, None, :]  # (L, k, k): root @ root.T = cov
-    eps = torch.randn(labels.shape[0], basis.shape[1], generator=generator, dtype=torch.float64)  # (P, k)
+    eps = torch.randn(labels.shape[0], basis.shape[1], generator=rng, dtype=torch.float64)  # (P, k)
     a = (root[labels] @ eps[:, :, None])[:, :, 0]  # (P, k)
     return (q[labels] + a @ basis.T).clamp(1e-3, 1 - 1e-3)  # (P, V)
 
 
 def person_logit_shift(spread: dict, labels: torch.Tensor, *, rows_per_person: int, n_classes: int,
-                       generator: torch.Generator) -> torch.Tensor:
+                       rng: torch.Generator) -> torch.Tensor:
     """Logit offsets that move each person from its label's frequencies to its own.
 
     ``labels`` are row labels, ``rows_per_person`` consecutive rows per person (2 haplotypes or one
@@ -32,7 +32,7 @@ def person_logit_shift(spread: dict, labels: torch.Tensor, *, rows_per_person: i
     float32, shape (B, K, V)
     """
     person_labels = labels[::rows_per_person]  # (P,)
-    p = draw_person_frequencies(spread, person_labels, generator=generator)  # (P, V)
+    p = draw_person_frequencies(spread, person_labels, rng=rng)  # (P, V)
     q = torch.as_tensor(spread["freq"], dtype=torch.float64)[person_labels]  # (P, V)
     up, down = (p / q).log(), ((1 - p) / (1 - q)).log()  # (P, V)
     m = torch.arange(n_classes, dtype=torch.float64)[None, :, None]  # (1, K, 1)

@@ -134,7 +134,7 @@ class Generator:
         return self.dit.pheno_embedder is not None
 
     @torch.no_grad()
-    def sample_rows(self, labels: torch.Tensor, *, generator: torch.Generator, steps: int | None = None,
+    def sample_rows(self, labels: torch.Tensor, *, rng: torch.Generator, steps: int | None = None,
                     guidance: float | None = None, argmax: bool | None = None,
                     temperature: float | None = None, eta: float | None = None,
                     corr_guidance: str | None = None, pheno: torch.Tensor | None = None,
@@ -163,7 +163,7 @@ class Generator:
         eta = sc.eta if eta is None else eta
         b = labels.shape[0]
         shape = (b, self.vae.config.latent_channels, self.vae.n_tokens)
-        noise = torch.randn(shape, generator=generator).to(self.device)  # (B, C, T)
+        noise = torch.randn(shape, generator=rng).to(self.device)  # (B, C, T)
         y = labels.to(self.device)
         cond = {"y": y}
         if pheno is not None:
@@ -182,7 +182,7 @@ class Generator:
         if self.ancestry_spread is not None and sc.ancestry_spread:
             per = 2 if self.phased and b % 2 == 0 else 1  # rows 2i, 2i+1 are one person (iter_batches)
             shift = person_logit_shift(self.ancestry_spread, labels.cpu(), rows_per_person=per,
-                                       n_classes=int(self.meta["n_classes"]), generator=generator).to(self.device)
+                                       n_classes=int(self.meta["n_classes"]), rng=rng).to(self.device)
             label_decode = decode
             decode = lambda z_, y_: label_decode(z_, y_) + shift  # noqa: E731  (B, K, V): each person's own ancestry
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
@@ -192,12 +192,12 @@ class Generator:
             cfg = CorrGuideConfig(method=method, window=int(prior.info.get("copula_window", prior.window)),
                                   latent_window=prior.window)
             cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
-            return guided_decode(decode, z / self.latent_scale, y, prior, generator=generator,
+            return guided_decode(decode, z / self.latent_scale, y, prior, rng=rng,
                                  config=cfg, chrom=self.variants["chrom"].to_numpy(),
                                  pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
         logits = decode(z / self.latent_scale, y)  # (B, K, V)
         u_logits = logits.cpu()
-        return sample_alleles(u_logits, generator=generator, argmax=argmax, temperature=temperature)
+        return sample_alleles(u_logits, rng=rng, argmax=argmax, temperature=temperature)
 
     def _logits(self, z: torch.Tensor, y: torch.Tensor, pheno: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder logits of unscaled latents with the allele-frequency calibration: (B, C, T) -> (B, K, V).
@@ -247,7 +247,7 @@ class Generator:
         for start in range(0, len(people), batch_size):
             lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
             ph = None if phenos is None else torch.from_numpy(phenos[start:start + batch_size])  # (b,)
-            rows = self.sample_rows(lab.repeat_interleave(per_person), generator=gen, steps=steps,
+            rows = self.sample_rows(lab.repeat_interleave(per_person), rng=gen, steps=steps,
                                     guidance=guidance, argmax=argmax, temperature=temperature,
                                     eta=eta, corr_guidance=corr_guidance, pheno_guidance=pheno_guidance,
                                     pheno=None if ph is None else ph.repeat_interleave(per_person))  # (b*P, V)

@@ -269,7 +269,7 @@ def _banded_factor(resid: np.ndarray, kprev: np.ndarray, *, var_floor: float,
 
 
 def sample_markov_gaussian(beta: np.ndarray, s: np.ndarray, kprev: np.ndarray, n: int, *,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+                           rng: torch.Generator | None = None) -> torch.Tensor:
     """Draw ``n`` rows of the banded Markov Gaussian of :func:`banded_factor`.
 
     Returns
@@ -277,7 +277,7 @@ def sample_markov_gaussian(beta: np.ndarray, s: np.ndarray, kprev: np.ndarray, n
     float64, shape (n, V)
     """
     v, w = beta.shape
-    eps = torch.randn(n, v, generator=generator, dtype=torch.float64)  # (n, V)
+    eps = torch.randn(n, v, generator=rng, dtype=torch.float64)  # (n, V)
     bt = torch.from_numpy(beta)
     st = torch.from_numpy(s)
     u = torch.empty(n, v, dtype=torch.float64)
@@ -322,7 +322,7 @@ def copula_sample(
     prior: CorrelationPrior,
     labels: torch.Tensor | np.ndarray | None = None,
     *,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     config: CorrGuideConfig | None = None,
     chrom: Sequence | None = None,
     pos: Sequence | None = None,
@@ -337,7 +337,7 @@ def copula_sample(
     prior : CorrelationPrior
     labels : int, shape (B,), optional
         Label index per row (``len(prior.labels)`` or ``None``: label-weighted mean band).
-    generator : torch.Generator, optional
+    rng : torch.Generator, optional
         The only randomness (the calibration rows are chosen deterministically).
     config : CorrGuideConfig, optional
     chrom, pos : array_like, shape (V,), optional
@@ -374,7 +374,7 @@ def copula_sample(
             beta, s, _ = banded_factor(resid, kprev, var_floor=cfg.var_floor)
             if cache is not None and len(rows) >= cfg.calib_rows:
                 cache[lab] = (beta, s)
-        u = sample_markov_gaussian(beta, s, kprev, len(rows), generator=generator)  # (n, V)
+        u = sample_markov_gaussian(beta, s, kprev, len(rows), rng=rng)  # (n, V)
         out[torch.from_numpy(rows)] = threshold_alleles(u, pr)
     return out
 
@@ -530,7 +530,7 @@ def guided_decode(
     labels: torch.Tensor | None,
     prior: CorrelationPrior | None,
     *,
-    generator: torch.Generator | None = None,
+    rng: torch.Generator | None = None,
     config: CorrGuideConfig | None = None,
     chrom: Sequence | None = None,
     pos: Sequence | None = None,
@@ -547,7 +547,7 @@ def guided_decode(
     labels : int, shape (B,), optional
     prior : CorrelationPrior or None
         Required unless ``method == "none"``.
-    generator : torch.Generator, optional
+    rng : torch.Generator, optional
         Randomness of the draw (and nothing else), so vanilla and guided draws are reproducible.
     cache : dict, optional
         Passed to :func:`copula_sample` (reuse per-label factors across batches).
@@ -568,6 +568,6 @@ def guided_decode(
     with torch.no_grad():
         logits = decode(z, labels).float().cpu() / temperature  # (B, K, V)
     if cfg.method in ("none", "latent"):
-        return sample_alleles(logits, generator=generator)
+        return sample_alleles(logits, rng=rng)
     probs = torch.softmax(logits.double(), dim=1)  # (B, K, V)
-    return copula_sample(probs, prior, labels, generator=generator, config=cfg, chrom=chrom, pos=pos, cache=cache)
+    return copula_sample(probs, prior, labels, rng=rng, config=cfg, chrom=chrom, pos=pos, cache=cache)

@@ -10,7 +10,7 @@ from genosynth.models.vae import GenotypeVAE
 
 @torch.no_grad()
 def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_label: torch.Tensor,
-               latent_scale: float, *, rows: int, steps: int, generator: torch.Generator,
+               latent_scale: float, *, rows: int, steps: int, rng: torch.Generator,
                dev: torch.device, bound: float = 3.0, by_phenotype: bool = False) -> torch.Tensor:
     """Per-label per-SNP logit corrections that match generated allele frequencies to training ones.
 
@@ -34,7 +34,7 @@ def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffu
         cond = {"y": y}
         if by_phenotype:
             cond["pheno"] = torch.full((rows,), j % 2, dtype=torch.long, device=dev)  # (rows,)
-        noise = torch.randn(shape, generator=generator).to(dev)  # (rows, C, T)
+        noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
         z = diffusion.ddim_sample(dit, shape, cond=cond, steps=steps, noise=noise, device=dev)
         p = torch.softmax(vae.decode(z / latent_scale, y), dim=1).mean(dim=0).T.cpu()  # (V, K)
         out.append((per_label[j].log() - p.clamp_min(1e-6).log()).clamp(-bound, bound))

@@ -38,7 +38,7 @@ def fit_prior(
     clip: float | None = None,
     center: np.ndarray | None = None,
     accountant: "PrivacyAccountant | None" = None,
-    generator: np.random.Generator | None = None,
+    rng: np.random.Generator | None = None,
     name: str = "correlation_prior",
 ) -> CorrelationPrior:
     """The banded within-label correlation prior of a training cohort.
@@ -66,7 +66,7 @@ def fit_prior(
         Public or DP expected dosages per label (DP only), e.g. ``2 p`` from
         :func:`~genosynth.privacy.mechanisms.dp_allele_frequencies` or from a DP-trained decoder.
     accountant : PrivacyAccountant, optional
-    generator : numpy.random.Generator, optional
+    rng : numpy.random.Generator, optional
         Noise source of the DP release.
 
     Returns
@@ -97,7 +97,7 @@ def fit_prior(
             center = np.broadcast_to(center, (len(vocab), v))
         if center.shape != (len(vocab), v):
             raise InputError(f"center must have shape ({len(vocab)}, {v}) or ({v},), got {center.shape}")
-        generator = generator if generator is not None else np.random.default_rng()
+        rng = rng if rng is not None else np.random.default_rng()
     bands = np.zeros((len(vocab), v, window), dtype=np.float32)
     n_per = {}
     for k, lab in enumerate(vocab):
@@ -107,7 +107,7 @@ def fit_prior(
             continue  # an absent (or, without a budget, single-person) label gets no constraint
         if private:
             bands[k] = dp_correlation_prior(rows, window=window, clip=clip, noise_multiplier=noise_multiplier,
-                                            center=center[k], generator=generator, accountant=None)
+                                            center=center[k], rng=rng, accountant=None)
         else:
             bands[k] = correlation_band(rows, window=window)
     if private and accountant is not None:

@@ -53,14 +53,14 @@ from genosynth.provenance import versions
 
 
 def drop_labels(labels: torch.Tensor, *, p: float, null_index: int,
-                generator: torch.Generator) -> torch.Tensor:
+                rng: torch.Generator) -> torch.Tensor:
     """Replace each label by ``null_index`` with probability ``p`` (classifier-free guidance).
 
     labels : int64, shape (B,) -> int64, shape (B,)
     """
     if p <= 0:
         return labels
-    drop = torch.rand(labels.shape, generator=generator) < p  # (B,)
+    drop = torch.rand(labels.shape, generator=rng) < p  # (B,)
     return torch.where(drop.to(labels.device), torch.full_like(labels, null_index), labels)
 
 
@@ -228,8 +228,8 @@ def train_generator(
                 for start in range(0, n_rows, tc.vae_batch_size):
                     idx = order[start:start + tc.vae_batch_size]
                     xb, yb = x_all[idx].to(dev), y_all[idx]
-                    yb = drop_labels(yb, p=config.vae.label_dropout, null_index=n_labels, generator=gen).to(dev)
-                    out = vae(xb, yb, generator=gen)
+                    yb = drop_labels(yb, p=config.vae.label_dropout, null_index=n_labels, rng=gen).to(dev)
+                    out = vae(xb, yb, rng=gen)
                     optimizer_step(vae, vae_opt, out["loss"], grad_clip=tc.grad_clip)
                     sums += [float(out["loss"].detach().sum()), float(out["nll"].detach().sum()),
                              float(out["kl"].detach().sum())]
@@ -286,8 +286,8 @@ def train_generator(
                     if p_all is not None:
                         cond["pheno"] = p_all[idx].to(dev)  # missing phenotype = the null index
                     per_row = diffusion.training_loss(
-                        dit, z0, cond=cond, reduction="none", generator=gen,
-                        model_kwargs={"generator": gen})  # (B,)
+                        dit, z0, cond=cond, reduction="none", rng=gen,
+                        model_kwargs={"rng": gen})  # (B,)
                     optimizer_step(dit, dit_opt, per_row, grad_clip=tc.grad_clip)
                     ema.update(dit)
                     total += float(per_row.detach().sum())
@@ -305,7 +305,7 @@ def train_generator(
                         with ema.average_parameters(dit):
                             calibration = calibrate_frequencies(vae, dit, diffusion, cal_target, latent_scale,
                                                      rows=tc.calibration_rows, steps=tc.calibration_steps,
-                                                     generator=gen, dev=dev, by_phenotype=by_phenotype)
+                                                     rng=gen, dev=dev, by_phenotype=by_phenotype)
                         metrics["calibration_max_abs_logit"] = float(calibration.abs().max())
                     dit.train()
                 if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):

@@ -110,7 +110,7 @@ class _VAEPersonLoss(nn.Module):
 
 
 def _stage1_loss(diffusion: GaussianDiffusion, model: Callable, released: torch.Tensor, t: torch.Tensor,
-                 *, release_step: int, null_label: int, generator: torch.Generator) -> torch.Tensor:
+                 *, release_step: int, null_label: int, rng: torch.Generator) -> torch.Tensor:
     """Ambient denoising loss on released latents (unconditional), mean over the batch.
 
     With ``s = release_step``, ``x_t`` is drawn from the release ``y = x_s``
@@ -123,7 +123,7 @@ def _stage1_loss(diffusion: GaussianDiffusion, model: Callable, released: torch.
     released : float, shape (B, C, L); t : int64, shape (B,) with t > s -> scalar
     """
     ab = diffusion.alphas_cumprod
-    x_t, _ = stage1_training_pair(released, t, alphas_cumprod=ab, release_step=release_step, generator=generator)
+    x_t, _ = stage1_training_pair(released, t, alphas_cumprod=ab, release_step=release_step, rng=rng)
     y = torch.full((released.shape[0],), null_label, dtype=torch.long)
     out = model(x_t, t, y, force_drop_ids=torch.ones_like(y, dtype=torch.bool))  # (B, C, L)
     _, x0_hat = diffusion.predict_eps_x0(out, x_t, t)  # (B, C, L)
@@ -363,7 +363,7 @@ def train_private(
         # ------------------------------------------------ 1. frequencies + label counts (Gaussian)
         if rel is None:
             rel = release_label_frequencies(dosages, y_person.numpy(), n_labels,
-                                            noise_multiplier=z_mult["allele_frequencies"], generator=rng,
+                                            noise_multiplier=z_mult["allele_frequencies"], rng=rng,
                                             accountant=acc, name="allele_frequencies", parents=parent_index,
                                             denoiser=privacy.frequency_denoiser,
                                             clip_fraction=privacy.frequency_clip)
@@ -373,7 +373,7 @@ def train_private(
             if k_spread > 0:  # directions and centres from the release above; one more Gaussian release
                 rel["spread"] = release_ancestry_spread(
                     dosages, y_person.numpy(), freq=rel["freq"], counts=rel["counts"], dims=k_spread,
-                    clip=privacy.ancestry_clip, noise_multiplier=z_mult["ancestry_spread"], generator=rng,
+                    clip=privacy.ancestry_clip, noise_multiplier=z_mult["ancestry_spread"], rng=rng,
                     accountant=acc, name="ancestry_spread", ploidy=2)
             overall_k, per_label_k = class_freqs()  # (V, K), (L, V, K)
             vae.init_biases(overall_k, per_label_k)
@@ -395,7 +395,7 @@ def train_private(
             if public_reference is None:
                 dp_vae = DPSGD(_VAEPersonLoss(vae), vae_opt, noise_multiplier=z_mult["vae/dpsgd"],
                                max_grad_norm=privacy.max_grad_norm, expected_batch_size=privacy.batch_size,
-                               generator=gen, accountant=acc, sample_rate=q, name="vae/dpsgd", n_samples=n,
+                               rng=gen, accountant=acc, sample_rate=q, name="vae/dpsgd", n_samples=n,
                                max_physical_batch_size=privacy.max_physical_batch_size)
             while epoch < tc.vae_epochs:
                 if dp_vae is not None:
@@ -411,7 +411,7 @@ def train_private(
                     for start in range(0, rows.shape[0], tc.vae_batch_size):
                         xb = rows[order[start:start + tc.vae_batch_size]]
                         yb = torch.full((xb.shape[0],), n_labels, dtype=torch.long)
-                        out = vae(xb, yb, generator=gen)
+                        out = vae(xb, yb, rng=gen)
                         vae_opt.zero_grad(set_to_none=True)
                         out["loss"].mean().backward()
                         if tc.grad_clip > 0:
@@ -437,7 +437,7 @@ def train_private(
         # ------------------------------------------------ 4. stage-1 release (once) + DiT training
         def stage1_step(batch_rows: torch.Tensor) -> None:
             t1 = torch.randint(S, T, (batch_rows.shape[0],), generator=gen)
-            loss = _stage1_loss(diffusion, dit, batch_rows, t1, release_step=S - 1, null_label=null, generator=gen)
+            loss = _stage1_loss(diffusion, dit, batch_rows, t1, release_step=S - 1, null_label=null, rng=gen)
             s1_opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:
@@ -452,7 +452,7 @@ def train_private(
                 z0 = mu + sd * torch.randn(mu.shape, generator=gen)  # (N, P, C, T)
                 released = release_stage1_latents(z0, latent_clip=privacy.latent_clip,
                                                   alpha_bar=float(diffusion.alphas_cumprod[S - 1]),
-                                                  generator=gen, accountant=acc, name="diffusion/stage1")
+                                                  rng=gen, accountant=acc, name="diffusion/stage1")
                 released = released.reshape(n * per, c, tok)  # (R, C, T): only the release from here on
                 del z0
                 for _ in range(privacy.stage1_epochs):
@@ -465,7 +465,7 @@ def train_private(
 
         t0 = time.perf_counter()
         dp_dit = DPSGD(dit, dit_opt, noise_multiplier=z_mult["diffusion/stage2"], max_grad_norm=privacy.max_grad_norm,
-                       expected_batch_size=privacy.batch_size, generator=gen, accountant=acc, sample_rate=q,
+                       expected_batch_size=privacy.batch_size, rng=gen, accountant=acc, sample_rate=q,
                        name="diffusion/stage2", n_samples=n, max_physical_batch_size=privacy.max_physical_batch_size)
 
         def stage2_loss(fwd, x0, yb, tb, noise, drop):
@@ -506,7 +506,7 @@ def train_private(
             clip = privacy.correlation_clip or math.sqrt(v * (window + 1)) / 4.0
             prior_obj = fit_prior(cohort, label_column=config.label_column, labels=data.vocabulary, window=window,
                                   noise_multiplier=z_mult["correlation_prior"], clip=clip,
-                                  center=2.0 * rel["freq"], accountant=acc, generator=rng, name="correlation_prior")
+                                  center=2.0 * rel["freq"], accountant=acc, rng=rng, name="correlation_prior")
             prior_obj.info["n_per_label"] = {lab: float(cnt) for lab, cnt in zip(data.vocabulary, rel["counts"])}
             if privacy.shrink_correlations:
                 prior_obj.bands, prior_obj.info["shrinkage"] = shrink_correlation_bands(
@@ -518,7 +518,7 @@ def train_private(
         if privacy.calibrate_frequencies and tc.calibration_rows > 0:
             with ema.average_parameters(dit):
                 calibration = calibrate_frequencies(vae, dit, diffusion, per_label_k, latent_scale, rows=tc.calibration_rows,
-                                         steps=tc.calibration_steps, generator=gen, dev=torch.device("cpu"))
+                                         steps=tc.calibration_steps, rng=gen, dev=torch.device("cpu"))
 
     eps_total = acc.get_epsilon(privacy.delta)
     if eps_total > privacy.epsilon * (1 + 1e-9):
