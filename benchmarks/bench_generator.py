@@ -24,7 +24,7 @@ Speed and peak memory (train time per epoch, sampling people/s, peak RSS) at 805
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_generator.py perf --data sim5k --threads 2
 
 Every run prints one JSON line and writes ``benchmarks/results/generator_<mode>_<data>.json``.
-Options such as ``--vae-epochs`` override :class:`genosynth.generator.GeneratorConfig` fields.
+Options such as ``--vae-epochs`` override :class:`genosynth.models.config.GeneratorConfig` fields.
 """
 
 from __future__ import annotations

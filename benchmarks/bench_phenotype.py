@@ -7,7 +7,7 @@ Three sub-commands:
     h2 = 0.5, prevalence 0.3; 7,000 people by default), splits it into a training cohort A
     (3,000: with the holdout, the issue's 4,000-person cohort), a second real cohort B of the
     same size and a real holdout T (1,000), selects SNPs on A
-    (:func:`genosynth.gwas.select_snps`) and measures the acceptance metrics of issue 7 for
+    (:func:`genosynth.selection.select_snps`) and measures the acceptance metrics of issue 7 for
     reference "generators" whose answer is known:
 
     * ``copy``: the synthetic cohort is A itself (TSTR must equal TRTR, recovery 100 %);

@@ -54,7 +54,7 @@ def plink2() -> str:
 def sim_cohort():
     """Small simulated cohort: 300 people (100 YRI, 100 CEU, 100 CHB), phased, 300 SNPs at MAF >= 0.05.
 
-    Out-of-Africa model (genosynth.simulate), 500 kb, seed 11; < 1 s. Treat as read-only (shared).
+    Out-of-Africa model (genosynth.simulation), 500 kb, seed 11; < 1 s. Treat as read-only (shared).
     """
     from genosynth.simulation import simulate_cohort
 

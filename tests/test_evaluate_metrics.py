@@ -13,9 +13,10 @@ from genosynth.cohort import make_variants
 from genosynth.evaluate import fidelity as fid
 from genosynth.evaluate import replication as gw
 from genosynth.evaluate import attacks as pv
-from genosynth.stats.frequency import allele_freq
+from genosynth.errors import InputError
+from genosynth.stats.frequency import allele_freq, allele_frequencies, called_mean, dosage
 from genosynth.evaluate._arrays import nearest_distances
-from genosynth.stats.ld import pair_correlations
+from genosynth.stats.ld import pair_correlations, r2_matrix
 from genosynth.evaluate.lights import LightRule, judge
 
 
@@ -26,12 +27,37 @@ def _geno(n, v, seed=0, p=None):
 
 
 # ---------------------------------------------------------------------------------- arrays
-def test_allele_freq_ignores_missing():
+def test_allele_frequencies_skip_ignores_missing_and_raise_refuses_it():
     g = np.array([[0, 2, -1], [2, 2, -1], [1, -1, -1]], dtype=np.int8)
-    af = allele_freq(g)
+    af = allele_frequencies(g, missing="skip")
     assert af[0] == pytest.approx(0.5)
     assert af[1] == pytest.approx(1.0)
     assert np.isnan(af[2])
+    assert allele_freq(g).tobytes() == af.tobytes()  # the old name is the same function
+    assert allele_frequencies(g[:, :1], missing="raise")[0] == pytest.approx(0.5)
+    with pytest.raises(InputError, match="missing values"):
+        allele_frequencies(g, missing="raise")
+    with pytest.raises(InputError, match="missing must be one of"):
+        allele_frequencies(g, missing="fill")
+
+
+def test_dosage_fills_missing_calls_with_the_given_values_or_the_called_mean():
+    g = np.array([[0, 2, -1], [2, -1, -1], [1, 1, -1]], dtype=np.int8)
+    np.testing.assert_array_equal(called_mean(g), [1.0, 1.5, 0.0])  # 0 where nothing is called
+    x = dosage(g, called_mean(g), dtype=np.float64)
+    assert x.dtype == np.float64 and x[1, 1] == 1.5 and (x[:, 2] == 0).all()
+    assert dosage(g, np.array([9.0, 8.0, 7.0])).dtype == np.float32
+    assert dosage(g, np.array([9.0, 8.0, 7.0]))[1, 1] == 8.0
+
+
+def test_r2_matrix_is_squared_corrcoef_with_monomorphic_variants_zero():
+    g = _geno(60, 6, seed=5)
+    g[:, 4] = 2
+    r2 = r2_matrix(g, 2 * allele_frequencies(g, missing="skip"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = np.corrcoef(g.astype(float), rowvar=False) ** 2
+    assert np.allclose(r2, np.nan_to_num(ref))
+    assert (r2[4] == 0).all() and (r2[:, 4] == 0).all()
 
 
 @pytest.mark.parametrize("chunk", [3, 64])
@@ -55,7 +81,7 @@ def test_pair_correlations_dense_and_blocked_paths_equal_corrcoef():
     g = _geno(80, 30, seed=4)
     g[:, 7] = 1  # monomorphic
     g[3, 2] = -1  # a missing call
-    fill = 2 * np.nan_to_num(allele_freq(g))
+    fill = 2 * np.nan_to_num(allele_frequencies(g, missing="skip"))
     i, j = np.triu_indices(30, k=1)
     dense = pair_correlations(g, i, j, fill=fill)
     blocked = pair_correlations(g, i, j, fill=fill, dense_max=0, chunk=17)

@@ -144,6 +144,16 @@ def test_same_seed_same_checkpoint_and_samples(small, trained, tmp_path):
     assert not torch.equal(other.vae.readout, model2.vae.readout)
 
 
+def test_no_seed_draws_one_and_records_it(small):
+    cfg = tiny_config(training={"vae_epochs": 1, "dit_epochs": 1})
+    drawn = train_generator(small, config=cfg)
+    seed = drawn.meta["seed"]
+    assert isinstance(seed, int) and seed >= 0
+    again = train_generator(small, config=cfg, seed=seed)  # the recorded seed repeats the run
+    assert torch.equal(drawn.vae.readout, again.vae.readout)
+    assert all(torch.equal(p, q) for p, q in zip(drawn.dit.parameters(), again.dit.parameters()))
+
+
 class _Kill(Exception):
     pass
 

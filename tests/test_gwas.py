@@ -1,4 +1,5 @@
-"""Tests of genosynth.gwas: logistic IRLS, PCs, LD clumping, SNP selection and its DP path."""
+"""Tests of genosynth.stats.association and genosynth.selection: logistic IRLS, PCs, LD clumping,
+SNP selection and its DP path (genosynth.privacy.releases)."""
 
 from __future__ import annotations
 
@@ -286,11 +287,12 @@ def test_dp_select_step_is_the_exponential_mechanism():
 
 def test_select_snps_under_epsilon_is_private_and_useful():
     c = toy(n=3000, seed=17, effect=1.0)
-    sel = select_snps(c, k=2, epsilon=20.0, seed=3, clump_r2=None)
+    sel = select_snps(c, k=2, epsilon=20.0, seed=3, clump_r2=None, deterministic_noise=True)
     assert sel.gwas is None
     assert sel.privacy["epsilon"] == 20.0 and sel.privacy["steps"] == 2 and sel.epsilon == 20.0
     assert set(sel.indices.tolist()) == {3, 17}  # strong signal survives the noise
-    noisy = [set(select_snps(c, k=2, epsilon=1e-3, seed=s, clump_r2=None).indices.tolist()) == {3, 17}
+    noisy = [set(select_snps(c, k=2, epsilon=1e-3, seed=s, clump_r2=None, deterministic_noise=True).indices.tolist())
+             == {3, 17}
              for s in range(20)]
     assert sum(noisy) < 5  # with almost no budget the choice is close to uniform
     note = select_snps(c, k=2, epsilon=1.0, seed=3)
@@ -303,6 +305,25 @@ def test_select_snps_under_epsilon_is_private_and_useful():
         select_snps(c, k=2, epsilon=1.0, p_threshold=1e-5)
     strat = select_snps(c, k=2, epsilon=20.0, strata="super_pop", seed=3, clump_r2=None)
     assert "stratified by super_pop" in strat.privacy["score"]
+
+
+def test_select_snps_dp_noise_is_secret_unless_asked_and_charged_to_the_accountant():
+    from genosynth.privacy import PrivacyAccountant
+
+    c = toy(n=800, v=200, seed=21, effect=0.0)  # no signal: the choice is the noise alone
+    picks = {tuple(select_snps(c, k=5, epsilon=0.1, seed=3, clump_r2=None).indices.tolist()) for _ in range(3)}
+    assert len(picks) > 1  # the same seed does not replay the DP noise
+    same = [select_snps(c, k=5, epsilon=0.1, seed=3, clump_r2=None, deterministic_noise=True).indices.tolist()
+            for _ in range(2)]
+    assert same[0] == same[1]
+    with pytest.raises(InputError, match="explicit seed"):
+        select_snps(c, k=5, epsilon=0.1, clump_r2=None, deterministic_noise=True)
+    acc = PrivacyAccountant()
+    sel = select_snps(c, k=5, epsilon=0.1, delta=1e-6, seed=3, clump_r2=None, accountant=acc)
+    assert sel.config["seed"] is None
+    (event,) = acc.state_dict()["events"]
+    assert event["kind"] == "top_k" and event["name"] == "snp_selection" and event["k"] == 5
+    assert event == sel.privacy["accountant"]["events"][0]
 
 
 def test_select_snps_validates_options():

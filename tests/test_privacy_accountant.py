@@ -14,7 +14,7 @@ from genosynth.privacy import (
     RDP_ORDERS,
     MechanismSpec,
     PrivacyAccountant,
-    calibrate,
+    calibrate_noise,
     check_delta,
     plan_for_training,
     rdp_to_epsilon,
@@ -211,7 +211,7 @@ def plan_specs(stage1_alpha_bar=0.001):
 
 @pytest.mark.parametrize("target", [1.0, 4.0, 10.0])
 def test_calibration_meets_target_within_slack(target):
-    cal = calibrate(plan_specs(), target_epsilon=target, delta=1e-6, n_samples=5000)
+    cal = calibrate_noise(plan_specs(), target_epsilon=target, delta=1e-6, n_samples=5000)
     assert cal.epsilon <= target
     assert cal.epsilon >= 0.97 * target
     assert cal.accountant.get_epsilon(1e-6) == pytest.approx(cal.epsilon)
@@ -225,23 +225,23 @@ def test_calibration_meets_target_within_slack(target):
 
 
 def test_calibrated_multipliers_are_monotone_in_the_target():
-    z = [calibrate(plan_specs(), target_epsilon=e, delta=1e-6).noise_multipliers["diffusion/stage2"]
+    z = [calibrate_noise(plan_specs(), target_epsilon=e, delta=1e-6).noise_multipliers["diffusion/stage2"]
          for e in (1.0, 3.0, 9.0)]  # fmt: skip
     assert z[0] > z[1] > z[2]
 
 
 def test_impossible_budgets_are_refused_naming_the_fix():
     with pytest.raises(PrivacyError, match="raise --epsilon"):
-        calibrate(plan_specs(stage1_alpha_bar=0.5), target_epsilon=1.0, delta=1e-6)  # stage 1 alone too costly
+        calibrate_noise(plan_specs(stage1_alpha_bar=0.5), target_epsilon=1.0, delta=1e-6)  # stage 1 alone too costly
     with pytest.raises(PrivacyError, match="stage split S"):
-        calibrate(plan_specs(stage1_alpha_bar=0.5), target_epsilon=1.0, delta=1e-6)
+        calibrate_noise(plan_specs(stage1_alpha_bar=0.5), target_epsilon=1.0, delta=1e-6)
     with pytest.raises(PrivacyError, match="noise multiplier above"):
-        calibrate(plan_specs(stage1_alpha_bar=1e-7), target_epsilon=0.01, delta=1e-6)
+        calibrate_noise(plan_specs(stage1_alpha_bar=1e-7), target_epsilon=0.01, delta=1e-6)
     for bad in (0.0, -1.0, math.inf, math.nan):
         with pytest.raises(PrivacyError, match="--epsilon"):
-            calibrate(plan_specs(), target_epsilon=bad, delta=1e-6)
+            calibrate_noise(plan_specs(), target_epsilon=bad, delta=1e-6)
     with pytest.raises(PrivacyError, match="1/n"):
-        calibrate(plan_specs(), target_epsilon=1.0, delta=1e-3, n_samples=5000)
+        calibrate_noise(plan_specs(), target_epsilon=1.0, delta=1e-3, n_samples=5000)
 
 
 def test_plan_for_training_end_to_end():

@@ -1,4 +1,5 @@
-"""Tests of genosynth.privacy.ancestry: the DP within-label ancestry spread and its sampling shift."""
+"""Tests of the DP within-label ancestry spread (genosynth.privacy.releases.release_ancestry_spread)
+and its sampling shift (genosynth.sampling.ancestry)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of genosynth.private_training: plan before training, one accountant, DP = plain code at σ=0."""
+"""Tests of genosynth.training.private: plan before training, one accountant, DP = plain code at σ=0, secret noise."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def private_run(small, tmp_path_factory):
     folder = tmp_path_factory.mktemp("dp")
     path = str(folder / "model.pt")
     lines: list[str] = []
-    model = train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, checkpoint=path,
-                          log=lines.append)
+    model = train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, deterministic_noise=True,
+                          checkpoint=path, log=lines.append)
     return model, path, lines
 
 
@@ -184,7 +184,8 @@ def test_dp_vae_step_without_noise_or_clipping_equals_plain_step():
 
 def test_public_reference_vae_costs_no_budget(small, sim_cohort):
     public = sim_cohort.subset(samples=np.arange(40, 80), variants=np.arange(40))  # other people, same SNPs
-    model = train_private(small, config=tiny_config(), privacy=small_privacy(), public_reference=public, seed=4)
+    model = train_private(small, config=tiny_config(), privacy=small_privacy(), public_reference=public, seed=4,
+                          deterministic_noise=True)
     names = {e["name"] for e in model.meta["privacy_state"]["events"]}
     assert "vae/dpsgd" not in names and {"diffusion/stage2", "allele_frequencies"} <= names
     assert model.meta["public_reference"] is True and model.latent_scale != 1.0  # scale from public latents
@@ -279,7 +280,7 @@ def test_interrupted_run_resumes_bit_identically_and_accounts_once(small, privat
     from genosynth.errors import InputError
     from genosynth.training.private import resume_path
 
-    _, full_path, _ = private_run  # the same run (seed 3), uninterrupted
+    _, full_path, _ = private_run  # the same run (seed 3, deterministic noise), uninterrupted
     path = str(tmp_path / "cut.pt")
 
     def stop(stage, epoch):  # mid stage 2: after the stage-1 release, which must not be drawn again
@@ -287,15 +288,16 @@ def test_interrupted_run_resumes_bit_identically_and_accounts_once(small, privat
             raise _Interrupt
 
     with pytest.raises(_Interrupt):
-        train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, checkpoint=path, callback=stop)
+        train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, deterministic_noise=True,
+                      checkpoint=path, callback=stop)
     private = resume_path(path)
     assert not os.path.exists(path) and os.path.exists(private)  # nothing released yet
     with pytest.raises(InputError, match="--resume"):  # a fresh start over an interrupted run is refused
         train_private(small, config=tiny_config(), privacy=small_privacy(), seed=3, checkpoint=path)
     with pytest.raises(InputError, match="privacy_config.*batch_size"):  # other options: other plan
         train_private(small, config=tiny_config(), privacy=small_privacy(batch_size=30), checkpoint=path, resume=True)
-    # the seed is not needed (and not used): the noise generators come back from the private file
-    train_private(small, config=tiny_config(), privacy=small_privacy(), seed=12345, checkpoint=path, resume=True)
+    # no seed is needed (a secret one drawn now is not used): the noise generators come back from the private file
+    train_private(small, config=tiny_config(), privacy=small_privacy(), checkpoint=path, resume=True)
     assert os.path.exists(path) and not os.path.exists(private)  # the secret state does not outlive the run
     a, b = load_checkpoint(full_path), load_checkpoint(path)
     assert a["privacy"] == b["privacy"]  # same events, each counted once
@@ -307,6 +309,24 @@ def test_interrupted_run_resumes_bit_identically_and_accounts_once(small, privat
     assert np.array_equal(np.asarray(a["correlation_prior"]["bands"]), np.asarray(b["correlation_prior"]["bands"]))
     with pytest.raises(InputError, match="finished"):
         train_private(small, config=tiny_config(), privacy=small_privacy(), checkpoint=path, resume=True)
+
+
+def test_dp_noise_is_secret_unless_a_test_asks_for_a_seed(small):
+    cfg = tiny_config(training={"vae_epochs": 1, "dit_epochs": 1})
+
+    def fit(**kw):
+        return train_private(small, config=cfg, privacy=small_privacy(correlation_window=0, stage1_epochs=0), **kw)
+
+    def weights(model):
+        return torch.cat([p.detach().flatten() for p in [*model.vae.parameters(), *model.dit.parameters()]])
+
+    a, b = fit(seed=3), fit(seed=3)  # a seed without deterministic_noise does not fix the noise
+    assert not torch.allclose(a.calibration, b.calibration) and not torch.equal(weights(a), weights(b))
+    assert a.meta["seed"] is None and b.meta["seed"] is None
+    c, d = fit(seed=3, deterministic_noise=True), fit(seed=3, deterministic_noise=True)
+    assert torch.equal(c.calibration, d.calibration) and torch.equal(weights(c), weights(d))
+    with pytest.raises(InputError, match="explicit seed"):
+        fit(deterministic_noise=True)
 
 
 def test_dp_checkpoint_holds_neither_the_seed_nor_a_generator_state(private_run):

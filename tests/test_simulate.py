@@ -1,4 +1,4 @@
-"""Tests of genosynth.simulate: the out-of-Africa cohort and the liability-threshold trait."""
+"""Tests of genosynth.simulation: the out-of-Africa cohort and the liability-threshold trait."""
 
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def test_recent_expansion_removes_cryptic_relatives():
         (dict(maf=0.6), "[0, 0.5)"),
         (dict(max_snps=0), "max_snps"),
         (dict(sequence_length=10), "--length-mb"),
-        (dict(seed=-1), "non-negative"),
+        (dict(seed=-1), "seed must be an integer >= 0"),
         (dict(phenotype=PhenotypeSpec(heritability=1.5)), "--h2"),
         (dict(phenotype=PhenotypeSpec(prevalence=0.0)), "--prevalence"),
         (dict(phenotype=PhenotypeSpec(n_causal=0)), "--causal"),

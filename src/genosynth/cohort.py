@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from genosynth.errors import InputError
+from genosynth.stats.frequency import allele_frequencies
 
 VARIANT_COLUMNS = ("chrom", "pos", "id", "ref", "alt")
 SAMPLE_COLUMNS = ("sample", "fid", "pop", "super_pop", "sex", "phenotype")
@@ -228,14 +229,13 @@ class Cohort:
         return self.alleles.reshape(self.n_samples, self.ploidy, self.n_variants)
 
     def allele_frequencies(self) -> np.ndarray:
-        """ALT allele frequency per variant over non-missing calls, float64 shape (n_variants,)."""
-        a = self.alleles
-        ok = a >= 0
-        per_row = 1 if self.phased else self.ploidy
-        counts = np.where(ok, a, 0).sum(axis=0, dtype=np.int64)
-        called = ok.sum(axis=0, dtype=np.int64) * per_row
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(called > 0, counts / np.maximum(called, 1), np.nan)
+        """ALT allele frequency per variant over called alleles, float64 shape (n_variants,); NaN where
+        none is called (:func:`genosynth.stats.frequency.allele_frequencies`, ``missing="skip"``).
+
+        Phased cohorts count haplotype rows (one missing allele drops only itself); unphased ones
+        count genotype rows.
+        """
+        return allele_frequencies(self.alleles, ploidy=1 if self.phased else self.ploidy, missing="skip")
 
     def missing_rate(self) -> float:
         """Fraction of missing allele calls."""

@@ -41,6 +41,7 @@ import pandas as pd
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
 from genosynth.stats.association import binary_phenotype, gwas, ld_clump, single_threaded_blas
+from genosynth.stats.frequency import called_mean, dosage
 
 METHODS = ("logistic_l2", "clumped_beta")
 
@@ -152,13 +153,11 @@ def prs_transfer(train: Cohort, test: Cohort, *, snps=None, method: str = "logis
 
 def _fill_standardise(g_tr: np.ndarray, g_te: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Standardise both with the training mean/sd; missing = training mean. float64 (n, S) each."""
-    x_tr = g_tr.astype(np.float64)
-    x_tr[g_tr < 0] = np.nan
-    mean = np.nan_to_num(np.nanmean(x_tr, axis=0)) if np.isnan(x_tr).any() else x_tr.mean(axis=0)
-    x_tr = np.where(np.isnan(x_tr), mean, x_tr)
+    mean = called_mean(g_tr)  # (S,), 0 where nothing is called
+    x_tr = dosage(g_tr, mean, dtype=np.float64)
     sd = x_tr.std(axis=0)
     sd[sd == 0] = 1.0
-    x_te = np.where(g_te < 0, mean, g_te.astype(np.float64))
+    x_te = dosage(g_te, mean, dtype=np.float64)
     return (x_tr - mean) / sd, (x_te - mean) / sd
 
 
@@ -233,7 +232,7 @@ def _clumped_beta(train: Cohort, g_te, *, phenotype, p_threshold, clump_r2, clum
     beta = np.zeros(train.n_variants)
     beta[cand] = table["beta"].to_numpy()[cand]
     freq2 = 2.0 * table["a1_freq"].to_numpy()
-    x_te = np.where(g_te < 0, np.nan_to_num(freq2)[None, :], g_te.astype(np.float64))
+    x_te = dosage(g_te, np.nan_to_num(freq2), dtype=np.float64)
     return x_te @ beta, {"p_threshold": float(p_threshold), "n_snps_used": int(len(cand))}
 
 
@@ -259,12 +258,25 @@ def _causal_ids(truth) -> list[str]:
     return [str(t) for t in truth]
 
 
+def _significance(level, p: pd.Series, real_found: set | None) -> float:
+    """The p-value threshold of ``alpha``/``alpha_synthetic``: a number, ``"bonferroni"`` (0.05 / SNPs
+    tested) or, for the synthetic GWAS (``real_found`` given), ``"replication"`` (0.05 / real hits)."""
+    if level == "bonferroni":
+        return 0.05 / max(int(np.isfinite(p).sum()), 1)
+    if level == "replication" and real_found is not None:
+        return 0.05 / max(len(real_found), 1)
+    if isinstance(level, str):
+        raise InputError(f"alpha must be a number or 'bonferroni' (alpha_synthetic also 'replication'), "
+                         f"got {level!r}")
+    return float(level)
+
+
 def causal_recovery(real: Cohort, synthetic: Cohort, truth, *, alpha: float | str = 5e-8,
                     alpha_synthetic: float | str | None = None, model: str = "additive", pcs: int = 0,
                     phenotype: str = "phenotype") -> dict:
     """Of the causal SNPs the real-data GWAS finds, the fraction the synthetic-data GWAS also finds.
 
-    Both cohorts get the same logistic GWAS (:func:`genosynth.gwas.gwas`); a causal SNP is
+    Both cohorts get the same logistic GWAS (:func:`genosynth.stats.association.gwas`); a causal SNP is
     *found* in a cohort when its own p-value is below ``alpha``.
 
     Parameters
@@ -281,7 +293,7 @@ def causal_recovery(real: Cohort, synthetic: Cohort, truth, *, alpha: float | st
         it asks whether the synthetic cohort *replicates* the real hits rather than whether it
         reaches genome-wide significance again, which fresh real samples of the same size often
         do not (see ``docs/phenotype.md``).
-    model, pcs, phenotype : as in :func:`genosynth.gwas.gwas`.
+    model, pcs, phenotype : as in :func:`genosynth.stats.association.gwas`.
 
     Returns
     -------
@@ -299,15 +311,7 @@ def causal_recovery(real: Cohort, synthetic: Cohort, truth, *, alpha: float | st
         cols = _columns(cohort, causal, role)
         table = gwas(cohort, phenotype=phenotype, model=model, pcs=pcs)
         level = alpha if role == "real" or alpha_synthetic is None else alpha_synthetic
-        if level == "bonferroni":
-            a = 0.05 / max(int(np.isfinite(table["p"]).sum()), 1)
-        elif level == "replication" and role == "synthetic":
-            a = 0.05 / max(len(res["real"]["found"]), 1)
-        elif isinstance(level, str):
-            raise InputError(f"alpha must be a number or 'bonferroni' (alpha_synthetic also 'replication'), "
-                             f"got {level!r}")
-        else:
-            a = float(level)
+        a = _significance(level, table["p"], res["real"]["found"] if role == "synthetic" else None)
         p = table["p"].to_numpy()
         res[role] = {"found": set(causal[np.nan_to_num(p[cols], nan=1.0) < a].tolist()),
                      "beta": dict(zip(causal, table["beta"].to_numpy()[cols])),

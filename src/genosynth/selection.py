@@ -2,21 +2,24 @@
 
 The phenotype-supervised generator (SNPgen) models only the SNPs that matter for a trait:
 :func:`select_snps` runs a GWAS on the training cohort, clumps it by linkage disequilibrium and
-keeps the top ``k`` index SNPs. Three building blocks are public:
+keeps the top ``k`` index SNPs. It composes three building blocks, which live where their
+kind of code lives (:mod:`genosynth.stats.association`, :mod:`genosynth.privacy.releases`):
 
-* :func:`logistic_gwas` - per-SNP logistic regression ``logit P(case) = C b + x_j beta_j`` fitted by
-  iteratively reweighted least squares (Newton-Raphson), **vectorised over SNPs**: every Newton
-  step is a handful of matrix products over a block of SNPs, and each SNP uses the samples with
-  an observed genotype (complete-case, as plink2 ``--glm``). Additive (0/1/2 ALT copies) or
-  dominant (ALT carrier 0/1) coding; optional covariates such as the top genotype principal
-  components (:func:`genotype_pcs`). Wald test of ``beta_j``.
-* :func:`ld_clump` - plink-style greedy clumping: take the best remaining SNP as an index SNP,
-  drop every SNP within ``kb`` kilobases on the same chromosome whose squared genotype
-  correlation with it exceeds ``r2``, repeat.
-* :func:`dp_select` - differentially private selection: an exponential mechanism over an
-  association score whose per-person sensitivity is bounded (derivation in
-  :func:`association_scores`), run ``k`` times by peeling, so the guarantee holds for the
-  phenotype *and* the genotypes of every person.
+* :func:`~genosynth.stats.association.logistic_gwas` - per-SNP logistic regression
+  ``logit P(case) = C b + x_j beta_j`` fitted by iteratively reweighted least squares
+  (Newton-Raphson), **vectorised over SNPs**: every Newton step is a handful of matrix products
+  over a block of SNPs, and each SNP uses the samples with an observed genotype (complete-case,
+  as plink2 ``--glm``). Additive (0/1/2 ALT copies) or dominant (ALT carrier 0/1) coding;
+  optional covariates such as the top genotype principal components
+  (:func:`~genosynth.stats.association.genotype_pcs`). Wald test of ``beta_j``.
+* :func:`~genosynth.stats.association.ld_clump` - plink-style greedy clumping: take the best
+  remaining SNP as an index SNP, drop every SNP within ``kb`` kilobases on the same chromosome
+  whose squared genotype correlation with it exceeds ``r2``, repeat.
+* :func:`~genosynth.privacy.releases.release_snp_selection` - differentially private selection:
+  an exponential mechanism over an association score whose per-person sensitivity is bounded
+  (derivation in :func:`~genosynth.stats.association.association_scores`), run ``k`` times by
+  peeling (:func:`~genosynth.privacy.releases.dp_select`) and recorded in the run's accountant,
+  so the guarantee holds for the phenotype *and* the genotypes of every person.
 
 The GWAS table of a private cohort is itself a private statistic (summary statistics allow
 membership inference, Homer et al. 2008), so with ``epsilon`` set :func:`select_snps` returns no
@@ -74,13 +77,9 @@ import numpy as np
 import pandas as pd
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError, PrivacyError
-from genosynth.stats.association import MODELS
-from genosynth.stats.association import association_scores
-from genosynth.stats.association import binary_phenotype
-from genosynth.privacy.releases import dp_select
-from genosynth.stats.association import gwas
-from genosynth.stats.association import ld_clump
-from genosynth.stats.association import standardised
+from genosynth.privacy.releases import release_snp_selection
+from genosynth.seeds import noise_seed, resolve_seed
+from genosynth.stats.association import MODELS, binary_phenotype, gwas, ld_clump, standardised
 
 
 # ================================================================================ configuration
@@ -146,10 +145,12 @@ class SnpSelection:
     rank : int64, shape (n_selected,)
         1 = strongest association (GWAS p-value, or DP selection order), same order as ``indices``.
     gwas : DataFrame or None
-        The association table of every variant (columns :data:`GWAS_COLUMNS` + ``selected``,
-        ``rank``); ``None`` under differential privacy, where it would be a private release.
+        The association table of every variant (columns
+        :data:`~genosynth.stats.association.GWAS_COLUMNS` + ``selected``, ``rank``); ``None`` under
+        differential privacy, where it would be a private release.
     privacy : dict or None
-        What the DP selection spent (see :func:`dp_select`); ``None`` when not private.
+        What the DP selection spent (see :func:`~genosynth.privacy.releases.dp_select`); ``None``
+        when not private.
     config : dict
         The resolved :class:`SelectConfig`, seed included.
     notes : list of str
@@ -208,18 +209,21 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
                 clump_r2: float | None = 0.2, clump_kb: float = 250.0, p_threshold: float | None = None,
                 epsilon: float | None = None, delta: float = 0.0, strata: str | None = None,
                 ld_reference: Cohort | None = None, phenotype: str = "phenotype",
-                seed: int | None = None, accountant=None) -> SnpSelection:
+                seed: int | None = None, accountant=None, deterministic_noise: bool = False) -> SnpSelection:
     """GWAS-guided SNP selection: association test, LD clumping, top ``k`` index SNPs.
 
-    Without ``epsilon``: logistic GWAS (:func:`gwas`, optional ``pcs`` principal-component
-    covariates), candidates ordered by p-value (``p <= p_threshold`` when given), greedy LD
-    clumping (:func:`ld_clump`, with the cohort's own LD or ``ld_reference``), first ``k`` index SNPs.
+    Without ``epsilon``: logistic GWAS (:func:`~genosynth.stats.association.gwas`, optional ``pcs``
+    principal-component covariates), candidates ordered by p-value (``p <= p_threshold`` when
+    given), greedy LD clumping (:func:`~genosynth.stats.association.ld_clump`, with the cohort's
+    own LD or ``ld_reference``), first ``k`` index SNPs.
 
-    With ``epsilon``: ``k`` exponential mechanisms on :func:`association_scores` (bounded
-    sensitivity, optionally stratified by the ``strata`` column), see :func:`dp_select`. Clumping
-    then needs a public ``ld_reference`` (private LD would leak); without one it is skipped and a
-    note says so. No GWAS table is returned and no private p-value, PC or LD is touched. The
-    returned ``privacy`` dict is what an accountant must charge.
+    With ``epsilon``: the DP release
+    :func:`~genosynth.privacy.releases.release_snp_selection` (``k`` exponential mechanisms on
+    association scores of bounded sensitivity, optionally stratified by the ``strata`` column),
+    which also composes the budget and records itself in ``accountant``. Clumping then needs a
+    public ``ld_reference`` (private LD would leak); without one it is skipped and a note says so.
+    No GWAS table is returned and no private p-value, PC or LD is touched. The returned
+    ``privacy`` dict is what an accountant must charge.
 
     Parameters
     ----------
@@ -241,87 +245,109 @@ def select_snps(cohort: Cohort, *, k: int = 1024, model: str = "additive", pcs: 
         Public cohort holding every variant id of ``cohort``, whose LD is used for clumping.
     phenotype : str
     seed : int, optional
-        ``None`` draws one; it is in ``config["seed"]`` unless ``epsilon`` is given: the seed of a
-        DP selection is a secret (whoever knows it can redraw the mechanism's noise), so it is
-        never returned or written.
+        ``None`` draws one (:func:`genosynth.seeds.resolve_seed`); it is in ``config["seed"]``
+        unless ``epsilon`` is given. Under ``epsilon`` the noise seed is drawn from the OS and kept
+        secret (:func:`genosynth.seeds.noise_seed`; whoever knows it can redraw the mechanism's
+        noise), whatever ``seed`` is, and no seed is returned or written.
     accountant : PrivacyAccountant, optional
         Under ``epsilon``, the run's accountant; the selection records its ``top_k`` event(s) there
         (``privacy["accountant"]`` holds them either way).
+    deterministic_noise : bool
+        Under ``epsilon``, draw the noise from ``seed`` (which must be given) instead of a secret
+        seed, so two calls give the same selection. For tests only: such a selection has no
+        privacy against anyone who knows ``seed``.
 
     Returns
     -------
     SnpSelection
     """
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2**31 - 1))
     cfg = SelectConfig(k=k, model=model, pcs=pcs, clump_r2=clump_r2, clump_kb=clump_kb,
                        p_threshold=p_threshold, epsilon=epsilon, delta=delta, strata=strata,
-                       phenotype=phenotype, seed=int(seed))
+                       phenotype=phenotype, seed=resolve_seed(seed))
     cfg.validate()
     t0 = time.perf_counter()
     notes: list[str] = []
     y = binary_phenotype(cohort, phenotype)
     g = cohort.genotypes()
-    ld_g = g
-    if ld_reference is not None:
-        ld_g = _aligned_genotypes(ld_reference, cohort)
-
-    def clump_exclusion(lo_g):
-        chrom = cohort.variants["chrom"].astype(str).to_numpy()
-        pos = cohort.variants["pos"].to_numpy(dtype=np.int64)
-        zfull = standardised(lo_g)
-        half = cfg.clump_kb * 1000
-
-        def exclude(j):
-            win = np.flatnonzero((chrom == chrom[j]) & (np.abs(pos - pos[j]) <= half))
-            r = (zfull[:, j] @ zfull[:, win]) / zfull.shape[0]
-            return win[r * r > cfg.clump_r2]
-        return exclude
-
+    ld_g = g if ld_reference is None else _aligned_genotypes(ld_reference, cohort)
     if epsilon is not None:
-        labels = cohort.labels(strata) if strata else None
-        scores, sens = association_scores(g, y, model=model, strata=labels)
-        exclude = None
-        if cfg.clump_r2 is not None:
-            if ld_reference is None:
-                notes.append("LD clumping skipped: LD of the private cohort is a private statistic; give a public "
-                             "LD reference (--ld-bfile/ld_reference) to clump under --epsilon")
-            else:
-                exclude = clump_exclusion(ld_g)
-        chosen, privacy = dp_select(scores, cfg.k, sensitivity=sens, epsilon=epsilon, delta=delta,
-                                    seed=seed, exclude=exclude, accountant=accountant)
-        privacy["score"] = ("|co-moment of trait and " + model + " genotype|"
-                            + (f", stratified by {strata}" if strata else ""))
+        chosen, privacy = _select_privately(cohort, g, y, cfg, ld_g=ld_g, public_ld=ld_reference is not None,
+                                            seed=noise_seed(seed, deterministic=deterministic_noise),
+                                            accountant=accountant, notes=notes)
         table = None
     else:
-        table = gwas(cohort, phenotype=phenotype, model=model, pcs=pcs, seed=seed)
-        p = table["p"].to_numpy()
-        ok = np.isfinite(p)
-        if p_threshold is not None:
-            ok &= p <= p_threshold
-        cand = np.flatnonzero(ok)
-        cand = cand[np.lexsort((cand, -table["neg_log10_p"].to_numpy()[cand]))]  # smallest p first, ties by index
-        n_failed = int((~np.isfinite(p)).sum())
-        if n_failed:
-            notes.append(f"{n_failed} variants have no test (monomorphic, separated or not converged)")
-        if cfg.clump_r2 is not None:
-            chosen = ld_clump(ld_g, cohort.variants, cand, r2=cfg.clump_r2, kb=cfg.clump_kb, max_index=cfg.k)
-        else:
-            chosen = cand[:cfg.k]
+        chosen, table = _select_by_gwas(cohort, cfg, ld_g=ld_g, notes=notes)
         privacy = None
+    return _selection_result(cohort, cfg, chosen, table=table, privacy=privacy, notes=notes,
+                             ld_reference=ld_reference is not None, t0=t0)
+
+
+def _clump_exclusion(cohort: Cohort, ld_g: np.ndarray, cfg: SelectConfig):
+    """``exclude(j) -> indices``: SNPs within ``clump_kb`` of ``j`` with r² (LD of ``ld_g``) above ``clump_r2``."""
+    chrom = cohort.variants["chrom"].astype(str).to_numpy()
+    pos = cohort.variants["pos"].to_numpy(dtype=np.int64)
+    zfull = standardised(ld_g)  # (N_ref, V)
+    half = cfg.clump_kb * 1000
+
+    def exclude(j):
+        win = np.flatnonzero((chrom == chrom[j]) & (np.abs(pos - pos[j]) <= half))
+        r = (zfull[:, j] @ zfull[:, win]) / zfull.shape[0]
+        return win[r * r > cfg.clump_r2]
+    return exclude
+
+
+def _select_privately(cohort: Cohort, g: np.ndarray, y: np.ndarray, cfg: SelectConfig, *, ld_g: np.ndarray,
+                      public_ld: bool, seed: int, accountant, notes: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Stage 2 under ``epsilon``: the DP release of the selection, clumped by public LD only."""
+    labels = cohort.labels(cfg.strata) if cfg.strata else None
+    exclude = None
+    if cfg.clump_r2 is not None:
+        if not public_ld:
+            notes.append("LD clumping skipped: LD of the private cohort is a private statistic; give a public "
+                         "LD reference (--ld-bfile/ld_reference) to clump under --epsilon")
+        else:
+            exclude = _clump_exclusion(cohort, ld_g, cfg)
+    return release_snp_selection(g, y, cfg.k, model=cfg.model, epsilon=cfg.epsilon, delta=cfg.delta, seed=seed,
+                                 strata=labels, strata_name=cfg.strata, exclude=exclude, accountant=accountant)
+
+
+def _select_by_gwas(cohort: Cohort, cfg: SelectConfig, *, ld_g: np.ndarray,
+                    notes: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Stage 2 without ``epsilon``: logistic GWAS, candidates by p-value, LD clumping, first ``k``."""
+    table = gwas(cohort, phenotype=cfg.phenotype, model=cfg.model, pcs=cfg.pcs, seed=cfg.seed)
+    p = table["p"].to_numpy()
+    ok = np.isfinite(p)
+    if cfg.p_threshold is not None:
+        ok &= p <= cfg.p_threshold
+    cand = np.flatnonzero(ok)
+    cand = cand[np.lexsort((cand, -table["neg_log10_p"].to_numpy()[cand]))]  # smallest p first, ties by index
+    n_failed = int((~np.isfinite(p)).sum())
+    if n_failed:
+        notes.append(f"{n_failed} variants have no test (monomorphic, separated or not converged)")
+    if cfg.clump_r2 is not None:
+        chosen = ld_clump(ld_g, cohort.variants, cand, r2=cfg.clump_r2, kb=cfg.clump_kb, max_index=cfg.k)
+    else:
+        chosen = cand[:cfg.k]
+    return chosen, table
+
+
+def _selection_result(cohort: Cohort, cfg: SelectConfig, chosen: np.ndarray, *, table: pd.DataFrame | None,
+                      privacy: dict[str, Any] | None, notes: list[str], ld_reference: bool,
+                      t0: float) -> SnpSelection:
+    """Stage 3: ranks, the table's ``selected``/``rank`` columns and the recorded config (no seed under DP)."""
     if len(chosen) < cfg.k:
         notes.append(f"only {len(chosen)} SNPs selected (asked for {cfg.k}): fewer candidates remain after "
                      "filtering/clumping; lower --k, relax --clump-r2 or --p-threshold")
-    rank_of = np.zeros(cohort.n_variants, dtype=np.int64)
+    rank_of = np.zeros(cohort.n_variants, dtype=np.int64)  # (V,)
     rank_of[chosen] = np.arange(1, len(chosen) + 1)
     indices = np.sort(chosen)
     if table is not None:
         table["selected"] = rank_of > 0
         table["rank"] = rank_of
     config = dataclasses.asdict(cfg)
-    if epsilon is not None:
+    if cfg.epsilon is not None:
         config["seed"] = None  # secret under DP
-    config["ld_reference"] = ld_reference is not None
+    config["ld_reference"] = ld_reference
     config["seconds"] = round(time.perf_counter() - t0, 3)
     return SnpSelection(
         indices=indices,

@@ -36,6 +36,7 @@ import numpy as np
 
 from genosynth.cohort import Cohort, make_samples, make_variants
 from genosynth.errors import InputError
+from genosynth.seeds import resolve_seed
 
 # Super-population of each population of the model (1000 Genomes naming).
 SUPER_POPULATION = {"YRI": "AFR", "CEU": "EUR", "CHB": "EAS"}
@@ -315,30 +316,53 @@ def simulate_cohort(
     >>> bool((a.alleles == b.alleles).all()) and a.variants.equals(b.variants)
     True
     """
-    import msprime
-
-    config = SimulationConfig(
-        n_samples=n_samples,
-        sequence_length=int(sequence_length),
-        populations=tuple(populations),
-        maf=float(maf),
-        max_snps=None if max_snps is None else int(max_snps),
-        recombination_rate=float(recombination_rate),
-        mutation_rate=float(mutation_rate),
-        chrom=str(chrom),
-        ref_allele=ref_allele,
-        reference_population=reference_population,
-        recent_expansion=bool(recent_expansion),
-    )
+    config = SimulationConfig(n_samples=n_samples, sequence_length=int(sequence_length),
+                              populations=tuple(populations), maf=float(maf),
+                              max_snps=None if max_snps is None else int(max_snps),
+                              recombination_rate=float(recombination_rate), mutation_rate=float(mutation_rate),
+                              chrom=str(chrom), ref_allele=ref_allele, reference_population=reference_population,
+                              recent_expansion=bool(recent_expansion))
     config.validate()
     if phenotype is not None:
         phenotype.validate()
-    seed = _resolve_seed(seed)
+    seed = resolve_seed(seed)
     # Independent streams for ancestry, mutations, letters/sex and the trait.
     s_anc, s_mut, s_letters, s_pheno = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
-    rng = np.random.default_rng(int(s_letters))
+    cohort = _simulate_genotypes(config, seed=seed, ancestry_seed=int(s_anc), mutation_seed=int(s_mut),
+                                 rng=np.random.default_rng(int(s_letters)))
+    if phenotype is not None:
+        y, truth = simulate_phenotype(cohort, phenotype, seed=int(s_pheno))
+        cohort.samples["phenotype"] = y
+        cohort.meta["truth"] = truth
+    return cohort
 
+
+def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: int, mutation_seed: int,
+                        rng: np.random.Generator) -> Cohort:
+    """The cohort of :func:`simulate_cohort` without a trait, in its numbered stages."""
     t0 = time.perf_counter()
+    ts, hap_pops, t_anc = _simulate_tree_sequence(config, ancestry_seed=ancestry_seed, mutation_seed=mutation_seed,
+                                                  t0=t0)
+    n_cohort_haps = 2 * config.n_samples
+    haps, positions, n_segregating = _extract_snps(ts, n_cohort_haps, config.maf)  # (H_all, V)
+    t_sim = time.perf_counter() - t0
+    haps, positions, ref_hap, n_after_maf = _code_and_thin(haps, positions, config)  # (2N, V')
+    variants = _variant_table(positions, ref_hap, config, rng)
+    samples = _sample_table(hap_pops[:n_cohort_haps:2], config, rng)  # populations read back from the tree sequence
+    record = _simulation_record(config, seed=seed, n_segregating=n_segregating, n_after_maf=n_after_maf,
+                                n_snps=len(positions), seconds=t_sim, seconds_ancestry=t_anc)
+    return Cohort(alleles=haps, variants=variants, samples=samples, phased=True, ploidy=2,
+                  meta={"source": "simulated", "simulation": record})
+
+
+def _simulate_tree_sequence(config: SimulationConfig, *, ancestry_seed: int, mutation_seed: int, t0: float):
+    """Stage 1 of :func:`simulate_cohort`: ancestry then mutations with msprime.
+
+    Returns the tree sequence, the population name of each sample haplotype (cohort first, then
+    the reference person's two) and the seconds the ancestry took since ``t0``.
+    """
+    import msprime
+
     counts = _split_evenly(config.n_samples, len(config.populations))
     sample_sets = [msprime.SampleSet(c, population=p, ploidy=2)
                    for p, c in zip(config.populations, counts) if c > 0]
@@ -350,7 +374,7 @@ def simulate_cohort(
         demography=out_of_africa_demography(recent_expansion=config.recent_expansion),
         sequence_length=config.sequence_length,
         recombination_rate=config.recombination_rate,
-        random_seed=int(s_anc) % (2**32 - 2) + 1,
+        random_seed=ancestry_seed % (2**32 - 2) + 1,
     )
     t_anc = time.perf_counter() - t0
     names = np.array([ts.population(k).metadata["name"] for k in range(ts.num_populations)], dtype=object)
@@ -360,12 +384,18 @@ def simulate_cohort(
         rate=config.mutation_rate,
         model=msprime.BinaryMutationModel(),
         discrete_genome=True,
-        random_seed=int(s_mut) % (2**32 - 2) + 1,
+        random_seed=mutation_seed % (2**32 - 2) + 1,
     )
-    n_cohort_haps = 2 * config.n_samples
-    haps, positions, n_segregating = _extract_snps(ts, n_cohort_haps, config.maf)  # (H_all, V)
-    t_sim = time.perf_counter() - t0
+    return ts, hap_pops, t_anc
 
+
+def _code_and_thin(haps: np.ndarray, positions: np.ndarray, config: SimulationConfig):
+    """Stage 2: cohort haplotypes coded against the reference haplotype (or ancestral), thinned to ``max_snps``.
+
+    Returns haps int8 (2N, V'), positions (V',), the reference haplotype's derived-allele flag
+    (V',) (all 0 with ``ref_allele="ancestral"``) and the number of SNPs before thinning.
+    """
+    n_cohort_haps = 2 * config.n_samples
     ref_hap = haps[n_cohort_haps].copy()  # (V,) allele of the reference haplotype (0 ancestral, 1 derived)
     haps = np.ascontiguousarray(haps[:n_cohort_haps])  # (2N, V)
     if config.ref_allele == "reference_haplotype":
@@ -379,12 +409,16 @@ def simulate_cohort(
         haps = np.ascontiguousarray(haps[:, keep])
         positions = positions[keep]
         ref_hap = ref_hap[keep]
+    return haps, positions, ref_hap, n_after_maf
 
+
+def _variant_table(positions: np.ndarray, ref_hap: np.ndarray, config: SimulationConfig, rng: np.random.Generator):
+    """Stage 3: 1-based positions, drawn REF/ALT letters (REF = the reference haplotype's allele) and cM."""
     ancestral, derived = _draw_letters(len(positions), rng)
     ref = np.where(ref_hap == 1, derived, ancestral)
     alt = np.where(ref_hap == 1, ancestral, derived)
     pos = positions.astype(np.int64) + 1  # 1-based, as in VCF / bim
-    variants = make_variants(
+    return make_variants(
         chrom=np.full(len(pos), config.chrom, dtype=object),
         pos=pos,
         ref=ref,
@@ -392,36 +426,36 @@ def simulate_cohort(
         cm=pos * config.recombination_rate * 100.0,
     )
 
-    pops = hap_pops[:n_cohort_haps:2]  # (N,) read back from the tree sequence, not assumed
+
+def _sample_table(pops: np.ndarray, config: SimulationConfig, rng: np.random.Generator):
+    """Stage 4: ids ``sim_000001`` ..., ``pop`` / ``super_pop`` and a random ``sex`` (1/2) per person."""
     width = max(6, len(str(config.n_samples)))
     ids = [f"sim_{i:0{width}d}" for i in range(1, config.n_samples + 1)]
     sex = rng.integers(1, 3, size=config.n_samples).astype(np.int8)
-    samples = make_samples(ids, pop=pops, super_pop=[SUPER_POPULATION[p] for p in pops], sex=sex)
+    return make_samples(ids, pop=pops, super_pop=[SUPER_POPULATION[p] for p in pops], sex=sex)
 
-    meta: dict[str, Any] = {
-        "source": "simulated",
-        "simulation": {
-            **_config_dict(config),
-            "seed": int(seed),
-            "model": EXPANSION_MODEL_NAME if config.recent_expansion else MODEL_NAME,
-            "model_citation": MODEL_CITATION + ("; " + EXPANSION_CITATION if config.recent_expansion else ""),
-            "model_parameters": dataclasses.asdict(OutOfAfricaParameters()),
-            "mutation_model": "binary (0 = ancestral, 1 = derived), discrete genome",
-            "samples_per_population": {p: int(c) for p, c in zip(config.populations, counts)},
-            "segregating_sites": int(n_segregating),
-            "snps_after_maf": int(n_after_maf),
-            "snps": int(len(pos)),
-            "msprime_version": msprime.__version__,
-            "seconds": round(t_sim, 3),
-            "seconds_ancestry": round(t_anc, 3),
-        },
+
+def _simulation_record(config: SimulationConfig, *, seed: int, n_segregating: int, n_after_maf: int, n_snps: int,
+                       seconds: float, seconds_ancestry: float) -> dict[str, Any]:
+    """Stage 5: ``cohort.meta["simulation"]``: options, seed, model, versions and counts."""
+    import msprime
+
+    counts = _split_evenly(config.n_samples, len(config.populations))
+    return {
+        **_config_dict(config),
+        "seed": int(seed),
+        "model": EXPANSION_MODEL_NAME if config.recent_expansion else MODEL_NAME,
+        "model_citation": MODEL_CITATION + ("; " + EXPANSION_CITATION if config.recent_expansion else ""),
+        "model_parameters": dataclasses.asdict(OutOfAfricaParameters()),
+        "mutation_model": "binary (0 = ancestral, 1 = derived), discrete genome",
+        "samples_per_population": {p: int(c) for p, c in zip(config.populations, counts)},
+        "segregating_sites": int(n_segregating),
+        "snps_after_maf": int(n_after_maf),
+        "snps": int(n_snps),
+        "msprime_version": msprime.__version__,
+        "seconds": round(seconds, 3),
+        "seconds_ancestry": round(seconds_ancestry, 3),
     }
-    cohort = Cohort(alleles=haps, variants=variants, samples=samples, phased=True, ploidy=2, meta=meta)
-    if phenotype is not None:
-        y, truth = simulate_phenotype(cohort, phenotype, seed=int(s_pheno))
-        cohort.samples["phenotype"] = y
-        cohort.meta["truth"] = truth
-    return cohort
 
 
 def _extract_snps(ts, n_cohort_haps: int, maf: float, *, chunk: int = 4096):
@@ -487,16 +521,6 @@ def _config_dict(config: SimulationConfig) -> dict:
     return d
 
 
-def _resolve_seed(seed: int | None) -> int:
-    if seed is None:
-        import secrets
-
-        return secrets.randbelow(2**31 - 1)
-    if int(seed) != seed or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 # ================================================================================ the trait
 def _groups(cohort: Cohort, column: str | None) -> np.ndarray | None:
     """Group labels for centring, or None when ``column`` is None or has fewer than 2 labelled groups."""
@@ -557,37 +581,14 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
     spec.validate()
     if cohort.n_samples < 2:
         raise InputError(f"a phenotype needs at least 2 samples, the cohort has {cohort.n_samples}")
-    seed = _resolve_seed(seed)
+    seed = resolve_seed(seed)
     rng = np.random.default_rng(seed)
 
     af = cohort.allele_frequencies()  # (V,)
-    maf = np.minimum(af, 1.0 - af)
-    eligible = np.flatnonzero(np.isfinite(maf) & (maf >= spec.min_maf) & (maf > 0))
-    if len(eligible) < spec.n_causal:
-        raise InputError(
-            f"only {len(eligible)} SNPs have MAF >= {spec.min_maf}, fewer than the {spec.n_causal} causal SNPs "
-            "asked for; lower --causal, lower the MAF cut-off or simulate a longer region (--length-mb)"
-        )
-    causal = np.sort(rng.choice(eligible, size=spec.n_causal, replace=False))  # (C,)
-    if spec.effect_distribution == "normal":
-        effect_std = rng.standard_normal(spec.n_causal)  # (C,)
-    else:
-        effect_std = rng.laplace(0.0, 1.0 / math.sqrt(2.0), size=spec.n_causal)
-
-    g = cohort.genotypes()[:, causal].astype(np.float64)  # (N, C) ALT counts, -1 missing
+    causal, effect_std = _draw_causal_effects(af, spec, rng)  # (C,), (C,)
     p = af[causal]  # (C,)
-    mean = 2.0 * p
     sd = np.sqrt(2.0 * p * (1.0 - p))  # HWE sd of the ALT count
-    g = np.where(g < 0, mean[None, :], g)
-    z = (g - mean[None, :]) / sd[None, :]  # (N, C) standardised genotypes
-    genetic = z @ effect_std  # (N,)
-    offsets: dict[str, float] = {}
-    groups = _groups(cohort, spec.center_within)
-    if groups is not None:
-        for label in np.unique(groups):
-            member = groups == label
-            offsets[str(label)] = float(genetic[member].mean())
-            genetic[member] -= offsets[str(label)]
+    genetic, offsets, groups = _genetic_values(cohort, causal, effect_std, p, sd, spec)  # (N,)
     g_sd = genetic.std()
     if not g_sd > 0:
         raise InputError("the causal SNPs do not vary in this cohort; use a cohort with polymorphic SNPs")
@@ -598,23 +599,6 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
     threshold = float(np.quantile(liability, 1.0 - spec.prevalence))
     phenotype = (liability > threshold).astype(np.float64)
 
-    beta_per_alt = effect_std * scale / sd  # liability change per ALT allele
-    v = cohort.variants
-    causal_rows = [
-        {
-            "id": str(v["id"].iat[j]),
-            "index": int(j),
-            "chrom": str(v["chrom"].iat[j]),
-            "pos": int(v["pos"].iat[j]),
-            "ref": str(v["ref"].iat[j]),
-            "alt": str(v["alt"].iat[j]),
-            "alt_freq": float(af[j]),
-            "effect_std": float(e),
-            "beta_per_alt": float(b),
-            "risk_allele": str(v["alt"].iat[j] if b > 0 else v["ref"].iat[j]),
-        }
-        for j, e, b in zip(causal, effect_std, beta_per_alt)
-    ]
     var_l = float(liability.var())
     truth = {
         "model": "liability threshold: L = sqrt(h2) * standardised genetic value + sqrt(1 - h2) * N(0, 1); "
@@ -629,9 +613,70 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
         "centered_within": spec.center_within if groups is not None else None,
         "group_offsets": {k: float(o * scale) for k, o in offsets.items()},  # removed mean, liability scale
         "seed": int(seed),
-        "causal": causal_rows,
+        "causal": _causal_rows(cohort, causal, effect_std, effect_std * scale / sd, af),
     }
     return phenotype, truth
+
+
+def _draw_causal_effects(af: np.ndarray, spec: PhenotypeSpec,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 1 of :func:`simulate_phenotype`: sorted causal SNP indices among MAF >= ``min_maf`` and their effects."""
+    maf = np.minimum(af, 1.0 - af)
+    eligible = np.flatnonzero(np.isfinite(maf) & (maf >= spec.min_maf) & (maf > 0))
+    if len(eligible) < spec.n_causal:
+        raise InputError(
+            f"only {len(eligible)} SNPs have MAF >= {spec.min_maf}, fewer than the {spec.n_causal} causal SNPs "
+            "asked for; lower --causal, lower the MAF cut-off or simulate a longer region (--length-mb)"
+        )
+    causal = np.sort(rng.choice(eligible, size=spec.n_causal, replace=False))  # (C,)
+    if spec.effect_distribution == "normal":
+        effect_std = rng.standard_normal(spec.n_causal)  # (C,)
+    else:
+        effect_std = rng.laplace(0.0, 1.0 / math.sqrt(2.0), size=spec.n_causal)
+    return causal, effect_std
+
+
+def _genetic_values(cohort: Cohort, causal: np.ndarray, effect_std: np.ndarray, p: np.ndarray, sd: np.ndarray,
+                    spec: PhenotypeSpec) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
+    """Stage 2: genetic value per person (standardised genotypes times effects), centred within groups.
+
+    Returns the values (N,), the mean removed per group (genetic scale) and the group labels
+    (``None`` when not centred).
+    """
+    g = cohort.genotypes()[:, causal].astype(np.float64)  # (N, C) ALT counts, -1 missing
+    mean = 2.0 * p
+    g = np.where(g < 0, mean[None, :], g)
+    z = (g - mean[None, :]) / sd[None, :]  # (N, C) standardised genotypes
+    genetic = z @ effect_std  # (N,)
+    offsets: dict[str, float] = {}
+    groups = _groups(cohort, spec.center_within)
+    if groups is not None:
+        for label in np.unique(groups):
+            member = groups == label
+            offsets[str(label)] = float(genetic[member].mean())
+            genetic[member] -= offsets[str(label)]
+    return genetic, offsets, groups
+
+
+def _causal_rows(cohort: Cohort, causal: np.ndarray, effect_std: np.ndarray, beta_per_alt: np.ndarray,
+                 af: np.ndarray) -> list[dict[str, Any]]:
+    """Stage 3: the truth's ``causal`` list (id, position, alleles, frequency, effects, risk allele)."""
+    v = cohort.variants
+    return [
+        {
+            "id": str(v["id"].iat[j]),
+            "index": int(j),
+            "chrom": str(v["chrom"].iat[j]),
+            "pos": int(v["pos"].iat[j]),
+            "ref": str(v["ref"].iat[j]),
+            "alt": str(v["alt"].iat[j]),
+            "alt_freq": float(af[j]),
+            "effect_std": float(e),
+            "beta_per_alt": float(b),
+            "risk_allele": str(v["alt"].iat[j] if b > 0 else v["ref"].iat[j]),
+        }
+        for j, e, b in zip(causal, effect_std, beta_per_alt)
+    ]
 
 
 __all__ = [

@@ -22,7 +22,7 @@ from dp_accounting import (  # noqa: E402
 from dp_accounting.pld import PLDAccountant  # noqa: E402
 from dp_accounting.rdp import RdpAccountant  # noqa: E402
 
-from genosynth.privacy import RDP_ORDERS, MechanismSpec, PrivacyAccountant, calibrate  # noqa: E402
+from genosynth.privacy import RDP_ORDERS, MechanismSpec, PrivacyAccountant, calibrate_noise  # noqa: E402
 from genosynth.privacy import stage1_noise_multiplier  # noqa: E402
 
 REL = 0.01
@@ -99,7 +99,7 @@ def test_calibrated_plan_checked_by_dp_accounting():
         MechanismSpec("diffusion/stage2", "subsampled_gaussian", count=2500, sample_rate=0.02, share=0.6),
         MechanismSpec("correlation_prior", "gaussian", share=0.1),
     ]
-    cal = calibrate(plan, target_epsilon=3.0, delta=1e-6)
+    cal = calibrate_noise(plan, target_epsilon=3.0, delta=1e-6)
     z = cal.noise_multipliers
     theirs = google_epsilon(ComposedDpEvent([
         dpsgd_event(0.02, z["vae/dpsgd"], 1500),

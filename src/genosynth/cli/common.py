@@ -7,12 +7,12 @@ import datetime as _dt
 import json
 import os
 import platform
-import secrets
 import sys
 import time
 
-from genosynth import __version__
+from genosynth import seeds
 from genosynth.errors import InputError
+from genosynth.provenance import command_line, versions
 
 
 class RunLog:
@@ -36,8 +36,9 @@ class RunLog:
             if folder:
                 os.makedirs(folder, exist_ok=True)
             self._fh = open(self.path, "w", encoding="utf-8")
-        self._write(f"genosynth {__version__} ({platform.python_implementation()} {platform.python_version()})")
-        self._write(f"Command: genosynth {' '.join(self.argv)}")
+        found = versions(libraries=False)
+        self._write(f"genosynth {found['genosynth']} ({platform.python_implementation()} {found['python']})")
+        self._write(f"Command: {command_line(self.argv)}")
         self._write(f"Start time: {_dt.datetime.now().isoformat(timespec='seconds')}")
         return self
 
@@ -124,11 +125,10 @@ def load_input(args: argparse.Namespace, log: RunLog | None = None):
 
 
 def resolve_seed(seed: int | None, log: RunLog | None = None) -> int:
-    """``None`` means draw a seed; either way it is recorded in the log."""
-    if seed is None:
-        seed = secrets.randbelow(2**31 - 1)
-    if seed < 0:
+    """``None`` means draw a seed (:func:`genosynth.seeds.resolve_seed`); either way it is recorded in the log."""
+    if seed is not None and seed < 0:
         raise InputError(f"--seed must be >= 0, got {seed}")
+    seed = seeds.resolve_seed(seed)
     if log:
         log.record("seed", seed)
     return seed
@@ -144,7 +144,7 @@ def secret_seed(seed: int | None, log: RunLog, *, note: str = "") -> int:
         log.warn("--seed is ignored with --epsilon: the seed of the DP noise is drawn from the OS and written "
                  f"nowhere (whoever knows it could redraw the noise){note}")
     log.record("seed", "secret (drawn from the OS; not recorded under --epsilon)")
-    return secrets.randbits(63)
+    return seeds.noise_seed()
 
 
 def set_threads(threads: int | None, log: RunLog | None = None) -> int:

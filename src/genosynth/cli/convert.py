@@ -51,14 +51,22 @@ def _listed_mask(ids: np.ndarray, *, include, exclude, flags: tuple[str, str], w
     return mask
 
 
+def _subset_listed(cohort, axis: str, ids, *, include, exclude, flags: tuple[str, str], what: str,
+                   none_left: str, log=None):
+    """``cohort`` restricted along ``axis`` ("samples" or "variants") to the listed ``ids``."""
+    mask = _listed_mask(ids.astype(str).to_numpy(), include=include, exclude=exclude, flags=flags,
+                        what=what, log=log)
+    if not mask.any():
+        raise InputError(none_left)
+    return cohort if mask.all() else cohort.subset(**{axis: mask})
+
+
 def filter_samples(cohort, *, keep: list[str] | None = None, remove: list[str] | None = None, log=None):
     """Restrict ``cohort`` to the ``keep`` ids and drop the ``remove`` ids (plink --keep/--remove)."""
-    mask = _listed_mask(cohort.samples["sample"].astype(str).to_numpy(), include=keep, exclude=remove,
-                        flags=("--keep", "--remove"), what="ids", log=log)
-    if not mask.any():
-        raise InputError("no samples left after --keep/--remove; check that the files list ids of this input "
-                         "(one IID per line, or FID IID)")
-    return cohort if mask.all() else cohort.subset(samples=mask)
+    return _subset_listed(cohort, "samples", cohort.samples["sample"], include=keep, exclude=remove,
+                          flags=("--keep", "--remove"), what="ids", log=log,
+                          none_left="no samples left after --keep/--remove; check that the files list ids "
+                                    "of this input (one IID per line, or FID IID)")
 
 
 def filter_variants(cohort, *, extract: list[str] | None = None, exclude: list[str] | None = None, log=None):
@@ -66,12 +74,11 @@ def filter_variants(cohort, *, extract: list[str] | None = None, exclude: list[s
 
     The cohort's variant order is kept, so two files restricted to the same list line up.
     """
-    mask = _listed_mask(cohort.variants["id"].astype(str).to_numpy(), include=extract, exclude=exclude,
-                        flags=("--extract", "--exclude"), what="variant ids", log=log)
-    if not mask.any():
-        raise InputError("no variants left after --extract/--exclude; check that the files list variant ids "
-                         "of this input (the .bim column 2 / VCF ID / legend id), one per line")
-    return cohort if mask.all() else cohort.subset(variants=mask)
+    return _subset_listed(cohort, "variants", cohort.variants["id"], include=extract, exclude=exclude,
+                          flags=("--extract", "--exclude"), what="variant ids", log=log,
+                          none_left="no variants left after --extract/--exclude; check that the files list "
+                                    "variant ids of this input (the .bim column 2 / VCF ID / legend id), one "
+                                    "per line")
 
 
 def read_variant_list(path: str) -> list[str]:

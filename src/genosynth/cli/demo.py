@@ -19,6 +19,7 @@ import time
 from genosynth.cli.common import resolve_seed, set_threads
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.provenance import provenance
 
 HELP = "simulate a cohort, train, sample and evaluate in one command (a few minutes on a CPU)"
 
@@ -47,12 +48,6 @@ def log_prefix(args) -> str:
 
 
 def run(args, log) -> int:
-    from genosynth.models.config import GeneratorConfig, tiny_config
-    from genosynth.training.plain import train_generator
-    from genosynth.io import write_cohort
-    from genosynth.io.samples import write_sample_table
-    from genosynth.simulation import simulate_cohort
-
     if args.n < 20:
         raise InputError(f"--n must be >= 20 people for a meaningful demo, got {args.n}")
     out = args.out
@@ -64,13 +59,50 @@ def run(args, log) -> int:
     timings = {}
 
     t0 = time.perf_counter()
-    cohort = simulate_cohort(n_samples=args.n, sequence_length=int(args.length_mb * 1e6), maf=0.05,
-                             max_snps=args.max_snps, seed=seed)
-    write_cohort(cohort, os.path.join(out, "cohort"), "vcf")
-    write_sample_table(cohort, os.path.join(out, "cohort.samples.tsv"))
+    cohort = simulate_stage(args, seed=seed, log=log)
     timings["simulate_s"] = time.perf_counter() - t0
     log.info(f"Simulated {cohort.n_samples} people x {cohort.n_variants} SNPs "
              f"({', '.join(sorted(set(cohort.labels('super_pop'))))}) in {timings['simulate_s']:.1f} s")
+    train, holdout = split_stage(cohort, out, seed=seed)
+
+    t0 = time.perf_counter()
+    model = train_stage(args, train, seed=seed, log=log)
+    timings["train_s"] = time.perf_counter() - t0
+    log.timing("Training", timings["train_s"])
+
+    t0 = time.perf_counter()
+    synthetic = sample_stage(model, train.n_samples, out, seed=seed)
+    timings["sample_s"] = time.perf_counter() - t0
+    log.timing(f"Sampling {train.n_samples} people", timings["sample_s"])
+
+    headline = evaluate_stage(args, train, holdout, synthetic, seed=seed, log=log, timings=timings)
+    record = {**provenance(command=log.argv, seed=seed, options=args),
+              "timings_s": {k: round(v, 1) for k, v in timings.items()}, "headline": headline,
+              "model": os.path.join(out, "model.pt"), "vae_metrics": model.meta["metrics"]}
+    path = os.path.join(out, "demo.json")
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh, indent=2, default=str)
+    log.info(f"Demo finished in {sum(timings.values()):.0f} s; open {os.path.join(out, 'report.html')}")
+    return 0
+
+
+def simulate_stage(args, *, seed: int, log):
+    """1. The msprime cohort, written as ``DIR/cohort.vcf.gz`` and ``DIR/cohort.samples.tsv``."""
+    from genosynth.io import write_cohort
+    from genosynth.io.samples import write_sample_table
+    from genosynth.simulation import simulate_cohort
+
+    cohort = simulate_cohort(n_samples=args.n, sequence_length=int(args.length_mb * 1e6), maf=0.05,
+                             max_snps=args.max_snps, seed=seed)
+    write_cohort(cohort, os.path.join(args.out, "cohort"), "vcf")
+    write_sample_table(cohort, os.path.join(args.out, "cohort.samples.tsv"))
+    return cohort
+
+
+def split_stage(cohort, out: str, *, seed: int):
+    """2. Training and held-out people (80/20 by super-population), their sample tables written."""
+    from genosynth.io.samples import write_sample_table
 
     try:
         from genosynth.evaluate import split_train_holdout
@@ -86,50 +118,52 @@ def run(args, log) -> int:
         train, holdout = cohort.subset(samples=np.sort(idx[:cut])), cohort.subset(samples=np.sort(idx[cut:]))
     write_sample_table(train, os.path.join(out, "train.samples.tsv"))
     write_sample_table(holdout, os.path.join(out, "holdout.samples.tsv"))
+    return train, holdout
 
-    cfg = (tiny_config() if args.size == "tiny" else GeneratorConfig()).replace(training={**DEMO_TRAINING, "vae_epochs": args.vae_epochs,
-                                              "dit_epochs": args.dit_epochs})
-    t0 = time.perf_counter()
-    model = train_generator(train, config=cfg, seed=seed, device=args.device, checkpoint=os.path.join(out, "model.pt"),
-                            progress=not args.no_progress, log=log.info)
-    timings["train_s"] = time.perf_counter() - t0
-    log.timing("Training", timings["train_s"])
 
-    t0 = time.perf_counter()
-    synthetic = model.sample(train.n_samples, seed=seed + 1)  # small enough to hold; `sample` streams
+def train_stage(args, train, *, seed: int, log):
+    """3. The generator trained on the training people (``DIR/model.pt``)."""
+    from genosynth.models.config import GeneratorConfig, tiny_config
+    from genosynth.training.plain import train_generator
+
+    cfg = (tiny_config() if args.size == "tiny" else GeneratorConfig()).replace(
+        training={**DEMO_TRAINING, "vae_epochs": args.vae_epochs, "dit_epochs": args.dit_epochs})
+    return train_generator(train, config=cfg, seed=seed, device=args.device,
+                           checkpoint=os.path.join(args.out, "model.pt"), progress=not args.no_progress,
+                           log=log.info)
+
+
+def sample_stage(model, n: int, out: str, *, seed: int):
+    """4. ``n`` synthetic people (``DIR/synthetic.vcf.gz`` + ``.samples.tsv``), seed ``seed + 1``."""
+    from genosynth.io import write_cohort
+    from genosynth.io.samples import write_sample_table
+
+    synthetic = model.sample(n, seed=seed + 1)  # small enough to hold; `sample` streams
     syn_prefix = os.path.join(out, "synthetic")
     write_cohort(synthetic, syn_prefix, "vcf")
     write_sample_table(synthetic, f"{syn_prefix}.samples.tsv")
-    timings["sample_s"] = time.perf_counter() - t0
-    log.timing(f"Sampling {train.n_samples} people", timings["sample_s"])
+    return synthetic
 
-    headline = {}
+
+def evaluate_stage(args, train, holdout, synthetic, *, seed: int, log, timings: dict) -> dict:
+    """5. The report (``DIR/report.html``, ``DIR/report.json``); returns the headline figures."""
     try:
         from genosynth.evaluate import EvalConfig, evaluate, summary, write_report
     except ImportError:  # pragma: no cover
-        evaluate = None
         log.warn("the evaluation suite is not installed; skipped the report")
-    if evaluate is not None:
-        t0 = time.perf_counter()
-        eval_cfg = EvalConfig()
-        if args.size == "tiny":
-            eval_cfg = EvalConfig(classifiers=("lr",), gwas_repeats=1, mia_repeats=2, aats_repeats=1, rf_trees=10)
-        results = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", config=eval_cfg,
-                           seed=seed)
-        paths = write_report(results, os.path.join(out, "report"), title="genosynth demo")
-        timings["evaluate_s"] = time.perf_counter() - t0
-        s = summary(results, "genosynth")
-        keys = ("af_r", "ld_r_near_within", "aats", "identical_to_train", "tstr_super_pop_lr", "trtr_super_pop_lr")
-        headline = {k: s.get(k) for k in keys}
-        log.info("Evaluation: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                            for k, v in headline.items()))
-        log.info("Wrote " + ", ".join(paths))
-    record = {"seed": seed, "options": {k: v for k, v in vars(args).items() if not k.startswith("_")},
-              "timings_s": {k: round(v, 1) for k, v in timings.items()}, "headline": headline,
-              "model": os.path.join(out, "model.pt"), "vae_metrics": model.meta["metrics"]}
-    path = os.path.join(out, "demo.json")
-    with atomic_outputs([path]) as (tmp,):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(record, fh, indent=2, default=str)
-    log.info(f"Demo finished in {sum(timings.values()):.0f} s; open {os.path.join(out, 'report.html')}")
-    return 0
+        return {}
+    t0 = time.perf_counter()
+    eval_cfg = EvalConfig()
+    if args.size == "tiny":
+        eval_cfg = EvalConfig(classifiers=("lr",), gwas_repeats=1, mia_repeats=2, aats_repeats=1, rf_trees=10)
+    results = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", config=eval_cfg,
+                       seed=seed)
+    paths = write_report(results, os.path.join(args.out, "report"), title="genosynth demo")
+    timings["evaluate_s"] = time.perf_counter() - t0
+    s = summary(results, "genosynth")
+    keys = ("af_r", "ld_r_near_within", "aats", "identical_to_train", "tstr_super_pop_lr", "trtr_super_pop_lr")
+    headline = {k: s.get(k) for k in keys}
+    log.info("Evaluation: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in headline.items()))
+    log.info("Wrote " + ", ".join(paths))
+    return headline

@@ -7,13 +7,13 @@ Inputs may be PLINK prefixes (or ``.bed``), VCF/VCF.gz/BCF, or ``.hapt``/``.hapt
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
 
 from genosynth.cli.common import resolve_seed, set_threads
 from genosynth.errors import InputError
+from genosynth.provenance import provenance, sha256_file
 
 HELP = "evaluate synthetic cohort(s) against real train and a real holdout: fidelity, structure, GWAS, privacy"
 
@@ -118,14 +118,6 @@ def input_files(path: str) -> list[str]:
     return files
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _named(values: list[str], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in enumerate(values):
@@ -199,10 +191,8 @@ def run(args, log) -> int:
     if args.samples:
         paths_in["samples"] = args.samples
     paths_in.update({f"synthetic-samples:{k}": v for k, v in syn_tables.items()})
-    results["provenance"] = {
-        "command": "genosynth " + " ".join(log.argv),
-        "inputs": {key: {f: sha256(f) for f in input_files(p) if os.path.exists(f)} for key, p in paths_in.items()},
-    }
+    checksums = {key: {f: sha256_file(f) for f in input_files(p) if os.path.exists(f)} for key, p in paths_in.items()}
+    results["provenance"] = provenance(command=log.argv, inputs=checksums)
     for note in results["notes"]:
         log.warn(note)
     paths = write_report(results, args.out, title=args.title)

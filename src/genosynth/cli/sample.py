@@ -2,8 +2,9 @@
 
 Writes the cohort (``--format bed|vcf|hapt``), ``PREFIX.samples.tsv`` with each person's label,
 ``PREFIX.privacy.json`` when the model carries a privacy guarantee, ``PREFIX.sample.json``
-(options, seed, model provenance) and ``PREFIX.log``. People are generated in batches and staged
-on disk, so memory stays flat however many are asked for.
+(options, seed, the model's provenance, and this run's under ``provenance``) and ``PREFIX.log``.
+People are generated in batches and staged on disk, so memory stays flat however many are asked
+for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from genosynth.cli.common import add_common_arguments, resolve_seed, set_threads
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.provenance import provenance
 
 HELP = "generate a synthetic cohort from a trained model (bed, VCF.gz or hapt + samples table)"
 
@@ -84,16 +86,8 @@ def run(args, log) -> int:
     elapsed = time.perf_counter() - t0
     n = sum(1 for _ in open(f"{args.out}.samples.tsv", encoding="utf-8")) - 1
     log.timing(f"Generated {n} people", elapsed)
-    info = {"model": args.model, "model_seed": model.meta["seed"], "seed": seed, "n": n, "format": args.format,
-            "labels": args.labels, "cases": args.cases, "controls": args.controls,
-            "phenotype_column": model.phenotype_column, "guidance": args.guidance if args.guidance is not None else model.config.sampling.guidance,
-            "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None
-            else model.config.sampling.pheno_guidance,
-            "steps": args.steps or model.config.sampling.steps, "argmax": args.argmax,
-            "corr_guidance": (args.corr_guidance or model.config.sampling.corr_guidance)
-            if model.corr_prior is not None else "none",
-            "ancestry_spread": model.ancestry_spread is not None and model.config.sampling.ancestry_spread,
-            "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}
+    info = sample_record(args, model, seed=seed, n=n, paths=paths)
+    info["provenance"] = provenance(command=log.argv, timings={"generate_s": round(elapsed, 1)})
     path = f"{args.out}.sample.json"
     with atomic_outputs([path]) as (tmp,):
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -101,3 +95,18 @@ def run(args, log) -> int:
     for p in paths + [path]:
         log.info(f"Wrote {p}")
     return 0
+
+
+def sample_record(args, model, *, seed: int, n: int, paths: list[str]) -> dict:
+    """``PREFIX.sample.json`` before its ``provenance``: the resolved sampling options, the seed and
+    the model's own record (``model_seed``; ``versions`` are those that trained it)."""
+    sc = model.config.sampling
+    return {"model": args.model, "model_seed": model.meta["seed"], "seed": seed, "n": n, "format": args.format,
+            "labels": args.labels, "cases": args.cases, "controls": args.controls,
+            "phenotype_column": model.phenotype_column,
+            "guidance": args.guidance if args.guidance is not None else sc.guidance,
+            "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
+            "steps": args.steps or sc.steps, "argmax": args.argmax,
+            "corr_guidance": (args.corr_guidance or sc.corr_guidance) if model.corr_prior is not None else "none",
+            "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
+            "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

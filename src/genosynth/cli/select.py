@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 
-from genosynth import __version__
 from genosynth.cli.common import add_common_arguments, add_input_arguments, load_input, resolve_seed, secret_seed
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.provenance import provenance, versions
 
 HELP = "GWAS-guided SNP selection: logistic test, LD clumping, top-K SNPs (differentially private with --epsilon)"
 
@@ -84,7 +84,8 @@ def run(args, log) -> int:
     out = args.out
     paths = [f"{out}.snplist", f"{out}.select.json"] + ([f"{out}.gwas.tsv"] if sel.gwas is not None else [])
     record = {
-        "genosynth_version": __version__,
+        "genosynth_version": versions(libraries=False)["genosynth"],
+        "provenance": provenance(command=log.argv),
         "n_samples": cohort.n_samples,
         "n_variants": cohort.n_variants,
         "n_selected": len(sel.ids),

@@ -12,10 +12,10 @@ import json
 import os
 import time
 
-from genosynth import __version__
 from genosynth.cli.common import add_common_arguments, resolve_seed
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.provenance import provenance, versions
 
 HELP = "simulate a YRI/CEU/CHB cohort (out-of-Africa coalescent, msprime) with an optional case/control trait"
 
@@ -147,8 +147,9 @@ def run(args, log) -> int:
     try:
         written += write_cohort(cohort, prefix, args.format)
         written += _write_samples(cohort, f"{prefix}.samples.tsv")
-        provenance = {"genosynth_version": __version__, "command": "simulate", **sim}
-        written += _write_json(provenance, f"{prefix}.simulation.json")
+        record = {"genosynth_version": versions(libraries=False)["genosynth"], "command": "simulate", **sim,
+                  "provenance": provenance(command=log.argv, seed=seed)}
+        written += _write_json(record, f"{prefix}.simulation.json")
         if "truth" in cohort.meta:
             written += _write_json(cohort.meta["truth"], f"{prefix}.truth.json")
     except BaseException:

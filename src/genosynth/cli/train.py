@@ -166,13 +166,13 @@ def _write_summary(path: str, summary: dict) -> str:
 
 
 def run_private(args, log) -> int:
-    """``--epsilon``: :func:`genosynth.private_training.train_private`.
+    """``--epsilon``: :func:`genosynth.training.private.train_private`.
 
-    The noise seed is drawn from the OS and written nowhere (whoever knows it can recompute and
-    remove the DP noise); ``--seed`` is ignored with a warning. The run state goes to the private
-    file ``PREFIX.pt.private-resume`` every ``--checkpoint-every`` epochs, so ``--resume`` continues
-    an interrupted run exactly (restored noise generators and accountant); the file is deleted
-    when ``PREFIX.pt`` has been written.
+    The noise seed is drawn from the OS (:func:`genosynth.seeds.noise_seed`) and written nowhere
+    (whoever knows it can recompute and remove the DP noise); ``--seed`` is ignored with a warning.
+    The run state goes to the private file ``PREFIX.pt.private-resume`` every
+    ``--checkpoint-every`` epochs, so ``--resume`` continues an interrupted run exactly (restored
+    noise generators and accountant); the file is deleted when ``PREFIX.pt`` has been written.
     """
     from genosynth.io import read_cohort
     from genosynth.training.dp_plan import PrivacyConfig
@@ -184,7 +184,7 @@ def run_private(args, log) -> int:
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
                             correlation_window=args.corr_window, frequency_denoiser=args.frequency_denoiser,
                             frequency_clip=args.frequency_clip, ancestry_dims=args.ancestry_dims)
-    seed = secret_seed(args.seed, log, note="; an interrupted run still resumes exactly with --resume")
+    secret_seed(args.seed, log, note="; an interrupted run still resumes exactly with --resume")  # warn, record "secret"
     set_threads(args.threads, log)
     cohort = load_input(args, log)
     public = None
@@ -196,7 +196,7 @@ def run_private(args, log) -> int:
     log.record("config", cfg.to_dict())
     log.record("privacy_config", privacy.to_dict())
     t0 = time.perf_counter()
-    model = train_private(cohort, config=cfg, privacy=privacy, public_reference=public, seed=seed,
+    model = train_private(cohort, config=cfg, privacy=privacy, public_reference=public,  # no seed: noise_seed draws it
                           checkpoint=checkpoint, resume=args.resume, log=log.info)
     log.timing("Training time", time.perf_counter() - t0)
     log.record("privacy", model.privacy)

@@ -1,4 +1,7 @@
-"""Array helpers shared by the evaluation sections: dosages, chunked distances, pair correlations.
+"""Array helpers shared by the evaluation sections: chunked distances and the PCA solver choice.
+
+Dosages, allele frequencies and LD come from :mod:`genosynth.stats.frequency` and
+:mod:`genosynth.stats.ld`.
 
 Nothing here builds a dense (n_variants x n_variants) or (n_people x n_people) matrix larger than
 one block of ``chunk`` rows.

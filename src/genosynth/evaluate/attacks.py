@@ -103,6 +103,31 @@ def _aats_sub(d_rs: _Distances, d_rr: _Distances, d_ss: _Distances, ir: np.ndarr
     return float(0.5 * (a_real + a_syn))
 
 
+def _dcr_and_mia(st: _Distances, sh: _Distances, d_syn_ho: np.ndarray, m: int, *, repeats: int,
+                 rng: np.random.Generator):
+    """Repeated DCR and distance-based membership inference, train subsampled to ``m`` people each time.
+
+    Returns (MIA AUCs, closer-to-train shares, median DCRs to train, the first repeat's DCR to train
+    of every synthetic person).
+    """
+    n_tr, n_ho = len(st.b), len(sh.b)
+    d_ho_syn = sh.min_over_a()  # (n_holdout,) non-members
+    d_tr_syn_all = st.min_over_a()  # (n_train,) members
+    aucs, closer, med_tr = [], [], []
+    d_syn_tr_keep = None
+    for _ in range(max(1, repeats)):
+        mi = np.sort(rng.choice(n_tr, size=m, replace=False))
+        hi = np.sort(rng.choice(n_ho, size=m, replace=False))
+        aucs.append(mia_auc(d_tr_syn_all[mi], d_ho_syn[hi]))
+        d_syn_tr = st.min_over_b(None, mi)
+        d_syn_h = d_syn_ho if m == n_ho else sh.min_over_b(None, hi)
+        closer.append(float(np.mean(d_syn_tr < d_syn_h) + 0.5 * np.mean(d_syn_tr == d_syn_h)))
+        med_tr.append(float(np.median(d_syn_tr)))
+        if d_syn_tr_keep is None:
+            d_syn_tr_keep = d_syn_tr
+    return aucs, closer, med_tr, d_syn_tr_keep
+
+
 def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarray, *, mia_repeats: int,
                     aats_repeats: int, max_samples: int, chunk: int, rng: np.random.Generator,
                     max_cells: int = 25_000_000) -> dict:
@@ -132,20 +157,7 @@ def privacy_metrics(x_train: np.ndarray, x_holdout: np.ndarray, x_syn: np.ndarra
     tt = _Distances(x_train, x_train, same=True, chunk=chunk, max_cells=max_cells)
     hh = _Distances(x_holdout, x_holdout, same=True, chunk=chunk, max_cells=max_cells)
     d_syn_ho = sh.min_over_b()  # (n_syn,)
-    d_ho_syn = sh.min_over_a()  # (n_holdout,) non-members
-    d_tr_syn_all = st.min_over_a()  # (n_train,) members
-    aucs, closer, med_tr = [], [], []
-    d_syn_tr_keep = None
-    for _ in range(max(1, mia_repeats)):
-        mi = np.sort(rng.choice(n_tr, size=m, replace=False))
-        hi = np.sort(rng.choice(n_ho, size=m, replace=False))
-        aucs.append(mia_auc(d_tr_syn_all[mi], d_ho_syn[hi]))
-        d_syn_tr = st.min_over_b(None, mi)
-        d_syn_h = d_syn_ho if m == n_ho else sh.min_over_b(None, hi)
-        closer.append(float(np.mean(d_syn_tr < d_syn_h) + 0.5 * np.mean(d_syn_tr == d_syn_h)))
-        med_tr.append(float(np.median(d_syn_tr)))
-        if d_syn_tr_keep is None:
-            d_syn_tr_keep = d_syn_tr
+    aucs, closer, med_tr, d_syn_tr_keep = _dcr_and_mia(st, sh, d_syn_ho, m, repeats=mia_repeats, rng=rng)
     n_t = min(n_tr, n_sy, max_samples)
     n_h = min(n_ho, n_sy, max_samples)
     a_tr, a_ho = [], []

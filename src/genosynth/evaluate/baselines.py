@@ -17,6 +17,7 @@ import numpy as np
 
 from genosynth.cohort import Cohort, make_samples
 from genosynth.errors import InputError
+from genosynth.stats.frequency import allele_frequencies
 
 
 def split_train_holdout(cohort: Cohort, *, holdout_fraction: float = 0.2, stratify: str | None = "super_pop",
@@ -89,9 +90,7 @@ def independent_snps_generator(train: Cohort, *, n: int | None = None, label_col
         rows = np.flatnonzero(draw == k)
         if not rows.size:
             continue
-        gg = g[y == lab]
-        ok = gg >= 0
-        af = np.where(ok, gg, 0).sum(0) / np.maximum(2 * ok.sum(0), 1)  # (V,)
+        af = np.nan_to_num(allele_frequencies(g[y == lab], missing="skip"))  # (V,), 0 where none is called
         hap[rows] = (rng.random((rows.size, 2, train.n_variants)) < af).astype(np.int8)
     pops = groups[draw]
     ids = [f"indep_{k}" for k in range(n)]

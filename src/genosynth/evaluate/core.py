@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import warnings
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -20,8 +21,8 @@ from genosynth.evaluate import fidelity as fid
 from genosynth.evaluate import replication as gw
 from genosynth.evaluate import attacks as pv
 from genosynth.evaluate import structure as st
-from genosynth.stats.frequency import allele_freq, dosage
-from genosynth.stats.ld import pair_correlations
+from genosynth.stats.frequency import allele_frequencies, dosage
+from genosynth.stats.ld import pair_correlations, r2_matrix
 from genosynth.evaluate.settings import EvalConfig
 from genosynth.evaluate.lights import traffic_lights
 
@@ -92,6 +93,14 @@ def resolve_labels(train: Cohort, sets: dict[str, Cohort], columns: list[str], *
     sources : {set: {column: {"source": given|tag|fid|pseudo|mixed|none, "n_pseudo": int}}}
     notes : sentences for the report
     """
+    labels, sources, notes, usable = _given_labels(train, sets, columns)
+    for col in usable:  # pseudo-label what is still unknown, one classifier per column trained on real train
+        notes.extend(_pseudo_labels(col, labels, sources, sets, features["train"], g, config=config, seed=seed))
+    return labels, sources, notes
+
+
+def _given_labels(train: Cohort, sets: dict[str, Cohort], columns: list[str]):
+    """Labels given in the sample tables (or in ``tag``/``fid``); (labels, sources, notes, usable columns)."""
     labels: dict = {"train": {}}
     sources: dict = {"train": {}}
     notes: list[str] = []
@@ -109,44 +118,52 @@ def resolve_labels(train: Cohort, sets: dict[str, Cohort], columns: list[str], *
         labels[name], sources[name] = {}, {}
         for col in usable:
             known = set(labels["train"][col][labels["train"][col] != ""])
-            y = _column_labels(c, col)
-            source = "given"
-            if (y == "").all():
-                source = "none"
-                for alt in TEXT_SOURCES:
-                    if alt in c.samples.columns:
-                        cand = c.labels(alt).astype(object)
-                        inside = np.isin(cand, list(known))
-                        if (cand != "").any() and inside.mean() >= 0.95:
-                            y = np.where(inside, cand, "").astype(object)
-                            source = alt
-                            break
-            labels[name][col] = y
+            labels[name][col], source = _set_labels(c, col, known)
             sources[name][col] = {"source": source, "n_pseudo": 0}
-    # pseudo-label what is still unknown, with one classifier per column trained on real train
-    for col in usable:
-        todo = {n: labels[n][col] == "" for n in sets if (labels[n][col] == "").any()}
-        if not todo:
-            continue
-        feats = features["train"]
-        ytr = labels["train"][col][feats.rows]
-        clf = st.make_classifier("lr", rf_trees=config.rf_trees, seed=seed, threads=config.threads)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            clf.fit(feats.train_scores[ytr != ""], ytr[ytr != ""])
-        for name, miss in todo.items():
-            pred = clf.predict(feats.transform(g[name][miss]))
-            y = labels[name][col].copy()
-            y[miss] = pred
-            labels[name][col] = y
-            src = sources[name][col]
-            src["n_pseudo"] = int(miss.sum())
-            src["source"] = "pseudo" if miss.all() else "mixed"
-            what = "all" if miss.all() else f"{int(miss.sum())} of {len(miss)}"
-            notes.append(f"{name}: {what} {col!r} labels are pseudo-labels from a PCA + logistic-regression "
-                         f"classifier trained on real train; label-dependent figures of {name} ({col}) partly "
-                         "reflect that classifier")
-    return labels, sources, notes
+    return labels, sources, notes, usable
+
+
+def _set_labels(c: Cohort, col: str, known: set) -> tuple[np.ndarray, str]:
+    """``col`` labels of one set and their source: given, else a ``tag``/``fid`` column whose values are
+    (>= 95 %) labels of real train, else none (all "")."""
+    y = _column_labels(c, col)
+    if not (y == "").all():
+        return y, "given"
+    for alt in TEXT_SOURCES:
+        if alt in c.samples.columns:
+            cand = c.labels(alt).astype(object)
+            inside = np.isin(cand, list(known))
+            if (cand != "").any() and inside.mean() >= 0.95:
+                return np.where(inside, cand, "").astype(object), alt
+    return y, "none"
+
+
+def _pseudo_labels(col: str, labels: dict, sources: dict, sets, feats: st.PCAFeatures, g, *, config: EvalConfig,
+                   seed: int) -> list[str]:
+    """Fill the unknown ``col`` labels of every set with a PCA + logistic-regression classifier trained on
+    real train (in place in ``labels``/``sources``); return the notes saying so."""
+    todo = {n: labels[n][col] == "" for n in sets if (labels[n][col] == "").any()}
+    if not todo:
+        return []
+    ytr = labels["train"][col][feats.rows]
+    clf = st.make_classifier("lr", rf_trees=config.rf_trees, seed=seed, threads=config.threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(feats.train_scores[ytr != ""], ytr[ytr != ""])
+    notes = []
+    for name, miss in todo.items():
+        pred = clf.predict(feats.transform(g[name][miss]))
+        y = labels[name][col].copy()
+        y[miss] = pred
+        labels[name][col] = y
+        src = sources[name][col]
+        src["n_pseudo"] = int(miss.sum())
+        src["source"] = "pseudo" if miss.all() else "mixed"
+        what = "all" if miss.all() else f"{int(miss.sum())} of {len(miss)}"
+        notes.append(f"{name}: {what} {col!r} labels are pseudo-labels from a PCA + logistic-regression "
+                     f"classifier trained on real train; label-dependent figures of {name} ({col}) partly "
+                     "reflect that classifier")
+    return notes
 
 
 # ---------------------------------------------------------------------------------- sections
@@ -193,27 +210,50 @@ def _cached(cache: dict, key, compute):
 
 
 def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config, seed):
-    """Fidelity figures of set ``name`` against real train."""
+    """Fidelity figures of set ``name`` against real train, and its plot data."""
     rng = _rng(seed, "fidelity-" + name)
     gt, go = g["train"], g[name]
     out: dict = {}
-    # allele frequencies, overall and per group
-    af_t, af_o = cache["af_train"], allele_freq(go)
-    out["allele_frequency"] = {"overall": fid.allele_frequency_metrics(af_t, af_o), "per_group": {}}
-    plot = {"af": af_o}
-    for col in labels["train"]:
+    out["allele_frequency"], af_o = _fidelity_af(gt, go, labels["train"], labels[name], cache, config)
+    y_train = labels["train"].get(label_column)
+    out["ld"], plot = _fidelity_ld(gt, go, y_train, labels[name].get(label_column), pairs, cache, fill, config,
+                                   label_column)
+    plot["af"] = af_o
+    hi = cache["heatmap_idx"]
+    plot["ld_heatmap"] = r2_matrix(go[:, hi], fill[hi]).round(4)
+    out["pca"] = _fidelity_pca(scores["train"], scores[name], config, rng)
+    out["heterozygosity"], plot["het_hist"] = _fidelity_heterozygosity(go, cache)
+    out["pairwise_distance"], hists = _fidelity_distances(go, cache, fill, config, rng)
+    plot.update(hists)
+    return out, plot
+
+
+def _fidelity_af(gt, go, y_train: dict, y_other: dict, cache, config) -> tuple[dict, np.ndarray]:
+    """Allele frequencies of one set against real train, overall and per label group; (section, set AF)."""
+    af_o = allele_frequencies(go, missing="skip")
+    section = {"overall": fid.allele_frequency_metrics(cache["af_train"], af_o), "per_group": {}}
+    for col in y_train:
         if col == config.gwas_phenotype:
             continue
-        yt, yo = labels["train"][col], labels[name][col]
+        yt, yo = y_train[col], y_other[col]
         per = {}
         for lab in _groups(yt, yo, config.min_group_size):
-            m = fid.allele_frequency_metrics(_cached(cache, ("af", col, lab), lambda: allele_freq(gt[yt == lab])),
-                                             allele_freq(go[yo == lab]))
+            af_t = _cached(cache, ("af", col, lab), lambda: allele_frequencies(gt[yt == lab], missing="skip"))
+            m = fid.allele_frequency_metrics(af_t, allele_frequencies(go[yo == lab], missing="skip"))
             m["n_train"], m["n"] = int((yt == lab).sum()), int((yo == lab).sum())
             per[lab] = m
-        out["allele_frequency"]["per_group"][col] = per
-    # LD: pooled near pairs, random all-genome pairs, near pairs within groups, decay curves
+        section["per_group"][col] = per
+    return section, af_o
+
+
+def _fidelity_ld(gt, go, yt, yo, pairs, cache, fill, config, label_column) -> tuple[dict, dict]:
+    """LD of one set against real train: near and random pairs pooled, near pairs within groups, decay.
+
+    ``yt``/``yo`` are the ``label_column`` labels of real train / the set (``yt`` None: no groups).
+    Returns (section, plot points).
+    """
     ld: dict = {}
+    plot: dict = {}
     for key in ("near", "all"):
         i, j = pairs[key]
         r_t = _cached(cache, ("r", key), lambda: pair_correlations(gt, i, j, fill=fill))
@@ -224,76 +264,91 @@ def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config,
     ld["near"]["n_pairs_total"] = pairs["near_total"]
     ld["window_bp"] = config.ld_window_bp
     di, dj = pairs["decay"]
-    dist = pairs["decay_dist"]
     edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
-    r_dec = pair_correlations(go, di, dj, fill=fill)
-    ld["decay_pooled"] = fid.ld_decay(r_dec, dist, edges)
-    within = {"per_group": {}}
-    within_pts: tuple[list, list] = ([], [])
+    ld["decay_pooled"] = fid.ld_decay(pair_correlations(go, di, dj, fill=fill), pairs["decay_dist"], edges)
+    ld["near_within"], plot["ld_pairs_within"], ld["decay_within"] = _fidelity_ld_within(
+        gt, go, yt, yo, pairs, cache, fill, config, label_column)
+    return ld, plot
+
+
+def _fidelity_ld_within(gt, go, yt, yo, pairs, cache, fill, config, label_column):
+    """Near-pair LD within each label group (free of the LD that population structure adds) and the
+    group-size-weighted LD decay of the set; (section, plot points (train r, set r), decay per bin)."""
+    edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
+    within: dict = {"per_group": {}}
+    points: tuple[list, list] = ([], [])
     dec_w, dec_n = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
-    if label_column in labels["train"]:
-        yt, yo = labels["train"][label_column], labels[name][label_column]
-        i, j = pairs["near"]
-        weights, values = [], []
-        for lab in _groups(yt, yo, config.min_group_size):
-            r_t = _cached(cache, ("rw", lab), lambda: pair_correlations(gt[yt == lab], i, j, fill=fill))
-            r_o = pair_correlations(go[yo == lab], i, j, fill=fill)
-            cmp_ = fid.compare_pair_r(r_t, r_o)
-            pts = _pair_points(r_t, r_o, cap=MAX_PLOT_PAIRS // 5)
-            within_pts[0].extend(pts[0])
-            within_pts[1].extend(pts[1])
-            cmp_["n_train"], cmp_["n"] = int((yt == lab).sum()), int((yo == lab).sum())
-            within["per_group"][lab] = cmp_
-            if np.isfinite(cmp_["r"]) and cmp_["n_pairs"] >= 3:
-                weights.append(cmp_["n_train"])
-                values.append(cmp_["r"])
-            dec = fid.ld_decay(pair_correlations(go[yo == lab], di, dj, fill=fill), dist, edges)
-            for b, v in enumerate(dec):
-                if v is not None:
-                    dec_w[b] += v * (yt == lab).sum()
-                    dec_n[b] += (yt == lab).sum()
-        within["r"] = float(np.average(values, weights=weights)) if values else float("nan")
-        within["groups"] = len(values)
-        within["column"] = label_column
-    else:
+    if yt is None:
         within["r"] = float("nan")
-    ld["near_within"] = within
-    plot["ld_pairs_within"] = within_pts
-    ld["decay_within"] = [float(w / n) if n else None for w, n in zip(dec_w, dec_n)]
-    hi = cache["heatmap_idx"]
-    plot["ld_heatmap"] = np.nan_to_num(np.corrcoef(dosage(go[:, hi], fill[hi]), rowvar=False) ** 2).round(4)
-    out["ld"] = ld
-    # PCA: energy distance on top PCs of real train
-    out["pca"] = {
-        "n_pcs": int(scores[name].shape[1]),
-        "energy_distance": fid.energy_distance(scores["train"], scores[name],
-                                               max_samples=config.max_energy_samples, rng=rng),
+        return within, points, _mean_decay(dec_w, dec_n)
+    (i, j), (di, dj) = pairs["near"], pairs["decay"]
+    weights, values = [], []
+    for lab in _groups(yt, yo, config.min_group_size):
+        r_t = _cached(cache, ("rw", lab), lambda: pair_correlations(gt[yt == lab], i, j, fill=fill))
+        r_o = pair_correlations(go[yo == lab], i, j, fill=fill)
+        cmp_ = fid.compare_pair_r(r_t, r_o)
+        for side, pts in zip(points, _pair_points(r_t, r_o, cap=MAX_PLOT_PAIRS // 5)):
+            side.extend(pts)
+        cmp_["n_train"], cmp_["n"] = int((yt == lab).sum()), int((yo == lab).sum())
+        within["per_group"][lab] = cmp_
+        if np.isfinite(cmp_["r"]) and cmp_["n_pairs"] >= 3:
+            weights.append(cmp_["n_train"])
+            values.append(cmp_["r"])
+        dec = fid.ld_decay(pair_correlations(go[yo == lab], di, dj, fill=fill), pairs["decay_dist"], edges)
+        _add_decay(dec_w, dec_n, dec, (yt == lab).sum())
+    within["r"] = float(np.average(values, weights=weights)) if values else float("nan")
+    within["groups"] = len(values)
+    within["column"] = label_column
+    return within, points, _mean_decay(dec_w, dec_n)
+
+
+def _add_decay(total: np.ndarray, weight_sum: np.ndarray, decay: list, weight) -> None:
+    """Add one group's LD decay curve, weighted by its size, to running sums (empty bins skipped)."""
+    for b, v in enumerate(decay):
+        if v is not None:
+            total[b] += v * weight
+            weight_sum[b] += weight
+
+
+def _mean_decay(total: np.ndarray, weight_sum: np.ndarray) -> list[float | None]:
+    """Weighted mean r^2 per distance bin from :func:`_add_decay` sums; None for empty bins."""
+    return [float(w / n) if n else None for w, n in zip(total, weight_sum)]
+
+
+def _fidelity_pca(s_train: np.ndarray, s_other: np.ndarray, config, rng) -> dict:
+    """Energy distances between the real-train PC scores of real train and of one set."""
+    out = {
+        "n_pcs": int(s_other.shape[1]),
+        "energy_distance": fid.energy_distance(s_train, s_other, max_samples=config.max_energy_samples, rng=rng),
         "energy_coefficient": None,
-        "energy_distance_pc12": fid.energy_distance(scores["train"][:, :2], scores[name][:, :2],
+        "energy_distance_pc12": fid.energy_distance(s_train[:, :2], s_other[:, :2],
                                                     max_samples=config.max_energy_samples, rng=rng),
-        "mean_pc_shift": np.abs(scores["train"].mean(0) - scores[name].mean(0)).round(4).tolist(),
+        "mean_pc_shift": np.abs(s_train.mean(0) - s_other.mean(0)).round(4).tolist(),
     }
     # energy coefficient E / (2 E|X-Y|) in [0, 1]: scale-free, so it can carry a traffic light
-    out["pca"]["energy_coefficient"] = fid.energy_coefficient(scores["train"], scores[name],
-                                                              max_samples=config.max_energy_samples, rng=rng)
-    # heterozygosity and pairwise distances (histograms only leave this function)
-    het_t, het_o = cache["het_train"], fid.heterozygosity(go)
-    out["heterozygosity"] = fid.distribution_metrics(het_t, het_o)
-    out["heterozygosity"]["mean_abs_diff"] = abs(out["heterozygosity"]["mean_diff"])
-    ed = cache["het_edges"]
-    plot["het_hist"] = fid.histogram(het_o, ed)
+    out["energy_coefficient"] = fid.energy_coefficient(s_train, s_other, max_samples=config.max_energy_samples,
+                                                       rng=rng)
+    return out
+
+
+def _fidelity_heterozygosity(go, cache) -> tuple[dict, list[int]]:
+    """Per-person heterozygosity of one set against real train; (section, histogram)."""
+    het_o = fid.heterozygosity(go)
+    section = fid.distribution_metrics(cache["het_train"], het_o)
+    section["mean_abs_diff"] = abs(section["mean_diff"])
+    return section, fid.histogram(het_o, cache["het_edges"])
+
+
+def _fidelity_distances(go, cache, fill, config, rng) -> tuple[dict, dict]:
+    """Pairwise genotype distances within one set and to real train, on subsamples; (section, histograms)."""
     cap = config.max_distance_samples
-    xs_t = cache["dist_sample_train"]
     xo = dosage(go[rng.choice(len(go), size=min(cap, len(go)), replace=False)], fill)
-    d_tt = cache["dist_within_train"]
     d_oo = fid.pairwise_distance_sample(xo)
-    d_to = fid.pairwise_distance_sample(xs_t, xo)
-    out["pairwise_distance"] = {"within": fid.distribution_metrics(d_tt, d_oo),
-                                "between_mean": float(d_to.mean()), "n_sampled": int(len(xo))}
+    d_to = fid.pairwise_distance_sample(cache["dist_sample_train"], xo)
+    section = {"within": fid.distribution_metrics(cache["dist_within_train"], d_oo),
+               "between_mean": float(d_to.mean()), "n_sampled": int(len(xo))}
     de = cache["dist_edges"]
-    plot["dist_within_hist"] = fid.histogram(d_oo, de)
-    plot["dist_between_hist"] = fid.histogram(d_to, de)
-    return out, plot
+    return section, {"dist_within_hist": fid.histogram(d_oo, de), "dist_between_hist": fid.histogram(d_to, de)}
 
 
 def _features(g: np.ndarray, config: EvalConfig, fill: np.ndarray, seed: int, name: str) -> st.PCAFeatures:
@@ -348,6 +403,170 @@ def _privacy_block(x_train, x_other_nonmember, x_syn, config, rng):
                               chunk=config.chunk_rows, rng=rng)
 
 
+@contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Record the seconds the ``with`` block took as ``timings[key]``."""
+    t = time.perf_counter()
+    yield
+    timings[key] = time.perf_counter() - t
+
+
+def _check_set_sizes(real: Cohort, holdout: Cohort, syn: dict[str, Cohort]) -> None:
+    for n_, c in (("real train", real), ("holdout", holdout), *syn.items()):
+        if c.n_samples < 4:
+            raise InputError(f"{n_} has {c.n_samples} people; the evaluation needs at least 4 per set")
+
+
+def _genotypes_and_fill(real: Cohort, holdout: Cohort, syn: dict[str, Cohort]):
+    """Genotypes of every set (int8, (n_people, n_variants) each), real-train ALT frequencies over
+    called genotypes, and the dosage of missing calls (twice that frequency, 0 where none is called)."""
+    g = {"train": real.genotypes(), HOLDOUT: holdout.genotypes(), **{k: c.genotypes() for k, c in syn.items()}}
+    af_train = allele_frequencies(g["train"], missing="skip")
+    return g, af_train, np.where(np.isfinite(af_train), 2 * af_train, 0.0)
+
+
+def _label_columns(real: Cohort, label_column: str, config: EvalConfig) -> list[str]:
+    """The label columns evaluated: ``label_column``, ``pop`` when real train has it, the GWAS phenotype."""
+    columns = [label_column]
+    if label_column != "pop" and "pop" in real.samples.columns and (real.labels("pop") != "").any():
+        columns.append("pop")
+    if config.gwas_phenotype:
+        columns.append(config.gwas_phenotype)
+    return columns
+
+
+def _ld_pairs(variants, config: EvalConfig, rng: np.random.Generator) -> dict:
+    """The SNP pairs every set is measured on: near pairs, random genome-wide pairs, decay pairs."""
+    ni, nj, ntot = fid.near_pairs(variants, window_bp=config.ld_window_bp, max_pairs=config.max_ld_pairs, rng=rng)
+    ai, aj = fid.random_pairs(len(variants), max_pairs=config.max_ld_pairs, rng=rng)
+    chrom = variants["chrom"].astype(str).to_numpy()
+    pos = variants["pos"].to_numpy(dtype=np.int64)
+    n_dec = min(config.max_ld_pairs, 50_000)
+    si, sj = fid.random_pairs(len(variants), max_pairs=n_dec, rng=rng, chrom=chrom, same_chrom=True)
+    if len(ni) > n_dec:
+        keep = rng.choice(len(ni), n_dec, replace=False)
+        di, dj = np.r_[ni[keep], si], np.r_[nj[keep], sj]
+    else:
+        di, dj = np.r_[ni, si], np.r_[nj, sj]
+    return {"near": (ni, nj), "near_total": ntot, "all": (ai, aj), "decay": (di, dj),
+            "decay_dist": np.abs(pos[di] - pos[dj]).astype(float)}
+
+
+def _train_cache(variants, g: dict[str, np.ndarray], af_train, fill, config: EvalConfig, seed: int) -> dict:
+    """Real-train figures shared by every set, and the histogram edges common to all sets."""
+    rng_d = _rng(seed, "distances")
+    gt = g["train"]
+    xs_t = dosage(gt[rng_d.choice(len(gt), size=min(config.max_distance_samples, len(gt)), replace=False)], fill)
+    d_tt = fid.pairwise_distance_sample(xs_t)
+    het_max = float(np.nanmax([fid.heterozygosity(v).max() for v in g.values()]))
+    return {"af_train": af_train, "het_train": fid.heterozygosity(gt), "dist_sample_train": xs_t,
+            "dist_within_train": d_tt, "heatmap_idx": _densest_window(variants, config.ld_heatmap_snps),
+            "het_edges": np.linspace(0, max(0.05, het_max * 1.05), 41),
+            "dist_edges": np.linspace(0, float(d_tt.max()) * 1.6 + 1e-9, 61)}
+
+
+def _structure_section(features, g, labels, syn, fill, config, seed) -> dict:
+    """Table I: classifiers trained on real train (TRTR) or on each synthetic set (TSTR), tested on the holdout."""
+    structure = {"trtr": _structure(features["train"], labels["train"], g[HOLDOUT], labels[HOLDOUT], config, seed),
+                 "tstr": {}, "n_pcs": int(features["train"].pca.n_components_)}
+    for name in syn:
+        feats = _features(g[name], config, fill, seed, name)
+        structure["tstr"][name] = _structure(feats, labels[name], g[HOLDOUT], labels[HOLDOUT], config, seed)
+    return structure
+
+
+def _gwas_section(g, labels, names, design, why, notes: list[str], config, seed) -> tuple[dict, dict]:
+    """GWAS replication (Fig. 2): full-size scans of every set, then replication at matched sizes.
+
+    Adds matched case/control counts to ``design`` and skip reasons to ``notes``; returns
+    (section, plot data).
+    """
+    gwas: dict = {"design": design, "sets": {}}
+    gwas_plot: dict = {}
+    if design is None:
+        notes.append(why)
+        return gwas, gwas_plot
+    masks = _gwas_masks(labels, ["train", *names], design)
+    n_case, n_ctrl = design["n_case_matched"], design["n_control_matched"]
+    for name in ["train", *names]:
+        keep, case = masks[name]
+        if case.all() or (~case).all():
+            continue
+        z, lp = gw.dominant_ztest(g[name][keep], case)
+        gwas_plot[name] = {"neglog10p": lp, "qq": gw.qq_points(lp)}
+    if n_case < 5 or n_ctrl < 5:
+        notes.append(f"GWAS replication skipped: a set has fewer than 5 cases or controls "
+                     f"({design['case']} vs {design['control']}); matched sizes {n_case}/{n_ctrl}")
+        return gwas, gwas_plot
+    rng_g = _rng(seed, "gwas")
+    gk, ck = g["train"][masks["train"][0]], masks["train"][1]
+    for name in names:
+        keep, case = masks[name]
+        rep = gw.replication(gk, ck, g[name][keep], case, n_case=n_case, n_control=n_ctrl,
+                             fractions=tuple(config.gwas_top_fractions), repeats=config.gwas_repeats, rng=rng_g)
+        rep["lambda_gc"] = gwas_plot.get(name, {}).get("qq", {}).get("lambda_gc")
+        gwas["sets"][name] = rep
+    return gwas, gwas_plot
+
+
+def _gwas_masks(labels, sets: list[str], design: dict) -> dict:
+    """Per set: (people with a case or control label, case among them); adds the counts to ``design``."""
+    col = design["column"]
+    masks = {}
+    for name in sets:
+        y = labels[name][col]
+        keep = (y == design["case"]) | (y == design["control"])
+        masks[name] = (keep, (y == design["case"])[keep])
+    design["n_case_matched"] = min(int(m[1].sum()) for m in masks.values())
+    design["n_control_matched"] = min(int((~m[1]).sum()) for m in masks.values())
+    design["n_case"] = {k: int(m[1].sum()) for k, m in masks.items()}
+    design["n_control"] = {k: int((~m[1]).sum()) for k, m in masks.items()}
+    return masks
+
+
+def _privacy_section(real: Cohort, holdout: Cohort, syn: dict[str, Cohort], g, fill, config,
+                     seed) -> tuple[dict, dict]:
+    """Privacy of every set: DCR, MIA, AATS, identical people and haplotypes; (section, DCR histograms).
+
+    The ceiling: half of the holdout plays "synthetic", the other half plays "non-members".
+    """
+    x_train = dosage(g["train"], fill)
+    x_hold = dosage(g[HOLDOUT], fill)
+    rng_p = _rng(seed, "privacy")
+    perm = rng_p.permutation(len(x_hold))
+    h1, h2 = perm[: len(perm) // 2], perm[len(perm) // 2:]
+    blocks = {HOLDOUT: (x_hold[h2], x_hold[h1], g[HOLDOUT][h1], holdout.subset(samples=h1) if holdout.phased else None)}
+    for name, c in syn.items():
+        blocks[name] = (x_hold, dosage(g[name], fill), g[name], c)
+    hap_train = real.haplotypes().reshape(-1, real.n_variants) if real.phased else None
+    privacy: dict = {}
+    priv_plot: dict = {}
+    for name, (x_non, x_s, g_s, c_s) in blocks.items():
+        res = _privacy_block(x_train, x_non, x_s, config, rng_p)
+        priv_plot[name] = _dcr_histograms(res.pop("_dcr_to_train"), res.pop("_dcr_to_holdout"))
+        res["identical_to_train"] = pv.identical_rows(g_s, g["train"])
+        res["identical_to_holdout"] = pv.identical_rows(g_s, g[HOLDOUT]) if name != HOLDOUT else None
+        res["duplicates_within"] = int(len(g_s) - len({r.tobytes() for r in np.ascontiguousarray(g_s)}))
+        res["n"] = int(len(g_s))
+        if hap_train is not None and c_s is not None and c_s.phased and c_s.ploidy == real.ploidy:
+            res["identical_haplotypes_to_train"] = pv.identical_rows(c_s.alleles, hap_train)
+            res["n_haplotypes"] = int(c_s.alleles.shape[0])
+        if name != HOLDOUT:
+            res["guarantee"] = syn[name].meta.get("privacy")
+        privacy[name] = res
+    privacy[HOLDOUT]["note"] = ("ceiling: one half of the holdout plays the synthetic set, the other half the "
+                                "non-members")
+    return privacy, priv_plot
+
+
+def _dcr_histograms(d_tr: np.ndarray, d_ho: np.ndarray) -> dict:
+    """Histograms of distances to the closest real-train / real-holdout record, on shared edges."""
+    dmax = float(max(d_tr.max(), d_ho.max(), 1e-9))
+    e = np.linspace(0, dmax * 1.05, 41)
+    return {"dcr_edges": e.tolist(), "dcr_train_hist": fid.histogram(d_tr, e),
+            "dcr_holdout_hist": fid.histogram(d_ho, e)}
+
+
 # ---------------------------------------------------------------------------------- main entry
 def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "super_pop",
              config: EvalConfig | None = None, seed: int = 0) -> dict:
@@ -381,7 +600,7 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     Yelmen B. et al. (2021) Creating artificial human genomes using generative neural networks.
     PLOS Genetics 17(2): e1009303.
     """
-    from genosynth import __version__
+    from genosynth.provenance import versions
 
     config = config or EvalConfig()
     seed = int(seed)
@@ -390,188 +609,50 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     names = [HOLDOUT, *syn]
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    for n_, c in (("real train", real), ("holdout", holdout), *syn.items()):
-        if c.n_samples < 4:
-            raise InputError(f"{n_} has {c.n_samples} people; the evaluation needs at least 4 per set")
-    g = {"train": real.genotypes(), HOLDOUT: holdout.genotypes(), **{k: c.genotypes() for k, c in syn.items()}}
-    af_train = allele_freq(g["train"])
-    fill = np.where(np.isfinite(af_train), 2 * af_train, 0.0)
-    columns = [label_column]
-    if label_column != "pop" and "pop" in real.samples.columns and (real.labels("pop") != "").any():
-        columns.append("pop")
-    if config.gwas_phenotype:
-        columns.append(config.gwas_phenotype)
+    _check_set_sizes(real, holdout, syn)
+    # 1. genotypes, the missing-call fill (real-train 2p) and labels of every set
+    g, af_train, fill = _genotypes_and_fill(real, holdout, syn)
     features = {"train": _features(g["train"], config, fill, seed, "train")}
-    labels, sources, notes = resolve_labels(real, {HOLDOUT: holdout, **syn}, columns, config=config, g=g,
-                                            features=features, seed=seed)
+    labels, sources, notes = resolve_labels(real, {HOLDOUT: holdout, **syn}, _label_columns(real, label_column, config),
+                                            config=config, g=g, features=features, seed=seed)
     design, why = _gwas_design(labels, label_column, config)  # checked before the long sections
     timings["labels"] = time.perf_counter() - t0
-
-    # ---- shared pair sets and caches
-    t = time.perf_counter()
-    rng = _rng(seed, "pairs")
-    ni, nj, ntot = fid.near_pairs(real.variants, window_bp=config.ld_window_bp, max_pairs=config.max_ld_pairs,
-                                  rng=rng)
-    ai, aj = fid.random_pairs(real.n_variants, max_pairs=config.max_ld_pairs, rng=rng)
-    chrom = real.variants["chrom"].astype(str).to_numpy()
-    pos = real.variants["pos"].to_numpy(dtype=np.int64)
-    n_dec = min(config.max_ld_pairs, 50_000)
-    si, sj = fid.random_pairs(real.n_variants, max_pairs=n_dec, rng=rng, chrom=chrom, same_chrom=True)
-    if len(ni) > n_dec:
-        keep = rng.choice(len(ni), n_dec, replace=False)
-        di, dj = np.r_[ni[keep], si], np.r_[nj[keep], sj]
-    else:
-        di, dj = np.r_[ni, si], np.r_[nj, sj]
-    pairs = {"near": (ni, nj), "near_total": ntot, "all": (ai, aj), "decay": (di, dj),
-             "decay_dist": np.abs(pos[di] - pos[dj]).astype(float)}
-    pca = fid.RealPCA(g["train"], n_components=config.n_pcs, seed=seed)
-    scores = {k: pca.transform(v) for k, v in g.items()}
-    het_train = fid.heterozygosity(g["train"])
-    rng_d = _rng(seed, "distances")
-    xs_t = dosage(g["train"][rng_d.choice(len(g["train"]), size=min(config.max_distance_samples, len(g["train"])),
-                                          replace=False)], fill)
-    d_tt = fid.pairwise_distance_sample(xs_t)
-    hi = _densest_window(real.variants, config.ld_heatmap_snps)
-    cache = {"af_train": af_train, "het_train": het_train, "dist_sample_train": xs_t, "dist_within_train": d_tt,
-             "heatmap_idx": hi,
-             "het_edges": np.linspace(0, max(0.05, float(np.nanmax([fid.heterozygosity(v).max() for v in g.values()]))
-                                          * 1.05), 41),
-             "dist_edges": np.linspace(0, float(d_tt.max()) * 1.6 + 1e-9, 61)}
-    timings["setup"] = time.perf_counter() - t
-
-    # ---- fidelity
-    t = time.perf_counter()
-    fidelity, plot_sets = {}, {}
-    for name in names:
-        fidelity[name], plot_sets[name] = _fidelity(name, g, labels, label_column, pairs, cache, scores, fill,
-                                                    config, seed)
-    edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
-    r_dec_train = pair_correlations(g["train"], di, dj, fill=fill)
-    timings["fidelity"] = time.perf_counter() - t
-
-    # ---- structure (Table I)
-    t = time.perf_counter()
-    structure = {"trtr": _structure(features["train"], labels["train"], g[HOLDOUT], labels[HOLDOUT], config, seed),
-                 "tstr": {}, "n_pcs": int(features["train"].pca.n_components_)}
-    for name in syn:
-        feats = _features(g[name], config, fill, seed, name)
-        structure["tstr"][name] = _structure(feats, labels[name], g[HOLDOUT], labels[HOLDOUT], config, seed)
-    timings["structure"] = time.perf_counter() - t
-
-    # ---- GWAS (Fig. 2)
-    t = time.perf_counter()
-    gwas: dict = {"design": design, "sets": {}}
-    gwas_plot: dict = {}
-    if design is None:
-        notes.append(why)
-    else:
-        col = design["column"]
-        masks = {}
-        for name in ["train", *names]:
-            y = labels[name][col]
-            keep = (y == design["case"]) | (y == design["control"])
-            masks[name] = (keep, (y == design["case"])[keep])
-        n_case = min(int(m[1].sum()) for m in masks.values())
-        n_ctrl = min(int((~m[1]).sum()) for m in masks.values())
-        design["n_case_matched"], design["n_control_matched"] = n_case, n_ctrl
-        design["n_case"] = {k: int(m[1].sum()) for k, m in masks.items()}
-        design["n_control"] = {k: int((~m[1]).sum()) for k, m in masks.items()}
-        for name in ["train", *names]:
-            keep, case = masks[name]
-            if case.all() or (~case).all():
-                continue
-            z, lp = gw.dominant_ztest(g[name][keep], case)
-            gwas_plot[name] = {"neglog10p": lp, "qq": gw.qq_points(lp)}
-        if n_case < 5 or n_ctrl < 5:
-            notes.append(f"GWAS replication skipped: a set has fewer than 5 cases or controls "
-                         f"({design['case']} vs {design['control']}); matched sizes {n_case}/{n_ctrl}")
-        else:
-            rng_g = _rng(seed, "gwas")
-            gk, ck = g["train"][masks["train"][0]], masks["train"][1]
-            for name in names:
-                keep, case = masks[name]
-                rep = gw.replication(gk, ck, g[name][keep], case, n_case=n_case, n_control=n_ctrl,
-                                     fractions=tuple(config.gwas_top_fractions), repeats=config.gwas_repeats,
-                                     rng=rng_g)
-                rep["lambda_gc"] = gwas_plot.get(name, {}).get("qq", {}).get("lambda_gc")
-                gwas["sets"][name] = rep
-    timings["gwas"] = time.perf_counter() - t
-
-    # ---- privacy
-    t = time.perf_counter()
-    x_train = dosage(g["train"], fill)
-    x_hold = dosage(g[HOLDOUT], fill)
-    privacy: dict = {}
-    priv_plot: dict = {}
-    rng_p = _rng(seed, "privacy")
-    # the ceiling: half of the holdout plays "synthetic", the other half plays "non-members"
-    perm = rng_p.permutation(len(x_hold))
-    h1, h2 = perm[: len(perm) // 2], perm[len(perm) // 2:]
-    blocks = {HOLDOUT: (x_hold[h2], x_hold[h1], g[HOLDOUT][h1], holdout.subset(samples=h1) if holdout.phased else None)}
-    for name, c in syn.items():
-        blocks[name] = (x_hold, dosage(g[name], fill), g[name], c)
-    hap_train = real.haplotypes().reshape(-1, real.n_variants) if real.phased else None
-    for name, (x_non, x_s, g_s, c_s) in blocks.items():
-        res = _privacy_block(x_train, x_non, x_s, config, rng_p)
-        d_tr, d_ho = res.pop("_dcr_to_train"), res.pop("_dcr_to_holdout")
-        dmax = float(max(d_tr.max(), d_ho.max(), 1e-9))
-        e = np.linspace(0, dmax * 1.05, 41)
-        priv_plot[name] = {"dcr_edges": e.tolist(), "dcr_train_hist": fid.histogram(d_tr, e),
-                           "dcr_holdout_hist": fid.histogram(d_ho, e)}
-        res["identical_to_train"] = pv.identical_rows(g_s, g["train"])
-        res["identical_to_holdout"] = pv.identical_rows(g_s, g[HOLDOUT]) if name != HOLDOUT else None
-        res["duplicates_within"] = int(len(g_s) - len({r.tobytes() for r in np.ascontiguousarray(g_s)}))
-        res["n"] = int(len(g_s))
-        if hap_train is not None and c_s is not None and c_s.phased and c_s.ploidy == real.ploidy:
-            res["identical_haplotypes_to_train"] = pv.identical_rows(c_s.alleles, hap_train)
-            res["n_haplotypes"] = int(c_s.alleles.shape[0])
-        if name != HOLDOUT:
-            res["guarantee"] = syn[name].meta.get("privacy")
-        privacy[name] = res
-    privacy[HOLDOUT]["note"] = ("ceiling: one half of the holdout plays the synthetic set, the other half the "
-                                "non-members")
-    timings["privacy"] = time.perf_counter() - t
-
+    # 2. shared pair sets, real-train PCA and caches
+    with _timed(timings, "setup"):
+        pairs = _ld_pairs(real.variants, config, _rng(seed, "pairs"))
+        pca = fid.RealPCA(g["train"], n_components=config.n_pcs, seed=seed)
+        scores = {k: pca.transform(v) for k, v in g.items()}
+        cache = _train_cache(real.variants, g, af_train, fill, config, seed)
+    # 3. the sections
+    with _timed(timings, "fidelity"):
+        fidelity, plot_sets = {}, {}
+        for name in names:
+            fidelity[name], plot_sets[name] = _fidelity(name, g, labels, label_column, pairs, cache, scores, fill,
+                                                        config, seed)
+    with _timed(timings, "structure"):
+        structure = _structure_section(features, g, labels, syn, fill, config, seed)
+    with _timed(timings, "gwas"):
+        gwas, gwas_plot = _gwas_section(g, labels, names, design, why, notes, config, seed)
+    with _timed(timings, "privacy"):
+        privacy, priv_plot = _privacy_section(real, holdout, syn, g, fill, config, seed)
+    # 4. results, headline summary and traffic lights
     results = {
-        "genosynth_version": __version__,
+        "genosynth_version": versions(libraries=False)["genosynth"],
         "seed": seed,
         "label_column": label_column,
         "config": config.to_dict(),
         "inputs": {"train": _describe(real), HOLDOUT: _describe(holdout),
                    "synthetic": {k: _describe(c) for k, c in syn.items()}},
-        "labels": {k: {col: {**src, "counts": _counts(labels[k][col])} for col, src in v.items()}
-                   for k, v in sources.items()},
+        "labels": _label_summary(labels, sources),
         "notes": notes,
         "fidelity": fidelity,
         "structure": structure,
         "gwas": gwas,
         "privacy": privacy,
-        "plot_data": {
-            "variants": {"chrom": real.variants["chrom"].astype(str).tolist(),
-                         "pos": real.variants["pos"].astype(int).tolist()},
-            "af_train": af_train,
-            "af": {k: v["af"] for k, v in plot_sets.items()},
-            "ld_pairs_near": {k: v["ld_pairs_near"] for k, v in plot_sets.items()},
-            "ld_pairs_within": {k: v["ld_pairs_within"] for k, v in plot_sets.items()},
-            "ld_decay_edges_bp": list(edges),
-            "ld_decay_train": fid.ld_decay(r_dec_train, pairs["decay_dist"], edges),
-            "ld_decay_train_within": _train_within_decay(g["train"], labels, label_column, di, dj, pairs, edges,
-                                                         fill, config),
-            "ld_heatmap": {"ids": real.variants["id"].iloc[hi].astype(str).tolist(),
-                           "span_bp": int(pos[hi].max() - pos[hi].min()),
-                           "chrom": str(chrom[hi[0]]),
-                           "train": np.nan_to_num(np.corrcoef(dosage(g["train"][:, hi], fill[hi]), rowvar=False) ** 2
-                                                  ).round(4),
-                           **{k: v["ld_heatmap"] for k, v in plot_sets.items()}},
-            "het_edges": cache["het_edges"], "het_train_hist": fid.histogram(het_train, cache["het_edges"]),
-            "het_hist": {k: v["het_hist"] for k, v in plot_sets.items()},
-            "dist_edges": cache["dist_edges"], "dist_within_train_hist": fid.histogram(d_tt, cache["dist_edges"]),
-            "dist_within_hist": {k: v["dist_within_hist"] for k, v in plot_sets.items()},
-            "dist_between_hist": {k: v["dist_between_hist"] for k, v in plot_sets.items()},
-            "pca_explained_variance_ratio": pca.explained_variance_ratio,
-            "gwas": gwas_plot,
-            "dcr": priv_plot,
-        },
+        "plot_data": {**_plot_data(real, g["train"], labels, label_column, pairs, cache, plot_sets, fill, config),
+                      "pca_explained_variance_ratio": pca.explained_variance_ratio,
+                      "gwas": gwas_plot,
+                      "dcr": priv_plot},
         "_private": {"pc_scores": {k: v[:, :2] for k, v in scores.items()},
                      "pc_labels": {k: labels[k].get(label_column) for k in scores}},
     }
@@ -582,26 +663,66 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     return results
 
 
-def _train_within_decay(gt, labels, label_column, di, dj, pairs, edges, fill, config):
+def _plot_data(real: Cohort, gt, labels, label_column, pairs, cache, plot_sets, fill, config) -> dict:
+    """Aggregates behind the fidelity plots: frequencies, LD pairs, decay, heatmaps, histograms."""
+    edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
+    hi = cache["heatmap_idx"]
+    pos = real.variants["pos"].to_numpy(dtype=np.int64)
+    di, dj = pairs["decay"]
+    return {
+        "variants": {"chrom": real.variants["chrom"].astype(str).tolist(),
+                     "pos": real.variants["pos"].astype(int).tolist()},
+        "af_train": cache["af_train"],
+        "af": _per_set(plot_sets, "af"),
+        "ld_pairs_near": _per_set(plot_sets, "ld_pairs_near"),
+        "ld_pairs_within": _per_set(plot_sets, "ld_pairs_within"),
+        "ld_decay_edges_bp": list(edges),
+        "ld_decay_train": fid.ld_decay(pair_correlations(gt, di, dj, fill=fill), pairs["decay_dist"], edges),
+        "ld_decay_train_within": _train_within_decay(gt, labels, label_column, pairs, edges, fill, config),
+        "ld_heatmap": {"ids": real.variants["id"].iloc[hi].astype(str).tolist(),
+                       "span_bp": int(pos[hi].max() - pos[hi].min()),
+                       "chrom": str(real.variants["chrom"].astype(str).to_numpy()[hi[0]]),
+                       "train": r2_matrix(gt[:, hi], fill[hi]).round(4),
+                       **_per_set(plot_sets, "ld_heatmap")},
+        "het_edges": cache["het_edges"], "het_train_hist": fid.histogram(cache["het_train"], cache["het_edges"]),
+        "het_hist": _per_set(plot_sets, "het_hist"),
+        "dist_edges": cache["dist_edges"],
+        "dist_within_train_hist": fid.histogram(cache["dist_within_train"], cache["dist_edges"]),
+        "dist_within_hist": _per_set(plot_sets, "dist_within_hist"),
+        "dist_between_hist": _per_set(plot_sets, "dist_between_hist"),
+    }
+
+
+def _per_set(plot_sets: dict, key: str) -> dict:
+    """One plot figure of every set: ``{set: plot_sets[set][key]}``."""
+    return {k: v[key] for k, v in plot_sets.items()}
+
+
+def _train_within_decay(gt, labels, label_column, pairs, edges, fill, config):
+    """Real train's LD decay within each ``label_column`` group, weighted by group size (None: no labels)."""
     if label_column not in labels["train"]:
         return None
     y = labels["train"][label_column]
+    di, dj = pairs["decay"]
     acc, wts = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
     for lab in np.unique(y[y != ""]):
         m = y == lab
         if m.sum() < config.min_group_size:
             continue
-        dec = fid.ld_decay(pair_correlations(gt[m], di, dj, fill=fill), pairs["decay_dist"], edges)
-        for b, v in enumerate(dec):
-            if v is not None:
-                acc[b] += v * m.sum()
-                wts[b] += m.sum()
-    return [float(a / w) if w else None for a, w in zip(acc, wts)]
+        _add_decay(acc, wts, fid.ld_decay(pair_correlations(gt[m], di, dj, fill=fill), pairs["decay_dist"], edges),
+                   m.sum())
+    return _mean_decay(acc, wts)
 
 
 def _describe(c: Cohort) -> dict:
     return {"n_samples": int(c.n_samples), "n_variants": int(c.n_variants), "phased": bool(c.phased),
             "source": c.meta.get("source"), "missing_rate": float(c.missing_rate())}
+
+
+def _label_summary(labels: dict, sources: dict) -> dict:
+    """Per set and label column: where the labels came from and how many people carry each."""
+    return {k: {col: {**src, "counts": _counts(labels[k][col])} for col, src in v.items()}
+            for k, v in sources.items()}
 
 
 def _counts(y: np.ndarray) -> dict:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from genosynth.stats.frequency import allele_freq, dosage
+from genosynth.stats.frequency import allele_frequencies, dosage
 from genosynth.evaluate._arrays import pairwise_distance_sample, pca_solver
 
 
@@ -64,7 +64,7 @@ def near_pairs(variants: pd.DataFrame, *, window_bp: int, max_pairs: int,
     """
     chrom = variants["chrom"].astype(str).to_numpy()
     pos = variants["pos"].to_numpy(dtype=np.int64)
-    starts, counts = [], []
+    counts = []
     order_all = []
     for c in pd.unique(chrom):
         idx = np.flatnonzero(chrom == c)
@@ -166,7 +166,7 @@ class RealPCA:
     def __init__(self, g_train: np.ndarray, *, n_components: int, seed: int):
         from sklearn.decomposition import PCA
 
-        p = allele_freq(g_train)
+        p = allele_frequencies(g_train, missing="skip")
         p = np.where(np.isfinite(p), p, 0.0)
         self.center = (2 * p).astype(np.float32)
         scale = np.sqrt(2 * p * (1 - p))

@@ -392,25 +392,40 @@ def summary_table(results) -> str:
 
 def render_html(results, *, title: str | None = None) -> str:
     """The whole report as one HTML string."""
-    names = list(results["inputs"]["synthetic"])
-    sets = _sets(results)
     title = title or "genosynth evaluation report"
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(title)}</h1>")
+    parts += _html_summary(results)
+    parts += _html_fidelity(results)
+    parts += _html_structure(results)
+    parts += _html_gwas(results)
+    parts += _html_privacy(results)
+    t = results.get("timings", {})
+    parts.append(f"<p class='small'>Evaluation time {t.get('total', 0):.1f} s. Config: "
+                 f"{html.escape(json.dumps(to_json_ready(results['config'])))}</p>")
+    # lets a headless browser confirm that every image decoded (read back by the screenshot check)
+    parts.append("<script>window.addEventListener('load',function(){var n=0;for(var i of document.images)"
+                 "{if(i.complete&&i.naturalWidth>0)n++;}document.body.setAttribute('data-images-rendered',n);"
+                 "});</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _html_summary(results) -> list[str]:
+    """Inputs line, traffic-light summary table, notes and the label sources."""
     inp = results["inputs"]
-    parts.append(
+    parts = [
         f"<p class='small'>genosynth {html.escape(str(results['genosynth_version']))}, seed {results['seed']}; "
         f"real train {inp['train']['n_samples']:,} people, real holdout {inp[HOLDOUT]['n_samples']:,}, "
         + ", ".join(f"{html.escape(k)} {v['n_samples']:,}" for k, v in inp["synthetic"].items())
         + f"; {inp['train']['n_variants']:,} variants. Every figure compares a set with real train; the real "
         "holdout row is the ceiling (fresh real people). Green: as good as the holdout within tolerance; amber: "
-        "noticeably worse; red: fails.</p>")
+        "noticeably worse; red: fails.</p>"]
     parts.append("<h2 id='summary'>Summary</h2>")
     parts.append(summary_table(results))
     for note in results["notes"]:
         parts.append(f"<div class='note'>{html.escape(note)}</div>")
-    # labels
     lab_rows = []
     for set_name, cols in results["labels"].items():
         for col, info in cols.items():
@@ -419,9 +434,13 @@ def render_html(results, *, title: str | None = None) -> str:
                              + (" ..." if len(info["counts"]) > 12 else "")])
     parts.append("<h3>Labels</h3>" + _table(["Set", "Column", "Source", "Pseudo-labelled", "Counts"], lab_rows,
                                             left=5))
+    return parts
 
-    # fidelity
-    parts.append("<h2 id='fidelity'>Fidelity</h2>")
+
+def _html_fidelity(results) -> list[str]:
+    """Fidelity table, per-group table and the fidelity plots."""
+    sets = _sets(results)
+    parts = ["<h2 id='fidelity'>Fidelity</h2>"]
     rows = []
     for name in sets:
         f = results["fidelity"][name]
@@ -438,7 +457,6 @@ def render_html(results, *, title: str | None = None) -> str:
                  f"{near.get('n_pairs_total', 0):,}; random genome-wide pairs: "
                  f"{results['fidelity'][HOLDOUT]['ld']['all']['n_pairs']:,}. Population structure inflates pooled "
                  "LD between ancestry-informative SNPs; the within-group column removes it.</p>")
-    # per group
     col = results["label_column"]
     g_rows = []
     for name in sets:
@@ -453,48 +471,57 @@ def render_html(results, *, title: str | None = None) -> str:
     for plot in (plot_allele_frequencies, plot_ld_pairs, plot_ld_decay, plot_ld_heatmap, plot_pca, plot_heterozygosity,
                  plot_pairwise_distances):
         parts.append(plot(results))
+    return parts
 
-    # structure
-    parts.append("<h2 id='structure'>Population structure inference</h2>")
+
+def _html_structure(results) -> list[str]:
+    """Table I (TRTR / TSTR accuracies) and its plot."""
+    parts = ["<h2 id='structure'>Population structure inference</h2>"]
     kinds = results["config"]["classifiers"]
     rows = []
     for c, tab in results["structure"]["trtr"].items():
         rows.append(["TRTR (real train)", c, *[tab.get(k) for k in kinds], tab.get("n_train")])
-        for name in names:
+        for name in results["inputs"]["synthetic"]:
             t2 = results["structure"]["tstr"][name].get(c, {})
             rows.append([f"TSTR ({name})", c, *[t2.get(k) for k in kinds], t2.get("n_train")])
     parts.append(_table(["Trained on", "Label", *[k.upper() for k in kinds], "Training people"], rows, left=2))
     parts.append(f"<p class='small'>Features: top {results['structure'].get('n_pcs')} PCs of a PCA fitted on the "
                  "training set; accuracy on the real holdout.</p>")
     parts.append(plot_structure(results))
+    return parts
 
-    # GWAS
-    parts.append("<h2 id='gwas'>GWAS replication</h2>")
+
+def _html_gwas(results) -> list[str]:
+    """GWAS design, replication table and the Manhattan, QQ and overlap plots."""
+    parts = ["<h2 id='gwas'>GWAS replication</h2>"]
     d = results["gwas"]["design"]
     if d is None:
         parts.append("<p>Skipped (see notes).</p>")
-    else:
-        parts.append(f"<p class='small'>Cases: {html.escape(d['case'])}, controls: {html.escape(d['control'])} "
-                     f"({html.escape(d['column'])}); dominant model, per-SNP Z-test. Replication figures use "
-                     f"{d.get('n_case_matched')} cases and {d.get('n_control_matched')} controls drawn from each set "
-                     f"({results['config']['gwas_repeats']} repeats).</p>")
-        fr = results["config"]["gwas_top_fractions"]
-        rows = []
-        for name in sets:
-            s = results["gwas"]["sets"].get(name)
-            if s:
-                rows.append([f"real train vs {name}", *[s[f"overlap_top{int(round(100 * f))}"] for f in fr],
-                             s["rank_r"], s.get("lambda_gc")])
-        if rows:
-            parts.append(_table(["Comparison", *[f"Top {int(100 * f)} % overlap" for f in fr],
-                                 "Rank r of -log10 p", "\u03bb_GC"], rows))
-        for plot in (plot_manhattan, plot_qq, plot_gwas_overlap):
-            parts.append(plot(results))
-
-    # privacy
-    parts.append("<h2 id='privacy'>Privacy</h2>")
+        return parts
+    parts.append(f"<p class='small'>Cases: {html.escape(d['case'])}, controls: {html.escape(d['control'])} "
+                 f"({html.escape(d['column'])}); dominant model, per-SNP Z-test. Replication figures use "
+                 f"{d.get('n_case_matched')} cases and {d.get('n_control_matched')} controls drawn from each set "
+                 f"({results['config']['gwas_repeats']} repeats).</p>")
+    fr = results["config"]["gwas_top_fractions"]
     rows = []
-    for name in sets:
+    for name in _sets(results):
+        s = results["gwas"]["sets"].get(name)
+        if s:
+            rows.append([f"real train vs {name}", *[s[f"overlap_top{int(round(100 * f))}"] for f in fr],
+                         s["rank_r"], s.get("lambda_gc")])
+    if rows:
+        parts.append(_table(["Comparison", *[f"Top {int(100 * f)} % overlap" for f in fr],
+                             "Rank r of -log10 p", "\u03bb_GC"], rows))
+    for plot in (plot_manhattan, plot_qq, plot_gwas_overlap):
+        parts.append(plot(results))
+    return parts
+
+
+def _html_privacy(results) -> list[str]:
+    """Privacy table, the differential-privacy guarantee of each set and the DCR plot."""
+    parts = ["<h2 id='privacy'>Privacy</h2>"]
+    rows = []
+    for name in _sets(results):
         p = results["privacy"][name]
         rows.append([name, p["n"], p["identical_to_train"], p.get("identical_haplotypes_to_train"),
                      p.get("duplicates_within"), p["dcr_median_to_train"], p["dcr_median_to_holdout"],
@@ -508,7 +535,7 @@ def render_html(results, *, title: str | None = None) -> str:
                  "MIA: distance-based attack, train members vs holdout non-members, balanced by subsampling, "
                  f"{results['config']['mia_repeats']} repeats.</p>")
     g_rows = []
-    for name in names:
+    for name in results["inputs"]["synthetic"]:
         guarantee = results["privacy"][name].get("guarantee")
         if guarantee:
             extra = {k: v for k, v in guarantee.items() if k not in ("epsilon", "delta")}
@@ -519,15 +546,7 @@ def render_html(results, *, title: str | None = None) -> str:
     parts.append("<h3>Differential privacy guarantee</h3>" + _table(["Set", "\u03b5", "\u03b4", "Details"], g_rows,
                                                                     left=1))
     parts.append(plot_dcr(results))
-    t = results.get("timings", {})
-    parts.append(f"<p class='small'>Evaluation time {t.get('total', 0):.1f} s. Config: "
-                 f"{html.escape(json.dumps(to_json_ready(results['config'])))}</p>")
-    # lets a headless browser confirm that every image decoded (read back by the screenshot check)
-    parts.append("<script>window.addEventListener('load',function(){var n=0;for(var i of document.images)"
-                 "{if(i.complete&&i.naturalWidth>0)n++;}document.body.setAttribute('data-images-rendered',n);"
-                 "});</script>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def write_report(results: dict, prefix: str, *, title: str | None = None) -> list[str]:

@@ -24,11 +24,13 @@ from genosynth.cohort import MISSING, Cohort, make_samples, make_variants
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.io.order import in_genomic_order
+from genosynth.io.tokens import check_tokens, is_number
 
 BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major .bed
 # 2-bit .bed code of an A1 (= ALT) count: 2 -> 00 (hom A1), 1 -> 10 (het), 0 -> 11 (hom A2), missing -> 01.
 _CODE_OF_COUNT = np.array([0b01, 0b11, 0b10, 0b00], dtype=np.uint8)  # index = count + 1
 _CHUNK_BYTES = 64 << 20  # genotypes packed per write when writing a .bed
+_FIELDS = "PLINK and VCF files separate fields by whitespace"  # why ids must be single tokens
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -43,7 +45,7 @@ def read_bim(path: str) -> pd.DataFrame:
     try:
         cm_f = cm.astype(np.float64)
     except ValueError:
-        bad = next(i for i, t in enumerate(cm) if not _is_float(t))
+        bad = next(i for i, t in enumerate(cm) if not is_number(t))
         raise InputError(
             f"{path}: line {bad + 1} has a non-numeric centimorgan value {str(cm[bad])!r} in column 3; "
             "use 0 when the genetic position is unknown"
@@ -81,7 +83,7 @@ def parse_plink_phenotype(tokens: np.ndarray, source: str) -> np.ndarray:
     try:
         values = np.where(missing, "-9", tokens).astype(np.float64)  # (N,)
     except ValueError:
-        bad = next(t for t in tokens if not _is_float(t) and t.lower() not in ("na", "nan", "."))
+        bad = next(t for t in tokens if not is_number(t) and t.lower() not in ("na", "nan", "."))
         raise InputError(
             f"{source}: phenotype value {str(bad)!r} is not a number; use 1/2 for control/case, a number for a "
             "quantitative trait, or -9 for missing"
@@ -179,14 +181,6 @@ def _to_int(tokens: np.ndarray, path: str, what: str) -> np.ndarray:
         ) from None
 
 
-def _is_float(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------------------- writing
 def write_bed(cohort: Cohort, prefix: str, *, fid_column: str | None = None) -> list[str]:
     """Write ``PREFIX.bed/.bim/.fam``; return the three paths.
@@ -238,7 +232,7 @@ def _write_bed_matrix(g: np.ndarray, path: str) -> None:
 def _bim_lines(variants: pd.DataFrame) -> list[str]:
     cm = variants["cm"].to_numpy(dtype=float) if "cm" in variants.columns else np.zeros(len(variants))
     for col in ("chrom", "id", "ref", "alt"):
-        _check_tokens(variants[col], f"variant {col}")
+        check_tokens(variants[col], f"variant {col}", fields=_FIELDS)
     lines = []
     for chrom, vid, c, pos, ref, alt in zip(variants["chrom"], variants["id"], cm, variants["pos"],
                                             variants["ref"], variants["alt"]):
@@ -256,8 +250,8 @@ def _fam_lines(cohort: Cohort, fid_column: str | None) -> list[str]:
     if fid_column:
         labels = cohort.labels(fid_column)
         fid = np.where(labels != "", labels, fid)
-    _check_tokens(iid, "sample id")
-    _check_tokens(fid, "family id (FID)")
+    check_tokens(iid, "sample id", fields=_FIELDS)
+    check_tokens(fid, "family id (FID)", fields=_FIELDS)
     pat = s["pat"].astype(str).to_numpy() if "pat" in s.columns else np.full(len(s), "0")
     mat = s["mat"].astype(str).to_numpy() if "mat" in s.columns else np.full(len(s), "0")
     sex = s["sex"].to_numpy(dtype=np.int64)
@@ -272,15 +266,6 @@ def format_plink_phenotype(phenotype: np.ndarray) -> list[str]:
     if np.isin(phenotype[ok], [0.0, 1.0]).all():
         return ["-9" if not k else ("2" if v == 1 else "1") for v, k in zip(phenotype, ok)]
     return ["-9" if not k else repr(float(v)) for v, k in zip(phenotype, ok)]
-
-
-def _check_tokens(values, what: str) -> None:
-    bad = [str(v) for v in values if not str(v) or any(ch.isspace() for ch in str(v))]
-    if bad:
-        raise InputError(
-            f"{len(bad)} {what}s are empty or contain whitespace (first: {bad[0]!r}); PLINK and VCF files "
-            "separate fields by whitespace, so rename them (e.g. replace spaces by '_')"
-        )
 
 
 __all__ = ["read_bed", "read_bim", "read_fam", "write_bed", "parse_plink_phenotype", "format_plink_phenotype"]

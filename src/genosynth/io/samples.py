@@ -27,6 +27,7 @@ import pandas as pd
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.io.tokens import is_number
 
 _ALIASES = {
     "sample": ("sample", "iid", "id", "sample_id", "sampleid"),
@@ -143,7 +144,7 @@ def parse_phenotype(values, source: str) -> np.ndarray:
     try:
         numbers = np.array(present, dtype=np.float64)
     except ValueError:
-        bad = next(t for t in present if t.lower() not in _CASE_CONTROL and not _is_number(t))
+        bad = next(t for t in present if t.lower() not in _CASE_CONTROL and not is_number(t))
         raise InputError(
             f"{source}: phenotype value {bad!r} is neither case/control nor a number; use case/control, "
             "1/2 (PLINK), 0/1, a number for a quantitative trait, or NA for missing"
@@ -162,14 +163,6 @@ def parse_phenotype(values, source: str) -> np.ndarray:
         coded = np.where(numbers == -9, np.nan, numbers)
     out[~missing] = coded
     return out
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------------------- joining

@@ -27,9 +27,12 @@ from genosynth.cohort import MISSING, Cohort, make_samples, make_variants
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.io.order import in_genomic_order
+from genosynth.io.tokens import check_tokens
+from genosynth.provenance import versions
 
 _BASES = frozenset("ACGTNacgtn")
 _SKIP_KEYS = ("multi-allelic", "non-SNP")
+_FIELDS = "VCF fields are tab-separated"  # why ids must be single tokens
 
 
 # ---------------------------------------------------------------------------------- reading
@@ -221,9 +224,9 @@ def write_vcf(cohort: Cohort, path: str, *, level: int = 4, threads: int | None 
     threads : compression threads (default: up to 4 cores).
     """
     cohort = in_genomic_order(cohort)
-    _check_ids(cohort.samples["sample"], "sample id")
-    _check_ids(cohort.variants["id"], "variant id")
-    _check_ids(cohort.variants["chrom"], "chromosome name")
+    check_tokens(cohort.samples["sample"], "sample id", fields=_FIELDS)
+    check_tokens(cohort.variants["id"], "variant id", fields=_FIELDS)
+    check_tokens(cohort.variants["chrom"], "chromosome name", fields=_FIELDS)
     header = vcf_header(cohort)
     with atomic_outputs([path]) as (tmp,):
         with BgzfWriter(tmp, level=level, threads=threads) as out:
@@ -235,13 +238,11 @@ def write_vcf(cohort: Cohort, path: str, *, level: int = 4, threads: int | None 
 
 def vcf_header(cohort: Cohort) -> str:
     """The meta-information lines and the ``#CHROM`` line of :func:`write_vcf`."""
-    from genosynth import __version__
-
     lines = [
         "##fileformat=VCFv4.2",
         f"##fileDate={_dt.date.today():%Y%m%d}",
         "##source=genosynth",
-        f"##genosynth_version={__version__}",
+        f"##genosynth_version={versions(libraries=False)['genosynth']}",
     ]
     for chrom in dict.fromkeys(cohort.variants["chrom"].astype(str)):
         lines.append(f"##contig=<ID={chrom}>")
@@ -300,15 +301,6 @@ def _record_chunks(cohort: Cohort, chunk_variants: int = 2048):
             parts.append(prefixes[start + k])
             parts.append(text[k].tobytes())
         yield b"".join(parts)
-
-
-def _check_ids(values, what: str) -> None:
-    bad = [str(x) for x in values if not str(x) or any(ch.isspace() for ch in str(x))]
-    if bad:
-        raise InputError(
-            f"{len(bad)} {what}s are empty or contain whitespace (first: {bad[0]!r}); VCF fields are "
-            "tab-separated, so rename them (e.g. replace spaces by '_')"
-        )
 
 
 # ---------------------------------------------------------------------------------- BGZF

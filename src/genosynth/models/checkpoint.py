@@ -17,6 +17,7 @@ from genosynth.io.atomic import atomic_outputs
 from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.models.vae import GenotypeVAE
 from genosynth.models.config import GeneratorConfig
+from genosynth.provenance import versions
 
 
 CHECKPOINT_FORMAT = "genosynth-generator"
@@ -39,6 +40,38 @@ def build_models(config: GeneratorConfig, *, n_variants: int, n_classes: int,
                                   n_tokens=vae.n_tokens, n_classes=n_labels, n_phenotypes=n_phenotypes,
                                   learn_sigma=False)
     return vae, DiT1D(dit_cfg), dit_cfg
+
+
+def checkpoint_head(*, config: GeneratorConfig, dit_config: DiTConfig, seed: int | None, variants: pd.DataFrame,
+                    labels: list[str], label_mix: dict[str, float], label_parents: dict, n_classes: int,
+                    phased: bool, n_training_people: int, privacy: dict | None, **extra: Any) -> dict:
+    """The facts of a training run that every checkpoint it writes repeats (both trainers).
+
+    ``extra`` follows ``privacy`` in the order given: the plain trainer's phenotype fields and LD
+    prior, or the DP trainer's accountant, plan and releases. The key order is part of the file
+    (``torch.save`` bytes follow it), so a trainer passes its extras always in the same order.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+        "config": config.to_dict(), "dit_config": dit_config.to_dict(), "seed": seed,
+        "versions": versions(), "variants": variants_to_dict(variants),
+        "labels": labels, "label_column": config.label_column, "label_mix": label_mix,
+        "label_parents": label_parents,
+        "n_classes": n_classes, "phased": phased, "n_training_people": n_training_people,
+        "privacy": privacy, **extra,
+    }
+
+
+def checkpoint_payload(head: dict, *, curves: dict, latent_scale: float, metrics: dict,
+                       calibration: torch.Tensor | None, state: dict) -> dict:
+    """A checkpoint: ``head`` (:func:`checkpoint_head`) then the training state.
+
+    state : ``{"stage", "epoch", <model/optimiser/EMA state dicts>, "rng"}``; ``"rng"`` is the
+    torch generator state of a plain run (exact resume) and ``None`` under DP (it would let
+    anyone recompute the noise).
+    """
+    return {**head, "curves": curves, "latent_scale": latent_scale, "metrics": metrics,
+            "calibration": calibration, "state": state}
 
 
 def save_checkpoint(path: str, payload: dict) -> None:

@@ -8,6 +8,9 @@ with fewer, respaced steps), and ``cond`` is a dict such as ``{"y": y, "pheno": 
 instead (see :class:`genosynth.models.dit.DiT1D`). DP-SGD wrappers, EMA copies and toy networks
 therefore all plug in unchanged.
 
+Each sampler is one step function, :meth:`GaussianDiffusion.p_sample` (DDPM) or
+:meth:`GaussianDiffusion.ddim_step` (DDIM), run by one loop, :meth:`GaussianDiffusion.sample_loop`.
+
 Conventions: ``alphas_cumprod[t]`` is :math:`\\bar\\alpha_t` for ``t = 0..T-1`` and
 :math:`x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\varepsilon`.
 
@@ -178,7 +181,7 @@ class GaussianDiffusion:
     Examples
     --------
     >>> import torch
-    >>> from genosynth.diffusion import GaussianDiffusion, DiffusionConfig
+    >>> from genosynth.models.diffusion import GaussianDiffusion, DiffusionConfig
     >>> diff = GaussianDiffusion(DiffusionConfig(timesteps=100))
     >>> net = lambda x, t, y=None, pheno=None: torch.zeros_like(x)
     >>> x0 = torch.randn(4, 2, 8)
@@ -412,6 +415,107 @@ class GaussianDiffusion:
                 raise ValueError(f"cond[{k!r}] has shape {tuple(v.shape)}; expected ({B},) - "
                                  f"one label per sample (batch the labels with the shape)")
 
+    # -- one sampler step each ------------------------------------------------------------------
+
+    def _abar_pair(self, t_now: int, t_next: int | None):
+        """:math:`\\bar\\alpha` at ``t_now`` and at ``t_next`` (1 after the last step)."""
+        ab = self.alphas_cumprod.numpy()
+        return ab[t_now], (ab[t_next] if t_next is not None else 1.0)
+
+    def _predict_at(self, model: Callable, x: torch.Tensor, t_now: int, *, cond, guidance,
+                    clip_x0, model_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network call at timestep ``t_now`` for the whole batch; returns (eps, x0)."""
+        t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=x.device)  # (B,)
+        out = self._call_model(model, x, t, cond, guidance, model_kwargs)  # (B, C, L)
+        return self.predict_eps_x0(out, x, t, clip_x0=clip_x0)  # (B, C, L) each
+
+    def p_sample(self, model: Callable, x: torch.Tensor, t_now: int, t_next: int | None, *,
+                 cond: Mapping | None = None, guidance: float = 1.0,
+                 rng: torch.Generator | None = None, clip_x0: float | None = None,
+                 model_kwargs: Mapping | None = None) -> torch.Tensor:
+        """One ancestral step :math:`x_{t} \\to x_{t'}` of [1]_ (respaced beta [3]_).
+
+        Parameters
+        ----------
+        x : torch.Tensor, float32, shape (B, C, L)
+            :math:`x_t` at ``t_now``.
+        t_now, t_next : int
+            Current and next (smaller) timestep; ``t_next=None`` is the last step, which
+            returns the posterior mean and draws no noise.
+        Others as in :meth:`ddpm_sample`.
+
+        Returns
+        -------
+        torch.Tensor, float32, shape (B, C, L)
+        """
+        ab_t, ab_prev = self._abar_pair(t_now, t_next)
+        beta = 1.0 - ab_t / ab_prev  # respaced beta_t
+        _, x0 = self._predict_at(model, x, t_now, cond=cond, guidance=guidance, clip_x0=clip_x0,
+                                 model_kwargs=model_kwargs)  # (B, C, L)
+        coef_x0 = math.sqrt(ab_prev) * beta / (1.0 - ab_t)
+        coef_xt = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab_t)
+        mean = coef_x0 * x0 + coef_xt * x  # (B, C, L) posterior mean
+        if t_next is None:
+            return mean
+        if self.config.variance == "fixed_small":
+            var = beta * (1.0 - ab_prev) / (1.0 - ab_t)
+        else:
+            var = beta
+        z = _randn(x.shape, rng=rng, device=x.device, dtype=x.dtype)  # (B, C, L)
+        return mean + math.sqrt(var) * z
+
+    def ddim_step(self, model: Callable, x: torch.Tensor, t_now: int, t_next: int | None, *,
+                  eta: float = 0.0, cond: Mapping | None = None, guidance: float = 1.0,
+                  rng: torch.Generator | None = None, clip_x0: float | None = None,
+                  model_kwargs: Mapping | None = None) -> torch.Tensor:
+        """One DDIM step :math:`x_{t} \\to x_{t'}` of [2]_; noise is drawn only when ``eta > 0``
+        and this is not the last step (``t_next=None``). Parameters as in :meth:`p_sample`.
+
+        Returns
+        -------
+        torch.Tensor, float32, shape (B, C, L)
+        """
+        ab_t, ab_prev = self._abar_pair(t_now, t_next)
+        eps, x0 = self._predict_at(model, x, t_now, cond=cond, guidance=guidance,
+                                   clip_x0=clip_x0, model_kwargs=model_kwargs)  # (B, C, L) each
+        sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
+        x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
+        if t_next is not None and eta > 0:
+            z = _randn(x.shape, rng=rng, device=x.device, dtype=x.dtype)  # (B, C, L)
+            x = x + sigma * z
+        return x
+
+    # -- the one loop ----------------------------------------------------------------------------
+
+    def sample_loop(self, step: Callable, model: Callable, shape, *, steps: int | None,
+                    cond: Mapping | None = None, rng: torch.Generator | None = None,
+                    noise: torch.Tensor | None = None, device=None, progress: bool = False,
+                    desc: str = "sample", **step_kw) -> torch.Tensor:
+        """Run ``step`` (:meth:`p_sample` or :meth:`ddim_step`) from :math:`x_T` down to x_0.
+
+        Parameters
+        ----------
+        step : callable
+            ``step(model, x, t_now, t_next, cond=..., rng=..., **step_kw)`` returning the next x.
+        steps : int or None
+            Respaced steps (:meth:`timestep_sequence`; None = all T).
+        desc : str
+            Label of the tqdm bar.
+        Others as in :meth:`ddpm_sample`.
+
+        Returns
+        -------
+        torch.Tensor, float32, shape ``shape``
+        """
+        x, device = self._start(model, shape, noise, rng, device)  # (B, C, L)
+        self._check_cond(cond, x.shape[0])
+        seq = self.timestep_sequence(steps)
+        with _eval_mode(model):
+            for i in _progress(range(len(seq)), enabled=progress, desc=desc):
+                t_next = int(seq[i + 1]) if i + 1 < len(seq) else None
+                x = step(model, x, int(seq[i]), t_next, cond=cond, rng=rng, **step_kw)
+        return x
+
     @torch.no_grad()
     def ddpm_sample(self, model: Callable, shape, *, cond: Mapping | None = None,
                     guidance: float = 1.0, steps: int | None = None,
@@ -448,32 +552,9 @@ class GaussianDiffusion:
         -------
         torch.Tensor, float32, shape ``shape``
         """
-        x, device = self._start(model, shape, noise, rng, device)
-        self._check_cond(cond, x.shape[0])
-        seq = self.timestep_sequence(steps)
-        ab = self.alphas_cumprod.numpy()
-        with _eval_mode(model):
-            for i in _progress(range(len(seq)), enabled=progress, desc="DDPM"):
-                t_now = int(seq[i])
-                ab_t = ab[t_now]
-                ab_prev = ab[seq[i + 1]] if i + 1 < len(seq) else 1.0
-                beta = 1.0 - ab_t / ab_prev  # respaced beta_t
-                t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=device)  # (B,)
-                out = self._call_model(model, x, t, cond, guidance, model_kwargs)
-                _, x0 = self.predict_eps_x0(out, x, t, clip_x0=clip_x0)  # (B, C, L)
-                coef_x0 = math.sqrt(ab_prev) * beta / (1.0 - ab_t)
-                coef_xt = math.sqrt(1.0 - beta) * (1.0 - ab_prev) / (1.0 - ab_t)
-                mean = coef_x0 * x0 + coef_xt * x  # (B, C, L) posterior mean
-                if i + 1 < len(seq):
-                    if self.config.variance == "fixed_small":
-                        var = beta * (1.0 - ab_prev) / (1.0 - ab_t)
-                    else:
-                        var = beta
-                    z = _randn(x.shape, rng=rng, device=device, dtype=x.dtype)
-                    x = mean + math.sqrt(var) * z
-                else:
-                    x = mean
-        return x
+        return self.sample_loop(self.p_sample, model, shape, steps=steps, cond=cond, rng=rng,
+                                noise=noise, device=device, progress=progress, desc="DDPM",
+                                guidance=guidance, clip_x0=clip_x0, model_kwargs=model_kwargs)
 
     @torch.no_grad()
     def ddim_sample(self, model: Callable, shape, *, cond: Mapping | None = None,
@@ -491,25 +572,10 @@ class GaussianDiffusion:
         -------
         torch.Tensor, float32, shape ``shape``
         """
-        x, device = self._start(model, shape, noise, rng, device)
-        self._check_cond(cond, x.shape[0])
-        seq = self.timestep_sequence(steps)
-        ab = self.alphas_cumprod.numpy()
-        with _eval_mode(model):
-            for i in _progress(range(len(seq)), enabled=progress, desc="DDIM"):
-                t_now = int(seq[i])
-                ab_t = ab[t_now]
-                ab_prev = ab[seq[i + 1]] if i + 1 < len(seq) else 1.0
-                t = torch.full((x.shape[0],), t_now, dtype=torch.long, device=device)  # (B,)
-                out = self._call_model(model, x, t, cond, guidance, model_kwargs)
-                eps, x0 = self.predict_eps_x0(out, x, t, clip_x0=clip_x0)  # (B, C, L) each
-                sigma = eta * math.sqrt((1.0 - ab_prev) / (1.0 - ab_t) * (1.0 - ab_t / ab_prev))
-                x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1.0 - ab_prev - sigma ** 2, 0.0)) * eps
-                if i + 1 < len(seq):
-                    if eta > 0:
-                        z = _randn(x.shape, rng=rng, device=device, dtype=x.dtype)
-                        x = x + sigma * z
-        return x
+        return self.sample_loop(self.ddim_step, model, shape, steps=steps, cond=cond, rng=rng,
+                                noise=noise, device=device, progress=progress, desc="DDIM",
+                                eta=eta, guidance=guidance, clip_x0=clip_x0,
+                                model_kwargs=model_kwargs)
 
     def sample(self, model: Callable, shape, *, cond: Mapping | None = None,
                method: str = "ddim", steps: int | None = 50, eta: float = 0.0,

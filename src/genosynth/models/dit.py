@@ -12,7 +12,7 @@ dimension, and attention is written with plain linear layers and
 ``torch.nn.functional.scaled_dot_product_attention``. This works with opacus'
 ``GradSampleModule`` and with ``torch.func`` (``vmap(grad(functional_call(...)))``).
 
-The model call contract shared with :mod:`genosynth.diffusion` is
+The model call contract shared with :mod:`genosynth.models.diffusion` is
 ``model(x, t, y=..., pheno=...) -> eps`` with ``x`` of shape (B, C, L), integer timesteps ``t``
 of shape (B,) and integer labels.
 
@@ -396,7 +396,7 @@ class DiT1D(nn.Module):
             mode each sample has both its labels dropped together with probability
             ``class_dropout``, and a phenotype model also drops the phenotype alone with
             probability ``pheno_dropout`` (so ``forward_with_cfg`` can guide the two conditions
-            with separate scales); the global torch RNG is used when ``generator`` is None.
+            with separate scales); the global torch RNG is used when ``rng`` is None.
 
         Returns
         -------
@@ -410,6 +410,18 @@ class DiT1D(nn.Module):
             x = x + self.pos_embedder(pos)  # (B, N, D)
         else:
             x = x + self.pos_embed.to(x.dtype)  # (B, N, D)
+        c = self._condition(t, y, pheno, force_drop_ids=force_drop_ids, pheno_drop_ids=pheno_drop_ids,
+                            rng=rng)  # (B, D)
+        for block in self.blocks:
+            x = block(x, c)  # (B, N, D)
+        x = self.final_layer(x, c)  # (B, N, C_out*p)
+        return self.unpatchify(x)  # (B, C_out, L)
+
+    def _condition(self, t: torch.Tensor, y: torch.Tensor, pheno: torch.Tensor | None, *,
+                   force_drop_ids: torch.Tensor | None, pheno_drop_ids: torch.Tensor | None,
+                   rng: torch.Generator | None) -> torch.Tensor:
+        """Conditioning vector c of :meth:`forward`: timestep + ancestry (+ phenotype) embeddings,
+        with the label drops described there. Returns shape (B, D)."""
         gdev = rng.device if rng is not None else y.device
         random_drops = force_drop_ids is None and self.training and self.config.class_dropout > 0
         if random_drops:
@@ -431,10 +443,7 @@ class DiT1D(nn.Module):
             if pheno_drop_ids is not None:
                 drop = pheno_drop_ids.bool() if drop is None else drop.bool() | pheno_drop_ids.bool()  # (B,)
             c = c + self.pheno_embedder(pheno, force_drop_ids=drop)  # (B, D)
-        for block in self.blocks:
-            x = block(x, c)  # (B, N, D)
-        x = self.final_layer(x, c)  # (B, N, C_out*p)
-        return self.unpatchify(x)  # (B, C_out, L)
+        return c
 
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
                          pheno: torch.Tensor | None = None, *, scale: float,

@@ -76,7 +76,7 @@ __all__ = [
     "MechanismSpec",
     "Calibration",
     "TrainingPlan",
-    "calibrate",
+    "calibrate_noise",
     "plan_for_training",
     "stage1_noise_multiplier",
     "rdp_to_epsilon",
@@ -174,13 +174,25 @@ def _log_a_int(q: float, z: float, alpha: int) -> float:
     return float(top + math.log(np.exp(terms - top).sum()))
 
 
-def _subsampled_gaussian_rdp(q: float, z: float, count: float, orders: np.ndarray) -> np.ndarray:
+def _sampled_rdp_closed_form(q: float, z: float, count: float, orders: np.ndarray) -> np.ndarray | None:
+    """RDP of a Poisson(q)-sampled Gaussian in its closed-form cases, else ``None``.
+
+    Nothing used, nobody sampled or infinite noise cost nothing; no noise costs everything; with
+    ``q = 1`` every person is in every use, a plain Gaussian mechanism.
+    """
     if count == 0 or q == 0 or z == math.inf:
         return np.zeros_like(orders)
     if z <= 0:
         return np.full_like(orders, math.inf)
     if q == 1.0:
         return _gaussian_rdp(z, count, orders)
+    return None
+
+
+def _subsampled_gaussian_rdp(q: float, z: float, count: float, orders: np.ndarray) -> np.ndarray:
+    closed = _sampled_rdp_closed_form(q, z, count, orders)
+    if closed is not None:
+        return closed
     out = np.empty_like(orders)
     frac = []
     for j, a in enumerate(orders):
@@ -208,12 +220,9 @@ def _stage1_rdp(q: float, z: float, count: float, orders: np.ndarray) -> np.ndar
     Unlike DP-SGD there is no ε-amplification: the released sets have equal size under both
     neighbours only because the null record is released too, so subsampling scales δ, not ε.
     """
-    if count == 0 or q == 0 or z == math.inf:
-        return np.zeros_like(orders)
-    if z <= 0:
-        return np.full_like(orders, math.inf)
-    if q == 1.0:
-        return _gaussian_rdp(z, count, orders)
+    closed = _sampled_rdp_closed_form(q, z, count, orders)
+    if closed is not None:
+        return closed
     a = orders
     log_mgf = a * (a - 1.0) / (2.0 * z * z)
     val = np.logaddexp(math.log1p(-q), math.log(q) + log_mgf)
@@ -343,7 +352,7 @@ class PrivacyAccountant:
         if not (z > 0):
             raise PrivacyError(
                 f"{what}: noise_multiplier={z} gives no privacy; use a positive noise multiplier "
-                "(from calibrate()/plan_for_training()), or run without --epsilon"
+                "(from calibrate_noise()/plan_for_training()), or run without --epsilon"
             )
         return z
 
@@ -520,7 +529,7 @@ class PrivacyAccountant:
 
 @dataclass(frozen=True)
 class MechanismSpec:
-    """One mechanism of a planned pipeline, for :func:`calibrate`.
+    """One mechanism of a planned pipeline, for :func:`calibrate_noise`.
 
     A spec with ``share`` set is *calibrated*: its noise multiplier is chosen. A spec without
     ``share`` is *fixed*: it uses ``noise_multiplier`` (or, for ``stage1``, the noise the forward
@@ -555,7 +564,7 @@ class MechanismSpec:
 
 @dataclass
 class Calibration:
-    """Result of :func:`calibrate`."""
+    """Result of :func:`calibrate_noise`."""
 
     noise_multipliers: dict[str, float]  # name -> z (noise std / sensitivity) for every mechanism
     accountant: PrivacyAccountant  # the planned events with these multipliers
@@ -582,7 +591,7 @@ def _fix_hint(specs: Iterable[MechanismSpec]) -> str:
     return ", ".join(hints)
 
 
-def calibrate(
+def calibrate_noise(
     plan: Sequence[MechanismSpec],
     *,
     target_epsilon: float,
@@ -600,6 +609,9 @@ def calibrate(
     sub-additive, ``λ`` usually exceeds ``target_epsilon``. Searches use a subset of the RDP
     orders, so the total on the full grid is never above the target; the result is within
     ``rtol`` (relative, in ε) plus the grid difference of it.
+
+    (Not to be confused with :func:`genosynth.training.calibration.calibrate_frequencies`, which
+    calibrates generated allele frequencies after training.)
 
     Parameters
     ----------
@@ -628,6 +640,24 @@ def calibrate(
         or a mechanism would need a noise multiplier above ``max_noise_multiplier``. The message
         names the fix.
     """
+    fixed, free = _split_plan(plan, target_epsilon=target_epsilon, delta=delta, n_samples=n_samples)
+    orders = np.asarray(_CALIBRATION_ORDERS, dtype=np.float64)
+    fixed_rdp, eps_fixed = _fixed_cost(plan, fixed, target_epsilon=target_epsilon, delta=delta, orders=orders)
+    if not free:
+        return _planned_calibration(plan, {}, target_epsilon=target_epsilon, delta=delta)
+    total = _composed_total(free, fixed_rdp=fixed_rdp, delta=delta, orders=orders,
+                            max_noise_multiplier=max_noise_multiplier)
+    lo, hi = _bracket_scale(total, plan, free, start=target_epsilon - eps_fixed, target_epsilon=target_epsilon,
+                            delta=delta, max_noise_multiplier=max_noise_multiplier)
+    zs = _bisect_scale(total, lo, hi, target_epsilon=target_epsilon, rtol=rtol)
+    return _planned_calibration(plan, {s.name: z for s, z in zip(free, zs)},
+                                target_epsilon=target_epsilon, delta=delta)
+
+
+def _split_plan(
+    plan: Sequence[MechanismSpec], *, target_epsilon: float, delta: float, n_samples: int | None
+) -> tuple[list[MechanismSpec], list[MechanismSpec]]:
+    """Stage 1 of :func:`calibrate_noise`: check the target and the plan; ``(fixed, calibrated)`` specs."""
     if not (isinstance(target_epsilon, (int, float)) and math.isfinite(target_epsilon) and target_epsilon > 0):
         raise PrivacyError(
             f"--epsilon {target_epsilon} is not a positive finite number; pass e.g. --epsilon 8, or "
@@ -647,13 +677,18 @@ def calibrate(
     for s in fixed:
         if s.kind != "stage1" and s.noise_multiplier is None:
             raise ValueError(f"{s.name} has neither a share nor a fixed noise_multiplier")
-    orders = np.asarray(_CALIBRATION_ORDERS, dtype=np.float64)
-    full = np.asarray(RDP_ORDERS, dtype=np.float64)
+    return fixed, free
 
-    fixed_acc = PrivacyAccountant(orders=orders)
-    for s in fixed:
-        s.record(fixed_acc)
-    fixed_rdp = fixed_acc.rdp()
+
+def _fixed_cost(
+    plan: Sequence[MechanismSpec], fixed: Sequence[MechanismSpec], *, target_epsilon: float, delta: float,
+    orders: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Stage 2: RDP of the fixed mechanisms on the search ``orders`` and their ε on the full grid.
+
+    Refuses a plan whose fixed mechanisms alone already spend ``target_epsilon``.
+    """
+    full = np.asarray(RDP_ORDERS, dtype=np.float64)
     eps_fixed = rdp_to_epsilon(full, _rdp_of(fixed, full), delta)[0] if fixed else 0.0
     if eps_fixed >= target_epsilon:
         detail = ", ".join(f"{s.name}" for s in fixed)
@@ -662,37 +697,48 @@ def calibrate(
             f"already spend ε={eps_fixed:.4g} (the stage-1 forward noise is set by the schedule and "
             f"--latent-clip); {_fix_hint(plan)}"
         )
-    if not free:
-        acc = PrivacyAccountant()
-        for s in fixed:
-            s.record(acc)
-        return Calibration({s.name: _fixed_z(s) for s in fixed}, acc, acc.get_epsilon(delta), delta,
-                           float(target_epsilon), acc.breakdown(delta))  # fmt: skip
+    return _rdp_of(fixed, orders), eps_fixed
 
-    # z_i(e): the multiplier at which mechanism i alone costs e (decreasing in e), interpolated in
-    # log-log from a table. The interpolation only sets how the budget is shared; the total
-    # ε below is always computed exactly from the chosen multipliers.
+
+def _noise_tables(
+    free: Sequence[MechanismSpec], *, delta: float, orders: np.ndarray, max_noise_multiplier: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``log z`` grid (40 points from 0.05 to the cap) and, per calibrated spec, ``log ε`` alone on it."""
     zmax = float(max_noise_multiplier)
-    log_z = np.linspace(math.log(0.05), math.log(zmax), 40)
+    log_z = np.linspace(math.log(0.05), math.log(zmax), 40)  # (40,)
     tables = []
     for spec in free:
-        eps_tab = np.array([_eps_alone(spec, math.exp(lz), delta, orders) for lz in log_z])
+        eps_tab = np.array([_eps_alone(spec, math.exp(lz), delta, orders) for lz in log_z])  # (40,)
         tables.append(np.log(np.maximum(eps_tab, 1e-300)))
+    return log_z, tables
 
-    def z_for(i: int, e: float) -> float:
-        log_eps = tables[i]  # decreasing along log_z
-        le = math.log(e)
-        if le < log_eps[-1]:
-            return math.inf  # needs more noise than allowed
-        if le >= log_eps[0]:
-            return math.exp(log_z[0])
-        return math.exp(float(np.interp(le, log_eps[::-1], log_z[::-1])))
 
+def _z_for_epsilon(log_z: np.ndarray, log_eps: np.ndarray, e: float) -> float:
+    """The multiplier at which a mechanism alone costs ``e``, interpolated in log-log (inf: above the cap)."""
+    le = math.log(e)  # log_eps decreases along log_z
+    if le < log_eps[-1]:
+        return math.inf  # needs more noise than allowed
+    if le >= log_eps[0]:
+        return math.exp(log_z[0])
+    return math.exp(float(np.interp(le, log_eps[::-1], log_z[::-1])))
+
+
+def _composed_total(
+    free: Sequence[MechanismSpec], *, fixed_rdp: np.ndarray, delta: float, orders: np.ndarray,
+    max_noise_multiplier: float,
+):
+    """Stage 3: ``total(λ) -> (ε of the whole plan, multipliers)``, calibrated spec ``i`` at ``share_i λ`` alone.
+
+    ``z_i(e)`` (decreasing in ``e``) is interpolated in log-log from a table; the interpolation
+    only sets how the budget is shared, the total ε is always computed exactly from the chosen
+    multipliers.
+    """
+    log_z, tables = _noise_tables(free, delta=delta, orders=orders, max_noise_multiplier=max_noise_multiplier)
     shares = np.array([s.share for s in free], dtype=np.float64)
     shares = shares / shares.sum()
 
     def total(lam: float) -> tuple[float, list[float]]:
-        zs = [z_for(i, share * lam) for i, share in enumerate(shares)]
+        zs = [_z_for_epsilon(log_z, tables[i], share * lam) for i, share in enumerate(shares)]
         if any(math.isinf(z) for z in zs):
             return math.inf, zs
         rdp = fixed_rdp.copy()
@@ -702,9 +748,15 @@ def calibrate(
             rdp = rdp + acc.rdp()
         return rdp_to_epsilon(orders, rdp, delta)[0], zs
 
-    remaining = target_epsilon - eps_fixed
-    # find a feasible lower end: shrink λ until the composed total is below the target
-    lo = remaining
+    return total
+
+
+def _bracket_scale(
+    total, plan: Sequence[MechanismSpec], free: Sequence[MechanismSpec], *, start: float,
+    target_epsilon: float, delta: float, max_noise_multiplier: float,
+) -> tuple[float, float]:
+    """Stage 4: ``(lo, hi)`` with ``total(lo) <= target < total(hi)`` (or ``hi`` at the 1e6 cap)."""
+    lo = start  # shrink λ until the composed total is below the target
     eps_lo, zs_lo = total(lo)
     while not math.isinf(eps_lo) and eps_lo > target_epsilon:
         lo /= 2
@@ -722,6 +774,14 @@ def calibrate(
     while eps_hi <= target_epsilon and hi < 1e6:
         lo, hi = hi, hi * 2
         eps_hi, _ = total(hi)
+    return lo, hi
+
+
+def _bisect_scale(total, lo: float, hi: float, *, target_epsilon: float, rtol: float) -> list[float]:
+    """Stage 5: bisect λ in ``[lo, hi]`` (geometric) to ``rtol``; the multipliers of the last feasible λ.
+
+    Multipliers are rounded up by one ulp (more noise), so rounding in logs never breaks the bound.
+    """
     best_zs = total(lo)[1]
     for _ in range(60):
         if hi / lo - 1 < rtol / 2:
@@ -732,18 +792,19 @@ def calibrate(
             lo, best_zs = mid, zs_mid
         else:
             hi = mid
-    # round multipliers up slightly (more noise), so rounding in logs never breaks the bound
-    zs = [float(np.nextafter(z, np.inf)) for z in best_zs]
+    return [float(np.nextafter(z, np.inf)) for z in best_zs]
+
+
+def _planned_calibration(
+    plan: Sequence[MechanismSpec], calibrated: Mapping[str, float], *, target_epsilon: float, delta: float
+) -> Calibration:
+    """Stage 6: record every spec of ``plan`` (calibrated ones at ``calibrated[name]``) on the full grid."""
     acc = PrivacyAccountant()
     result = {}
     for s in plan:
-        if s.share is None:
-            s.record(acc)
-            result[s.name] = _fixed_z(s)
-        else:
-            z = zs[free.index(s)]
-            s.record(acc, z)
-            result[s.name] = z
+        z = _fixed_z(s) if s.share is None else calibrated[s.name]
+        s.record(acc, None if s.share is None else z)
+        result[s.name] = z
     eps = acc.get_epsilon(delta)
     if eps > target_epsilon * (1 + 1e-9):  # cannot happen: full grid ⊇ search grid
         raise AssertionError(f"calibration produced ε={eps} > target {target_epsilon}")
@@ -778,6 +839,25 @@ DEFAULT_BUDGET_SPLIT: dict[str, float] = {
     "ancestry_spread": 0.05,
     "snp_selection": 0.10,
 }
+
+
+def _check_training_inputs(*, n_samples: int, batch_size: int, T: int, timesteps_split: int,
+                           alphas_cumprod: Sequence[float], delta: float) -> np.ndarray:
+    """Refuse inputs :func:`plan_for_training` cannot plan (cohort, batch, schedule, split, δ); ᾱ float64 (T,)."""
+    if n_samples < 2:
+        raise PrivacyError(f"n_samples={n_samples}: differential privacy needs a cohort of people")
+    if not (1 <= batch_size <= n_samples):
+        raise PrivacyError(f"batch_size={batch_size} must lie in [1, n_samples={n_samples}]; lower --batch-size")
+    alphas_cumprod = np.asarray(alphas_cumprod, dtype=np.float64)
+    if alphas_cumprod.shape != (T,):
+        raise ValueError(f"alphas_cumprod has shape {alphas_cumprod.shape}, expected ({T},)")
+    if not (1 <= timesteps_split <= T):
+        raise PrivacyError(
+            f"timesteps_split S={timesteps_split} must lie in [1, T={T}]: stage 1 trains t >= S from "
+            "latents released at level S-1"
+        )
+    check_delta(delta, n_samples=n_samples)
+    return alphas_cumprod
 
 
 class TrainingPlan(NamedTuple):
@@ -822,7 +902,7 @@ def plan_for_training(
     * ``correlation_prior`` — one Gaussian release of the banded correlation sums.
     * ``allele_frequencies`` — one Gaussian release of allele counts (MAF filter, centring).
     * ``ancestry_spread`` — one Gaussian release of the within-label ancestry second moments
-      (when ``ancestry_spread``; :mod:`genosynth.privacy.ancestry`).
+      (when ``ancestry_spread``; :func:`genosynth.privacy.releases.release_ancestry_spread`).
     * ``snp_selection`` — one Gumbel top-``snp_selection_k`` selection (when ``> 0``).
 
     Returns
@@ -837,19 +917,9 @@ def plan_for_training(
     PrivacyError
         When the target cannot be met or an input is invalid; the message names the fix.
     """
-    if n_samples < 2:
-        raise PrivacyError(f"n_samples={n_samples}: differential privacy needs a cohort of people")
-    if not (1 <= batch_size <= n_samples):
-        raise PrivacyError(f"batch_size={batch_size} must lie in [1, n_samples={n_samples}]; lower --batch-size")
-    alphas_cumprod = np.asarray(alphas_cumprod, dtype=np.float64)
-    if alphas_cumprod.shape != (T,):
-        raise ValueError(f"alphas_cumprod has shape {alphas_cumprod.shape}, expected ({T},)")
-    if not (1 <= timesteps_split <= T):
-        raise PrivacyError(
-            f"timesteps_split S={timesteps_split} must lie in [1, T={T}]: stage 1 trains t >= S from "
-            "latents released at level S-1"
-        )
-    check_delta(delta, n_samples=n_samples)
+    alphas_cumprod = _check_training_inputs(n_samples=n_samples, batch_size=batch_size, T=T,
+                                            timesteps_split=timesteps_split, alphas_cumprod=alphas_cumprod,
+                                            delta=delta)  # (T,)
     q = batch_size / n_samples
     steps_per_epoch = int(math.ceil(1.0 / q))
     split = dict(DEFAULT_BUDGET_SPLIT if budget_split is None else budget_split)
@@ -878,6 +948,6 @@ def plan_for_training(
         plan.append(MechanismSpec("ancestry_spread", "gaussian", share=share("ancestry_spread")))
     if snp_selection_k > 0:
         plan.append(MechanismSpec("snp_selection", "top_k", k=snp_selection_k, share=share("snp_selection")))
-    cal = calibrate(plan, target_epsilon=target_epsilon, delta=delta, n_samples=n_samples,
-                    max_noise_multiplier=max_noise_multiplier)  # fmt: skip
+    cal = calibrate_noise(plan, target_epsilon=target_epsilon, delta=delta, n_samples=n_samples,
+                          max_noise_multiplier=max_noise_multiplier)  # fmt: skip
     return TrainingPlan(cal.noise_multipliers, cal.accountant)

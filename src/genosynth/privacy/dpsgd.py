@@ -182,7 +182,7 @@ class DPSGD:
     >>> model = torch.nn.Linear(3, 1)
     >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
     >>> dp = DPSGD(model, opt, noise_multiplier=1.0, max_grad_norm=1.0, expected_batch_size=4.0,
-    ...            generator=torch.Generator().manual_seed(0))
+    ...            rng=torch.Generator().manual_seed(0))
     >>> loss = lambda forward, x, y: ((forward(x) - y) ** 2).mean()
     >>> dp.step(loss, (torch.randn(5, 3), torch.randn(5, 1)))
     """
@@ -312,7 +312,7 @@ class DPSGD:
         """Settings, step count and the noise generator state (for exact resume).
 
         The generator state lets anyone recompute the noise: keep this in a private resume file,
-        never in a released checkpoint (``genosynth.private_training`` does so).
+        never in a released checkpoint (:mod:`genosynth.training.private` does so).
         """
         return {
             "noise_multiplier": self.noise_multiplier,

@@ -138,7 +138,7 @@ def gaussian_mechanism(
         The noised value.
     """
     delta_ = _check_positive(sensitivity, "sensitivity", "bound each person's contribution by clipping")
-    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()/calibrate()")
+    z = _check_positive(noise_multiplier, "noise_multiplier", "calibrate it with plan_for_training()/calibrate_noise()")
     sigma = z * delta_
     if isinstance(value, torch.Tensor):
         if not isinstance(rng, torch.Generator):

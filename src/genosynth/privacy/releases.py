@@ -1,5 +1,6 @@
 """Every DP release of the pipeline, each recording itself in the accountant: per-label allele
-frequencies, the within-label ancestry spread, LD bands, and SNP selection.
+frequencies, the within-label ancestry spread, LD bands, and SNP selection
+(:func:`release_snp_selection`, which :func:`genosynth.selection.select_snps` calls).
 
 This module imports nothing of the pipeline (training, sampling, models): it takes arrays.
 """
@@ -11,7 +12,8 @@ from typing import Any
 import numpy as np
 from genosynth.errors import InputError, PrivacyError
 from genosynth.privacy.accountant import PrivacyAccountant
-from genosynth.privacy.mechanisms import _check_positive, clip_rows, denoise_low_rank, gaussian_mechanism
+from genosynth.privacy.mechanisms import _check_positive, clip_rows, denoise_low_rank, gaussian_mechanism, noisy_top_k
+from genosynth.stats.association import association_scores
 from genosynth.stats.frequency import as_genotypes
 from genosynth.stats.ld import band_products, check_window, moments_to_band
 
@@ -94,9 +96,27 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
         ``mix`` float64 (L,): counts / their sum;
         ``rank`` int: singular values kept (``"low_rank"`` only).
     """
+    y = np.asarray(labels, dtype=np.int64)
+    sums, sensitivity = _label_sums(dosages, y, n_labels, ploidy=ploidy, clip_fraction=clip_fraction,
+                                    denoiser=denoiser)  # (L, V+1)
+    noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
+                               rng=rng, accountant=accountant, name=name)  # (L, V+1)
+    del sums
+    # ------------------------------------------------ everything below is post-processing of `noisy`
+    noise_sd = noise_multiplier * sensitivity
+    if denoiser == "low_rank":
+        return _low_rank_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy)
+    return _shrunk_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy, parents=parents)
+
+
+def _label_sums(dosages: np.ndarray, y: np.ndarray, n_labels: int, *, ploidy: int, clip_fraction: float,
+                denoiser: str) -> tuple[np.ndarray, float]:
+    """Stage 1 of :func:`release_label_frequencies`: per-label sums of clipped centred dosages and counts.
+
+    Returns the private ``(L, V+1)`` sums (count in the last column) and their L2 sensitivity.
+    """
     g = np.asarray(dosages, dtype=np.float64)
     n, v = g.shape
-    y = np.asarray(labels, dtype=np.int64)
     if y.shape != (n,) or (y < 0).any() or (y >= n_labels).any():
         raise InputError(f"labels must be {n} indices in [0, {n_labels})")
     check_frequency_options(denoiser, clip_fraction)
@@ -110,28 +130,45 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     for j in range(n_labels):
         sums[j, :v] = centred[y == j].sum(axis=0)
         sums[j, v] = (y == j).sum()
-    noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
-                               rng=rng, accountant=accountant, name=name)  # (L, V+1)
-    # ------------------------------------------------ everything below is post-processing of `noisy`
-    del sums, g, centred
+    return sums, sensitivity
+
+
+def _raw_frequencies(noisy: np.ndarray, *, ploidy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Counts (L,), ALT alleles / ploidy (L, V), raw frequencies (L, V) and ``overall`` (V,) of a release."""
+    half = ploidy / 2.0
+    v = noisy.shape[1] - 1
     counts = np.maximum(noisy[:, v], 1.0)  # (L,)
     # Σ_i g_ij / ploidy = (Σ_i (g_ij - half)/half + n_l) / 2 for diploids (half = 1)
     alt = (noisy[:, :v] * half + half * counts[:, None]) / ploidy  # (L, V) ALT alleles / ploidy
     raw = alt / counts[:, None]  # (L, V), unbiased but noisy
     overall = np.clip((alt.sum(0)) / counts.sum(), 1e-3, 1 - 1e-3)  # (V,)
-    if denoiser == "low_rank":
-        est, rank = denoise_low_rank(noisy, noise_sd=noise_multiplier * sensitivity)  # (L, V+1)
-        d_counts = np.maximum(est[:, v], 1.0)  # (L,)
-        freq = np.clip((est[:, :v] * half + half * d_counts[:, None]) / ploidy / d_counts[:, None], 1e-3, 1 - 1e-3)
-        before = np.linalg.norm(raw - overall, axis=1)  # (L,)
-        after = np.linalg.norm(freq - overall, axis=1)  # (L,)
-        shrink = np.clip(1.0 - after / np.maximum(before, 1e-12), 0.0, 1.0)
-        return {"freq": freq, "overall": overall, "counts": d_counts, "mix": d_counts / d_counts.sum(),
-                "shrinkage": shrink, "rank": rank}
-    # empirical-Bayes shrinkage of each label towards the overall frequency (post-processing):
-    # the noise variance of raw[l] is known, sigma_l^2 = (z sqrt(V+1) half / (ploidy n_l))^2, and
-    # the between-label variance tau_l^2 is estimated from the noisy data minus that noise
-    unit = noise_multiplier * sensitivity * half / ploidy  # noise sd of a frequency times its count
+    return counts, alt, raw, overall
+
+
+def _low_rank_frequencies(noisy: np.ndarray, *, noise_sd: float, ploidy: int) -> dict[str, np.ndarray]:
+    """Stage 2, ``denoiser="low_rank"``: singular-value shrinkage of the whole noisy (L, V+1) release."""
+    half = ploidy / 2.0
+    v = noisy.shape[1] - 1
+    _, _, raw, overall = _raw_frequencies(noisy, ploidy=ploidy)
+    est, rank = denoise_low_rank(noisy, noise_sd=noise_sd)  # (L, V+1)
+    d_counts = np.maximum(est[:, v], 1.0)  # (L,)
+    freq = np.clip((est[:, :v] * half + half * d_counts[:, None]) / ploidy / d_counts[:, None], 1e-3, 1 - 1e-3)
+    before = np.linalg.norm(raw - overall, axis=1)  # (L,)
+    after = np.linalg.norm(freq - overall, axis=1)  # (L,)
+    shrink = np.clip(1.0 - after / np.maximum(before, 1e-12), 0.0, 1.0)
+    return {"freq": freq, "overall": overall, "counts": d_counts, "mix": d_counts / d_counts.sum(),
+            "shrinkage": shrink, "rank": rank}
+
+
+def _shrunk_frequencies(noisy: np.ndarray, *, noise_sd: float, ploidy: int,
+                        parents: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Stage 2, ``denoiser="shrink"``: empirical-Bayes shrinkage of each label towards ``overall`` (or its parent).
+
+    The noise variance of ``raw[l]`` is known, ``sigma_l² = (z sqrt(V+1) half / (ploidy n_l))²``, and
+    the between-label variance ``tau_l²`` is estimated from the noisy data minus that noise.
+    """
+    counts, alt, raw, overall = _raw_frequencies(noisy, ploidy=ploidy)
+    unit = noise_sd * (ploidy / 2.0) / ploidy  # noise sd of a frequency times its count
     sigma2 = (unit / counts) ** 2  # (L,)
     target = np.broadcast_to(overall, raw.shape).copy()  # (L, V) what each label is shrunk towards
     if parents is not None:
@@ -186,10 +223,9 @@ def release_ancestry_spread(dosages: np.ndarray, labels: np.ndarray, *, freq: np
 
     Parameters
     ----------
-    dosages : float, shape (N, V)
-        Private ALT dosages in ``[0, ploidy]`` (no missing).
-    labels : int, shape (N,)
-        Label index per person in ``[0, L)``.
+    dosages, labels : numpy.ndarray
+        As in :func:`release_label_frequencies`: private ALT dosages (N, V) in ``[0, ploidy]``, no
+        missing, and each person's label index (N,) in ``[0, L)``.
     freq : float, shape (L, V)
         The already released per-label frequencies (defines the directions and the centres).
     counts : float, shape (L,)
@@ -420,7 +456,8 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
     k : int
     sensitivity : float      per-person sensitivity ``Delta`` of every score
     epsilon, delta : float   total budget of the selection
-    seed : int, optional
+    seed : int, optional     seed of the Gumbel noise (``None``: drawn from the OS); whoever knows it
+                             can redraw the noise, so pass a secret one (:func:`genosynth.seeds.noise_seed`)
     exclude : callable, optional
     accountant : PrivacyAccountant, optional
     name : str               name of the accountant event
@@ -433,37 +470,17 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
         ``neighbouring``, ``accountant_epsilon`` (the accountant's RDP bound at ``delta`` for this
         selection alone; ``None`` when ``delta = 0``) and ``accountant`` (its ``state_dict``).
     """
-    from genosynth.privacy import PrivacyAccountant
-    from genosynth.privacy.mechanisms import noisy_top_k
-
     scores = np.asarray(scores, dtype=np.float64)
     if not np.isfinite(scores).all():
         raise InputError("DP selection scores must be finite")
     k = int(min(k, len(scores)))
     eps0, accounting, rho = epsilon_per_step(epsilon, delta, k)
     z = 2.0 / eps0  # Gumbel scale z * Delta = 2 Delta / eps0
-    rng = np.random.default_rng(seed)
     own = PrivacyAccountant()
-    if exclude is None:
-        chosen = noisy_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=z, rng=rng,
-                             accountant=own, name=name)
-    else:
-        alive = np.ones(len(scores), dtype=bool)
-        picked = []
-        for _ in range(k):
-            cand = np.flatnonzero(alive)
-            if not len(cand):
-                break
-            j = int(cand[noisy_top_k(scores[cand], 1, sensitivity=sensitivity, noise_multiplier=z,
-                                     rng=rng, accountant=own, name=name)[0]])
-            picked.append(j)
-            alive[j] = False
-            alive[np.asarray(exclude(j), dtype=np.int64)] = False
-        chosen = np.asarray(picked, dtype=np.int64)
+    chosen = _peeled_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=z, rng=np.random.default_rng(seed),
+                           exclude=exclude, accountant=own, name=name)  # (<= k,)
     if accountant is not None:
-        for event in own.state_dict()["events"]:
-            accountant.add_top_k(event["name"], noise_multiplier=event["noise_multiplier"], k=event["k"],
-                                 count=event["count"])
+        accountant.extend(own)
     privacy = {
         "mechanism": "exponential mechanism, k-fold peeling (Gumbel-max, genosynth.privacy.mechanisms.noisy_top_k); "
                      "McSherry & Talwar 2007, Durfee & Rogers 2019",
@@ -480,3 +497,61 @@ def dp_select(scores: np.ndarray, k: int, *, sensitivity: float, epsilon: float,
         "accountant": own.state_dict(),
     }
     return np.asarray(chosen, dtype=np.int64), privacy
+
+
+def _peeled_top_k(scores: np.ndarray, k: int, *, sensitivity: float, noise_multiplier: float,
+                  rng: np.random.Generator, exclude, accountant: PrivacyAccountant, name: str) -> np.ndarray:
+    """The ``k`` releases of :func:`dp_select`: one-shot Gumbel top-``k``, or ``k`` peeled picks with ``exclude``."""
+    if exclude is None:
+        return noisy_top_k(scores, k, sensitivity=sensitivity, noise_multiplier=noise_multiplier, rng=rng,
+                           accountant=accountant, name=name)
+    alive = np.ones(len(scores), dtype=bool)  # (n_candidates,)
+    picked = []
+    for _ in range(k):
+        cand = np.flatnonzero(alive)
+        if not len(cand):
+            break
+        j = int(cand[noisy_top_k(scores[cand], 1, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
+                                 rng=rng, accountant=accountant, name=name)[0]])
+        picked.append(j)
+        alive[j] = False
+        alive[np.asarray(exclude(j), dtype=np.int64)] = False
+    return np.asarray(picked, dtype=np.int64)
+
+
+def release_snp_selection(genotypes: np.ndarray, phenotype: np.ndarray, k: int, *, model: str, epsilon: float,
+                          delta: float = 0.0, seed: int | None = None, strata: np.ndarray | None = None,
+                          strata_name: str | None = None, exclude=None, accountant=None,
+                          name: str = "snp_selection") -> tuple[np.ndarray, dict[str, Any]]:
+    """The DP SNP selection: :func:`dp_select` on association scores of bounded sensitivity.
+
+    Scores are :func:`genosynth.stats.association.association_scores` (per-person sensitivity
+    ``Delta`` = 2 additive, 1 dominant, for genotypes and phenotype together); the ``(epsilon,
+    delta)`` budget is split over the ``k`` exponential mechanisms by :func:`epsilon_per_step`
+    and the selection records its ``top_k`` event(s) in ``accountant``.
+
+    Parameters
+    ----------
+    genotypes : int8, shape (N, V)      private ALT counts, -1 missing.
+    phenotype : float64, shape (N,)     private 0/1 trait, NaN missing.
+    k : int                             SNPs to select (fewer when fewer candidates remain).
+    model : {"additive", "dominant"}    genotype coding of the score.
+    epsilon, delta : float              total budget of the selection.
+    seed : int, optional                seed of the noise: secret (:func:`genosynth.seeds.noise_seed`).
+    strata : array, shape (N,), optional   stratum label per person (e.g. super population).
+    strata_name : str, optional         what ``strata`` is (a sample column), for the record.
+    exclude : callable, optional        ``exclude(j) -> indices`` from public data only (LD clumping).
+    accountant : PrivacyAccountant, optional
+    name : str                          name of the accountant event.
+
+    Returns
+    -------
+    chosen : int64, shape (<= k,)  in release order
+    privacy : dict  as :func:`dp_select`, plus ``score`` (what was ranked).
+    """
+    scores, sens = association_scores(genotypes, phenotype, model=model, strata=strata)  # (V,)
+    chosen, privacy = dp_select(scores, k, sensitivity=sens, epsilon=epsilon, delta=delta, seed=seed,
+                                exclude=exclude, accountant=accountant, name=name)
+    privacy["score"] = ("|co-moment of trait and " + model + " genotype|"
+                        + (f", stratified by {strata_name}" if strata is not None else ""))
+    return chosen, privacy

@@ -65,7 +65,7 @@ def pair_order(z: torch.Tensor, labels: torch.Tensor, *, n_pcs: int = 8) -> torc
 class Generator:
     """A trained generator: VAE decoder + EMA DiT + diffusion, ready to sample.
 
-    Build it with :func:`train_generator` or :meth:`Generator.load`.
+    Build it with :func:`genosynth.training.plain.train_generator` or :meth:`Generator.load`.
     """
 
     def __init__(self, *, config: GeneratorConfig, vae: GenotypeVAE, dit: DiT1D, meta: dict):
@@ -86,7 +86,9 @@ class Generator:
         self.calibration_by_phenotype: bool = bool(meta.get("calibration_by_phenotype", False))
         cp = meta.get("correlation_prior")
         self.corr_prior = None if cp is None else CorrelationPrior.from_state_dict(cp)
-        self.ancestry_spread: dict | None = meta.get("ancestry_spread")  # DP models (genosynth.privacy.ancestry)
+        # DP models: released by genosynth.privacy.releases.release_ancestry_spread, drawn by
+        # genosynth.sampling.ancestry
+        self.ancestry_spread: dict | None = meta.get("ancestry_spread")
         self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
         self.device = torch.device("cpu")
 
@@ -106,7 +108,8 @@ class Generator:
 
     @classmethod
     def load(cls, path: str, *, device: str | torch.device = "cpu") -> "Generator":
-        """Load a checkpoint written by :func:`train_generator` (must have finished training)."""
+        """Load a checkpoint written by :func:`~genosynth.training.plain.train_generator` (must have
+        finished training)."""
         ck = load_checkpoint(path)
         if ck["state"]["stage"] != "done":
             raise InputError(
@@ -148,7 +151,7 @@ class Generator:
             None = ``config.sampling.pheno_guidance``, and if that is None one joint scale.
 
         labels : int64, shape (B,) -> int8, shape (B, V) on the CPU. ``corr_guidance`` (default
-        ``config.sampling.corr_guidance``) picks the decoding of :func:`genosynth.corrguide.guided_decode`;
+        ``config.sampling.corr_guidance``) picks the decoding of :func:`genosynth.sampling.ld_guidance.guided_decode`;
         ``"none"`` (or a checkpoint without a correlation prior, or ``argmax``) is plain decoding.
         """
         if pheno is not None and not self.conditions_on_phenotype:
@@ -161,30 +164,13 @@ class Generator:
         argmax = sc.argmax if argmax is None else argmax
         temperature = sc.temperature if temperature is None else temperature
         eta = sc.eta if eta is None else eta
-        b = labels.shape[0]
-        shape = (b, self.vae.config.latent_channels, self.vae.n_tokens)
-        noise = torch.randn(shape, generator=rng).to(self.device)  # (B, C, T)
         y = labels.to(self.device)
         cond = {"y": y}
         if pheno is not None:
             cond["pheno"] = pheno.to(self.device)  # (B,)
-        net, net_guidance = self.dit, guidance
-        if pheno is not None and pheno_guidance is not None:
-            # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
-            net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
-            net_guidance = 1.0
-        z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
-                                       guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
-        if self.phased and sc.pairing == "matched":
-            groups = labels if pheno is None else labels * 2 + pheno  # pair within label (and phenotype)
-            z = z[pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
-        decode = functools.partial(self._logits, pheno=cond.get("pheno"))  # (z, y) -> logits
-        if self.ancestry_spread is not None and sc.ancestry_spread:
-            per = 2 if self.phased and b % 2 == 0 else 1  # rows 2i, 2i+1 are one person (iter_batches)
-            shift = person_logit_shift(self.ancestry_spread, labels.cpu(), rows_per_person=per,
-                                       n_classes=int(self.meta["n_classes"]), rng=rng).to(self.device)
-            label_decode = decode
-            decode = lambda z_, y_: label_decode(z_, y_) + shift  # noqa: E731  (B, K, V): each person's own ancestry
+        z = self._draw_latents(labels, cond, rng=rng, steps=steps, eta=eta, guidance=guidance,
+                               pheno_guidance=pheno_guidance)  # (B, C, T)
+        decode = self._row_decoder(labels, cond.get("pheno"), rng=rng)  # (z, y) -> logits (B, K, V)
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
         if method != "none" and not argmax and self.corr_prior is not None:
             # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
@@ -198,6 +184,40 @@ class Generator:
         logits = decode(z / self.latent_scale, y)  # (B, K, V)
         u_logits = logits.cpu()
         return sample_alleles(u_logits, rng=rng, argmax=argmax, temperature=temperature)
+
+    def _draw_latents(self, labels: torch.Tensor, cond: dict, *, rng: torch.Generator, steps: int,
+                      eta: float, guidance: float, pheno_guidance: float | None) -> torch.Tensor:
+        """DDIM latents of the rows (x_T drawn from ``rng``), paired within label when phased.
+
+        labels : int64, shape (B,); cond : ``{"y": (B,), "pheno": (B,)}`` on the device -> (B, C, T)
+        """
+        shape = (labels.shape[0], self.vae.config.latent_channels, self.vae.n_tokens)
+        noise = torch.randn(shape, generator=rng).to(self.device)  # (B, C, T)
+        pheno = cond.get("pheno")
+        net, net_guidance = self.dit, guidance
+        if pheno is not None and pheno_guidance is not None:
+            # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
+            net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
+            net_guidance = 1.0
+        z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
+                                       guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
+        if self.phased and self.config.sampling.pairing == "matched":
+            # pair within label (and phenotype)
+            groups = labels if pheno is None else labels * 2 + pheno.to(labels.device)
+            z = z[pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
+        return z
+
+    def _row_decoder(self, labels: torch.Tensor, pheno: torch.Tensor | None, *, rng: torch.Generator):
+        """``decode(z, y) -> logits (B, K, V)``: calibrated decoder, plus each person's own ancestry
+        shift (drawn from ``rng``) when the model carries a released ancestry spread."""
+        decode = functools.partial(self._logits, pheno=pheno)  # (z, y) -> logits
+        if self.ancestry_spread is None or not self.config.sampling.ancestry_spread:
+            return decode
+        b = labels.shape[0]
+        per = 2 if self.phased and b % 2 == 0 else 1  # rows 2i, 2i+1 are one person (iter_batches)
+        shift = person_logit_shift(self.ancestry_spread, labels.cpu(), rows_per_person=per,
+                                   n_classes=int(self.meta["n_classes"]), rng=rng).to(self.device)
+        return lambda z_, y_: decode(z_, y_) + shift  # (B, K, V): each person's own ancestry
 
     def _logits(self, z: torch.Tensor, y: torch.Tensor, pheno: torch.Tensor | None = None) -> torch.Tensor:
         """Decoder logits of unscaled latents with the allele-frequency calibration: (B, C, T) -> (B, K, V).

@@ -5,11 +5,12 @@ the LD that the latent carries (the part explained by how ``p`` varies across pe
 the rest. This module makes the LD of the training cohort an explicit target at the last step,
 when latents become alleles:
 
-* :class:`CorrelationPrior` - the banded SNP correlation (pairs within ``window`` SNPs), one band
-  per ancestry label (pooled correlation is inflated by population structure), from
-  :func:`fit_prior`. Without a privacy budget it is the plain correlation
-  (:func:`genosynth.privacy.mechanisms.correlation_band`); with a budget it is released by the
-  Gaussian mechanism (:func:`genosynth.privacy.mechanisms.dp_correlation_prior`) and recorded in
+* :class:`~genosynth.models.ld_prior.CorrelationPrior` - the banded SNP correlation (pairs
+  within ``window`` SNPs), one band per ancestry label (pooled correlation is inflated by
+  population structure), from :func:`genosynth.training.ld_fit.fit_prior`. Without a privacy
+  budget it is the plain correlation (:func:`genosynth.stats.ld.correlation_band`); with a budget
+  it is released by the Gaussian mechanism
+  (:func:`genosynth.privacy.releases.dp_correlation_prior`) and recorded in
   the accountant once (labels split people into disjoint groups, so the per-label sums together
   have the sensitivity of one release).
 * :func:`copula_sample` - **conditional sampling along the sequence** (``method="copula"``). Each
@@ -155,28 +156,38 @@ def solve_residual_band(
             continue
         target = prior[j, lag - 1] * sd[j] * sd[j + lag] - (mc[:, j] * mc[:, j + lag]).mean(0)  # (P,)
         aj, bj = a[:, :, j], a[:, :, j + lag]  # (n, S, P)
-        # one Newton step from 0 for every pair; refine only the ones that move
-        zero = torch.zeros(len(j), dtype=torch.float64)
-        _, d0 = _copula_cov(aj, bj, zero, nodes, weights)
-        theta = (target / d0.clamp_min(1e-12)).clamp(-_THETA_MAX, _THETA_MAX)
-        big = theta.abs() > small
-        if big.any():
-            idx = torch.nonzero(big).flatten()
-            ab_, bb_, tg = aj[:, :, idx], bj[:, :, idx], target[idx]
-            th = theta[idx]
-            lo = torch.full_like(th, -_THETA_MAX)
-            hi = torch.full_like(th, _THETA_MAX)
-            for _ in range(newton_iters):
-                g, dg = _copula_cov(ab_, bb_, th, nodes, weights)
-                r = g - tg
-                lo = torch.where(r < 0, torch.maximum(lo, th), lo)
-                hi = torch.where(r > 0, torch.minimum(hi, th), hi)
-                step = th - r / dg.clamp_min(1e-12)
-                inside = (step > lo) & (step < hi)
-                th = torch.where(inside, step, 0.5 * (lo + hi))
-            theta[idx] = th
+        theta = _solve_theta(aj, bj, target, nodes, weights, newton_iters=newton_iters, small=small)
         out[j, lag - 1] = torch.sin(theta)
     return out.numpy()
+
+
+def _solve_theta(aj: torch.Tensor, bj: torch.Tensor, target: torch.Tensor, nodes: torch.Tensor,
+                 weights: torch.Tensor, *, newton_iters: int, small: float) -> torch.Tensor:
+    """``theta`` with ``_copula_cov(aj, bj, theta) = target`` per pair, shape (P,).
+
+    One Newton step from 0 for every pair, then bracketed Newton iterations only for the pairs
+    whose first step exceeds ``small``. ``aj, bj`` : float64, shape (n, S, P); ``target`` : (P,).
+    """
+    zero = torch.zeros(len(target), dtype=torch.float64)
+    _, d0 = _copula_cov(aj, bj, zero, nodes, weights)
+    theta = (target / d0.clamp_min(1e-12)).clamp(-_THETA_MAX, _THETA_MAX)  # (P,)
+    big = theta.abs() > small
+    if big.any():
+        idx = torch.nonzero(big).flatten()
+        ab_, bb_, tg = aj[:, :, idx], bj[:, :, idx], target[idx]
+        th = theta[idx]
+        lo = torch.full_like(th, -_THETA_MAX)
+        hi = torch.full_like(th, _THETA_MAX)
+        for _ in range(newton_iters):
+            g, dg = _copula_cov(ab_, bb_, th, nodes, weights)
+            r = g - tg
+            lo = torch.where(r < 0, torch.maximum(lo, th), lo)
+            hi = torch.where(r > 0, torch.minimum(hi, th), hi)
+            step = th - r / dg.clamp_min(1e-12)
+            inside = (step > lo) & (step < hi)
+            th = torch.where(inside, step, 0.5 * (lo + hi))
+        theta[idx] = th
+    return theta
 
 
 def _ridge_for(ev: np.ndarray, c: np.ndarray, ridge: float, q_max: float) -> float:
@@ -482,12 +493,7 @@ def latent_guidance(
         raise InputError(f"the prior was fitted on {v} SNPs but the decoder gives {m0.shape[1]}")
     anchors = {lab: m0[rows].mean(0) for lab, rows in groups}  # (V,) each: the allele frequencies to keep
     kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=cfg.max_bp if pos is not None else None)
-    lagmask = torch.from_numpy((np.arange(1, w + 1)[None, :] <= kprev[:, None]).astype(np.float32))  # (V, w)
-    # the constraint of pair (j, j+l) belongs to j+l's window: shift it to row j
-    mask = torch.zeros(v, w)
-    for lag in range(1, w + 1):
-        if lag < v:
-            mask[: v - lag, lag - 1] = lagmask[lag:, lag - 1]
+    mask = _pair_mask(kprev, v, w)  # (V, w)
     targets = {lab: torch.from_numpy(prior.band(lab)[:, :w]).float() for lab, _ in groups}
     denominator = mask.sum().clamp_min(1)
 
@@ -505,23 +511,45 @@ def latent_guidance(
     for _ in range(cfg.latent_steps):
         opt.zero_grad()
         with torch.enable_grad():
-            if len(chunks) == 1:  # the whole batch in one graph
-                (band_loss(*moments(zz, chunks[0])) + cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
-            else:
-                # The loss sees the decoder only through each row's moments: take its gradient with
-                # respect to them, then back-propagate chunk by chunk (vector-Jacobian products), so
-                # memory is one chunk's decoder graph whatever the batch size.
-                with torch.no_grad():
-                    parts = [moments(zz, c) for c in chunks]
-                m = torch.cat([p[0] for p in parts]).requires_grad_(True)  # (B, V)
-                e2 = torch.cat([p[1] for p in parts]).requires_grad_(True)  # (B, V)
-                g_m, g_e2 = torch.autograd.grad(band_loss(m, e2), (m, e2))
-                for c in chunks:
-                    mc, e2c = moments(zz, c)
-                    ((mc * g_m[c]).sum() + (e2c * g_e2[c]).sum()).backward()
-                (cfg.latent_z_weight * (zz - z0).pow(2).mean()).backward()
+            _accumulate_gradient(zz, z0, chunks, moments, band_loss, z_weight=cfg.latent_z_weight)
         opt.step()
     return zz.detach()
+
+
+def _pair_mask(kprev: np.ndarray, v: int, w: int) -> torch.Tensor:
+    """float32, shape (V, w): 1 on row j, column l-1 where the pair (j, j+l) is constrained.
+
+    The constraint of pair (j, j+l) belongs to j+l's window (``kprev[j+l] >= l``); it is shifted
+    to row j, the row that :func:`band_correlation_from_moments` gives it.
+    """
+    lagmask = torch.from_numpy((np.arange(1, w + 1)[None, :] <= kprev[:, None]).astype(np.float32))  # (V, w)
+    mask = torch.zeros(v, w)
+    for lag in range(1, w + 1):
+        if lag < v:
+            mask[: v - lag, lag - 1] = lagmask[lag:, lag - 1]
+    return mask
+
+
+def _accumulate_gradient(zz: torch.Tensor, z0: torch.Tensor, chunks: list[slice], moments: Callable,
+                         band_loss: Callable, *, z_weight: float) -> None:
+    """Add the gradient of ``band_loss + z_weight * mean((zz - z0)^2)`` to ``zz.grad``.
+
+    With several chunks the loss sees the decoder only through each row's moments: take its
+    gradient with respect to them, then back-propagate chunk by chunk (vector-Jacobian products),
+    so memory is one chunk's decoder graph whatever the batch size.
+    """
+    if len(chunks) == 1:  # the whole batch in one graph
+        (band_loss(*moments(zz, chunks[0])) + z_weight * (zz - z0).pow(2).mean()).backward()
+        return
+    with torch.no_grad():
+        parts = [moments(zz, c) for c in chunks]
+    m = torch.cat([p[0] for p in parts]).requires_grad_(True)  # (B, V)
+    e2 = torch.cat([p[1] for p in parts]).requires_grad_(True)  # (B, V)
+    g_m, g_e2 = torch.autograd.grad(band_loss(m, e2), (m, e2))
+    for c in chunks:
+        mc, e2c = moments(zz, c)
+        ((mc * g_m[c]).sum() + (e2c * g_e2[c]).sum()).backward()
+    (z_weight * (zz - z0).pow(2).mean()).backward()
 
 
 def guided_decode(

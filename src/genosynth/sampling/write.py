@@ -50,7 +50,6 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
     os.makedirs(folder, exist_ok=True)
     staging = f"{prefix}.staging.tmp"
     written: list[str] = []
-    samples_parts = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -58,29 +57,16 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         bar = tqdm(total=total, desc="sample", unit="people", dynamic_ncols=True)
     try:
         mat = np.lib.format.open_memmap(staging, mode="w+", dtype=np.int8, shape=(total * rows_per, v))
-        row = 0
-        for part in model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
-                                       batch_size=batch_size, corr_guidance=corr_guidance, cases=per_case,
-                                       pheno_guidance=pheno_guidance):
-            block = part.alleles if phased_out else part.genotypes()  # (b*rows_per, V)
-            mat[row:row + block.shape[0]] = block
-            row += block.shape[0]
-            samples_parts.append(part.samples)
-            meta = part.meta
-            if bar is not None:
-                bar.update(part.n_samples)
-        mat.flush()
-        samples = pd.concat(samples_parts, ignore_index=True)
+        batches = model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
+                                     batch_size=batch_size, corr_guidance=corr_guidance, cases=per_case,
+                                     pheno_guidance=pheno_guidance)
+        samples, meta = _stage_batches(batches, mat, phased=phased_out, bar=bar)
         cohort = Cohort(alleles=mat, variants=model.variants, samples=samples, phased=phased_out,
                         ploidy=2, meta=meta)
         written += write_cohort(cohort, prefix, fmt, tag_column=model.config.label_column)
         written += write_sample_table(cohort, f"{prefix}.samples.tsv")
         if model.privacy:
-            path = f"{prefix}.privacy.json"
-            with atomic_outputs([path]) as (tmp,):
-                with open(tmp, "w", encoding="utf-8") as fh:
-                    json.dump(model.privacy, fh, indent=2, default=str)
-            written.append(path)
+            written.append(_write_privacy(model.privacy, f"{prefix}.privacy.json"))
         del cohort, mat
     finally:
         if bar is not None:
@@ -88,3 +74,30 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         with contextlib.suppress(FileNotFoundError):
             os.remove(staging)
     return written
+
+
+def _stage_batches(batches, mat: np.ndarray, *, phased: bool, bar=None) -> tuple[pd.DataFrame, dict]:
+    """Copy each batch's rows into the staging matrix in order; return (samples, last batch's meta).
+
+    mat : int8, shape (n_rows, V) - haplotype rows when ``phased``, else genotype counts.
+    """
+    samples_parts = []
+    row = 0
+    for part in batches:
+        block = part.alleles if phased else part.genotypes()  # (b*rows_per, V)
+        mat[row:row + block.shape[0]] = block
+        row += block.shape[0]
+        samples_parts.append(part.samples)
+        meta = part.meta
+        if bar is not None:
+            bar.update(part.n_samples)
+    mat.flush()
+    return pd.concat(samples_parts, ignore_index=True), meta
+
+
+def _write_privacy(privacy: dict, path: str) -> str:
+    """Write the model's privacy guarantee as ``PREFIX.privacy.json``; return the path."""
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(privacy, fh, indent=2, default=str)
+    return path

@@ -1,15 +1,12 @@
-"""Linkage disequilibrium: banded SNP correlations and correlations of chosen SNP pairs."""
+"""Linkage disequilibrium: banded SNP correlations, correlations of chosen SNP pairs, small r² matrices."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 import numpy as np
 from genosynth.errors import InputError
 from genosynth.stats.frequency import as_genotypes
 from genosynth.stats.frequency import column_moments
 from genosynth.stats.frequency import dosage
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 
 def band_products(gc: np.ndarray, window: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -112,6 +109,21 @@ def pair_correlations(g: np.ndarray, i: np.ndarray, j: np.ndarray, *, fill: np.n
             out[s:s + chunk] = cov / (std[ii] * std[jj])
     out[~np.isfinite(out)] = np.nan
     return np.clip(out, -1.0, 1.0)
+
+
+def r2_matrix(g: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Squared Pearson r of every pair of a few variants (a heatmap), 0 where undefined.
+
+    Parameters
+    ----------
+    g : int8, shape (n_people, n_variants); a short window of variants.
+    fill : float, shape (n_variants,); value for missing calls.
+
+    Returns
+    -------
+    float64, shape (n_variants, n_variants); a monomorphic variant's row and column are 0.
+    """
+    return np.nan_to_num(np.corrcoef(dosage(g, fill), rowvar=False) ** 2)
 
 
 def moments_to_band(m: np.ndarray, window: int, var_floor: float) -> np.ndarray:

@@ -169,7 +169,12 @@ def label_parents(cohort: Cohort, label_column: str, vocabulary: list[str]) -> d
 
 
 def person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarray:
-    """ALT dosages per person, float64 shape (N, V), from training rows (R, V) (no missing)."""
+    """ALT dosages per person, float64 shape (N, V), from training rows (R, V).
+
+    The ``missing="raise"`` rule of :mod:`genosynth.stats.frequency` (missingness is private under
+    a budget), with a message that names the fix of a DP run; there is nothing to fill, so
+    :func:`~genosynth.stats.frequency.dosage` does not apply. Haplotype rows of a person are summed.
+    """
     a = data_alleles.long()
     if (a < 0).any():
         raise InputError(

@@ -6,16 +6,11 @@ import dataclasses
 from dataclasses import dataclass
 import numpy as np
 from genosynth.cohort import Cohort
-from genosynth.models.diffusion import GaussianDiffusion
 from genosynth.errors import InputError, PrivacyError
-from genosynth.privacy.releases import FREQUENCY_DENOISERS, check_frequency_options
 from genosynth.models.config import GeneratorConfig
-from genosynth.privacy import (
-    MechanismSpec,
-    calibrate,
-    PrivacyAccountant,
-    plan_for_training,
-)
+from genosynth.models.diffusion import GaussianDiffusion
+from genosynth.privacy import MechanismSpec, PrivacyAccountant, calibrate_noise, plan_for_training
+from genosynth.privacy.releases import check_frequency_options
 
 
 #: Default shares of the standalone epsilons for ``train`` (``calibrate``'s meaning). The allele
@@ -24,12 +19,10 @@ from genosynth.privacy import (
 #: conditioning carries little). Chosen on the 805-SNP development data at epsilon 10 (RESULTS.md):
 #: frequency shares 0.15 / 0.30 / 0.50 / 0.70 gave TSTR 0.905 / 0.940 / 0.948 / 0.950, AATS
 #: 0.766 / 0.632 / 0.604 / 0.588.
-#: ``ancestry_spread`` (the within-label spread of ancestry, :mod:`genosynth.privacy.ancestry`) took
-#: 0.05 from the frequencies' 0.70.
+#: ``ancestry_spread`` (the within-label spread of ancestry,
+#: :func:`genosynth.privacy.releases.release_ancestry_spread`) took 0.05 from the frequencies' 0.70.
 DP_TRAINING_SPLIT = {"vae/dpsgd": 0.10, "diffusion/stage2": 0.15, "correlation_prior": 0.05,
                      "allele_frequencies": 0.65, "ancestry_spread": 0.05, "snp_selection": 0.10}
-
-
 
 
 @dataclass
@@ -78,8 +71,6 @@ def spread_dims(cohort: Cohort, label_column: str, privacy: "PrivacyConfig") -> 
     if not privacy.ancestry_clip > 0:
         raise PrivacyError(f"ancestry_clip={privacy.ancestry_clip} must be > 0 (a multiple of the sampling-noise norm)")
     return int(min(privacy.ancestry_dims, len(np.unique(cohort.labels(label_column))) - 1, cohort.n_variants))
-
-
 
 
 def _target_for_plan(cohort: Cohort, epsilon: float, delta: float) -> tuple[float, PrivacyAccountant | None]:
@@ -150,7 +141,17 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
             f"of --epsilon {privacy.epsilon:g}; raise --epsilon or select SNPs on public data"
         )
     # re-calibrate with the input's events as fixed mechanisms: the total then meets --epsilon
-    z0, planned = plan_for_training(target_epsilon=privacy.epsilon, **kwargs)  # raises if impossible alone
+    _, planned = plan_for_training(target_epsilon=privacy.epsilon, **kwargs)  # raises if impossible alone
+    z, own = _compose_with_input(planned, prior, privacy, n_samples=n, spent=spent)
+    return z, own, prior
+
+
+def _compose_with_input(planned: PrivacyAccountant, prior: PrivacyAccountant, privacy: PrivacyConfig, *,
+                        n_samples: int, spent: float) -> tuple[dict[str, float], PrivacyAccountant]:
+    """Noise multipliers of this run's mechanisms calibrated together with the input's fixed ones.
+
+    Returns the multipliers and the planned events of this run alone (the input's stay in ``prior``).
+    """
     split = privacy.budget_split or DP_TRAINING_SPLIT
     specs = []
     for ev in planned.events:
@@ -170,7 +171,7 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
                                    sample_rate=ev.get("sample_rate", 1.0), noise_multiplier=ev["noise_multiplier"],
                                    k=ev.get("k", 1)))
     try:
-        cal = calibrate(specs, target_epsilon=privacy.epsilon, delta=privacy.delta, n_samples=n)
+        cal = calibrate_noise(specs, target_epsilon=privacy.epsilon, delta=privacy.delta, n_samples=n_samples)
     except PrivacyError as exc:
         raise PrivacyError(
             f"--epsilon {privacy.epsilon:g} cannot cover this run after the input's own epsilon={spent:.3g} "
@@ -181,4 +182,4 @@ def plan_private(cohort: Cohort, *, config: GeneratorConfig, privacy: PrivacyCon
     for spec in specs:
         if not spec.name.startswith("input:"):
             spec.record(own, z[spec.name] if spec.share is not None else None)
-    return z, own, prior
+    return z, own

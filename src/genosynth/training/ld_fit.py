@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 import numpy as np
-from genosynth.errors import InputError, PrivacyError
-if TYPE_CHECKING:  # pragma: no cover
-    from genosynth.cohort import Cohort
-    from genosynth.privacy.accountant import PrivacyAccountant
 from genosynth.cohort import Cohort
-from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig
+from genosynth.errors import InputError, PrivacyError
 from genosynth.models.config import GeneratorConfig
-from genosynth.privacy import (
-    PrivacyAccountant,
-)
+from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig, previous_counts
+from genosynth.privacy import PrivacyAccountant
+from genosynth.privacy.releases import dp_correlation_prior
+from genosynth.stats.ld import correlation_band
+from genosynth.stats.frequency import called_mean, dosage
 
 
-def mean_filled_dosages(cohort: "Cohort") -> np.ndarray:
-    """ALT dosages, float64 shape (N, V); missing filled with the column mean."""
-    g = cohort.genotypes().astype(np.float64)
-    miss = g < 0
-    if miss.any():
-        g[miss] = np.nan
-        mean = np.nan_to_num(np.nanmean(g, axis=0), nan=0.0)
-        g = np.where(miss, mean[None, :], g)
-    return g
+def mean_filled_dosages(cohort: Cohort) -> np.ndarray:
+    """ALT dosages, float64 shape (N, V); missing filled with the column mean of the called ones (0 if none)."""
+    g = cohort.genotypes()  # (N, V) int8, -1 missing
+    return dosage(g, called_mean(g), dtype=np.float64)
 
 
 def fit_prior(
-    cohort: "Cohort",
+    cohort: Cohort,
     *,
     label_column: str = "super_pop",
     labels: Sequence[str] | None = None,
@@ -37,7 +29,7 @@ def fit_prior(
     noise_multiplier: float | None = None,
     clip: float | None = None,
     center: np.ndarray | None = None,
-    accountant: "PrivacyAccountant | None" = None,
+    accountant: PrivacyAccountant | None = None,
     rng: np.random.Generator | None = None,
     name: str = "correlation_prior",
 ) -> CorrelationPrior:
@@ -55,7 +47,7 @@ def fit_prior(
         Band width in SNPs.
     noise_multiplier : float, optional
         ``z`` of the Gaussian mechanism. When given the prior is released with
-        :func:`~genosynth.privacy.mechanisms.dp_correlation_prior` per label (``clip`` and
+        :func:`~genosynth.privacy.releases.dp_correlation_prior` per label (``clip`` and
         ``center`` required) and **one** Gaussian event ``name`` is recorded in ``accountant``
         (every person belongs to one label, so the concatenated per-label sums have L2
         sensitivity ``clip``: parallel composition). Label counts are treated as public, as the
@@ -64,7 +56,7 @@ def fit_prior(
         Per-person L2 bound of the product vector (DP only).
     center : float, shape (L, V) or (V,), optional
         Public or DP expected dosages per label (DP only), e.g. ``2 p`` from
-        :func:`~genosynth.privacy.mechanisms.dp_allele_frequencies` or from a DP-trained decoder.
+        :func:`~genosynth.privacy.releases.dp_allele_frequencies` or from a DP-trained decoder.
     accountant : PrivacyAccountant, optional
     rng : numpy.random.Generator, optional
         Noise source of the DP release.
@@ -73,9 +65,6 @@ def fit_prior(
     -------
     CorrelationPrior
     """
-    from genosynth.stats.ld import correlation_band
-    from genosynth.privacy.releases import dp_correlation_prior
-
     y = cohort.labels(label_column)
     vocab = sorted(set(y.tolist())) if labels is None else [str(v) for v in labels]
     unknown = sorted(set(y.tolist()) - set(vocab))
@@ -86,17 +75,7 @@ def fit_prior(
     v = g.shape[1]
     private = noise_multiplier is not None
     if private:
-        if clip is None or center is None:
-            raise PrivacyError(
-                "a DP correlation prior needs clip= (per-person L2 bound) and center= (public or DP "
-                "expected dosages per label, e.g. 2 * dp_allele_frequencies(...)); the raw prior is "
-                "never used under --epsilon"
-            )
-        center = np.asarray(center, dtype=np.float64)
-        if center.ndim == 1:
-            center = np.broadcast_to(center, (len(vocab), v))
-        if center.shape != (len(vocab), v):
-            raise InputError(f"center must have shape ({len(vocab)}, {v}) or ({v},), got {center.shape}")
+        center = _label_centers(center, clip, n_labels=len(vocab), n_variants=v)  # (L, V)
         rng = rng if rng is not None else np.random.default_rng()
     bands = np.zeros((len(vocab), v, window), dtype=np.float32)
     n_per = {}
@@ -119,6 +98,22 @@ def fit_prior(
     return CorrelationPrior(bands=bands, labels=vocab, window=window, private=private, info=info)
 
 
+def _label_centers(center: np.ndarray | None, clip: float | None, *, n_labels: int, n_variants: int) -> np.ndarray:
+    """The expected dosages of a DP release per label, float64 shape (L, V) (a (V,) ``center`` is repeated)."""
+    if clip is None or center is None:
+        raise PrivacyError(
+            "a DP correlation prior needs clip= (per-person L2 bound) and center= (public or DP "
+            "expected dosages per label, e.g. 2 * dp_allele_frequencies(...)); the raw prior is "
+            "never used under --epsilon"
+        )
+    center = np.asarray(center, dtype=np.float64)
+    if center.ndim == 1:
+        center = np.broadcast_to(center, (n_labels, n_variants))
+    if center.shape != (n_labels, n_variants):
+        raise InputError(f"center must have shape ({n_labels}, {n_variants}) or ({n_variants},), got {center.shape}")
+    return center
+
+
 def plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary: list[str]) -> dict | None:
     """The un-noised banded per-label correlation prior (state dict), or None when guidance is off.
 
@@ -129,9 +124,6 @@ def plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary:
     sc = config.sampling
     if sc.corr_guidance == "none":
         return None
-    from genosynth.training.ld_fit import fit_prior
-    from genosynth.models.ld_prior import previous_counts
-
     wide = max(sc.corr_window, sc.corr_latent_window)
     v = cohort.variants
     used = previous_counts(len(v), wide, chrom=v["chrom"].to_numpy(), pos=v["pos"].to_numpy(),
@@ -147,7 +139,7 @@ def shrink_correlation_bands(bands: np.ndarray, freq: np.ndarray, counts: np.nda
     """Shrink DP correlation bands towards 0 by their known noise (post-processing of the release).
 
     An entry ``r_jl`` of label ``k`` carries Gaussian noise of standard deviation about
-    ``sigma_jl = z clip / (n_k sqrt(v_j v_j+l))`` (:func:`~genosynth.privacy.dp_correlation_prior`:
+    ``sigma_jl = z clip / (n_k sqrt(v_j v_j+l))`` (:func:`~genosynth.privacy.releases.dp_correlation_prior`:
     noise ``z clip`` on a sum of products over ``n_k`` people, divided by the dosage variances;
     here ``v_j = 2 p_j (1 - p_j)`` from the DP frequencies and ``n_k`` the DP count). With
     ``tau²`` the signal variance estimated as ``mean(r²) - mean(sigma²)`` (at least 0), each entry

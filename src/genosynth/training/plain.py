@@ -1,18 +1,22 @@
 """Plain (non-private) training: the VAE, then the latent DiT, then frequency calibration.
 
-Training is two plain stages run by :func:`train_generator`:
+:func:`train_generator` reads as its stages (nanoGPT ``train.py`` style):
 
-1. a categorical VAE (:mod:`genosynth.models.vae`) learns rows of alleles (haplotypes when the
-   input is phased, else genotype counts) -> latent ``(C, T)``;
-2. the latents of the training rows are computed **in-process** (never stored), scaled by one
-   aggregate factor to unit variance, and a label-conditioned 1D DiT
-   (:mod:`genosynth.models.dit`) learns them with the Gaussian diffusion loss
-   (:mod:`genosynth.models.diffusion`), dropping labels at random for classifier-free guidance.
+0. :func:`start_run` - seed, build the models and optimisers, the checkpoint head
+   (:func:`~genosynth.models.checkpoint.checkpoint_head`); :func:`resume_run` restores a checkpoint;
+1. :func:`fit_vae` - a categorical VAE (:mod:`genosynth.models.vae`) learns rows of alleles
+   (haplotypes when the input is phased, else genotype counts) -> latent ``(C, T)``; then the
+   latents of the training rows are computed **in-process** (never stored) and scaled by one
+   aggregate factor to unit variance;
+2. :func:`fit_dit` - a label-conditioned 1D DiT (:mod:`genosynth.models.dit`) learns them with the
+   Gaussian diffusion loss (:mod:`genosynth.models.diffusion`), dropping labels at random for
+   classifier-free guidance; then :func:`~genosynth.training.calibration.calibrate_frequencies`.
 
 Every optimiser step goes through :func:`optimizer_step` with the per-row loss, the one place a
 DP-SGD optimiser plugs in. All randomness comes from one seeded ``torch.Generator`` whose state is
 checkpointed, so a run resumed from a checkpoint ends bit-identical to an uninterrupted one (on
-the same device and thread count).
+the same device and thread count). ``seed=None`` draws a seed (:func:`genosynth.seeds.resolve_seed`),
+which the checkpoint records.
 """
 
 from __future__ import annotations
@@ -21,35 +25,25 @@ import math
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 import numpy as np
 import torch
 from genosynth.cohort import Cohort
-from genosynth.models.diffusion import GaussianDiffusion
-from genosynth.models.ema import EMA
 from genosynth.errors import InputError
+from genosynth.models.checkpoint import (build_models, checkpoint_head, checkpoint_payload, load_checkpoint,
+                                         load_state_dicts, save_checkpoint, state_dicts)
+from genosynth.models.config import GeneratorConfig, TrainingConfig
+from genosynth.models.diffusion import GaussianDiffusion
+from genosynth.models.dit import DiT1D
+from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
-from genosynth.models.checkpoint import CHECKPOINT_FORMAT
-from genosynth.models.checkpoint import CHECKPOINT_VERSION
+from genosynth.runtime import deterministic, progress_bar, resolve_device
 from genosynth.sampling.generator import Generator
-from genosynth.models.config import GeneratorConfig
-from genosynth.models.config import TrainingConfig
-from genosynth.models.checkpoint import build_models
+from genosynth.seeds import resolve_seed
 from genosynth.training.calibration import calibrate_frequencies
-from genosynth.training.data import class_frequencies
-from genosynth.runtime import deterministic
-from genosynth.training.data import group_frequencies
-from genosynth.training.data import label_parents
-from genosynth.models.checkpoint import load_checkpoint
-from genosynth.models.checkpoint import load_state_dicts
+from genosynth.training.data import (TrainingData, class_frequencies, group_frequencies, label_parents,
+                                     prepare_data)
 from genosynth.training.ld_fit import plain_correlation_prior
-from genosynth.training.data import prepare_data
-from genosynth.runtime import progress_bar
-from genosynth.runtime import resolve_device
-from genosynth.models.checkpoint import save_checkpoint
-from genosynth.models.checkpoint import state_dicts
-from genosynth.models.checkpoint import variants_to_dict
-from genosynth.provenance import versions
 
 
 def drop_labels(labels: torch.Tensor, *, p: float, null_index: int,
@@ -85,7 +79,7 @@ def dit_learning_rate(step: int, total: int, config: TrainingConfig) -> float:
 
     ``dit_lr`` times a linear warm-up factor ``min(1, (step + 1) / dit_warmup)`` and, for the
     ``"cosine"`` schedule, ``(1 + cos(pi * step / total)) / 2`` (Loshchilov & Hutter 2017). A pure
-    function of the step counter, which :func:`train_generator` derives from the checkpointed
+    function of the step counter, which :func:`dit_epoch` derives from the checkpointed
     epoch (``epoch * steps_per_epoch + batch``), so a resumed run follows the same schedule.
     ``"constant"`` with no warm-up is ``dit_lr`` at every step.
     """
@@ -101,7 +95,7 @@ def train_generator(
     cohort: Cohort,
     *,
     config: GeneratorConfig | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     device: str | torch.device = "cpu",
     checkpoint: str | None = None,
     resume: bool = False,
@@ -116,15 +110,16 @@ def train_generator(
     cohort : Cohort
         Training people (phased -> haplotype mode, unless ``config.mode`` says otherwise).
     config : GeneratorConfig, optional
-    seed : int
+    seed : int, optional
         The only source of randomness (initialisation, shuffling, reparameterisation noise,
         label dropout, diffusion noise). Same seed, device and threads -> identical checkpoint.
+        ``None`` draws one; the checkpoint (and ``model.meta["seed"]``) records it.
     device : {"cpu", "cuda", "auto"}
     checkpoint : str, optional
         Path of the checkpoint, rewritten atomically every ``training.checkpoint_every`` epochs
         and at the end of each stage.
     resume : bool
-        Continue from ``checkpoint`` (which must exist and match the data and config).
+        Continue from ``checkpoint`` (which must exist and match the data, config and seed).
     progress : bool
         tqdm bars with loss and rate.
     log : callable(str), optional
@@ -143,17 +138,70 @@ def train_generator(
     dev = resolve_device(device)
     data = prepare_data(cohort, label_column=config.label_column, mode=config.mode,
                         phenotype_column=config.phenotype_column)
-    n_labels = len(data.vocabulary)
+    run = start_run(cohort, data, config, seed=resolve_seed(seed), dev=dev)
+    if resume:
+        resume_run(run, checkpoint, say)
+    saving = dict(checkpoint=checkpoint, callback=callback, every=config.training.checkpoint_every)
+    with deterministic():
+        if run.stage == "vae":  # 1. the VAE, then the latents of the training rows
+            fit_vae(run, data, config, dev, progress=progress, say=say, **saving)
+        run.vae.eval()
+        if run.stage == "dit":  # 2. the latent DiT, then the frequency calibration
+            fit_dit(run, data, config, dev, progress=progress, say=say, **saving)
+    model = Generator.from_payload(run.payload())
+    model.meta["epoch_seconds"] = run.seconds
+    return model
+
+
+@dataclass
+class PlainRun:
+    """What a plain run carries from stage to stage; :meth:`payload` is its checkpoint."""
+
+    vae: GenotypeVAE
+    dit: DiT1D
+    vae_opt: torch.optim.Optimizer
+    dit_opt: torch.optim.Optimizer
+    ema: EMA
+    diffusion: GaussianDiffusion
+    gen: torch.Generator  # the one source of randomness; its state is checkpointed
+    head: dict  # checkpoint_head of the run: config, seed, variants, labels, LD prior, ...
+    overall: torch.Tensor  # (V, K) smoothed training frequencies (the VAE's majority baseline)
+    cal_target: torch.Tensor  # (2L or L, V, K) frequencies the calibration matches
+    by_phenotype: bool  # calibrate per (label, phenotype) group
+    stage: str = "vae"  # "vae", "dit" or "done"
+    epoch: int = 0  # epochs done in ``stage``
+    curves: dict[str, list] = field(default_factory=lambda: {"vae": [], "dit": []})
+    latent_scale: float = 1.0
+    metrics: dict = field(default_factory=dict)
+    calibration: torch.Tensor | None = None  # (n_labels, V, K) logit correction, aggregate
+    seconds: dict[str, list[float]] = field(default_factory=lambda: {"vae": [], "dit": []})  # not checkpointed
+    posterior: tuple[torch.Tensor, torch.Tensor] | None = None  # (R, C, T) each once the VAE is done; memory only
+
+    @property
+    def parts(self) -> dict:
+        """What a checkpoint restores."""
+        return {"vae": self.vae, "vae_opt": self.vae_opt, "dit": self.dit, "dit_opt": self.dit_opt, "ema": self.ema}
+
+    def payload(self) -> dict:
+        state = {"stage": self.stage, "epoch": self.epoch, **state_dicts(self.parts), "rng": self.gen.get_state()}
+        return checkpoint_payload(self.head, curves=self.curves, latent_scale=self.latent_scale,
+                                  metrics=self.metrics, calibration=self.calibration, state=state)
+
+
+def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, seed: int,
+              dev: torch.device) -> PlainRun:
+    """0. Seed the generators; build the models (biases from the training frequencies), optimisers and head."""
     tc = config.training
+    n_labels = len(data.vocabulary)
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
     vae, dit, dit_cfg = build_models(config, n_variants=cohort.n_variants, n_classes=data.n_classes,
                                      n_labels=n_labels, n_phenotypes=0 if data.phenotypes is None else 2)
     overall, per_label = class_frequencies(data.alleles, data.labels, n_labels, data.n_classes,
-                                           pseudo_count=tc.pseudo_count)
+                                           pseudo_count=tc.pseudo_count)  # (V, K), (L, V, K)
     by_phenotype = data.phenotypes is not None and config.phenotype_calibration
     cal_target = (group_frequencies(data, per_label, pseudo_count=tc.pseudo_count)
-                  if by_phenotype else per_label)  # (2L or L, V, K) frequencies the calibration matches
+                  if by_phenotype else per_label)  # (2L or L, V, K)
     vae.init_biases(overall, per_label)
     vae.to(dev)
     dit.to(dev)
@@ -161,164 +209,172 @@ def train_generator(
     dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
     diffusion = GaussianDiffusion(config.diffusion)
-    state = {"stage": "vae", "epoch": 0}
-    curves: dict[str, list] = {"vae": [], "dit": []}
-    latent_scale = 1.0
-    calibration: torch.Tensor | None = None  # (n_labels, V, K) logit correction, aggregate
-    metrics: dict[str, Any] = {}
-    seconds: dict[str, list[float]] = {"vae": [], "dit": []}  # wall time per epoch (not checkpointed)
-
-    base = {
-        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-        "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": int(seed),
-        "versions": versions(), "variants": variants_to_dict(cohort.variants),
-        "labels": data.vocabulary, "label_column": config.label_column, "label_mix": data.label_mix,
-        "label_parents": label_parents(cohort, config.label_column, data.vocabulary),
-        "n_classes": data.n_classes, "phased": data.phased, "n_training_people": cohort.n_samples,
-        "privacy": cohort.meta.get("privacy"),
-        "phenotype_column": config.phenotype_column, "case_fraction": data.case_fraction,
-        "calibration_by_phenotype": by_phenotype,
+    head = checkpoint_head(
+        config=config, dit_config=dit_cfg, seed=int(seed), variants=cohort.variants, labels=data.vocabulary,
+        label_mix=data.label_mix, label_parents=label_parents(cohort, config.label_column, data.vocabulary),
+        n_classes=data.n_classes, phased=data.phased, n_training_people=cohort.n_samples,
+        privacy=cohort.meta.get("privacy"),
+        phenotype_column=config.phenotype_column, case_fraction=data.case_fraction,
+        calibration_by_phenotype=by_phenotype,
         # banded per-label LD of train for correlation-guided decoding: an un-noised aggregate, so only this
-        # non-private trainer stores it; the DP trainer (private_training) stores the DP release instead
-        "correlation_prior": plain_correlation_prior(cohort, config, data.vocabulary),
-    }
+        # non-private trainer stores it; the DP trainer (training.private) stores the DP release instead
+        correlation_prior=plain_correlation_prior(cohort, config, data.vocabulary))
+    return PlainRun(vae=vae, dit=dit, vae_opt=vae_opt, dit_opt=dit_opt, ema=ema, diffusion=diffusion, gen=gen,
+                    head=head, overall=overall, cal_target=cal_target, by_phenotype=by_phenotype)
 
-    parts = {"vae": vae, "vae_opt": vae_opt, "dit": dit, "dit_opt": dit_opt, "ema": ema}  # what a checkpoint restores
-    posterior = None  # the VAE posterior of the training rows once the VAE is done (a resumed DiT stage recomputes it)
 
-    def payload() -> dict:
-        return {**base, "curves": curves, "latent_scale": latent_scale, "metrics": metrics, "calibration": calibration,
-                "state": {**state, **state_dicts(parts), "rng": gen.get_state()}}
+def resume_run(run: PlainRun, checkpoint: str | None, say: Callable[[str], None]) -> None:
+    """Restore ``run`` from ``checkpoint``, which must hold the same config, seed, labels and variants."""
+    if not checkpoint or not os.path.exists(checkpoint):
+        raise InputError(f"--resume needs an existing checkpoint; {checkpoint} not found. Drop --resume to start afresh")
+    ck = load_checkpoint(checkpoint)
+    ck["config"] = GeneratorConfig.from_dict(ck["config"]).to_dict()  # fields added since take their defaults
+    for key in ("config", "seed", "labels", "n_classes"):
+        if ck[key] != run.head[key]:
+            raise InputError(
+                f"{checkpoint} was trained with a different {key} ({ck[key]!r} vs {run.head[key]!r}); "
+                "resume with the same input, options and --seed, or train afresh without --resume"
+            )
+    if ck["variants"]["id"] != run.head["variants"]["id"]:
+        raise InputError(f"{checkpoint} was trained on other variants; resume with the same input")
+    st = ck["state"]
+    load_state_dicts(run.parts, st)
+    run.gen.set_state(st["rng"])
+    run.stage, run.epoch = st["stage"], st["epoch"]
+    run.curves, run.latent_scale, run.metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
+    run.calibration = ck.get("calibration")
+    say(f"Resumed from {checkpoint}: stage {run.stage}, epoch {run.epoch}")
 
-    if resume:
-        if not checkpoint or not os.path.exists(checkpoint):
-            raise InputError(f"--resume needs an existing checkpoint; {checkpoint} not found. Drop --resume to start afresh")
-        ck = load_checkpoint(checkpoint)
-        ck["config"] = GeneratorConfig.from_dict(ck["config"]).to_dict()  # fields added since take their defaults
-        for key in ("config", "seed", "labels", "n_classes"):
-            if ck[key] != base[key]:
-                raise InputError(
-                    f"{checkpoint} was trained with a different {key} ({ck[key]!r} vs {base[key]!r}); "
-                    "resume with the same input, options and --seed, or train afresh without --resume"
-                )
-        if ck["variants"]["id"] != base["variants"]["id"]:
-            raise InputError(f"{checkpoint} was trained on other variants; resume with the same input")
-        st = ck["state"]
-        load_state_dicts(parts, st)
-        gen.set_state(st["rng"])
-        state = {"stage": st["stage"], "epoch": st["epoch"]}
-        curves, latent_scale, metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
-        calibration = ck.get("calibration")
-        say(f"Resumed from {checkpoint}: stage {state['stage']}, epoch {state['epoch']}")
 
-    x_all = data.alleles  # (R, V) int8 on the CPU
-    y_all = data.labels  # (R,)
-    p_all = data.phenotypes  # (R,) or None
+def fit_vae(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device, *, progress: bool,
+            say: Callable[[str], None], checkpoint: str | None, callback: Callable | None, every: int) -> None:
+    """1. The VAE from ``run.epoch`` to ``vae_epochs``; then its metrics, the posterior and the latent scale."""
+    tc = config.training
+    n_rows = data.alleles.shape[0]
+    bar = progress_bar(tc.vae_epochs, "VAE", progress, run.epoch)
+    run.vae.train()
+    while run.stage == "vae":
+        t0 = time.perf_counter()
+        row = vae_epoch(run, data, config, dev)
+        run.curves["vae"].append(row)
+        run.seconds["vae"].append(time.perf_counter() - t0)
+        _show_epoch(bar, n_rows, t0, loss=f"{row['loss']:.1f}", nll=f"{row['nll']:.1f}", kl=f"{row['kl']:.0f}")
+        done = run.epoch == tc.vae_epochs
+        if done:
+            run.vae.eval()
+            run.metrics.update(vae_metrics(run.vae, data.alleles, data.labels, run.overall, dev))
+            run.posterior = encode_posterior(run.vae, data.alleles, dev)  # (R, C, T) each; reused by the DiT stage
+            run.latent_scale = latent_scale_of(*run.posterior, with_sd=tc.dit_target == "sample")
+            run.metrics["latent_scale"] = run.latent_scale
+            run.stage, run.epoch = "dit", 0
+        _end_epoch(run, "vae", done=done, total=tc.vae_epochs, checkpoint=checkpoint, callback=callback, every=every)
+    if bar is not None:
+        bar.close()
+    m = run.metrics
+    say(f"VAE: {tc.vae_epochs} epochs, reconstruction accuracy {m['vae_accuracy']:.4f} "
+        f"(majority allele {m['majority_accuracy']:.4f}, majority per label "
+        f"{m['label_majority_accuracy']:.4f}), latent scale {run.latent_scale:.4f}")
+
+
+def vae_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device) -> dict:
+    """One VAE epoch over shuffled rows (labels dropped at random); its curve row (mean loss, nll, kl)."""
+    tc = config.training
+    x_all, y_all = data.alleles, data.labels  # (R, V) int8, (R,) on the CPU
     n_rows = x_all.shape[0]
+    order = torch.randperm(n_rows, generator=run.gen)
+    sums = np.zeros(3)
+    for start in range(0, n_rows, tc.vae_batch_size):
+        idx = order[start:start + tc.vae_batch_size]
+        xb, yb = x_all[idx].to(dev), y_all[idx]
+        yb = drop_labels(yb, p=config.vae.label_dropout, null_index=len(data.vocabulary), rng=run.gen).to(dev)
+        out = run.vae(xb, yb, rng=run.gen)
+        optimizer_step(run.vae, run.vae_opt, out["loss"], grad_clip=tc.grad_clip)
+        sums += [float(out["loss"].detach().sum()), float(out["nll"].detach().sum()),
+                 float(out["kl"].detach().sum())]
+    run.epoch += 1
+    return {"epoch": run.epoch, "loss": sums[0] / n_rows, "nll": sums[1] / n_rows, "kl": sums[2] / n_rows}
 
-    with deterministic():
-        # ---------------------------------------------------------------- stage 1: VAE
-        if state["stage"] == "vae":
-            bar = progress_bar(tc.vae_epochs, "VAE", progress, state["epoch"])
-            vae.train()
-            while state["stage"] == "vae":
-                t0 = time.perf_counter()
-                order = torch.randperm(n_rows, generator=gen)
-                sums = np.zeros(3)
-                for start in range(0, n_rows, tc.vae_batch_size):
-                    idx = order[start:start + tc.vae_batch_size]
-                    xb, yb = x_all[idx].to(dev), y_all[idx]
-                    yb = drop_labels(yb, p=config.vae.label_dropout, null_index=n_labels, rng=gen).to(dev)
-                    out = vae(xb, yb, rng=gen)
-                    optimizer_step(vae, vae_opt, out["loss"], grad_clip=tc.grad_clip)
-                    sums += [float(out["loss"].detach().sum()), float(out["nll"].detach().sum()),
-                             float(out["kl"].detach().sum())]
-                state["epoch"] += 1
-                row = {"epoch": state["epoch"], "loss": sums[0] / n_rows, "nll": sums[1] / n_rows,
-                       "kl": sums[2] / n_rows}
-                curves["vae"].append(row)
-                seconds["vae"].append(time.perf_counter() - t0)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.1f}", nll=f"{row['nll']:.1f}", kl=f"{row['kl']:.0f}",
-                                    rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
-                    bar.update(1)
-                done = state["epoch"] == tc.vae_epochs
-                if done:
-                    vae.eval()
-                    metrics.update(vae_metrics(vae, x_all, y_all, overall, dev))
-                    posterior = encode_posterior(vae, x_all, dev)  # (R, C, T) each; in memory only, reused by the DiT stage
-                    latent_scale = latent_scale_of(*posterior, with_sd=tc.dit_target == "sample")
-                    metrics["latent_scale"] = latent_scale
-                    state = {"stage": "dit", "epoch": 0}
-                if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
-                    save_checkpoint(checkpoint, payload())
-                if callback:
-                    callback("vae" if not done else "vae_done", tc.vae_epochs if done else state["epoch"])
-            if bar is not None:
-                bar.close()
-            say(f"VAE: {tc.vae_epochs} epochs, reconstruction accuracy {metrics['vae_accuracy']:.4f} "
-                f"(majority allele {metrics['majority_accuracy']:.4f}, majority per label "
-                f"{metrics['label_majority_accuracy']:.4f}), latent scale {latent_scale:.4f}")
 
-        # ---------------------------------------------------------------- stage 2: DiT
-        vae.eval()
-        if state["stage"] == "dit":
-            mu, sigma = posterior if posterior is not None else encode_posterior(vae, x_all, dev)  # (R, C, T) each
-            bar = progress_bar(tc.dit_epochs, "DiT", progress, state["epoch"])
-            dit.train()
-            steps_per_epoch = -(-n_rows // tc.dit_batch_size)
-            total_steps = steps_per_epoch * tc.dit_epochs
-            while state["stage"] == "dit":
-                t0 = time.perf_counter()
-                order = torch.randperm(n_rows, generator=gen)
-                total = 0.0
-                for k, start in enumerate(range(0, n_rows, tc.dit_batch_size)):
-                    step = state["epoch"] * steps_per_epoch + k  # a function of the checkpointed epoch: resume is exact
-                    for group in dit_opt.param_groups:
-                        group["lr"] = dit_learning_rate(step, total_steps, tc)
-                    idx = order[start:start + tc.dit_batch_size]
-                    if tc.dit_target == "mean":
-                        z0 = (mu[idx] * latent_scale).to(dev)  # (B, C, T)
-                    else:
-                        eps = torch.randn(mu[idx].shape, generator=gen)
-                        z0 = ((mu[idx] + sigma[idx] * eps) * latent_scale).to(dev)  # (B, C, T)
-                    cond = {"y": y_all[idx].to(dev)}
-                    if p_all is not None:
-                        cond["pheno"] = p_all[idx].to(dev)  # missing phenotype = the null index
-                    per_row = diffusion.training_loss(
-                        dit, z0, cond=cond, reduction="none", rng=gen,
-                        model_kwargs={"rng": gen})  # (B,)
-                    optimizer_step(dit, dit_opt, per_row, grad_clip=tc.grad_clip)
-                    ema.update(dit)
-                    total += float(per_row.detach().sum())
-                state["epoch"] += 1
-                row = {"epoch": state["epoch"], "loss": total / n_rows}
-                curves["dit"].append(row)
-                seconds["dit"].append(time.perf_counter() - t0)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
-                    bar.update(1)
-                done = state["epoch"] == tc.dit_epochs
-                if done:
-                    state = {"stage": "done", "epoch": tc.dit_epochs}
-                    if tc.calibration_rows > 0:
-                        with ema.average_parameters(dit):
-                            calibration = calibrate_frequencies(vae, dit, diffusion, cal_target, latent_scale,
-                                                     rows=tc.calibration_rows, steps=tc.calibration_steps,
-                                                     rng=gen, dev=dev, by_phenotype=by_phenotype)
-                        metrics["calibration_max_abs_logit"] = float(calibration.abs().max())
-                    dit.train()
-                if checkpoint and (done or state["epoch"] % tc.checkpoint_every == 0):
-                    save_checkpoint(checkpoint, payload())
-                if callback:
-                    callback("dit" if not done else "dit_done", tc.dit_epochs if done else state["epoch"])
-            if bar is not None:
-                bar.close()
-            del mu, sigma
-            say(f"DiT: {tc.dit_epochs} epochs, final loss {curves['dit'][-1]['loss']:.4f}")
-    model = Generator.from_payload(payload())
-    model.meta["epoch_seconds"] = seconds
-    return model
+def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device, *, progress: bool,
+            say: Callable[[str], None], checkpoint: str | None, callback: Callable | None, every: int) -> None:
+    """2. The latent DiT from ``run.epoch`` to ``dit_epochs``; then the frequency calibration (EMA weights)."""
+    tc = config.training
+    n_rows = data.alleles.shape[0]
+    mu, sigma = run.posterior if run.posterior is not None else encode_posterior(run.vae, data.alleles, dev)
+    bar = progress_bar(tc.dit_epochs, "DiT", progress, run.epoch)
+    run.dit.train()
+    while run.stage == "dit":
+        t0 = time.perf_counter()
+        row = dit_epoch(run, data, config, dev, mu, sigma)
+        run.curves["dit"].append(row)
+        run.seconds["dit"].append(time.perf_counter() - t0)
+        _show_epoch(bar, n_rows, t0, loss=f"{row['loss']:.4f}")
+        done = run.epoch == tc.dit_epochs
+        if done:
+            run.stage, run.epoch = "done", tc.dit_epochs
+            if tc.calibration_rows > 0:
+                with run.ema.average_parameters(run.dit):
+                    run.calibration = calibrate_frequencies(
+                        run.vae, run.dit, run.diffusion, run.cal_target, run.latent_scale,
+                        rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen, dev=dev,
+                        by_phenotype=run.by_phenotype)
+                run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
+            run.dit.train()
+        _end_epoch(run, "dit", done=done, total=tc.dit_epochs, checkpoint=checkpoint, callback=callback, every=every)
+    if bar is not None:
+        bar.close()
+    run.posterior = None
+    say(f"DiT: {tc.dit_epochs} epochs, final loss {run.curves['dit'][-1]['loss']:.4f}")
+
+
+def dit_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device,
+              mu: torch.Tensor, sigma: torch.Tensor) -> dict:
+    """One DiT epoch over shuffled rows; its curve row (mean loss).
+
+    mu, sigma : float, shape (R, C, T), the VAE posterior of the training rows.
+    """
+    tc = config.training
+    n_rows = data.alleles.shape[0]
+    steps_per_epoch = -(-n_rows // tc.dit_batch_size)
+    total_steps = steps_per_epoch * tc.dit_epochs
+    order = torch.randperm(n_rows, generator=run.gen)
+    total = 0.0
+    for k, start in enumerate(range(0, n_rows, tc.dit_batch_size)):
+        step = run.epoch * steps_per_epoch + k  # a function of the checkpointed epoch: resume is exact
+        for group in run.dit_opt.param_groups:
+            group["lr"] = dit_learning_rate(step, total_steps, tc)
+        idx = order[start:start + tc.dit_batch_size]
+        if tc.dit_target == "mean":
+            z0 = (mu[idx] * run.latent_scale).to(dev)  # (B, C, T)
+        else:
+            eps = torch.randn(mu[idx].shape, generator=run.gen)
+            z0 = ((mu[idx] + sigma[idx] * eps) * run.latent_scale).to(dev)  # (B, C, T)
+        cond = {"y": data.labels[idx].to(dev)}
+        if data.phenotypes is not None:
+            cond["pheno"] = data.phenotypes[idx].to(dev)  # missing phenotype = the null index
+        per_row = run.diffusion.training_loss(run.dit, z0, cond=cond, reduction="none", rng=run.gen,
+                                              model_kwargs={"rng": run.gen})  # (B,)
+        optimizer_step(run.dit, run.dit_opt, per_row, grad_clip=tc.grad_clip)
+        run.ema.update(run.dit)
+        total += float(per_row.detach().sum())
+    run.epoch += 1
+    return {"epoch": run.epoch, "loss": total / n_rows}
+
+
+def _show_epoch(bar, n_rows: int, t0: float, **postfix: str) -> None:
+    """Advance the progress bar (if any) by one epoch, showing ``postfix`` and rows per second."""
+    if bar is not None:
+        bar.set_postfix(**postfix, rows_s=f"{n_rows / (time.perf_counter() - t0):.0f}")
+        bar.update(1)
+
+
+def _end_epoch(run: PlainRun, stage: str, *, done: bool, total: int, checkpoint: str | None,
+               callback: Callable | None, every: int) -> None:
+    """Write the checkpoint every ``every`` epochs and when ``stage`` is done; then call ``callback``."""
+    if checkpoint and (done or run.epoch % every == 0):
+        save_checkpoint(checkpoint, run.payload())
+    if callback:
+        callback(f"{stage}_done" if done else stage, total if done else run.epoch)
 
 
 @torch.no_grad()

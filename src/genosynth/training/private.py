@@ -1,9 +1,10 @@
 """Training the generator under a differential-privacy budget (``genosynth train --epsilon E``).
 
-:func:`train_private` is the DP counterpart of :func:`genosynth.generator.train_generator`. It
-builds the same models (:func:`~genosynth.generator.build_models`) and writes a checkpoint that
-:class:`~genosynth.generator.Generator` loads unchanged, but every access to the private cohort
-goes through one mechanism recorded in one :class:`~genosynth.privacy.PrivacyAccountant`:
+:func:`train_private` is the DP counterpart of :func:`genosynth.training.plain.train_generator`.
+It builds the same models (:func:`~genosynth.models.checkpoint.build_models`) and writes a
+checkpoint that :class:`~genosynth.sampling.generator.Generator` loads unchanged, but every
+access to the private cohort goes through one mechanism recorded in one
+:class:`~genosynth.privacy.PrivacyAccountant`:
 
 ====================  =============================================================================
 event                 what is released (``docs/privacy.md`` §2 has sensitivities and assumptions)
@@ -20,7 +21,7 @@ event                 what is released (``docs/privacy.md`` §2 has sensitivitie
 ``correlation_prior`` the banded per-label SNP correlation (Gaussian), for correlation-guided decoding
 ====================  =============================================================================
 
-The plan (:func:`~genosynth.privacy.plan_for_training`) is calibrated **before** any training,
+The plan (:func:`~genosynth.training.dp_plan.plan_private`) is calibrated **before** any training,
 so an impossible budget raises :class:`~genosynth.errors.PrivacyError` without touching the data
 beyond its size. The unit of privacy is a person: in haplotype mode a person's two haplotype rows
 share one clipped gradient and one clipped latent pair.
@@ -30,6 +31,14 @@ gradients or norms, latents, exact label counts, exact allele frequencies or cor
 dependent preprocessing (MAF filter, SNP selection) is not done here: it must be done on public
 data or by an accounted mechanism (``genosynth select --epsilon``), whose privacy report, carried
 in ``cohort.meta["privacy"]``, is composed into this run's accountant.
+
+:func:`train_private` reads as its stages: 0. plan and start (:func:`start_run`); 1. release the
+frequencies and the ancestry spread (:func:`release_frequencies`); 2. fit the VAE under DP-SGD
+(:func:`fit_vae`); 3. release the stage-1 latents once and fit stage 1 on them
+(:func:`fit_stage1`); 4. fit stage 2 under DP-SGD (:func:`fit_stage2`); 5. release the LD prior
+(:func:`release_correlation_prior`); 6. calibrate the frequencies (:func:`calibrate_released`)
+and write the checkpoint (:func:`finish`). The noise seed is secret
+(:func:`genosynth.seeds.noise_seed`) unless a test asks for ``deterministic_noise``.
 
 References
 ----------
@@ -42,38 +51,35 @@ from noisy data).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from genosynth.cohort import Cohort
-from genosynth.models.diffusion import GaussianDiffusion
-from genosynth.models.ema import EMA
 from genosynth.errors import InputError, PrivacyError
-from genosynth.models.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, variants_to_dict, build_models, load_state_dicts, load_tagged, save_checkpoint, state_dicts
-from genosynth.sampling.generator import Generator
+from genosynth.models.checkpoint import (build_models, checkpoint_head, checkpoint_payload, load_state_dicts,
+                                         load_tagged, save_checkpoint, state_dicts)
 from genosynth.models.config import GeneratorConfig
-from genosynth.training.calibration import calibrate_frequencies
-from genosynth.training.plain import encode_posterior, latent_scale_of
-from genosynth.runtime import deterministic
-from genosynth.training.data import label_parents, prepare_data
-from genosynth.provenance import versions
+from genosynth.models.diffusion import GaussianDiffusion
+from genosynth.models.dit import DiT1D, DiTConfig
+from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
-from genosynth.privacy import (
-    DPSGD,
-    PrivacyAccountant,
-    release_stage1_latents,
-    stage1_training_pair,
-)
-from genosynth.privacy.releases import release_ancestry_spread
-from genosynth.training.dp_plan import PrivacyConfig
-from genosynth.training.data import person_dosages
-from genosynth.training.dp_plan import plan_private
-from genosynth.privacy.releases import release_label_frequencies
-from genosynth.training.ld_fit import shrink_correlation_bands
-from genosynth.training.dp_plan import spread_dims
+from genosynth.privacy import DPSGD, PrivacyAccountant, release_stage1_latents, stage1_training_pair
+from genosynth.privacy.releases import release_ancestry_spread, release_label_frequencies
+from genosynth.runtime import deterministic
+from genosynth.sampling.generator import Generator
+from genosynth.seeds import noise_seed
+from genosynth.training.calibration import calibrate_frequencies
+from genosynth.training.data import TrainingData, label_parents, person_dosages, prepare_data
+from genosynth.training.dp_plan import PrivacyConfig, plan_private, spread_dims
+from genosynth.training.ld_fit import fit_prior, shrink_correlation_bands
+from genosynth.training.plain import encode_posterior, latent_scale_of
 
 
 def _class_frequencies(p: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -174,8 +180,6 @@ def resume_path(checkpoint: str) -> str:
 
 def _data_digest(alleles: torch.Tensor, labels: torch.Tensor) -> str:
     """SHA-256 of the training rows and labels (kept only in the private resume file)."""
-    import hashlib
-
     h = hashlib.sha256()
     h.update(alleles.numpy().tobytes())
     h.update(labels.numpy().tobytes())
@@ -184,8 +188,6 @@ def _data_digest(alleles: torch.Tensor, labels: torch.Tensor) -> str:
 
 def _load_resume(path: str, *, checkpoint: str, expect: dict) -> dict:
     """Read and check a private resume file; raise :class:`InputError` naming the fix."""
-    import os
-
     if not os.path.exists(path):
         if os.path.exists(checkpoint):
             raise InputError(
@@ -213,7 +215,8 @@ def train_private(
     config: GeneratorConfig | None = None,
     privacy: PrivacyConfig | None = None,
     public_reference: Cohort | None = None,
-    seed: int = 0,
+    seed: int | None = None,
+    deterministic_noise: bool = False,
     checkpoint: str | None = None,
     resume: bool = False,
     log: Callable[[str], None] | None = None,
@@ -233,10 +236,14 @@ def train_private(
     public_reference : Cohort, optional
         Public people (same variants) to train the VAE on, non-privately; the VAE then costs no
         budget. Their labels are not used (the VAE is trained with the null label).
-    seed : int
-        Seeds every random draw, DP noise and Poisson sampling included. It is a **secret**: whoever
-        knows it can recompute the noise. It is never written to the checkpoint or the log (the
-        CLI draws it from the OS when ``--seed`` is not given).
+    seed : int, optional
+        Used only with ``deterministic_noise``. Every random draw, DP noise and Poisson sampling
+        included, comes from one seed, which is a **secret**: whoever knows it can recompute the
+        noise. By default it is drawn from the OS (:func:`genosynth.seeds.noise_seed`) and written
+        nowhere, whatever ``seed`` says.
+    deterministic_noise : bool
+        Take ``seed`` as the noise seed (tests that compare two runs); such a release has no
+        privacy guarantee against whoever knows ``seed``.
     checkpoint : str, optional
         Where to write the final checkpoint (``Generator.load`` reads it). Nothing is written
         before the plan has been calibrated, so a refused budget leaves no file. Every
@@ -262,14 +269,44 @@ def train_private(
         Impossible budget (before any training), or missing genotypes.
     InputError
         ``resume`` without a matching resume file; a resume file left by an interrupted run when
-        ``resume`` is False.
+        ``resume`` is False; ``deterministic_noise`` without a ``seed``.
     """
-    import os
-
     config = config or GeneratorConfig()
     privacy = privacy or PrivacyConfig()
     say = log or (lambda message: None)
     t_start = time.perf_counter()
+    private_file = _check_run(cohort, public_reference, checkpoint=checkpoint, resume=resume)
+    z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy,
+                                       public_reference=public_reference is not None)  # raises before training
+    say(f"DP plan: target epsilon={privacy.epsilon:g}, delta={privacy.delta:g}; noise multipliers "
+        + ", ".join(f"{k} {v:.3g}" for k, v in z_mult.items()))
+    say("planned " + plan.summary(privacy.delta))
+    secret = noise_seed(seed, deterministic=deterministic_noise)  # never recorded
+    run = start_run(cohort, config, privacy, z_mult=z_mult, prior=prior, seed=secret,
+                    public_reference=public_reference is not None, private_file=private_file, callback=callback)
+    if resume:
+        resume_run(run, checkpoint, say)
+    with deterministic():
+        release_frequencies(run, cohort, say)  # 1. frequencies, label counts, ancestry spread (Gaussian)
+        rows = public_rows(public_reference, run)  # (R_pub, V) or None
+        fit_vae(run, rows, say)  # 2. VAE (DP-SGD, or public reference)
+        mu, sd = private_latents(run, rows)  # (N, P, C, T) each, in memory only
+        s1_s = fit_stage1(run, mu, sd)  # 3. stage-1 latent release (once) + its training
+        s2_s = fit_stage2(run, mu, sd)  # 4. stage 2 (DP-SGD)
+        del mu, sd
+        say(f"DiT: stage 1 {privacy.stage1_epochs if run.S < run.T else 0} epochs on the release ({s1_s:.1f} s), "
+            f"stage 2 {config.training.dit_epochs} DP-SGD epochs ({s2_s:.1f} s)")
+        corr_state = release_correlation_prior(run, cohort)  # 5. LD prior (Gaussian)
+        calibration = calibrate_released(run)  # 6. allele-frequency calibration (post-processing)
+    payload = finish(run, cohort, corr_state=corr_state, calibration=calibration, checkpoint=checkpoint, say=say)
+    model = Generator.from_payload(payload)
+    model.meta["train_seconds"] = round(time.perf_counter() - t_start, 1)
+    return model
+
+
+def _check_run(cohort: Cohort, public_reference: Cohort | None, *, checkpoint: str | None,
+               resume: bool) -> str | None:
+    """Check the inputs and run files at the door; return the private resume file (None without a checkpoint)."""
     if public_reference is not None and list(public_reference.variants["id"]) != list(cohort.variants["id"]):
         raise InputError("the public reference cohort must have the same variants, in the same order, as the input")
     if resume and not checkpoint:
@@ -280,246 +317,371 @@ def train_private(
             f"{private_file} holds an interrupted DP run of this --out; continue it with --resume (same input and "
             "options), or delete that file to start afresh"
         )
-    z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy,
-                                       public_reference=public_reference is not None)  # raises before training
-    say(f"DP plan: target epsilon={privacy.epsilon:g}, delta={privacy.delta:g}; noise multipliers "
-        + ", ".join(f"{k} {v:.3g}" for k, v in z_mult.items()))
-    say("planned " + plan.summary(privacy.delta))
+    return private_file
 
+
+@dataclass
+class PrivateRun:
+    """A DP run between its stages; :meth:`save_resume` writes what an exact resume needs.
+
+    Holds private data (``x_person``, ``dosages``, ``released``) in memory only.
+    """
+
+    config: GeneratorConfig
+    privacy: PrivacyConfig
+    data: TrainingData
+    x_person: torch.Tensor  # (N, P, V) int8, private
+    y_person: torch.Tensor  # (N,) label index
+    dosages: np.ndarray  # (N, V) float64 ALT dosages, private
+    parents: dict[str, dict[str, str]]  # the panel's label hierarchy, public like the vocabulary
+    z_mult: dict[str, float]  # event -> noise multiplier (the plan)
+    vae: GenotypeVAE
+    dit: DiT1D
+    dit_cfg: DiTConfig
+    diffusion: GaussianDiffusion
+    vae_opt: torch.optim.Optimizer
+    dit_opt: torch.optim.Optimizer
+    s1_opt: torch.optim.Optimizer  # stage 1 (post-processing of the release): not in the checkpoint
+    ema: EMA
+    gen: torch.Generator  # Poisson sampling, DP-SGD and stage-1 noise, every torch draw: secret
+    rng: np.random.Generator  # noise of the Gaussian releases: secret
+    acc: PrivacyAccountant
+    expect: dict  # what a resume must match: the plan depends on all of it
+    private_file: str | None
+    callback: Callable[[str, int], None] | None
+    stage: str = "vae"  # "vae", "release" or "dit"
+    epoch: int = 0
+    rel: dict | None = None  # the frequency release (with the ancestry spread)
+    released: torch.Tensor | None = None  # (R, C, T) the stage-1 latent release
+    latent_scale: float = 1.0
+
+    @property
+    def parts(self) -> dict:
+        """What the resume file restores; the released checkpoint holds the same less ``s1_opt``."""
+        return {"vae": self.vae, "vae_opt": self.vae_opt, "dit": self.dit, "dit_opt": self.dit_opt,
+                "s1_opt": self.s1_opt, "ema": self.ema}
+
+    @property
+    def n(self) -> int:
+        return self.x_person.shape[0]
+
+    @property
+    def per(self) -> int:
+        """Rows per person (2 haplotypes, or 1 genotype row)."""
+        return self.x_person.shape[1]
+
+    @property
+    def T(self) -> int:
+        return self.config.diffusion.timesteps
+
+    @property
+    def S(self) -> int:
+        """Stage split: stage 1 trains ``t >= S`` from the release, stage 2 ``t < S``."""
+        return self.privacy.split(self.T)
+
+    @property
+    def q(self) -> float:
+        """Poisson sampling rate of both DP-SGD stages."""
+        return self.privacy.batch_size / self.n
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return int(math.ceil(1.0 / self.q))
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(P, C, T)`` of one person's latents."""
+        return self.per, self.config.vae.latent_channels, self.vae.n_tokens
+
+    def class_freqs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Allele-class frequencies of the release: overall (V, K) and per label (L, V, K)."""
+        k = self.data.n_classes
+        return _class_frequencies(self.rel["overall"], k), _class_frequencies(self.rel["freq"], k)
+
+    def save_resume(self, at_stage: str, at_epoch: int) -> None:
+        """Write the private resume file (atomically), then call ``callback``."""
+        if self.private_file:
+            blob = {"format": RESUME_FORMAT, **self.expect, "stage": at_stage, "epoch": at_epoch,
+                    "warning": "PRIVATE: holds the DP noise-generator states and per-person noisy latents; "
+                               "never release this file (genosynth deletes it when training ends)",
+                    "accountant": self.acc.state_dict(), "rel": self.rel, "released": self.released,
+                    "latent_scale": self.latent_scale, **state_dicts(self.parts), "gen": self.gen.get_state(),
+                    "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+            save_checkpoint(self.private_file, blob)
+        if self.callback is not None:
+            self.callback(at_stage, at_epoch)
+
+
+def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *, z_mult: dict[str, float],
+              prior: PrivacyAccountant | None, seed: int, public_reference: bool, private_file: str | None,
+              callback: Callable | None) -> PrivateRun:
+    """0. Training rows, noise generators seeded with the (secret) ``seed``, accountant, models, optimisers."""
     data = prepare_data(cohort, label_column=config.label_column, mode=config.mode)
     tc = config.training
-    n = cohort.n_samples
+    n, v = cohort.n_samples, cohort.n_variants
     per = 2 if data.phased else 1  # rows per person
-    n_labels = len(data.vocabulary)
-    v = cohort.n_variants
     x_person = data.alleles.reshape(n, per, v)  # (N, P, V) int8
     y_person = data.labels.reshape(n, per)[:, 0].clone()  # (N,)
     dosages = person_dosages(data.alleles, per)  # (N, V), private, in memory only
-    # the panel's label hierarchy (e.g. pop -> super_pop), treated as public like the label vocabulary
     parents = label_parents(cohort, config.label_column, data.vocabulary)
-    parent_index = None
-    if "super_pop" in parents:
-        names = sorted(set(parents["super_pop"].values()))
-        parent_index = np.array([names.index(parents["super_pop"][lab]) for lab in data.vocabulary])
     gen = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng([int(seed), 1])
     torch.manual_seed(int(seed))
     acc = PrivacyAccountant()
     if prior is not None:
         acc.extend(prior)
-
-    vae, dit, dit_cfg = build_models(config, n_variants=v, n_classes=data.n_classes, n_labels=n_labels)
+    vae, dit, dit_cfg = build_models(config, n_variants=v, n_classes=data.n_classes, n_labels=len(data.vocabulary))
     diffusion = GaussianDiffusion(config.diffusion)
-    T = config.diffusion.timesteps
-    S = privacy.split(T)
-    q = privacy.batch_size / n
-    steps_per_epoch = int(math.ceil(1.0 / q))
-    c, tok = config.vae.latent_channels, vae.n_tokens
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
     dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     s1_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
-    # what the resume file restores; the released checkpoint holds the same less the stage-1 optimiser
-    parts = {"vae": vae, "vae_opt": vae_opt, "dit": dit, "dit_opt": dit_opt, "s1_opt": s1_opt, "ema": ema}
-    null = dit_cfg.n_classes
-    every = max(1, int(tc.checkpoint_every))
-
-    # what a resume must match: the plan depends on all of it
     expect = {"config": config.to_dict(), "privacy_config": privacy.to_dict(), "n": n,
-              "public_reference": public_reference is not None,
-              "digest": _data_digest(data.alleles, data.labels)}
-    stage, epoch = "vae", 0
-    rel = released = None
-    latent_scale = 1.0
-    if resume:
-        st = _load_resume(private_file, checkpoint=checkpoint, expect=expect)
-        stage, epoch = st["stage"], int(st["epoch"])
-        acc = PrivacyAccountant()
-        acc.load_state_dict(st["accountant"])
-        rel, released, latent_scale = st["rel"], st["released"], float(st["latent_scale"])
-        load_state_dicts(parts, st)
-        gen.set_state(st["gen"])
-        rng.bit_generator.state = st["rng"]
-        torch.set_rng_state(st["torch_rng"])
-        say(f"Resumed the DP run from {private_file}: stage {stage}, epoch {epoch} (noise generators and "
-            f"accountant restored: epsilon spent so far {acc.get_epsilon(privacy.delta):.4g})")
+              "public_reference": public_reference, "digest": _data_digest(data.alleles, data.labels)}
+    return PrivateRun(config=config, privacy=privacy, data=data, x_person=x_person, y_person=y_person,
+                      dosages=dosages, parents=parents, z_mult=z_mult, vae=vae, dit=dit, dit_cfg=dit_cfg,
+                      diffusion=diffusion, vae_opt=vae_opt, dit_opt=dit_opt, s1_opt=s1_opt, ema=ema, gen=gen,
+                      rng=rng, acc=acc, expect=expect, private_file=private_file, callback=callback)
 
-    def save_resume(at_stage: str, at_epoch: int) -> None:
-        """Write the private resume file (atomically), then call ``callback``."""
-        if private_file:
-            blob = {"format": RESUME_FORMAT, **expect, "stage": at_stage, "epoch": at_epoch,
-                    "warning": "PRIVATE: holds the DP noise-generator states and per-person noisy latents; "
-                               "never release this file (genosynth deletes it when training ends)",
-                    "accountant": acc.state_dict(), "rel": rel, "released": released, "latent_scale": latent_scale,
-                    **state_dicts(parts), "gen": gen.get_state(), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-            save_checkpoint(private_file, blob)
-        if callback is not None:
-            callback(at_stage, at_epoch)
 
-    def class_freqs() -> tuple[torch.Tensor, torch.Tensor]:
-        return _class_frequencies(rel["overall"], data.n_classes), _class_frequencies(rel["freq"], data.n_classes)
+def resume_run(run: PrivateRun, checkpoint: str, say: Callable[[str], None]) -> None:
+    """Restore ``run`` from its private resume file: stage, accountant, releases, models, noise generators."""
+    st = _load_resume(run.private_file, checkpoint=checkpoint, expect=run.expect)
+    run.stage, run.epoch = st["stage"], int(st["epoch"])
+    run.acc = PrivacyAccountant()
+    run.acc.load_state_dict(st["accountant"])
+    run.rel, run.released, run.latent_scale = st["rel"], st["released"], float(st["latent_scale"])
+    load_state_dicts(run.parts, st)
+    run.gen.set_state(st["gen"])
+    run.rng.bit_generator.state = st["rng"]
+    torch.set_rng_state(st["torch_rng"])
+    say(f"Resumed the DP run from {run.private_file}: stage {run.stage}, epoch {run.epoch} (noise generators and "
+        f"accountant restored: epsilon spent so far {run.acc.get_epsilon(run.privacy.delta):.4g})")
 
-    with deterministic():
-        # ------------------------------------------------ 1. frequencies + label counts (Gaussian)
-        if rel is None:
-            rel = release_label_frequencies(dosages, y_person.numpy(), n_labels,
-                                            noise_multiplier=z_mult["allele_frequencies"], rng=rng,
-                                            accountant=acc, name="allele_frequencies", parents=parent_index,
-                                            denoiser=privacy.frequency_denoiser,
-                                            clip_fraction=privacy.frequency_clip)
-            if "rank" in rel:  # a function of the release only
-                say(f"Frequency release denoised to rank {rel['rank']} of {n_labels} labels")
-            k_spread = spread_dims(cohort, config.label_column, privacy)
-            if k_spread > 0:  # directions and centres from the release above; one more Gaussian release
-                rel["spread"] = release_ancestry_spread(
-                    dosages, y_person.numpy(), freq=rel["freq"], counts=rel["counts"], dims=k_spread,
-                    clip=privacy.ancestry_clip, noise_multiplier=z_mult["ancestry_spread"], rng=rng,
-                    accountant=acc, name="ancestry_spread", ploidy=2)
-            overall_k, per_label_k = class_freqs()  # (V, K), (L, V, K)
-            vae.init_biases(overall_k, per_label_k)
-        overall_k, per_label_k = class_freqs()
-        label_mix = {lab: float(m) for lab, m in zip(data.vocabulary, rel["mix"])}
 
-        # ------------------------------------------------ 2. VAE (DP-SGD, or public reference)
-        t0 = time.perf_counter()
-        rows = None
-        if public_reference is not None:
-            pub = prepare_data(public_reference, label_column=config.label_column, mode=config.mode) \
-                if config.label_column in public_reference.samples.columns else None
-            rows = (pub.alleles if pub is not None else torch.from_numpy(
-                np.ascontiguousarray(public_reference.alleles if data.phased else public_reference.genotypes(),
-                                     dtype=np.int8)))  # (R_pub, V)
-        if stage == "vae":
-            vae.train()
-            dp_vae = None
-            if public_reference is None:
-                dp_vae = DPSGD(_VAEPersonLoss(vae), vae_opt, noise_multiplier=z_mult["vae/dpsgd"],
-                               max_grad_norm=privacy.max_grad_norm, expected_batch_size=privacy.batch_size,
-                               rng=gen, accountant=acc, sample_rate=q, name="vae/dpsgd", n_samples=n,
-                               max_physical_batch_size=privacy.max_physical_batch_size)
-            while epoch < tc.vae_epochs:
-                if dp_vae is not None:
-                    for idx in dp_vae.batches(steps_per_epoch):
-                        b = idx.numel()
-                        yb = y_person[idx]
-                        drop = torch.rand(b, generator=gen) < config.vae.label_dropout
-                        yb = torch.where(drop, torch.full_like(yb, n_labels), yb)
-                        eps = torch.randn(b, per, c, tok, generator=gen)
-                        dp_vae.step(lambda fwd, x, y_, e: fwd(x, y_, e).mean(), (x_person[idx], yb, eps))
-                else:
-                    order = torch.randperm(rows.shape[0], generator=gen)
-                    for start in range(0, rows.shape[0], tc.vae_batch_size):
-                        xb = rows[order[start:start + tc.vae_batch_size]]
-                        yb = torch.full((xb.shape[0],), n_labels, dtype=torch.long)
-                        out = vae(xb, yb, rng=gen)
-                        vae_opt.zero_grad(set_to_none=True)
-                        out["loss"].mean().backward()
-                        if tc.grad_clip > 0:
-                            torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
-                        vae_opt.step()
-                epoch += 1
-                if epoch < tc.vae_epochs and epoch % every == 0:
-                    save_resume("vae", epoch)
-            stage, epoch = "release", 0
-        vae.eval()
-        say(f"VAE: {tc.vae_epochs} epochs ({'public reference' if public_reference is not None else 'DP-SGD'}), "
-            f"{time.perf_counter() - t0:.1f} s")
+def release_frequencies(run: PrivateRun, cohort: Cohort, say: Callable[[str], None]) -> None:
+    """1. Release per-label frequencies and counts, then the ancestry spread; set the VAE's biases from them.
 
-        # ------------------------------------------------ 3. latents (in memory only)
-        if public_reference is not None:
-            latent_scale = latent_scale_of(*encode_posterior(vae, rows, torch.device("cpu")))
-        else:
-            latent_scale = 1.0  # public choice: the KL term pulls latents towards N(0, I)
-        mu, sd = encode_posterior(vae, data.alleles, torch.device("cpu"))  # (R, C, T) each, private
-        mu = mu.reshape(n, per, c, tok) * latent_scale
-        sd = sd.reshape(n, per, c, tok) * latent_scale
+    Done once: a resumed run has the release (and the VAE state) already.
+    """
+    if run.rel is not None:
+        return
+    privacy, vocabulary = run.privacy, run.data.vocabulary
+    parent_index = None
+    if "super_pop" in run.parents:
+        names = sorted(set(run.parents["super_pop"].values()))
+        parent_index = np.array([names.index(run.parents["super_pop"][lab]) for lab in vocabulary])
+    rel = release_label_frequencies(run.dosages, run.y_person.numpy(), len(vocabulary),
+                                    noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
+                                    accountant=run.acc, name="allele_frequencies", parents=parent_index,
+                                    denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip)
+    if "rank" in rel:  # a function of the release only
+        say(f"Frequency release denoised to rank {rel['rank']} of {len(vocabulary)} labels")
+    k_spread = spread_dims(cohort, run.config.label_column, privacy)
+    if k_spread > 0:  # directions and centres from the release above; one more Gaussian release
+        rel["spread"] = release_ancestry_spread(
+            run.dosages, run.y_person.numpy(), freq=rel["freq"], counts=rel["counts"], dims=k_spread,
+            clip=privacy.ancestry_clip, noise_multiplier=run.z_mult["ancestry_spread"], rng=run.rng,
+            accountant=run.acc, name="ancestry_spread", ploidy=2)
+    run.rel = rel
+    run.vae.init_biases(*run.class_freqs())  # (V, K), (L, V, K)
 
-        # ------------------------------------------------ 4. stage-1 release (once) + DiT training
-        def stage1_step(batch_rows: torch.Tensor) -> None:
-            t1 = torch.randint(S, T, (batch_rows.shape[0],), generator=gen)
-            loss = _stage1_loss(diffusion, dit, batch_rows, t1, release_step=S - 1, null_label=null, rng=gen)
-            s1_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
-            s1_opt.step()
-            ema.update(dit)
 
-        dit.train()
-        t0 = time.perf_counter()
-        if stage == "release":
-            if S < T and privacy.stage1_epochs > 0:
-                z0 = mu + sd * torch.randn(mu.shape, generator=gen)  # (N, P, C, T)
-                released = release_stage1_latents(z0, latent_clip=privacy.latent_clip,
-                                                  alpha_bar=float(diffusion.alphas_cumprod[S - 1]),
-                                                  rng=gen, accountant=acc, name="diffusion/stage1")
-                released = released.reshape(n * per, c, tok)  # (R, C, T): only the release from here on
-                del z0
-                for _ in range(privacy.stage1_epochs):
-                    order = torch.randperm(released.shape[0], generator=gen)
-                    for start in range(0, released.shape[0], tc.dit_batch_size):
-                        stage1_step(released[order[start:start + tc.dit_batch_size]])
-            stage, epoch = "dit", 0
-            save_resume("dit", 0)
-        s1_s = time.perf_counter() - t0
+def public_rows(public_reference: Cohort | None, run: PrivateRun) -> torch.Tensor | None:
+    """Training rows of the public reference cohort, int8 shape (R_pub, V) (None without one)."""
+    if public_reference is None:
+        return None
+    config = run.config
+    if config.label_column in public_reference.samples.columns:
+        return prepare_data(public_reference, label_column=config.label_column, mode=config.mode).alleles
+    g = public_reference.alleles if run.data.phased else public_reference.genotypes()
+    return torch.from_numpy(np.ascontiguousarray(g, dtype=np.int8))
 
-        t0 = time.perf_counter()
-        dp_dit = DPSGD(dit, dit_opt, noise_multiplier=z_mult["diffusion/stage2"], max_grad_norm=privacy.max_grad_norm,
-                       expected_batch_size=privacy.batch_size, rng=gen, accountant=acc, sample_rate=q,
-                       name="diffusion/stage2", n_samples=n, max_physical_batch_size=privacy.max_physical_batch_size)
 
-        def stage2_loss(fwd, x0, yb, tb, noise, drop):
-            return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop).mean()
+def fit_vae(run: PrivateRun, rows: torch.Tensor | None, say: Callable[[str], None]) -> None:
+    """2. The VAE: DP-SGD, one person per clipped gradient, or plain training on public ``rows``."""
+    tc = run.config.training
+    t0 = time.perf_counter()
+    if run.stage == "vae":
+        run.vae.train()
+        dp_vae = None
+        if rows is None:
+            dp_vae = DPSGD(_VAEPersonLoss(run.vae), run.vae_opt, noise_multiplier=run.z_mult["vae/dpsgd"],
+                           max_grad_norm=run.privacy.max_grad_norm, expected_batch_size=run.privacy.batch_size,
+                           rng=run.gen, accountant=run.acc, sample_rate=run.q, name="vae/dpsgd", n_samples=run.n,
+                           max_physical_batch_size=run.privacy.max_physical_batch_size)
+        every = max(1, int(tc.checkpoint_every))
+        while run.epoch < tc.vae_epochs:
+            if dp_vae is not None:
+                _vae_dp_epoch(run, dp_vae)
+            else:
+                _vae_public_epoch(run, rows)
+            run.epoch += 1
+            if run.epoch < tc.vae_epochs and run.epoch % every == 0:
+                run.save_resume("vae", run.epoch)
+        run.stage, run.epoch = "release", 0
+    run.vae.eval()
+    say(f"VAE: {tc.vae_epochs} epochs ({'public reference' if rows is not None else 'DP-SGD'}), "
+        f"{time.perf_counter() - t0:.1f} s")
 
-        # per-sample gradients: the math attention batches under vmap (the fused CPU kernel has no
-        # batching rule and falls back to a loop over samples)
-        from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        while stage == "dit" and epoch < tc.dit_epochs:
-            for idx in dp_dit.batches(steps_per_epoch):
-                b = idx.numel()
-                x0 = mu[idx] + sd[idx] * torch.randn(b, per, c, tok, generator=gen)  # (b, P, C, T)
-                tb = torch.randint(0, S, (b, per), generator=gen)
-                noise = torch.randn(b, per, c, tok, generator=gen)
-                drop = torch.rand(b, generator=gen) < dit_cfg.class_dropout
-                with sdpa_kernel([SDPBackend.MATH]):
-                    dp_dit.step(stage2_loss, (x0, y_person[idx], tb, noise, drop))
-                ema.update(dit)
-                if released is not None and privacy.stage1_interleave:
-                    pick = torch.randint(0, released.shape[0], (tc.dit_batch_size,), generator=gen)
-                    stage1_step(released[pick])
-            epoch += 1
-            if epoch % every == 0 or epoch == tc.dit_epochs:
-                save_resume("dit", epoch)
-        s2_s = time.perf_counter() - t0
-        dit.eval()
-        del mu, sd, released
-        say(f"DiT: stage 1 {privacy.stage1_epochs if S < T else 0} epochs on the release ({s1_s:.1f} s), "
-            f"stage 2 {tc.dit_epochs} DP-SGD epochs ({s2_s:.1f} s)")
+def _vae_dp_epoch(run: PrivateRun, dp_vae: DPSGD) -> None:
+    """One VAE epoch of DP-SGD steps on Poisson batches of people (labels dropped at random)."""
+    null = len(run.data.vocabulary)
+    for idx in dp_vae.batches(run.steps_per_epoch):
+        b = idx.numel()
+        yb = run.y_person[idx]
+        drop = torch.rand(b, generator=run.gen) < run.config.vae.label_dropout
+        yb = torch.where(drop, torch.full_like(yb, null), yb)
+        eps = torch.randn(b, *run.latent_shape, generator=run.gen)  # (b, P, C, T)
+        dp_vae.step(lambda fwd, x, y_, e: fwd(x, y_, e).mean(), (run.x_person[idx], yb, eps))
 
-        # ------------------------------------------------ 5. correlation prior (Gaussian)
-        corr_state = None
-        if privacy.correlation_window > 0:
-            from genosynth.training.ld_fit import fit_prior
 
-            window = int(min(privacy.correlation_window, max(1, v - 1)))
-            clip = privacy.correlation_clip or math.sqrt(v * (window + 1)) / 4.0
-            prior_obj = fit_prior(cohort, label_column=config.label_column, labels=data.vocabulary, window=window,
-                                  noise_multiplier=z_mult["correlation_prior"], clip=clip,
-                                  center=2.0 * rel["freq"], accountant=acc, rng=rng, name="correlation_prior")
-            prior_obj.info["n_per_label"] = {lab: float(cnt) for lab, cnt in zip(data.vocabulary, rel["counts"])}
-            if privacy.shrink_correlations:
-                prior_obj.bands, prior_obj.info["shrinkage"] = shrink_correlation_bands(
-                    prior_obj.bands, rel["freq"], rel["counts"], noise_multiplier=z_mult["correlation_prior"], clip=clip)
-            corr_state = prior_obj.state_dict()
+def _vae_public_epoch(run: PrivateRun, rows: torch.Tensor) -> None:
+    """One plain VAE epoch over the shuffled public rows (null label)."""
+    tc = run.config.training
+    order = torch.randperm(rows.shape[0], generator=run.gen)
+    for start in range(0, rows.shape[0], tc.vae_batch_size):
+        xb = rows[order[start:start + tc.vae_batch_size]]
+        yb = torch.full((xb.shape[0],), len(run.data.vocabulary), dtype=torch.long)
+        out = run.vae(xb, yb, rng=run.gen)
+        run.vae_opt.zero_grad(set_to_none=True)
+        out["loss"].mean().backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(run.vae.parameters(), tc.grad_clip)
+        run.vae_opt.step()
 
-        # ------------------------------------------------ 6. allele-frequency calibration (post-processing)
-        calibration = None
-        if privacy.calibrate_frequencies and tc.calibration_rows > 0:
-            with ema.average_parameters(dit):
-                calibration = calibrate_frequencies(vae, dit, diffusion, per_label_k, latent_scale, rows=tc.calibration_rows,
-                                         steps=tc.calibration_steps, rng=gen, dev=torch.device("cpu"))
 
+def private_latents(run: PrivateRun, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and sd of every person's rows, scaled: float, shape (N, P, C, T) each (private).
+
+    The scale comes from the public latents, or is 1 (a public choice: the KL term pulls latents
+    towards N(0, I)).
+    """
+    cpu = torch.device("cpu")
+    run.latent_scale = latent_scale_of(*encode_posterior(run.vae, rows, cpu)) if rows is not None else 1.0
+    mu, sd = encode_posterior(run.vae, run.data.alleles, cpu)  # (R, C, T) each
+    shape = (run.n, *run.latent_shape)
+    return mu.reshape(shape) * run.latent_scale, sd.reshape(shape) * run.latent_scale
+
+
+def fit_stage1(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
+    """3. Release each person's latent once (noised at level ``S - 1``) and train stage 1 on it; seconds taken.
+
+    mu, sd : float, shape (N, P, C, T).
+    """
+    privacy, tc = run.privacy, run.config.training
+    run.dit.train()
+    t0 = time.perf_counter()
+    if run.stage == "release":
+        if run.S < run.T and privacy.stage1_epochs > 0:
+            z0 = mu + sd * torch.randn(mu.shape, generator=run.gen)  # (N, P, C, T)
+            released = release_stage1_latents(z0, latent_clip=privacy.latent_clip,
+                                              alpha_bar=float(run.diffusion.alphas_cumprod[run.S - 1]),
+                                              rng=run.gen, accountant=run.acc, name="diffusion/stage1")
+            run.released = released.reshape(run.n * run.per, *run.latent_shape[1:])  # (R, C, T): only the release now
+            del z0
+            for _ in range(privacy.stage1_epochs):
+                order = torch.randperm(run.released.shape[0], generator=run.gen)
+                for start in range(0, run.released.shape[0], tc.dit_batch_size):
+                    stage1_step(run, run.released[order[start:start + tc.dit_batch_size]])
+        run.stage, run.epoch = "dit", 0
+        run.save_resume("dit", 0)
+    return time.perf_counter() - t0
+
+
+def stage1_step(run: PrivateRun, batch_rows: torch.Tensor) -> None:
+    """One step of the stage-1 optimiser on released latents (t >= S, unconditional), then the EMA."""
+    tc = run.config.training
+    t1 = torch.randint(run.S, run.T, (batch_rows.shape[0],), generator=run.gen)
+    loss = _stage1_loss(run.diffusion, run.dit, batch_rows, t1, release_step=run.S - 1,
+                        null_label=run.dit_cfg.n_classes, rng=run.gen)
+    run.s1_opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if tc.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.dit.parameters(), tc.grad_clip)
+    run.s1_opt.step()
+    run.ema.update(run.dit)
+
+
+def fit_stage2(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
+    """4. DP-SGD on the DiT for t < S (label-conditional), with interleaved stage-1 steps; seconds taken.
+
+    mu, sd : float, shape (N, P, C, T).
+    """
+    privacy, tc = run.privacy, run.config.training
+    t0 = time.perf_counter()
+    dp_dit = DPSGD(run.dit, run.dit_opt, noise_multiplier=run.z_mult["diffusion/stage2"],
+                   max_grad_norm=privacy.max_grad_norm, expected_batch_size=privacy.batch_size, rng=run.gen,
+                   accountant=run.acc, sample_rate=run.q, name="diffusion/stage2", n_samples=run.n,
+                   max_physical_batch_size=privacy.max_physical_batch_size)
+    diffusion = run.diffusion
+
+    def stage2_loss(fwd, x0, yb, tb, noise, drop):
+        return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop).mean()
+
+    every = max(1, int(tc.checkpoint_every))
+    while run.stage == "dit" and run.epoch < tc.dit_epochs:
+        for idx in dp_dit.batches(run.steps_per_epoch):
+            b = idx.numel()
+            x0 = mu[idx] + sd[idx] * torch.randn(b, *run.latent_shape, generator=run.gen)  # (b, P, C, T)
+            tb = torch.randint(0, run.S, (b, run.per), generator=run.gen)
+            noise = torch.randn(b, *run.latent_shape, generator=run.gen)  # (b, P, C, T)
+            drop = torch.rand(b, generator=run.gen) < run.dit_cfg.class_dropout
+            # per-sample gradients: the math attention batches under vmap (the fused CPU kernel has no
+            # batching rule and falls back to a loop over samples)
+            with sdpa_kernel([SDPBackend.MATH]):
+                dp_dit.step(stage2_loss, (x0, run.y_person[idx], tb, noise, drop))
+            run.ema.update(run.dit)
+            if run.released is not None and privacy.stage1_interleave:
+                pick = torch.randint(0, run.released.shape[0], (tc.dit_batch_size,), generator=run.gen)
+                stage1_step(run, run.released[pick])
+        run.epoch += 1
+        if run.epoch % every == 0 or run.epoch == tc.dit_epochs:
+            run.save_resume("dit", run.epoch)
+    run.dit.eval()
+    run.released = None
+    return time.perf_counter() - t0
+
+
+def release_correlation_prior(run: PrivateRun, cohort: Cohort) -> dict | None:
+    """5. The banded per-label SNP correlation, released (Gaussian) and shrunk by its known noise; a state dict.
+
+    None when ``privacy.correlation_window`` is 0 (nothing released).
+    """
+    privacy, rel = run.privacy, run.rel
+    if not privacy.correlation_window > 0:
+        return None
+    v = cohort.n_variants
+    z = run.z_mult["correlation_prior"]
+    window = int(min(privacy.correlation_window, max(1, v - 1)))
+    clip = privacy.correlation_clip or math.sqrt(v * (window + 1)) / 4.0
+    prior = fit_prior(cohort, label_column=run.config.label_column, labels=run.data.vocabulary, window=window,
+                      noise_multiplier=z, clip=clip, center=2.0 * rel["freq"], accountant=run.acc, rng=run.rng,
+                      name="correlation_prior")
+    prior.info["n_per_label"] = {lab: float(cnt) for lab, cnt in zip(run.data.vocabulary, rel["counts"])}
+    if privacy.shrink_correlations:
+        prior.bands, prior.info["shrinkage"] = shrink_correlation_bands(
+            prior.bands, rel["freq"], rel["counts"], noise_multiplier=z, clip=clip)
+    return prior.state_dict()
+
+
+def calibrate_released(run: PrivateRun) -> torch.Tensor | None:
+    """6. Logit corrections matching generated frequencies to the released ones (post-processing; EMA weights)."""
+    tc = run.config.training
+    if not (run.privacy.calibrate_frequencies and tc.calibration_rows > 0):
+        return None
+    _, per_label_k = run.class_freqs()  # (L, V, K)
+    with run.ema.average_parameters(run.dit):
+        return calibrate_frequencies(run.vae, run.dit, run.diffusion, per_label_k, run.latent_scale,
+                                     rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen,
+                                     dev=torch.device("cpu"))
+
+
+def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibration: torch.Tensor | None,
+           checkpoint: str | None, say: Callable[[str], None]) -> dict:
+    """Check the spend, write the checkpoint (releases and weights only), delete the resume file; the payload."""
+    privacy, acc, data = run.privacy, run.acc, run.data
     eps_total = acc.get_epsilon(privacy.delta)
     if eps_total > privacy.epsilon * (1 + 1e-9):
         raise PrivacyError(  # cannot happen when the plan was followed; a guard against future edits
@@ -528,28 +690,22 @@ def train_private(
     report = acc.report(privacy.delta)
     report["target_epsilon"] = privacy.epsilon
     say(acc.summary(privacy.delta))
-    payload = {
-        "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+    head = checkpoint_head(
         # the seed and the generator states would let anyone recompute (and remove) the DP noise:
         # under --epsilon neither is released
-        "config": config.to_dict(), "dit_config": dit_cfg.to_dict(), "seed": None,
-        "versions": versions(), "variants": variants_to_dict(cohort.variants),
-        "labels": data.vocabulary, "label_column": config.label_column, "label_mix": label_mix,
-        "label_parents": parents,
-        "n_classes": data.n_classes, "phased": data.phased, "n_training_people": n,
-        "privacy": report, "privacy_state": acc.state_dict(), "privacy_config": privacy.to_dict(),
-        "privacy_noise_multipliers": dict(z_mult), "public_reference": public_reference is not None,
-        "correlation_prior": corr_state,
-        "ancestry_spread": rel.get("spread"),  # DP release (post-processed): directions, centres, covariances
-        "curves": {"vae": [], "dit": []},  # losses of private batches are private: not recorded
-        "latent_scale": latent_scale, "metrics": {}, "calibration": calibration,
-        "state": {"stage": "done", "epoch": tc.dit_epochs,
-                  **state_dicts({k: v for k, v in parts.items() if k != "s1_opt"}), "rng": None},
-    }
+        config=run.config, dit_config=run.dit_cfg, seed=None, variants=cohort.variants, labels=data.vocabulary,
+        label_mix={lab: float(m) for lab, m in zip(data.vocabulary, run.rel["mix"])},
+        label_parents=run.parents, n_classes=data.n_classes, phased=data.phased, n_training_people=run.n,
+        privacy=report, privacy_state=acc.state_dict(), privacy_config=privacy.to_dict(),
+        privacy_noise_multipliers=dict(run.z_mult), public_reference=run.expect["public_reference"],
+        correlation_prior=corr_state,
+        ancestry_spread=run.rel.get("spread"))  # DP release (post-processed): directions, centres, covariances
+    state = {"stage": "done", "epoch": run.config.training.dit_epochs,
+             **state_dicts({k: v for k, v in run.parts.items() if k != "s1_opt"}), "rng": None}
+    payload = checkpoint_payload(head, curves={"vae": [], "dit": []},  # losses of private batches are private
+                                 latent_scale=run.latent_scale, metrics={}, calibration=calibration, state=state)
     if checkpoint:
         save_checkpoint(checkpoint, payload)
-        if private_file and os.path.exists(private_file):
-            os.remove(private_file)  # the secret noise state must not outlive the run
-    model = Generator.from_payload(payload)
-    model.meta["train_seconds"] = round(time.perf_counter() - t_start, 1)
-    return model
+        if run.private_file and os.path.exists(run.private_file):
+            os.remove(run.private_file)  # the secret noise state must not outlive the run
+    return payload
