@@ -17,7 +17,7 @@ import torch
 
 from genosynth.sampling.generator import Generator
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 CHECKPOINT = DATA / "ckpt_6d66687.pt"
 
 

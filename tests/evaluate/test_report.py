@@ -13,7 +13,7 @@ import pytest
 from genosynth.evaluate import EvalConfig, copy_generator, evaluate, independent_snps_generator, split_train_holdout
 from genosynth.evaluate.report import PLOTS, write_report
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = EvalConfig(classifiers=("lr", "rf"), rf_trees=20, mia_repeats=2, aats_repeats=1, gwas_repeats=2,
                   max_ld_pairs=20_000, min_group_size=10)
 

@@ -1,9 +1,7 @@
-"""Generator pipeline: config, label dropout, label counts, determinism, resume, checkpoints, sampling."""
+"""Plain training (genosynth.training.plain) and the checkpoint it writes: config, label dropout, data preparation, determinism, resume, learning-rate schedule."""
 
 from __future__ import annotations
 
-import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -14,9 +12,7 @@ from genosynth.sampling.generator import Generator
 from genosynth.models.config import GeneratorConfig, tiny_config
 from genosynth.training.plain import drop_labels, train_generator
 from genosynth.models.checkpoint import load_checkpoint
-from genosynth.sampling.counts import parse_label_counts
 from genosynth.training.data import prepare_data
-from genosynth.sampling.write import write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +43,26 @@ def _same_tensors(a, b) -> bool:
     return a == b
 
 
+class _Kill(Exception):
+    pass
+
+
+def _kill_after_first_dit_epoch(cohort, config, path: str) -> None:
+    """Train with checkpoints to ``path`` and stop (as a kill would) right after DiT epoch 1."""
+
+    def kill(stage, epoch):
+        if stage == "dit" and epoch == 1:
+            raise _Kill
+
+    with pytest.raises(_Kill):
+        train_generator(cohort, config=config, seed=5, checkpoint=path, callback=kill)
+
+
+def _schedule_config():
+    return tiny_config(training={"dit_epochs": 3, "dit_lr_schedule": "cosine", "dit_warmup": 2,
+                                 "dit_target": "mean", "ema_decay": 0.999})
+
+
 def test_config_round_trip_and_replace():
     cfg = GeneratorConfig().replace(vae={"latent_channels": 7}, training={"vae_epochs": 3}, label_column="pop")
     again = GeneratorConfig.from_dict(cfg.to_dict())
@@ -64,22 +80,6 @@ def test_cfg_label_dropout_rate_and_reproducibility():
     again = drop_labels(labels, p=0.25, null_index=4, rng=torch.Generator().manual_seed(1))
     assert torch.equal(out, again)
     assert torch.equal(drop_labels(labels, p=0.0, null_index=4, rng=torch.Generator()), labels)
-
-
-def test_parse_label_counts():
-    vocab, mix = ["AFR", "EUR"], {"AFR": 0.25, "EUR": 0.75}
-    assert parse_label_counts("EUR=5,AFR=2", n=None, vocabulary=vocab, mix=mix) == {"EUR": 5, "AFR": 2}
-    assert parse_label_counts(None, n=10, vocabulary=vocab, mix=mix) == {"AFR": 3, "EUR": 7} or \
-        parse_label_counts(None, n=10, vocabulary=vocab, mix=mix) == {"AFR": 2, "EUR": 8}
-    assert sum(parse_label_counts(None, n=1001, vocabulary=vocab, mix=mix).values()) == 1001
-    with pytest.raises(InputError, match="not trained on"):
-        parse_label_counts("SAS=3", n=None, vocabulary=vocab, mix=mix)
-    with pytest.raises(InputError, match="sum to 7 but --n is 8"):
-        parse_label_counts("EUR=5,AFR=2", n=8, vocabulary=vocab, mix=mix)
-    with pytest.raises(InputError, match="LABEL=COUNT"):
-        parse_label_counts("EUR5", n=None, vocabulary=vocab, mix=mix)
-    with pytest.raises(InputError, match="give --n"):
-        parse_label_counts(None, n=None, vocabulary=vocab, mix=mix)
 
 
 def test_prepare_data_modes(small):
@@ -121,17 +121,6 @@ def test_checkpoint_contents_hold_no_per_person_data(trained, small):
     walk({k: v for k, v in ck.items() if k != "variants"})
 
 
-def test_checkpoint_round_trip_gives_identical_samples(trained):
-    model, path = trained
-    loaded = Generator.load(path)
-    a = model.sample(30, seed=3)
-    b = loaded.sample(30, seed=3)
-    assert np.array_equal(a.alleles, b.alleles)
-    assert list(a.samples["super_pop"]) == list(b.samples["super_pop"])
-    c = loaded.sample(30, seed=4)
-    assert not np.array_equal(a.alleles, c.alleles)
-
-
 def test_same_seed_same_checkpoint_and_samples(small, trained, tmp_path):
     _, path = trained
     path2 = str(tmp_path / "model.pt")  # same file name: torch.save records it in the archive
@@ -152,21 +141,6 @@ def test_no_seed_draws_one_and_records_it(small):
     again = train_generator(small, config=cfg, seed=seed)  # the recorded seed repeats the run
     assert torch.equal(drawn.vae.readout, again.vae.readout)
     assert all(torch.equal(p, q) for p, q in zip(drawn.dit.parameters(), again.dit.parameters()))
-
-
-class _Kill(Exception):
-    pass
-
-
-def _kill_after_first_dit_epoch(cohort, config, path: str) -> None:
-    """Train with checkpoints to ``path`` and stop (as a kill would) right after DiT epoch 1."""
-
-    def kill(stage, epoch):
-        if stage == "dit" and epoch == 1:
-            raise _Kill
-
-    with pytest.raises(_Kill):
-        train_generator(cohort, config=config, seed=5, checkpoint=path, callback=kill)
 
 
 def test_resume_after_interruption_matches_uninterrupted(small, trained, tmp_path):
@@ -191,69 +165,6 @@ def test_resume_checks_the_run(small, trained, tmp_path):
         train_generator(small, config=tiny_config(), seed=5, checkpoint=str(tmp_path / "none.pt"), resume=True)
 
 
-def test_sampling_labels_pairs_and_categorical_draws(trained):
-    model, _ = trained
-    syn = model.sample(labels="AFR=7,EUR=5", seed=0)
-    assert syn.phased and syn.n_samples == 12 and syn.alleles.shape == (24, 40)
-    assert sorted(syn.samples["super_pop"]) == ["AFR"] * 7 + ["EUR"] * 5
-    assert set(np.unique(syn.alleles)) <= {0, 1}
-    assert syn.meta["synthetic"] is True
-    drawn = model.sample(40, seed=0)
-    top = model.sample(40, seed=0, argmax=True)
-    # argmax collapses people of one label onto few patterns; draws keep them diverse
-    assert len({r.tobytes() for r in drawn.alleles}) > len({r.tobytes() for r in top.alleles})
-
-
-def test_write_synthetic_streams_every_format(trained, tmp_path):
-    from genosynth.io import read_cohort
-
-    model, _ = trained
-    for fmt in ("hapt", "bed", "vcf"):
-        prefix = str(tmp_path / f"syn_{fmt}")
-        paths = write_synthetic(model, prefix, fmt, n=11, seed=2, batch_size=4)
-        assert f"{prefix}.samples.tsv" in paths
-        assert not os.path.exists(f"{prefix}.staging.tmp")
-        if fmt == "hapt":
-            back = read_cohort(hapt=f"{prefix}.hapt", legend=f"{prefix}.legend", samples=f"{prefix}.samples.tsv")
-        elif fmt == "bed":
-            back = read_cohort(bfile=prefix, samples=f"{prefix}.samples.tsv")
-        else:
-            back = read_cohort(vcf=f"{prefix}.vcf.gz", samples=f"{prefix}.samples.tsv")
-        direct = model.sample(11, seed=2, batch_size=4)
-        assert back.n_samples == 11
-        assert np.array_equal(back.genotypes(), direct.genotypes())
-        assert list(back.samples["super_pop"]) == list(direct.samples["super_pop"])
-    with pytest.raises(InputError, match="choose one of"):
-        write_synthetic(model, str(tmp_path / "x"), "csv", n=3)
-
-
-def test_privacy_sidecar_written_when_model_has_a_guarantee(small, tmp_path):
-    import dataclasses
-    import json
-
-    private = dataclasses.replace(small, meta={"privacy": {"epsilon": 3.0, "delta": 1e-5}})
-    model = train_generator(private, config=tiny_config(training={"vae_epochs": 1, "dit_epochs": 1}), seed=1)
-    paths = write_synthetic(model, str(tmp_path / "p"), "hapt", n=4, seed=0)
-    assert str(tmp_path / "p.privacy.json") in paths
-    assert json.load(open(tmp_path / "p.privacy.json"))["epsilon"] == 3.0
-
-
-def test_matched_pairing_stays_within_labels_and_pairs_neighbours():
-    from genosynth.sampling.generator import pair_order as _pair_order
-
-    g = torch.Generator().manual_seed(0)
-    labels = torch.tensor([0, 0, 1, 1] * 10)  # (40,) rows 2i, 2i+1 = one person
-    centre = torch.randn(40, 1, 1, generator=g) * 5  # one ancestry axis
-    z = centre + 0.1 * torch.randn(40, 2, 3, generator=g)  # (40, 2, 3)
-    order = _pair_order(z, labels)
-    assert sorted(order.tolist()) == list(range(40))  # a permutation
-    assert torch.equal(labels[order], labels)  # rows only move within their label
-    paired = z[order].flatten(1)
-    gap_matched = (paired[0::2] - paired[1::2]).norm(dim=1).mean()
-    gap_random = (z.flatten(1)[0::2] - z.flatten(1)[1::2]).norm(dim=1).mean()
-    assert gap_matched < 0.5 * gap_random
-
-
 def test_frequency_calibration_is_aggregate_and_used(trained, small):
     model, path = trained
     cal = load_checkpoint(path)["calibration"]
@@ -268,24 +179,6 @@ def test_frequency_calibration_is_aggregate_and_used(trained, small):
     assert not np.array_equal(a.alleles, b.alleles)
 
 
-def test_model_on_pop_labels_also_writes_the_super_population(small, tmp_path):
-    from genosynth.training.data import label_parents
-
-    assert label_parents(small, "pop", ["CEU", "CHB", "YRI"]) == {"super_pop": {"CEU": "EUR", "CHB": "EAS",
-                                                                                "YRI": "AFR"}}
-    assert label_parents(small, "super_pop", ["AFR", "EAS", "EUR"])["pop"] == {"AFR": "YRI", "EAS": "CHB",
-                                                                                "EUR": "CEU"}
-    mixed = small.samples.copy()
-    mixed.loc[0, "super_pop"] = "AMR"  # a label that maps to two values is not a hierarchy: left out
-    assert label_parents(dataclasses.replace(small, samples=mixed), "pop", ["CEU", "CHB", "YRI"]) == {}
-    cfg = tiny_config(label_column="pop", training={"vae_epochs": 1, "dit_epochs": 1, "calibration_rows": 0})
-    model = train_generator(small, config=cfg, seed=1)
-    syn = model.sample(12, seed=0, corr_guidance="none")
-    pairs = set(zip(syn.samples["pop"], syn.samples["super_pop"]))
-    assert pairs <= {("CEU", "EUR"), ("CHB", "EAS"), ("YRI", "AFR")} and len(syn.samples["pop"].unique()) == 3
-
-
-# ---------------------------------------------------------------------------- DiT optimisation options
 def test_dit_learning_rate_warmup_and_cosine():
     from genosynth.models.config import TrainingConfig
     from genosynth.training.plain import dit_learning_rate
@@ -312,11 +205,6 @@ def test_training_config_rejects_unknown_dit_options():
         TrainingConfig(dit_target="median")
     with pytest.raises(InputError, match="dit_warmup"):
         TrainingConfig(dit_warmup=-1)
-
-
-def _schedule_config():
-    return tiny_config(training={"dit_epochs": 3, "dit_lr_schedule": "cosine", "dit_warmup": 2,
-                                 "dit_target": "mean", "ema_decay": 0.999})
 
 
 def test_resume_is_exact_with_lr_schedule_and_mean_target(small, trained, tmp_path):

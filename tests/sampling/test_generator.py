@@ -1,0 +1,153 @@
+"""Generator pipeline: config, label dropout, label counts, determinism, resume, checkpoints, sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from genosynth.errors import InputError
+from genosynth.sampling.generator import Generator
+from genosynth.models.config import tiny_config
+from genosynth.training.plain import train_generator
+from genosynth.sampling.counts import parse_label_counts
+from genosynth.sampling.write import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def small(sim_cohort):
+    """60 people x 40 SNPs of the simulated cohort (fast)."""
+    idx = np.concatenate([np.arange(0, 20), np.arange(100, 120), np.arange(200, 220)])
+    return sim_cohort.subset(samples=idx, variants=np.arange(40))
+
+
+@pytest.fixture(scope="module")
+def trained(small, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("gen") / "model.pt")
+    model = train_generator(small, config=tiny_config(), seed=5, checkpoint=path)
+    return model, path
+
+
+def _same_tensors(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_tensors(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_parse_label_counts():
+    vocab, mix = ["AFR", "EUR"], {"AFR": 0.25, "EUR": 0.75}
+    assert parse_label_counts("EUR=5,AFR=2", n=None, vocabulary=vocab, mix=mix) == {"EUR": 5, "AFR": 2}
+    assert parse_label_counts(None, n=10, vocabulary=vocab, mix=mix) == {"AFR": 3, "EUR": 7} or \
+        parse_label_counts(None, n=10, vocabulary=vocab, mix=mix) == {"AFR": 2, "EUR": 8}
+    assert sum(parse_label_counts(None, n=1001, vocabulary=vocab, mix=mix).values()) == 1001
+    with pytest.raises(InputError, match="not trained on"):
+        parse_label_counts("SAS=3", n=None, vocabulary=vocab, mix=mix)
+    with pytest.raises(InputError, match="sum to 7 but --n is 8"):
+        parse_label_counts("EUR=5,AFR=2", n=8, vocabulary=vocab, mix=mix)
+    with pytest.raises(InputError, match="LABEL=COUNT"):
+        parse_label_counts("EUR5", n=None, vocabulary=vocab, mix=mix)
+    with pytest.raises(InputError, match="give --n"):
+        parse_label_counts(None, n=None, vocabulary=vocab, mix=mix)
+
+
+def test_checkpoint_round_trip_gives_identical_samples(trained):
+    model, path = trained
+    loaded = Generator.load(path)
+    a = model.sample(30, seed=3)
+    b = loaded.sample(30, seed=3)
+    assert np.array_equal(a.alleles, b.alleles)
+    assert list(a.samples["super_pop"]) == list(b.samples["super_pop"])
+    c = loaded.sample(30, seed=4)
+    assert not np.array_equal(a.alleles, c.alleles)
+
+
+def test_sampling_labels_pairs_and_categorical_draws(trained):
+    model, _ = trained
+    syn = model.sample(labels="AFR=7,EUR=5", seed=0)
+    assert syn.phased and syn.n_samples == 12 and syn.alleles.shape == (24, 40)
+    assert sorted(syn.samples["super_pop"]) == ["AFR"] * 7 + ["EUR"] * 5
+    assert set(np.unique(syn.alleles)) <= {0, 1}
+    assert syn.meta["synthetic"] is True
+    drawn = model.sample(40, seed=0)
+    top = model.sample(40, seed=0, argmax=True)
+    # argmax collapses people of one label onto few patterns; draws keep them diverse
+    assert len({r.tobytes() for r in drawn.alleles}) > len({r.tobytes() for r in top.alleles})
+
+
+def test_write_synthetic_streams_every_format(trained, tmp_path):
+    from genosynth.io import read_cohort
+
+    model, _ = trained
+    for fmt in ("hapt", "bed", "vcf"):
+        prefix = str(tmp_path / f"syn_{fmt}")
+        paths = write_synthetic(model, prefix, fmt, n=11, seed=2, batch_size=4)
+        assert f"{prefix}.samples.tsv" in paths
+        assert not os.path.exists(f"{prefix}.staging.tmp")
+        if fmt == "hapt":
+            back = read_cohort(hapt=f"{prefix}.hapt", legend=f"{prefix}.legend", samples=f"{prefix}.samples.tsv")
+        elif fmt == "bed":
+            back = read_cohort(bfile=prefix, samples=f"{prefix}.samples.tsv")
+        else:
+            back = read_cohort(vcf=f"{prefix}.vcf.gz", samples=f"{prefix}.samples.tsv")
+        direct = model.sample(11, seed=2, batch_size=4)
+        assert back.n_samples == 11
+        assert np.array_equal(back.genotypes(), direct.genotypes())
+        assert list(back.samples["super_pop"]) == list(direct.samples["super_pop"])
+    with pytest.raises(InputError, match="choose one of"):
+        write_synthetic(model, str(tmp_path / "x"), "csv", n=3)
+
+
+def test_privacy_sidecar_written_when_model_has_a_guarantee(small, tmp_path):
+    import dataclasses
+    import json
+
+    private = dataclasses.replace(small, meta={"privacy": {"epsilon": 3.0, "delta": 1e-5}})
+    model = train_generator(private, config=tiny_config(training={"vae_epochs": 1, "dit_epochs": 1}), seed=1)
+    paths = write_synthetic(model, str(tmp_path / "p"), "hapt", n=4, seed=0)
+    assert str(tmp_path / "p.privacy.json") in paths
+    assert json.load(open(tmp_path / "p.privacy.json"))["epsilon"] == 3.0
+
+
+def test_matched_pairing_stays_within_labels_and_pairs_neighbours():
+    from genosynth.sampling.generator import pair_order as _pair_order
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1] * 10)  # (40,) rows 2i, 2i+1 = one person
+    centre = torch.randn(40, 1, 1, generator=g) * 5  # one ancestry axis
+    z = centre + 0.1 * torch.randn(40, 2, 3, generator=g)  # (40, 2, 3)
+    order = _pair_order(z, labels)
+    assert sorted(order.tolist()) == list(range(40))  # a permutation
+    assert torch.equal(labels[order], labels)  # rows only move within their label
+    paired = z[order].flatten(1)
+    gap_matched = (paired[0::2] - paired[1::2]).norm(dim=1).mean()
+    gap_random = (z.flatten(1)[0::2] - z.flatten(1)[1::2]).norm(dim=1).mean()
+    assert gap_matched < 0.5 * gap_random
+
+
+def test_model_on_pop_labels_also_writes_the_super_population(small, tmp_path):
+    from genosynth.training.data import label_parents
+
+    assert label_parents(small, "pop", ["CEU", "CHB", "YRI"]) == {"super_pop": {"CEU": "EUR", "CHB": "EAS",
+                                                                                "YRI": "AFR"}}
+    assert label_parents(small, "super_pop", ["AFR", "EAS", "EUR"])["pop"] == {"AFR": "YRI", "EAS": "CHB",
+                                                                                "EUR": "CEU"}
+    mixed = small.samples.copy()
+    mixed.loc[0, "super_pop"] = "AMR"  # a label that maps to two values is not a hierarchy: left out
+    assert label_parents(dataclasses.replace(small, samples=mixed), "pop", ["CEU", "CHB", "YRI"]) == {}
+    cfg = tiny_config(label_column="pop", training={"vae_epochs": 1, "dit_epochs": 1, "calibration_rows": 0})
+    model = train_generator(small, config=cfg, seed=1)
+    syn = model.sample(12, seed=0, corr_guidance="none")
+    pairs = set(zip(syn.samples["pop"], syn.samples["super_pop"]))
+    assert pairs <= {("CEU", "EUR"), ("CHB", "EAS"), ("YRI", "AFR")} and len(syn.samples["pop"].unique()) == 3
+
+
+# ---------------------------------------------------------------------------- DiT optimisation options
+
+
