@@ -71,3 +71,23 @@ def sim_pheno_cohort():
 
     return simulate_cohort(n_samples=300, sequence_length=500_000, maf=0.05, max_snps=300, seed=12,
                            phenotype=PhenotypeSpec(n_causal=20, heritability=0.8, prevalence=0.3))
+
+
+# ---------------------------------------------------------------------------------- tiny trained generator
+@pytest.fixture(scope="module")
+def small(sim_cohort):
+    """60 people (20 per population) x 40 SNPs of the simulated cohort (fast); a test file may override it."""
+    from _testlib import label_subset
+
+    return label_subset(sim_cohort, (20, 20, 20), n_variants=40)
+
+
+@pytest.fixture(scope="module")
+def trained(small, tmp_path_factory):
+    """A tiny generator trained on ``small`` (seed 5) and the path of its checkpoint."""
+    from genosynth.models.config import tiny_config
+    from genosynth.training.plain import train_generator
+
+    path = str(tmp_path_factory.mktemp("gen") / "model.pt")
+    model = train_generator(small, config=tiny_config(), seed=5, checkpoint=path)
+    return model, path

@@ -18,6 +18,7 @@ import torch
 
 import genosynth.models.vae as vae_module
 from genosynth.training.data import class_frequencies, prepare_data
+from _testlib import label_subset
 from genosynth.models.checkpoint import load_checkpoint
 from genosynth.models.config import tiny_config
 from genosynth.sampling.write import write_synthetic
@@ -32,8 +33,7 @@ PC = dict(epsilon=8.0, delta=1e-3, batch_size=20, correlation_window=4, stage1_e
 @pytest.fixture(scope="module")
 def small(sim_cohort):
     """62 people, unequal labels (22 / 25 / 15: no count or share equals a public parameter) x 40 SNPs."""
-    idx = np.concatenate([np.arange(0, 22), np.arange(100, 125), np.arange(200, 215)])
-    return sim_cohort.subset(samples=idx, variants=np.arange(40))
+    return label_subset(sim_cohort, (22, 25, 15), n_variants=40)
 
 
 @pytest.fixture(scope="module")

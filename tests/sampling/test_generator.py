@@ -17,30 +17,6 @@ from genosynth.sampling.counts import parse_label_counts
 from genosynth.sampling.write import write_synthetic
 
 
-@pytest.fixture(scope="module")
-def small(sim_cohort):
-    """60 people x 40 SNPs of the simulated cohort (fast)."""
-    idx = np.concatenate([np.arange(0, 20), np.arange(100, 120), np.arange(200, 220)])
-    return sim_cohort.subset(samples=idx, variants=np.arange(40))
-
-
-@pytest.fixture(scope="module")
-def trained(small, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("gen") / "model.pt")
-    model = train_generator(small, config=tiny_config(), seed=5, checkpoint=path)
-    return model, path
-
-
-def _same_tensors(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same_tensors(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 def test_parse_label_counts():
     vocab, mix = ["AFR", "EUR"], {"AFR": 0.25, "EUR": 0.75}
     assert parse_label_counts("EUR=5,AFR=2", n=None, vocabulary=vocab, mix=mix) == {"EUR": 5, "AFR": 2}

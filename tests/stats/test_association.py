@@ -8,26 +8,11 @@ import numpy as np
 import pytest
 from scipy import optimize, special, stats
 
-from genosynth.cohort import Cohort, make_samples, make_variants
+from genosynth.cohort import make_variants
 from genosynth.errors import InputError
 from genosynth.stats.association import binary_phenotype, encode, genotype_pcs, gwas, ld_clump, logistic_gwas
+from _testlib import toy
 
-
-def toy(n=600, v=40, *, causal=(3, 17), effect=0.9, seed=0, missing=0.0, chrom=None, pos=None):
-    """Independent SNPs and a logistic trait on ``causal``; returns a Cohort."""
-    rng = np.random.default_rng(seed)
-    p = rng.uniform(0.1, 0.5, size=v)
-    g = rng.binomial(2, p, size=(n, v)).astype(np.int8)
-    eta = -1.0 + effect * (g[:, list(causal)] - 2 * p[list(causal)]).sum(axis=1)
-    y = (rng.random(n) < special.expit(eta)).astype(float)
-    if missing:
-        g[rng.random((n, v)) < missing] = -1
-    variants = make_variants(chrom=chrom if chrom is not None else ["1"] * v,
-                             pos=pos if pos is not None else (np.arange(v) + 1) * 1_000_000,
-                             ref=["A"] * v, alt=["G"] * v)
-    pops = np.where(np.arange(n) % 2 == 0, "YRI", "CEU")
-    return Cohort(g, variants, make_samples(range(n), pop=pops, super_pop=np.where(pops == "YRI", "AFR", "EUR"),
-                                            phenotype=y), phased=False)
 
 
 def reference_fit(x, y, c):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from genosynth.errors import InputError
+from _testlib import same_tensors
 from genosynth.sampling.generator import Generator
 from genosynth.models.config import GeneratorConfig, tiny_config
 from genosynth.training.plain import drop_labels, train_generator
@@ -15,32 +16,8 @@ from genosynth.models.checkpoint import load_checkpoint
 from genosynth.training.data import prepare_data
 
 
-@pytest.fixture(scope="module")
-def small(sim_cohort):
-    """60 people x 40 SNPs of the simulated cohort (fast)."""
-    idx = np.concatenate([np.arange(0, 20), np.arange(100, 120), np.arange(200, 220)])
-    return sim_cohort.subset(samples=idx, variants=np.arange(40))
-
-
-@pytest.fixture(scope="module")
-def trained(small, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("gen") / "model.pt")
-    model = train_generator(small, config=tiny_config(), seed=5, checkpoint=path)
-    return model, path
-
-
 def _state(path):
     return load_checkpoint(path)["state"]
-
-
-def _same_tensors(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same_tensors(x, y) for x, y in zip(a, b))
-    return a == b
 
 
 class _Kill(Exception):
@@ -125,7 +102,7 @@ def test_same_seed_same_checkpoint_and_samples(small, trained, tmp_path):
     _, path = trained
     path2 = str(tmp_path / "model.pt")  # same file name: torch.save records it in the archive
     model2 = train_generator(small, config=tiny_config(), seed=5, checkpoint=path2)
-    assert _same_tensors(_state(path), _state(path2))
+    assert same_tensors(_state(path), _state(path2))
     assert load_checkpoint(path)["curves"] == load_checkpoint(path2)["curves"]
     with open(path, "rb") as f1, open(path2, "rb") as f2:
         assert f1.read() == f2.read()  # bit-identical files
@@ -153,7 +130,7 @@ def test_resume_after_interruption_matches_uninterrupted(small, trained, tmp_pat
     with pytest.raises(InputError, match="unfinished run"):
         Generator.load(path)
     resumed = train_generator(small, config=tiny_config(), seed=5, checkpoint=path, resume=True)
-    assert _same_tensors(_state(path), _state(full_path))
+    assert same_tensors(_state(path), _state(full_path))
     assert resumed.sample(10, seed=1).n_samples == 10
 
 
@@ -213,7 +190,7 @@ def test_resume_is_exact_with_lr_schedule_and_mean_target(small, trained, tmp_pa
 
     _kill_after_first_dit_epoch(small, _schedule_config(), path)
     train_generator(small, config=_schedule_config(), seed=5, checkpoint=path, resume=True)
-    assert _same_tensors(_state(path), _state(full_path))
+    assert same_tensors(_state(path), _state(full_path))
     # the options change training: the optimiser's last learning rate is the cosine's tail, not dit_lr
     lr_last = _state(full_path)["dit_opt"]["param_groups"][0]["lr"]
     assert 0 < lr_last < 0.1 * tiny_config().training.dit_lr

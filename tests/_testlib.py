@@ -1,0 +1,43 @@
+"""Helpers shared by test files: small seeded cohorts and comparisons (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import special
+
+from genosynth.cohort import Cohort, make_samples, make_variants
+
+def toy(n=600, v=40, *, causal=(3, 17), effect=0.9, seed=0, missing=0.0, chrom=None, pos=None):
+    """Independent SNPs and a logistic trait on ``causal``; returns a Cohort."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.1, 0.5, size=v)
+    g = rng.binomial(2, p, size=(n, v)).astype(np.int8)
+    eta = -1.0 + effect * (g[:, list(causal)] - 2 * p[list(causal)]).sum(axis=1)
+    y = (rng.random(n) < special.expit(eta)).astype(float)
+    if missing:
+        g[rng.random((n, v)) < missing] = -1
+    variants = make_variants(chrom=chrom if chrom is not None else ["1"] * v,
+                             pos=pos if pos is not None else (np.arange(v) + 1) * 1_000_000,
+                             ref=["A"] * v, alt=["G"] * v)
+    pops = np.where(np.arange(n) % 2 == 0, "YRI", "CEU")
+    return Cohort(g, variants, make_samples(range(n), pop=pops, super_pop=np.where(pops == "YRI", "AFR", "EUR"),
+                                            phenotype=y), phased=False)
+
+
+
+def label_subset(cohort, counts, *, n_variants):
+    """The first ``counts[k]`` people of each block of 100 (one population each in ``sim_cohort``) x ``n_variants`` SNPs."""
+    idx = np.concatenate([np.arange(100 * k, 100 * k + c) for k, c in enumerate(counts)])
+    return cohort.subset(samples=idx, variants=np.arange(n_variants))
+
+
+def same_tensors(a, b) -> bool:
+    """Whether two (nested) checkpoint states hold equal tensors and values."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_tensors(x, y) for x, y in zip(a, b))
+    return a == b
