@@ -165,3 +165,91 @@ def test_without_any_labels_label_figures_are_skipped_and_said(split):
     s = summary(res)
     assert s["ld_r_near_within"] is None and s["af_r"] > 0.99 and s["identical_to_train"] == train.n_samples
     assert {r["key"]: r["light"] for r in res["lights"]["synthetic"]}["ld_r_near_within"] == "grey"
+
+
+# ---------------------------------------------------------------------------------- matched sample sizes
+def test_matched_rows_draw_the_holdout_size_per_group_and_are_seeded():
+    from genosynth.evaluate.core import matched_rows
+
+    y_set = np.array(["A"] * 40 + ["B"] * 30 + ["C"] * 5, dtype=object)
+    y_hold = np.array(["A"] * 10 + ["B"] * 8, dtype=object)
+    rows, info = matched_rows(len(y_set), y_set, y_hold, len(y_hold), np.random.default_rng(1))
+    assert info["matched"] and info["n_used"] == len(rows) == 18
+    assert (y_set[rows] == "A").sum() == 10 and (y_set[rows] == "B").sum() == 8  # group C: not in the holdout
+    assert np.all(np.diff(rows) > 0)
+    again, _ = matched_rows(len(y_set), y_set, y_hold, len(y_hold), np.random.default_rng(1))
+    assert np.array_equal(rows, again)
+    # too few of a group: all of it is kept and the set is marked as not matched
+    rows, info = matched_rows(len(y_set), y_set, np.array(["C"] * 9 + ["A"] * 3, dtype=object), 12,
+                              np.random.default_rng(1))
+    assert not info["matched"] and info["per_group"]["C"] == {"holdout": 9, "used": 5} and len(rows) == 8
+    # no labels: a plain random draw of the holdout's size
+    rows, info = matched_rows(75, None, None, 18, np.random.default_rng(2))
+    assert len(rows) == 18 and info["matched"] and info["per_group"] == {}
+
+
+def test_fidelity_of_a_larger_set_rests_on_the_holdouts_sizes(results, split):
+    _, holdout = split
+    m = results["fidelity"]["indep"]["matching"]
+    assert m["matched"] and m["n_full"] == 150 and m["n_used"] == holdout.n_samples
+    per = results["fidelity"]["indep"]["ld"]["near_within"]["per_group"]
+    ceiling = results["fidelity"]["holdout"]["ld"]["near_within"]["per_group"]
+    assert per and {g: v["n"] for g, v in per.items()} == {g: v["n"] for g, v in ceiling.items()}
+    assert "matching" not in results["fidelity"]["holdout"]
+
+
+def test_a_smaller_set_is_labelled_not_matched(label_sources):
+    m = label_sources["fidelity"]["unphased"]["matching"]
+    assert not m["matched"] and m["n_used"] <= 57 < m["n_holdout"]
+    assert any(g["used"] < g["holdout"] for g in m["per_group"].values())
+    assert label_sources["verdict"]["unphased"]["matched_sizes"] is False
+
+
+def test_matching_can_be_turned_off(split):
+    train, holdout = split
+    cfg = dataclasses.replace(FAST, match_holdout_size=False, classifiers=("lr",))
+    res = evaluate(train, holdout, independent_snps_generator(train, n=150, seed=4), config=cfg, seed=7)
+    m = res["fidelity"]["synthetic"]["matching"]
+    assert m["n_used"] == m["n_full"] == 150 and not m["matched"]
+
+
+def test_lambda_gc_is_compared_at_matched_sizes(results):
+    sets = results["gwas"]["sets"]
+    ho, ind = sets["holdout"], sets["indep"]
+    # indep has twice the holdout's people: its full-size lambda is inflated by the size alone
+    assert ind["n_full"]["case"] > ho["n_full"]["case"]
+    assert abs(ind["lambda_gc"] - ho["lambda_gc"]) < abs(ind["lambda_gc_full"] - ho["lambda_gc"])
+    assert ho["lambda_gc_ref"] > 0 and ind["n_case"] == ho["n_case"]
+
+
+def test_ld_strength_of_independent_snps_is_near_zero_and_of_the_holdout_near_one(results):
+    ho = results["fidelity"]["holdout"]["ld"]["strength"]
+    ind = results["fidelity"]["indep"]["ld"]["strength"]
+    assert ho["basis"] == "within" and ho["worst_bin"] is not None
+    assert 0.8 < ho["worst"] < 1.25 and ind["worst"] < 0.1
+    lights = {r["key"]: r["light"] for r in results["lights"]["indep"]}
+    assert lights["ld_strength_ratio"] == "red" and "dist_wasserstein_rel" in lights
+
+
+# ---------------------------------------------------------------------------------- verdict
+def test_verdict_in_results_names_origin_privacy_mia_and_identical_people(results, split):
+    train, _ = split
+    v = results["verdict"]
+    assert set(v) == {"indep", "copy"}
+    assert v["indep"]["real_cohort"]["kind"] == "simulated" and "msprime" in v["indep"]["real_cohort"]["detail"]
+    assert v["indep"]["privacy"]["formal_dp"] and v["indep"]["privacy"]["epsilon"] == 3.0
+    assert v["indep"]["privacy"]["mechanisms"] == ["dp_sgd"]
+    assert v["copy"]["privacy"]["statement"] == "no formal DP guarantee"
+    assert v["copy"]["identical_people"] == train.n_samples and v["copy"]["identical_light"] == "red"
+    assert v["copy"]["mia_auc"] == summary(results, "copy")["mia_auc"] and v["copy"]["mia_light"] == "red"
+    assert (v["indep"]["n_people"], v["indep"]["n_snps"]) == (150, train.n_variants)
+    assert "verdict" in json.loads(json.dumps(to_json_ready(results)))
+
+
+def test_origin_is_unknown_unless_recorded():
+    from genosynth.evaluate.core import origin
+
+    assert origin({"source": "/data/x.vcf.gz", "format": "vcf"})["kind"] == "unknown"
+    assert origin({"simulation": {"model": "m", "seed": 3}})["kind"] == "simulated"
+    assert origin({"origin": "real"})["kind"] == "real"
+    assert origin({"synthetic": True, "seed": 4})["kind"] == "synthetic"

@@ -137,6 +137,33 @@ def test_ld_decay_bins():
     assert fid.ld_decay(r, dist, np.array([0, 100, 1e4, 1e5])) == [pytest.approx(0.625), pytest.approx(0.01), None]
 
 
+def test_ld_strength_removes_chance_r2_and_picks_the_bin_farthest_from_one():
+    out = fid.ld_strength([0.37, 0.12, 0.02, None], [0.01, 0.01, 0.01, None], [0.43, 0.11, 0.015, 0.2],
+                          [0.0025, 0.0025, 0.0025, 0.0025], [100, 100, 100, 100], min_r2=0.02, min_pairs=50)
+    r = out["ratio"]
+    assert r[0] == pytest.approx(0.36 / 0.4275) and r[1] == pytest.approx(0.11 / 0.1075)
+    assert r[2] is None and r[3] is None  # too little real LD; no value for the set
+    assert out["worst_bin"] == 0 and out["worst"] == r[0]
+    few = fid.ld_strength([0.3], [0.0], [0.3], [0.0], [10], min_r2=0.02, min_pairs=50)
+    assert few["ratio"] == [None] and np.isnan(few["worst"]) and few["worst_bin"] is None
+
+
+def test_chance_r2_of_independent_snps_is_one_over_n_minus_one():
+    # the correction ld_strength relies on: E[r^2] of unlinked SNPs in n people is 1 / (n - 1)
+    n = 50
+    g = _geno(n, 400, seed=3, p=np.full(400, 0.4))
+    i, j = np.triu_indices(400, k=1)
+    r = pair_correlations(g, i, j, fill=np.full(400, 0.8))
+    assert np.nanmean(r ** 2) == pytest.approx(1 / (n - 1), rel=0.05)
+
+
+def test_lambda_gc_of_null_p_values_is_one():
+    p = (np.arange(1, 10_001) - 0.5) / 10_000
+    assert gw.lambda_gc(-np.log10(p)) == pytest.approx(1.0, abs=1e-3)
+    assert gw.lambda_gc(-np.log10(p) * 3) > 3
+    assert gw.qq_points(-np.log10(p))["lambda_gc"] == gw.lambda_gc(-np.log10(p))
+
+
 # ---------------------------------------------------------------------------------- distributions
 def test_energy_distance_zero_for_same_distribution_and_grows_with_shift():
     rng = np.random.default_rng(7)

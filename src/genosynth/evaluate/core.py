@@ -24,7 +24,7 @@ from genosynth.evaluate import structure as st
 from genosynth.stats.frequency import allele_frequencies, dosage
 from genosynth.stats.ld import pair_correlations, r2_matrix
 from genosynth.evaluate.settings import EvalConfig
-from genosynth.evaluate.lights import traffic_lights
+from genosynth.evaluate.lights import traffic_lights, verdict
 
 HOLDOUT = "holdout"
 TEXT_SOURCES = ("tag", "fid")  # sample columns that may carry a synthetic person's label
@@ -209,6 +209,72 @@ def _cached(cache: dict, key, compute):
     return cache[key]
 
 
+def matched_rows(n_set: int, y_set: np.ndarray | None, y_holdout: np.ndarray | None, n_holdout: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Rows of a set drawn to the holdout's size, group by group, so its figures compare with the ceiling.
+
+    Parameters
+    ----------
+    n_set, n_holdout : people in the set / in the real holdout.
+    y_set, y_holdout : str arrays (n_set,), (n_holdout,) of labels ("" unknown), or None (no labels):
+        then ``n_holdout`` rows are drawn at random.
+    rng : the generator of the draw (seeded by the caller).
+
+    Returns
+    -------
+    rows : int64, sorted row indices into the set (every row when fewer than 4 could be drawn).
+    info : ``{"matched", "n_full", "n_used", "n_holdout", "column", "per_group": {label: {"holdout", "used"}}}``;
+        ``matched`` is False when the set lacks people of some group (then it keeps all it has of it).
+    """
+    info: dict = {"n_full": int(n_set), "n_holdout": int(n_holdout), "per_group": {}}
+    if y_set is None or y_holdout is None:
+        k = min(n_set, n_holdout)
+        rows = np.sort(rng.choice(n_set, size=k, replace=False)).astype(np.int64)
+        info["matched"] = bool(n_set >= n_holdout)
+    else:
+        parts, ok = [], True
+        for lab in np.unique(y_holdout.astype(str)):
+            want = int((y_holdout == lab).sum())
+            have = np.flatnonzero(y_set == lab)
+            k = min(want, len(have))
+            ok = ok and k == want
+            parts.append(rng.choice(have, size=k, replace=False))
+            info["per_group"][lab or "(none)"] = {"holdout": want, "used": int(k)}
+        rows = np.sort(np.concatenate(parts)).astype(np.int64)
+        info["matched"] = bool(ok)
+    if len(rows) < 4:
+        rows, info["matched"] = np.arange(n_set, dtype=np.int64), False
+    info["n_used"] = int(len(rows))
+    return rows, info
+
+
+def _fidelity_section(names, g, labels, label_column, pairs, cache, scores, fill, config, seed):
+    """Fidelity of every set; a synthetic set is first subsampled to the holdout's size per label group
+    (``config.match_holdout_size``), so its figures and the ceiling rest on as many people.
+    Returns (fidelity by set, plot data by set); ``fidelity[set]["matching"]`` says how it was matched."""
+    fidelity, plot_sets = {}, {}
+    y_hold = labels[HOLDOUT].get(label_column)
+    for name in names:
+        rows, info = None, None
+        if name != HOLDOUT and config.match_holdout_size:
+            rows, info = matched_rows(len(g[name]), labels[name].get(label_column), y_hold, len(g[HOLDOUT]),
+                                      _rng(seed, "match-" + name))
+        elif name != HOLDOUT:
+            info = {"matched": len(g[name]) == len(g[HOLDOUT]), "n_full": len(g[name]), "n_used": len(g[name]),
+                    "n_holdout": len(g[HOLDOUT]), "per_group": {}}
+        g_m, labels_m, scores_m = g, labels, scores
+        if rows is not None:  # the set's own entries replaced by its matched rows
+            g_m = {**g, name: g[name][rows]}
+            labels_m = {**labels, name: {c: y[rows] for c, y in labels[name].items()}}
+            scores_m = {**scores, name: scores[name][rows]}
+        fidelity[name], plot_sets[name] = _fidelity(name, g_m, labels_m, label_column, pairs, cache, scores_m, fill,
+                                                    config, seed)
+        if info is not None:
+            info["column"] = label_column if info["per_group"] else None
+            fidelity[name]["matching"] = info
+    return fidelity, plot_sets
+
+
 def _fidelity(name, g, labels, label_column, pairs, cache, scores, fill, config, seed):
     """Fidelity figures of set ``name`` against real train, and its plot data."""
     rng = _rng(seed, "fidelity-" + name)
@@ -247,7 +313,8 @@ def _fidelity_af(gt, go, y_train: dict, y_other: dict, cache, config) -> tuple[d
 
 
 def _fidelity_ld(gt, go, yt, yo, pairs, cache, fill, config, label_column) -> tuple[dict, dict]:
-    """LD of one set against real train: near and random pairs pooled, near pairs within groups, decay.
+    """LD of one set against real train: near and random pairs pooled, near pairs within groups, decay
+    and LD strength (r^2 of the set over r^2 of real train by distance bin).
 
     ``yt``/``yo`` are the ``label_column`` labels of real train / the set (``yt`` None: no groups).
     Returns (section, plot points).
@@ -266,21 +333,38 @@ def _fidelity_ld(gt, go, yt, yo, pairs, cache, fill, config, label_column) -> tu
     di, dj = pairs["decay"]
     edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
     ld["decay_pooled"] = fid.ld_decay(pair_correlations(go, di, dj, fill=fill), pairs["decay_dist"], edges)
-    ld["near_within"], plot["ld_pairs_within"], ld["decay_within"] = _fidelity_ld_within(
+    ld["near_within"], plot["ld_pairs_within"], ld["decay_within"], null_within = _fidelity_ld_within(
         gt, go, yt, yo, pairs, cache, fill, config, label_column)
+    train = _cached(cache, "decay_train", lambda: _train_decays(gt, yt, pairs, fill, config))
+    if train["within"] is not None and ld["near_within"].get("groups"):
+        basis, decay, null = "within", ld["decay_within"], null_within
+    else:
+        basis, decay = "pooled", ld["decay_pooled"]
+        null = [None if v is None else 1.0 / max(len(go) - 1, 1) for v in decay]
+    ld["strength"] = {**fid.ld_strength(decay, null, *train[basis], _pairs_per_bin(pairs, edges),
+                                        min_r2=config.ld_strength_min_r2, min_pairs=config.ld_strength_min_pairs),
+                      "basis": basis}
     return ld, plot
+
+
+def _pairs_per_bin(pairs: dict, edges: np.ndarray) -> list[int]:
+    """SNP pairs of the LD-decay set in each distance bin ``[edges[k], edges[k+1])``."""
+    d = pairs["decay_dist"]
+    return [int(((d >= lo) & (d < hi)).sum()) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def _fidelity_ld_within(gt, go, yt, yo, pairs, cache, fill, config, label_column):
     """Near-pair LD within each label group (free of the LD that population structure adds) and the
-    group-size-weighted LD decay of the set; (section, plot points (train r, set r), decay per bin)."""
+    group-size-weighted LD decay of the set; (section, plot points (train r, set r), decay per bin,
+    chance r^2 per bin (``1/(n-1)`` of each group, weighted alike))."""
     edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
     within: dict = {"per_group": {}}
     points: tuple[list, list] = ([], [])
     dec_w, dec_n = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    nul_w, nul_n = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
     if yt is None:
         within["r"] = float("nan")
-        return within, points, _mean_decay(dec_w, dec_n)
+        return within, points, _mean_decay(dec_w, dec_n), _mean_decay(nul_w, nul_n)
     (i, j), (di, dj) = pairs["near"], pairs["decay"]
     weights, values = [], []
     for lab in _groups(yt, yo, config.min_group_size):
@@ -295,11 +379,12 @@ def _fidelity_ld_within(gt, go, yt, yo, pairs, cache, fill, config, label_column
             weights.append(cmp_["n_train"])
             values.append(cmp_["r"])
         dec = fid.ld_decay(pair_correlations(go[yo == lab], di, dj, fill=fill), pairs["decay_dist"], edges)
-        _add_decay(dec_w, dec_n, dec, (yt == lab).sum())
+        _add_decay(dec_w, dec_n, dec, cmp_["n_train"])
+        _add_decay(nul_w, nul_n, [None if v is None else 1.0 / max(cmp_["n"] - 1, 1) for v in dec], cmp_["n_train"])
     within["r"] = float(np.average(values, weights=weights)) if values else float("nan")
     within["groups"] = len(values)
     within["column"] = label_column
-    return within, points, _mean_decay(dec_w, dec_n)
+    return within, points, _mean_decay(dec_w, dec_n), _mean_decay(nul_w, nul_n)
 
 
 def _add_decay(total: np.ndarray, weight_sum: np.ndarray, decay: list, weight) -> None:
@@ -493,7 +578,8 @@ def _gwas_section(g, labels, names, design, why, notes: list[str], config, seed)
         if case.all() or (~case).all():
             continue
         z, lp = gw.dominant_ztest(g[name][keep], case)
-        gwas_plot[name] = {"neglog10p": lp, "qq": gw.qq_points(lp)}
+        gwas_plot[name] = {"neglog10p": lp, "qq": gw.qq_points(lp), "n_case": int(case.sum()),
+                           "n_control": int((~case).sum())}
     if n_case < 5 or n_ctrl < 5:
         notes.append(f"GWAS replication skipped: a set has fewer than 5 cases or controls "
                      f"({design['case']} vs {design['control']}); matched sizes {n_case}/{n_ctrl}")
@@ -504,7 +590,8 @@ def _gwas_section(g, labels, names, design, why, notes: list[str], config, seed)
         keep, case = masks[name]
         rep = gw.replication(gk, ck, g[name][keep], case, n_case=n_case, n_control=n_ctrl,
                              fractions=tuple(config.gwas_top_fractions), repeats=config.gwas_repeats, rng=rng_g)
-        rep["lambda_gc"] = gwas_plot.get(name, {}).get("qq", {}).get("lambda_gc")
+        rep["lambda_gc_full"] = gwas_plot.get(name, {}).get("qq", {}).get("lambda_gc")
+        rep["n_full"] = {"case": int(case.sum()), "control": int((~case).sum())}
         gwas["sets"][name] = rep
     return gwas, gwas_plot
 
@@ -592,8 +679,10 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     dict
         JSON-serialisable after :func:`genosynth.evaluate.report.to_json_ready` (the key ``"_private"``
         holds per-person PC scores for the PCA plot and is never written). Sections: ``inputs``,
-        ``labels``, ``notes``, ``fidelity``, ``structure``, ``gwas``, ``privacy``, ``summary``,
-        ``lights``, ``plot_data``, ``timings``, ``config``, ``seed``.
+        ``labels``, ``notes``, ``fidelity`` (a synthetic set's figures at the holdout's sample size,
+        ``fidelity[set]["matching"]``), ``structure``, ``gwas``, ``privacy``, ``summary``, ``lights``,
+        ``verdict`` (per synthetic set: what was generated, lights counted, privacy status, MIA AUC,
+        identical people), ``plot_data``, ``timings``, ``config``, ``seed``.
 
     References
     ----------
@@ -625,10 +714,8 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
         cache = _train_cache(real.variants, g, af_train, fill, config, seed)
     # 3. the sections
     with _timed(timings, "fidelity"):
-        fidelity, plot_sets = {}, {}
-        for name in names:
-            fidelity[name], plot_sets[name] = _fidelity(name, g, labels, label_column, pairs, cache, scores, fill,
-                                                        config, seed)
+        fidelity, plot_sets = _fidelity_section(names, g, labels, label_column, pairs, cache, scores, fill, config,
+                                                seed)
     with _timed(timings, "structure"):
         structure = _structure_section(features, g, labels, syn, fill, config, seed)
     with _timed(timings, "gwas"):
@@ -649,7 +736,7 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
         "structure": structure,
         "gwas": gwas,
         "privacy": privacy,
-        "plot_data": {**_plot_data(real, g["train"], labels, label_column, pairs, cache, plot_sets, fill, config),
+        "plot_data": {**_plot_data(real, g["train"], pairs, cache, plot_sets, fill, config),
                       "pca_explained_variance_ratio": pca.explained_variance_ratio,
                       "gwas": gwas_plot,
                       "dcr": priv_plot},
@@ -658,17 +745,19 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     }
     results["summary"] = {name: _flat(results, name) for name in names}
     results["lights"] = {name: traffic_lights(results["summary"][name], results["summary"][HOLDOUT]) for name in syn}
+    results["verdict"] = {name: verdict(name, results["lights"][name], results["inputs"]["synthetic"][name],
+                                        results["inputs"]["train"], privacy[name].get("guarantee"),
+                                        fidelity[name].get("matching")) for name in syn}
     timings["total"] = time.perf_counter() - t0
     results["timings"] = {k: round(v, 3) for k, v in timings.items()}
     return results
 
 
-def _plot_data(real: Cohort, gt, labels, label_column, pairs, cache, plot_sets, fill, config) -> dict:
+def _plot_data(real: Cohort, gt, pairs, cache, plot_sets, fill, config) -> dict:
     """Aggregates behind the fidelity plots: frequencies, LD pairs, decay, heatmaps, histograms."""
     edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
     hi = cache["heatmap_idx"]
     pos = real.variants["pos"].to_numpy(dtype=np.int64)
-    di, dj = pairs["decay"]
     return {
         "variants": {"chrom": real.variants["chrom"].astype(str).tolist(),
                      "pos": real.variants["pos"].astype(int).tolist()},
@@ -677,8 +766,9 @@ def _plot_data(real: Cohort, gt, labels, label_column, pairs, cache, plot_sets, 
         "ld_pairs_near": _per_set(plot_sets, "ld_pairs_near"),
         "ld_pairs_within": _per_set(plot_sets, "ld_pairs_within"),
         "ld_decay_edges_bp": list(edges),
-        "ld_decay_train": fid.ld_decay(pair_correlations(gt, di, dj, fill=fill), pairs["decay_dist"], edges),
-        "ld_decay_train_within": _train_within_decay(gt, labels, label_column, pairs, edges, fill, config),
+        "ld_decay_train": cache["decay_train"]["pooled"][0],
+        "ld_decay_train_within": (cache["decay_train"]["within"] or (None,))[0],
+        "ld_decay_pairs": _pairs_per_bin(pairs, edges),
         "ld_heatmap": {"ids": real.variants["id"].iloc[hi].astype(str).tolist(),
                        "span_bp": int(pos[hi].max() - pos[hi].min()),
                        "chrom": str(real.variants["chrom"].astype(str).to_numpy()[hi[0]]),
@@ -698,25 +788,53 @@ def _per_set(plot_sets: dict, key: str) -> dict:
     return {k: v[key] for k, v in plot_sets.items()}
 
 
-def _train_within_decay(gt, labels, label_column, pairs, edges, fill, config):
-    """Real train's LD decay within each ``label_column`` group, weighted by group size (None: no labels)."""
-    if label_column not in labels["train"]:
-        return None
-    y = labels["train"][label_column]
+def _train_decays(gt, yt, pairs, fill, config) -> dict:
+    """Real train's LD decay, pooled and within each group of ``yt`` (weighted by group size), each with
+    the chance r^2 per bin: ``{"pooled": (decay, null), "within": (decay, null) or None}``."""
+    edges = np.asarray(config.ld_decay_edges_bp, dtype=float)
     di, dj = pairs["decay"]
+    pooled = fid.ld_decay(pair_correlations(gt, di, dj, fill=fill), pairs["decay_dist"], edges)
+    out = {"pooled": (pooled, [None if v is None else 1.0 / max(len(gt) - 1, 1) for v in pooled]), "within": None}
+    if yt is None:
+        return out
     acc, wts = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
-    for lab in np.unique(y[y != ""]):
-        m = y == lab
+    nul, nwt = np.zeros(len(edges) - 1), np.zeros(len(edges) - 1)
+    for lab in np.unique(yt[yt != ""]):
+        m = yt == lab
         if m.sum() < config.min_group_size:
             continue
-        _add_decay(acc, wts, fid.ld_decay(pair_correlations(gt[m], di, dj, fill=fill), pairs["decay_dist"], edges),
-                   m.sum())
-    return _mean_decay(acc, wts)
+        dec = fid.ld_decay(pair_correlations(gt[m], di, dj, fill=fill), pairs["decay_dist"], edges)
+        _add_decay(acc, wts, dec, m.sum())
+        _add_decay(nul, nwt, [None if v is None else 1.0 / (m.sum() - 1) for v in dec], m.sum())
+    out["within"] = (_mean_decay(acc, wts), _mean_decay(nul, nwt))
+    return out
 
 
 def _describe(c: Cohort) -> dict:
     return {"n_samples": int(c.n_samples), "n_variants": int(c.n_variants), "phased": bool(c.phased),
-            "source": c.meta.get("source"), "missing_rate": float(c.missing_rate())}
+            "source": c.meta.get("source"), "missing_rate": float(c.missing_rate()), "origin": origin(c.meta)}
+
+
+def origin(meta: dict) -> dict:
+    """Where a cohort came from, as far as its ``meta`` tells: ``{"kind", "detail"}``.
+
+    ``kind`` is ``simulated`` (``meta["simulation"]``, written by :func:`genosynth.simulation.simulate_cohort`),
+    ``synthetic`` (``meta["synthetic"]`` of a genosynth generator, ``meta["generator"]`` of a baseline),
+    ``real`` or ``simulated`` when ``meta["origin"]`` says so, else ``unknown``: a file read back does not
+    say whether its people are real.
+    """
+    sim = meta.get("simulation")
+    if isinstance(sim, dict):
+        return {"kind": "simulated", "detail": f"msprime, {sim.get('model', 'unknown model')}, seed {sim.get('seed')}"}
+    if meta.get("synthetic"):
+        return {"kind": "synthetic", "detail": f"genosynth generator, sampling seed {meta.get('seed')}"}
+    if meta.get("generator"):
+        return {"kind": "synthetic", "detail": f"baseline generator {meta['generator']!r}"}
+    declared = str(meta.get("origin", "")).lower()
+    if declared in ("real", "simulated", "synthetic"):
+        return {"kind": declared, "detail": "as declared by the caller (meta['origin'])"}
+    return {"kind": "unknown", "detail": "not recorded with the input (a file does not say whether its people "
+                                         "are real or simulated)"}
 
 
 def _label_summary(labels: dict, sources: dict) -> dict:
@@ -743,6 +861,8 @@ def _flat(results: dict, name: str) -> dict:
         "energy_coefficient": f["pca"]["energy_coefficient"],
         "het_mean_abs_diff": f["heterozygosity"]["mean_abs_diff"],
         "dist_wasserstein": f["pairwise_distance"]["within"]["wasserstein"],
+        "dist_wasserstein_rel": _relative(f["pairwise_distance"]["within"]),
+        "ld_strength_ratio": f["ld"]["strength"]["worst"],
     }
     trtr = results["structure"]["trtr"]
     tstr = trtr if name == HOLDOUT else results["structure"]["tstr"].get(name, {})
@@ -774,12 +894,18 @@ def _flat(results: dict, name: str) -> dict:
     return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()}
 
 
+def _relative(dist: dict):
+    """Wasserstein-1 distance between pairwise-distance distributions over the mean real-train distance."""
+    w, m = dist.get("wasserstein"), dist.get("mean_ref")
+    return None if w is None or not m else float(w / m)
+
+
 def summary(results: dict, name: str | None = None) -> dict:
     """The headline figures of one set as a flat dict (for a one-line print).
 
     ``name`` is a synthetic set's name (default: the only / first one) or ``"holdout"`` for the
-    ceiling. Keys: ``af_r, af_mean_abs_diff, ld_r_near, ld_r_near_within, ld_r_all, energy_distance,
-    het_mean_abs_diff, dist_wasserstein, trtr_<col>_<clf>, tstr_<col>_<clf>, gwas_overlap_top10/20/30,
+    ceiling. Keys: ``af_r, af_mean_abs_diff, ld_r_near, ld_r_near_within, ld_r_all, ld_strength_ratio,
+    energy_distance, het_mean_abs_diff, dist_wasserstein, dist_wasserstein_rel, trtr_<col>_<clf>, tstr_<col>_<clf>, gwas_overlap_top10/20/30,
     gwas_rank_r, identical_to_train, identical_haplotypes_to_train, dcr_closer_to_train, mia_auc,
     aats, aats_holdout, privacy_loss, epsilon, delta``.
     """

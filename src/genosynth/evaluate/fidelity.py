@@ -155,6 +155,34 @@ def ld_decay(r: np.ndarray, dist: np.ndarray, edges: np.ndarray) -> list[float |
     return out
 
 
+def ld_strength(decay: list, null: list, decay_ref: list, null_ref: list, n_pairs: list[int], *,
+                min_r2: float, min_pairs: int) -> dict:
+    """LD strength of a set against real data: mean r^2 of the set over that of the reference, per bin.
+
+    Each mean r^2 (from :func:`ld_decay`, per distance bin) first loses ``null``, the r^2 that chance
+    alone gives at the set's sample size (``1 / (n - 1)`` for n people), so sets of different sizes
+    compare. Bins where the reference's corrected r^2 is below ``min_r2`` or that hold fewer than
+    ``min_pairs`` pairs are skipped (None).
+
+    Returns
+    -------
+    dict
+        ``ratio`` (per bin, None when skipped), ``worst`` (the ratio farthest from 1 on a log scale,
+        NaN when no bin is usable) and ``worst_bin`` (its index, or None).
+    """
+    ratios: list[float | None] = []
+    for d, c, dr, cr, k in zip(decay, null, decay_ref, null_ref, n_pairs):
+        if d is None or dr is None or c is None or cr is None or k < min_pairs or dr - cr < min_r2:
+            ratios.append(None)
+            continue
+        ratios.append(float(max(d - c, 0.0) / (dr - cr)))
+    usable = [(abs(np.log(max(r, 1e-6))), b) for b, r in enumerate(ratios) if r is not None]
+    if not usable:
+        return {"ratio": ratios, "worst": float("nan"), "worst_bin": None}
+    b = max(usable)[1]
+    return {"ratio": ratios, "worst": ratios[b], "worst_bin": int(b)}
+
+
 # ---------------------------------------------------------------------------------- PCA
 class RealPCA:
     """PCA fitted on real-train genotypes, standardised as in Patterson et al. (2006).

@@ -3,7 +3,10 @@
 A light compares the synthetic value with the value the real holdout reaches against real train
 (the best a perfect generator can hope for at that sample size), or with a fixed ideal where the
 ideal is known (membership-inference AUC 0.5, no identical people). ``green`` = as good as real data
-within the tolerance, ``amber`` = noticeably worse, ``red`` = fails.
+within the tolerance, ``amber`` = noticeably worse, or better than fresh real people by more than
+the tolerance (a synthetic set cannot honestly beat real data drawn from the same population at the
+same sample size: the usual causes are copies of training people or sets of unequal size), ``red`` =
+fails. Each row carries a ``note`` where the light needs a sentence to be read right.
 """
 
 from __future__ import annotations
@@ -24,15 +27,19 @@ class LightRule:
     amber: float = 0.0  # tolerance for amber
     ceiling_key: str | None = None  # summary key of the ceiling if not the same key of the holdout set
     ideal: float | None = None      # fixed ideal value (kind "ideal")
+    max_slack: float | None = None  # kind "ideal": cap on the holdout's own distance from the ideal (noise)
 
 
 RULES = (
     LightRule("af_r", "Allele frequency r", "fidelity", "higher", 0.01, 0.05),
     LightRule("ld_r_near_within", "LD r, pairs < 1 Mb, within super population", "fidelity", "higher", 0.10, 0.25),
     LightRule("ld_r_near", "LD r, pairs < 1 Mb, pooled", "fidelity", "higher", 0.10, 0.25),
+    LightRule("ld_strength_ratio", "LD strength: synthetic r\u00b2 / real r\u00b2, worst distance bin", "fidelity",
+              "ideal", 0.10, 0.25, ideal=1.0, max_slack=0.05),
     LightRule("energy_coefficient", "PCA energy coefficient (top PCs of real train)", "fidelity", "lower",
               0.01, 0.03),
     LightRule("het_mean_abs_diff", "Heterozygosity |mean difference|", "fidelity", "lower", 0.01, 0.03),
+    LightRule("dist_wasserstein_rel", "Pairwise distances W1 / mean real distance", "fidelity", "lower", 0.01, 0.03),
     LightRule("tstr_super_pop_lr", "TSTR accuracy, super population (LR)", "structure", "higher", 0.05, 0.15,
               ceiling_key="trtr_super_pop_lr"),
     LightRule("tstr_pop_lr", "TSTR accuracy, population (LR)", "structure", "higher", 0.05, 0.15,
@@ -54,7 +61,11 @@ def _finite(x) -> bool:
 
 
 def judge(rule: LightRule, value, ceiling) -> str:
-    """``green``, ``amber``, ``red``, or ``grey`` (no value / informational)."""
+    """``green``, ``amber``, ``red``, or ``grey`` (no value / informational).
+
+    Kinds "higher" and "lower": a value that beats the ceiling by more than the green tolerance is
+    ``amber`` (see :func:`explain`), never green.
+    """
     if rule.kind == "info" or not _finite(value):
         return "grey"
     if rule.kind == "zero":
@@ -63,20 +74,47 @@ def judge(rule: LightRule, value, ceiling) -> str:
     if rule.kind == "ideal":
         # distance from the ideal, allowing the sampling noise the holdout itself shows
         slack = abs(ceiling - rule.ideal) if _finite(ceiling) else 0.0
+        if rule.max_slack is not None:
+            slack = min(slack, rule.max_slack)
         dev = abs(value - rule.ideal)
         return "green" if dev <= slack + rule.green else "amber" if dev <= slack + rule.amber else "red"
     if not _finite(ceiling):
         return "grey"
-    if rule.kind == "higher":
-        gap = ceiling - value
-        return "green" if gap <= rule.green else "amber" if gap <= rule.amber else "red"
-    if rule.kind == "lower":
-        gap = value - ceiling
+    if rule.kind in ("higher", "lower"):
+        gap = ceiling - value if rule.kind == "higher" else value - ceiling
+        if -gap > rule.green:
+            return "amber"  # beats fresh real people by more than the tolerance
         return "green" if gap <= rule.green else "amber" if gap <= rule.amber else "red"
     if rule.kind == "ratio":
         base = max(ceiling, 1e-12)
         return "green" if value <= rule.green * base else "amber" if value <= rule.amber * base else "red"
     raise ValueError(f"unknown rule kind {rule.kind}")
+
+
+def beats_ceiling(rule: LightRule, value, ceiling) -> bool:
+    """True when ``value`` is better than the real-holdout ceiling by more than the green tolerance."""
+    if rule.kind not in ("higher", "lower") or not (_finite(value) and _finite(ceiling)):
+        return False
+    return (value - ceiling if rule.kind == "higher" else ceiling - value) > rule.green
+
+
+def explain(rule: LightRule, value, ceiling, light: str = "amber") -> str | None:
+    """The sentence a light needs to be read right, or None (the AATS and LD-strength sentences only
+    for a light that is not green)."""
+    if beats_ceiling(rule, value, ceiling):
+        return ("better than the real holdout by more than the tolerance: fresh real people are the best a "
+                "generator can reach, so suspect copies of training people or unequal sample sizes")
+    if light == "green" or not _finite(value):
+        return None
+    if rule.key == "aats":
+        if value > 0.5:
+            return ("AATS > 0.5: synthetic and real people are easy to tell apart, a realism gap (fidelity), "
+                    "not a privacy leak")
+        return "AATS < 0.5: synthetic people sit closer to train than real people do, a sign of memorisation"
+    if rule.key == "ld_strength_ratio":
+        side = "weaker" if value < 1 else "stronger"
+        return f"LD is {side} than in real data in at least one distance bin (ratio {value:.2f}; 1 is ideal)"
+    return None
 
 
 def traffic_lights(flat: dict, ceiling: dict) -> list[dict]:
@@ -89,6 +127,48 @@ def traffic_lights(flat: dict, ceiling: dict) -> list[dict]:
         ceil = flat.get(rule.ceiling_key) if rule.ceiling_key else ceiling.get(rule.key)
         if rule.kind == "info" and value is None:
             continue
+        light = judge(rule, value, ceil)
         rows.append({"key": rule.key, "label": rule.label, "section": rule.section, "value": value,
-                     "ceiling": ceil, "ideal": rule.ideal, "light": judge(rule, value, ceil)})
+                     "ceiling": ceil, "ideal": rule.ideal, "light": light, "note": explain(rule, value, ceil, light)})
     return rows
+
+
+# ---------------------------------------------------------------------------------- verdict
+def privacy_status(guarantee: dict | None) -> dict:
+    """epsilon, delta and mechanisms of a set's privacy record, or the statement that there is none."""
+    g = guarantee or {}
+    eps = g.get("epsilon")
+    if not _finite(eps):
+        return {"formal_dp": False, "epsilon": None, "delta": None, "mechanisms": [],
+                "statement": "no formal DP guarantee"}
+    mech = g.get("mechanisms") or {k: v for k, v in (g.get("breakdown") or {}).items() if k != "total"}
+    names = sorted(mech) if isinstance(mech, dict) else [str(m) for m in mech]
+    delta = g.get("delta")
+    text = f"(\u03b5 = {eps:.3g}, \u03b4 = {delta:.3g})-DP" if _finite(delta) else f"\u03b5 = {eps:.3g}"
+    return {"formal_dp": True, "epsilon": float(eps), "delta": delta, "mechanisms": names,
+            "statement": text + (f" over {', '.join(names)}" if names else "")}
+
+
+def verdict(name: str, rows: list[dict], described: dict, real: dict, guarantee: dict | None,
+            matching: dict | None) -> dict:
+    """The answer to "faithful? private?" for one synthetic set, from its lights and inputs.
+
+    ``rows`` are its :func:`traffic_lights`; ``described`` / ``real`` the input descriptions of the
+    set and of real train (with ``origin``); ``matching`` how its fidelity sample matched the holdout.
+    """
+    by_key = {r["key"]: r for r in rows}
+    quality = [r for r in rows if r["section"] != "privacy"]
+    counts = {c: sum(r["light"] == c for r in quality) for c in ("green", "amber", "red", "grey")}
+    flagged = [{"key": r["key"], "label": r["label"], "light": r["light"]} for r in quality
+               if r["light"] in ("amber", "red")]
+    mia, ident = by_key.get("mia_auc", {}), by_key.get("identical_to_train", {})
+    return {
+        "set": name, "n_people": described["n_samples"], "n_snps": described["n_variants"],
+        "source": described.get("source") or "in memory (no file)", "origin": described.get("origin"),
+        "real_cohort": real.get("origin"), "real_source": real.get("source") or "in memory (no file)",
+        "fidelity": {**counts, "flagged": flagged},
+        "privacy": privacy_status(guarantee),
+        "mia_auc": mia.get("value"), "mia_light": mia.get("light", "grey"),
+        "identical_people": ident.get("value"), "identical_light": ident.get("light", "grey"),
+        "matched_sizes": None if matching is None else bool(matching.get("matched")),
+    }

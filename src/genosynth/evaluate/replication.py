@@ -81,10 +81,11 @@ def replication(g_ref: np.ndarray, case_ref: np.ndarray, g_other: np.ndarray, ca
     """Top-hit overlap and rank correlation of -log10 p between two sets at matched sample sizes.
 
     Each repeat draws ``n_case`` cases and ``n_control`` controls from each set, runs the test on
-    both and compares; the figures are averaged over ``repeats`` (sd alongside).
+    both and compares; the figures are averaged over ``repeats`` (sd alongside). ``lambda_gc`` /
+    ``lambda_gc_ref`` are the genomic inflation of the other / the reference set at these sizes.
     """
     overlaps = {f: [] for f in fractions}
-    rhos = []
+    rhos, lam_a, lam_b = [], [], []
     for _ in range(repeats):
         ia = matched_indices(case_ref, n_case, n_control, rng)
         ib = matched_indices(case_other, n_case, n_control, rng)
@@ -93,6 +94,8 @@ def replication(g_ref: np.ndarray, case_ref: np.ndarray, g_other: np.ndarray, ca
         for f in fractions:
             overlaps[f].append(top_overlap(pa, pb, f))
         rhos.append(spearman(pa, pb))
+        lam_a.append(lambda_gc(pa))
+        lam_b.append(lambda_gc(pb))
     out = {"n_case": int(n_case), "n_control": int(n_control), "repeats": int(repeats)}
     for f in fractions:
         key = f"top{int(round(100 * f))}"
@@ -101,7 +104,24 @@ def replication(g_ref: np.ndarray, case_ref: np.ndarray, g_other: np.ndarray, ca
         # expected overlap of two random top sets: the chance level
         out[f"overlap_{key}_chance"] = float(math.ceil(f * g_ref.shape[1]) / g_ref.shape[1])
     out["rank_r"] = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float("nan")
+    # genomic inflation at the matched sizes (it grows with n wherever cases and controls differ)
+    out["lambda_gc"] = _nanmean(lam_b)
+    out["lambda_gc_ref"] = _nanmean(lam_a)
     return out
+
+
+def _nanmean(values: list[float]) -> float:
+    v = np.asarray(values, dtype=float)
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def lambda_gc(neglog10p: np.ndarray) -> float:
+    """Genomic inflation factor: median chi-square (1 df) of the p-values over its null median 0.455."""
+    v = neglog10p[np.isfinite(neglog10p)]
+    if v.size == 0:
+        return float("nan")
+    chi2 = stats.chi2.isf(np.power(10.0, -np.median(v)), df=1)
+    return float(chi2 / stats.chi2.ppf(0.5, df=1))
 
 
 def qq_points(neglog10p: np.ndarray, *, max_points: int = 2000) -> dict:
@@ -112,6 +132,4 @@ def qq_points(neglog10p: np.ndarray, *, max_points: int = 2000) -> dict:
         return {"expected": [], "observed": [], "lambda_gc": None}
     exp = -np.log10((np.arange(1, n + 1) - 0.5) / n)
     keep = np.unique(np.linspace(0, n - 1, min(n, max_points)).astype(int))
-    chi2 = stats.chi2.isf(np.power(10.0, -np.median(obs)), df=1)
-    return {"expected": exp[keep].tolist(), "observed": obs[keep].tolist(),
-            "lambda_gc": float(chi2 / stats.chi2.ppf(0.5, df=1))}
+    return {"expected": exp[keep].tolist(), "observed": obs[keep].tolist(), "lambda_gc": lambda_gc(obs)}

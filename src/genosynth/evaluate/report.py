@@ -23,7 +23,7 @@ LIGHT_COLOURS = {"green": "#2e9d4f", "amber": "#e7a11a", "red": "#d23b33", "grey
 SET_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
 
 # every plot the report draws; the screenshot test checks that each one rendered
-PLOTS = ("allele_frequencies", "ld_pairs", "ld_decay", "ld_heatmap", "pca", "heterozygosity", "pairwise_distances",
+PLOTS = ("allele_frequencies", "ld_pairs", "ld_decay", "ld_strength", "ld_heatmap", "pca", "heterozygosity", "pairwise_distances",
          "structure", "gwas_manhattan", "gwas_qq", "gwas_overlap", "dcr")
 
 
@@ -124,8 +124,7 @@ def plot_ld_decay(results) -> str:
     import matplotlib.pyplot as plt
 
     pd_ = results["plot_data"]
-    edges = np.asarray(pd_["ld_decay_edges_bp"], dtype=float)
-    labels = [_bp(lo) + "-" + _bp(hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    labels = _bin_labels(results)
     x = np.arange(len(labels))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     for ax, key, title in ((axes[0], "decay_pooled", "pooled"), (axes[1], "decay_within", "within groups")):
@@ -141,6 +140,36 @@ def plot_ld_decay(results) -> str:
     axes[0].set_ylabel("mean r\u00b2")
     axes[1].legend(fontsize=7)
     return _fig_to_img(fig, "ld_decay", "LD decay: mean r\u00b2 by distance bin, pooled and within populations")
+
+
+def _bin_labels(results) -> list[str]:
+    edges = np.asarray(results["plot_data"]["ld_decay_edges_bp"], dtype=float)
+    return [_bp(lo) + "-" + _bp(hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def plot_ld_strength(results) -> str:
+    """LD strength per distance bin: r^2 of each set over r^2 of real train (chance r^2 removed)."""
+    import matplotlib.pyplot as plt
+
+    labels = _bin_labels(results)
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    ax.axhspan(0.9, 1.1, color="#2e9d4f", alpha=0.12, lw=0)
+    ax.axhline(1.0, color="k", lw=0.8)
+    basis = "within groups"
+    for name in _sets(results):
+        st = results["fidelity"][name]["ld"]["strength"]
+        basis = "within groups" if st.get("basis") == "within" else "pooled"
+        ax.plot(x, _nan(st["ratio"]), "-o", ms=4, color=_colour(results, name),
+                label=name + (" (ceiling)" if name == HOLDOUT else ""))
+    ax.set_xticks(x, labels, rotation=30, fontsize=7)
+    ax.set_xlabel("distance between SNPs (same chromosome)")
+    ax.set_ylabel("r\u00b2 set / r\u00b2 real train")
+    ax.set_title(f"LD strength by distance, {basis} (1 = as strong as real; shaded 0.9-1.1)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    return _fig_to_img(fig, "ld_strength", "LD strength: mean r\u00b2 of each set over that of real train per distance "
+                                           "bin, chance r\u00b2 (1/(n-1)) removed from both; bins with little real LD "
+                                           "are left out")
 
 
 def plot_ld_heatmap(results) -> str:
@@ -183,10 +212,19 @@ def plot_pca(results) -> str:
             ax.scatter(o[:, 0], o[:, 1], s=4, color=_colour(results, name), label=name, rasterized=True)
         e = results["fidelity"][name]["pca"]["energy_distance"]
         ax.set_title(f"{name}: energy distance {e:.3f}" if e is not None else name, fontsize=9)
-        ax.set_xlabel("PC1 (real train)")
-        ax.set_ylabel("PC2 (real train)")
+        ax.set_xlabel(_pc_label(results, 0), fontsize=8)
+        ax.set_ylabel(_pc_label(results, 1), fontsize=8)
         ax.legend(fontsize=6, markerscale=2)
-    return _fig_to_img(fig, "pca", "PCA fitted on real train (grey); each set projected, coloured by label")
+    return _fig_to_img(fig, "pca", "PCA fitted on real train (grey); each set projected, coloured by label; "
+                                   f"{_pc_label(results, 0)}, {_pc_label(results, 1)}")
+
+
+def _pc_label(results, k: int) -> str:
+    """Axis label of PC ``k`` with the share of real-train variance it explains."""
+    evr = results["plot_data"].get("pca_explained_variance_ratio")
+    if evr is None or len(evr) <= k or evr[k] is None:
+        return f"PC{k + 1} (real train)"
+    return f"PC{k + 1} ({100 * float(evr[k]):.1f} % of variance, real train)"
 
 
 def plot_heterozygosity(results) -> str:
@@ -227,70 +265,127 @@ def plot_pairwise_distances(results) -> str:
 
 
 def plot_structure(results) -> str:
+    """TRTR / TSTR accuracies per label column; the y-axis is zoomed to the data, legend beside the axes."""
     import matplotlib.pyplot as plt
 
     trtr = results["structure"]["trtr"]
     kinds = results["config"]["classifiers"]
     cols = list(trtr)
-    fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(5.5 * max(1, len(cols)), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(cols)), figsize=(4.6 * max(1, len(cols)) + 1.6, 3.4), squeeze=False)
     names = ["TRTR (real)", *results["structure"]["tstr"]]
     width = 0.8 / len(names)
     for ax, col in zip(axes[0], cols):
+        shown = []
         for k, name in enumerate(names):
             tab = trtr[col] if k == 0 else results["structure"]["tstr"][name].get(col, {})
-            vals = [tab.get(kind) or 0.0 for kind in kinds]
+            vals = [tab.get(kind) for kind in kinds]
             colour = _colour(results, HOLDOUT) if k == 0 else _colour(results, name)
-            ax.bar(np.arange(len(kinds)) + k * width, vals, width, label=name, color=colour)
+            bars = ax.bar(np.arange(len(kinds)) + k * width, [v or 0.0 for v in vals], width, label=name, color=colour)
+            ax.bar_label(bars, labels=[_fmt(v) for v in vals], fontsize=6, padding=1)
+            shown += [v for v in vals if v is not None]
         ax.set_xticks(np.arange(len(kinds)) + width * (len(names) - 1) / 2, [k.upper() for k in kinds])
-        ax.set_ylim(0, 1)
+        ax.set_ylim(*_zoom(shown))
+        ax.set_ylabel("accuracy (axis zoomed)", fontsize=8)
         ax.set_title(f"{col}: accuracy on real holdout", fontsize=9)
-        ax.legend(fontsize=7)
-    return _fig_to_img(fig, "structure", "Population-structure inference: trained on real (TRTR) or synthetic (TSTR)")
+    if cols:
+        axes[0, len(cols) - 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    fig.tight_layout()
+    return _fig_to_img(fig, "structure", "Population-structure inference: trained on real (TRTR) or synthetic (TSTR); "
+                                         "the y-axis is zoomed to the accuracies shown")
+
+
+def _zoom(values: list, *, lo: float = 0.0, hi: float = 1.0) -> tuple[float, float]:
+    """Axis limits around ``values`` with room for bar labels, inside ``[lo, hi]``."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return lo, hi
+    span = max(max(v) - min(v), 0.02)
+    return max(lo, min(v) - 0.6 * span), min(hi + 0.05, max(v) + 0.4 * span)
 
 
 def plot_manhattan(results) -> str:
+    """-log10 p along the genome; the x-axis gives Mb within each chromosome (chromosome names on top)."""
+    import matplotlib.pyplot as plt
+
     pd_ = results["plot_data"]
     gw = pd_["gwas"]
     names = [n for n in ["train", *_sets(results)] if n in gw]
     chrom = np.asarray(pd_["variants"]["chrom"])
     pos = np.asarray(pd_["variants"]["pos"], dtype=float)
-    order, xs, ticks = _genome_x(chrom, pos)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(max(1, len(names)), 1, figsize=(11, 1.9 * max(1, len(names))), sharex=True,
+    xs, mb_ticks, centres = _genome_x(chrom, pos)
+    fig, axes = plt.subplots(max(1, len(names)), 1, figsize=(11, 1.9 * max(1, len(names)) + 0.4), sharex=True,
                              squeeze=False)
+    shade = _chrom_index(chrom) % 2
     for ax, name in zip(axes[:, 0], names):
         lp = np.asarray(gw[name]["neglog10p"], dtype=float)
-        shade = np.array([0 if k % 2 == 0 else 1 for k in _chrom_index(chrom)])
         ax.scatter(xs, lp, s=3, c=np.where(shade == 0, "#1f4e79", "#8fb3d9"), rasterized=True)
         ax.set_ylabel("-log10 p", fontsize=8)
-        ax.set_title("real train" if name == "train" else name, fontsize=9, loc="left")
-    axes[-1, 0].set_xticks([t[0] for t in ticks], [t[1] for t in ticks], fontsize=6)
+        ax.set_title(f"{_set_title(name)} ({_n_gwas(gw[name])})", fontsize=9, loc="left")
+    bottom, top = axes[-1, 0], axes[0, 0]
+    if mb_ticks:
+        bottom.set_xticks([t[0] for t in mb_ticks], [t[1] for t in mb_ticks], fontsize=7)
+        if len(centres) == 1:
+            bottom.set_xlabel(f"position on chromosome {centres[0][1]} (Mb)", fontsize=8)
+        else:
+            bottom.set_xlabel("position within each chromosome (Mb)", fontsize=8)
+            sec = top.secondary_xaxis("top")
+            sec.set_xticks([c[0] for c in centres], [f"chr {c[1]}" for c in centres], fontsize=7)
+    else:
+        bottom.set_xticks([c[0] for c in centres], [c[1] for c in centres], fontsize=6)
+        bottom.set_xlabel("chromosome", fontsize=8)
     d = results["gwas"]["design"] or {}
     return _fig_to_img(fig, "gwas_manhattan",
                        f"Manhattan plots, dominant-model Z-test, {d.get('case')} (cases) vs {d.get('control')} "
-                       "(controls), full sample sizes")
+                       "(controls), each set at its full size (cases / controls in each title: not matched)")
+
+
+def _set_title(name: str) -> str:
+    return "real train" if name == "train" else name
+
+
+def _n_gwas(entry: dict) -> str:
+    """"n = cases / controls" of one full-size scan."""
+    if entry.get("n_case") is None:
+        return "full size"
+    return f"n = {entry['n_case']:,} / {entry['n_control']:,}"
 
 
 def plot_qq(results) -> str:
+    """Observed against expected -log10 p: the null range with the diagonal (left), the full range (right)."""
     import matplotlib.pyplot as plt
 
     gw = results["plot_data"]["gwas"]
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    top = 1.0
-    for name in [n for n in ["train", *_sets(results)] if n in gw]:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.3))
+    names = [n for n in ["train", *_sets(results)] if n in gw]
+    top = max([max(gw[n]["qq"]["expected"]) for n in names if gw[n]["qq"]["expected"]] or [1.0])
+    lim = top * 1.05
+    for name in names:
         q = gw[name]["qq"]
         colour = "k" if name == "train" else _colour(results, name)
         lam = q.get("lambda_gc")
-        ax.plot(q["expected"], q["observed"], ".", ms=3, color=colour,
-                label=f"{'real train' if name == 'train' else name} (\u03bb={lam:.1f})" if lam else name)
-        if q["expected"]:
-            top = max(top, max(q["expected"]))
-    ax.plot([0, top], [0, top], "k--", lw=0.7)
-    ax.set_xlabel("expected -log10 p")
-    ax.set_ylabel("observed -log10 p")
-    ax.legend(fontsize=7)
-    return _fig_to_img(fig, "gwas_qq", "QQ plots of the association p-values")
+        label = f"{_set_title(name)} (\u03bb={lam:.2f}, {_n_gwas(gw[name])})" if lam else _set_title(name)
+        exp_, obs = np.asarray(q["expected"], dtype=float), np.asarray(q["observed"], dtype=float)
+        inside = obs <= lim
+        axes[0].plot(exp_[inside], obs[inside], ".", ms=3, color=colour, label=label)
+        axes[0].plot(exp_[~inside], np.full((~inside).sum(), lim), "^", ms=3, color=colour)
+        axes[1].plot(exp_, obs, ".", ms=3, color=colour, label=label)
+    axes[0].plot([0, lim], [0, lim], "k--", lw=0.8, label="null (observed = expected)")
+    axes[0].set_xlim(0, lim)
+    axes[0].set_ylim(0, lim * 1.03)
+    axes[0].set_aspect("equal")
+    axes[0].set_title("null range (points above drawn as \u25b2 at the edge)", fontsize=8)
+    full_top = max(lim, max([max(gw[n]["qq"]["observed"]) for n in names if gw[n]["qq"]["observed"]] or [lim]))
+    axes[1].plot([0, full_top], [0, full_top], "k--", lw=0.8)
+    axes[1].set_xlim(0, lim)
+    axes[1].set_title("full range", fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("expected -log10 p")
+        ax.set_ylabel("observed -log10 p")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=2, frameon=False)  # below the axes
+    return _fig_to_img(fig, "gwas_qq", "QQ plots of the association p-values, each set at its full size (\u03bb_GC at "
+                                       "matched sizes is in the table)")
 
 
 def plot_gwas_overlap(results) -> str:
@@ -309,7 +404,7 @@ def plot_gwas_overlap(results) -> str:
     ax.set_xticks(np.arange(len(fr)) + width * (len(names) - 1) / 2, [f"top {int(100 * f)} %" for f in fr])
     ax.set_ylim(0, 1)
     ax.set_ylabel("overlap of lowest p-values")
-    ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return _fig_to_img(fig, "gwas_overlap", "Overlap of top association signals at matched sample sizes")
 
 
@@ -340,6 +435,10 @@ th{background:#f3f3f3} td.l,th.l{text-align:left}
 figure{margin:10px 0} figure img{max-width:100%} figcaption{font-size:12px;color:#555}
 .note{background:#fff7e0;border-left:4px solid #e7a11a;padding:5px 9px;font-size:13px;margin:4px 0}
 .small{font-size:12px;color:#555}
+#verdict{border:2px solid #444;border-radius:6px;padding:8px 12px;margin:10px 0 14px;background:#fafafa}
+#verdict h2{margin:0 0 4px;border:0;font-size:17px} #verdict p{margin:3px 0;font-size:13px}
+#verdict table{width:100%;font-size:13px} #verdict td{vertical-align:top}
+.badge{display:inline-block;padding:1px 6px;border-radius:4px;color:#fff;font-weight:600;font-size:12px}
 """
 
 
@@ -396,6 +495,7 @@ def render_html(results, *, title: str | None = None) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body>"]
     parts.append(f"<h1>{html.escape(title)}</h1>")
+    parts += verdict_box(results)
     parts += _html_summary(results)
     parts += _html_fidelity(results)
     parts += _html_structure(results)
@@ -405,11 +505,78 @@ def render_html(results, *, title: str | None = None) -> str:
     parts.append(f"<p class='small'>Evaluation time {t.get('total', 0):.1f} s. Config: "
                  f"{html.escape(json.dumps(to_json_ready(results['config'])))}</p>")
     # lets a headless browser confirm that every image decoded (read back by the screenshot check)
+    # and where the verdict box sits in the first screen (read back by tests/evaluate/test_report.py)
     parts.append("<script>window.addEventListener('load',function(){var n=0;for(var i of document.images)"
-                 "{if(i.complete&&i.naturalWidth>0)n++;}document.body.setAttribute('data-images-rendered',n);"
+                 "{if(i.complete&&i.naturalWidth>0)n++;}var b=document.body;b.setAttribute('data-images-rendered',n);"
+                 "var v=document.getElementById('verdict');if(v){var r=v.getBoundingClientRect();"
+                 "b.setAttribute('data-verdict-box',[r.top+scrollY,r.bottom+scrollY,r.left,r.right].join(','));}"
+                 "b.setAttribute('data-viewport',[innerWidth,innerHeight].join(','));"
                  "});</script>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def verdict_box(results) -> list[str]:
+    """The first screen: what was generated, fidelity lights counted, privacy status, MIA AUC, identical people."""
+    verdicts = results.get("verdict") or {}
+    inp = results["inputs"]
+    train = inp["train"]
+    real = train.get("origin") or {"kind": "unknown", "detail": ""}
+    kind = real["kind"]
+    colour = {"simulated": "#1f77b4", "real": "#2e9d4f"}.get(kind, "#9a9a9a")
+    parts = ["<section id='verdict'><h2>Verdict</h2>",
+             f"<p><b>Real cohort:</b> <span class='badge' style='background:{colour}'>{html.escape(kind)}</span> "
+             f"{html.escape(real.get('detail') or '')}; real train {train['n_samples']:,} people, holdout "
+             f"{inp[HOLDOUT]['n_samples']:,}; {train['n_variants']:,} SNPs"
+             + (f"; source {html.escape(str(train['source']))}" if train.get("source") else "") + ".</p>"]
+    rows = []
+    for name, v in verdicts.items():
+        f = v["fidelity"]
+        flagged = ", ".join(f"{html.escape(x['label'])} ({x['light']})" for x in f["flagged"][:4])
+        flagged += " ..." if len(f["flagged"]) > 4 else ""
+        origin = v.get("origin") or {}
+        detail = origin.get("detail", "") if origin.get("kind") not in (None, "unknown") else ""
+        rows.append([
+            f"<b>{html.escape(name)}</b>",
+            f"<span>{v['n_people']:,} people \u00d7 {v['n_snps']:,} SNPs</span><br><span class='small'>"
+            f"{html.escape(str(v['source']))}{'; ' + html.escape(detail) if detail else ''}</span>",
+            "<span>" + " ".join(f"{_light(c)}{f[c]} {c}" for c in ("green", "amber", "red")) + "</span>"
+            + (f"<br><span class='small'>{flagged}</span>" if flagged else ""),
+            _privacy_cell(v["privacy"]),
+            f"{_light(v['mia_light'])}{_fmt(v['mia_auc'])}<br><span class='small'>ideal 0.5</span>",
+            f"{_light(v['identical_light'])}{_fmt(v['identical_people'])}",
+        ])
+    parts.append(_table(["Synthetic set", "Generated", "Faithful? (fidelity, structure, GWAS lights)",
+                         "Private? (formal guarantee)", "MIA AUC", "Identical people"], rows, left=6))
+    parts.append("<p class='small'>" + _matching_sentence(results) + " Lights compare each figure with the real "
+                 "holdout (fresh real people, the ceiling): green as good, amber noticeably worse or better than "
+                 "the ceiling by more than the tolerance, red fails.</p></section>")
+    return parts
+
+
+def _privacy_cell(p: dict) -> str:
+    if p.get("formal_dp"):
+        return f"<span class='badge' style='background:#2e9d4f'>DP</span> {html.escape(p['statement'])}"
+    return ("<span class='badge' style='background:#d23b33'>no formal DP guarantee</span><br><span class='small'>"
+            "trained without differential privacy; only the empirical attacks below speak to privacy</span>")
+
+
+def _matching_sentence(results) -> str:
+    """Whether each synthetic set's fidelity figures rest on as many people as the holdout's."""
+    bits = []
+    for name in results["inputs"]["synthetic"]:
+        m = results["fidelity"][name].get("matching") or {}
+        if not m:
+            continue
+        if m.get("matched") and m.get("n_used") != m.get("n_full"):
+            bits.append(f"{html.escape(name)}: {m['n_used']:,} of {m['n_full']:,} people drawn to match the holdout"
+                        + (" per group" if m.get("per_group") else ""))
+        elif m.get("matched"):
+            bits.append(f"{html.escape(name)}: same size as the holdout")
+        else:
+            bits.append(f"{html.escape(name)}: NOT matched ({m.get('n_used', 0):,} people against a holdout of "
+                        f"{m.get('n_holdout', 0):,}; too few in some group)")
+    return ("Fidelity figures at the holdout's sample size: " + "; ".join(bits) + ".") if bits else ""
 
 
 def _html_summary(results) -> list[str]:
@@ -424,6 +591,11 @@ def _html_summary(results) -> list[str]:
         "noticeably worse; red: fails.</p>"]
     parts.append("<h2 id='summary'>Summary</h2>")
     parts.append(summary_table(results))
+    for name in results["inputs"]["synthetic"]:
+        for row in results["lights"][name]:
+            if row.get("note"):
+                parts.append(f"<div class='note'>{_light(row['light'])}<b>{html.escape(name)}, "
+                             f"{html.escape(row['label'])}:</b> {html.escape(row['note'])}</div>")
     for note in results["notes"]:
         parts.append(f"<div class='note'>{html.escape(note)}</div>")
     lab_rows = []
@@ -444,14 +616,16 @@ def _html_fidelity(results) -> list[str]:
     rows = []
     for name in sets:
         f = results["fidelity"][name]
-        rows.append([name, f["allele_frequency"]["overall"]["r"], f["allele_frequency"]["overall"]["mean_abs_diff"],
-                     f["ld"]["near"]["r"], f["ld"]["near_within"]["r"], f["ld"]["all"]["r"],
+        rows.append([name, _people_used(results, name), f["allele_frequency"]["overall"]["r"],
+                     f["allele_frequency"]["overall"]["mean_abs_diff"], f["ld"]["near"]["r"],
+                     f["ld"]["near_within"]["r"], f["ld"]["all"]["r"], f["ld"]["strength"]["worst"],
                      f["pca"]["energy_distance"], f["pca"]["energy_coefficient"],
                      f["heterozygosity"]["mean"], f["pairwise_distance"]["within"]["wasserstein"]])
     w = results["config"]["ld_window_bp"]
-    parts.append(_table(["Set", "AF r", "AF mean |diff|", f"LD r (< {_bp(w)}, pooled)",
-                         f"LD r (< {_bp(w)}, within)", "LD r (random pairs)", "Energy distance",
-                         "Energy coefficient", "Mean heterozygosity", "Distance W1"], rows))
+    parts.append(_table(["Set", "People used", "AF r", "AF mean |diff|", f"LD r (< {_bp(w)}, pooled)",
+                         f"LD r (< {_bp(w)}, within)", "LD r (random pairs)", "LD strength (worst bin)",
+                         "Energy distance", "Energy coefficient", "Mean heterozygosity", "Distance W1"], rows))
+    parts.append(_strength_table(results))
     near = results["fidelity"][HOLDOUT]["ld"]["near"]
     parts.append(f"<p class='small'>LD pairs &lt; {_bp(w)}: {near['n_pairs']:,} used of "
                  f"{near.get('n_pairs_total', 0):,}; random genome-wide pairs: "
@@ -468,10 +642,38 @@ def _html_fidelity(results) -> list[str]:
     if g_rows:
         parts.append(f"<h3>Per {html.escape(col)}</h3>" + _table(
             ["Set", "Group", "People", "AF r", "AF mean |diff|", "LD r (near pairs)", "Pairs"], g_rows, left=2))
-    for plot in (plot_allele_frequencies, plot_ld_pairs, plot_ld_decay, plot_ld_heatmap, plot_pca, plot_heterozygosity,
-                 plot_pairwise_distances):
+    for plot in (plot_allele_frequencies, plot_ld_pairs, plot_ld_decay, plot_ld_strength, plot_ld_heatmap, plot_pca,
+                 plot_heterozygosity, plot_pairwise_distances):
         parts.append(plot(results))
     return parts
+
+
+def _people_used(results, name: str) -> str:
+    """People a set's fidelity figures rest on, and whether that matches the holdout."""
+    if name == HOLDOUT:
+        return f"{results['inputs'][HOLDOUT]['n_samples']:,} (ceiling)"
+    m = results["fidelity"][name].get("matching") or {}
+    if not m:
+        return "\u2013"
+    tag = "matched" if m.get("matched") else f"<b>not matched</b> (holdout {m['n_holdout']:,})"
+    return f"{m['n_used']:,} of {m['n_full']:,}, {tag}"
+
+
+def _strength_table(results) -> str:
+    """LD strength per distance bin (r^2 ratio to real train) of every set, with the pairs per bin."""
+    labels = _bin_labels(results)
+    counts = results["plot_data"].get("ld_decay_pairs") or [None] * len(labels)
+    rows = [["SNP pairs", *counts]]
+    basis = ""
+    for name in _sets(results):
+        st = results["fidelity"][name]["ld"]["strength"]
+        basis = st.get("basis", "")
+        rows.append([name, *st["ratio"]])
+    return (f"<h3>LD strength by distance ({html.escape(basis)})</h3>" + _table(["Set", *labels], rows)
+            + "<p class='small'>Mean r\u00b2 of the set over mean r\u00b2 of real train in each distance bin, after "
+            "removing the r\u00b2 chance gives at each sample size (1/(n-1)); 1 = as strong as real LD, below 1 "
+            "weaker. \u2013: too few pairs or too little real LD in the bin. The light uses the bin farthest from 1."
+            "</p>")
 
 
 def _html_structure(results) -> list[str]:
@@ -499,19 +701,25 @@ def _html_gwas(results) -> list[str]:
         parts.append("<p>Skipped (see notes).</p>")
         return parts
     parts.append(f"<p class='small'>Cases: {html.escape(d['case'])}, controls: {html.escape(d['control'])} "
-                 f"({html.escape(d['column'])}); dominant model, per-SNP Z-test. Replication figures use "
-                 f"{d.get('n_case_matched')} cases and {d.get('n_control_matched')} controls drawn from each set "
-                 f"({results['config']['gwas_repeats']} repeats).</p>")
+                 f"({html.escape(d['column'])}); dominant model, per-SNP Z-test. Replication figures and "
+                 f"\u03bb_GC (matched) use {d.get('n_case_matched')} cases and {d.get('n_control_matched')} controls "
+                 f"drawn from each set ({results['config']['gwas_repeats']} repeats); \u03bb_GC grows with the "
+                 "sample size wherever cases and controls differ, so only the matched column compares sets."
+                 + (" Cases and controls are two population groups: this is a test of population differences, "
+                    "not a trait GWAS." if d.get("mode") == "groups" else "") + "</p>")
     fr = results["config"]["gwas_top_fractions"]
     rows = []
     for name in _sets(results):
         s = results["gwas"]["sets"].get(name)
         if s:
+            full = s.get("n_full") or {}
             rows.append([f"real train vs {name}", *[s[f"overlap_top{int(round(100 * f))}"] for f in fr],
-                         s["rank_r"], s.get("lambda_gc")])
+                         s["rank_r"], s.get("lambda_gc_ref"), s.get("lambda_gc"), s.get("lambda_gc_full"),
+                         f"{full.get('case', 0):,} / {full.get('control', 0):,}"])
     if rows:
         parts.append(_table(["Comparison", *[f"Top {int(100 * f)} % overlap" for f in fr],
-                             "Rank r of -log10 p", "\u03bb_GC"], rows))
+                             "Rank r of -log10 p", "\u03bb_GC real train (matched)", "\u03bb_GC set (matched)",
+                             "\u03bb_GC set (full size, not matched)", "Full size: cases / controls"], rows))
     for plot in (plot_manhattan, plot_qq, plot_gwas_overlap):
         parts.append(plot(results))
     return parts
@@ -531,20 +739,19 @@ def _html_privacy(results) -> list[str]:
                          "Median DCR to train", "Median DCR to holdout", "Closer to train", "MIA AUC",
                          "AATS(train)", "AATS(holdout)", "Privacy loss"], rows))
     parts.append("<p class='small'>Ideal: no identical people, closer-to-train share 0.5, MIA AUC 0.5, AATS 0.5, "
-                 "privacy loss 0. The holdout row splits the holdout in two halves (one plays the synthetic set). "
+                 "privacy loss 0. AATS above 0.5 means synthetic and real people are easy to tell apart: a realism "
+                 "gap, not a leak; below 0.5 they sit closer to train than real people do. The holdout row splits the holdout in two halves (one plays the synthetic set). "
                  "MIA: distance-based attack, train members vs holdout non-members, balanced by subsampling, "
                  f"{results['config']['mia_repeats']} repeats.</p>")
     g_rows = []
     for name in results["inputs"]["synthetic"]:
         guarantee = results["privacy"][name].get("guarantee")
-        if guarantee:
-            extra = {k: v for k, v in guarantee.items() if k not in ("epsilon", "delta")}
-            g_rows.append([name, guarantee.get("epsilon"), guarantee.get("delta"),
-                           json.dumps(to_json_ready(extra))[:400]])  # escaped by _table
-        else:
-            g_rows.append([name, None, None, "no privacy guarantee recorded with this set"])
-    parts.append("<h3>Differential privacy guarantee</h3>" + _table(["Set", "\u03b5", "\u03b4", "Details"], g_rows,
-                                                                    left=1))
+        status = (results.get("verdict") or {}).get(name, {}).get("privacy") or {}
+        extra = {k: v for k, v in (guarantee or {}).items() if k not in ("epsilon", "delta")}
+        g_rows.append([name, status.get("epsilon"), status.get("delta"), ", ".join(status.get("mechanisms", [])),
+                       status.get("statement", ""), json.dumps(to_json_ready(extra))[:400] if extra else ""])
+    parts.append("<h3>Differential privacy guarantee</h3>" + _table(
+        ["Set", "\u03b5", "\u03b4", "Mechanisms", "Statement", "Details"], g_rows, left=1))
     parts.append(plot_dcr(results))
     return parts
 
@@ -595,11 +802,22 @@ def _chrom_index(chrom: np.ndarray) -> np.ndarray:
     return np.array([lookup[str(c)] for c in chrom])
 
 
-def _genome_x(chrom: np.ndarray, pos: np.ndarray):
-    """Cumulative genome coordinates for a Manhattan plot (chromosomes in natural order)."""
+def _genome_x(chrom: np.ndarray, pos: np.ndarray, *, max_mb_chroms: int = 4):
+    """Genome x coordinates for a Manhattan plot (chromosomes in natural order, side by side).
+
+    Returns
+    -------
+    xs : float64, shape (n_variants,)
+    mb_ticks : list of (x, label) in Mb within each chromosome; empty when there are more than
+        ``max_mb_chroms`` chromosomes (then only chromosome names fit)
+    centres : list of (x, chromosome name), one per chromosome
+    """
+    from matplotlib.ticker import MaxNLocator
+
     idx = _chrom_index(chrom)
     xs = np.zeros(len(pos))
-    ticks = []
+    mb_ticks, centres = [], []
+    n_chrom = len(np.unique(idx))
     offset = 0.0
     for k in range(idx.max() + 1 if len(idx) else 0):
         m = idx == k
@@ -607,6 +825,10 @@ def _genome_x(chrom: np.ndarray, pos: np.ndarray):
             continue
         lo, hi = pos[m].min(), pos[m].max()
         xs[m] = offset + pos[m] - lo
-        ticks.append((offset + (hi - lo) / 2, str(chrom[m][0])))
+        centres.append((offset + (hi - lo) / 2, str(chrom[m][0])))
+        if n_chrom <= max_mb_chroms:
+            for t in MaxNLocator(nbins=max(2, 8 // n_chrom)).tick_values(lo / 1e6, hi / 1e6):
+                if lo / 1e6 - 1e-9 <= t <= hi / 1e6 + 1e-9:
+                    mb_ticks.append((offset + t * 1e6 - lo, f"{round(t, 6):g}"))
         offset += (hi - lo) + max(1e6, 0.02 * (hi - lo))
-    return np.argsort(xs), xs, ticks
+    return xs, mb_ticks, centres

@@ -19,6 +19,9 @@ class EvalConfig:
     ld_window_bp: int = 1_000_000        # "near" SNP pairs: same chromosome, at most this far apart
     max_ld_pairs: int = 200_000          # cap on near pairs and on random all-genome pairs (subsampled)
     ld_decay_edges_bp: tuple[float, ...] = (0, 1e3, 1e4, 1e5, 1e6, 1e7, 3e8)  # LD decay distance bins
+    ld_strength_min_r2: float = 0.02     # LD-strength bins need real r^2 (above chance) of at least this
+    ld_strength_min_pairs: int = 50      # ... and at least this many SNP pairs
+    match_holdout_size: bool = True      # fidelity of a synthetic set on a subsample of the holdout's size per group
     min_group_size: int = 20             # groups smaller than this in any set are skipped in per-group metrics
     ld_heatmap_snps: int = 60            # SNPs in the LD heatmap window (the densest run on one chromosome)
     max_distance_samples: int = 600      # people per set for the pairwise distance distributions
