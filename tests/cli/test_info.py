@@ -40,3 +40,23 @@ def test_info_bad_input_exit_2_no_json(tmp_path, capsys):
     assert main(["info", "--vcf", path, "--out", str(out_dir / "x")]) == 2
     assert "no FORMAT/GT" in capsys.readouterr().err
     assert data_files(out_dir) == []
+
+
+def test_info_reads_the_sample_table_beside_the_input(sim_cohort, tmp_path, capsys):
+    from genosynth.io import write_cohort
+    from genosynth.io.samples import write_sample_table
+
+    cohort = sim_cohort.subset(samples=range(0, 300, 10), variants=range(20))
+    for fmt in ("vcf", "bed"):
+        prefix = str(tmp_path / f"syn_{fmt}")
+        write_cohort(cohort, prefix, fmt)
+        write_sample_table(cohort, f"{prefix}.samples.tsv")
+        given = ["--vcf", f"{prefix}.vcf.gz"] if fmt == "vcf" else ["--bfile", prefix]
+        assert main(["info", *given, "--out", prefix]) == 0
+        assert f"{prefix}.samples.tsv (found beside the input" in capsys.readouterr().out
+        summary = json.loads(open(f"{prefix}.info.json").read())
+        assert summary["super_pop"] == {"AFR": 10, "EAS": 10, "EUR": 10}
+    other = tmp_path / "other.tsv"
+    other.write_text("sample\tsuper_pop\n" + "".join(f"{s}\tX\n" for s in cohort.samples["sample"]))
+    assert main(["info", "--vcf", str(tmp_path / "syn_vcf.vcf.gz"), "--samples", str(other)]) == 0
+    assert "found beside" not in capsys.readouterr().out  # --samples wins

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -244,3 +245,22 @@ def test_reads_bcf_and_plain_gzip(tmp_path):
         back = read_vcf(str(tmp_path / name))
         np.testing.assert_array_equal(back.alleles, expected.alleles)
         assert back.phased and list(back.variants["id"]) == ["z", "y", "x"]
+
+
+def test_synthetic_vcf_header_names_model_seed_and_privacy_status(tmp_path):
+    from genosynth.io.vcf import privacy_status, vcf_header
+
+    variants = make_variants(chrom=["1"], pos=[10], ref=["A"], alt=["G"], id=["v"])
+    meta = {"synthetic": True, "seed": 9, "model": "model.pt", "model_sha256": "0f" * 32}
+    cohort = Cohort(alleles=np.zeros((1, 1), dtype=np.int8), variants=variants, samples=make_samples(["a"]),
+                    phased=False, ploidy=2, meta=meta)
+    header = vcf_header(cohort).splitlines()
+    assert {"##genosynth_model=model.pt", f"##genosynth_model_sha256={'0f' * 32}", "##genosynth_seed=9",
+            "##genosynth_privacy_status=no formal DP guarantee"} <= set(header)
+    private = dict(meta, privacy={"epsilon": 3.0, "delta": 1e-5, "breakdown": {"dpsgd": 2.9, "total": 3.0}})
+    header = vcf_header(dataclasses.replace(cohort, meta=private)).splitlines()
+    assert "##genosynth_privacy_status=epsilon=3,delta=1e-05 (mechanisms: dpsgd)" in header
+    assert any(line.startswith("##genosynth_privacy={") for line in header)
+    assert privacy_status({"epsilon": None}) == "no formal DP guarantee"
+    real = vcf_header(dataclasses.replace(cohort, meta={})).splitlines()
+    assert not any(line.startswith("##genosynth_seed") for line in real)  # only synthetic files name a model

@@ -61,11 +61,23 @@ def test_write_synthetic_streams_every_format(trained, tmp_path):
     from genosynth.io import read_cohort
 
     model, _ = trained
-    for fmt in ("hapt", "bed", "vcf"):
+    for fmt in ("hapt", "bed", "vcf", "pgen"):
         prefix = str(tmp_path / f"syn_{fmt}")
         paths = write_synthetic(model, prefix, fmt, n=11, seed=2, batch_size=4)
         assert f"{prefix}.samples.tsv" in paths
         assert not os.path.exists(f"{prefix}.staging.tmp")
+        if fmt == "pgen":
+            import pgenlib
+
+            with pgenlib.PgenReader(f"{prefix}.pgen".encode()) as reader:
+                hap = np.empty((reader.get_variant_ct(), 2 * 11), dtype=np.int32)  # (V, 2N)
+                phased = np.empty((reader.get_variant_ct(), 11), dtype=np.uint8)
+                reader.read_alleles_and_phasepresent_range(0, reader.get_variant_ct(), hap, phased)
+            direct = model.sample(11, seed=2, batch_size=4)
+            assert np.array_equal(hap.T, direct.alleles)  # haplotypes, in order
+            het = hap[:, 0::2] != hap[:, 1::2]  # (V, N)
+            assert het.any() and phased.astype(bool)[het].all()  # every heterozygous call is phased
+            continue
         if fmt == "hapt":
             back = read_cohort(hapt=f"{prefix}.hapt", legend=f"{prefix}.legend", samples=f"{prefix}.samples.tsv")
         elif fmt == "bed":

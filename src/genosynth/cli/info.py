@@ -1,8 +1,15 @@
-"""``genosynth info``: counts, phasing, missingness, populations."""
+"""``genosynth info``: counts, phasing, missingness, populations.
+
+Without ``--samples``, a sample table written beside the input (``PREFIX.samples.tsv`` next to
+``PREFIX.vcf.gz``, ``PREFIX.bed`` or ``PREFIX.hapt``, as ``genosynth sample`` and ``convert`` write
+it) is joined, and the output says so.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import numpy as np
 
@@ -52,7 +59,31 @@ def summarise(cohort) -> dict:
     return out
 
 
+def adjacent_samples(args) -> str | None:
+    """``PREFIX.samples.tsv`` beside the ``--vcf``/``--bfile``/``--hapt`` input, if that file exists.
+
+    >>> import argparse
+    >>> adjacent_samples(argparse.Namespace(vcf="/no/such/syn.vcf.gz", bfile=None, hapt=None)) is None
+    True
+    """
+    if args.vcf:
+        prefix = re.sub(r"\.(vcf\.gz|vcf\.bgz|vcf|bcf)$", "", args.vcf)
+    elif args.bfile:
+        prefix = args.bfile[:-4] if args.bfile.endswith(".bed") else args.bfile
+    elif args.hapt:
+        prefix = re.sub(r"\.hapt(\.gz)?$", "", args.hapt)
+    else:
+        return None
+    path = f"{prefix}.samples.tsv"
+    return path if os.path.isfile(path) else None
+
+
 def run(args, log) -> int:
+    if not args.samples:
+        found = adjacent_samples(args)
+        if found:
+            log.info(f"Sample table: {found} (found beside the input; give --samples to use another)")
+            args.samples, args.allow_unknown_samples = found, True
     cohort = load_input(args, log)
     summary = summarise(cohort)
     for key, value in summary.items():

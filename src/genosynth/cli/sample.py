@@ -1,15 +1,22 @@
 """``genosynth sample``: draw a synthetic cohort from a trained model (``--model PREFIX.pt``).
 
-Writes the cohort (``--format bed|vcf|hapt``), ``PREFIX.samples.tsv`` with each person's label,
+Writes the cohort (``--format bed|vcf|hapt|pgen``), ``PREFIX.samples.tsv`` with each person's label,
 ``PREFIX.privacy.json`` when the model carries a privacy guarantee, ``PREFIX.sample.json``
 (options, seed, the model's provenance, and this run's under ``provenance``) and ``PREFIX.log``.
-People are generated in batches and staged on disk, so memory stays flat however many are asked
-for.
+People are generated in batches and staged on disk (``PREFIX.staging.tmp``, removed at the end,
+on Ctrl-C and on SIGTERM; a stale one left by SIGKILL is replaced by the next run), so memory stays
+flat however many are asked for. Sample ids are ``--id-prefix`` + a 7-digit number; the default
+prefix ``<basename of --out>_s<seed>_`` keeps ids of different runs apart (``bcftools merge``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
+import threading
 import time
 
 from genosynth.cli.common import add_common_arguments, resolve_seed, set_threads
@@ -17,7 +24,7 @@ from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.provenance import provenance
 
-HELP = "generate a synthetic cohort from a trained model (bed, VCF.gz or hapt + samples table)"
+HELP = "generate a synthetic cohort from a trained model (bed, VCF.gz, hapt or pgen + samples table)"
 
 
 def add_arguments(parser) -> None:
@@ -31,8 +38,11 @@ def add_arguments(parser) -> None:
                         help="cases to generate (model trained with --phenotype-column); spread over the labels as "
                              "in the training cases, or by --labels")
     parser.add_argument("--controls", type=int, default=None, metavar="N", help="controls to generate (with --cases)")
-    parser.add_argument("--format", choices=("bed", "vcf", "hapt"), default="bed",
-                        help="output format (default bed; vcf and hapt keep phase)")
+    parser.add_argument("--format", choices=("bed", "vcf", "hapt", "pgen"), default="bed",
+                        help="output format (default bed; vcf, hapt and pgen keep phase)")
+    parser.add_argument("--id-prefix", default=None, metavar="TEXT",
+                        help="start of every synthetic sample id (default: <basename of --out>_s<seed>_, so that "
+                             "ids of different runs never collide)")
     parser.add_argument("--guidance", type=float, default=None,
                         help="classifier-free guidance scale (default from the model, 1 = plain conditional)")
     parser.add_argument("--pheno-guidance", type=float, default=None, metavar="W",
@@ -40,7 +50,8 @@ def add_arguments(parser) -> None:
                              "status given the ancestry (--guidance then scales the ancestry alone); default: "
                              "one joint scale")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default from the model)")
-    parser.add_argument("--batch-size", type=int, default=None, metavar="N", help="people per batch")
+    parser.add_argument("--batch-size", type=int, default=None, metavar="N",
+                        help="people per batch (default from the model: 2048, 64 for --size tiny models)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
@@ -55,7 +66,7 @@ def add_arguments(parser) -> None:
 
 def run(args, log) -> int:
     from genosynth.sampling.generator import Generator
-    from genosynth.sampling.write import write_synthetic
+    from genosynth.sampling.write import default_id_prefix, staging_path, write_synthetic
 
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be >= 1, got {args.steps}")
@@ -65,6 +76,9 @@ def run(args, log) -> int:
         raise InputError(f"--guidance must be >= 0 (1 = no guidance), got {args.guidance}")
     if args.pheno_guidance is not None and args.pheno_guidance < 0:
         raise InputError(f"--pheno-guidance must be >= 0 (1 = no extra guidance), got {args.pheno_guidance}")
+    if args.id_prefix is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]*", args.id_prefix):
+        raise InputError(f"--id-prefix {args.id_prefix!r} has characters sample ids cannot hold; use letters, "
+                         "digits and _ . : - only")
     seed = resolve_seed(args.seed, log)
     set_threads(args.threads, log)
     model = Generator.load(args.model, device=args.device)
@@ -77,16 +91,23 @@ def run(args, log) -> int:
         model.config.sampling.ancestry_spread = False
     log.info(f"Model {args.model}: {len(model.variants)} SNPs, labels {', '.join(model.vocabulary)} "
              f"({'haplotypes' if model.phased else 'genotypes'})")
+    id_prefix = default_id_prefix(args.out, seed) if args.id_prefix is None else args.id_prefix
+    log.record("id_prefix", id_prefix)
+    stale = staging_path(args.out)
+    if os.path.exists(stale):
+        log.warn(f"removing {stale}, the staging file of an earlier run that was killed")
+        os.remove(stale)
     t0 = time.perf_counter()
-    paths = write_synthetic(model, args.out, args.format, n=args.n, labels=args.labels, seed=seed,
-                            steps=args.steps, guidance=args.guidance, argmax=args.argmax,
-                            batch_size=args.batch_size, progress=not args.no_progress,
-                            corr_guidance=args.corr_guidance, cases=args.cases, controls=args.controls,
-                            pheno_guidance=args.pheno_guidance)
+    with _sigterm_as_interrupt():
+        paths = write_synthetic(model, args.out, args.format, n=args.n, labels=args.labels, seed=seed,
+                                steps=args.steps, guidance=args.guidance, argmax=args.argmax,
+                                batch_size=args.batch_size, progress=not args.no_progress,
+                                corr_guidance=args.corr_guidance, cases=args.cases, controls=args.controls,
+                                pheno_guidance=args.pheno_guidance, id_prefix=id_prefix)
     elapsed = time.perf_counter() - t0
     n = sum(1 for _ in open(f"{args.out}.samples.tsv", encoding="utf-8")) - 1
     log.timing(f"Generated {n} people", elapsed)
-    info = sample_record(args, model, seed=seed, n=n, paths=paths)
+    info = sample_record(args, model, seed=seed, n=n, paths=paths, id_prefix=id_prefix)
     info["provenance"] = provenance(command=log.argv, timings={"generate_s": round(elapsed, 1)})
     path = f"{args.out}.sample.json"
     with atomic_outputs([path]) as (tmp,):
@@ -97,11 +118,30 @@ def run(args, log) -> int:
     return 0
 
 
-def sample_record(args, model, *, seed: int, n: int, paths: list[str]) -> dict:
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Within the block, SIGTERM ends the run as Ctrl-C does: files being written (and the staging
+    file) are removed, exit status 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix: str = "syn") -> dict:
     """``PREFIX.sample.json`` before its ``provenance``: the resolved sampling options, the seed and
     the model's own record (``model_seed``; ``versions`` are those that trained it)."""
     sc = model.config.sampling
     return {"model": args.model, "model_seed": model.meta["seed"], "seed": seed, "n": n, "format": args.format,
+            "id_prefix": id_prefix,
             "labels": args.labels, "cases": args.cases, "controls": args.controls,
             "phenotype_column": model.phenotype_column,
             "guidance": args.guidance if args.guidance is not None else sc.guidance,

@@ -1,4 +1,5 @@
-"""Reading and writing cohorts: PLINK 1 bed/bim/fam, VCF/VCF.gz/BCF, Yelmen .hapt + legend.
+"""Reading and writing cohorts: PLINK 1 bed/bim/fam, VCF/VCF.gz/BCF, Yelmen .hapt + legend, and
+writing PLINK 2 pgen/pvar/psam.
 
 Use :func:`read_cohort` and :func:`write_cohort`; the per-format modules hold the details.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
 
-FORMATS = ("bed", "vcf", "hapt")
+FORMATS = ("bed", "vcf", "hapt", "pgen")
 
 
 def read_cohort(*, bfile=None, vcf=None, hapt=None, legend=None, samples=None,
@@ -41,7 +42,7 @@ def read_cohort(*, bfile=None, vcf=None, hapt=None, legend=None, samples=None,
 
 
 def write_cohort(cohort: Cohort, prefix: str, fmt: str, *, tag_column: str | None = None) -> list[str]:
-    """Write ``cohort`` under ``prefix`` in ``fmt`` (bed, vcf or hapt); return the paths written.
+    """Write ``cohort`` under ``prefix`` in ``fmt`` (bed, vcf, hapt or pgen); return the paths written.
 
     Every writer writes to temporary names and renames, so an interrupted run leaves nothing.
     """
@@ -54,6 +55,9 @@ def write_cohort(cohort: Cohort, prefix: str, fmt: str, *, tag_column: str | Non
     if fmt == "hapt":
         from genosynth.io.hapt import write_hapt
         return write_hapt(cohort, prefix, tag_column=tag_column)
+    if fmt == "pgen":
+        from genosynth.io.pgen import write_pgen
+        return write_pgen(cohort, prefix, fid_column=tag_column)
     raise InputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 

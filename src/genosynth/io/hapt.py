@@ -89,7 +89,8 @@ def read_hapt(path: str, legend: str) -> Cohort:
                 f"{path}: line {lineno} has a non-numeric allele {bad!r}; alleles must be 0 or 1"
             ) from None
         if row.min() < 0 or row.max() > 1:
-            raise InputError(f"{path}: line {lineno} has alleles outside 0/1; .hapt holds haplotypes only")
+            raise InputError(f"{path}: line {lineno} has alleles outside 0/1; .hapt holds haplotypes only: "
+                             "give genotype counts as --vcf or --bfile instead")
         tags.append(parts[0])
         hap_ids.append(parts[1])
         chunks.append(row)
@@ -148,21 +149,38 @@ def write_hapt(cohort: Cohort, prefix: str, *, tag_column: str | None = None) ->
         raise InputError(".hapt holds phased diploid haplotypes; this cohort is unphased. Choose --format bed or vcf")
     if (cohort.alleles < 0).any():
         raise InputError(".hapt cannot encode missing alleles; choose --format bed or vcf, or impute first")
-    if tag_column and tag_column in cohort.samples.columns:
-        tags = cohort.labels(tag_column)
-    elif "tag" in cohort.samples.columns:
-        tags = cohort.labels("tag")
-    else:
-        tags = np.full(cohort.n_samples, "Syn", dtype=object)
-    tags = np.where(tags == "", "Syn", tags)
+    return write_hapt_blocks(prefix, [cohort.alleles], samples=cohort.samples, variants=cohort.variants,
+                             tags=hapt_tags(cohort.samples, tag_column))
+
+
+def hapt_tags(samples: pd.DataFrame, tag_column: str | None = None) -> np.ndarray:
+    """The tag column of a ``.hapt``: ``tag_column``'s label, else ``tag``, else (and when empty) ``Syn``."""
+    column = tag_column if tag_column and tag_column in samples.columns else "tag" if "tag" in samples.columns else None
+    if column is None:
+        return np.full(len(samples), "Syn", dtype=object)
+    tags = samples[column].fillna("").astype(str).to_numpy()
+    return np.where(tags == "", "Syn", tags)
+
+
+def write_hapt_blocks(prefix: str, blocks, *, samples: pd.DataFrame, variants: pd.DataFrame,
+                      tags: np.ndarray) -> list[str]:
+    """:func:`write_hapt` from blocks of haplotype rows, so a cohort larger than memory can be written.
+
+    blocks : iterable of int8 arrays, shape (2 b, n_variants): the haplotype rows of the next
+        ``b`` people in order (0/1 only). tags : str, shape (n_samples,).
+    """
     hapt_path, legend_path = f"{prefix}.hapt", f"{prefix}.legend"
+    ids = samples["sample"].astype(str).to_numpy()
     with atomic_outputs([hapt_path, legend_path]) as (tmp_hapt, tmp_legend):
-        h = cohort.haplotypes()  # (N, 2, V)
         with open(tmp_hapt, "w", encoding="utf-8") as fh:
-            for i, sid in enumerate(cohort.samples["sample"]):
-                for j, suf in enumerate(HAPLOTYPE_SUFFIXES):
-                    fh.write(f"{tags[i]} {sid}{suf} ")
-                    fh.write(" ".join(map(str, h[i, j].tolist())))
-                    fh.write("\n")
-        write_legend(cohort.variants, tmp_legend)
+            i = 0
+            for block in blocks:
+                h = block.reshape(-1, 2, block.shape[1])  # (b, 2, V)
+                for person in h:
+                    for j, suf in enumerate(HAPLOTYPE_SUFFIXES):
+                        fh.write(f"{tags[i]} {ids[i]}{suf} ")
+                        fh.write(" ".join(map(str, person[j].tolist())))
+                        fh.write("\n")
+                    i += 1
+        write_legend(variants, tmp_legend)
     return [hapt_path, legend_path]

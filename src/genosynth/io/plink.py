@@ -50,6 +50,11 @@ def read_bim(path: str) -> pd.DataFrame:
             f"{path}: line {bad + 1} has a non-numeric centimorgan value {str(cm[bad])!r} in column 3; "
             "use 0 when the genetic position is unknown"
         ) from None
+    multi = np.flatnonzero(np.char.find(a1.astype(str), ",") >= 0) if len(a1) else np.zeros(0, int)
+    multi = multi if len(multi) else np.flatnonzero(np.char.find(a2.astype(str), ",") >= 0)
+    if len(multi):
+        raise InputError(f"{path}: line {multi[0] + 1} has a multi-allelic allele list; split or drop multi-allelic "
+                         "sites first (bcftools norm -m -, or plink2 --max-alleles 2)")
     a1 = np.where(a1 == "0", ".", a1)
     a2 = np.where(a2 == "0", ".", a2)
     variants = make_variants(chrom=chrom, pos=pos_int, ref=a2, alt=a1, id=vid)
@@ -199,11 +204,24 @@ def write_bed(cohort: Cohort, prefix: str, *, fid_column: str | None = None) -> 
     if cohort.ploidy != 2:
         raise InputError(f"a .bed holds diploid genotypes; this cohort has ploidy {cohort.ploidy}. Choose --format vcf")
     cohort = in_genomic_order(cohort)
-    fam_lines = _fam_lines(cohort, fid_column)
-    bim_lines = _bim_lines(cohort.variants)
+    g = cohort.genotypes()  # (N, V)
+    step = max(1, _CHUNK_BYTES // max(cohort.n_samples, 1))
+    blocks = (g[:, s:s + step].T for s in range(0, cohort.n_variants, step))  # (v, N)
+    return write_bed_blocks(prefix, blocks, variants=cohort.variants, samples=cohort.samples, fid_column=fid_column)
+
+
+def write_bed_blocks(prefix: str, blocks, *, variants: pd.DataFrame, samples: pd.DataFrame,
+                     fid_column: str | None = None) -> list[str]:
+    """:func:`write_bed` from variant-major blocks of ALT counts, so a cohort larger than memory can be written.
+
+    blocks : iterable of int8 arrays, shape (v, n_samples), -1 missing: the variants of
+        ``variants`` in order (already in genomic order).
+    """
+    fam_lines = _fam_lines(samples, fid_column)
+    bim_lines = _bim_lines(variants)
     paths = [f"{prefix}.bed", f"{prefix}.bim", f"{prefix}.fam"]
     with atomic_outputs(paths) as (tmp_bed, tmp_bim, tmp_fam):
-        _write_bed_matrix(cohort.genotypes(), tmp_bed)
+        _write_bed_matrix(blocks, len(samples), tmp_bed)
         with open(tmp_bim, "w", encoding="utf-8") as fh:
             fh.writelines(bim_lines)
         with open(tmp_fam, "w", encoding="utf-8") as fh:
@@ -211,16 +229,13 @@ def write_bed(cohort: Cohort, prefix: str, *, fid_column: str | None = None) -> 
     return paths
 
 
-def _write_bed_matrix(g: np.ndarray, path: str) -> None:
-    """Pack ALT counts ``g`` (int8, shape (n_samples, n_variants), -1 missing) as a SNP-major .bed."""
-    n_smp, n_var = g.shape
+def _write_bed_matrix(blocks, n_smp: int, path: str) -> None:
+    """Pack variant-major blocks of ALT counts (int8, shape (v, n_samples), -1 missing) as a SNP-major .bed."""
     n_bytes = (n_smp + 3) // 4
     pad = n_bytes * 4 - n_smp
-    step = max(1, _CHUNK_BYTES // max(n_smp, 1))
     with open(path, "wb") as fh:
         fh.write(BED_MAGIC)
-        for start in range(0, n_var, step):
-            block = g[:, start:start + step].T  # (v, N)
+        for block in blocks:  # (v, N)
             codes = _CODE_OF_COUNT[block.astype(np.int16) + 1]  # (v, N) uint8
             if pad:
                 codes = np.pad(codes, ((0, 0), (0, pad)))  # padding bits are 00
@@ -242,13 +257,15 @@ def _bim_lines(variants: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _fam_lines(cohort: Cohort, fid_column: str | None) -> list[str]:
-    s = cohort.samples
+def _fam_lines(s: pd.DataFrame, fid_column: str | None) -> list[str]:
     iid = s["sample"].astype(str).to_numpy()
     fid = s["fid"].fillna("").astype(str).to_numpy()
     fid = np.where(fid == "", iid, fid)
     if fid_column:
-        labels = cohort.labels(fid_column)
+        if fid_column not in s.columns:
+            raise InputError(f"sample table has no column {fid_column!r} (has {list(s.columns)}); "
+                             "give a --samples table with that column or choose another label column")
+        labels = s[fid_column].fillna("").astype(str).to_numpy()
         fid = np.where(labels != "", labels, fid)
     check_tokens(iid, "sample id", fields=_FIELDS)
     check_tokens(fid, "family id (FID)", fields=_FIELDS)
@@ -268,4 +285,4 @@ def format_plink_phenotype(phenotype: np.ndarray) -> list[str]:
     return ["-9" if not k else repr(float(v)) for v, k in zip(phenotype, ok)]
 
 
-__all__ = ["read_bed", "read_bim", "read_fam", "write_bed", "parse_plink_phenotype", "format_plink_phenotype"]
+__all__ = ["read_bed", "read_bim", "read_fam", "write_bed", "write_bed_blocks", "parse_plink_phenotype", "format_plink_phenotype"]

@@ -223,13 +223,14 @@ def attach_samples(cohort: Cohort, table: pd.DataFrame, *, allow_unknown: bool =
 
 
 # ---------------------------------------------------------------------------------- writing
-def write_sample_table(cohort: Cohort, path: str) -> list[str]:
-    """Write the cohort's sample table as TSV (readable by :func:`read_sample_table`); return ``[path]``.
+def write_sample_table(cohort: Cohort | pd.DataFrame, path: str) -> list[str]:
+    """Write the cohort's sample table (or a sample table itself) as TSV (readable by
+    :func:`read_sample_table`); return ``[path]``.
 
     ``sex`` is written as male/female/unknown, a binary ``phenotype`` as case/control, a
     quantitative one as numbers, missing as ``NA``.
     """
-    s = cohort.samples
+    s = cohort if isinstance(cohort, pd.DataFrame) else cohort.samples
     out = pd.DataFrame({"sample": s["sample"].astype(str)})
     for col in ("fid", "pop", "super_pop"):
         out[col] = s[col].fillna("").astype(str)

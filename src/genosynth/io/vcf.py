@@ -210,10 +210,9 @@ def write_vcf(cohort: Cohort, path: str, *, level: int = 4, threads: int | None 
     """Write ``cohort`` as a BGZF-compressed VCF 4.2 with one GT field; return ``[path]``.
 
     Phased cohorts are written with ``|``, unphased ones with ``/`` (ALT alleles last); missing
-    calls are ``.``. The header records ``##source=genosynth`` and, when present,
-    ``cohort.meta["privacy"]`` as one ``##genosynth_privacy=<json>`` line. Records are written
-    in genomic order (:func:`genosynth.io.order.genomic_order`) so that ``bcftools index`` and
-    plink2 accept the file.
+    calls are ``.``. The header records ``##source=genosynth`` and, for a synthetic cohort, what
+    made it (:func:`provenance_lines`). Records are written in genomic order
+    (:func:`genosynth.io.order.genomic_order`) so that ``bcftools index`` and plink2 accept the file.
 
     Parameters
     ----------
@@ -224,34 +223,87 @@ def write_vcf(cohort: Cohort, path: str, *, level: int = 4, threads: int | None 
     threads : compression threads (default: up to 4 cores).
     """
     cohort = in_genomic_order(cohort)
-    check_tokens(cohort.samples["sample"], "sample id", fields=_FIELDS)
-    check_tokens(cohort.variants["id"], "variant id", fields=_FIELDS)
-    check_tokens(cohort.variants["chrom"], "chromosome name", fields=_FIELDS)
-    header = vcf_header(cohort)
+    step = 2048
+    blocks = (cohort.alleles[:, s:s + step].T for s in range(0, cohort.n_variants, step))  # (v, rows)
+    return write_vcf_blocks(path, blocks, variants=cohort.variants, samples=cohort.samples, meta=cohort.meta,
+                            phased=cohort.phased, ploidy=cohort.ploidy, level=level, threads=threads)
+
+
+def write_vcf_blocks(path: str, blocks, *, variants, samples, meta: dict, phased: bool, ploidy: int,
+                     level: int = 4, threads: int | None = None) -> list[str]:
+    """:func:`write_vcf` from variant-major blocks, so a cohort larger than memory can be written.
+
+    blocks : iterable of int8 arrays, shape (v, n_rows), the variants of ``variants`` in order
+        (already in genomic order); rows are haplotypes (``phased``) or ALT counts.
+    """
+    check_tokens(samples["sample"], "sample id", fields=_FIELDS)
+    check_tokens(variants["id"], "variant id", fields=_FIELDS)
+    check_tokens(variants["chrom"], "chromosome name", fields=_FIELDS)
+    header = _header_text(variants, samples, meta)
     with atomic_outputs([path]) as (tmp,):
         with BgzfWriter(tmp, level=level, threads=threads) as out:
             out.write(header.encode("utf-8"))
-            for chunk in _record_chunks(cohort):
+            for chunk in _record_chunks(variants, blocks, phased=phased, ploidy=ploidy, n_smp=len(samples)):
                 out.write(chunk)
     return [path]
 
 
 def vcf_header(cohort: Cohort) -> str:
     """The meta-information lines and the ``#CHROM`` line of :func:`write_vcf`."""
+    return _header_text(cohort.variants, cohort.samples, cohort.meta)
+
+
+def provenance_lines(meta: dict) -> list[str]:
+    """Header lines (without ``##``) saying what made a synthetic cohort, from its ``meta``.
+
+    ``genosynth_model`` (checkpoint file name), ``genosynth_model_sha256``, ``genosynth_seed``,
+    ``genosynth_privacy_status`` (``epsilon=..,delta=..`` or ``no formal DP guarantee``) and, when
+    the model carries one, its privacy record as ``genosynth_privacy=<json>``. Non-synthetic
+    cohorts give none.
+    """
+    if not meta.get("synthetic"):
+        return [f"genosynth_privacy={json.dumps(meta['privacy'], sort_keys=True, default=str)}"] \
+            if meta.get("privacy") else []
+    lines = []
+    if meta.get("model"):
+        lines.append(f"genosynth_model={meta['model']}")
+    if meta.get("model_sha256"):
+        lines.append(f"genosynth_model_sha256={meta['model_sha256']}")
+    lines.append(f"genosynth_seed={meta.get('seed')}")
+    lines.append(f"genosynth_privacy_status={privacy_status(meta.get('privacy'))}")
+    if meta.get("privacy"):
+        lines.append("genosynth_privacy=" + json.dumps(meta["privacy"], sort_keys=True, default=str))
+    return lines
+
+
+def privacy_status(privacy: dict | None) -> str:
+    """``"epsilon=E,delta=D (mechanisms: ...)"`` of a model's privacy record, else ``"no formal DP guarantee"``.
+
+    >>> privacy_status(None)
+    'no formal DP guarantee'
+    >>> privacy_status({"epsilon": 2.0, "delta": 1e-5, "breakdown": {"dpsgd": 1.9, "total": 2.0}})
+    'epsilon=2,delta=1e-05 (mechanisms: dpsgd)'
+    """
+    if not privacy or privacy.get("epsilon") is None:
+        return "no formal DP guarantee"
+    mechanisms = [k for k in privacy.get("breakdown", {}) if k != "total"]
+    text = f"epsilon={float(privacy['epsilon']):.4g},delta={float(privacy.get('delta') or 0):g}"
+    return text + (f" (mechanisms: {', '.join(mechanisms)})" if mechanisms else "")
+
+
+def _header_text(variants, samples, meta: dict) -> str:
     lines = [
         "##fileformat=VCFv4.2",
         f"##fileDate={_dt.date.today():%Y%m%d}",
         "##source=genosynth",
         f"##genosynth_version={versions(libraries=False)['genosynth']}",
     ]
-    for chrom in dict.fromkeys(cohort.variants["chrom"].astype(str)):
+    for chrom in dict.fromkeys(variants["chrom"].astype(str)):
         lines.append(f"##contig=<ID={chrom}>")
     lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
-    privacy = cohort.meta.get("privacy")
-    if privacy:
-        lines.append("##genosynth_privacy=" + json.dumps(privacy, sort_keys=True, default=str))
+    lines += ["##" + line for line in provenance_lines(meta)]
     columns = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
-    lines.append("\t".join(columns + [str(s) for s in cohort.samples["sample"]]))
+    lines.append("\t".join(columns + [str(s) for s in samples["sample"]]))
     return "\n".join(lines) + "\n"
 
 
@@ -277,29 +329,29 @@ def _genotype_table(phased: bool, ploidy: int) -> tuple[np.ndarray, int]:
     return table, width
 
 
-def _record_chunks(cohort: Cohort, chunk_variants: int = 2048):
-    """Yield the VCF body as bytes, ``chunk_variants`` records at a time (vectorised genotype text)."""
-    table, width = _genotype_table(cohort.phased, cohort.ploidy)
-    v = cohort.variants
-    alt = ["." if a in ("", "0") else a for a in v["alt"].astype(str)]
+def _record_chunks(variants, blocks, *, phased: bool, ploidy: int, n_smp: int):
+    """Yield the VCF body as bytes, one variant-major block (v, n_rows) at a time (vectorised text)."""
+    table, width = _genotype_table(phased, ploidy)
+    alt = ["." if a in ("", "0") else a for a in variants["alt"].astype(str)]
     prefixes = [f"{c}\t{int(p)}\t{i}\t{r}\t{a}\t.\t.\t.\tGT\t".encode()
-                for c, p, i, r, a in zip(v["chrom"], v["pos"], v["id"], v["ref"], alt)]
-    n_smp, ploidy = cohort.n_samples, cohort.ploidy
-    for start in range(0, cohort.n_variants, chunk_variants):
-        stop = min(start + chunk_variants, cohort.n_variants)
-        if cohort.phased:
-            h = cohort.alleles[:, start:stop].reshape(n_smp, ploidy, stop - start)  # (N, P, v)
-            weights = (3 ** np.arange(ploidy)).reshape(1, ploidy, 1)
-            codes = ((h.astype(np.int16) + 1) * weights).sum(axis=1)  # (N, v)
+                for c, p, i, r, a in zip(variants["chrom"], variants["pos"], variants["id"], variants["ref"], alt)]
+    start = 0
+    for block in blocks:
+        v = block.shape[0]
+        if phased:
+            h = block.reshape(v, n_smp, ploidy)  # (v, N, P)
+            weights = (3 ** np.arange(ploidy, dtype=np.int16)).reshape(1, 1, ploidy)
+            codes = ((h.astype(np.int16) + 1) * weights).sum(axis=2, dtype=np.int16)  # (v, N)
         else:
-            codes = cohort.alleles[:, start:stop].astype(np.int16) + 1  # (N, v)
-        text = table[codes.T]  # (v, N, width)
+            codes = block.astype(np.int16) + 1  # (v, N)
+        text = table[codes]  # (v, N, width)
         text[:, -1, -1] = ord("\n")
-        text = text.reshape(stop - start, n_smp * width)
+        text = text.reshape(v, n_smp * width)
         parts = []
-        for k in range(stop - start):
+        for k in range(v):
             parts.append(prefixes[start + k])
             parts.append(text[k].tobytes())
+        start += v
         yield b"".join(parts)
 
 
@@ -375,4 +427,5 @@ def _bgzf_blocks(data: bytes, *, level: int) -> bytes:
     return header + payload + struct.pack("<II", zlib.crc32(data) & 0xFFFFFFFF, len(data))
 
 
-__all__ = ["read_vcf", "write_vcf", "vcf_header", "BgzfWriter"]
+__all__ = ["read_vcf", "write_vcf", "write_vcf_blocks", "vcf_header", "provenance_lines", "privacy_status",
+           "BgzfWriter"]

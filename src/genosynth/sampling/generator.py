@@ -91,6 +91,7 @@ class Generator:
         self.ancestry_spread: dict | None = meta.get("ancestry_spread")
         self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
         self.device = torch.device("cpu")
+        self.path: str | None = None  # the checkpoint file, when loaded from one (its digest goes in file headers)
 
     @classmethod
     def from_payload(cls, ck: dict) -> "Generator":
@@ -116,7 +117,9 @@ class Generator:
                 f"{path} is a checkpoint of an unfinished run (stage {ck['state']['stage']}, epoch "
                 f"{ck['state']['epoch']}); finish it with `genosynth train ... --resume` first"
             )
-        return cls.from_payload(ck).to(device)
+        model = cls.from_payload(ck).to(device)
+        model.path = path
+        return model
 
     def to(self, device: str | torch.device) -> "Generator":
         self.device = resolve_device(device)
