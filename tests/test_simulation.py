@@ -350,3 +350,144 @@ def test_phenotype_on_real_1000g_haplotypes(cohort_805):
     # Centring within population keeps the case fraction of every super-population near the prevalence.
     sp = cohort_805.labels("super_pop")
     assert all(0.2 < y[sp == s].mean() < 0.4 for s in np.unique(sp))
+
+
+# ---------------------------------------------------------------------------------- stdpopsim models
+def test_config_dataclass_runs_a_simulation():
+    """docs/simulate.md: ``simulate_cohort(**dataclasses.asdict(config), seed=...)`` runs one."""
+    config = sim.SimulationConfig(n_samples=20, sequence_length=50_000, demographic_model="OutOfAfrica_2T12",
+                                  populations=("EUR",), reference_population="EUR")
+    c = simulate_cohort(**dataclasses.asdict(config), seed=1)
+    assert set(c.labels("pop")) == {"EUR"} and c.meta["simulation"]["demographic_model"] == "OutOfAfrica_2T12"
+
+
+def test_builtin_model_is_the_default_and_unchanged():
+    """``demographic_model="builtin"`` is today's hand-written model: same cohort as the default, recorded by name."""
+    kw = dict(n_samples=40, sequence_length=100_000, seed=2)
+    a, b = simulate_cohort(**kw), simulate_cohort(**kw, demographic_model="builtin")
+    assert np.array_equal(a.alleles, b.alleles) and a.variants.equals(b.variants)
+    assert a.meta["simulation"]["demographic_model"] == "builtin"
+    assert a.meta["simulation"]["model"] == "OutOfAfrica_3G09"
+
+
+@pytest.mark.parametrize("name, pops, supers, cite", [
+    ("OutOfAfrica_3G09", ["YRI", "CEU", "CHB"], {"AFR", "EUR", "EAS"}, "Gutenkunst"),
+    ("OutOfAfrica_2T12", ["AFR", "EUR"], {"AFR", "EUR"}, "Tennessen"),
+    ("AmericanAdmixture_4B18", ["AFR", "EUR", "ASIA", "ADMIX"], {"AFR", "EUR", "EAS", "AMR"}, "Browning"),
+])
+def test_stdpopsim_models(name, pops, supers, cite):
+    assert sim.model_populations(name) == pops
+    c = simulate_cohort(n_samples=12 * len(pops), sequence_length=200_000, seed=5, demographic_model=name)
+    assert list(dict.fromkeys(c.labels("pop"))) == pops and set(c.labels("super_pop")) == supers
+    s = c.meta["simulation"]
+    assert s["model"] == f"stdpopsim HomSap/{name}" and cite in s["model_citation"] and "doi:10." in s["model_citation"]
+    assert s["model_parameters"]["id"] == name and s["demographic_model"] == name
+    json.dumps(c.meta)
+    again = simulate_cohort(n_samples=12 * len(pops), sequence_length=200_000, seed=5, demographic_model=name)
+    assert np.array_equal(c.alleles, again.alleles)
+
+
+def test_stdpopsim_3g09_is_the_same_model_as_the_builtin():
+    """Same demography, written differently: population sizes through time agree, and so does the
+    differentiation of a simulated cohort (Fst YRI-CHB), though the genealogies for a seed differ."""
+    d_std, _ = sim.demographic_model("OutOfAfrica_3G09")
+    d_own, _ = sim.demographic_model("builtin")
+    times = [0.0, 100.0, 847.0, 2000.0, 9000.0]
+    np.testing.assert_allclose(d_std.debug().population_size_trajectory(times)[:, :3][:2],
+                               d_own.debug().population_size_trajectory(times)[:, :3][:2], rtol=1e-6)
+    kw = dict(n_samples=300, sequence_length=1_000_000, seed=3, max_snps=400)
+    fst = {}
+    for name in ("builtin", "OutOfAfrica_3G09"):
+        c = simulate_cohort(**kw, demographic_model=name)
+        (p1, n1), (p2, n2) = pop_freq(c, "YRI"), pop_freq(c, "CHB")
+        fst[name] = hudson_fst(p1, p2, n1, n2)
+    assert all(0.08 < f < 0.3 for f in fst.values()), fst
+
+
+@pytest.mark.parametrize("kw, fix", [
+    (dict(demographic_model="NoSuchModel"), "OutOfAfrica_2T12"),
+    (dict(demographic_model="OutOfAfrica_2T12", populations=("YRI",)), "AFR, EUR"),
+    (dict(demographic_model="OutOfAfrica_2T12", recent_expansion=True), "OutOfAfrica_2T12"),
+    (dict(trait_model="other"), "--trait-model"),
+])
+def test_bad_model_options_name_the_fix(kw, fix):
+    with pytest.raises(InputError, match=re.escape(fix)):
+        simulate_cohort(n_samples=20, sequence_length=50_000, seed=1, **kw)
+
+
+# ---------------------------------------------------------------------------------- the tstrait trait
+@pytest.fixture(scope="module")
+def tstrait_cohort():
+    return simulate_cohort(n_samples=300, sequence_length=500_000, seed=12, max_snps=300, trait_model="tstrait",
+                           phenotype=PhenotypeSpec(n_causal=20, heritability=0.8, prevalence=0.3))
+
+
+def test_tstrait_trait_truth_and_prevalence(tstrait_cohort):
+    c = tstrait_cohort
+    y = c.samples["phenotype"].to_numpy()
+    t = c.meta["truth"]
+    assert t["trait_model"] == "tstrait" and "tstrait" in t["model"]
+    assert abs(y.mean() - 0.3) <= 1 / c.n_samples + 1e-12 and t["n_cases"] == int(y.sum())
+    idx = [row["index"] for row in t["causal"]]
+    assert len(set(idx)) == 20 and list(c.variants["id"].iloc[idx]) == [row["id"] for row in t["causal"]]
+    af = c.allele_frequencies()[idx]
+    assert np.minimum(af, 1 - af).min() >= 0.05
+    assert 0.6 < t["realised_h2"] < 0.95 and t["centered_within"] == "pop"
+    json.dumps(t)
+
+
+def test_tstrait_beta_per_alt_gives_tstraits_genetic_value():
+    """The truth's per-ALT effects, applied to the cohort's genotypes, equal the genetic value tstrait
+    computes on the tree sequence (up to the constant of the allele coding and the centring), so
+    the causal-site and ALT-allele mapping is right; and they separate cases from controls."""
+    import pandas as pd
+    import tstrait
+
+    spec = PhenotypeSpec(n_causal=20, heritability=0.8, prevalence=0.3)
+    config = sim._resolve_config("builtin", None, None, n_samples=300, sequence_length=500_000, maf=0.05,
+                                 max_snps=300, recombination_rate=1e-8, mutation_rate=1.25e-8, chrom="1",
+                                 ref_allele="reference_haplotype", recent_expansion=False)
+    s_anc, s_mut, s_letters, s_pheno = np.random.SeedSequence(12).generate_state(4, dtype=np.uint32)
+    cohort, tree = sim._simulate_genotypes(config, seed=12, ancestry_seed=int(s_anc), mutation_seed=int(s_mut),
+                                           rng=np.random.default_rng(int(s_letters)))
+    y, t = sim.tstrait_phenotype(cohort, tree, spec, seed=int(s_pheno))
+    whole = simulate_cohort(n_samples=300, sequence_length=500_000, seed=12, max_snps=300, phenotype=spec,
+                            trait_model="tstrait")
+    assert whole.meta["truth"] == t and np.array_equal(whole.samples["phenotype"].to_numpy(), y)
+
+    idx = np.array([row["index"] for row in t["causal"]])
+    beta = np.array([row["beta_per_alt"] for row in t["causal"]])
+    ts = tree["ts"].simplify(samples=tree["ts"].samples()[:600], filter_sites=False)
+    site_ids = np.searchsorted(ts.tables.sites.position, tree["positions"][idx])
+    derived = np.array([ts.genotype_matrix()[s] for s in site_ids]).T  # (2N, C) derived-allele flags
+    alt_is_derived = (derived == cohort.alleles[:, idx]).all(axis=0)  # else ALT = ancestral everywhere
+    assert ((derived != cohort.alleles[:, idx]).all(axis=0) | alt_is_derived).all()
+    trait_df = pd.DataFrame({"site_id": site_ids, "effect_size": np.where(alt_is_derived, beta, -beta),
+                             "causal_allele": "1", "trait_id": 0})
+    gv = tstrait.genetic_value(ts, trait_df)["genetic_value"].to_numpy()  # (N,)
+    score = cohort.genotypes()[:, idx].astype(float) @ beta  # (N,)
+    pops = cohort.labels("pop")
+    for pop in np.unique(pops):
+        m = pops == pop
+        np.testing.assert_allclose(score[m] - score[m].mean(), gv[m] - gv[m].mean(), atol=1e-9)
+        score[m] -= score[m].mean()
+        assert 0.1 < y[m].mean() < 0.5
+    assert _auc(score, y) > 0.8
+
+
+def test_tstrait_same_seed_same_trait_and_genotypes_unchanged():
+    kw = dict(n_samples=60, sequence_length=200_000, seed=5, phenotype=PhenotypeSpec(n_causal=5))
+    a = simulate_cohort(**kw, trait_model="tstrait")
+    b = simulate_cohort(**kw, trait_model="tstrait")
+    plain = simulate_cohort(**kw)
+    assert a.meta["truth"] == b.meta["truth"] and a.samples.equals(b.samples)
+    assert np.array_equal(a.alleles, plain.alleles) and a.variants.equals(plain.variants)
+    assert a.meta["truth"]["causal"] != plain.meta["truth"]["causal"]  # another trait model, another draw
+
+
+def test_tstrait_trait_refuses_what_it_cannot_do():
+    kw = dict(n_samples=60, sequence_length=200_000, seed=5, trait_model="tstrait")
+    with pytest.raises(InputError, match="--trait-model genosynth"):
+        simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=5, heritability=0.0))
+    with pytest.raises(InputError, match="--length-mb"):
+        simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=10_000))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,11 @@ from genosynth.seeds import resolve_seed
 
 # Super-population of each population of the model (1000 Genomes naming).
 SUPER_POPULATION = {"YRI": "AFR", "CEU": "EUR", "CHB": "EAS"}
+# Super-population of population names in stdpopsim's HomSap models; any other name is its own super_pop.
+STDPOPSIM_SUPER_POPULATION = {**SUPER_POPULATION, "AFR": "AFR", "EUR": "EUR", "ASIA": "EAS", "ADMIX": "AMR",
+                              "JPT": "EAS", "Han": "EAS", "Mbuti": "AFR", "Sardinian": "EUR",
+                              "African_Americans": "AFR"}
+BUILTIN_MODEL = "builtin"  # the hand-written out_of_africa_demography() (the default; --recent-expansion applies)
 MODEL_NAME = "OutOfAfrica_3G09"
 MODEL_CITATION = (
     "Gutenkunst et al. (2009) PLoS Genet 5(10):e1000695; parameters as in stdpopsim OutOfAfrica_3G09"
@@ -152,6 +158,63 @@ def out_of_africa_demography(params: OutOfAfricaParameters | None = None, *, rec
     return demography
 
 
+def _stdpopsim_model(name: str):
+    """The stdpopsim ``HomSap`` demographic model ``name``, or :class:`InputError` listing the ids."""
+    import stdpopsim
+
+    species = stdpopsim.get_species("HomSap")
+    ids = [m.id for m in species.demographic_models]
+    if name not in ids:
+        raise InputError(f"unknown demographic model {name!r}; use --model builtin (default) or one of stdpopsim's "
+                         f"HomSap models: {', '.join(ids)}")
+    return species.get_demographic_model(name)
+
+
+def model_populations(name: str = BUILTIN_MODEL) -> list[str]:
+    """The populations a demographic model can sample, in the model's order.
+
+    >>> model_populations()
+    ['YRI', 'CEU', 'CHB']
+    """
+    if name == BUILTIN_MODEL:
+        return list(SUPER_POPULATION)
+    return [p.name for p in _stdpopsim_model(name).populations if p.allow_samples]
+
+
+def demographic_model(name: str = BUILTIN_MODEL, *, recent_expansion: bool = False) -> tuple[Any, dict[str, Any]]:
+    """An :class:`msprime.Demography` and its provenance (``model``, ``model_citation``, ``model_parameters``).
+
+    ``"builtin"`` is :func:`out_of_africa_demography` (Gutenkunst et al. 2009 written out with
+    population splits; the default, whose output for a seed is unchanged). Any other name is a
+    stdpopsim ``HomSap`` model id (``OutOfAfrica_3G09``, ``OutOfAfrica_2T12``, ``AmericanAdmixture_4B18``
+    ...), taken from the catalogue as published with its citations; only the demography is used
+    (flat recombination and mutation rates of ``simulate_cohort``, no genetic-map download).
+    stdpopsim writes ``OutOfAfrica_3G09`` with mass migrations rather than population splits: the
+    same model, but msprime draws a different genealogy for the same seed than ``"builtin"``.
+
+    References
+    ----------
+    Adrion J. R. et al. (2020) A community-maintained standard library of population genetic
+    models. eLife 9: e54967. (stdpopsim)
+    """
+    if name == BUILTIN_MODEL:
+        info = {"model": EXPANSION_MODEL_NAME if recent_expansion else MODEL_NAME,
+                "model_citation": MODEL_CITATION + ("; " + EXPANSION_CITATION if recent_expansion else ""),
+                "model_parameters": dataclasses.asdict(OutOfAfricaParameters())}
+        return out_of_africa_demography(recent_expansion=recent_expansion), info
+    import stdpopsim
+
+    model = _stdpopsim_model(name)
+    cites = "; ".join(f"{c.author} ({c.year}) doi:{re.sub(r'^https?://(dx[.])?doi[.]org/', '', c.doi)}"
+                      for c in model.citations)
+    info = {"model": f"stdpopsim HomSap/{model.id}",
+            "model_citation": f"{cites}; as catalogued by stdpopsim {stdpopsim.__version__} (Adrion et al. 2020)",
+            "model_parameters": {"id": model.id, "description": model.description,
+                                 "generation_time": model.generation_time,
+                                 "populations": model_populations(name), "stdpopsim_version": stdpopsim.__version__}}
+    return model.model, info
+
+
 @dataclass
 class SimulationConfig:
     """Options of :func:`simulate_cohort` (all recorded in ``cohort.meta["simulation"]``)."""
@@ -167,16 +230,26 @@ class SimulationConfig:
     ref_allele: str = "reference_haplotype"  # "reference_haplotype" or "ancestral" (see simulate_cohort)
     reference_population: str = "CEU"  # population of the extra, unsampled reference-genome haplotype
     recent_expansion: bool = False  # add Tennessen et al. (2012)'s recent growth (out_of_africa_demography)
+    # Demographic model: "builtin" (out_of_africa_demography, the default) or a stdpopsim HomSap model id
+    # such as "OutOfAfrica_3G09" or "OutOfAfrica_2T12" (see demographic_model()).
+    demographic_model: str = BUILTIN_MODEL
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the fix for an impossible option."""
         if int(self.n_samples) != self.n_samples or self.n_samples < 1:
             raise InputError(f"n_samples must be a positive integer (e.g. --n 1500), got {self.n_samples}")
+        sampled = model_populations(self.demographic_model)
+        builtin = self.demographic_model == BUILTIN_MODEL
+        where = "the out-of-Africa model" if builtin else f"stdpopsim model {self.demographic_model}"
         if not self.populations:
-            raise InputError("populations is empty; give one or more of YRI, CEU, CHB")
-        unknown = [p for p in self.populations if p not in SUPER_POPULATION]
+            raise InputError(f"populations is empty; give one or more of {', '.join(sampled)}")
+        unknown = [p for p in self.populations if p not in sampled]
         if unknown:
-            raise InputError(f"unknown population(s) {unknown}; the out-of-Africa model has YRI, CEU, CHB")
+            raise InputError(f"unknown population(s) {unknown}; {where} has {', '.join(sampled)}: choose --populations "
+                             "among those (or another --model)")
+        if self.recent_expansion and not builtin:
+            raise InputError("recent_expansion applies to the built-in model only; drop --recent-expansion "
+                             "(stdpopsim's OutOfAfrica_2T12 is Tennessen et al.'s model with its expansion)")
         if len(set(self.populations)) != len(self.populations):
             raise InputError(f"populations listed twice in {list(self.populations)}; list each once")
         if self.sequence_length < 1_000:
@@ -195,9 +268,9 @@ class SimulationConfig:
             raise InputError(f"chrom must be a non-empty name without spaces, got {self.chrom!r}")
         if self.ref_allele not in ("reference_haplotype", "ancestral"):
             raise InputError(f"ref_allele must be 'reference_haplotype' or 'ancestral', got {self.ref_allele!r}")
-        if self.reference_population not in SUPER_POPULATION:
+        if self.reference_population not in sampled:
             raise InputError(
-                f"reference_population must be one of YRI, CEU, CHB, got {self.reference_population!r}"
+                f"reference_population must be one of {', '.join(sampled)}, got {self.reference_population!r}"
             )
 
 
@@ -241,7 +314,7 @@ def simulate_cohort(
     *,
     n_samples: int = 1500,
     sequence_length: int = 2_000_000,
-    populations: tuple[str, ...] | list[str] = ("YRI", "CEU", "CHB"),
+    populations: tuple[str, ...] | list[str] | None = None,
     maf: float = 0.05,
     max_snps: int | None = None,
     recombination_rate: float = 1e-8,
@@ -250,10 +323,12 @@ def simulate_cohort(
     phenotype: PhenotypeSpec | None = None,
     seed: int | None = None,
     ref_allele: str = "reference_haplotype",
-    reference_population: str = "CEU",
+    reference_population: str | None = None,
     recent_expansion: bool = False,
+    demographic_model: str = BUILTIN_MODEL,
+    trait_model: str = "genosynth",
 ) -> Cohort:
-    """Simulate a phased cohort of YRI / CEU / CHB people under the out-of-Africa model.
+    """Simulate a phased cohort under the out-of-Africa model (YRI / CEU / CHB) or a stdpopsim model.
 
     Ancestry is simulated with :func:`msprime.sim_ancestry` (Hudson coalescent with recombination,
     uniform recombination map) and mutations with the binary infinite-alleles-like model on a
@@ -261,13 +336,10 @@ def simulate_cohort(
     minor allele frequency ``>= maf`` in the simulated cohort are kept, then optionally thinned
     evenly to ``max_snps``.
 
-    REF/ALT letters: each site draws a REF base (A/T 0.295 each, C/G 0.205 each, the human genome
-    composition) and an ALT base that is a transition with probability 2.1 / 3.1 (Ti/Tv = 2.1, as in
-    1000 Genomes SNPs). With ``ref_allele="reference_haplotype"`` (default) the REF allele is the
-    one carried by an extra simulated haplotype from ``reference_population`` that is not part of
-    the cohort, as in a real reference genome, so ALT is the major allele at some SNPs; with
-    ``"ancestral"`` REF is always the ancestral allele. The reference person is simulated in both
-    cases, so for one seed the two choices differ only in the 0/1 coding of some SNPs.
+    REF/ALT letters follow the human base composition with Ti/Tv 2.1. With ``ref_allele=
+    "reference_haplotype"`` (default) REF is the allele of an extra simulated haplotype from
+    ``reference_population`` outside the cohort (a reference genome), so ALT is the major allele at
+    some SNPs; with ``"ancestral"`` REF is the ancestral allele. Only the 0/1 coding differs.
 
     Parameters
     ----------
@@ -275,31 +347,31 @@ def simulate_cohort(
         Diploid people, split evenly across ``populations`` (the remainder to the first ones).
     sequence_length : int
         Length of the simulated region in bp.
-    populations : sequence of str
-        Sampled populations among ``YRI``, ``CEU``, ``CHB``; samples come in this order.
+    populations : sequence of str, optional
+        Sampled populations of the model, in output order (default all; ``YRI, CEU, CHB`` built in).
     maf : float
         Minimum minor allele frequency of kept SNPs.
     max_snps : int, optional
         Thin evenly (every k-th SNP by rank) to at most this many SNPs.
     recombination_rate, mutation_rate : float
-        Per bp per generation.
+        Per bp per generation (flat).
     chrom : str
         Chromosome name in the variant table and ids (``chrom:pos_REF_ALT``).
     phenotype : PhenotypeSpec, optional
-        Also simulate a binary trait (see :func:`simulate_phenotype`); the truth goes to
-        ``cohort.meta["truth"]``.
+        Also simulate a binary trait; the truth goes to ``cohort.meta["truth"]``.
     seed : int, optional
         Master seed; ``None`` draws one. The seed used is in ``cohort.meta["simulation"]["seed"]``.
         The same seed and options give an identical cohort.
     ref_allele : {"reference_haplotype", "ancestral"}
-    reference_population : str
-        Population of the reference-genome haplotype.
+    reference_population : str, optional
+        Population of the reference-genome haplotype (default ``CEU``, else ``EUR``, else the first).
     recent_expansion : bool
-        Simulate under the model plus the recent explosive growth of Tennessen et al. (2012)
-        (:func:`out_of_africa_demography`). Use it for cohorts of thousands: without it, people
-        of one population share long identical haplotypes as cryptic relatives do (in a 3 Mb
-        region with 3,000 people, a third of held-out haplotypes equal a training haplotype;
-        with it, 3 %).
+        Built-in model plus the recent growth of Tennessen et al. (2012) (:func:`out_of_africa_demography`);
+        use it for cohorts of thousands, which are otherwise full of cryptic relatives.
+    demographic_model : str
+        ``"builtin"`` or a stdpopsim ``HomSap`` model id (the function :func:`demographic_model`).
+    trait_model : {"genosynth", "tstrait"}
+        ``phenotype`` by :func:`simulate_phenotype` (default) or :func:`tstrait_phenotype`.
 
     Returns
     -------
@@ -316,30 +388,51 @@ def simulate_cohort(
     >>> bool((a.alleles == b.alleles).all()) and a.variants.equals(b.variants)
     True
     """
-    config = SimulationConfig(n_samples=n_samples, sequence_length=int(sequence_length),
-                              populations=tuple(populations), maf=float(maf),
-                              max_snps=None if max_snps is None else int(max_snps),
-                              recombination_rate=float(recombination_rate), mutation_rate=float(mutation_rate),
-                              chrom=str(chrom), ref_allele=ref_allele, reference_population=reference_population,
-                              recent_expansion=bool(recent_expansion))
-    config.validate()
+    config = _resolve_config(demographic_model, populations, reference_population, n_samples=n_samples,
+                             sequence_length=int(sequence_length), maf=float(maf),
+                             max_snps=None if max_snps is None else int(max_snps),
+                             recombination_rate=float(recombination_rate), mutation_rate=float(mutation_rate),
+                             chrom=str(chrom), ref_allele=ref_allele, recent_expansion=bool(recent_expansion))
+    if trait_model not in ("genosynth", "tstrait"):
+        raise InputError(f"trait_model must be 'genosynth' or 'tstrait' (--trait-model), got {trait_model!r}")
     if phenotype is not None:
         phenotype.validate()
     seed = resolve_seed(seed)
     # Independent streams for ancestry, mutations, letters/sex and the trait.
     s_anc, s_mut, s_letters, s_pheno = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
-    cohort = _simulate_genotypes(config, seed=seed, ancestry_seed=int(s_anc), mutation_seed=int(s_mut),
-                                 rng=np.random.default_rng(int(s_letters)))
+    cohort, tree = _simulate_genotypes(config, seed=seed, ancestry_seed=int(s_anc), mutation_seed=int(s_mut),
+                                       rng=np.random.default_rng(int(s_letters)))
     if phenotype is not None:
-        y, truth = simulate_phenotype(cohort, phenotype, seed=int(s_pheno))
+        if trait_model == "tstrait":
+            y, truth = tstrait_phenotype(cohort, tree, phenotype, seed=int(s_pheno))
+        else:
+            y, truth = simulate_phenotype(cohort, phenotype, seed=int(s_pheno))
         cohort.samples["phenotype"] = y
         cohort.meta["truth"] = truth
     return cohort
 
 
+def _resolve_config(model: str, populations, reference_population: str | None, **options) -> SimulationConfig:
+    """The validated :class:`SimulationConfig`; populations and reference population default from the model."""
+    sampled = model_populations(model)
+    if populations is None:
+        populations = sampled
+    if reference_population is None:
+        reference_population = next((p for p in ("CEU", "EUR") if p in sampled), sampled[0])
+    config = SimulationConfig(populations=tuple(populations), reference_population=reference_population,
+                              demographic_model=model, **options)
+    config.validate()
+    return config
+
+
 def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: int, mutation_seed: int,
-                        rng: np.random.Generator) -> Cohort:
-    """The cohort of :func:`simulate_cohort` without a trait, in its numbered stages."""
+                        rng: np.random.Generator) -> tuple[Cohort, dict[str, Any]]:
+    """The cohort of :func:`simulate_cohort` without a trait, in its numbered stages.
+
+    Also returns the tree sequence (``ts``, with the reference person's two haplotypes last), the
+    kept SNPs' 0-based positions (``positions``) and the reference haplotype's derived-allele flag
+    at them (``ref_hap``), which :func:`tstrait_phenotype` needs.
+    """
     t0 = time.perf_counter()
     ts, hap_pops, t_anc = _simulate_tree_sequence(config, ancestry_seed=ancestry_seed, mutation_seed=mutation_seed,
                                                   t0=t0)
@@ -351,8 +444,9 @@ def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: i
     samples = _sample_table(hap_pops[:n_cohort_haps:2], config, rng)  # populations read back from the tree sequence
     record = _simulation_record(config, seed=seed, n_segregating=n_segregating, n_after_maf=n_after_maf,
                                 n_snps=len(positions), seconds=t_sim, seconds_ancestry=t_anc)
-    return Cohort(alleles=haps, variants=variants, samples=samples, phased=True, ploidy=2,
-                  meta={"source": "simulated", "simulation": record})
+    cohort = Cohort(alleles=haps, variants=variants, samples=samples, phased=True, ploidy=2,
+                    meta={"source": "simulated", "simulation": record})
+    return cohort, {"ts": ts, "positions": positions, "ref_hap": ref_hap}
 
 
 def _simulate_tree_sequence(config: SimulationConfig, *, ancestry_seed: int, mutation_seed: int, t0: float):
@@ -371,7 +465,7 @@ def _simulate_tree_sequence(config: SimulationConfig, *, ancestry_seed: int, mut
     sample_sets.append(msprime.SampleSet(1, population=config.reference_population, ploidy=2))
     ts = msprime.sim_ancestry(
         samples=sample_sets,
-        demography=out_of_africa_demography(recent_expansion=config.recent_expansion),
+        demography=demographic_model(config.demographic_model, recent_expansion=config.recent_expansion)[0],
         sequence_length=config.sequence_length,
         recombination_rate=config.recombination_rate,
         random_seed=ancestry_seed % (2**32 - 2) + 1,
@@ -432,7 +526,7 @@ def _sample_table(pops: np.ndarray, config: SimulationConfig, rng: np.random.Gen
     width = max(6, len(str(config.n_samples)))
     ids = [f"sim_{i:0{width}d}" for i in range(1, config.n_samples + 1)]
     sex = rng.integers(1, 3, size=config.n_samples).astype(np.int8)
-    return make_samples(ids, pop=pops, super_pop=[SUPER_POPULATION[p] for p in pops], sex=sex)
+    return make_samples(ids, pop=pops, super_pop=[STDPOPSIM_SUPER_POPULATION.get(p, p) for p in pops], sex=sex)
 
 
 def _simulation_record(config: SimulationConfig, *, seed: int, n_segregating: int, n_after_maf: int, n_snps: int,
@@ -444,9 +538,7 @@ def _simulation_record(config: SimulationConfig, *, seed: int, n_segregating: in
     return {
         **_config_dict(config),
         "seed": int(seed),
-        "model": EXPANSION_MODEL_NAME if config.recent_expansion else MODEL_NAME,
-        "model_citation": MODEL_CITATION + ("; " + EXPANSION_CITATION if config.recent_expansion else ""),
-        "model_parameters": dataclasses.asdict(OutOfAfricaParameters()),
+        **demographic_model(config.demographic_model, recent_expansion=config.recent_expansion)[1],
         "mutation_model": "binary (0 = ancestral, 1 = derived), discrete genome",
         "samples_per_population": {p: int(c) for p, c in zip(config.populations, counts)},
         "segregating_sites": int(n_segregating),
@@ -678,6 +770,122 @@ def _causal_rows(cohort: Cohort, causal: np.ndarray, effect_std: np.ndarray, bet
         for j, e, b in zip(causal, effect_std, beta_per_alt)
     ]
 
+def tstrait_phenotype(cohort: Cohort, tree: dict[str, Any], spec: PhenotypeSpec | None = None, *,
+                      seed: int | None = None) -> tuple[np.ndarray, dict]:
+    """Binary liability-threshold trait simulated with tstrait on the cohort's tree sequence.
+
+    The same model as :func:`simulate_phenotype`, drawn by tstrait: the tree sequence is reduced
+    to the cohort's haplotypes and to its kept SNPs with MAF ``>= spec.min_maf``;
+    :func:`tstrait.sim_trait` picks ``spec.n_causal`` causal sites and a causal allele at each,
+    with effects from ``tstrait.trait_model("normal", mean=0, var=1)`` and frequency dependence
+    ``alpha=-1`` (effect per allele = effect / sqrt(2p(1-p)), i.e. N(0, 1) per standardised
+    genotype); :func:`tstrait.genetic_value` sums them over the trees; the genetic value is centred
+    within ``spec.center_within``; :func:`tstrait.sim_env` adds Gaussian noise for heritability
+    ``h2``. The liability is scaled to unit variance and the top ``prevalence`` fraction are cases.
+    Only the normal effect distribution is available here, and ``h2`` must be > 0.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        From :func:`simulate_cohort` (haplotype rows in tree-sequence sample order).
+    tree : dict
+        ``ts``, ``positions`` (0-based, of the cohort's SNPs) and ``ref_hap`` (1 where the reference
+        haplotype, hence REF, carries the derived allele), as :func:`simulate_cohort` keeps them.
+    spec : PhenotypeSpec, optional
+    seed : int, optional
+
+    Returns
+    -------
+    phenotype : float64, shape (n_samples,)
+    truth : dict
+        The keys of :func:`simulate_phenotype`'s truth, with ``trait_model`` ``"tstrait"``;
+        ``beta_per_alt`` is the liability change per ALT allele, so the genetic value is
+        ``genotypes[:, index] @ beta_per_alt`` up to a constant.
+
+    References
+    ----------
+    Tagami D., Bisschop G., Kelleher J. (2023) tstrait: a quantitative trait simulator of tree
+    sequence data. https://github.com/tskit-dev/tstrait
+    """
+    import tstrait
+
+    spec = spec or PhenotypeSpec()
+    spec.validate()
+    if spec.effect_distribution != "normal" or not spec.heritability > 0:
+        raise InputError("the tstrait trait model takes normal effects and h2 > 0; use --trait-model genosynth "
+                         "for --h2 0 or Laplace effects")
+    seed = resolve_seed(seed)
+    s_trait, s_env = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint32)
+    af = cohort.allele_frequencies()  # (V,)
+    ts, eligible = _cohort_tree(cohort, tree, af, spec)
+    trait_df = tstrait.sim_trait(ts, model=tstrait.trait_model(distribution="normal", mean=0, var=1),
+                                 num_causal=spec.n_causal, alpha=-1, random_seed=int(s_trait))
+    genetic_df = tstrait.genetic_value(ts, trait_df)  # one row per individual, cohort order
+    genetic = genetic_df["genetic_value"].to_numpy(dtype=np.float64).copy()  # (N,)
+    offsets: dict[str, float] = {}
+    groups = _groups(cohort, spec.center_within)
+    if groups is not None:
+        for label in np.unique(groups):
+            offsets[str(label)] = float(genetic[groups == label].mean())
+            genetic[groups == label] -= offsets[str(label)]
+    if not genetic.std() > 0:
+        raise InputError("the causal SNPs do not vary in this cohort; use a cohort with polymorphic SNPs")
+    pheno_df = tstrait.sim_env(genetic_df.assign(genetic_value=genetic), h2=spec.heritability,
+                               random_seed=int(s_env))
+    liability = pheno_df["phenotype"].to_numpy(dtype=np.float64)  # (N,)
+    scale = 1.0 / liability.std()
+    liability = (liability - liability.mean()) * scale  # unit variance, as in simulate_phenotype
+    threshold = float(np.quantile(liability, 1.0 - spec.prevalence))
+    phenotype = (liability > threshold).astype(np.float64)
+
+    causal = eligible[trait_df["site_id"].to_numpy()]  # (C,) cohort SNP index of each causal site
+    derived_causal = trait_df["causal_allele"].to_numpy() == "1"
+    alt_causal = derived_causal != (tree["ref_hap"][causal] == 1)  # the causal allele is the ALT allele
+    beta = trait_df["effect_size"].to_numpy(dtype=np.float64) * scale  # per causal allele, liability scale
+    beta_per_alt = np.where(alt_causal, beta, -beta)  # (C,)
+    p = af[causal]
+    truth = {
+        "model": "liability threshold with tstrait: effects N(0, 1) per standardised genotype (alpha -1), "
+                 "genetic value from tstrait.genetic_value, noise from tstrait.sim_env(h2), liability scaled "
+                 "to variance 1; case if L > threshold (the 1 - prevalence quantile of L)",
+        "trait_model": "tstrait",
+        "tstrait_version": tstrait.__version__,
+        "spec": dataclasses.asdict(spec),
+        "heritability": float(spec.heritability),
+        "prevalence": float(spec.prevalence),
+        "threshold": threshold,
+        "n_cases": int(phenotype.sum()),
+        "n_controls": int(len(phenotype) - phenotype.sum()),
+        "realised_h2": float((genetic * scale).var() / liability.var()),
+        "centered_within": spec.center_within if groups is not None else None,
+        "group_offsets": {k: float(o * scale) for k, o in offsets.items()},
+        "seed": int(seed),
+        "causal": _causal_rows(cohort, causal, beta_per_alt * np.sqrt(2.0 * p * (1.0 - p)), beta_per_alt, af),
+    }
+    return phenotype, truth
+
+
+def _cohort_tree(cohort: Cohort, tree: dict[str, Any], af: np.ndarray, spec: PhenotypeSpec):
+    """The tree sequence of the cohort's haplotypes with only its SNPs of MAF >= ``min_maf`` as sites.
+
+    Returns the tree sequence and, per remaining site, the cohort SNP index (int64, shape (S,)).
+    """
+    ts = tree["ts"]
+    maf = np.minimum(af, 1.0 - af)
+    eligible = np.flatnonzero(maf >= spec.min_maf)  # (S,) cohort SNP indices
+    if len(eligible) < spec.n_causal:
+        raise InputError(
+            f"only {len(eligible)} SNPs have MAF >= {spec.min_maf}, fewer than the {spec.n_causal} causal SNPs "
+            "asked for; lower --causal, lower the MAF cut-off or simulate a longer region (--length-mb)"
+        )
+    ts = ts.simplify(samples=ts.samples()[: 2 * cohort.n_samples], filter_sites=False)
+    keep_pos = tree["positions"][eligible].astype(np.float64)
+    site_pos = ts.tables.sites.position  # (all sites,)
+    ts = ts.delete_sites(np.flatnonzero(~np.isin(site_pos, keep_pos)))
+    if ts.num_sites != len(eligible) or ts.num_individuals != cohort.n_samples:
+        raise RuntimeError("tree sequence and cohort disagree")  # pragma: no cover - an internal invariant
+    return ts, eligible
+
 
 __all__ = [
     "MODEL_NAME",
@@ -689,4 +897,8 @@ __all__ = [
     "out_of_africa_demography",
     "simulate_cohort",
     "simulate_phenotype",
+    "tstrait_phenotype",
+    "demographic_model",
+    "model_populations",
+    "BUILTIN_MODEL",
 ]

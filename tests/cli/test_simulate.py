@@ -73,6 +73,32 @@ def test_recent_expansion_flag(tmp_path, capsys):
     assert np.array_equal(back.alleles, lib.alleles)
 
 
+def test_stdpopsim_model_flag_and_population_names(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), *SMALL, "--no-phenotype", "--format", "hapt",
+                 "--model", "OutOfAfrica_2T12", "--populations", "eur,afr"]) == 0
+    assert "under stdpopsim HomSap/OutOfAfrica_2T12" in capsys.readouterr().out
+    prov = json.loads((tmp_path / "sim.simulation.json").read_text())
+    assert prov["demographic_model"] == "OutOfAfrica_2T12" and "Tennessen" in prov["model_citation"]
+    lib = simulate_cohort(n_samples=90, sequence_length=300_000, seed=3, demographic_model="OutOfAfrica_2T12",
+                          populations=("EUR", "AFR"))
+    back = read_cohort(hapt=str(tmp_path / "sim.hapt"), legend=str(tmp_path / "sim.legend"))
+    assert np.array_equal(back.alleles, lib.alleles)
+    table = pd.read_csv(tmp_path / "sim.samples.tsv", sep="\t", dtype=str)
+    assert list(dict.fromkeys(table["pop"])) == ["EUR", "AFR"] and set(table["super_pop"]) == {"EUR", "AFR"}
+
+
+def test_tstrait_trait_model_flag(tmp_path):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), *SMALL, "--causal", "6", "--trait-model", "tstrait"]) == 0
+    lib = simulate_cohort(n_samples=90, sequence_length=300_000, seed=3, trait_model="tstrait",
+                          phenotype=PhenotypeSpec(n_causal=6))
+    truth = json.loads((tmp_path / "sim.truth.json").read_text())
+    assert truth == json.loads(json.dumps(lib.meta["truth"])) and truth["trait_model"] == "tstrait"
+    fam = pd.read_csv(tmp_path / "sim.fam", sep=r"\s+", header=None)
+    assert np.array_equal(fam[5].to_numpy() - 1, lib.samples["phenotype"].to_numpy())
+
+
 def test_seed_is_drawn_when_omitted_and_replays(tmp_path):
     assert main(["simulate", "--out", str(tmp_path / "a"), "--n", "30", "--length-mb", "0.1",
                  "--no-phenotype", "--format", "hapt"]) == 0
@@ -96,6 +122,11 @@ def test_seed_is_drawn_when_omitted_and_replays(tmp_path):
         (["--populations", "YRI,GBR"], "--populations"),
         (["--no-phenotype", "--causal", "5"], "--no-phenotype conflicts"),
         (["--causal", "100000"], "--causal"),  # more causal SNPs than the region has: found after simulating
+        (["--model", "NoSuchModel"], "OutOfAfrica_3G09"),
+        (["--model", "OutOfAfrica_2T12", "--populations", "YRI"], "--populations"),
+        (["--model", "OutOfAfrica_2T12", "--recent-expansion"], "--recent-expansion"),
+        (["--trait-model", "tstrait", "--h2", "0"], "--trait-model genosynth"),
+        (["--no-phenotype", "--trait-model", "tstrait"], "--no-phenotype conflicts"),
     ],
 )
 def test_bad_options_exit_2_with_message_and_no_data(tmp_path, capsys, extra, message):

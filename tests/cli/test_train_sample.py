@@ -70,7 +70,7 @@ def test_sample_every_format_with_labels(model, inputs, tmp_path):
 def test_same_seed_same_output(model, tmp_path):
     for name in ("a", "b"):
         assert main(["sample", "--model", f"{model}.pt", "--n", "6", "--format", "hapt", "--seed", "8",
-                     "--out", str(tmp_path / name), "--no-progress"]) == 0
+                     "--out", str(tmp_path / name), "--no-progress", "--id-prefix", "syn"]) == 0
     assert open(tmp_path / "a.hapt").read() == open(tmp_path / "b.hapt").read()
 
 
@@ -108,13 +108,36 @@ def test_train_resume_continues_to_the_same_model(inputs, model, tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_runs_end_to_end(tmp_path):
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    import shlex
+
     out = str(tmp_path / "demo")
     assert main(["demo", "--out", out, "--n", "90", "--length-mb", "0.3", "--max-snps", "60", "--vae-epochs", "1",
                  "--dit-epochs", "1", "--seed", "4", "--no-progress", "--threads", "1", "--size", "tiny"]) == 0
-    for name in ("cohort.vcf.gz", "model.pt", "synthetic.vcf.gz", "synthetic.samples.tsv", "demo.json", "demo.log"):
+    for name in ("cohort.vcf.gz", "cohort.truth.json", "train.vcf.gz", "holdout.vcf.gz", "train.samples.tsv",
+                 "holdout.samples.tsv", "model.pt", "synthetic.vcf.gz", "synthetic.samples.tsv", "demo.json",
+                 "demo.log", "report.json", "evaluate.config.json"):
         assert os.path.exists(os.path.join(out, name)), name
     assert not os.path.exists(f"{out}.log")  # the log lives inside the demo folder
     assert "Command: genosynth demo" in open(os.path.join(out, "demo.log")).read()
+    stdout = capsys.readouterr().out
+    for stage in ("[1/5] Simulating", "[3/5] Training", "[4/5] Sampling", "[5/5] Evaluating"):
+        assert stage in stdout, stage  # a line before every long stage
     record = json.load(open(os.path.join(out, "demo.json")))
     assert record["seed"] == 4 and "train_s" in record["timings_s"]
+    assert record["evaluate_command"] in stdout
+
+    # The report's GWAS is a GWAS of the simulated trait (cases vs controls), not of two populations.
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["gwas"]["design"]["mode"] == "phenotype" and report["gwas"]["design"]["column"] == "phenotype"
+    truth = json.load(open(os.path.join(out, "cohort.truth.json")))
+    assert truth["trait_model"] == "tstrait" and len(truth["causal"]) == 10
+    assert report["gwas"]["design"]["n_case"]["genosynth"] > 0  # the synthetic people carry the trait
+
+    # The printed `genosynth evaluate` command re-runs on the demo folder and gives the same figures.
+    argv = shlex.split(record["evaluate_command"])
+    assert argv[:2] == ["genosynth", "evaluate"]
+    assert main(argv[1:] + ["--threads", "1"]) == 0
+    rerun = json.load(open(os.path.join(out, "report_rerun.json")))
+    assert rerun["summary"] == report["summary"]
+    assert rerun["gwas"]["sets"] == report["gwas"]["sets"]

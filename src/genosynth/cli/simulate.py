@@ -17,7 +17,8 @@ from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.provenance import provenance, versions
 
-HELP = "simulate a YRI/CEU/CHB cohort (out-of-Africa coalescent, msprime) with an optional case/control trait"
+HELP = ("simulate a cohort (msprime; built-in out-of-Africa model or a stdpopsim model) with an optional "
+        "case/control trait")
 
 DEFAULT_FORMAT = "bed"
 PHENOTYPE_DEFAULTS = {"causal": 30, "h2": 0.5, "prevalence": 0.3}
@@ -34,8 +35,13 @@ def add_arguments(parser) -> None:
     g.add_argument("--maf", type=float, default=0.05,
                    help="keep SNPs with minor allele frequency >= MAF (default 0.05)")
     g.add_argument("--max-snps", type=int, default=None, metavar="N", help="thin evenly to at most N SNPs")
-    g.add_argument("--populations", default="YRI,CEU,CHB", metavar="LIST",
-                   help="comma-separated populations among YRI, CEU, CHB, in output order (default all three)")
+    g.add_argument("--model", default="builtin", metavar="NAME",
+                   help="demographic model: 'builtin' (default: Gutenkunst et al. 2009 out-of-Africa written out "
+                        "here; --recent-expansion applies) or a stdpopsim HomSap model id, e.g. OutOfAfrica_3G09, "
+                        "OutOfAfrica_2T12, AmericanAdmixture_4B18 (docs/simulate.md lists them)")
+    g.add_argument("--populations", default=None, metavar="LIST",
+                   help="comma-separated populations of the model, in output order (default all it can sample; "
+                        "YRI,CEU,CHB for the built-in model)")
     g.add_argument("--chrom", default="1", help="chromosome name (default 1)")
     g.add_argument("--recomb-rate", type=float, default=1e-8, metavar="RATE",
                    help="recombination rate per bp per generation (default 1e-8)")
@@ -59,6 +65,9 @@ def add_arguments(parser) -> None:
                    help="keep between-population differences in genetic value (cases then cluster in some "
                         "populations); by default the genetic value is centred within each population")
     p.add_argument("--no-phenotype", action="store_true", help="simulate no trait (phenotype missing)")
+    p.add_argument("--trait-model", choices=("genosynth", "tstrait"), default="genosynth",
+                   help="'genosynth' (default): the trait drawn on the genotypes; 'tstrait': the same "
+                        "liability-threshold model drawn by tstrait on the tree sequence (other output for a seed)")
     o = parser.add_argument_group("output")
     o.add_argument("--format", choices=("bed", "vcf", "hapt"), default=DEFAULT_FORMAT,
                    help=f"cohort file format (default {DEFAULT_FORMAT}; bed drops phase, vcf/hapt keep it)")
@@ -66,17 +75,24 @@ def add_arguments(parser) -> None:
 
 def _check(args) -> tuple[tuple[str, ...], object]:
     """Validate options before anything is simulated or written; return populations and the trait spec."""
-    from genosynth.simulation import PhenotypeSpec, SimulationConfig
+    from genosynth.simulation import PhenotypeSpec, SimulationConfig, model_populations
 
     if args.n < 1:
         raise InputError(f"--n must be >= 1 diploid person, got {args.n}; e.g. --n 1500")
     if not args.length_mb > 0:
         raise InputError(f"--length-mb must be > 0, got {args.length_mb}; e.g. --length-mb 2")
-    populations = tuple(p.strip().upper() for p in args.populations.split(",") if p.strip())
+    try:
+        sampled = model_populations(args.model)
+    except InputError as exc:
+        raise InputError(f"--model: {exc}") from None
+    by_name = {p.upper(): p for p in sampled}
+    populations = tuple(sampled) if args.populations is None else tuple(
+        by_name.get(p.strip().upper(), p.strip()) for p in args.populations.split(",") if p.strip())
     config = SimulationConfig(
         n_samples=args.n, sequence_length=int(round(args.length_mb * 1e6)), populations=populations,
         maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
-        chrom=args.chrom,
+        chrom=args.chrom, demographic_model=args.model, recent_expansion=args.recent_expansion,
+        reference_population=next((p for p in ("CEU", "EUR") if p in sampled), sampled[0]),
     )
     try:
         config.validate()
@@ -85,6 +101,8 @@ def _check(args) -> tuple[tuple[str, ...], object]:
     given = [f for f, v in (("--causal", args.causal), ("--h2", args.h2), ("--prevalence", args.prevalence)) if
              v is not None]
     if args.no_phenotype:
+        if args.trait_model != "genosynth":
+            given.append("--trait-model")
         if given or args.pop_effects:
             raise InputError(f"--no-phenotype conflicts with {', '.join(given) or '--pop-effects'}; drop one of them")
         return populations, None
@@ -96,6 +114,8 @@ def _check(args) -> tuple[tuple[str, ...], object]:
         center_within=None if args.pop_effects else "pop",
     )
     spec.validate()
+    if args.trait_model == "tstrait" and not spec.heritability > 0:
+        raise InputError("--trait-model tstrait needs --h2 > 0; use --trait-model genosynth for --h2 0")
     return populations, spec
 
 
@@ -103,6 +123,7 @@ def _flag_names(message: str) -> str:
     for field, flag in (("n_samples", "--n"), ("sequence_length", "--length-mb"), ("max_snps", "--max-snps"),
                         ("recombination_rate", "--recomb-rate"), ("mutation_rate", "--mut-rate"),
                         ("populations", "--populations"), ("population(s)", "--populations"),
+                        ("recent_expansion", "--recent-expansion"),
                         ("maf", "--maf"), ("chrom", "--chrom")):
         if message.startswith(field + " ") or message.startswith("unknown " + field):
             return f"{flag}: {message}"
@@ -127,7 +148,7 @@ def run(args, log) -> int:
         maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
         chrom=args.chrom, phenotype=spec, seed=seed,
         ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
-        recent_expansion=args.recent_expansion,
+        recent_expansion=args.recent_expansion, demographic_model=args.model, trait_model=args.trait_model,
     )
     sim = cohort.meta["simulation"]
     per_pop = ", ".join(f"{k} {v}" for k, v in sim["samples_per_population"].items())
