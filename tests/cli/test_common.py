@@ -63,3 +63,93 @@ def test_read_id_list_takes_iid_of_two_columns(tmp_path):
     assert read_id_list(str(path)) == ["A", "B"]
     with pytest.raises(InputError, match="not found"):
         read_id_list(str(tmp_path / "missing.txt"))
+
+
+# ---------------------------------------------------------------------------------- issue 20
+def _train_args(small, folder):
+    from genosynth.io import write_cohort
+    from genosynth.io.samples import write_sample_table
+
+    write_cohort(small, str(folder / "real"), "hapt")
+    write_sample_table(small, str(folder / "real.samples.tsv"))
+    return ["train", "--hapt", str(folder / "real.hapt"), "--legend", str(folder / "real.legend"),
+            "--samples", str(folder / "real.samples.tsv"), "--size", "tiny", "--no-progress", "--threads", "1"]
+
+
+def test_resume_without_seed_reads_the_seed_from_the_checkpoint(small, tmp_path, monkeypatch, capsys):
+    """A run without --seed, killed, then --resume: continues with the drawn seed, ends as an uninterrupted run."""
+    import re
+
+    from _testlib import same_tensors
+
+    import genosynth.training.plain as plain
+    from genosynth.models.checkpoint import load_checkpoint
+
+    argv = _train_args(small, tmp_path)
+    prefix = str(tmp_path / "killed")
+    real = plain.train_generator
+
+    def killed_after_first_vae_epoch(*args, **kwargs):
+        def stop(stage, epoch):
+            if (stage, epoch) == ("vae", 1):
+                raise KeyboardInterrupt
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(plain, "train_generator", killed_after_first_vae_epoch)
+    assert main(argv + ["--out", prefix]) == 130
+    monkeypatch.undo()
+    first_log = open(f"{prefix}.log").read()
+    seed = int(re.search(r"^seed: (\d+)$", first_log, re.MULTILINE).group(1))
+    assert load_checkpoint(f"{prefix}.pt")["state"]["stage"] == "vae"
+
+    assert main(argv + ["--out", prefix, "--resume"]) == 0, capsys.readouterr().err
+    log = open(f"{prefix}.log").read()
+    assert log.startswith(first_log)  # the interrupted run's record, its drawn seed included, is kept
+    assert f"--resume: seed {seed} read from {prefix}.pt" in log
+    assert re.findall(r"^seed: (\d+)$", log, re.MULTILINE) == [str(seed)] * 2  # drawn, then read back
+    reference = str(tmp_path / "full")
+    assert main(argv + ["--out", reference, "--seed", str(seed)]) == 0
+    assert same_tensors(load_checkpoint(f"{prefix}.pt")["state"], load_checkpoint(f"{reference}.pt")["state"])
+    assert main(argv + ["--out", prefix, "--resume", "--seed", str(seed + 1)]) == 2  # an explicit other seed: refused
+    assert "different seed" in capsys.readouterr().err
+
+
+def test_threads_zero_is_refused(tmp_path):
+    from genosynth.cli.common import set_threads
+
+    with pytest.raises(InputError, match="--threads must be >= 1"):
+        set_threads(0)
+    assert set_threads(None) >= 1
+
+
+def test_argparse_errors_are_one_line(capsys):
+    assert main(["info", "--vcf", "x.vcf", "--nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("Error: ") and "genosynth info --help" in err
+    assert main(["train", "--threads", "0", "--out", "o"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threads: must be >= 1" in err and "genosynth train --help" in err
+
+
+def test_outputs_are_checked_against_every_input(tmp_path, monkeypatch):
+    """check_outputs compares each input file (links and relative paths resolved) with each output."""
+    import argparse
+
+    from genosynth.cli.common import check_outputs, output_files
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.bed", "a.bim", "a.fam", "keep.txt"):
+        (tmp_path / name).write_text("x")
+    args = argparse.Namespace(command="convert", bfile="a", keep="keep.txt", format="bed", out="a")
+    assert output_files(args, "a") == ["a.log", "a.bed", "a.bim", "a.fam", "a.samples.tsv"]
+    with pytest.raises(InputError, match=r"would overwrite the input a.bed \(--bfile\)"):
+        check_outputs(args, "a")
+    args.format = "vcf"
+    check_outputs(args, "a")  # a.vcf.gz, a.samples.tsv and a.log replace no input
+    args.keep = "o.log"
+    (tmp_path / "o.log").write_text("x")
+    with pytest.raises(InputError, match="o.log"):
+        check_outputs(args, str(tmp_path / "sub" / ".." / "o"))
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        check_outputs(args, "keep.txt/deeper/o")
+    check_outputs(args, None)  # no --out: nothing is written

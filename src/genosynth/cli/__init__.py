@@ -7,8 +7,10 @@ Each command lives in its own module ``genosynth.cli.<name>`` exposing
 * ``run(args, log) -> int`` : does the work through the library, returns the exit status,
 * optionally ``log_prefix(args) -> str`` : where ``PREFIX.log`` goes when ``--out`` is a folder.
 
-``main(argv=None)`` parses, opens ``PREFIX.log``, runs the command and turns a
-:class:`~genosynth.errors.GenosynthError` into one line on stderr and exit status 2.
+``main(argv=None)`` parses, checks the output paths (an ``--out`` that cannot be written or would
+replace an input is refused before anything is written), opens ``PREFIX.log``, runs the command
+and turns a :class:`~genosynth.errors.GenosynthError`, an argparse error, text that is not UTF-8
+or a failed file operation on a named path into one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import importlib
 import sys
 
 from genosynth import __version__
-from genosynth.cli.common import RunLog
+from genosynth.cli.common import RunLog, check_outputs
 from genosynth.errors import GenosynthError
 
 # Command name -> module under genosynth.cli. Add a line here for a new command.
@@ -43,8 +45,19 @@ def _load(name: str):
         raise
 
 
+class UsageError(GenosynthError):
+    """A command line argparse refuses (unknown option, bad value, missing required option)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (``main`` prints it and returns 2) instead of usage + exit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genosynth",
         description="Differentially private synthetic genotype cohorts.",
     )
@@ -61,21 +74,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit status (0 ok, 2 user error)."""
+    """Run the CLI; return the exit status (0 ok, 2 user error).
+
+    Before ``PREFIX.log`` is opened, the output paths are checked (:func:`~genosynth.cli.common.check_outputs`):
+    an ``--out`` that cannot be written or would replace an input is refused with nothing written.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            where = f"genosynth {args.command}" if getattr(args, "command", None) else "genosynth"
+            raise UsageError(f"unrecognized arguments: {' '.join(extra)}; see `{where} --help`")
+    except UsageError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     prefix = args._module.log_prefix(args) if hasattr(args._module, "log_prefix") else getattr(args, "out", None)
-    log = RunLog(prefix, args.command, raw_argv)
     try:
+        check_outputs(args, prefix)
+        log = RunLog(prefix, args.command, raw_argv, append=bool(getattr(args, "resume", False)))
         with log:
             log.options(args)
             status = args._module.run(args, log)
     except GenosynthError as exc:
         print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as exc:  # a reader that does not name its file (load_input's do)
+        print(f"Error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start}); re-encode it as UTF-8 "
+              "(e.g. iconv -f latin1 -t utf-8)", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, keep the traceback
+            raise
+        print(f"Error: {exc.filename}: {exc.strerror}; check the path, its permissions and the free disk space",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("Interrupted: files being written were discarded (a training checkpoint already "

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from genosynth.cli.common import add_input_arguments, load_input, read_id_list
+from genosynth.cli.common import add_input_arguments, load_input, positive_int, read_id_list, reading
 from genosynth.errors import InputError
 from genosynth.io import FORMATS, write_cohort
 from genosynth.io.order import is_genomic_order
@@ -34,30 +34,40 @@ def add_arguments(parser) -> None:
     parser.add_argument("--tag-column", metavar="COLUMN", default=None,
                         help="sample column written as the .fam FID (bed) or the tag (hapt), e.g. super_pop")
     parser.add_argument("--out", metavar="PREFIX", required=True, help="output prefix; PREFIX.log records the run")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for reading (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for reading (default: all cores)")
 
 
-def _listed_mask(ids: np.ndarray, *, include, exclude, flags: tuple[str, str], what: str, log=None) -> np.ndarray:
-    """Boolean mask of ``ids`` kept by an include list and an exclude list (either may be None)."""
+def _listed_mask(ids: np.ndarray, *, include, exclude, flags: tuple[str, str],
+                 what: str) -> tuple[np.ndarray, list[str]]:
+    """Boolean mask of ``ids`` kept by an include list and an exclude list (either may be None),
+    and a note per list naming how many of its ids are not in ``ids``."""
     mask = np.ones(len(ids), dtype=bool)
+    notes = []
     for name, listed, want in ((flags[0], include, True), (flags[1], exclude, False)):
         if listed is None:
             continue
         hit = np.isin(ids, listed)
         absent = len(set(listed) - set(ids))
-        if absent and log:
-            log.warn(f"{name}: {absent} of {len(set(listed))} listed {what} are not in the input")
+        if absent:
+            notes.append(f"{name}: {absent} of {len(set(listed))} listed {what} are not in the input")
         mask &= hit if want else ~hit
-    return mask
+    return mask, notes
 
 
 def _subset_listed(cohort, axis: str, ids, *, include, exclude, flags: tuple[str, str], what: str,
                    none_left: str, log=None):
-    """``cohort`` restricted along ``axis`` ("samples" or "variants") to the listed ``ids``."""
-    mask = _listed_mask(ids.astype(str).to_numpy(), include=include, exclude=exclude, flags=flags,
-                        what=what, log=log)
+    """``cohort`` restricted along ``axis`` ("samples" or "variants") to the listed ``ids``.
+
+    When nothing is left the notes on unknown ids go into the error (one line), else to the log.
+    """
+    mask, notes = _listed_mask(ids.astype(str).to_numpy(), include=include, exclude=exclude, flags=flags,
+                               what=what)
     if not mask.any():
-        raise InputError(none_left)
+        raise InputError("; ".join([none_left, *notes]))
+    for note in notes:
+        if log:
+            log.warn(note)
     return cohort if mask.all() else cohort.subset(**{axis: mask})
 
 
@@ -87,7 +97,7 @@ def read_variant_list(path: str) -> list[str]:
 
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found; give a file with one variant id per line")
-    with open(path, encoding="utf-8") as fh:
+    with reading(path, "variant list"), open(path, encoding="utf-8") as fh:
         return [line.split()[0] for line in fh if line.strip() and not line.startswith("#")]
 
 
@@ -106,8 +116,6 @@ def run(args, log) -> int:
     from genosynth.io.samples import write_sample_table
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise InputError(f"--threads must be >= 1, got {args.threads}")
         log.record("threads", args.threads)
     keep = read_id_list(args.keep) if args.keep else None
     remove = read_id_list(args.remove) if args.remove else None

@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from genosynth.cli.common import resolve_seed, set_threads
+from genosynth.cli.common import positive_int, reading, resolve_seed, set_threads
 from genosynth.errors import InputError
 from genosynth.provenance import provenance, sha256_file
 
@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", metavar="PREFIX", required=True, help="output prefix: PREFIX.json, PREFIX.html")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed of subsamples and classifiers; drawn and recorded when omitted")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all cores)")
 
 
 def _strip(path: str, suffixes) -> str | None:
@@ -70,7 +70,15 @@ def file_prefix(path: str) -> str:
 
 
 def read_any(path: str, *, legend: str | None = None, samples: str | None = None, allow_unknown: bool = False):
-    """Read a cohort from a path in any supported format; attach a sample table when given."""
+    """Read a cohort from a path in any supported format; attach a sample table when given.
+
+    An error names ``path`` (text that is not UTF-8 included).
+    """
+    with reading(path):
+        return _read_any(path, legend=legend, samples=samples, allow_unknown=allow_unknown)
+
+
+def _read_any(path: str, *, legend: str | None, samples: str | None, allow_unknown: bool):
     from genosynth.io import read_cohort
 
     kwargs = {"samples": samples, "allow_unknown_samples": allow_unknown}

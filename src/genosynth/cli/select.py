@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 
-from genosynth.cli.common import add_common_arguments, add_input_arguments, load_input, resolve_seed, secret_seed
+from genosynth.cli.common import (add_common_arguments, add_input_arguments, load_input, reading, resolve_seed,
+                                   secret_seed)
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.provenance import provenance, versions
@@ -71,7 +72,8 @@ def run(args, log) -> int:
     if args.ld_bfile or args.ld_vcf:
         from genosynth.io import read_cohort
 
-        ld_reference = read_cohort(bfile=args.ld_bfile, vcf=args.ld_vcf)
+        with reading(args.ld_bfile or args.ld_vcf, "--ld-bfile" if args.ld_bfile else "--ld-vcf"):
+            ld_reference = read_cohort(bfile=args.ld_bfile, vcf=args.ld_vcf)
         log.info(f"LD reference: {ld_reference.n_samples} samples x {ld_reference.n_variants} variants")
     sel = select_snps(
         cohort, k=args.k, model=args.model, pcs=args.pcs,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import time
 
-from genosynth.cli.common import (add_common_arguments, add_input_arguments, load_input, resolve_seed, secret_seed,
-                                   set_threads)
+from genosynth.cli.common import (add_common_arguments, add_input_arguments, load_input, reading, resolve_seed,
+                                   secret_seed, set_threads)
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 
@@ -106,6 +106,7 @@ def build_config(args):
         except json.JSONDecodeError as exc:
             raise InputError(f"--config is neither a file nor valid JSON ({exc}); give e.g. "
                              '\'{"training": {"vae_epochs": 20}}\'') from None
+        check_overrides(cfg, overrides)
         try:
             cfg = cfg.replace(**overrides)
         except TypeError as exc:
@@ -121,6 +122,44 @@ def build_config(args):
     if getattr(args, "corr_guidance", None) is not None:
         cfg = cfg.replace(sampling={"corr_guidance": args.corr_guidance})
     return cfg.replace(training=training) if training else cfg
+
+
+def check_overrides(cfg, overrides) -> None:
+    """Refuse ``--config`` fields the configuration does not have, or values of the wrong kind."""
+    import dataclasses
+
+    def refuse(what: str):
+        raise InputError(f"--config {what}; see docs/generator.md for the fields, e.g. "
+                         '\'{"training": {"vae_epochs": 20}}\'')
+
+    if not isinstance(overrides, dict):
+        refuse(f"must be a JSON object of sections, got {type(overrides).__name__}")
+    for key, value in overrides.items():
+        if key not in {f.name for f in dataclasses.fields(cfg)}:
+            refuse(f"has an unknown field {key!r}")
+        current = getattr(cfg, key)
+        if not dataclasses.is_dataclass(current):
+            if current is not None and not _same_kind(value, current):
+                refuse(f"field {key!r} must be like {current!r}, got {value!r}")
+            continue
+        if not isinstance(value, dict):
+            refuse(f"section {key!r} must be a JSON object of its fields, got {value!r}")
+        known = {f.name for f in dataclasses.fields(current)}
+        for name, v in value.items():
+            if name not in known:
+                refuse(f"section {key!r} has no field {name!r} (it has {', '.join(sorted(known))})")
+            default = getattr(current, name)
+            if default is not None and v is not None and not _same_kind(v, default):
+                refuse(f"field {key}.{name} must be like {default!r}, got {v!r}")
+
+
+def _same_kind(value, default) -> bool:
+    """Whether a JSON ``value`` may replace ``default`` (an int is a float; a bool is not a number)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
 
 
 def run(args, log) -> int:
@@ -139,10 +178,17 @@ def run(args, log) -> int:
             raise InputError(f"{args.out} is an interrupted DP run ({resume_path(args.out + '.pt')} exists); resume it "
                              "with the same options including --epsilon/--delta")
     cfg = build_config(args)
-    seed = resolve_seed(args.seed, log)
+    checkpoint = f"{args.out}.pt"
+    if args.resume and args.seed is None:  # the run continues with the seed it was started with
+        from genosynth.training.plain import resume_seed
+
+        seed = resume_seed(checkpoint)
+        log.record("seed", seed)
+        log.info(f"--resume: seed {seed} read from {checkpoint}")
+    else:
+        seed = resolve_seed(args.seed, log)
     set_threads(args.threads, log)
     cohort = load_input(args, log)
-    checkpoint = f"{args.out}.pt"
     log.record("device", args.device)
     log.record("config", cfg.to_dict())
     t0 = time.perf_counter()
@@ -165,6 +211,18 @@ def _write_summary(path: str, summary: dict) -> str:
     return path
 
 
+def check_budget(epsilon: float, delta: float, *, n_samples: int | None = None) -> None:
+    """Refuse an impossible ``--epsilon``/``--delta`` (delta below 1/n once ``n_samples`` is known)."""
+    import math
+
+    from genosynth.privacy.accountant import check_delta
+
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise InputError(f"--epsilon {epsilon:g} is not a positive finite number; pass e.g. --epsilon 8, or leave "
+                         "--epsilon out for a non-private run")
+    check_delta(delta, n_samples=n_samples)  # its message names --delta
+
+
 def run_private(args, log) -> int:
     """``--epsilon``: :func:`genosynth.training.private.train_private`.
 
@@ -184,20 +242,24 @@ def run_private(args, log) -> int:
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
                             correlation_window=args.corr_window, frequency_denoiser=args.frequency_denoiser,
                             frequency_clip=args.frequency_clip, ancestry_dims=args.ancestry_dims)
+    check_budget(args.epsilon, privacy.delta)  # before the cohort is read: these errors come first
     secret_seed(args.seed, log, note="; an interrupted run still resumes exactly with --resume")  # warn, record "secret"
     set_threads(args.threads, log)
     cohort = load_input(args, log)
+    check_budget(args.epsilon, privacy.delta, n_samples=cohort.n_samples)  # before --dp-batch-size is checked
     public = None
     if args.public_reference:
         ref = args.public_reference
-        public = read_cohort(vcf=ref) if ref.endswith((".vcf", ".vcf.gz", ".bcf")) else \
-            read_cohort(bfile=ref[:-4] if ref.endswith(".bed") else ref)
+        with reading(ref, "--public-reference"):
+            public = read_cohort(vcf=ref) if ref.endswith((".vcf", ".vcf.gz", ".bcf")) else \
+                read_cohort(bfile=ref[:-4] if ref.endswith(".bed") else ref)
     checkpoint = f"{args.out}.pt"
     log.record("config", cfg.to_dict())
     log.record("privacy_config", privacy.to_dict())
     t0 = time.perf_counter()
     model = train_private(cohort, config=cfg, privacy=privacy, public_reference=public,  # no seed: noise_seed draws it
-                          checkpoint=checkpoint, resume=args.resume, log=log.info)
+                          checkpoint=checkpoint, resume=args.resume, log=log.info,
+                          progress=not args.no_progress)
     log.timing("Training time", time.perf_counter() - t0)
     log.record("privacy", model.privacy)
     summary = {"checkpoint": checkpoint, "seed": None, "labels": model.vocabulary, "label_mix": model.label_mix,

@@ -584,7 +584,7 @@ def _fix_hint(specs: Iterable[MechanismSpec]) -> str:
     kinds = {s.kind for s in specs}
     hints = ["raise --epsilon"]
     if "subsampled_gaussian" in kinds:
-        hints.append("lower --epochs or the batch size")
+        hints.append("lower --vae-epochs/--dit-epochs or --dp-batch-size")
     if "stage1" in kinds:
         hints.append("raise the stage split S or lower --latent-clip")
     hints.append("or drop a mechanism (e.g. --public-reference for the VAE)")

@@ -113,7 +113,8 @@ def train_generator(
     seed : int, optional
         The only source of randomness (initialisation, shuffling, reparameterisation noise,
         label dropout, diffusion noise). Same seed, device and threads -> identical checkpoint.
-        ``None`` draws one; the checkpoint (and ``model.meta["seed"]``) records it.
+        ``None`` draws one (with ``resume``: the checkpoint's); the checkpoint (and
+        ``model.meta["seed"]``) records it.
     device : {"cpu", "cuda", "auto"}
     checkpoint : str, optional
         Path of the checkpoint, rewritten atomically every ``training.checkpoint_every`` epochs
@@ -138,7 +139,8 @@ def train_generator(
     dev = resolve_device(device)
     data = prepare_data(cohort, label_column=config.label_column, mode=config.mode,
                         phenotype_column=config.phenotype_column)
-    run = start_run(cohort, data, config, seed=resolve_seed(seed), dev=dev)
+    seed = resume_seed(checkpoint) if resume and seed is None else resolve_seed(seed)
+    run = start_run(cohort, data, config, seed=seed, dev=dev)
     if resume:
         resume_run(run, checkpoint, say)
     saving = dict(checkpoint=checkpoint, callback=callback, every=config.training.checkpoint_every)
@@ -221,6 +223,13 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
         correlation_prior=plain_correlation_prior(cohort, config, data.vocabulary))
     return PlainRun(vae=vae, dit=dit, vae_opt=vae_opt, dit_opt=dit_opt, ema=ema, diffusion=diffusion, gen=gen,
                     head=head, overall=overall, cal_target=cal_target, by_phenotype=by_phenotype)
+
+
+def resume_seed(checkpoint: str | None) -> int:
+    """The seed recorded in ``checkpoint``: what a resumed run given no seed continues with."""
+    if not checkpoint or not os.path.exists(checkpoint):
+        raise InputError(f"--resume needs an existing checkpoint; {checkpoint} not found. Drop --resume to start afresh")
+    return int(load_checkpoint(checkpoint)["seed"])
 
 
 def resume_run(run: PlainRun, checkpoint: str | None, say: Callable[[str], None]) -> None:

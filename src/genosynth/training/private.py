@@ -72,7 +72,7 @@ from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
 from genosynth.privacy import DPSGD, PrivacyAccountant, release_stage1_latents, stage1_training_pair
 from genosynth.privacy.releases import release_ancestry_spread, release_label_frequencies
-from genosynth.runtime import deterministic
+from genosynth.runtime import progress_bar, deterministic
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import noise_seed
 from genosynth.training.calibration import calibrate_frequencies
@@ -221,6 +221,7 @@ def train_private(
     resume: bool = False,
     log: Callable[[str], None] | None = None,
     callback: Callable[[str, int], None] | None = None,
+    progress: bool = False,
 ) -> Generator:
     """Train the generator on ``cohort`` with (ε, δ)-DP for the whole run; return the :class:`Generator`.
 
@@ -257,6 +258,8 @@ def train_private(
         Receives the plan and the final privacy summary; never a private statistic.
     callback : callable(stage, epoch), optional
         Called after each write of the resume file (tests interrupt the run from here).
+    progress : bool
+        tqdm bars of the VAE and DiT epochs (counts only, no private value).
 
     Returns
     -------
@@ -284,6 +287,7 @@ def train_private(
     secret = noise_seed(seed, deterministic=deterministic_noise)  # never recorded
     run = start_run(cohort, config, privacy, z_mult=z_mult, prior=prior, seed=secret,
                     public_reference=public_reference is not None, private_file=private_file, callback=callback)
+    run.progress = progress
     if resume:
         resume_run(run, checkpoint, say)
     with deterministic():
@@ -354,6 +358,11 @@ class PrivateRun:
     rel: dict | None = None  # the frequency release (with the ancestry spread)
     released: torch.Tensor | None = None  # (R, C, T) the stage-1 latent release
     latent_scale: float = 1.0
+    progress: bool = False  # tqdm bars of epochs and steps (counts only: no loss or other private value)
+
+    def bar(self, total: int, desc: str, initial: int = 0):
+        """A progress bar of ``total`` epochs, or None when bars are off."""
+        return progress_bar(total, desc, self.progress, initial)
 
     @property
     def parts(self) -> dict:
@@ -511,14 +520,19 @@ def fit_vae(run: PrivateRun, rows: torch.Tensor | None, say: Callable[[str], Non
                            rng=run.gen, accountant=run.acc, sample_rate=run.q, name="vae/dpsgd", n_samples=run.n,
                            max_physical_batch_size=run.privacy.max_physical_batch_size)
         every = max(1, int(tc.checkpoint_every))
+        bar = run.bar(tc.vae_epochs, "VAE (DP-SGD)" if dp_vae is not None else "VAE (public)", run.epoch)
         while run.epoch < tc.vae_epochs:
             if dp_vae is not None:
                 _vae_dp_epoch(run, dp_vae)
             else:
                 _vae_public_epoch(run, rows)
             run.epoch += 1
+            if bar is not None:
+                bar.update(1)
             if run.epoch < tc.vae_epochs and run.epoch % every == 0:
                 run.save_resume("vae", run.epoch)
+        if bar is not None:
+            bar.close()
         run.stage, run.epoch = "release", 0
     run.vae.eval()
     say(f"VAE: {tc.vae_epochs} epochs ({'public reference' if rows is not None else 'DP-SGD'}), "
@@ -581,10 +595,15 @@ def fit_stage1(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
                                               rng=run.gen, accountant=run.acc, name="diffusion/stage1")
             run.released = released.reshape(run.n * run.per, *run.latent_shape[1:])  # (R, C, T): only the release now
             del z0
+            bar = run.bar(privacy.stage1_epochs, "DiT stage 1 (release)")
             for _ in range(privacy.stage1_epochs):
                 order = torch.randperm(run.released.shape[0], generator=run.gen)
                 for start in range(0, run.released.shape[0], tc.dit_batch_size):
                     stage1_step(run, run.released[order[start:start + tc.dit_batch_size]])
+                if bar is not None:
+                    bar.update(1)
+            if bar is not None:
+                bar.close()
         run.stage, run.epoch = "dit", 0
         run.save_resume("dit", 0)
     return time.perf_counter() - t0
@@ -621,6 +640,7 @@ def fit_stage2(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
         return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop).mean()
 
     every = max(1, int(tc.checkpoint_every))
+    bar = run.bar(tc.dit_epochs, "DiT stage 2 (DP-SGD)", run.epoch) if run.stage == "dit" else None
     while run.stage == "dit" and run.epoch < tc.dit_epochs:
         for idx in dp_dit.batches(run.steps_per_epoch):
             b = idx.numel()
@@ -637,8 +657,12 @@ def fit_stage2(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
                 pick = torch.randint(0, run.released.shape[0], (tc.dit_batch_size,), generator=run.gen)
                 stage1_step(run, run.released[pick])
         run.epoch += 1
+        if bar is not None:
+            bar.update(1)
         if run.epoch % every == 0 or run.epoch == tc.dit_epochs:
             run.save_resume("dit", run.epoch)
+    if bar is not None:
+        bar.close()
     run.dit.eval()
     run.released = None
     return time.perf_counter() - t0
