@@ -9,7 +9,7 @@
 # the sha256 of every checkpoint and cohort file and exits 1 if any differs. About 4 minutes a
 # checkout on 2 cores. Logs and JSON sidecars (timings) are not compared.
 set -euo pipefail
-old=$(cd "$1" && pwd); new=$(cd "$2" && pwd); work=${3:-$(mktemp -d)}
+old=$(cd "$1" && pwd); new=$(cd "$2" && pwd); work=${3:-$(mktemp -d)}; mkdir -p "$work"
 data=$(cd "$(dirname "$0")/../../shared/data/1000g_805" && pwd)
 run() {  # run CHECKOUT OUTDIR
   local src=$1 o=$2
