@@ -695,16 +695,9 @@ def simulate_phenotype(cohort: Cohort, spec: PhenotypeSpec | None = None, *,
     truth = {
         "model": "liability threshold: L = sqrt(h2) * standardised genetic value + sqrt(1 - h2) * N(0, 1); "
                  "case if L > threshold (the 1 - prevalence quantile of L)",
-        "spec": dataclasses.asdict(spec),
-        "heritability": float(spec.heritability),
-        "prevalence": float(spec.prevalence),
-        "threshold": threshold,
-        "n_cases": int(phenotype.sum()),
-        "n_controls": int(len(phenotype) - phenotype.sum()),
-        "realised_h2": float(genetic_part.var() / var_l) if var_l > 0 else float("nan"),
-        "centered_within": spec.center_within if groups is not None else None,
-        "group_offsets": {k: float(o * scale) for k, o in offsets.items()},  # removed mean, liability scale
-        "seed": int(seed),
+        **_threshold_truth(spec, phenotype, threshold=threshold,
+                           realised_h2=float(genetic_part.var() / var_l) if var_l > 0 else float("nan"),
+                           grouped=groups is not None, offsets=offsets, scale=scale, seed=seed),
         "causal": _causal_rows(cohort, causal, effect_std, effect_std * scale / sd, af),
     }
     return phenotype, truth
@@ -749,6 +742,23 @@ def _genetic_values(cohort: Cohort, causal: np.ndarray, effect_std: np.ndarray, 
             genetic[member] -= offsets[str(label)]
     return genetic, offsets, groups
 
+
+
+def _threshold_truth(spec, phenotype: np.ndarray, *, threshold: float, realised_h2: float, grouped: bool,
+                     offsets: dict, scale: float, seed: int) -> dict:
+    """The fields of ``truth.json`` that every liability-threshold trait model shares (in file order)."""
+    return {
+        "spec": dataclasses.asdict(spec),
+        "heritability": float(spec.heritability),
+        "prevalence": float(spec.prevalence),
+        "threshold": threshold,
+        "n_cases": int(phenotype.sum()),
+        "n_controls": int(len(phenotype) - phenotype.sum()),
+        "realised_h2": realised_h2,
+        "centered_within": spec.center_within if grouped else None,
+        "group_offsets": {k: float(o * scale) for k, o in offsets.items()},  # removed mean, liability scale
+        "seed": int(seed),
+    }
 
 def _causal_rows(cohort: Cohort, causal: np.ndarray, effect_std: np.ndarray, beta_per_alt: np.ndarray,
                  af: np.ndarray) -> list[dict[str, Any]]:
@@ -850,16 +860,9 @@ def tstrait_phenotype(cohort: Cohort, tree: dict[str, Any], spec: PhenotypeSpec 
                  "to variance 1; case if L > threshold (the 1 - prevalence quantile of L)",
         "trait_model": "tstrait",
         "tstrait_version": tstrait.__version__,
-        "spec": dataclasses.asdict(spec),
-        "heritability": float(spec.heritability),
-        "prevalence": float(spec.prevalence),
-        "threshold": threshold,
-        "n_cases": int(phenotype.sum()),
-        "n_controls": int(len(phenotype) - phenotype.sum()),
-        "realised_h2": float((genetic * scale).var() / liability.var()),
-        "centered_within": spec.center_within if groups is not None else None,
-        "group_offsets": {k: float(o * scale) for k, o in offsets.items()},
-        "seed": int(seed),
+        **_threshold_truth(spec, phenotype, threshold=threshold,
+                           realised_h2=float((genetic * scale).var() / liability.var()),
+                           grouped=groups is not None, offsets=offsets, scale=scale, seed=seed),
         "causal": _causal_rows(cohort, causal, beta_per_alt * np.sqrt(2.0 * p * (1.0 - p)), beta_per_alt, af),
     }
     return phenotype, truth
