@@ -146,24 +146,15 @@ def simulate_stage(args, *, seed: int, log):
 def split_stage(cohort, out: str, *, seed: int):
     """2. Training and held-out people (80/20 by super-population): ``DIR/train.vcf.gz``, ``DIR/holdout.vcf.gz``
     and their sample tables (the inputs ``genosynth evaluate`` needs to recompute the report)."""
+    from genosynth.evaluate import split_train_holdout
     from genosynth.io import write_cohort
     from genosynth.io.samples import write_sample_table
 
-    try:
-        from genosynth.evaluate import split_train_holdout
-    except ImportError:  # pragma: no cover - the evaluator ships with the package
-        split_train_holdout = None
-    if split_train_holdout is not None:
-        train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=seed)
-    else:  # pragma: no cover
-        import numpy as np
-
-        idx = np.random.default_rng(seed).permutation(cohort.n_samples)
-        cut = int(0.8 * len(idx))
-        train, holdout = cohort.subset(samples=np.sort(idx[:cut])), cohort.subset(samples=np.sort(idx[cut:]))
+    train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=seed)
     for name, part in (("train", train), ("holdout", holdout)):
         write_cohort(part, os.path.join(out, name), "vcf")
         write_sample_table(part, os.path.join(out, f"{name}.samples.tsv"))
+        part.meta = {**part.meta, "source": os.path.abspath(os.path.join(out, f"{name}.vcf.gz"))}  # for the report
     return train, holdout
 
 
@@ -207,6 +198,7 @@ def sample_stage(model, n: int, out: str, *, seed: int, progress: bool = True):
     syn_prefix = os.path.join(out, "synthetic")
     write_cohort(synthetic, syn_prefix, "vcf")
     write_sample_table(synthetic, f"{syn_prefix}.samples.tsv")
+    synthetic.meta = {**synthetic.meta, "source": os.path.abspath(f"{syn_prefix}.vcf.gz")}  # the report names it
     return synthetic
 
 
