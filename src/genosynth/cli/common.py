@@ -234,7 +234,9 @@ COMMAND_OUTPUTS = {
     "evaluate": (".json", ".html"),
 }
 
-_PLINK = (".bed", ".bim", ".fam")
+HAPT_SUFFIXES = (".hapt.gz", ".hapt")
+VCF_SUFFIXES = (".vcf.gz", ".vcf.bgz", ".vcf", ".bcf")
+PLINK_SUFFIXES = (".bed", ".bim", ".fam")
 #: Options naming a cohort: a file, or a PLINK prefix standing for its .bed/.bim/.fam.
 _COHORT_OPTIONS = ("bfile", "vcf", "hapt", "real", "holdout", "synthetic", "public_reference",
                    "ld_bfile", "ld_vcf")
@@ -242,13 +244,24 @@ _COHORT_OPTIONS = ("bfile", "vcf", "hapt", "real", "holdout", "synthetic", "publ
 _FILE_OPTIONS = ("legend", "samples", "synthetic_samples", "keep", "remove", "extract", "exclude", "config", "model")
 
 
-def _cohort_files(path: str) -> list[str]:
-    """The files an input path may stand for: itself, a PLINK fileset, a .hapt's legend."""
-    files = [path] + [path + ext for ext in _PLINK]
-    for ext in _PLINK + (".hapt.gz", ".hapt"):
-        if path.endswith(ext):
-            stem = path[: -len(ext)]
-            files += [stem + e for e in _PLINK] if ext in _PLINK else [stem + ".legend"]
+def strip_suffix(path: str, suffixes) -> str | None:
+    """``path`` without the first of ``suffixes`` it ends with (case-insensitive), or None."""
+    low = path.lower()
+    for suf in suffixes:
+        if low.endswith(suf):
+            return path[: -len(suf)]
+    return None
+
+
+def cohort_files(path: str) -> list[str]:
+    """The files behind an input path (a PLINK prefix is three files; a .hapt has its legend)."""
+    stem = strip_suffix(path, PLINK_SUFFIXES)
+    if stem is not None or (not os.path.exists(path) and os.path.exists(path + ".bed")):
+        stem = stem if stem is not None else path
+        return [f"{stem}{ext}" for ext in PLINK_SUFFIXES]
+    files = [path]
+    if strip_suffix(path, HAPT_SUFFIXES) is not None and os.path.exists(strip_suffix(path, HAPT_SUFFIXES) + ".legend"):
+        files.append(strip_suffix(path, HAPT_SUFFIXES) + ".legend")
     return files
 
 
@@ -262,7 +275,7 @@ def input_files(args: argparse.Namespace) -> list[tuple[str, str]]:
                 continue
             paths = {value, value.partition("=")[2]} - {""}  # NAME=PATH of --synthetic
             for path in paths:
-                for file in _cohort_files(path) if key in _COHORT_OPTIONS else [path]:
+                for file in cohort_files(path) if key in _COHORT_OPTIONS else [path]:
                     if os.path.isfile(file):
                         found.append((f"--{key.replace('_', '-')}", file))
     return found

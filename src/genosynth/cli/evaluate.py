@@ -11,16 +11,12 @@ import json
 import os
 import time
 
-from genosynth.cli.common import positive_int, reading, resolve_seed, set_threads
+from genosynth.cli.common import (HAPT_SUFFIXES, PLINK_SUFFIXES, VCF_SUFFIXES, cohort_files, positive_int, reading,
+                                   resolve_seed, set_threads, strip_suffix)
 from genosynth.errors import InputError
 from genosynth.provenance import provenance, sha256_file
 
 HELP = "evaluate synthetic cohort(s) against real train and a real holdout: fidelity, structure, GWAS, privacy"
-
-_HAPT = (".hapt.gz", ".hapt")
-_VCF = (".vcf.gz", ".vcf.bgz", ".vcf", ".bcf")
-_PLINK = (".bed", ".bim", ".fam")
-
 
 def add_arguments(parser) -> None:
     g = parser.add_argument_group("inputs")
@@ -52,18 +48,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all cores)")
 
 
-def _strip(path: str, suffixes) -> str | None:
-    low = path.lower()
-    for suf in suffixes:
-        if low.endswith(suf):
-            return path[: -len(suf)]
-    return None
-
-
 def file_prefix(path: str) -> str:
     """``path`` without its genotype-format extension (the prefix a sidecar file shares)."""
-    for group in (_HAPT, _VCF, _PLINK):
-        stem = _strip(path, group)
+    for group in (HAPT_SUFFIXES, VCF_SUFFIXES, PLINK_SUFFIXES):
+        stem = strip_suffix(path, group)
         if stem is not None:
             return stem
     return path
@@ -82,15 +70,15 @@ def _read_any(path: str, *, legend: str | None, samples: str | None, allow_unkno
     from genosynth.io import read_cohort
 
     kwargs = {"samples": samples, "allow_unknown_samples": allow_unknown}
-    if _strip(path, _HAPT) is not None:
-        sibling = _strip(path, _HAPT) + ".legend"
+    if strip_suffix(path, HAPT_SUFFIXES) is not None:
+        sibling = strip_suffix(path, HAPT_SUFFIXES) + ".legend"
         leg = sibling if os.path.exists(sibling) else legend
         if not leg:
             raise InputError(f"{path}: a .hapt file needs its legend; put {sibling} beside it or give --legend FILE")
         return read_cohort(hapt=path, legend=leg, **kwargs)
-    if _strip(path, _VCF) is not None:
+    if strip_suffix(path, VCF_SUFFIXES) is not None:
         return read_cohort(vcf=path, **kwargs)
-    stem = _strip(path, _PLINK)
+    stem = strip_suffix(path, PLINK_SUFFIXES)
     if stem is not None or os.path.exists(path + ".bed"):
         return read_cohort(bfile=stem if stem is not None else path, **kwargs)
     raise InputError(f"{path}: cannot tell the format; give a PLINK prefix (PREFIX.bed/.bim/.fam present), "
@@ -112,18 +100,6 @@ def attach_privacy_sidecar(cohort, path: str) -> str | None:
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(f"{sidecar}: cannot read the privacy sidecar ({exc}); fix or remove it") from None
     return sidecar
-
-
-def input_files(path: str) -> list[str]:
-    """The files behind an input path (a PLINK prefix is three files; a .hapt has its legend)."""
-    stem = _strip(path, _PLINK)
-    if stem is not None or (not os.path.exists(path) and os.path.exists(path + ".bed")):
-        stem = stem if stem is not None else path
-        return [f"{stem}{ext}" for ext in _PLINK]
-    files = [path]
-    if _strip(path, _HAPT) is not None and os.path.exists(_strip(path, _HAPT) + ".legend"):
-        files.append(_strip(path, _HAPT) + ".legend")
-    return files
 
 
 def _named(values: list[str], what: str) -> dict[str, str]:
@@ -199,7 +175,7 @@ def run(args, log) -> int:
     if args.samples:
         paths_in["samples"] = args.samples
     paths_in.update({f"synthetic-samples:{k}": v for k, v in syn_tables.items()})
-    checksums = {key: {f: sha256_file(f) for f in input_files(p) if os.path.exists(f)} for key, p in paths_in.items()}
+    checksums = {key: {f: sha256_file(f) for f in cohort_files(p) if os.path.exists(f)} for key, p in paths_in.items()}
     results["provenance"] = provenance(command=log.argv, inputs=checksums)
     for note in results["notes"]:
         log.warn(note)
