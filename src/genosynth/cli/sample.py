@@ -95,8 +95,7 @@ def run(args, log) -> int:
     log.record("id_prefix", id_prefix)
     stale = staging_path(args.out)
     if os.path.exists(stale):
-        log.warn(f"removing {stale}, the staging file of an earlier run that was killed")
-        os.remove(stale)
+        log.warn(f"removing {stale}, the staging file of an earlier run that was killed")  # write_synthetic does
     t0 = time.perf_counter()
     with _sigterm_as_interrupt():
         paths = write_synthetic(model, args.out, args.format, n=args.n, labels=args.labels, seed=seed,

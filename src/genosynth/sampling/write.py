@@ -13,6 +13,7 @@ import pandas as pd
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.io.staging import StagingMatrix, check_staging_space
+from genosynth.runtime import progress_bar
 from genosynth.sampling.counts import plan_counts
 from genosynth.sampling.generator import Generator
 
@@ -75,7 +76,7 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
     with contextlib.suppress(FileNotFoundError):
         os.remove(staging)  # a stale file of a killed run
     check_staging_space(staging, total * rows_per * v, what=f"{total} people x {v} SNPs")
-    bar = _bar(progress, total, "sample", "people")
+    bar = progress_bar(total, "sample", progress, unit="people")
     try:
         with StagingMatrix(staging, n_rows=total * rows_per, n_cols=v) as mat:
             batches = model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
@@ -95,14 +96,6 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         if bar is not None:
             bar.close()
     return written
-
-
-def _bar(progress: bool, total: int, desc: str, unit: str):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
 
 def _stage_batches(batches, mat: StagingMatrix, *, phased: bool, bar=None) -> tuple[pd.DataFrame, dict]:
@@ -140,7 +133,7 @@ def _write_staged(mat: StagingMatrix, fmt: str, prefix: str, *, samples: pd.Data
                                  tags=hapt_tags(samples, tag_column))
     order = genomic_order(variants)
     ordered = variants.iloc[order].reset_index(drop=True)
-    bar = _bar(progress, len(order), f"write {fmt}", "SNPs")
+    bar = progress_bar(len(order), f"write {fmt}", progress, unit="SNPs")
     blocks = _counted(mat.column_blocks(order, block_bytes=(4 << 20) if fmt == "pgen" else (8 << 20)), bar)
     try:
         if fmt == "vcf":
