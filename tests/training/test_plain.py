@@ -213,3 +213,21 @@ def test_checkpoint_without_the_new_training_fields_still_loads_and_resumes(smal
     assert np.array_equal(model.sample(6, seed=2).alleles, Generator.load(path).sample(6, seed=2).alleles)
     again = train_generator(small, config=tiny_config(), seed=5, checkpoint=old, resume=True)  # same config
     assert again.meta["stage"] == "done"
+
+
+def test_bf16_autocast_trains_a_loadable_model(small, trained, tmp_path):
+    from genosynth.models.config import TrainingConfig
+
+    path = str(tmp_path / "bf16.pt")
+    model = train_generator(small, config=tiny_config(training={"precision": "bf16"}), seed=5, checkpoint=path)
+    loaded = Generator.load(path)
+    assert loaded.config.training.precision == "bf16"
+    assert all(np.isfinite(row["loss"]) for stage in ("vae", "dit") for row in loaded.meta["curves"][stage])
+    assert all(p.dtype == torch.float32 for p in model.dit.parameters())  # autocast: weights stay float32
+    fp32, _ = trained  # same seed in float32: the bfloat16 forward passes changed the weights
+    assert not torch.equal(fp32.vae.readout, model.vae.readout)
+    assert abs(model.meta["metrics"]["vae_accuracy"] - fp32.meta["metrics"]["vae_accuracy"]) < 0.05
+    syn = loaded.sample(10, seed=1)
+    assert syn.n_samples == 10 and syn.n_variants == small.n_variants
+    with pytest.raises(InputError, match="fp32 or bf16"):
+        TrainingConfig(precision="fp16")

@@ -13,14 +13,20 @@
    classifier-free guidance; then :func:`~genosynth.training.calibration.calibrate_frequencies`.
 
 Every optimiser step goes through :func:`optimizer_step` with the per-row loss, the one place a
-DP-SGD optimiser plugs in. All randomness comes from one seeded ``torch.Generator`` whose state is
-checkpointed, so a run resumed from a checkpoint ends bit-identical to an uninterrupted one (on
-the same device and thread count). ``seed=None`` draws a seed (:func:`genosynth.seeds.resolve_seed`),
-which the checkpoint records.
+DP-SGD optimiser plugs in. ``training.precision="bf16"`` runs the training forward passes under
+``torch.autocast(..., dtype=torch.bfloat16)`` (:func:`forward_precision`); the losses, the
+optimiser state and the inference passes (latents, metrics, calibration) stay in float32. Under
+``torchrun`` the same stages run as DistributedDataParallel over shards of each epoch's rows
+(:mod:`genosynth.training.distributed`); only rank 0 writes the checkpoint. All randomness comes
+from one seeded ``torch.Generator`` whose state is checkpointed (under torchrun it orders the
+rows, and each rank's noise is derived from the seed, stage and epoch), so a run resumed from a
+checkpoint ends bit-identical to an uninterrupted one (on the same device and thread count).
+``seed=None`` draws a seed (:func:`genosynth.seeds.resolve_seed`), which the checkpoint records.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -43,6 +49,7 @@ from genosynth.seeds import resolve_seed
 from genosynth.training.calibration import calibrate_frequencies
 from genosynth.training.data import (TrainingData, class_frequencies, group_frequencies, label_parents,
                                      prepare_data)
+from genosynth.training.distributed import Shards, agree, is_main
 from genosynth.training.ld_fit import plain_correlation_prior
 
 
@@ -72,6 +79,13 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, per
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return float(loss.detach())
+
+
+def forward_precision(dev: torch.device, precision: str):
+    """Context of a training forward pass: nothing for ``"fp32"``, bfloat16 autocast for ``"bf16"``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
 
 
 def dit_learning_rate(step: int, total: int, config: TrainingConfig) -> float:
@@ -114,11 +128,11 @@ def train_generator(
         The only source of randomness (initialisation, shuffling, reparameterisation noise,
         label dropout, diffusion noise). Same seed, device and threads -> identical checkpoint.
         ``None`` draws one (with ``resume``: the checkpoint's); the checkpoint (and
-        ``model.meta["seed"]``) records it.
+        ``model.meta["seed"]``) records it. Under torchrun every process uses rank 0's seed.
     device : {"cpu", "cuda", "auto"}
     checkpoint : str, optional
         Path of the checkpoint, rewritten atomically every ``training.checkpoint_every`` epochs
-        and at the end of each stage.
+        and at the end of each stage (by rank 0 alone under torchrun).
     resume : bool
         Continue from ``checkpoint`` (which must exist and match the data, config and seed).
     progress : bool
@@ -139,11 +153,16 @@ def train_generator(
     dev = resolve_device(device)
     data = prepare_data(cohort, label_column=config.label_column, mode=config.mode,
                         phenotype_column=config.phenotype_column)
-    seed = resume_seed(checkpoint) if resume and seed is None else resolve_seed(seed)
+    seed = agree(resume_seed(checkpoint) if resume and seed is None else resolve_seed(seed))  # rank 0's under torchrun
     run = start_run(cohort, data, config, seed=seed, dev=dev)
+    run.shards = Shards.current(seed)  # None: one process, the plain path
+    writes = is_main()  # other torchrun ranks stay quiet and write nothing
+    if not writes:
+        say, progress = (lambda message: None), False
     if resume:
         resume_run(run, checkpoint, say)
-    saving = dict(checkpoint=checkpoint, callback=callback, every=config.training.checkpoint_every)
+    saving = dict(checkpoint=checkpoint if writes else None, callback=callback,
+                  every=config.training.checkpoint_every)
     with deterministic():
         if run.stage == "vae":  # 1. the VAE, then the latents of the training rows
             fit_vae(run, data, config, dev, progress=progress, say=say, **saving)
@@ -178,6 +197,34 @@ class PlainRun:
     calibration: torch.Tensor | None = None  # (n_labels, V, K) logit correction, aggregate
     seconds: dict[str, list[float]] = field(default_factory=lambda: {"vae": [], "dit": []})  # not checkpointed
     posterior: tuple[torch.Tensor, torch.Tensor] | None = None  # (R, C, T) each once the VAE is done; memory only
+    shards: Shards | None = None  # under torchrun: this process's share of each epoch; not checkpointed
+    wrapped: dict[str, torch.nn.Module] = field(default_factory=dict)  # DDP wrappers of vae / dit; not checkpointed
+
+    def net(self, name: str, dev: torch.device) -> torch.nn.Module:
+        """The network ``name`` ("vae" or "dit") to call in training: itself, or its DDP wrapper under torchrun."""
+        module = getattr(self, name)
+        if self.shards is None:
+            return module
+        if name not in self.wrapped:
+            self.wrapped[name] = self.shards.wrap(module, dev)
+        return self.wrapped[name]
+
+    def epoch_rows(self, n_rows: int, batch: int, stage: str) -> tuple[torch.Tensor, torch.Generator, int]:
+        """This epoch's rows in training order (int64, shape (S,)), the noise generator and the batch size.
+
+        One process: a permutation of all rows from :attr:`gen`, which also draws the noise. Under
+        torchrun: this process's shard (:meth:`Shards.rows`), its own noise generator and batch share.
+        """
+        if self.shards is None:
+            return torch.randperm(n_rows, generator=self.gen), self.gen, batch
+        return (self.shards.rows(n_rows, self.gen), self.shards.noise(stage, self.epoch),
+                self.shards.batch_size(batch))
+
+    def totals(self, sums: np.ndarray, seen: int, dev: torch.device) -> tuple[np.ndarray, int]:
+        """Loss sums and rows of an epoch over all processes (this process's alone without torchrun)."""
+        if self.shards is None:
+            return sums, seen
+        return self.shards.total(sums, dev), seen * self.shards.world
 
     @property
     def parts(self) -> dict:
@@ -289,19 +336,21 @@ def vae_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: t
     """One VAE epoch over shuffled rows (labels dropped at random); its curve row (mean loss, nll, kl)."""
     tc = config.training
     x_all, y_all = data.alleles, data.labels  # (R, V) int8, (R,) on the CPU
-    n_rows = x_all.shape[0]
-    order = torch.randperm(n_rows, generator=run.gen)
+    order, rng, batch = run.epoch_rows(x_all.shape[0], tc.vae_batch_size, "vae")  # (S,)
+    vae = run.net("vae", dev)
     sums = np.zeros(3)
-    for start in range(0, n_rows, tc.vae_batch_size):
-        idx = order[start:start + tc.vae_batch_size]
+    for start in range(0, len(order), batch):
+        idx = order[start:start + batch]
         xb, yb = x_all[idx].to(dev), y_all[idx]
-        yb = drop_labels(yb, p=config.vae.label_dropout, null_index=len(data.vocabulary), rng=run.gen).to(dev)
-        out = run.vae(xb, yb, rng=run.gen)
-        optimizer_step(run.vae, run.vae_opt, out["loss"], grad_clip=tc.grad_clip)
-        sums += [float(out["loss"].detach().sum()), float(out["nll"].detach().sum()),
-                 float(out["kl"].detach().sum())]
+        yb = drop_labels(yb, p=config.vae.label_dropout, null_index=len(data.vocabulary), rng=rng).to(dev)
+        with forward_precision(dev, tc.precision):
+            out = vae(xb, yb, rng=rng)
+        optimizer_step(run.vae, run.vae_opt, out["loss"].float(), grad_clip=tc.grad_clip)
+        sums += [float(out["loss"].detach().float().sum()), float(out["nll"].detach().float().sum()),
+                 float(out["kl"].detach().float().sum())]
     run.epoch += 1
-    return {"epoch": run.epoch, "loss": sums[0] / n_rows, "nll": sums[1] / n_rows, "kl": sums[2] / n_rows}
+    sums, seen = run.totals(sums, len(order), dev)
+    return {"epoch": run.epoch, "loss": sums[0] / seen, "nll": sums[1] / seen, "kl": sums[2] / seen}
 
 
 def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device, *, progress: bool,
@@ -343,31 +392,33 @@ def dit_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: t
     mu, sigma : float, shape (R, C, T), the VAE posterior of the training rows.
     """
     tc = config.training
-    n_rows = data.alleles.shape[0]
-    steps_per_epoch = -(-n_rows // tc.dit_batch_size)
+    order, rng, batch = run.epoch_rows(data.alleles.shape[0], tc.dit_batch_size, "dit")  # (S,)
+    steps_per_epoch = -(-len(order) // batch)
     total_steps = steps_per_epoch * tc.dit_epochs
-    order = torch.randperm(n_rows, generator=run.gen)
+    dit = run.net("dit", dev)
     total = 0.0
-    for k, start in enumerate(range(0, n_rows, tc.dit_batch_size)):
+    for k, start in enumerate(range(0, len(order), batch)):
         step = run.epoch * steps_per_epoch + k  # a function of the checkpointed epoch: resume is exact
         for group in run.dit_opt.param_groups:
             group["lr"] = dit_learning_rate(step, total_steps, tc)
-        idx = order[start:start + tc.dit_batch_size]
+        idx = order[start:start + batch]
         if tc.dit_target == "mean":
             z0 = (mu[idx] * run.latent_scale).to(dev)  # (B, C, T)
         else:
-            eps = torch.randn(mu[idx].shape, generator=run.gen)
+            eps = torch.randn(mu[idx].shape, generator=rng)
             z0 = ((mu[idx] + sigma[idx] * eps) * run.latent_scale).to(dev)  # (B, C, T)
         cond = {"y": data.labels[idx].to(dev)}
         if data.phenotypes is not None:
             cond["pheno"] = data.phenotypes[idx].to(dev)  # missing phenotype = the null index
-        per_row = run.diffusion.training_loss(run.dit, z0, cond=cond, reduction="none", rng=run.gen,
-                                              model_kwargs={"rng": run.gen})  # (B,)
+        with forward_precision(dev, tc.precision):
+            per_row = run.diffusion.training_loss(dit, z0, cond=cond, reduction="none", rng=rng,
+                                                  model_kwargs={"rng": rng}).float()  # (B,)
         optimizer_step(run.dit, run.dit_opt, per_row, grad_clip=tc.grad_clip)
         run.ema.update(run.dit)
         total += float(per_row.detach().sum())
     run.epoch += 1
-    return {"epoch": run.epoch, "loss": total / n_rows}
+    sums, seen = run.totals(np.array([total]), len(order), dev)
+    return {"epoch": run.epoch, "loss": float(sums[0]) / seen}
 
 
 def _show_epoch(bar, n_rows: int, t0: float, **postfix: str) -> None:
