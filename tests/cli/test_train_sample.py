@@ -141,3 +141,56 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     rerun = json.load(open(os.path.join(out, "report_rerun.json")))
     assert rerun["summary"] == report["summary"]
     assert rerun["gwas"]["sets"] == report["gwas"]["sets"]
+
+
+def test_precision_flag_and_torchrun_rules(inputs, tmp_path, monkeypatch, capsys):
+    from genosynth.cli import build_parser
+    from genosynth.cli.train import build_config, log_prefix
+
+    folder, _ = inputs
+    argv = ["train", *_input_args(folder), "--size", "tiny", "--out", str(tmp_path / "p")]
+    args = build_parser().parse_args([*argv, "--precision", "bf16"])
+    assert build_config(args).training.precision == "bf16"
+    assert build_config(build_parser().parse_args(argv)).training.precision == "fp32"
+    assert main([*argv, "--precision", "bf16", "--epsilon", "4", "--no-progress"]) == 2
+    assert "DP-SGD runs in fp32" in capsys.readouterr().err
+    assert log_prefix(args) == str(tmp_path / "p")
+    monkeypatch.setenv("RANK", "1")  # a torchrun rank other than 0 writes no PREFIX.log
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert log_prefix(args) is None
+    assert main([*argv, "--epsilon", "4", "--no-progress"]) == 2
+    assert "without torchrun" in capsys.readouterr().err
+
+
+def test_size_chromosome_trains_the_direct_embedding_and_samples(inputs, tmp_path):
+    """``--size chromosome`` (what ``auto`` picks above 10,000 SNPs) end to end on a small cohort."""
+    import torch
+
+    from genosynth.io import read_cohort
+
+    folder, cohort = inputs
+    prefix = str(tmp_path / "chrom")
+    assert main(["train", *_input_args(folder), "--size", "chromosome", "--vae-epochs", "1", "--dit-epochs", "1",
+                 "--seed", "2", "--out", prefix, "--no-progress", "--threads", "1"]) == 0
+    ck = torch.load(prefix + ".pt", weights_only=False)
+    assert ck["config"]["vae"]["embedding"] == "direct" and ck["config"]["sampling"]["corr_guidance"] == "copula"
+    assert main(["sample", "--model", prefix + ".pt", "--n", "6", "--seed", "1", "--out", prefix + ".syn",
+                 "--no-progress"]) == 0
+    syn = read_cohort(bfile=prefix + ".syn", samples=prefix + ".syn.samples.tsv")
+    assert syn.n_samples == 6 and syn.n_variants == cohort.n_variants
+
+
+def test_size_auto_follows_the_snp_count():
+    import argparse
+
+    from genosynth.cli.train import add_arguments, build_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--bfile", "x", "--out", "o"])
+    assert args.size == "auto"
+    assert build_config(args).vae.embedding == "factored"  # before the cohort is read
+    assert build_config(args, n_variants=805).vae.embedding == "factored"
+    assert build_config(args, n_variants=50_000).vae.embedding == "direct"
+    args = parser.parse_args(["--bfile", "x", "--out", "o", "--size", "default"])
+    assert build_config(args, n_variants=50_000).vae.embedding == "factored"

@@ -6,21 +6,27 @@ latents. It is rewritten atomically every ``--checkpoint-every`` epochs, so an i
 continues with ``--resume`` and ends exactly where an uninterrupted one would. Under
 ``--epsilon`` the resumable state (noise generator states included) goes to a private file beside
 the checkpoint instead, deleted at the end (:func:`run_private`).
+
+Under ``torchrun --nproc_per_node N -m genosynth.cli train ...`` (or ``python -m
+torch.distributed.run ...``) the plain run trains as DistributedDataParallel over N processes
+(:mod:`genosynth.training.distributed`, docs/scaling.md); rank 0 alone writes ``PREFIX.pt``,
+``PREFIX.log`` and ``PREFIX.train.json``, and the other ranks print nothing.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from genosynth.cli.common import (add_common_arguments, add_input_arguments, load_input, reading, resolve_seed,
                                    secret_seed, set_threads)
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.models.config import SIZES
 
 HELP = "train a synthetic-cohort generator (VAE + diffusion transformer) on a cohort; writes PREFIX.pt"
 
-SIZES = ("tiny", "default")
 
 
 def add_arguments(parser) -> None:
@@ -36,8 +42,9 @@ def add_arguments(parser) -> None:
                    help="the same as --phenotype-column phenotype (.fam column 6 or the samples table)")
     g.add_argument("--mode", choices=("auto", "haplotype", "genotype"), default="auto",
                    help="model haplotypes (phased input) or genotype counts (default auto: haplotypes when phased)")
-    g.add_argument("--size", choices=SIZES, default="default",
-                   help="'default' or 'tiny' (seconds; for smoke tests)")
+    g.add_argument("--size", choices=SIZES, default="auto",
+                   help="'auto' (default: 'default' up to 10,000 SNPs, 'chromosome' above), 'default', 'chromosome' "
+                        "(cost linear in the SNP count, docs/generator.md) or 'tiny' (seconds; for smoke tests)")
     g.add_argument("--config", metavar="JSON",
                    help='JSON file or string overriding config fields, e.g. \'{"vae": {"latent_channels": 8}}\'')
     g.add_argument("--vae-epochs", type=int, default=None, metavar="N", help="VAE epochs (default from config)")
@@ -49,6 +56,9 @@ def add_arguments(parser) -> None:
     t = parser.add_argument_group("run")
     t.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                    help="cpu (default; bit-reproducible), cuda, or auto (cuda when present)")
+    t.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="forward passes of plain training in float32 or under bfloat16 autocast (bf16: meant for GPUs "
+                        "with bfloat16 tensor cores; not bit-identical to fp32; default from config: fp32)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run from PREFIX.pt")
     t.add_argument("--checkpoint-every", type=int, default=None, metavar="EPOCHS",
                    help="rewrite PREFIX.pt every EPOCHS epochs (default from config)")
@@ -83,13 +93,16 @@ def add_arguments(parser) -> None:
                         "in ancestry as real ones do (at most labels - 1; 0 = not released; default 4)")
 
 
-def build_config(args):
-    """The :class:`~genosynth.generator.GeneratorConfig` named by the options."""
+def build_config(args, *, n_variants: int = 0):
+    """The :class:`~genosynth.models.config.GeneratorConfig` named by the options.
+
+    ``--size auto`` is resolved against ``n_variants`` (0 before the cohort is read: the default).
+    """
     import os
 
-    from genosynth.models.config import GeneratorConfig, tiny_config
+    from genosynth.models.config import config_for
 
-    cfg = tiny_config() if args.size == "tiny" else GeneratorConfig()
+    cfg = config_for(args.size, n_variants)
     pheno = args.phenotype_column or ("phenotype" if args.pheno else None)
     if args.phenotype_column and args.pheno and args.phenotype_column != "phenotype":
         raise InputError(f"--pheno means --phenotype-column phenotype, but --phenotype-column {args.phenotype_column} "
@@ -119,6 +132,8 @@ def build_config(args):
             if value < 1:
                 raise InputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
             training[field] = value
+    if getattr(args, "precision", None) is not None:
+        training["precision"] = args.precision
     if getattr(args, "corr_guidance", None) is not None:
         cfg = cfg.replace(sampling={"corr_guidance": args.corr_guidance})
     return cfg.replace(training=training) if training else cfg
@@ -162,16 +177,57 @@ def _same_kind(value, default) -> bool:
     return isinstance(value, type(default))
 
 
+def log_prefix(args) -> str | None:
+    """Where ``PREFIX.log`` goes: ``--out``, but nowhere on torchrun ranks other than 0 (rank 0 keeps the log)."""
+    from genosynth.training.distributed import env_rank
+
+    return args.out if env_rank() == 0 else None
+
+
+class QuietLog:
+    """The log of a torchrun process other than rank 0: prints and writes nothing (rank 0 keeps ``PREFIX.log``)."""
+
+    def info(self, message: str) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+    def record(self, key: str, value) -> None:
+        pass
+
+    def timing(self, label: str, seconds: float) -> None:
+        pass
+
+
 def run(args, log) -> int:
-    from genosynth.training.plain import train_generator
+    from genosynth.training import distributed
 
     if args.epsilon is None and (args.delta is not None or args.public_reference):
         raise InputError("--delta and --public-reference belong to a DP run; add --epsilon E")
     if args.epsilon is not None:
+        if distributed.launched():
+            raise InputError("--epsilon cannot run under torchrun (DP-SGD's Poisson sampling and the privacy "
+                             "accountant assume one process); run the DP training as one process, without torchrun")
         return run_private(args, log)
-    if args.resume:
-        import os
+    if not distributed.launched():
+        return run_plain(args, log)
+    dev = distributed.init_from_env(args.device)  # gloo on the CPU, nccl on CUDA
+    try:
+        status = run_plain(args, log if distributed.is_main() else QuietLog(), device=dev)
+    except BaseException:
+        distributed.shutdown(wait=False)  # torchrun stops the other ranks
+        raise
+    distributed.shutdown()
+    return status
 
+
+def run_plain(args, log, *, device=None) -> int:
+    """The non-private run: one process, or one rank of a torchrun group (``device`` its device)."""
+    from genosynth.training.distributed import agree, is_main, launched, local_processes
+    from genosynth.training.plain import train_generator
+
+    if args.resume:
         from genosynth.training.private import resume_path
 
         if os.path.exists(resume_path(f"{args.out}.pt")):
@@ -186,15 +242,24 @@ def run(args, log) -> int:
         log.record("seed", seed)
         log.info(f"--resume: seed {seed} read from {checkpoint}")
     else:
-        seed = resolve_seed(args.seed, log)
-    set_threads(args.threads, log)
+        seed = agree(resolve_seed(args.seed, log))  # under torchrun: rank 0's (the one its log records)
+    threads = args.threads
+    if threads is None and launched():  # share the cores of a machine among its processes
+        threads = max(1, (os.cpu_count() or 1) // local_processes())
+    set_threads(threads, log)
     cohort = load_input(args, log)
-    log.record("device", args.device)
+    if args.size == "auto":  # resolved by the SNP count, now that it is known
+        cfg = build_config(args, n_variants=cohort.n_variants)
+    log.record("device", args.device if device is None else str(device))
+    if launched():
+        log.record("processes", int(os.environ["WORLD_SIZE"]))
     log.record("config", cfg.to_dict())
     t0 = time.perf_counter()
-    model = train_generator(cohort, config=cfg, seed=seed, device=args.device, checkpoint=checkpoint,
-                            resume=args.resume, progress=not args.no_progress, log=log.info)
+    model = train_generator(cohort, config=cfg, seed=seed, device=args.device if device is None else device,
+                            checkpoint=checkpoint, resume=args.resume, progress=not args.no_progress, log=log.info)
     log.timing("Training time", time.perf_counter() - t0)
+    if not is_main():
+        return 0
     summary = {"checkpoint": checkpoint, "seed": seed, "labels": model.vocabulary, "label_mix": model.label_mix,
                "metrics": model.meta["metrics"], "config": cfg.to_dict(), "versions": model.meta["versions"],
                "phenotype_column": model.phenotype_column, "case_fraction": model.case_fraction}
@@ -237,6 +302,9 @@ def run_private(args, log) -> int:
     from genosynth.training.private import train_private
 
     cfg = build_config(args)
+    if cfg.training.precision != "fp32":
+        raise InputError(f"--precision {cfg.training.precision} is for plain training; DP-SGD runs in fp32 "
+                         "(drop --precision or --epsilon)")
     privacy = PrivacyConfig(epsilon=args.epsilon, delta=1e-5 if args.delta is None else args.delta,
                             batch_size=args.dp_batch_size, max_grad_norm=args.max_grad_norm,
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from genosynth.models.diffusion import DiffusionConfig
 from genosynth.errors import InputError
@@ -36,6 +37,7 @@ class TrainingConfig:
     calibration_rows: int = 512  # rows per label drawn after training to calibrate allele frequencies (0 = off)
     calibration_steps: int = 20  # DDIM steps of those draws
     checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
+    precision: str = "fp32"  # forward passes of plain training: "fp32" or "bf16" (torch.autocast bfloat16)
 
     def __post_init__(self) -> None:
         if self.dit_lr_schedule not in DIT_LR_SCHEDULES:
@@ -44,6 +46,8 @@ class TrainingConfig:
             raise InputError(f"training.dit_target={self.dit_target!r}: use one of {', '.join(DIT_TARGETS)}")
         if self.dit_warmup < 0:
             raise InputError(f"training.dit_warmup={self.dit_warmup} must be >= 0 (optimiser steps; 0 = no warm-up)")
+        if self.precision not in ("fp32", "bf16"):
+            raise InputError(f"training.precision={self.precision!r}: use fp32 or bf16 (--precision)")
 
 
 @dataclass
@@ -99,6 +103,50 @@ class GeneratorConfig:
             else:
                 setattr(out, name, changes)
         return out
+
+
+#: above this many SNPs ``size="auto"`` takes :func:`chromosome_config`
+CHROMOSOME_SNPS = 10_000
+
+#: the DiT sees at most this many tokens (its patch grows with the chromosome); attention stays cheap
+MAX_DIT_TOKENS = 256
+
+SIZES = ("auto", "default", "chromosome", "tiny")
+
+
+def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
+    """A configuration whose cost grows linearly with the SNP count (10^4-10^5+ SNPs per model).
+
+    Against the default: the VAE maps SNPs to tokens with per-SNP allele vectors and batched
+    matmuls (``embedding="direct"``, width 64; about 1.3K multiply-adds per SNP and row), the DiT
+    patch grows so that it sees at most :data:`MAX_DIT_TOKENS` tokens, training runs fewer epochs
+    (each row carries many more SNPs), and decoding uses the banded copula alone over a 64-SNP band
+    (latent guidance costs a decoder pass per step; ``--corr-guidance latent+copula`` still works).
+    """
+    vae = VAEConfig(embedding="direct", width=64, patch=64, latent_channels=8, blocks=2)
+    tokens = math.ceil(max(1, n_variants) / vae.patch)
+    patch_size = max(2, math.ceil(tokens / MAX_DIT_TOKENS))
+    cfg = GeneratorConfig(
+        vae=vae,
+        dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=patch_size),
+        training=TrainingConfig(vae_epochs=8, dit_epochs=60, calibration_rows=256),
+        sampling=SamplingConfig(corr_guidance="copula", corr_latent_window=64, batch_size=256),
+    )
+    return cfg.replace(**sections) if sections else cfg
+
+
+def config_for(size: str, n_variants: int) -> GeneratorConfig:
+    """The configuration a ``--size`` names for a cohort of ``n_variants`` SNPs.
+
+    ``auto`` is ``default`` up to :data:`CHROMOSOME_SNPS` SNPs and ``chromosome`` above.
+    """
+    if size not in SIZES:
+        raise InputError(f"size {size!r}: use one of {', '.join(SIZES)}")
+    if size == "tiny":
+        return tiny_config()
+    if size == "chromosome" or (size == "auto" and n_variants > CHROMOSOME_SNPS):
+        return chromosome_config(n_variants)
+    return GeneratorConfig()
 
 
 def tiny_config(**sections) -> GeneratorConfig:

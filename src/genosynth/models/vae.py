@@ -35,6 +35,9 @@ from torch import nn
 from genosynth.errors import InputError
 
 
+EMBEDDINGS = ("factored", "direct")
+
+
 @dataclass
 class VAEConfig:
     """Shape and loss of :class:`GenotypeVAE`."""
@@ -48,6 +51,11 @@ class VAEConfig:
     kl_weight: float = 0.01  # weight of KL(q(z|x) || N(0, I)) against the reconstruction NLL (nats)
     label_bias: bool = True  # per-label per-SNP logit bias in the decoder
     label_dropout: float = 0.1  # training probability of replacing the decoder's label by "no label"
+    embedding: str = "factored"  # SNP <-> token maps: "factored" (per-SNP snp_dim features, shared fold) or "direct" (per-SNP allele vectors of width, batched matmuls; several times cheaper at 10^4+ SNPs)
+
+    def __post_init__(self) -> None:
+        if self.embedding not in EMBEDDINGS:
+            raise InputError(f"vae.embedding={self.embedding!r}: use one of {', '.join(EMBEDDINGS)}")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -137,8 +145,12 @@ class GenotypeVAE(nn.Module):
         self.register_buffer("snp_mask", mask)  # (Vp,) 1 for real SNPs, 0 for padding
 
         # encoder: per-SNP embedding -> tokens -> residual mixing -> (mu, logvar)
-        self.enc_allele = nn.Parameter(torch.randn(k, s, vp) * 0.5)  # (K, S, Vp) allele x SNP embedding
-        self.enc_in = nn.Linear(s * p, d)
+        if c.embedding == "factored":
+            self.enc_allele = nn.Parameter(torch.randn(k, s, vp) * 0.5)  # (K, S, Vp) allele x SNP embedding
+            self.enc_in = nn.Linear(s * p, d)
+        else:  # "direct": each (SNP, allele) owns a D-vector; a token is the sum over its SNPs
+            self.enc_table = nn.Parameter(torch.randn(self.n_tokens, p * k, d) * (0.3 / math.sqrt(p)))  # (T, P*K, D)
+            self.enc_bias = nn.Parameter(torch.zeros(d))
         self.enc_blocks = nn.ModuleList([ResBlock(d, c.kernel) for _ in range(c.blocks)])
         self.enc_norm = nn.LayerNorm(d)
         self.enc_out = nn.Linear(d, 2 * c.latent_channels)
@@ -147,8 +159,11 @@ class GenotypeVAE(nn.Module):
         self.dec_in = nn.Linear(c.latent_channels, d)
         self.dec_blocks = nn.ModuleList([ResBlock(d, c.kernel) for _ in range(c.blocks)])
         self.dec_norm = nn.LayerNorm(d)
-        self.dec_out = nn.Linear(d, s * p)
-        self.readout = nn.Parameter(torch.randn(vp, s, k) / math.sqrt(s))  # (Vp, S, K) per-SNP weights
+        if c.embedding == "factored":
+            self.dec_out = nn.Linear(d, s * p)
+            self.readout = nn.Parameter(torch.randn(vp, s, k) / math.sqrt(s))  # (Vp, S, K) per-SNP weights
+        else:  # "direct": each SNP reads its K logits from its token's D features
+            self.dec_table = nn.Parameter(torch.randn(self.n_tokens, d, p * k) / math.sqrt(d))  # (T, D, P*K)
         self.snp_bias = nn.Parameter(torch.zeros(vp, k))  # (Vp, K)
         self.label_bias = nn.Parameter(torch.zeros(n_labels + 1, vp, k)) if c.label_bias else None
 
@@ -185,15 +200,35 @@ class GenotypeVAE(nn.Module):
         if alleles.shape[1] != self.n_variants:
             raise InputError(f"the model was built for {self.n_variants} SNPs, got rows with {alleles.shape[1]}")
         x = one_hot_alleles(alleles, self.n_classes, self.padded)  # (B, K, Vp)
-        b = x.shape[0]
-        e = (x[:, :, None, :] * self.enc_allele[None]).sum(dim=1)  # (B, S, Vp)
-        e = e.reshape(b, -1, self.n_tokens, self.config.patch)  # (B, S, T, P)
-        e = e.permute(0, 2, 1, 3).reshape(b, self.n_tokens, -1)  # (B, T, S*P)
-        h = self.enc_in(e)  # (B, T, D)
+        h = self._embed(x)  # (B, T, D)
         for block in self.enc_blocks:
             h = block(h)
         mu, logvar = self.enc_out(F.gelu(self.enc_norm(h))).transpose(1, 2).chunk(2, dim=1)  # (B, C, T) each
         return mu, logvar.clamp(-12.0, 6.0)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Token features of one-hot alleles: (B, K, Vp) -> (B, T, D)."""
+        b, t, p, k = x.shape[0], self.n_tokens, self.config.patch, self.n_classes
+        if self.config.embedding == "factored":
+            e = (x[:, :, None, :] * self.enc_allele[None]).sum(dim=1)  # (B, S, Vp)
+            e = e.reshape(b, -1, t, p)  # (B, S, T, P)
+            e = e.permute(0, 2, 1, 3).reshape(b, t, -1)  # (B, T, S*P)
+            return self.enc_in(e)  # (B, T, D)
+        x = x.reshape(b, k, t, p).permute(2, 0, 3, 1).reshape(t, b, p * k)  # (T, B, P*K)
+        return torch.bmm(x, self.enc_table).transpose(0, 1) + self.enc_bias  # (B, T, D)
+
+    def _read_out(self, u: torch.Tensor) -> torch.Tensor:
+        """Allele logits (before biases) of decoded token features: (B, T, D) -> (B, K, Vp)."""
+        b, t, p, k = u.shape[0], self.n_tokens, self.config.patch, self.n_classes
+        if self.config.embedding == "factored":
+            f = self.dec_out(u)  # (B, T, S*P)
+            f = f.reshape(b, t, -1, p)  # (B, T, S, P)
+            f = f.permute(0, 2, 1, 3).reshape(b, -1, self.padded)  # (B, S, Vp)
+            r = self.readout.permute(2, 1, 0)  # (K, S, Vp)
+            # one class at a time: a (B, S, Vp) temporary instead of (B, K, S, Vp)
+            return torch.stack([(f * r[c][None]).sum(dim=1) for c in range(k)], dim=1)  # (B, K, Vp)
+        o = torch.bmm(u.transpose(0, 1), self.dec_table)  # (T, B, P*K)
+        return o.reshape(t, b, p, k).permute(1, 3, 0, 2).reshape(b, k, self.padded)  # (B, K, Vp)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Allele logits of latents.
@@ -212,12 +247,7 @@ class GenotypeVAE(nn.Module):
         h = self.dec_in(z.transpose(1, 2))  # (B, T, D)
         for block in self.dec_blocks:
             h = block(h)
-        f = self.dec_out(F.gelu(self.dec_norm(h)))  # (B, T, S*P)
-        f = f.reshape(b, self.n_tokens, -1, self.config.patch)  # (B, T, S, P)
-        f = f.permute(0, 2, 1, 3).reshape(b, -1, self.padded)  # (B, S, Vp)
-        r = self.readout.permute(2, 1, 0)  # (K, S, Vp)
-        # one class at a time: a (B, S, Vp) temporary instead of (B, K, S, Vp)
-        logits = torch.stack([(f * r[k][None]).sum(dim=1) for k in range(self.n_classes)], dim=1)  # (B, K, Vp)
+        logits = self._read_out(F.gelu(self.dec_norm(h)))  # (B, K, Vp)
         logits = logits + self.snp_bias.T[None]
         if self.label_bias is not None:
             if labels is None:

@@ -115,15 +115,22 @@ def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int
     overall : float, shape (V, K)
     per_label : float, shape (n_labels, V, K)
     """
-    a = alleles.long()
-    ok = (a >= 0).float()  # (R, V)
-    onehot = torch.stack([(a == k).float() for k in range(n_classes)], dim=2)  # (R, V, K)
-    overall = (onehot.sum(0) + pseudo_count) / (ok.sum(0)[:, None] + n_classes * pseudo_count)
-    per = []
-    for j in range(n_labels):
-        m = labels == j
-        per.append((onehot[m].sum(0) + pseudo_count) / (ok[m].sum(0)[:, None] + n_classes * pseudo_count))
-    return overall, torch.stack(per)
+    v = alleles.shape[1]
+    count = torch.zeros(n_labels + 1, v, n_classes, dtype=torch.int64)  # (L+1, V, K); row L = all rows
+    seen = torch.zeros(n_labels + 1, v, dtype=torch.int64)  # (L+1, V) observed calls
+    for start in range(0, alleles.shape[0], 1024):  # row chunks: memory flat in the cohort size
+        a = alleles[start : start + 1024].long()  # (r, V)
+        lab = labels[start : start + 1024]
+        keep = (lab >= 0) & (lab < n_labels)
+        for k in range(n_classes):
+            hit = (a == k).long()  # (r, V)
+            count[n_labels, :, k] += hit.sum(0)
+            count[:n_labels, :, k].index_add_(0, lab[keep], hit[keep])
+        ok = (a >= 0).long()
+        seen[n_labels] += ok.sum(0)
+        seen[:n_labels].index_add_(0, lab[keep], ok[keep])
+    freq = (count.float() + pseudo_count) / (seen.float()[:, :, None] + n_classes * pseudo_count)  # (L+1, V, K)
+    return freq[n_labels], freq[:n_labels]
 
 
 def group_frequencies(data: TrainingData, per_label: torch.Tensor, *, pseudo_count: float) -> torch.Tensor:

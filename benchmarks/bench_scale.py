@@ -1,0 +1,238 @@
+"""Cost and quality of genosynth as the SNP count grows (issue 17: chromosome scale).
+
+One run = one SNP count: the first ``--snps`` SNPs of a simulated chromosome (a contiguous region,
+so SNP density and LD stay those of the chromosome), people split 80/20 by population (seed 0),
+``genosynth`` trained with ``--size auto`` (``chromosome_config`` above 10,000 SNPs) on the 80 %,
+then, each in its own process so that peak memory is its own, ``genosynth sample`` of
+``--sample-n`` people (people/s, peak RSS; two sizes show whether memory is flat in people),
+and the synthetic set scored against the held-out 20 % at matched sample size:
+
+* ``af_r``: allele-frequency Pearson r, synthetic vs held-out;
+* ``ld_decay``: within-population mean r^2 per distance bin (0-1 kb ... 100 kb-1 Mb) of held-out
+  and synthetic people (equal numbers per population), and their ratio;
+* ``boundary``: the same ratio for pairs that straddle a VAE token boundary (every ``patch`` SNPs,
+  the model's window) and for pairs inside one token, in the same distance bins;
+* ``genosynth.evaluate`` headline figures (AATS, MIA AUC, identical people, TSTR/TRTR by
+  super population, PCA energy distance) when ``--evaluate`` is given.
+
+Usage (cohorts from ``benchmarks/make_scale_cohorts.sh``)::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_scale.py --bfile /tmp/scale/chr1_100k --snps 20000 \\
+        --out /tmp/scale/run20k --json benchmarks/results/scale_20k.json --evaluate
+    python benchmarks/bench_scale.py --plot benchmarks/results/scale_*.json --png benchmarks/results/scale_cost.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BINS_BP = ((0, 1_000), (1_000, 10_000), (10_000, 100_000), (100_000, 1_000_000))
+_CHILD = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+          "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+          "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_split(bfile: str, snps: int, seed: int):
+    from genosynth.evaluate.baselines import split_train_holdout
+    from genosynth.io import read_cohort
+
+    cohort = read_cohort(bfile=bfile, samples=bfile + ".samples.tsv")
+    if snps and snps < cohort.n_variants:
+        cohort = cohort.subset(variants=np.arange(snps))
+    train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="pop", seed=seed)
+    return cohort, train, holdout
+
+
+def train(train_cohort, args) -> dict:
+    """Train with ``--size auto``; per-stage wall time and seconds per epoch."""
+    from genosynth.models.config import config_for
+    from genosynth.training.plain import train_generator
+
+    cfg = config_for("auto", train_cohort.n_variants).replace(label_column="pop")
+    epochs = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
+    if epochs:
+        cfg = cfg.replace(training=epochs)
+    marks: dict[str, list[float]] = {}
+
+    def callback(stage: str, epoch: int) -> None:
+        marks.setdefault(stage, []).append(time.perf_counter())
+
+    t0 = time.perf_counter()
+    model = train_generator(train_cohort, config=cfg, seed=args.seed, checkpoint=args.out + ".pt",
+                            progress=True, callback=callback)
+    total = time.perf_counter() - t0
+    per_epoch = {s: float(np.median(np.diff(m))) for s, m in marks.items() if len(m) >= 2 and not s.endswith("_done")}
+    return {"train_s": total, "s_per_epoch": per_epoch, "train_peak_rss_mb": peak_mb(),
+            "config": cfg.to_dict(), "vae_params": sum(p.numel() for p in model.vae.parameters()),
+            "dit_params": sum(p.numel() for p in model.dit.parameters())}
+
+
+def sample(args, n: int) -> dict:
+    """``genosynth sample`` in a child process: wall time and its own peak RSS."""
+    prefix = f"{args.out}.syn{n}"
+    cmd = [sys.executable, "-c", _CHILD, sys.executable, "-m", "genosynth.cli", "sample", "--model",
+           args.out + ".pt", "--n", str(n), "--seed", str(args.seed), "--out", prefix, "--format", "bed",
+           "--threads", str(args.threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
+    wall, rss_kb = float(out[-2]), float(out[-1])
+    return {"n": n, "wall_s": wall, "people_per_s": n / wall, "peak_rss_mb": rss_kb / 1024.0, "prefix": prefix}
+
+
+def pair_table(variants, patch: int, seed: int, max_pairs: int = 200_000):
+    """Near SNP pairs (< 1 Mb), their distance and whether they straddle a token boundary."""
+    from genosynth.evaluate.fidelity import near_pairs
+
+    i, j, _ = near_pairs(variants, window_bp=1_000_000, max_pairs=max_pairs, rng=np.random.default_rng(seed))
+    pos = variants["pos"].to_numpy(dtype=np.int64)
+    return i, j, np.abs(pos[j] - pos[i]), (i // patch) != (j // patch)
+
+
+def decay(g: np.ndarray, labels: np.ndarray, i, j, dist, mask) -> list[float | None]:
+    """Within-population mean r^2 per distance bin (pairs selected by ``mask``), averaged over populations."""
+    from genosynth.stats.frequency import allele_freq
+    from genosynth.stats.ld import pair_correlations
+
+    out = []
+    per_pop = []
+    for lab in sorted(set(labels.tolist())):
+        gl = g[labels == lab]
+        r = pair_correlations(gl, i, j, fill=2 * allele_freq(gl))
+        per_pop.append(r * r)
+    r2 = np.nanmean(np.stack(per_pop), axis=0)
+    for lo, hi in BINS_BP:
+        m = mask & (dist >= lo) & (dist < hi)
+        out.append(float(np.nanmean(r2[m])) if m.sum() >= 20 else None)
+    return out
+
+
+def matched(syn, holdout, seed: int):
+    """Synthetic people subsampled to the held-out count of every population."""
+    rng = np.random.default_rng(seed)
+    ls, lh = syn.labels("pop"), holdout.labels("pop")
+    keep = []
+    for lab in sorted(set(lh.tolist())):
+        idx = np.flatnonzero(ls == lab)
+        keep.extend(rng.choice(idx, size=min(idx.size, int((lh == lab).sum())), replace=False).tolist())
+    return syn.subset(samples=np.sort(np.asarray(keep)))
+
+
+def score(train_cohort, holdout, syn, *, patch: int, seed: int) -> dict:
+    from genosynth.evaluate.fidelity import pearson
+    from genosynth.stats.frequency import allele_freq
+
+    sm = matched(syn, holdout, seed)
+    gh, gs = holdout.genotypes(), sm.genotypes()
+    i, j, dist, straddle = pair_table(holdout.variants, patch, seed)
+    every = np.ones_like(straddle)
+    res = {"af_r": pearson(allele_freq(gh), allele_freq(syn.genotypes())), "n_matched": sm.n_samples,
+           "bins_bp": BINS_BP}
+    for name, mask in (("all", every), ("straddle", straddle), ("inside", ~straddle)):
+        real = decay(gh, holdout.labels("pop"), i, j, dist, mask)
+        synth = decay(gs, sm.labels("pop"), i, j, dist, mask)
+        ratio = [None if (a is None or b is None or a == 0) else b / a for a, b in zip(real, synth)]
+        res[f"ld_decay_{name}"] = {"real": real, "synthetic": synth, "ratio": ratio}
+    return res
+
+
+def evaluate_set(train_cohort, holdout, syn, seed: int) -> dict:
+    from genosynth.evaluate import evaluate, summary
+
+    t0 = time.perf_counter()
+    res = evaluate(train_cohort, holdout, {"synthetic": syn}, label_column="super_pop", seed=seed)
+    out = {"synthetic": summary(res, "synthetic"), "holdout": summary(res, "holdout")}
+    out["evaluate_s"] = time.perf_counter() - t0
+    return out
+
+
+def run(args) -> dict:
+    import torch
+
+    from genosynth.io import read_cohort
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    cohort, tr, ho = load_split(args.bfile, args.snps, args.seed)
+    rec = {"snps": cohort.n_variants, "people": cohort.n_samples, "train_people": tr.n_samples,
+           "holdout_people": ho.n_samples, "load_s": time.perf_counter() - t0, "threads": args.threads,
+           "machine": platform.processor() or platform.machine(), "load_before": os.getloadavg()}
+    rec.update(train(tr, args))
+    rec["load_after_train"] = os.getloadavg()
+    rec["sampling"] = [sample(args, n) for n in args.sample_n]
+    prefix = rec["sampling"][-1]["prefix"]
+    syn = read_cohort(bfile=prefix, samples=prefix + ".samples.tsv")
+    rec["quality"] = score(tr, ho, syn, patch=rec["config"]["vae"]["patch"], seed=args.seed)
+    if args.evaluate:
+        rec["evaluate"] = evaluate_set(tr, ho, syn, args.seed)
+    rec["load_after"] = os.getloadavg()
+    return rec
+
+
+def plot(paths: list[str], png: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = sorted((json.load(open(p)) for p in paths), key=lambda r: r["snps"])
+    x = [r["snps"] for r in recs]
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax[0].plot(x, [r["s_per_epoch"].get("vae") for r in recs], "o-", label="VAE")
+    ax[0].plot(x, [r["s_per_epoch"].get("dit") for r in recs], "s-", label="DiT")
+    ax[0].set_ylabel("training s / epoch")
+    ax[0].legend(loc="upper left")
+    ax[1].plot(x, [r["sampling"][-1]["people_per_s"] for r in recs], "o-")
+    ax[1].set_ylabel("sampling people / s")
+    ax[2].plot(x, [r["train_peak_rss_mb"] / 1024 for r in recs], "o-", label="training")
+    ax[2].plot(x, [max(s["peak_rss_mb"] for s in r["sampling"]) / 1024 for r in recs], "s-", label="sampling")
+    ax[2].set_ylabel("peak RSS (GB)")
+    ax[2].legend(loc="upper left")
+    for a in ax:
+        a.set_xscale("log")
+        a.set_xlabel("SNPs")
+    ax[1].set_yscale("log")
+    fig.suptitle("genosynth cost against SNP count (2 threads; benchmarks/bench_scale.py)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--bfile", help="simulated chromosome (PLINK prefix)")
+    p.add_argument("--snps", type=int, default=0, help="first N SNPs (0 = all)")
+    p.add_argument("--out", default="/tmp/scale/run", help="prefix of the checkpoint and synthetic sets")
+    p.add_argument("--json", help="write the record here")
+    p.add_argument("--vae-epochs", type=int, default=None)
+    p.add_argument("--dit-epochs", type=int, default=None)
+    p.add_argument("--sample-n", type=int, nargs="+", default=[1000, 3000])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evaluate", action="store_true", help="also run genosynth.evaluate (slow at 10^5 SNPs)")
+    p.add_argument("--plot", nargs="+", help="JSON records to plot instead of running")
+    p.add_argument("--png", default="benchmarks/results/scale_cost.png")
+    args = p.parse_args(argv)
+    if args.plot:
+        plot(args.plot, args.png)
+        return
+    rec = run(args)
+    text = json.dumps(rec, indent=1, default=str)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()

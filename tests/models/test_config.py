@@ -1,0 +1,49 @@
+"""The typed configuration: sizes by SNP count, the chromosome configuration, validation."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from genosynth.errors import InputError
+from genosynth.models.config import (CHROMOSOME_SNPS, MAX_DIT_TOKENS, GeneratorConfig, chromosome_config,
+                                     config_for, tiny_config)
+from genosynth.models.vae import VAEConfig
+
+
+def test_auto_size_switches_to_the_chromosome_configuration_above_the_threshold():
+    assert config_for("auto", 805) == GeneratorConfig()
+    assert config_for("auto", CHROMOSOME_SNPS) == GeneratorConfig()
+    big = config_for("auto", CHROMOSOME_SNPS + 1)
+    assert big.vae.embedding == "direct" and big.sampling.corr_guidance == "copula"
+    assert config_for("default", 10**6) == GeneratorConfig()
+    assert config_for("chromosome", 500).vae.embedding == "direct"
+    assert config_for("tiny", 10**6) == tiny_config()
+
+
+@pytest.mark.parametrize("snps", [1, 20_000, 100_000, 1_000_000])
+def test_the_dit_never_sees_more_than_its_token_budget(snps):
+    cfg = chromosome_config(snps)
+    vae_tokens = math.ceil(snps / cfg.vae.patch)
+    assert math.ceil(vae_tokens / cfg.dit.patch_size) <= MAX_DIT_TOKENS
+    assert cfg.dit.patch_size >= 2
+
+
+def test_chromosome_config_round_trips_through_a_dict():
+    cfg = chromosome_config(50_000, training={"vae_epochs": 3})
+    again = GeneratorConfig.from_dict(cfg.to_dict())
+    assert again == cfg and again.training.vae_epochs == 3
+
+
+def test_an_old_config_without_the_embedding_field_loads_as_factored():
+    d = GeneratorConfig().to_dict()
+    del d["vae"]["embedding"]
+    assert GeneratorConfig.from_dict(d).vae.embedding == "factored"
+
+
+def test_unknown_size_and_embedding_name_the_choices():
+    with pytest.raises(InputError, match="auto, default, chromosome, tiny"):
+        config_for("huge", 10)
+    with pytest.raises(InputError, match="factored, direct"):
+        VAEConfig(embedding="sparse")
