@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,3 +35,48 @@ def test_a_label_with_nobody_gets_the_uniform_prior():
     _, per = class_frequencies(a, torch.zeros(10, dtype=torch.long), 2, 2, pseudo_count=0.5)
     assert torch.equal(per[1], torch.full((5, 2), 0.5))
     assert torch.all(per[0][:, 0] > 0.9)
+
+
+def _balding_nichols_rows(rng, *, n_per: int, v: int = 2000, f: float = 0.01):
+    """Haplotype rows of 2 groups x 3 labels; labels drawn around their group frequency with divergence f."""
+    from genosynth.training.data import class_frequencies
+
+    group_q = rng.uniform(0.05, 0.95, (2, v))
+    rows, labels, truth = [], [], []
+    for lab in range(6):
+        qg = group_q[lab // 3]
+        q = rng.beta(qg * (1 - f) / f, (1 - qg) * (1 - f) / f)  # (V,)
+        truth.append(q)
+        rows.append((rng.random((2 * n_per, v)) < q).astype(np.int8))
+        labels += [lab] * (2 * n_per)
+    a, y = torch.from_numpy(np.concatenate(rows)), torch.tensor(labels)
+    _, per = class_frequencies(a, y, 6, 2, pseudo_count=0.5)
+    return a, y, per, np.asarray(truth)
+
+
+@pytest.mark.parametrize("n_per", [15, 400])
+def test_label_shrinkage_estimates_the_divergence_and_moves_thin_labels_toward_truth(n_per):
+    from genosynth.training.data import label_row_counts, shrink_label_frequencies
+
+    rng = np.random.default_rng(n_per)
+    a, y, per, truth = _balding_nichols_rows(rng, n_per=n_per)
+    shrunk, info = shrink_label_frequencies(per, label_row_counts(a, y, 6), [[0, 1, 2], [3, 4, 5]], alleles_per_row=1)
+    assert all(0.004 < f < 0.02 for f in info["F"])  # simulated F = 0.01
+    err_raw = np.abs(per[..., 1].numpy() - truth).mean()
+    err_shrunk = np.abs(shrunk[..., 1].numpy() - truth).mean()
+    assert err_shrunk < err_raw * (0.85 if n_per == 15 else 1.0)  # thin labels gain most
+    assert torch.allclose(shrunk.sum(-1), torch.ones(6, truth.shape[1], dtype=shrunk.dtype))
+
+
+def test_label_shrinkage_leaves_lone_labels_and_very_different_labels_alone():
+    from genosynth.training.data import label_groups, shrink_label_frequencies
+
+    per = torch.tensor([[[0.9, 0.1]] * 50, [[0.1, 0.9]] * 50, [[0.5, 0.5]] * 50])  # (3, 50, 2)
+    counts = torch.full((3, 50), 800)
+    shrunk, info = shrink_label_frequencies(per, counts, [[0, 1], [2]], alleles_per_row=1)
+    assert torch.equal(shrunk[2], per[2]) and info["F"][1] is None
+    assert info["F"][0] > 0.5 and torch.allclose(shrunk[:2], per[:2], atol=2e-3)  # kappa ~ 0.5 << 800
+    vocab = ["CEU", "CHB", "TSI", "YRI"]
+    parents = {"super_pop": {"CEU": "EUR", "CHB": "EAS", "TSI": "EUR", "YRI": "AFR"}}
+    assert sorted(label_groups(vocab, parents)) == [[0, 2], [1], [3]]
+    assert label_groups(vocab, {}) == [[0, 1, 2, 3]]

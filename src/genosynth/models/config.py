@@ -37,6 +37,7 @@ class TrainingConfig:
     calibration_rows: int = 512  # rows per label drawn after training to calibrate allele frequencies (0 = off)
     calibration_steps: int = 20  # DDIM steps of those draws
     checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
+    label_shrinkage: bool = True  # shrink per-label allele frequencies toward their parent's by the labels' estimated divergence (few people per label)
     precision: str = "fp32"  # forward passes of plain training: "fp32" or "bf16" (torch.autocast bfloat16)
 
     def __post_init__(self) -> None:

@@ -190,3 +190,86 @@ def person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarr
         )
     n = a.shape[0] // rows_per_person
     return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
+
+
+def label_row_counts(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.Tensor:
+    """Called rows per label and SNP: int64, shape (n_labels, V) (missing calls not counted)."""
+    seen = torch.zeros(n_labels, alleles.shape[1], dtype=torch.int64)
+    for start in range(0, alleles.shape[0], 1024):
+        a = alleles[start : start + 1024]
+        lab = labels[start : start + 1024]
+        keep = (lab >= 0) & (lab < n_labels)
+        seen.index_add_(0, lab[keep], (a[keep] >= 0).long())
+    return seen
+
+
+def _alt_frequency(freq: torch.Tensor) -> torch.Tensor:
+    """ALT allele frequency of class frequencies: (..., V, K) -> (..., V); K=2 haplotypes, K=3 genotypes."""
+    k = freq.shape[-1]
+    return (freq * torch.arange(k, dtype=freq.dtype)).sum(-1) / (k - 1)
+
+
+def shrink_label_frequencies(per_label: torch.Tensor, counts: torch.Tensor, groups: list[list[int]], *,
+                             alleles_per_row: int) -> tuple[torch.Tensor, dict]:
+    """Per-label frequencies shrunk toward their group's, by how much the labels of a group really differ.
+
+    With few people a label's allele frequencies are mostly sampling noise. Within each group of
+    labels (populations of one region, or all labels) the labels' ALT frequencies ``q_l`` are
+    modelled as Balding-Nichols draws around the group frequency ``q_g`` (the mean of its labels)
+    with divergence ``F``: ``Var(q_l) = F q_g (1 - q_g)``. ``F`` is estimated by moments over all
+    SNPs, the expected sampling variance ``q_g (1 - q_g) / n_l`` removed first (Weir & Cockerham
+    style), and a label's frequencies become the posterior mean
+    ``(n_l f_l + kappa f_g) / (n_l + kappa)`` with ``kappa = (1 - F) / F`` prior alleles: 15
+    people of a European population (``F`` ~ 0.01) are pulled most of the way to the European
+    frequencies; 400 people of a super population (``F`` ~ 0.1-0.3 between continents) are hardly
+    moved. Groups of one label are left as they are.
+
+    Parameters
+    ----------
+    per_label : float, shape (L, V, K)
+        Smoothed class frequencies per label.
+    counts : int, shape (L, V)
+        Called rows per label and SNP (:func:`label_row_counts`).
+    groups : list of lists of label indices
+        Labels that share a parent (e.g. populations of a super population).
+    alleles_per_row : int
+        1 for haplotype rows, 2 for genotype rows (allele draws per row).
+
+    Returns
+    -------
+    (shrunk per_label, float, shape (L, V, K); info: ``{"F": [per group], "kappa": [per group]}``)
+    """
+    out = per_label.clone()
+    info: dict = {"F": [], "kappa": []}
+    n_alleles = counts.double() * alleles_per_row  # (L, V)
+    for members in groups:
+        if len(members) < 2:
+            info["F"].append(None)
+            info["kappa"].append(None)
+            continue
+        m = torch.as_tensor(members)
+        q = _alt_frequency(per_label[m].double())  # (G, V)
+        qg = q.mean(0)  # (V,)
+        het = (qg * (1 - qg)).clamp_min(1e-12)  # (V,)
+        between = ((q - qg) ** 2).mean(0) * len(members) / (len(members) - 1)  # (V,) unbiased variance
+        noise = (het / n_alleles[m].clamp_min(1)).mean(0)  # (V,) expected sampling variance
+        f = float(((between - noise).sum() / het.sum()).clamp(1e-4, 0.9999))
+        kappa = (1 - f) / f
+        fg = per_label[m].double().mean(0)  # (V, K)
+        w = n_alleles[m] / (n_alleles[m] + kappa)  # (G, V)
+        out[m] = (w[..., None] * per_label[m].double() + (1 - w[..., None]) * fg[None]).to(per_label.dtype)
+        info["F"].append(f)
+        info["kappa"].append(kappa)
+    return out, info
+
+
+def label_groups(vocabulary: list[str], parents: dict[str, dict[str, str]]) -> list[list[int]]:
+    """Groups of label indices that share a parent label (``super_pop`` before ``pop``); one group of all without one."""
+    for column in ("super_pop", "pop"):
+        mapping = parents.get(column)
+        if mapping:
+            by_parent: dict[str, list[int]] = {}
+            for j, lab in enumerate(vocabulary):
+                by_parent.setdefault(mapping[lab], []).append(j)
+            return list(by_parent.values())
+    return [list(range(len(vocabulary)))]

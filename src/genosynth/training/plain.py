@@ -47,8 +47,8 @@ from genosynth.runtime import deterministic, progress_bar, resolve_device
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
 from genosynth.training.calibration import calibrate_frequencies
-from genosynth.training.data import (TrainingData, class_frequencies, group_frequencies, label_parents,
-                                     prepare_data)
+from genosynth.training.data import (TrainingData, class_frequencies, group_frequencies, label_groups, label_parents,
+                                     label_row_counts, prepare_data, shrink_label_frequencies)
 from genosynth.training.distributed import Shards, agree, is_main
 from genosynth.training.ld_fit import plain_correlation_prior
 
@@ -248,6 +248,12 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
                                      n_labels=n_labels, n_phenotypes=0 if data.phenotypes is None else 2)
     overall, per_label = class_frequencies(data.alleles, data.labels, n_labels, data.n_classes,
                                            pseudo_count=tc.pseudo_count)  # (V, K), (L, V, K)
+    parents = label_parents(cohort, config.label_column, data.vocabulary)
+    shrinkage = None
+    if tc.label_shrinkage:
+        per_label, shrinkage = shrink_label_frequencies(
+            per_label, label_row_counts(data.alleles, data.labels, n_labels), label_groups(data.vocabulary, parents),
+            alleles_per_row=1 if data.n_classes == 2 else 2)  # (L, V, K)
     by_phenotype = data.phenotypes is not None and config.phenotype_calibration
     cal_target = (group_frequencies(data, per_label, pseudo_count=tc.pseudo_count)
                   if by_phenotype else per_label)  # (2L or L, V, K)
@@ -260,7 +266,7 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
     diffusion = GaussianDiffusion(config.diffusion)
     head = checkpoint_head(
         config=config, dit_config=dit_cfg, seed=int(seed), variants=cohort.variants, labels=data.vocabulary,
-        label_mix=data.label_mix, label_parents=label_parents(cohort, config.label_column, data.vocabulary),
+        label_mix=data.label_mix, label_parents=parents,
         n_classes=data.n_classes, phased=data.phased, n_training_people=cohort.n_samples,
         privacy=cohort.meta.get("privacy"),
         phenotype_column=config.phenotype_column, case_fraction=data.case_fraction,
@@ -268,6 +274,7 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
         # banded per-label LD of train for correlation-guided decoding: an un-noised aggregate, so only this
         # non-private trainer stores it; the DP trainer (training.private) stores the DP release instead
         correlation_prior=plain_correlation_prior(cohort, config, data.vocabulary))
+    head["label_shrinkage"] = shrinkage  # per label group: divergence F and prior alleles kappa (None = off)
     return PlainRun(vae=vae, dit=dit, vae_opt=vae_opt, dit_opt=dit_opt, ema=ema, diffusion=diffusion, gen=gen,
                     head=head, overall=overall, cal_target=cal_target, by_phenotype=by_phenotype)
 
