@@ -326,3 +326,29 @@ def test_trained_tiny_dit_samples_its_label_prototype():
     assert dist[torch.arange(60), ys].max() < 0.25
     assert 0.05 < (z - proto[ys]).std() < 0.3  # neither collapsed nor blown up
     assert model.training  # sampling restored the mode
+
+
+def test_hierarchical_labels_add_the_parent_embedding():
+    """With parents, a label's embedding is its own row plus its parent's; the null label maps to a null parent."""
+    emb = LabelEmbedder(4, 8, dropout=0.0, parents=(0, 0, 1, 1))
+    torch.nn.init.normal_(emb.parent_table.weight)
+    y = torch.tensor([0, 1, 2, 3, 4])  # 4 = null
+    out = emb(y)
+    want = emb.embedding_table.weight[y] + emb.parent_table.weight[torch.tensor([0, 0, 1, 1, 2])]
+    assert torch.allclose(out, want)
+    # labels 0 and 1 share their parent's part: their difference is that of their own rows only
+    assert torch.allclose(out[0] - out[1], emb.embedding_table.weight[0] - emb.embedding_table.weight[1])
+
+
+def test_flat_labels_build_the_same_network_as_before():
+    """No parents (or label_parents off): no parent table, the same parameters and the same init draws."""
+    torch.manual_seed(3)
+    flat = tiny(n_classes=4)
+    torch.manual_seed(3)
+    off = tiny(n_classes=4, parents=(0, 0, 1, 1), label_parents=False)
+    assert flat.y_embedder.parent_table is None and off.y_embedder.parent_table is None
+    assert all(torch.equal(a, b) for a, b in zip(flat.state_dict().values(), off.state_dict().values()))
+    hier = tiny(n_classes=4, parents=(0, 0, 1, 1))
+    assert "y_embedder.parent_table.weight" in hier.state_dict() and "y_embedder.parent_of" in hier.state_dict()
+    again = DiT1D(DiTConfig.from_dict(hier.config.to_dict()))
+    again.load_state_dict(hier.state_dict())  # the saved config rebuilds the same module

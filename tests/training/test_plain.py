@@ -252,3 +252,20 @@ def test_chromosome_config_trains_unphased_genotypes_with_missing_calls():
     real_af = np.nanmean(np.where(cohort.alleles < 0, np.nan, cohort.alleles), axis=0) / 2  # (V,) over called genotypes
     syn_af = syn.alleles.mean(axis=0) / 2
     assert np.corrcoef(real_af, syn_af)[0, 1] > 0.9
+
+
+def test_pop_labels_within_super_populations_train_hierarchically(small):
+    """label_column pop with a super_pop column: the DiT embeds each population's region too, the
+    per-population frequencies are shrunk toward the region's, and the checkpoint rebuilds and samples."""
+    import dataclasses
+
+    samples = small.samples.copy()
+    samples["pop"] = samples["pop"].astype(str) + np.where(np.arange(len(samples)) % 2, "_a", "_b")
+    cohort = dataclasses.replace(small, samples=samples)
+    model = train_generator(cohort, config=tiny_config(label_column="pop"), seed=2)
+    assert model.dit.config.parents is not None and len(set(model.dit.config.parents)) == 3
+    assert model.vocabulary[:2] == ["CEU_a", "CEU_b"] and model.dit.config.parents[:2] == (0, 0)
+    shrink = model.meta["label_shrinkage"]
+    assert len(shrink["F"]) == 3 and all(k is not None and k > 0 for k in shrink["kappa"])
+    syn = model.sample(12, labels="CEU_a=6,YRI_b=6", seed=1)
+    assert sorted(set(syn.labels("super_pop"))) == ["AFR", "EUR"]

@@ -29,16 +29,17 @@ CHECKPOINT_VERSION = 1
 STAGES = ("vae", "dit", "done")
 
 
-def build_models(config: GeneratorConfig, *, n_variants: int, n_classes: int,
-                 n_labels: int, n_phenotypes: int = 0) -> tuple[GenotypeVAE, DiT1D, DiTConfig]:
+def build_models(config: GeneratorConfig, *, n_variants: int, n_classes: int, n_labels: int,
+                 n_phenotypes: int = 0, parents: tuple[int, ...] | None = None) -> tuple[GenotypeVAE, DiT1D, DiTConfig]:
     """The VAE and the DiT sized for the data (DiT shape fields filled from the VAE latent).
 
-    ``n_phenotypes`` 2 gives the DiT a case/control embedding (0 = no phenotype conditioning).
+    ``n_phenotypes`` 2 gives the DiT a case/control embedding (0 = no phenotype conditioning);
+    ``parents`` (parent index per label) gives it hierarchical labels when ``dit.label_parents``.
     """
     vae = GenotypeVAE(n_variants, n_classes, n_labels, config.vae)
     dit_cfg = dataclasses.replace(config.dit, in_channels=config.vae.latent_channels,
                                   n_tokens=vae.n_tokens, n_classes=n_labels, n_phenotypes=n_phenotypes,
-                                  learn_sigma=False)
+                                  learn_sigma=False, parents=parents if config.dit.label_parents else None)
     return vae, DiT1D(dit_cfg), dit_cfg
 
 

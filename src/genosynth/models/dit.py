@@ -72,6 +72,8 @@ class DiTConfig:
     learn_sigma: bool = False  # also output a variance channel per latent channel (2C outputs)
     pos_embed: str = "sincos"  # "sincos" (fixed buffer) or "learned" (nn.Embedding)
     freq_dim: int = 256  # size of the sinusoidal timestep features fed to the timestep MLP
+    label_parents: bool = True  # also embed each label's parent (pop within super_pop) when the data have one
+    parents: tuple[int, ...] | None = None  # parent index of every label (filled at build; None = flat labels)
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads != 0:
@@ -102,6 +104,9 @@ class DiTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DiTConfig":
+        d = dict(d)
+        if d.get("parents") is not None:
+            d["parents"] = tuple(int(p) for p in d["parents"])
         return cls(**d)
 
 
@@ -172,11 +177,16 @@ class LabelEmbedder(nn.Module):
     ``force_drop_ids`` is true.
     """
 
-    def __init__(self, n_classes: int, hidden: int, dropout: float):
+    def __init__(self, n_classes: int, hidden: int, dropout: float, parents: tuple[int, ...] | None = None):
         super().__init__()
         self.n_classes = n_classes
         self.dropout = dropout
         self.embedding_table = nn.Embedding(n_classes + 1, hidden)
+        self.parent_table = None
+        if parents is not None:  # hierarchical labels: a label's embedding = its own + its parent's
+            n_parents = max(parents) + 1
+            self.parent_table = nn.Embedding(n_parents + 1, hidden)  # row n_parents: null
+            self.register_buffer("parent_of", torch.tensor([*parents, n_parents], dtype=torch.long))  # (n_classes + 1,)
 
     @property
     def null_index(self) -> int:
@@ -198,7 +208,9 @@ class LabelEmbedder(nn.Module):
     def forward(self, labels: torch.Tensor, *, force_drop_ids: torch.Tensor | None = None,
                 rng: torch.Generator | None = None) -> torch.Tensor:
         labels = self.token_drop(labels.long(), force_drop_ids=force_drop_ids, rng=rng)
-        return self.embedding_table(labels)  # (B, D)
+        if self.parent_table is None:
+            return self.embedding_table(labels)  # (B, D)
+        return self.embedding_table(labels) + self.parent_table(self.parent_of[labels])  # (B, D)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +311,8 @@ class DiT1D(nn.Module):
         D, p = cfg.hidden, cfg.patch_size
         self.x_embedder = nn.Linear(cfg.in_channels * p, D)  # patch (C*p) -> token (D)
         self.t_embedder = TimestepEmbedder(D, cfg.freq_dim)
-        self.y_embedder = LabelEmbedder(cfg.n_classes, D, cfg.class_dropout)
+        self.y_embedder = LabelEmbedder(cfg.n_classes, D, cfg.class_dropout,
+                                        parents=cfg.parents if cfg.label_parents else None)
         self.pheno_embedder = (LabelEmbedder(cfg.n_phenotypes, D, cfg.class_dropout)
                                if cfg.n_phenotypes > 0 else None)
         if cfg.pos_embed == "learned":
@@ -321,6 +334,8 @@ class DiT1D(nn.Module):
         nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
         if self.pheno_embedder is not None:
             nn.init.normal_(self.pheno_embedder.embedding_table.weight, std=0.02)
+        if self.y_embedder.parent_table is not None:
+            nn.init.normal_(self.y_embedder.parent_table.weight, std=0.02)
         if self.pos_embedder is not None:  # start the learned table at the sincos values
             with torch.no_grad():
                 self.pos_embedder.weight.copy_(self.pos_embed)

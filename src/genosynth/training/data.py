@@ -273,3 +273,14 @@ def label_groups(vocabulary: list[str], parents: dict[str, dict[str, str]]) -> l
                 by_parent.setdefault(mapping[lab], []).append(j)
             return list(by_parent.values())
     return [list(range(len(vocabulary)))]
+
+
+def parent_index(groups: list[list[int]], n_labels: int) -> tuple[int, ...] | None:
+    """Parent index of every label from :func:`label_groups`; None when no group has two labels (no hierarchy)."""
+    if len(groups) < 2 or all(len(g) < 2 for g in groups):
+        return None
+    out = [0] * n_labels
+    for parent, members in enumerate(groups):
+        for j in members:
+            out[j] = parent
+    return tuple(out)
