@@ -62,7 +62,9 @@ class CorrelationPrior:
     ----------
     bands : float32, shape (L, V, window)
         ``bands[l, j, k-1]`` = correlation of ALT dosages of SNPs ``j`` and ``j+k`` among training
-        people of label ``l``; entries with ``j+k >= V`` are 0.
+        people of label ``l``, shrunk towards 0 by its noise (sampling noise for a plain prior,
+        the mechanism's noise for a DP one; :func:`genosynth.training.ld_fit.shrink_bands`);
+        entries with ``j+k >= V`` are 0.
     labels : list of str, length L
         Label vocabulary (same order as the generator's).
     window : int
@@ -71,7 +73,9 @@ class CorrelationPrior:
         un-noised aggregate (stored only in runs without a privacy budget).
     info : dict
         How it was made: ``n_per_label`` (exact counts only without a budget; DP counts or nothing
-        with one), ``noise_multiplier``, ``clip``, ``label_column``.
+        with one), ``noise_multiplier``, ``clip``, ``label_column``, ``shrinkage`` (what the
+        shrinkage kept), ``fitted_window`` (band fitted before it was ended where shrunk LD ends),
+        ``copula_window``. Checkpoints written before shrinkage hold the raw band and decode as before.
     """
 
     bands: np.ndarray

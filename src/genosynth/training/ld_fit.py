@@ -1,4 +1,9 @@
-"""Fitting the LD prior of a cohort (plain, or released under DP) and post-processing DP bands."""
+"""Fitting the LD prior of a cohort (plain, or released under DP) and shrinking its bands by their noise.
+
+The plain prior is shrunk by its sampling noise and its band ended where shrunk LD ends
+(:func:`plain_correlation_prior`); a DP release by the known noise of its mechanism
+(:func:`shrink_correlation_bands`). Both use :func:`shrink_bands` (docs/corrguide.md).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ def fit_prior(
     accountant: PrivacyAccountant | None = None,
     rng: np.random.Generator | None = None,
     name: str = "correlation_prior",
+    shrink: bool = False,
 ) -> CorrelationPrior:
     """The banded within-label correlation prior of a training cohort.
 
@@ -60,6 +66,12 @@ def fit_prior(
     accountant : PrivacyAccountant, optional
     rng : numpy.random.Generator, optional
         Noise source of the DP release.
+    shrink : bool
+        Plain prior only: shrink every entry towards 0 by its sampling noise (:func:`shrink_bands`
+        with ``pool=True``: each label's band is the shrunk count-weighted mean band plus its own
+        shrunk deviation), so correlations that a label's few people show by chance are dropped
+        (``info["shrinkage"]`` says how much). A DP release is shrunk by
+        :func:`shrink_correlation_bands` from its released frequencies and counts instead.
 
     Returns
     -------
@@ -95,6 +107,12 @@ def fit_prior(
     info = {"label_column": label_column, "n_per_label": {} if private else n_per,
             "noise_multiplier": None if not private else float(noise_multiplier),
             "clip": None if not private else float(clip)}
+    if shrink:
+        if private:
+            raise InputError("fit_prior(shrink=True) is for the plain prior; shrink a DP release with "
+                             "shrink_correlation_bands(bands, dp_freq, dp_counts, ...) (post-processing)")
+        noise, valid, counts = label_noise(g, y, vocab, window)  # (L, 1, 1), (L, V, W), (L,)
+        bands, info["shrinkage"] = shrink_bands(bands, noise, valid, counts=counts, pool=True)
     return CorrelationPrior(bands=bands, labels=vocab, window=window, private=private, info=info)
 
 
@@ -114,12 +132,18 @@ def _label_centers(center: np.ndarray | None, clip: float | None, *, n_labels: i
     return center
 
 
-def plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary: list[str]) -> dict | None:
+def plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary: list[str], *,
+                            shrink: bool = True) -> dict | None:
     """The un-noised banded per-label correlation prior (state dict), or None when guidance is off.
 
-    The band is ``corr_latent_window`` SNPs wide, or narrower when no SNP has that many others
-    within ``max_bp`` (1 Mb) before it on its chromosome (sparse panels store only what decoding
-    can use); the copula uses its first ``corr_window`` lags (``info["copula_window"]``).
+    The band is fitted ``corr_latent_window`` SNPs wide, or narrower when no SNP has that many
+    others within ``max_bp`` (1 Mb) before it on its chromosome (sparse panels store only what
+    decoding can use). With ``shrink`` (the default) every entry is shrunk towards 0 by its
+    sampling noise (:func:`fit_prior`), pairs that decoding never conditions on are set to 0,
+    and the band ends after the last lag that keeps some ``|r| >= KEEP_TOL``
+    (``info["fitted_window"]`` holds the width fitted): a cohort without LD stores a band of 1
+    with no correlation, a small cohort less than a large one. The copula uses the first
+    ``corr_window`` lags (``info["copula_window"]``).
     """
     sc = config.sampling
     if sc.corr_guidance == "none":
@@ -129,9 +153,141 @@ def plain_correlation_prior(cohort: Cohort, config: GeneratorConfig, vocabulary:
     used = previous_counts(len(v), wide, chrom=v["chrom"].to_numpy(), pos=v["pos"].to_numpy(),
                            max_bp=CorrGuideConfig().max_bp)  # (V,) partners of each SNP within the band
     window = max(1, min(wide, int(used.max(initial=0))))
-    prior = fit_prior(cohort, label_column=config.label_column, labels=vocabulary, window=window)
+    prior = fit_prior(cohort, label_column=config.label_column, labels=vocabulary, window=window, shrink=shrink)
+    if shrink:
+        bands = prior.bands * usable_pairs(used, window)[None]  # (L, V, W): only pairs decoding uses
+        keep = supported_window(bands)
+        prior = CorrelationPrior(bands=bands[:, :, :keep], labels=prior.labels, window=keep, private=False,
+                                 info={**prior.info, "fitted_window": int(window)})
     prior.info["copula_window"] = int(min(sc.corr_window, prior.window))
     return prior.state_dict()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shrinkage of correlation bands by their noise (adaptive shrinkage; plain fits and DP releases alike)
+# ---------------------------------------------------------------------------------------------------------------
+
+ASH_GRID = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.7, 1.0, 1.4, 2.0)  # prior sds of the mixture (0: the null)
+KEEP_TOL = 0.1  # the stored band ends after the last lag with a shrunk |r| this large (below: ~0; r² < 0.01)
+
+
+def adaptive_shrink(r: np.ndarray, noise_var: np.ndarray, valid: np.ndarray, *, null_weight: float = 10.0,
+                    iters: int = 100, fit_max: int = 20_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior means of noisy entries under a zero-centred mixture-of-normals prior fitted to them.
+
+    Each valid entry is ``r = rho + e`` with ``e ~ N(0, noise_var)`` (known) and ``rho`` drawn from
+    ``sum_k pi_k N(0, s_k^2)`` over the fixed grid :data:`ASH_GRID` (``s_0 = 0``: no correlation).
+    The weights ``pi`` are fitted by EM (a Dirichlet penalty ``null_weight`` on ``pi_0`` favours
+    the null, as in ``ash``) on at most ``fit_max`` evenly spaced valid entries; each entry is then
+    multiplied by ``E[rho | r] / r = sum_k P(k | r) s_k^2 / (s_k^2 + noise_var)``. Entries that the
+    noise explains go to ~0; strong ones are kept almost whole (unlike one linear factor for all).
+
+    Parameters
+    ----------
+    r, noise_var : float, same shape (any)
+    valid : bool, same shape; entries that are not valid become 0 and do not enter the fit.
+
+    Returns
+    -------
+    shrunk : float64, shape of ``r``; factor : float64, shape of ``r`` (0 where not valid);
+    pi : float64, shape (len(ASH_GRID),), the fitted mixture weights.
+
+    References
+    ----------
+    Stephens M. (2017) False discovery rates: a new deal. Biostatistics 18(2): 275-294.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    noise_var = np.broadcast_to(np.asarray(noise_var, dtype=np.float64), r.shape)
+    idx = np.flatnonzero(np.asarray(valid, dtype=bool).ravel())  # (M,) valid entries
+    grid2 = np.asarray(ASH_GRID) ** 2  # (K,)
+    factor = np.zeros(r.size)
+    pi = np.zeros(len(grid2))
+    pi[0] = 1.0
+    if idx.size == 0:
+        return np.zeros_like(r), factor.reshape(r.shape), pi
+    fit = idx[np.linspace(0, idx.size - 1, min(idx.size, fit_max)).astype(np.int64)]  # (F,) evenly spaced
+    like = _mixture_likelihood(r.ravel()[fit], noise_var.ravel()[fit], grid2)  # (F, K)
+    pi = np.full(len(grid2), 1.0 / len(grid2))
+    penalty = np.zeros(len(grid2))
+    penalty[0] = null_weight - 1.0
+    for _ in range(iters):
+        q = like * pi
+        q /= np.maximum(q.sum(axis=1, keepdims=True), 1e-300)  # (F, K) responsibilities
+        new = q.sum(axis=0) + penalty
+        new /= new.sum()
+        done = np.abs(new - pi).max() < 1e-5
+        pi = new
+        if done:
+            break
+    for s in range(0, idx.size, 1 << 20):  # posterior factors in chunks (M x K can be large)
+        sel = idx[s:s + (1 << 20)]
+        nv = noise_var.ravel()[sel][:, None]  # (C, 1)
+        post = _mixture_likelihood(r.ravel()[sel], noise_var.ravel()[sel], grid2) * pi  # (C, K)
+        post /= np.maximum(post.sum(axis=1, keepdims=True), 1e-300)
+        factor[sel] = (post * (grid2 / (grid2 + nv))).sum(axis=1)
+    factor = factor.reshape(r.shape)
+    return r * factor, factor, pi
+
+
+def _mixture_likelihood(r: np.ndarray, noise_var: np.ndarray, grid2: np.ndarray) -> np.ndarray:
+    """Normal densities of ``r`` (M,) under variances ``noise_var + grid2`` -> float64 (M, K)."""
+    var = np.maximum(noise_var[:, None] + grid2[None, :], 1e-12)  # (M, K)
+    return np.exp(-0.5 * r[:, None] ** 2 / var) / np.sqrt(var)
+
+
+def shrink_bands(bands: np.ndarray, noise_var: np.ndarray, valid: np.ndarray, *, counts: np.ndarray | None = None,
+                 pool: bool = False) -> tuple[np.ndarray, dict]:
+    """Shrink per-label correlation bands towards 0 by the noise of each entry.
+
+    Without ``pool`` each label is shrunk on its own (:func:`adaptive_shrink`). With ``pool`` (and
+    at least two labels) the bands are split into the count-weighted mean over labels ``P`` and
+    each label's deviation ``r_k - P``; both are shrunk (``P`` with its own, smaller, noise) and
+    added back, so small labels keep the LD that all labels share and lose what only their own few
+    people show.
+
+    Parameters
+    ----------
+    bands : float, shape (L, V, W)
+    noise_var : float, shape (L, V, W) or broadcastable; variance of each entry's noise.
+    valid : bool, shape (L, V, W); entries that exist (pair inside the cohort, both SNPs varying).
+    counts : float, shape (L,), optional
+        People per label (weights of ``P``; needed with ``pool``).
+    pool : bool
+
+    Returns
+    -------
+    float32, shape (L, V, W), in [-1, 1] (0 where not valid); and a dict with ``method``,
+    ``pooled``, ``kept_fraction`` (``sum |shrunk| / sum |raw|`` over each label's valid entries) and
+    ``null_weight`` (fitted prior weight of "no correlation" per label; with ``pool``: of the deviations).
+    """
+    b = np.asarray(bands, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool)
+    nv = np.broadcast_to(np.asarray(noise_var, dtype=np.float64), b.shape)
+    n_labels = b.shape[0]
+    out = np.zeros_like(b)
+    base = np.zeros(b.shape[1:])
+    info: dict = {"method": "adaptive_shrinkage", "pooled": False}
+    pooled = pool and counts is not None and int((np.asarray(counts) > 0).sum()) >= 2
+    if pooled:
+        wt = np.asarray(counts, dtype=np.float64)[:, None, None] * valid  # (L, V, W)
+        tot = wt.sum(axis=0)  # (V, W)
+        a = wt / np.maximum(tot, 1e-12)  # (L, V, W) share of each label in P
+        p_raw = (a * b).sum(axis=0)  # (V, W)
+        p_var = (a ** 2 * nv).sum(axis=0)  # (V, W)
+        base, _, pi_p = adaptive_shrink(p_raw, p_var, tot > 0)
+        b = b - p_raw[None]  # (L, V, W) deviations from the pooled band
+        nv = np.maximum(nv * (1.0 - 2.0 * a) + p_var[None], 1e-8)
+        info.update(pooled=True, pooled_null_weight=float(pi_p[0]))
+    kept, nulls = [], []
+    raw = np.abs(np.asarray(bands, dtype=np.float64))
+    for k in range(n_labels):
+        shrunk, _, pi = adaptive_shrink(b[k], nv[k], valid[k])
+        out[k] = np.clip(np.where(valid[k], base + shrunk, 0.0), -1.0, 1.0)
+        total = float(raw[k][valid[k]].sum())
+        kept.append(float(np.abs(out[k][valid[k]]).sum()) / total if total > 0 else 0.0)
+        nulls.append(float(pi[0]))
+    info.update(kept_fraction=kept, null_weight=nulls)
+    return out.astype(np.float32), info
 
 
 def shrink_correlation_bands(bands: np.ndarray, freq: np.ndarray, counts: np.ndarray, *, noise_multiplier: float,
@@ -141,30 +297,67 @@ def shrink_correlation_bands(bands: np.ndarray, freq: np.ndarray, counts: np.nda
     An entry ``r_jl`` of label ``k`` carries Gaussian noise of standard deviation about
     ``sigma_jl = z clip / (n_k sqrt(v_j v_j+l))`` (:func:`~genosynth.privacy.releases.dp_correlation_prior`:
     noise ``z clip`` on a sum of products over ``n_k`` people, divided by the dosage variances;
-    here ``v_j = 2 p_j (1 - p_j)`` from the DP frequencies and ``n_k`` the DP count). With
-    ``tau²`` the signal variance estimated as ``mean(r²) - mean(sigma²)`` (at least 0), each entry
-    is multiplied by ``tau² / (tau² + sigma_jl²)``: with pure noise the band becomes 0 (no
-    constraint) instead of random correlations of size 1.
+    here ``v_j = 2 p_j (1 - p_j)`` from the DP frequencies and ``n_k`` the DP count); it dwarfs
+    the sampling noise of the correlation (variance ``1 / (n_k - 1)``), left out. Each label is
+    shrunk by :func:`shrink_bands` (adaptive shrinkage, per label): with pure noise the band
+    becomes ~0 (a constraint of no correlation) instead of random correlations of size 1.
+    Only released values enter, so this is post-processing.
 
     bands : float, shape (L, V, W); freq : float, shape (L, V) DP frequencies; counts : float, shape (L,)
-    -> float32, shape (L, V, W), and the mean weight per label.
+    -> float32, shape (L, V, W), and the fraction of ``sum |r|`` kept per label.
     """
     b = np.asarray(bands, dtype=np.float64)
     n_labels, v, w = b.shape
-    var = np.clip(2 * freq * (1 - freq), 1e-3, None)  # (L, V)
-    out = np.zeros_like(b)
-    weights = []
-    for k in range(n_labels):
-        sig2 = np.zeros((v, w))
-        for lag in range(1, w + 1):
-            m = v - lag
-            if m > 0:
-                sig2[:m, lag - 1] = (noise_multiplier * clip / (counts[k] * np.sqrt(var[k, :m] * var[k, lag:]))) ** 2
-        valid = np.zeros((v, w), dtype=bool)
-        for lag in range(1, w + 1):
-            valid[: max(v - lag, 0), lag - 1] = True
-        tau2 = max(float((b[k][valid] ** 2).mean() - sig2[valid].mean()), 0.0) if valid.any() else 0.0
-        wt = np.where(valid, tau2 / (tau2 + sig2 + 1e-12), 0.0)
-        out[k] = b[k] * wt
-        weights.append(float(wt[valid].mean()) if valid.any() else 0.0)
-    return out.astype(np.float32), weights
+    var = np.clip(2 * np.asarray(freq) * (1 - np.asarray(freq)), 1e-3, None)  # (L, V)
+    counts = np.maximum(np.asarray(counts, dtype=np.float64), 2.0)  # (L,) DP counts may be tiny
+    sig2 = np.zeros((n_labels, v, w))
+    valid = np.zeros((n_labels, v, w), dtype=bool)
+    for lag in range(1, w + 1):
+        m = v - lag
+        if m > 0:
+            sig2[:, :m, lag - 1] = (noise_multiplier * clip / (counts[:, None] * np.sqrt(var[:, :m] * var[:, lag:]))) ** 2
+            valid[:, :m, lag - 1] = True
+    out, info = shrink_bands(b, sig2, valid)
+    return out, info["kept_fraction"]
+
+
+def label_noise(genotypes: np.ndarray, labels: np.ndarray, vocab: Sequence[str], window: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampling noise of a plain band: variance ``1 / (n_k - 1)`` of a null correlation of ``n_k`` people.
+
+    genotypes : float, shape (N, V) filled dosages; labels : str, shape (N,)
+    -> noise variance float64 (L, 1, 1), valid bool (L, V, W) (both SNPs vary in the label and
+    ``j + l < V``), counts float64 (L,).
+    """
+    v = genotypes.shape[1]
+    counts = np.array([float((labels == lab).sum()) for lab in vocab])  # (L,)
+    valid = np.zeros((len(vocab), v, window), dtype=bool)
+    for k, lab in enumerate(vocab):
+        rows = genotypes[labels == lab]
+        if len(rows) < 3:
+            continue
+        varies = rows.var(axis=0) > 1e-12  # (V,)
+        for lag in range(1, window + 1):
+            if lag < v:
+                valid[k, : v - lag, lag - 1] = varies[: v - lag] & varies[lag:]
+    noise = (1.0 / np.maximum(counts - 1.0, 1.0))[:, None, None]
+    return noise, valid, counts
+
+
+def usable_pairs(kprev: np.ndarray, window: int) -> np.ndarray:
+    """bool, shape (V, window): pair (j, j+l) is one that decoding conditions on (``kprev[j+l] >= l``)."""
+    v = len(kprev)
+    out = np.zeros((v, window), dtype=bool)
+    for lag in range(1, window + 1):
+        if lag < v:
+            out[: v - lag, lag - 1] = kprev[lag:] >= lag
+    return out
+
+
+def supported_window(bands: np.ndarray, *, tol: float = KEEP_TOL) -> int:
+    """The band the data support: the last lag where some label keeps ``|r| >= tol`` (at least 1).
+
+    bands : float, shape (L, V, W) -> int in 1..W
+    """
+    strong = (np.abs(bands) >= tol).any(axis=(0, 1))  # (W,)
+    return int(np.flatnonzero(strong).max()) + 1 if strong.any() else 1

@@ -1,0 +1,177 @@
+"""Thin data (issue 21): few unphased people per population with missing calls, against held-out people.
+
+Cohort (a) of issue 21: the shared 1000 Genomes 805-SNP data (../shared/data/1000g_805, or
+$GENOSYNTH_805) made unphased (haplotype pairs summed), thinned to ``--per-pop`` (15) training
+people per population (26 populations) with ``--missing`` (3 %) of their calls set missing at
+random, positions as given; ``--holdout-per-pop`` (10) other people per population are held out
+(complete calls). The default generator (``GeneratorConfig()``, epochs shortened by flags if asked)
+is trained once and sampled with the default decoding twice: AFTER, with the correlation prior
+training stores now (shrunk by its sampling noise, band chosen from the data), and BEFORE, with the
+unshrunk prior of the full band swapped in (the same networks; only the prior differs). Also:
+plain decoding (no correlation guidance) and the independent-SNP baseline
+(:func:`genosynth.evaluate.baselines.independent_snps_generator`, per population).
+
+Everything is scored by :func:`genosynth.evaluate.evaluate` against the held-out people; the
+table (printed, and written as JSON) holds per set: LD decay within super population per distance
+bin as synthetic / real (held-out) r², the synthetic-vs-training correlation match (near pairs
+within super population, and random pairs pooled; the holdout row is a fresh real sample's match),
+PCA energy distance, TSTR for population and super population, AF r, MIA AUC, AATS and identical
+people.
+
+    nice -n 5 python benchmarks/bench_thin.py --json benchmarks/results/thin_805.json \\
+        [--vae-epochs 10 --dit-epochs 50] [--checkpoint /tmp/thin.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+KEYS = ("ld_r_near_within", "ld_r_all", "energy_distance", "tstr_pop_lr", "tstr_super_pop_lr", "af_r", "mia_auc",
+        "aats", "identical_to_train")
+
+
+def thin_cohort(*, per_pop: int, holdout_per_pop: int, missing: float, seed: int):
+    """(train, holdout): unphased 805-SNP people, ``per_pop`` / ``holdout_per_pop`` per population."""
+    from genosynth.io import read_cohort
+
+    root = os.environ.get("GENOSYNTH_805", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                         "shared", "data", "1000g_805"))
+    full = read_cohort(hapt=os.path.join(root, "haplotypes.hapt.gz"), legend=os.path.join(root, "snps.legend"),
+                       samples=os.path.join(root, "panel.tsv")).unphased()
+    rng = np.random.default_rng(seed)
+    pops = full.labels("pop")
+    tr, ho = [], []
+    for p in sorted(set(pops.tolist())):
+        idx = rng.permutation(np.flatnonzero(pops == p))
+        tr.append(idx[:per_pop])
+        ho.append(idx[per_pop:per_pop + holdout_per_pop])
+    train = full.subset(samples=np.sort(np.concatenate(tr)))
+    holdout = full.subset(samples=np.sort(np.concatenate(ho)))
+    g = train.alleles.copy()  # (N, V) int8 ALT counts
+    g[rng.random(g.shape) < missing] = -1
+    return dataclasses.replace(train, alleles=g), holdout
+
+
+def train_model(train, a, say):
+    """The default generator (epochs by flags), loaded from ``--checkpoint`` when it exists."""
+    from genosynth.models.config import GeneratorConfig
+    from genosynth.sampling.generator import Generator
+    from genosynth.training.plain import train_generator
+
+    if a.checkpoint and os.path.exists(a.checkpoint):
+        return Generator.load(a.checkpoint), 0.0
+    cfg = GeneratorConfig()
+    changes = {k: v for k, v in (("vae_epochs", a.vae_epochs), ("dit_epochs", a.dit_epochs)) if v is not None}
+    if changes:
+        cfg = cfg.replace(training=changes)
+    t = time.perf_counter()
+    model = train_generator(train, config=cfg, seed=a.seed, checkpoint=a.checkpoint, log=say if a.verbose else None)
+    return model, time.perf_counter() - t
+
+
+def synthetic_sets(model, train, a, timings: dict) -> dict:
+    """AFTER (stored shrunk prior), BEFORE (unshrunk prior swapped in), plain decoding, independent SNPs."""
+    from genosynth.evaluate.baselines import independent_snps_generator
+    from genosynth.models.ld_prior import CorrelationPrior
+    from genosynth.training.ld_fit import plain_correlation_prior
+
+    n = a.n or train.n_samples
+    sets = {}
+    shrunk = model.corr_prior
+    unshrunk = CorrelationPrior.from_state_dict(
+        plain_correlation_prior(train, model.config, model.vocabulary, shrink=False))
+    for name, prior, method in (("after_shrunk", shrunk, None), ("before_unshrunk", unshrunk, None),
+                                ("plain_decoding", shrunk, "none")):
+        model.corr_prior = prior
+        model._corr_cache.clear()  # the decoding cache belongs to one prior
+        t = time.perf_counter()
+        sets[name] = model.sample(n, seed=a.seed + 1, corr_guidance=method)
+        timings[f"sample_{name}"] = time.perf_counter() - t
+    model.corr_prior = shrunk
+    sets["independent"] = independent_snps_generator(train, n=n, label_column="pop", seed=a.seed + 2)
+    return sets, {"shrunk": _prior_summary(shrunk), "unshrunk": _prior_summary(unshrunk)}
+
+
+def _prior_summary(prior) -> dict:
+    b = prior.bands.astype(np.float64)
+    return {"window": int(prior.window), "mean_r2": float((b ** 2).mean()), "max_abs_r": float(np.abs(b).max()),
+            "n_abs_r_ge_0.3": int((np.abs(b) >= 0.3).sum()),
+            "kept_fraction": (prior.info.get("shrinkage") or {}).get("kept_fraction")}
+
+
+def score(train, holdout, sets: dict, seed: int) -> tuple[dict, list]:
+    """The table per set (holdout = fresh real people) and the LD-decay bin edges."""
+    from genosynth.evaluate import EvalConfig, evaluate, summary
+
+    res = evaluate(train, holdout, sets, label_column="super_pop", config=EvalConfig(), seed=seed)
+    real = res["fidelity"]["holdout"]["ld"]["decay_within"]
+    table = {}
+    for name in ["holdout", *sets]:
+        s = summary(res, name)
+        row = {k: s.get(k) for k in KEYS}
+        if name == "holdout":
+            row["tstr_pop_lr"], row["tstr_super_pop_lr"] = s.get("trtr_pop_lr"), s.get("trtr_super_pop_lr")
+        dec = res["fidelity"][name]["ld"]["decay_within"]
+        row["ld_decay_within"] = dec
+        row["ld_decay_ratio"] = [None if (x is None or r is None or r == 0) else x / r for x, r in zip(dec, real)]
+        table[name] = row
+    return table, list(res["config"]["ld_decay_edges_bp"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--per-pop", type=int, default=15, help="training people per population")
+    ap.add_argument("--holdout-per-pop", type=int, default=10, help="held-out people per population")
+    ap.add_argument("--missing", type=float, default=0.03, help="fraction of training calls set missing")
+    ap.add_argument("--n", type=int, default=None, help="synthetic people per set (default: train size)")
+    ap.add_argument("--vae-epochs", type=int, default=None)
+    ap.add_argument("--dit-epochs", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--checkpoint", default=None, help="reuse/write the trained generator here")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--verbose", action="store_true", help="training log lines")
+    ap.add_argument("--json", required=True)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    train, holdout = thin_cohort(per_pop=a.per_pop, holdout_per_pop=a.holdout_per_pop, missing=a.missing,
+                                 seed=a.seed)
+    model, timings["train"] = train_model(train, a, print)
+    sets, priors = synthetic_sets(model, train, a, timings)
+    t = time.perf_counter()
+    table, edges = score(train, holdout, sets, a.seed)
+    timings["evaluate"] = time.perf_counter() - t
+    out = {"n_variants": train.n_variants, "n_train": train.n_samples, "n_holdout": holdout.n_samples,
+           "missing_in_train": float((train.alleles < 0).mean()), "per_pop": a.per_pop,
+           "label_column": model.config.label_column, "epochs": [model.config.training.vae_epochs,
+                                                                  model.config.training.dit_epochs],
+           "seed": a.seed, "priors": priors, "table": table, "ld_decay_edges_bp": edges, "timings": timings,
+           "total_s": time.perf_counter() - t0, "load_avg": os.getloadavg(),
+           "argv": sys.argv if argv is None else argv,
+           "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                       "threads": a.threads}}
+    os.makedirs(os.path.dirname(os.path.abspath(a.json)), exist_ok=True)
+    with open(a.json, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=2, default=float)
+    print("priors", json.dumps(priors))
+    print("decay edges (bp)", edges)
+    for name, row in table.items():
+        ratio = " ".join("-" if v is None else f"{v:.2f}" for v in row["ld_decay_ratio"])
+        print(f"{name:>16} " + " ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                                        for k in KEYS) + f" decay_ratio=[{ratio}]")
+    print("timings", {k: round(v, 1) for k, v in timings.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
