@@ -5,6 +5,7 @@ two haplotypes of the same label make one person.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator
 import numpy as np
@@ -62,6 +63,46 @@ def pair_order(z: torch.Tensor, labels: torch.Tensor, *, n_pcs: int = 8) -> torc
     return order
 
 
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module):
+    """Parameters of ``module`` without ``requires_grad`` inside the block (restored after): a
+    backward pass then skips the weight gradients (a third of its matrix products) and leaves no
+    ``.grad`` on the model."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of sampling block ``block`` of a run with ``seed`` (independent streams per block).
+
+    >>> block_seed(0, 0) != block_seed(0, 1) != block_seed(1, 0)
+    True
+    """
+    return int(np.random.SeedSequence([int(seed), int(block)]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _rebatch(blocks: Iterator[np.ndarray], batch_size: int, *, per_person: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Regroup blocks of rows into ``(first person, rows)`` batches of ``batch_size`` people."""
+    pending: list[np.ndarray] = []
+    have, start = 0, 0
+    want = batch_size * per_person
+    for rows in blocks:  # (b*P, V)
+        pending.append(rows)
+        have += rows.shape[0]
+        while have >= want:
+            allrows = np.concatenate(pending) if len(pending) > 1 else pending[0]
+            yield start, allrows[:want]
+            pending, have, start = [allrows[want:]], have - want, start + batch_size
+    if have:
+        yield start, np.concatenate(pending)
+
+
 class Generator:
     """A trained generator: VAE decoder + EMA DiT + diffusion, ready to sample.
 
@@ -90,6 +131,11 @@ class Generator:
         # genosynth.sampling.ancestry
         self.ancestry_spread: dict | None = meta.get("ancestry_spread")
         self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
+        # people drawn together (latent guidance and pairing see one block; each block has its own
+        # random stream), so a seed gives the same rows for any batch size
+        self.block_size: int = int(config.sampling.batch_size)
+        self.decode_rows: int = 128  # rows per decoder call: a block's temporaries stay in the CPU cache
+        self.corr_options: dict = {}  # CorrGuideConfig fields to override at sampling, e.g. {"latent_steps": 12}
         self.device = torch.device("cpu")
         self.path: str | None = None  # the checkpoint file, when loaded from one (its digest goes in file headers)
 
@@ -144,8 +190,11 @@ class Generator:
                     guidance: float | None = None, argmax: bool | None = None,
                     temperature: float | None = None, eta: float | None = None,
                     corr_guidance: str | None = None, pheno: torch.Tensor | None = None,
-                    pheno_guidance: float | None = None) -> torch.Tensor:
+                    pheno_guidance: float | None = None, cache: dict | None = None) -> torch.Tensor:
         """Draw allele rows (haplotypes or genotypes) for label indices (and phenotypes).
+
+        cache : dict, optional - per-label copula factors reused across the calls of one run
+            (:meth:`iter_batches` passes a fresh one per run); None = the model's own cache.
 
         pheno : int64, shape (B,), optional - 1 case, 0 control (phenotype models only); None
             samples the phenotype-unconditional (null) condition.
@@ -178,12 +227,14 @@ class Generator:
         if method != "none" and not argmax and self.corr_prior is not None:
             # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
             prior = self.corr_prior
-            cfg = CorrGuideConfig(method=method, window=int(prior.info.get("copula_window", prior.window)),
-                                  latent_window=prior.window)
-            cache = self._corr_cache.setdefault((method, steps, guidance, pheno_guidance, temperature, eta), {})
-            return guided_decode(decode, z / self.latent_scale, y, prior, rng=rng,
-                                 config=cfg, chrom=self.variants["chrom"].to_numpy(),
-                                 pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
+            cfg = CorrGuideConfig(**{"window": int(prior.info.get("copula_window", prior.window)),
+                                     "latent_window": prior.window, **self.corr_options, "method": method})
+            key = (method, steps, guidance, pheno_guidance, temperature, eta, tuple(sorted(self.corr_options.items())))
+            cache = (self._corr_cache if cache is None else cache).setdefault(key, {})
+            with _frozen(self.vae):  # guidance needs gradients of the latents only, not of the weights
+                return guided_decode(decode, z / self.latent_scale, y, prior, rng=rng,
+                                     config=cfg, chrom=self.variants["chrom"].to_numpy(),
+                                     pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
         logits = decode(z / self.latent_scale, y)  # (B, K, V)
         u_logits = logits.cpu()
         return sample_alleles(u_logits, rng=rng, argmax=argmax, temperature=temperature)
@@ -228,7 +279,9 @@ class Generator:
         A model calibrated per (label, phenotype) group uses group ``2 y + pheno``; without
         ``pheno`` it uses the case-fraction-weighted mean of the label's two corrections.
         """
-        logits = self.vae.decode(z, y)  # (B, K, V)
+        rows = self.decode_rows
+        logits = torch.cat([self.vae.decode(z[s:s + rows], None if y is None else y[s:s + rows])  # (rows, K, V) each
+                            for s in range(0, max(z.shape[0], 1), rows)])  # (B, K, V)
         if self.calibration is not None:
             cal = self.calibration.to(logits.device)
             if not self.calibration_by_phenotype:
@@ -252,6 +305,10 @@ class Generator:
         People are in a seeded random label order; sample ids are ``{id_prefix}{k:07d}``.
         ``cases`` (phenotype models): how many of each label's people are cases, the rest
         controls; the phenotype goes to the ``phenotype`` column (1 case, 0 control).
+
+        People are drawn in blocks of ``self.block_size`` (the model's ``sampling.batch_size``),
+        each from its own random stream (:func:`block_seed`), and regrouped into batches of
+        ``batch_size``: the same ``seed`` gives byte-identical rows for any ``batch_size``.
         """
         batch_size = batch_size or self.config.sampling.batch_size
         gen = torch.Generator().manual_seed(int(seed))
@@ -265,15 +322,17 @@ class Generator:
         perm = torch.randperm(len(people), generator=gen).numpy()
         people = people[perm]
         phenos = None if phenos is None else phenos[perm]
-        per_person = 2 if self.phased else 1
         column = self.config.label_column
-        for start in range(0, len(people), batch_size):
+        options = dict(steps=steps, guidance=guidance, argmax=argmax, temperature=temperature, eta=eta,
+                       corr_guidance=corr_guidance, pheno_guidance=pheno_guidance)
+        # copula factors are solved from the run's first blocks; kept per request, so repeating a
+        # request (another format, same seed) reuses them and no run depends on an earlier one
+        cache = self._corr_cache.setdefault(("run", int(seed), tuple(counts.items()),
+                                             None if cases is None else tuple(cases.items())), {})
+        blocks = self._iter_blocks(people, phenos, seed=int(seed), options=options, cache=cache, first=gen)
+        for start, rows in _rebatch(blocks, batch_size, per_person=2 if self.phased else 1):
             lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
             ph = None if phenos is None else torch.from_numpy(phenos[start:start + batch_size])  # (b,)
-            rows = self.sample_rows(lab.repeat_interleave(per_person), rng=gen, steps=steps,
-                                    guidance=guidance, argmax=argmax, temperature=temperature,
-                                    eta=eta, corr_guidance=corr_guidance, pheno_guidance=pheno_guidance,
-                                    pheno=None if ph is None else ph.repeat_interleave(per_person))  # (b*P, V)
             names = np.array(self.vocabulary, dtype=object)[lab.numpy()]
             ids = [f"{id_prefix}{k:07d}" for k in range(start + 1, start + len(lab) + 1)]
             extra = {} if column in ("pop", "super_pop") else {column: list(names)}
@@ -290,8 +349,29 @@ class Generator:
                 meta["phenotype_column"] = self.phenotype_column
             if self.privacy:
                 meta["privacy"] = self.privacy
-            yield Cohort(alleles=rows.numpy(), variants=self.variants, samples=samples,
+            yield Cohort(alleles=rows, variants=self.variants, samples=samples,
                          phased=self.phased, ploidy=2, meta=meta)
+
+    def _iter_blocks(self, people: np.ndarray, phenos: np.ndarray | None, *, seed: int,
+                     options: dict, cache: dict, first: torch.Generator) -> Iterator[np.ndarray]:
+        """Rows of ``block_size`` people at a time, block ``k`` drawn from its own generator
+        (:func:`block_seed`), so that the rows do not depend on how callers batch them.
+
+        Block 0 continues ``first`` (the generator that drew the label order), as every batch did
+        before blocks existed: a run of up to ``block_size`` people draws what it always drew.
+
+        people, phenos : int64, shape (N,) label (and phenotype) per person -> int8, shape (b*P, V) per block
+        """
+        per_person = 2 if self.phased else 1
+        block = max(1, int(self.block_size))
+        for k, start in enumerate(range(0, len(people), block)):
+            rng = first if k == 0 else torch.Generator().manual_seed(block_seed(seed, k))
+            lab = torch.from_numpy(people[start:start + block])  # (b,)
+            ph = None if phenos is None else torch.from_numpy(phenos[start:start + block])  # (b,)
+            rows = self.sample_rows(lab.repeat_interleave(per_person), rng=rng, cache=cache,
+                                    pheno=None if ph is None else ph.repeat_interleave(per_person),
+                                    **options)  # (b*P, V)
+            yield rows.numpy()
 
     def sample(self, n: int | None = None, *, labels: str | dict | None = None, seed: int = 0,
                steps: int | None = None, guidance: float | None = None, argmax: bool | None = None,

@@ -423,6 +423,8 @@ def band_correlation_from_moments(m: torch.Tensor, e2: torch.Tensor, window: int
     mc = m - mbar  # (n, V)
     n, v = m.shape
     w = int(window)
+    if w <= _LAG_LOOP_MAX:
+        return _band_by_lag(mc, var, w), mbar
     padded = torch.nn.functional.pad(mc, (0, 2 * w))  # (n, V + 2w)
     var_padded = torch.nn.functional.pad(var, (0, 2 * w), value=1.0)  # (V + 2w,)
     blocks = []
@@ -437,6 +439,30 @@ def band_correlation_from_moments(m: torch.Tensor, e2: torch.Tensor, window: int
     lags = torch.arange(1, w + 1, device=m.device)  # (w,)
     inside = (torch.arange(v, device=m.device)[:, None] + lags[None]) < v  # (V, w)
     return torch.cat(blocks) * inside, mbar
+
+
+def _band_by_lag(mc: torch.Tensor, var: torch.Tensor, w: int) -> torch.Tensor:
+    """:func:`band_correlation_from_moments` for narrow bands: one elementwise pass per lag.
+
+    For a few lags this avoids the ``V / w`` tiny matrix products of the block form (thousands of
+    Python-level operations per call at ``w = 4``); the values are the same. Slices are views, so
+    the backward pass is deterministic.
+
+    mc : float, shape (n, V) centred dosages; var : float, shape (V,) -> float, shape (V, w)
+    """
+    n, v = mc.shape
+    cols = []
+    for lag in range(1, w + 1):
+        if lag >= v:
+            cols.append(mc.new_zeros(v))
+            continue
+        cov = (mc[:, : v - lag] * mc[:, lag:]).sum(0) / n  # (V - lag,)
+        corr = cov / (var[: v - lag] * var[lag:]).sqrt()  # (V - lag,)
+        cols.append(torch.nn.functional.pad(corr, (0, lag)))  # (V,) 0 where j + lag >= V
+    return torch.stack(cols, dim=1)  # (V, w)
+
+
+_LAG_LOOP_MAX = 16  # bands up to this many lags: elementwise per lag; wider: blocks of matrix products
 
 
 def latent_guidance(
@@ -493,6 +519,7 @@ def latent_guidance(
         raise InputError(f"the prior was fitted on {v} SNPs but the decoder gives {m0.shape[1]}")
     anchors = {lab: m0[rows].mean(0) for lab, rows in groups}  # (V,) each: the allele frequencies to keep
     kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=cfg.max_bp if pos is not None else None)
+    w = max(1, min(w, int(kprev.max(initial=0))))  # lags past the widest constrained one carry no loss
     mask = _pair_mask(kprev, v, w)  # (V, w)
     targets = {lab: torch.from_numpy(prior.band(lab)[:, :w]).float() for lab, _ in groups}
     denominator = mask.sum().clamp_min(1)
