@@ -65,16 +65,10 @@ def train(train_cohort, args) -> dict:
     epochs = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if epochs:
         cfg = cfg.replace(training=epochs)
-    marks: dict[str, list[float]] = {}
-
-    def callback(stage: str, epoch: int) -> None:
-        marks.setdefault(stage, []).append(time.perf_counter())
-
     t0 = time.perf_counter()
-    model = train_generator(train_cohort, config=cfg, seed=args.seed, checkpoint=args.out + ".pt",
-                            progress=True, callback=callback)
+    model = train_generator(train_cohort, config=cfg, seed=args.seed, checkpoint=args.out + ".pt", progress=True)
     total = time.perf_counter() - t0
-    per_epoch = {s: float(np.median(np.diff(m))) for s, m in marks.items() if len(m) >= 2 and not s.endswith("_done")}
+    per_epoch = {s: float(np.median(v)) for s, v in model.meta["epoch_seconds"].items() if v}
     return {"train_s": total, "s_per_epoch": per_epoch, "train_peak_rss_mb": peak_mb(),
             "config": cfg.to_dict(), "vae_params": sum(p.numel() for p in model.vae.parameters()),
             "dit_params": sum(p.numel() for p in model.dit.parameters())}

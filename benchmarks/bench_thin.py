@@ -69,7 +69,7 @@ def train_model(train, a, say):
 
     if a.checkpoint and os.path.exists(a.checkpoint):
         return Generator.load(a.checkpoint), 0.0
-    cfg = GeneratorConfig()
+    cfg = GeneratorConfig().replace(label_column=a.label_column)
     changes = {k: v for k, v in (("vae_epochs", a.vae_epochs), ("dit_epochs", a.dit_epochs)) if v is not None}
     if changes:
         cfg = cfg.replace(training=changes)
@@ -89,8 +89,8 @@ def synthetic_sets(model, train, a, timings: dict) -> dict:
     shrunk = model.corr_prior
     unshrunk = CorrelationPrior.from_state_dict(
         plain_correlation_prior(train, model.config, model.vocabulary, shrink=False))
-    for name, prior, method in (("after_shrunk", shrunk, None), ("before_unshrunk", unshrunk, None),
-                                ("plain_decoding", shrunk, "none")):
+    runs = [("after_shrunk", shrunk, None), ("before_unshrunk", unshrunk, None), ("plain_decoding", shrunk, "none")]
+    for name, prior, method in (runs[:1] if a.only_default else runs):
         model.corr_prior = prior
         model._corr_cache.clear()  # the decoding cache belongs to one prior
         t = time.perf_counter()
@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     ap.add_argument("--vae-epochs", type=int, default=None)
     ap.add_argument("--dit-epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--label-column", default="super_pop", help="what the generator conditions on (pop: hierarchical)")
+    ap.add_argument("--only-default", action="store_true", help="sample the default decoding only (no BEFORE/plain sets)")
     ap.add_argument("--checkpoint", default=None, help="reuse/write the trained generator here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verbose", action="store_true", help="training log lines")
