@@ -75,3 +75,43 @@ def test_duplicate_ids_are_refused():
 def test_text_extra_columns_are_object_dtype():
     s = make_samples(["a", "b"], tag=["Real", "Syn"], score=[0.5, 1.5])
     assert s["tag"].dtype == object and s["score"].dtype == np.float64
+
+
+# ------------------------------------------------------------------ joining chromosomes (issue 17)
+def _part(chrom, n_var, *, phased, samples=("a", "b"), seed=0):
+    rng = np.random.default_rng(seed)
+    rows = len(samples) * (2 if phased else 1)
+    a = rng.integers(0, 2 if phased else 3, size=(rows, n_var)).astype(np.int8)
+    v = make_variants(chrom=[chrom] * n_var, pos=np.arange(1, n_var + 1) * 100, ref=["A"] * n_var, alt=["T"] * n_var)
+    return Cohort(alleles=a, variants=v, samples=make_samples(list(samples), pop=["GBR", "YRI"]), phased=phased,
+                  meta={"source": f"{chrom}.vcf.gz", "skipped": {"non-SNP": 1}})
+
+
+def test_concat_variants_joins_chromosomes_side_by_side():
+    from genosynth.cohort import concat_variants
+
+    one, two = _part("1", 3, phased=True, seed=1), _part("2", 2, phased=True, seed=2)
+    joined = concat_variants([one, two], names=["c1", "c2"])
+    assert joined.phased and joined.n_variants == 5
+    np.testing.assert_array_equal(joined.alleles, np.concatenate([one.alleles, two.alleles], axis=1))
+    assert list(joined.variants["chrom"]) == ["1"] * 3 + ["2"] * 2
+    assert joined.meta["sources"] == ["1.vcf.gz", "2.vcf.gz"] and joined.meta["skipped"] == {"non-SNP": 2}
+    assert joined.samples.equals(one.samples)
+    mixed = concat_variants([one, _part("3", 2, phased=False, seed=3)])
+    assert not mixed.phased  # one unphased part: all joined as genotypes
+    np.testing.assert_array_equal(mixed.alleles[:, :3], one.genotypes())
+    assert concat_variants([one]) is one
+
+
+def test_concat_variants_refuses_other_people_and_duplicate_ids():
+    from genosynth.cohort import concat_variants
+
+    one = _part("1", 2, phased=False)
+    with pytest.raises(InputError, match="same people in the same order"):
+        concat_variants([one, _part("2", 2, phased=False, samples=("b", "a"))], names=["x", "y"])
+    with pytest.raises(InputError, match="y has other sample ids"):
+        concat_variants([one, _part("2", 2, phased=False, samples=("a", "c"))], names=["x", "y"])
+    with pytest.raises(InputError, match="duplicate variant ids"):
+        concat_variants([one, _part("1", 2, phased=False)])
+    with pytest.raises(InputError, match="no cohort"):
+        concat_variants([])

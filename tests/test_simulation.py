@@ -491,3 +491,110 @@ def test_tstrait_trait_refuses_what_it_cannot_do():
         simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=5, heritability=0.0))
     with pytest.raises(InputError, match="--length-mb"):
         simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=10_000))
+
+
+# ---------------------------------------------------------------------------------- several chromosomes (issue 17)
+def test_several_chromosomes_share_the_people_and_are_independent():
+    one = simulate_cohort(n_samples=60, sequence_length=150_000, seed=9)
+    many = simulate_cohort(n_samples=60, sequence_length=150_000, seed=9, chromosomes=3)
+    assert many.phased and many.n_samples == 60
+    assert many.samples.equals(one.samples)  # the same people, populations and sexes
+    chrom = many.variants["chrom"].to_numpy()
+    assert list(dict.fromkeys(chrom)) == ["1", "2", "3"]
+    first = chrom == "1"
+    assert np.array_equal(many.alleles[:, first], one.alleles)  # chromosome 1 = the one-chromosome run
+    assert many.variants[first].reset_index(drop=True).equals(one.variants)
+    for name in ("2", "3"):
+        pos = many.variants["pos"].to_numpy()[chrom == name]
+        assert len(pos) > 20 and (np.diff(pos) > 0).all() and pos.max() <= 150_000
+    a2, a3 = many.alleles[:, chrom == "2"], many.alleles[:, chrom == "3"]
+    n = min(a2.shape[1], a3.shape[1])
+    assert not np.array_equal(a2[:, :n], a3[:, :n])  # other seeds, other genealogies
+    # Independent chromosomes: no LD between them beyond sampling noise (after removing population means).
+    pops = many.labels("pop").repeat(2)
+    x = many.alleles.astype(float)
+    for p in np.unique(pops):
+        x[pops == p] -= x[pops == p].mean(axis=0)
+    x /= np.maximum(x.std(axis=0), 1e-9)
+    r = (x[:, chrom == "1"].T @ x[:, chrom == "2"]) / x.shape[0]  # (V1, V2)
+    assert np.mean(r ** 2) < 3.0 / x.shape[0]
+    s = many.meta["simulation"]
+    assert [c["chrom"] for c in s["per_chromosome"]] == ["1", "2", "3"]
+    assert [c["snps"] for c in s["per_chromosome"]] == [int((chrom == k).sum()) for k in ("1", "2", "3")]
+    assert s["snps"] == many.n_variants and s["total_length"] == 450_000
+    assert s["chromosomes"] == ["1", "2", "3"]
+    json.dumps(many.meta)
+    again = simulate_cohort(n_samples=60, sequence_length=150_000, seed=9, chromosomes=["1", "2", "3"])
+    assert np.array_equal(again.alleles, many.alleles) and again.variants.equals(many.variants)
+
+
+def test_chromosome_names_lengths_and_max_snps_per_chromosome():
+    c = simulate_cohort(n_samples=40, sequence_length=[200_000, 100_000], chromosomes=["chr2", "chrX"],
+                        max_snps=30, seed=4)
+    counts = c.variants["chrom"].value_counts().to_dict()
+    assert counts == {"chr2": 30, "chrX": 30}
+    per = c.meta["simulation"]["per_chromosome"]
+    assert [(p["chrom"], p["sequence_length"]) for p in per] == [("chr2", 200_000), ("chrX", 100_000)]
+    assert all(p["snps_after_maf"] > 30 for p in per)
+    assert c.variants["id"].str.startswith(("chr2:", "chrX:")).all()
+    via_lengths = simulate_cohort(n_samples=40, chromosome_lengths=(200_000, 100_000), chromosomes=("chr2", "chrX"),
+                                  max_snps=30, seed=4)
+    assert np.array_equal(via_lengths.alleles, c.alleles)
+
+
+def test_phenotype_on_several_chromosomes():
+    c = simulate_cohort(n_samples=120, sequence_length=100_000, chromosomes=4, seed=3,
+                        phenotype=PhenotypeSpec(n_causal=40, heritability=0.8))
+    t = c.meta["truth"]
+    assert len({row["chrom"] for row in t["causal"]}) >= 3  # causal SNPs drawn over the whole genome
+    assert [x["chrom"] for x in t["chromosomes"]] == ["1", "2", "3", "4"]
+    assert sum(x["snps"] for x in t["chromosomes"]) == c.n_variants
+    idx = [row["index"] for row in t["causal"]]
+    assert [c.variants["chrom"].iat[i] for i in idx] == [row["chrom"] for row in t["causal"]]
+    assert abs(c.samples["phenotype"].mean() - 0.3) < 0.02
+
+
+def test_unphased_with_missing_calls():
+    kw = dict(n_samples=100, sequence_length=200_000, seed=8, chromosomes=2)
+    full = simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=5))
+    thin = simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=5), phased=False, missing_rate=0.05)
+    assert not thin.phased and thin.alleles.shape == (100, full.n_variants)
+    missing = thin.alleles < 0
+    assert abs(missing.mean() - 0.05) < 0.006
+    assert np.array_equal(thin.alleles[~missing], full.genotypes()[~missing])  # only calls were hidden
+    assert thin.samples.equals(full.samples) and thin.meta["truth"] == full.meta["truth"]  # trait on full data
+    assert thin.meta["simulation"]["missing_rate"] == 0.05 and thin.meta["simulation"]["phased"] is False
+    again = simulate_cohort(**kw, phenotype=PhenotypeSpec(n_causal=5), phased=False, missing_rate=0.05)
+    assert np.array_equal(again.alleles, thin.alleles)
+    phased = simulate_cohort(**kw, missing_rate=0.1)
+    h = phased.haplotypes()  # (N, 2, V)
+    assert phased.phased and np.array_equal(h[:, 0] < 0, h[:, 1] < 0)  # a missing call hides both alleles
+    assert abs((h[:, 0] < 0).mean() - 0.1) < 0.01
+    assert np.array_equal(phased.alleles[phased.alleles >= 0], full.alleles[phased.alleles >= 0])
+
+
+def test_set_missing_at_random_rate_and_independence_of_blocks():
+    c = simulate_cohort(n_samples=50, sequence_length=100_000, maf=0.0, seed=2, phased=False)
+    before = c.alleles.copy()
+    sim.set_missing_at_random(c, 0.3, rng=np.random.default_rng(1), block=7)
+    hit = c.alleles < 0
+    assert 0.25 < hit.mean() < 0.35 and np.array_equal(c.alleles[~hit], before[~hit])
+    with pytest.raises(InputError, match="--missing-rate"):
+        sim.set_missing_at_random(c, 1.0, rng=np.random.default_rng(1))
+
+
+@pytest.mark.parametrize(
+    "kw, fix",
+    [
+        (dict(chromosomes=0), "--chromosomes"),
+        (dict(chromosomes=["1", "1"]), "listed twice"),
+        (dict(chromosomes=["1", "a b"]), "without spaces"),
+        (dict(chromosomes=3, sequence_length=[50_000, 60_000]), "one length for all or one per chromosome"),
+        (dict(chromosomes=2, sequence_length=[50_000, 10]), "--length-mb"),
+        (dict(missing_rate=1.0), "missing_rate"),
+        (dict(chromosomes=2, phenotype=PhenotypeSpec(n_causal=3), trait_model="tstrait"), "--trait-model genosynth"),
+    ],
+)
+def test_bad_chromosome_options_name_the_fix(kw, fix):
+    with pytest.raises(InputError, match=re.escape(fix)):
+        simulate_cohort(**({"n_samples": 30, "sequence_length": 50_000} | kw))

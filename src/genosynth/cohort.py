@@ -278,6 +278,65 @@ class Cohort:
         return f"Cohort({self.n_samples} samples x {self.n_variants} variants, {kind}, ploidy={self.ploidy})"
 
 
+def concat_variants(cohorts, *, names=None) -> Cohort:
+    """Join cohorts of the same people along the variants: one file per chromosome -> one cohort.
+
+    Parameters
+    ----------
+    cohorts : sequence of Cohort
+        The same sample ids in the same order and the same ploidy; variants in the given order
+        (chromosome after chromosome). When some are phased and others not, all are joined as
+        genotypes (phase dropped).
+    names : sequence of str, optional
+        What each cohort was read from, for error messages and ``meta["sources"]``.
+
+    Returns
+    -------
+    Cohort
+        ``alleles`` of the parts side by side (int8, shape (rows, sum of n_variants)); the sample
+        table of the first part; ``meta["sources"]`` the parts' sources and ``meta["skipped"]``
+        their summed skipped-record counts.
+
+    >>> a = Cohort(np.zeros((2, 1), np.int8), make_variants(chrom=["1"], pos=[5], ref=["A"], alt=["C"]),
+    ...            make_samples(["x", "y"]), phased=False)
+    >>> b = Cohort(np.ones((2, 2), np.int8), make_variants(chrom=["2", "2"], pos=[1, 9], ref=["G", "G"],
+    ...            alt=["T", "A"]), make_samples(["x", "y"]), phased=False)
+    >>> joined = concat_variants([a, b])
+    >>> joined.n_variants, list(joined.variants["chrom"])
+    (3, ['1', '2', '2'])
+    """
+    cohorts = list(cohorts)
+    names = [str(n) for n in names] if names is not None else [f"part {k + 1}" for k in range(len(cohorts))]
+    if not cohorts:
+        raise InputError("no cohort to join; give one file per chromosome")
+    if len(cohorts) == 1:
+        return cohorts[0]
+    first = cohorts[0]
+    ids = first.samples["sample"].astype(str).tolist()
+    for c, name in zip(cohorts[1:], names[1:]):
+        other = c.samples["sample"].astype(str).tolist()
+        if other != ids:
+            what = "other sample ids" if set(other) != set(ids) else "the same sample ids in another order"
+            raise InputError(f"{name} has {what} than {names[0]} ({len(other)} vs {len(ids)} samples); files "
+                             "joined by chromosome must hold the same people in the same order (bcftools view -S "
+                             "samples.txt, or plink2 --indiv-sort f samples.txt, then join)")
+        if c.ploidy != first.ploidy:
+            raise InputError(f"{name} has ploidy {c.ploidy}, {names[0]} {first.ploidy}; join files of one ploidy")
+    phased = all(c.phased for c in cohorts)
+    parts = [c if phased else c.unphased() for c in cohorts]
+    alleles = np.concatenate([c.alleles for c in parts], axis=1)  # (rows, V_total)
+    variants = pd.concat([c.variants for c in parts], ignore_index=True)
+    skipped: dict[str, int] = {}
+    for c in parts:
+        for key, count in c.meta.get("skipped", {}).items():
+            skipped[key] = skipped.get(key, 0) + int(count)
+    meta = {**first.meta, "sources": [c.meta.get("source", n) for c, n in zip(parts, names)]}
+    if skipped:
+        meta["skipped"] = skipped
+    return Cohort(alleles=alleles, variants=variants, samples=first.samples.copy(), phased=phased,
+                  ploidy=first.ploidy, meta=meta)
+
+
 def _as_index(sel, n: int) -> np.ndarray:
     sel = np.asarray(sel)
     if sel.dtype == bool:

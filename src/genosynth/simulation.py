@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from genosynth.cohort import Cohort, make_samples, make_variants
 from genosynth.errors import InputError
@@ -233,6 +234,19 @@ class SimulationConfig:
     # Demographic model: "builtin" (out_of_africa_demography, the default) or a stdpopsim HomSap model id
     # such as "OutOfAfrica_3G09" or "OutOfAfrica_2T12" (see demographic_model()).
     demographic_model: str = BUILTIN_MODEL
+    # Several chromosomes, in output order (empty: the one chromosome ``chrom``). Each is simulated
+    # independently (own msprime ancestry and mutations, seeds derived from the one seed) for the same
+    # people under the same demography; ``max_snps`` applies per chromosome.
+    chromosomes: tuple[str, ...] = ()
+    chromosome_lengths: tuple[int, ...] = ()  # bp per chromosome (empty: ``sequence_length`` each)
+    phased: bool = True  # False: the cohort holds genotypes (ALT counts); phase is dropped
+    missing_rate: float = 0.0  # fraction of genotype calls set missing at random (seeded), after the trait
+
+    def chromosome_plan(self) -> list[tuple[str, int]]:
+        """``(name, length in bp)`` of each simulated chromosome, in output order."""
+        names = tuple(str(c) for c in self.chromosomes) or (str(self.chrom),)
+        lengths = tuple(int(n) for n in self.chromosome_lengths) or (int(self.sequence_length),) * len(names)
+        return list(zip(names, lengths))
 
     def validate(self) -> None:
         """Raise :class:`InputError` naming the fix for an impossible option."""
@@ -264,14 +278,29 @@ class SimulationConfig:
             raise InputError(f"recombination_rate must lie in [0, 1e-4) per bp, got {self.recombination_rate}")
         if not 0.0 < self.mutation_rate < 1e-4:
             raise InputError(f"mutation_rate must lie in (0, 1e-4) per bp, got {self.mutation_rate}")
-        if not str(self.chrom) or any(c.isspace() for c in str(self.chrom)):
-            raise InputError(f"chrom must be a non-empty name without spaces, got {self.chrom!r}")
+        self._validate_chromosomes()
+        if not 0.0 <= self.missing_rate < 1.0:
+            raise InputError(f"missing_rate must lie in [0, 1), got {self.missing_rate}; e.g. 0.05 for 5 % missing calls")
         if self.ref_allele not in ("reference_haplotype", "ancestral"):
             raise InputError(f"ref_allele must be 'reference_haplotype' or 'ancestral', got {self.ref_allele!r}")
         if self.reference_population not in sampled:
             raise InputError(
                 f"reference_population must be one of {', '.join(sampled)}, got {self.reference_population!r}"
             )
+
+    def _validate_chromosomes(self) -> None:
+        names = tuple(str(c) for c in self.chromosomes) or (str(self.chrom),)
+        for name in names:
+            if not name or any(c.isspace() or c in ",;:" for c in name):
+                raise InputError(f"chrom must be a non-empty name without spaces, commas or colons, got {name!r}")
+        if len(set(names)) != len(names):
+            raise InputError(f"chrom: chromosome names listed twice in {list(names)}; list each once")
+        if self.chromosome_lengths and len(self.chromosome_lengths) != len(names):
+            raise InputError(f"sequence_length: {len(self.chromosome_lengths)} lengths for {len(names)} chromosomes; "
+                             "give one length for all or one per chromosome")
+        for _, length in self.chromosome_plan():
+            if length < 1_000:
+                raise InputError(f"sequence_length must be >= 1000 bp, got {length}; use e.g. 2_000_000 (--length-mb 2)")
 
 
 @dataclass
@@ -327,32 +356,33 @@ def simulate_cohort(
     recent_expansion: bool = False,
     demographic_model: str = BUILTIN_MODEL,
     trait_model: str = "genosynth",
+    chromosomes: int | tuple[str, ...] | list[str] | None = None,
+    chromosome_lengths: tuple[int, ...] | list[int] | None = None,
+    phased: bool = True,
+    missing_rate: float = 0.0,
 ) -> Cohort:
     """Simulate a phased cohort under the out-of-Africa model (YRI / CEU / CHB) or a stdpopsim model.
 
-    Ancestry is simulated with :func:`msprime.sim_ancestry` (Hudson coalescent with recombination,
-    uniform recombination map) and mutations with the binary infinite-alleles-like model on a
-    discrete genome, so every site is a biallelic SNP at a unique integer position. SNPs with
-    minor allele frequency ``>= maf`` in the simulated cohort are kept, then optionally thinned
-    evenly to ``max_snps``.
-
-    REF/ALT letters follow the human base composition with Ti/Tv 2.1. With ``ref_allele=
-    "reference_haplotype"`` (default) REF is the allele of an extra simulated haplotype from
-    ``reference_population`` outside the cohort (a reference genome), so ALT is the major allele at
-    some SNPs; with ``"ancestral"`` REF is the ancestral allele. Only the 0/1 coding differs.
+    Ancestry by :func:`msprime.sim_ancestry` (Hudson coalescent, uniform recombination map), mutations
+    by the binary model on a discrete genome, so every site is a biallelic SNP at a unique integer
+    position. SNPs with minor allele frequency ``>= maf`` in the cohort are kept, then optionally
+    thinned evenly to ``max_snps``. REF/ALT letters follow the human base composition with Ti/Tv
+    2.1. With ``ref_allele="reference_haplotype"`` (default) REF is the allele of an extra simulated
+    haplotype from ``reference_population`` outside the cohort (a reference genome), so ALT is the
+    major allele at some SNPs; with ``"ancestral"`` REF is the ancestral allele.
 
     Parameters
     ----------
     n_samples : int
         Diploid people, split evenly across ``populations`` (the remainder to the first ones).
-    sequence_length : int
-        Length of the simulated region in bp.
+    sequence_length : int or sequence of int
+        Length of the simulated region in bp: of each chromosome, or one length per chromosome.
     populations : sequence of str, optional
         Sampled populations of the model, in output order (default all; ``YRI, CEU, CHB`` built in).
     maf : float
         Minimum minor allele frequency of kept SNPs.
     max_snps : int, optional
-        Thin evenly (every k-th SNP by rank) to at most this many SNPs.
+        Thin evenly (every k-th SNP by rank) to at most this many SNPs per chromosome.
     recombination_rate, mutation_rate : float
         Per bp per generation (flat).
     chrom : str
@@ -360,8 +390,8 @@ def simulate_cohort(
     phenotype : PhenotypeSpec, optional
         Also simulate a binary trait; the truth goes to ``cohort.meta["truth"]``.
     seed : int, optional
-        Master seed; ``None`` draws one. The seed used is in ``cohort.meta["simulation"]["seed"]``.
-        The same seed and options give an identical cohort.
+        Master seed; ``None`` draws one, recorded in ``cohort.meta["simulation"]["seed"]``. The same
+        seed and options give an identical cohort.
     ref_allele : {"reference_haplotype", "ancestral"}
     reference_population : str, optional
         Population of the reference-genome haplotype (default ``CEU``, else ``EUR``, else the first).
@@ -371,15 +401,29 @@ def simulate_cohort(
     demographic_model : str
         ``"builtin"`` or a stdpopsim ``HomSap`` model id (the function :func:`demographic_model`).
     trait_model : {"genosynth", "tstrait"}
-        ``phenotype`` by :func:`simulate_phenotype` (default) or :func:`tstrait_phenotype`.
+        ``phenotype`` by :func:`simulate_phenotype` (default) or :func:`tstrait_phenotype` (one chromosome).
+    chromosomes : int or sequence of str, optional
+        A count ``k`` (chromosomes ``1`` .. ``k``) or names, in output order; ``None`` or empty: the
+        one chromosome ``chrom``. The same people are simulated on every chromosome, each an
+        independent msprime run under the same demography with seeds derived from ``seed`` (the
+        first one with a one-chromosome run's streams, so its SNPs equal that run's).
+    chromosome_lengths : sequence of int, optional
+        One length (bp) per chromosome (as a sequence ``sequence_length``).
+    phased : bool
+        ``False`` returns genotypes (ALT counts, phase dropped).
+    missing_rate : float
+        Fraction of calls (person x SNP) set missing at random (seeded), after the trait, which
+        sees complete genotypes; a phased missing call has both alleles missing.
 
     Returns
     -------
     Cohort
-        Phased, diploid; ``alleles`` int8 shape ``(2 * n_samples, n_snps)``. Samples ``sim_000001``
+        Diploid; phased ``alleles`` int8 shape ``(2 * n_samples, n_snps)`` (unphased: ``(n_samples,
+        n_snps)``), chromosomes one after the other. Samples ``sim_000001``
         ... with ``pop``, ``super_pop`` (AFR/EUR/EAS), random ``sex`` (1/2) and ``phenotype`` (NaN
         unless ``phenotype`` is given). Variants carry a ``cm`` column (uniform map).
-        ``meta["simulation"]`` holds the options, seed, model, versions and counts.
+        ``meta["simulation"]`` holds the options, seed, model, versions and counts (per chromosome
+        in ``per_chromosome``).
 
     Examples
     --------
@@ -389,27 +433,99 @@ def simulate_cohort(
     True
     """
     config = _resolve_config(demographic_model, populations, reference_population, n_samples=n_samples,
-                             sequence_length=int(sequence_length), maf=float(maf),
-                             max_snps=None if max_snps is None else int(max_snps),
+                             maf=float(maf), max_snps=None if max_snps is None else int(max_snps),
                              recombination_rate=float(recombination_rate), mutation_rate=float(mutation_rate),
-                             chrom=str(chrom), ref_allele=ref_allele, recent_expansion=bool(recent_expansion))
+                             ref_allele=ref_allele, recent_expansion=bool(recent_expansion), phased=bool(phased),
+                             missing_rate=float(missing_rate),
+                             **_chromosome_fields(chromosomes, chrom, chromosome_lengths or sequence_length))
+    return simulate_config(config, phenotype=phenotype, seed=seed, trait_model=trait_model)
+
+
+def simulate_config(config: SimulationConfig, *, phenotype: PhenotypeSpec | None = None, seed: int | None = None,
+                    trait_model: str = "genosynth") -> Cohort:
+    """The cohort a :class:`SimulationConfig` describes (what :func:`simulate_cohort` runs), in its stages:
+    genotypes chromosome by chromosome, the trait on the complete genotypes, missing calls, phase.
+    """
+    config.validate()
     if trait_model not in ("genosynth", "tstrait"):
         raise InputError(f"trait_model must be 'genosynth' or 'tstrait' (--trait-model), got {trait_model!r}")
+    if trait_model == "tstrait" and phenotype is not None and len(config.chromosome_plan()) > 1:
+        raise InputError("the tstrait trait model takes one chromosome; use --trait-model genosynth with several "
+                         "chromosomes")
     if phenotype is not None:
         phenotype.validate()
     seed = resolve_seed(seed)
-    # Independent streams for ancestry, mutations, letters/sex and the trait.
+    # Independent streams for ancestry, mutations, letters/sex and the trait (further chromosomes and
+    # missing calls draw from spawned streams, so a one-chromosome complete cohort is unchanged).
     s_anc, s_mut, s_letters, s_pheno = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
     cohort, tree = _simulate_genotypes(config, seed=seed, ancestry_seed=int(s_anc), mutation_seed=int(s_mut),
-                                       rng=np.random.default_rng(int(s_letters)))
+                                       rng=np.random.default_rng(int(s_letters)),
+                                       keep_tree=phenotype is not None and trait_model == "tstrait")
     if phenotype is not None:
-        if trait_model == "tstrait":
-            y, truth = tstrait_phenotype(cohort, tree, phenotype, seed=int(s_pheno))
-        else:
-            y, truth = simulate_phenotype(cohort, phenotype, seed=int(s_pheno))
-        cohort.samples["phenotype"] = y
-        cohort.meta["truth"] = truth
-    return cohort
+        _add_trait(cohort, tree, phenotype, trait_model=trait_model, seed=int(s_pheno))
+    if config.missing_rate > 0:
+        set_missing_at_random(cohort, config.missing_rate, rng=np.random.default_rng(
+            np.random.SeedSequence(seed, spawn_key=(2,))))
+    return cohort if config.phased else cohort.unphased()
+
+
+def _add_trait(cohort: Cohort, tree: dict[str, Any], spec: PhenotypeSpec, *, trait_model: str, seed: int) -> None:
+    """The trait of :func:`simulate_cohort` on the complete genotypes: ``phenotype`` column and ``meta["truth"]``."""
+    if trait_model == "tstrait":
+        y, truth = tstrait_phenotype(cohort, tree, spec, seed=seed)
+    else:
+        y, truth = simulate_phenotype(cohort, spec, seed=seed)
+    per_chrom = cohort.meta["simulation"]["per_chromosome"]
+    if len(per_chrom) > 1:  # where the causal SNPs' chromosomes lie, and how many SNPs each has
+        truth["chromosomes"] = [{k: c[k] for k in ("chrom", "sequence_length", "snps")} for c in per_chrom]
+    cohort.samples["phenotype"] = y
+    cohort.meta["truth"] = truth
+
+
+def _chromosome_fields(chromosomes, chrom, sequence_length) -> dict[str, Any]:
+    """The :class:`SimulationConfig` fields ``chrom``, ``sequence_length``, ``chromosomes`` and
+    ``chromosome_lengths`` from :func:`simulate_cohort`'s options."""
+    if chromosomes is None or (not isinstance(chromosomes, (int, np.integer)) and len(chromosomes) == 0):
+        names: tuple[str, ...] = (str(chrom),)
+    elif isinstance(chromosomes, (int, np.integer)):
+        if chromosomes < 1:
+            raise InputError(f"chromosomes must be >= 1 (e.g. --chromosomes 5), got {chromosomes}")
+        names = tuple(str(k) for k in range(1, int(chromosomes) + 1))
+    else:
+        names = tuple(str(c) for c in chromosomes)
+    if np.ndim(sequence_length) == 0:
+        lengths = (int(sequence_length),) * len(names)
+    else:
+        lengths = tuple(int(n) for n in sequence_length)
+        if len(lengths) == 1:
+            lengths = lengths * len(names)
+        if len(lengths) != len(names):
+            raise InputError(f"sequence_length: {len(lengths)} lengths for {len(names)} chromosomes; give one "
+                             "length for all or one per chromosome (--length-mb 50 or --length-mb 50,40,30)")
+    return {"chrom": names[0], "sequence_length": lengths[0], "chromosomes": names if len(names) > 1 else (),
+            "chromosome_lengths": lengths if len(set(lengths)) > 1 else ()}
+
+
+def set_missing_at_random(cohort: Cohort, rate: float, *, rng: np.random.Generator, block: int = 4096) -> None:
+    """Set each genotype call (person x SNP) of ``cohort`` missing with probability ``rate``, in place.
+
+    In a phased cohort both alleles of a missing call become ``-1``. Works in blocks of ``block``
+    SNPs, so the extra memory does not grow with the number of SNPs.
+
+    >>> c = simulate_cohort(n_samples=20, sequence_length=50_000, maf=0.0, seed=1)
+    >>> set_missing_at_random(c, 0.2, rng=np.random.default_rng(0))
+    >>> bool((c.genotypes() < 0).any()), bool(((c.alleles[0::2] < 0) == (c.alleles[1::2] < 0)).all())
+    (True, True)
+    """
+    if not 0.0 <= rate < 1.0:
+        raise InputError(f"missing rate must lie in [0, 1), got {rate}; e.g. --missing-rate 0.05")
+    n, v = cohort.n_samples, cohort.n_variants
+    for start in range(0, v, block):
+        stop = min(start + block, v)
+        hit = rng.random((n, stop - start), dtype=np.float32) < rate  # (N, b)
+        for k in range(cohort.ploidy if cohort.phased else 1):  # each allele row of the person
+            rows = cohort.alleles[k::cohort.ploidy, start:stop] if cohort.phased else cohort.alleles[:, start:stop]
+            rows[hit] = -1  # a view: writes into cohort.alleles
 
 
 def _resolve_config(model: str, populations, reference_population: str | None, **options) -> SimulationConfig:
@@ -426,31 +542,70 @@ def _resolve_config(model: str, populations, reference_population: str | None, *
 
 
 def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: int, mutation_seed: int,
-                        rng: np.random.Generator) -> tuple[Cohort, dict[str, Any]]:
-    """The cohort of :func:`simulate_cohort` without a trait, in its numbered stages.
+                        rng: np.random.Generator, keep_tree: bool = True) -> tuple[Cohort, dict[str, Any]]:
+    """The cohort of :func:`simulate_cohort` without a trait, in its numbered stages, chromosome by chromosome.
 
-    Also returns the tree sequence (``ts``, with the reference person's two haplotypes last), the
+    The first chromosome uses ``ancestry_seed``, ``mutation_seed`` and ``rng`` (then the sample
+    table is drawn from ``rng``, as for one chromosome); chromosome ``k >= 1`` uses three seeds of
+    ``SeedSequence(seed, spawn_key=(1, k))``. Also returns, for the last chromosome when
+    ``keep_tree``, the tree sequence (``ts``, with the reference person's two haplotypes last), the
     kept SNPs' 0-based positions (``positions``) and the reference haplotype's derived-allele flag
     at them (``ref_hap``), which :func:`tstrait_phenotype` needs.
     """
-    t0 = time.perf_counter()
-    ts, hap_pops, t_anc = _simulate_tree_sequence(config, ancestry_seed=ancestry_seed, mutation_seed=mutation_seed,
-                                                  t0=t0)
-    n_cohort_haps = 2 * config.n_samples
-    haps, positions, n_segregating = _extract_snps(ts, n_cohort_haps, config.maf)  # (H_all, V)
-    t_sim = time.perf_counter() - t0
-    haps, positions, ref_hap, n_after_maf = _code_and_thin(haps, positions, config)  # (2N, V')
-    variants = _variant_table(positions, ref_hap, config, rng)
-    samples = _sample_table(hap_pops[:n_cohort_haps:2], config, rng)  # populations read back from the tree sequence
-    record = _simulation_record(config, seed=seed, n_segregating=n_segregating, n_after_maf=n_after_maf,
-                                n_snps=len(positions), seconds=t_sim, seconds_ancestry=t_anc)
-    cohort = Cohort(alleles=haps, variants=variants, samples=samples, phased=True, ploidy=2,
+    demography = demographic_model(config.demographic_model, recent_expansion=config.recent_expansion)[0]
+    blocks, tables, per_chrom = [], [], []
+    samples, first_pops, tree, seconds = None, None, {}, [0.0, 0.0]
+    for k, (name, length) in enumerate(config.chromosome_plan()):
+        if k == 0:
+            seeds, letters = (ancestry_seed, mutation_seed), rng
+        else:
+            s_anc, s_mut, s_let = np.random.SeedSequence(seed, spawn_key=(1, k)).generate_state(3, dtype=np.uint32)
+            seeds, letters = (int(s_anc), int(s_mut)), np.random.default_rng(int(s_let))
+        haps, positions, ref_hap, hap_pops, stats = _simulate_chromosome(config, demography, length, seeds=seeds)
+        tables.append(_variant_table(positions, ref_hap, config, letters, chrom=name))
+        if k == 0:  # populations read back from the tree sequence, the same on every chromosome
+            first_pops = hap_pops
+            samples = _sample_table(hap_pops[:2 * config.n_samples:2], config, rng)
+        elif not np.array_equal(hap_pops, first_pops):  # pragma: no cover - msprime orders samples by SampleSet
+            raise RuntimeError("sample populations differ between chromosomes")
+        blocks.append(haps)
+        ts = stats.pop("ts")
+        per_chrom.append({"chrom": name, "sequence_length": int(length),
+                          **{k: v for k, v in stats.items() if not k.startswith("seconds")}})
+        seconds[0] += stats["seconds"]
+        seconds[1] += stats["seconds_ancestry"]
+        if keep_tree:
+            tree = {"ts": ts, "positions": positions, "ref_hap": ref_hap}
+        del ts
+    alleles = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)  # (2N, V)
+    del blocks
+    variants = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
+    record = _simulation_record(config, seed=seed, per_chrom=per_chrom, seconds=seconds)
+    cohort = Cohort(alleles=alleles, variants=variants, samples=samples, phased=True, ploidy=2,
                     meta={"source": "simulated", "simulation": record})
-    return cohort, {"ts": ts, "positions": positions, "ref_hap": ref_hap}
+    return cohort, tree
 
 
-def _simulate_tree_sequence(config: SimulationConfig, *, ancestry_seed: int, mutation_seed: int, t0: float):
-    """Stage 1 of :func:`simulate_cohort`: ancestry then mutations with msprime.
+def _simulate_chromosome(config: SimulationConfig, demography, length: int, *, seeds: tuple[int, int]):
+    """Stages 1-2 for one chromosome: tree sequence, SNPs over the MAF cut-off, coded and thinned.
+
+    Returns haps int8 (2N, V), 0-based positions (V,), the reference haplotype's derived flag
+    (V,), the population of each sample haplotype and the chromosome's counts and seconds (with
+    its tree sequence under ``ts``).
+    """
+    t0 = time.perf_counter()
+    ts, hap_pops, t_anc = _simulate_tree_sequence(config, demography, length, ancestry_seed=seeds[0],
+                                                  mutation_seed=seeds[1], t0=t0)
+    haps, positions, n_segregating = _extract_snps(ts, 2 * config.n_samples, config.maf)  # (H_all, V)
+    haps, positions, ref_hap, n_after_maf = _code_and_thin(haps, positions, config)  # (2N, V')
+    stats = {"segregating_sites": int(n_segregating), "snps_after_maf": int(n_after_maf), "snps": len(positions),
+             "seconds": round(time.perf_counter() - t0, 3), "seconds_ancestry": round(t_anc, 3), "ts": ts}
+    return haps, positions, ref_hap, hap_pops, stats
+
+
+def _simulate_tree_sequence(config: SimulationConfig, demography, length: int, *, ancestry_seed: int,
+                            mutation_seed: int, t0: float):
+    """Stage 1 of :func:`simulate_cohort`: ancestry then mutations with msprime for one chromosome.
 
     Returns the tree sequence, the population name of each sample haplotype (cohort first, then
     the reference person's two) and the seconds the ancestry took since ``t0``.
@@ -465,8 +620,8 @@ def _simulate_tree_sequence(config: SimulationConfig, *, ancestry_seed: int, mut
     sample_sets.append(msprime.SampleSet(1, population=config.reference_population, ploidy=2))
     ts = msprime.sim_ancestry(
         samples=sample_sets,
-        demography=demographic_model(config.demographic_model, recent_expansion=config.recent_expansion)[0],
-        sequence_length=config.sequence_length,
+        demography=demography,
+        sequence_length=length,
         recombination_rate=config.recombination_rate,
         random_seed=ancestry_seed % (2**32 - 2) + 1,
     )
@@ -506,14 +661,15 @@ def _code_and_thin(haps: np.ndarray, positions: np.ndarray, config: SimulationCo
     return haps, positions, ref_hap, n_after_maf
 
 
-def _variant_table(positions: np.ndarray, ref_hap: np.ndarray, config: SimulationConfig, rng: np.random.Generator):
+def _variant_table(positions: np.ndarray, ref_hap: np.ndarray, config: SimulationConfig, rng: np.random.Generator,
+                   *, chrom: str):
     """Stage 3: 1-based positions, drawn REF/ALT letters (REF = the reference haplotype's allele) and cM."""
     ancestral, derived = _draw_letters(len(positions), rng)
     ref = np.where(ref_hap == 1, derived, ancestral)
     alt = np.where(ref_hap == 1, ancestral, derived)
     pos = positions.astype(np.int64) + 1  # 1-based, as in VCF / bim
     return make_variants(
-        chrom=np.full(len(pos), config.chrom, dtype=object),
+        chrom=np.full(len(pos), chrom, dtype=object),
         pos=pos,
         ref=ref,
         alt=alt,
@@ -529,24 +685,31 @@ def _sample_table(pops: np.ndarray, config: SimulationConfig, rng: np.random.Gen
     return make_samples(ids, pop=pops, super_pop=[STDPOPSIM_SUPER_POPULATION.get(p, p) for p in pops], sex=sex)
 
 
-def _simulation_record(config: SimulationConfig, *, seed: int, n_segregating: int, n_after_maf: int, n_snps: int,
-                       seconds: float, seconds_ancestry: float) -> dict[str, Any]:
-    """Stage 5: ``cohort.meta["simulation"]``: options, seed, model, versions and counts."""
+def _simulation_record(config: SimulationConfig, *, seed: int, per_chrom: list[dict[str, Any]],
+                       seconds: list[float]) -> dict[str, Any]:
+    """Stage 5: ``cohort.meta["simulation"]``: options, seed, model, versions and counts.
+
+    ``segregating_sites``, ``snps_after_maf``, ``snps`` and the seconds are totals over the
+    chromosomes; ``per_chromosome`` lists each one's name, length and counts.
+    """
     import msprime
 
     counts = _split_evenly(config.n_samples, len(config.populations))
+    total = {key: sum(c[key] for c in per_chrom) for key in ("segregating_sites", "snps_after_maf", "snps")}
     return {
         **_config_dict(config),
         "seed": int(seed),
         **demographic_model(config.demographic_model, recent_expansion=config.recent_expansion)[1],
         "mutation_model": "binary (0 = ancestral, 1 = derived), discrete genome",
         "samples_per_population": {p: int(c) for p, c in zip(config.populations, counts)},
-        "segregating_sites": int(n_segregating),
-        "snps_after_maf": int(n_after_maf),
-        "snps": int(n_snps),
+        **{key: int(value) for key, value in total.items()},
+        "total_length": int(sum(c["sequence_length"] for c in per_chrom)),
+        "per_chromosome": per_chrom,
+        "chromosome_seeds": "the first chromosome: the one-chromosome streams; chromosome k >= 1 (0-based): "
+                            "numpy SeedSequence(seed, spawn_key=(1, k)); missing calls: spawn_key=(2,)",
         "msprime_version": msprime.__version__,
-        "seconds": round(seconds, 3),
-        "seconds_ancestry": round(seconds_ancestry, 3),
+        "seconds": round(seconds[0], 3),
+        "seconds_ancestry": round(seconds[1], 3),
     }
 
 
@@ -573,7 +736,7 @@ def _extract_snps(ts, n_cohort_haps: int, maf: float, *, chunk: int = 4096):
         mac = np.minimum(ac, n_cohort_haps - ac)
         ok = (mac >= max(min_count, 1))
         if ok.any():
-            blocks.append(g[ok].copy())
+            blocks.append(g[ok])  # boolean indexing copies
             positions.extend(buf_pos[:k][ok].tolist())
 
     for var in ts.variants():
@@ -586,7 +749,10 @@ def _extract_snps(ts, n_cohort_haps: int, maf: float, *, chunk: int = 4096):
     if filled:
         flush(filled)
     if blocks:
-        haps = np.ascontiguousarray(np.concatenate(blocks, axis=0).T)  # (H_all, V)
+        site_major = np.concatenate(blocks, axis=0)  # (V, H_all)
+        blocks.clear()  # one copy fewer at the peak
+        haps = np.ascontiguousarray(site_major.T)  # (H_all, V)
+        del site_major
     else:
         haps = np.zeros((ts.num_samples, 0), dtype=np.int8)
     return haps, np.asarray(positions, dtype=np.int64), n_sites
@@ -610,6 +776,8 @@ def _split_evenly(n: int, k: int) -> list[int]:
 def _config_dict(config: SimulationConfig) -> dict:
     d = dataclasses.asdict(config)
     d["populations"] = list(config.populations)
+    d["chromosomes"] = list(config.chromosomes)
+    d["chromosome_lengths"] = [int(n) for n in config.chromosome_lengths]
     return d
 
 
@@ -899,6 +1067,8 @@ __all__ = [
     "SimulationConfig",
     "out_of_africa_demography",
     "simulate_cohort",
+    "simulate_config",
+    "set_missing_at_random",
     "simulate_phenotype",
     "tstrait_phenotype",
     "demographic_model",

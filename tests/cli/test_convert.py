@@ -222,3 +222,61 @@ def test_extract_that_matches_nothing_is_an_error(data_805, tmp_path, capsys):
                            "--format", "bed", "--out", str(out)], capsys)
     assert status == 2 and "no variants left after --extract" in err
     assert data_files(tmp_path / "o") == []
+
+
+# ------------------------------------------------------------------ several chromosomes (issue 17)
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory):
+    """A phased simulated genome of 3 chromosomes (2, 10, X: numeric order differs from text order)."""
+    from genosynth.simulation import simulate_cohort
+
+    c = simulate_cohort(n_samples=30, sequence_length=100_000, chromosomes=["2", "10", "X"], max_snps=15, seed=5)
+    folder = tmp_path_factory.mktemp("genome")
+    return folder, c
+
+
+def test_multi_chromosome_vcf_bed_vcf_keeps_contigs_positions_alleles(genome, capsys):
+    from genosynth.io.vcf import write_vcf
+
+    folder, c = genome
+    write_vcf(c, str(folder / "g.vcf.gz"))
+    cols = ["chrom", "pos", "id", "ref", "alt"]
+    assert _run(["convert", "--vcf", str(folder / "g.vcf.gz"), "--format", "bed", "--out", str(folder / "b")],
+                capsys)[0] == 0
+    assert _run(["convert", "--bfile", str(folder / "b"), "--format", "vcf", "--out", str(folder / "v")], capsys)[0] == 0
+    assert _run(["convert", "--vcf", str(folder / "g.vcf.gz"), "--format", "vcf", "--out", str(folder / "p")],
+                capsys)[0] == 0
+    bed, vcf, phased = read_bed(str(folder / "b")), read_vcf(str(folder / "v.vcf.gz")), read_vcf(str(folder / "p.vcf.gz"))
+    for back in (bed, vcf, phased):
+        assert back.variants[cols].equals(c.variants[cols])
+    np.testing.assert_array_equal(bed.alleles, c.genotypes())
+    assert not vcf.phased and phased.phased  # a bed drops phase; VCF -> VCF keeps it
+    np.testing.assert_array_equal(phased.alleles, c.alleles)
+    contigs = [ln.split("ID=")[1].rstrip(">\n") for ln in __import__("gzip").open(folder / "p.vcf.gz", "rt")
+               if ln.startswith("##contig")]
+    assert contigs == ["2", "10", "X"]
+
+
+def test_one_file_per_chromosome_in_and_out_of_order(genome, tmp_path, capsys):
+    from genosynth.io.vcf import write_vcf
+
+    folder, c = genome
+    chrom = c.variants["chrom"].to_numpy()
+    files = {}
+    for name in ("2", "10", "X"):
+        files[name] = str(tmp_path / f"chr{name}.vcf.gz")
+        write_vcf(c.subset(variants=chrom == name), files[name])
+    out = str(tmp_path / "joined")
+    listed = ",".join(files[k] for k in ("X", "10", "2"))  # given out of order: written in genomic order
+    status, stdout, err = _run(["convert", "--vcf", listed, "--format", "vcf", "--out", out], capsys)
+    assert status == 0, err
+    back = read_vcf(f"{out}.vcf.gz")
+    assert back.phased and back.variants[["chrom", "pos", "ref", "alt"]].equals(c.variants[["chrom", "pos", "ref", "alt"]])
+    np.testing.assert_array_equal(back.alleles, c.alleles)
+    assert "Loaded 30 samples x 45 variants" in stdout
+    beds = []
+    for name in ("2", "10", "X"):
+        beds.append(str(tmp_path / f"b{name}"))
+        write_bed(c.subset(variants=chrom == name), beds[-1])
+    assert _run(["convert", "--bfile", ",".join(beds), "--format", "bed", "--out", str(tmp_path / "jb")], capsys)[0] == 0
+    np.testing.assert_array_equal(read_bed(str(tmp_path / "jb")).alleles, c.genotypes())

@@ -127,6 +127,14 @@ def test_seed_is_drawn_when_omitted_and_replays(tmp_path):
         (["--model", "OutOfAfrica_2T12", "--recent-expansion"], "--recent-expansion"),
         (["--trait-model", "tstrait", "--h2", "0"], "--trait-model genosynth"),
         (["--no-phenotype", "--trait-model", "tstrait"], "--no-phenotype conflicts"),
+        (["--chromosomes", "0"], "--chromosomes"),
+        (["--chromosomes", "2", "--chrom", "1,2"], "drop --chrom"),
+        (["--chrom", "1,2,3", "--length-mb", "0.1,0.2"], "one per chromosome"),
+        (["--chrom", "1,1"], "listed twice"),
+        (["--length-mb", "abc"], "--length-mb"),
+        (["--unphased", "--format", "hapt"], "--format vcf or bed"),
+        (["--missing-rate", "1"], "--missing-rate"),
+        (["--chromosomes", "2", "--trait-model", "tstrait"], "--trait-model genosynth"),
     ],
 )
 def test_bad_options_exit_2_with_message_and_no_data(tmp_path, capsys, extra, message):
@@ -151,3 +159,66 @@ def test_plink2_reads_the_output(tmp_path, plink2):
     assert np.allclose(freq["ALT_FREQS"], back.allele_frequencies())
     maf = np.minimum(freq["ALT_FREQS"], 1 - freq["ALT_FREQS"])
     assert maf.min() >= 0.1
+
+
+# ------------------------------------------------------------------ several chromosomes, unphased, missing (issue 17)
+def test_several_chromosomes_vcf_matches_library_and_records_each(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert main(["simulate", "--out", str(out), "--n", "60", "--chromosomes", "3", "--length-mb", "0.2,0.1,0.15",
+                 "--seed", "4", "--format", "vcf", "--causal", "6", "--snps-per-chrom", "80"]) == 0
+    stdout = capsys.readouterr().out
+    assert "over 3 chromosomes (0.45 Mb)" in stdout and "chromosome 2: 0.1 Mb" in stdout
+    lib = simulate_cohort(n_samples=60, sequence_length=[200_000, 100_000, 150_000], chromosomes=3, seed=4,
+                          max_snps=80, phenotype=PhenotypeSpec(n_causal=6))
+    back = read_cohort(vcf=str(tmp_path / "g.vcf.gz"), samples=str(tmp_path / "g.samples.tsv"))
+    assert back.phased and np.array_equal(back.alleles, lib.alleles)
+    assert back.variants[["chrom", "pos", "id", "ref", "alt"]].equals(lib.variants[["chrom", "pos", "id", "ref", "alt"]])
+    assert list(back.labels("pop")) == list(lib.labels("pop"))
+    prov = json.loads((tmp_path / "g.simulation.json").read_text())
+    assert [(c["chrom"], c["sequence_length"], c["snps"]) for c in prov["per_chromosome"]] == \
+        [(c, n, 80) for c, n in zip("123", (200_000, 100_000, 150_000))]
+    truth = json.loads((tmp_path / "g.truth.json").read_text())
+    assert truth == json.loads(json.dumps(lib.meta["truth"])) and len(truth["chromosomes"]) == 3
+    header = subprocess.run(["bcftools", "view", "-h", str(tmp_path / "g.vcf.gz")], capture_output=True, text=True)
+    if header.returncode == 0:  # bcftools reads the contigs in order
+        assert [ln.split("ID=")[1].split(">")[0].split(",")[0] for ln in header.stdout.splitlines()
+                if ln.startswith("##contig")] == ["1", "2", "3"]
+
+
+def test_unphased_cohort_with_missing_calls_in_one_command(tmp_path, capsys):
+    out = tmp_path / "u"
+    assert main(["simulate", "--out", str(out), "--n", "80", "--chrom", "1,2", "--length-mb", "0.3", "--seed", "2",
+                 "--format", "vcf", "--unphased", "--missing-rate", "0.05", "--no-phenotype"]) == 0
+    assert "genotypes (unphased)" in capsys.readouterr().out
+    back = read_cohort(vcf=str(tmp_path / "u.vcf.gz"))
+    assert not back.phased and abs(back.missing_rate() - 0.05) < 0.01
+    lib = simulate_cohort(n_samples=80, sequence_length=300_000, chromosomes=["1", "2"], seed=2)
+    ok = back.alleles >= 0
+    assert np.array_equal(back.alleles[ok], lib.genotypes()[ok])
+    prov = json.loads((tmp_path / "u.simulation.json").read_text())
+    assert prov["phased"] is False and prov["missing_rate"] == 0.05
+    assert main(["simulate", "--out", str(tmp_path / "b"), "--n", "80", "--chrom", "1,2", "--length-mb", "0.3",
+                 "--seed", "2", "--missing-rate", "0.05", "--no-phenotype", "--unphased"]) == 0
+    bed = read_cohort(bfile=str(tmp_path / "b"))
+    assert np.array_equal(bed.alleles, back.alleles)
+
+
+def test_multi_chromosome_cohort_trains_and_samples_in_the_same_layout(tmp_path):
+    """Chromosomes, positions and alleles survive train -> sample, contigs in order, phase kept."""
+    real = tmp_path / "real"
+    assert main(["simulate", "--out", str(real), "--n", "45", "--chrom", "2,10,X", "--length-mb", "0.2",
+                 "--snps-per-chrom", "12", "--seed", "6", "--format", "vcf", "--no-phenotype"]) == 0
+    model = tmp_path / "m"
+    assert main(["train", "--vcf", str(real) + ".vcf.gz", "--samples", str(real) + ".samples.tsv", "--size", "tiny",
+                 "--seed", "1", "--out", str(model), "--no-progress", "--threads", "1"]) == 0
+    syn = tmp_path / "s"
+    assert main(["sample", "--model", f"{model}.pt", "--n", "9", "--format", "vcf", "--seed", "1", "--out", str(syn),
+                 "--no-progress"]) == 0
+    a, b = read_cohort(vcf=str(real) + ".vcf.gz"), read_cohort(vcf=str(syn) + ".vcf.gz")
+    assert b.phased and b.n_samples == 9
+    cols = ["chrom", "pos", "id", "ref", "alt"]
+    assert b.variants[cols].equals(a.variants[cols])
+    assert list(dict.fromkeys(b.variants["chrom"])) == ["2", "10", "X"]
+    assert main(["sample", "--model", f"{model}.pt", "--n", "9", "--format", "bed", "--seed", "1",
+                 "--out", str(syn) + "b", "--no-progress"]) == 0
+    assert read_cohort(bfile=str(syn) + "b").variants[cols].equals(a.variants[cols])

@@ -190,3 +190,41 @@ def test_binary_bim_is_refused(tmp_path):
     open(f"{prefix}.bim", "wb").write(b"\x1f\x8b\x08\x00\xff\xfe\x00")
     with pytest.raises(InputError, match="small.bim: not a text file"):
         read_bed(prefix)
+
+
+# ------------------------------------------------------------------ many chromosomes, one fileset per chromosome (issue 17)
+def _genome(n_smp=7, chroms=("1", "2", "10", "22", "X"), per=4, seed=0):
+    rng = np.random.default_rng(seed)
+    chrom = np.repeat(list(chroms), per)
+    pos = np.tile(np.arange(1, per + 1) * 500, len(chroms))
+    v = make_variants(chrom=chrom, pos=pos, ref=["A"] * len(pos), alt=rng.choice(list("CGT"), len(pos)))
+    g = rng.integers(-1, 3, size=(n_smp, len(pos))).astype(np.int8)
+    return Cohort(alleles=g, variants=v, samples=make_samples([f"s{i}" for i in range(n_smp)]), phased=False)
+
+
+def test_many_chromosomes_round_trip_in_genomic_order(tmp_path):
+    c = _genome()
+    shuffled = c.subset(variants=np.random.default_rng(3).permutation(c.n_variants))
+    write_bed(shuffled, str(tmp_path / "g"))
+    back = read_bed(str(tmp_path / "g"))
+    np.testing.assert_array_equal(back.alleles, c.alleles)
+    pd.testing.assert_frame_equal(back.variants.drop(columns="cm", errors="ignore"), c.variants)
+    bim = pd.read_csv(tmp_path / "g.bim", sep="\t", header=None, dtype=str)
+    assert list(dict.fromkeys(bim[0])) == ["1", "2", "10", "22", "X"]
+
+
+def test_one_fileset_per_chromosome_joined_by_commas(tmp_path):
+    c = _genome()
+    chrom = c.variants["chrom"].to_numpy()
+    prefixes = []
+    for name in ("1", "2", "10", "22", "X"):
+        prefixes.append(str(tmp_path / f"chr{name}"))
+        write_bed(c.subset(variants=chrom == name), prefixes[-1])
+    joined = read_bed(",".join(prefixes))
+    np.testing.assert_array_equal(joined.alleles, c.alleles)
+    assert list(joined.variants["id"]) == list(c.variants["id"]) and len(joined.meta["sources"]) == 5
+    write_bed(c.subset(samples=[1, 0, 2, 3, 4, 5, 6], variants=chrom == "X"), str(tmp_path / "swapped"))
+    with pytest.raises(InputError, match="same people in the same order"):
+        read_bed(f"{prefixes[0]},{tmp_path / 'swapped'}")
+    with pytest.raises(InputError, match="nope.bed"):
+        read_bed(f"{prefixes[0]},{tmp_path / 'nope'}")

@@ -264,3 +264,49 @@ def test_synthetic_vcf_header_names_model_seed_and_privacy_status(tmp_path):
     assert privacy_status({"epsilon": None}) == "no formal DP guarantee"
     real = vcf_header(dataclasses.replace(cohort, meta={})).splitlines()
     assert not any(line.startswith("##genosynth_seed") for line in real)  # only synthetic files name a model
+
+
+# ------------------------------------------------------------------ many contigs, one file per chromosome (issue 17)
+def _genome(n_smp=6, chroms=("1", "2", "10", "X"), per=5, phased=True, seed=0):
+    rng = np.random.default_rng(seed)
+    chrom = np.repeat(list(chroms), per)
+    pos = np.tile(np.arange(1, per + 1) * 1000, len(chroms))
+    v = make_variants(chrom=chrom, pos=pos, ref=rng.choice(list("AC"), len(pos)), alt=rng.choice(list("GT"), len(pos)))
+    rows = n_smp * 2 if phased else n_smp
+    a = rng.integers(0, 2 if phased else 3, size=(rows, len(pos))).astype(np.int8)
+    return Cohort(alleles=a, variants=v, samples=make_samples([f"s{i}" for i in range(n_smp)]), phased=phased)
+
+
+def test_many_contigs_round_trip_in_order_with_phase(tmp_path):
+    c = _genome()
+    write_vcf(c, str(tmp_path / "g.vcf.gz"))
+    back = read_vcf(str(tmp_path / "g.vcf.gz"))
+    _same(back, c)
+    header = [ln for ln in gzip.open(tmp_path / "g.vcf.gz", "rt") if ln.startswith("##contig")]
+    assert [h.split("ID=")[1].rstrip(">\n") for h in header] == ["1", "2", "10", "X"]
+    shuffled = c.subset(variants=np.random.default_rng(1).permutation(c.n_variants))  # writers sort
+    write_vcf(shuffled, str(tmp_path / "s.vcf.gz"))
+    _same(read_vcf(str(tmp_path / "s.vcf.gz")), c)
+
+
+def test_one_file_per_chromosome_joined_by_commas(tmp_path):
+    c = _genome()
+    chrom = c.variants["chrom"].to_numpy()
+    paths = []
+    for name in ("1", "2", "10", "X"):
+        paths.append(str(tmp_path / f"chr{name}.vcf.gz"))
+        write_vcf(c.subset(variants=chrom == name), paths[-1])
+    joined = read_vcf(",".join(paths))
+    _same(joined, c)
+    assert len(joined.meta["sources"]) == 4
+    unphased = _genome(phased=False, seed=2)
+    write_vcf(unphased.subset(variants=unphased.variants["chrom"] == "2"), str(tmp_path / "u.vcf.gz"))
+    mixed = read_vcf(f"{paths[0]},{tmp_path / 'u.vcf.gz'}")
+    assert not mixed.phased and mixed.n_variants == 10
+    other = Cohort(alleles=c.alleles[:10, :5], variants=c.variants.iloc[:5].reset_index(drop=True),
+                   samples=make_samples([f"t{i}" for i in range(5)]), phased=True)
+    write_vcf(other, str(tmp_path / "o.vcf.gz"))
+    with pytest.raises(InputError, match="o.vcf.gz has other sample ids"):
+        read_vcf(f"{paths[1]},{tmp_path / 'o.vcf.gz'}")
+    with pytest.raises(InputError, match="nope.vcf.gz: file not found"):
+        read_vcf(f"{paths[0]},{tmp_path / 'nope.vcf.gz'}")

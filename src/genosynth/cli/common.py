@@ -89,8 +89,8 @@ class RunLog:
 def add_input_arguments(parser: argparse.ArgumentParser, *, samples: bool = True) -> None:
     """``--bfile | --vcf | --hapt --legend`` and ``--samples``."""
     g = parser.add_argument_group("input (one of)")
-    g.add_argument("--bfile", metavar="PREFIX", help="PLINK 1 PREFIX.bed/.bim/.fam")
-    g.add_argument("--vcf", metavar="FILE", help="VCF, VCF.gz or BCF")
+    g.add_argument("--bfile", metavar="PREFIX", help="PLINK 1 PREFIX.bed/.bim/.fam (one per chromosome: A,B,...)")
+    g.add_argument("--vcf", metavar="FILE", help="VCF, VCF.gz or BCF (one per chromosome: chr1.vcf.gz,chr2.vcf.gz)")
     g.add_argument("--hapt", metavar="FILE", help="Yelmen .hapt haplotype file (needs --legend)")
     g.add_argument("--legend", metavar="FILE", help="legend of a .hapt file (id position a0 a1)")
     if samples:

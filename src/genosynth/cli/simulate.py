@@ -29,12 +29,14 @@ def add_arguments(parser) -> None:
     g = parser.add_argument_group("cohort")
     g.add_argument("--n", type=int, default=1500, metavar="N",
                    help="diploid people, split evenly across the populations (default 1500)")
-    g.add_argument("--length-mb", type=float, default=2.0, metavar="MB",
-                   help="length of the simulated region in Mb (default 2; ~1,100 SNPs per Mb at MAF 0.05 "
-                        "with 1,500 people)")
+    g.add_argument("--length-mb", default="2", metavar="MB",
+                   help="length of the simulated region in Mb, of each chromosome or one per chromosome "
+                        "(e.g. 50,40,30) (default 2; ~1,100 SNPs per Mb at MAF 0.05 with 1,500 people, "
+                        "~1,080 per Mb with 3,000 people and --recent-expansion)")
     g.add_argument("--maf", type=float, default=0.05,
                    help="keep SNPs with minor allele frequency >= MAF (default 0.05)")
-    g.add_argument("--max-snps", type=int, default=None, metavar="N", help="thin evenly to at most N SNPs")
+    g.add_argument("--max-snps", "--snps-per-chrom", dest="max_snps", type=int, default=None, metavar="N",
+                   help="thin evenly to at most N SNPs per chromosome")
     g.add_argument("--model", default="builtin", metavar="NAME",
                    help="demographic model: 'builtin' (default: Gutenkunst et al. 2009 out-of-Africa written out "
                         "here; --recent-expansion applies) or a stdpopsim HomSap model id, e.g. OutOfAfrica_3G09, "
@@ -42,7 +44,11 @@ def add_arguments(parser) -> None:
     g.add_argument("--populations", default=None, metavar="LIST",
                    help="comma-separated populations of the model, in output order (default all it can sample; "
                         "YRI,CEU,CHB for the built-in model)")
-    g.add_argument("--chrom", default="1", help="chromosome name (default 1)")
+    g.add_argument("--chrom", default=None,
+                   help="chromosome name, or comma-separated names of several chromosomes (default 1)")
+    g.add_argument("--chromosomes", type=int, default=None, metavar="K",
+                   help="simulate K chromosomes named 1..K: the same people on each, each chromosome an "
+                        "independent msprime run of --length-mb under the same demography")
     g.add_argument("--recomb-rate", type=float, default=1e-8, metavar="RATE",
                    help="recombination rate per bp per generation (default 1e-8)")
     g.add_argument("--mut-rate", type=float, default=1.25e-8, metavar="RATE",
@@ -71,6 +77,11 @@ def add_arguments(parser) -> None:
     o = parser.add_argument_group("output")
     o.add_argument("--format", choices=("bed", "vcf", "hapt"), default=DEFAULT_FORMAT,
                    help=f"cohort file format (default {DEFAULT_FORMAT}; bed drops phase, vcf/hapt keep it)")
+    o.add_argument("--unphased", action="store_true",
+                   help="write genotypes without phase (a VCF with '/' calls; bed holds genotypes anyway)")
+    o.add_argument("--missing-rate", type=float, default=0.0, metavar="RATE",
+                   help="fraction of genotype calls set missing at random, seeded (default 0; e.g. 0.05); "
+                        "the trait is drawn on the complete genotypes")
 
 
 def _check(args) -> tuple[tuple[str, ...], object]:
@@ -79,8 +90,9 @@ def _check(args) -> tuple[tuple[str, ...], object]:
 
     if args.n < 1:
         raise InputError(f"--n must be >= 1 diploid person, got {args.n}; e.g. --n 1500")
-    if not args.length_mb > 0:
-        raise InputError(f"--length-mb must be > 0, got {args.length_mb}; e.g. --length-mb 2")
+    names, lengths = chromosome_layout(args)
+    if args.unphased and args.format == "hapt":
+        raise InputError("--unphased cannot be written as .hapt (phased haplotypes); choose --format vcf or bed")
     try:
         sampled = model_populations(args.model)
     except InputError as exc:
@@ -89,10 +101,12 @@ def _check(args) -> tuple[tuple[str, ...], object]:
     populations = tuple(sampled) if args.populations is None else tuple(
         by_name.get(p.strip().upper(), p.strip()) for p in args.populations.split(",") if p.strip())
     config = SimulationConfig(
-        n_samples=args.n, sequence_length=int(round(args.length_mb * 1e6)), populations=populations,
+        n_samples=args.n, sequence_length=lengths[0], populations=populations,
         maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
-        chrom=args.chrom, demographic_model=args.model, recent_expansion=args.recent_expansion,
+        chrom=names[0], demographic_model=args.model, recent_expansion=args.recent_expansion,
         reference_population=next((p for p in ("CEU", "EUR") if p in sampled), sampled[0]),
+        chromosomes=names if len(names) > 1 else (), chromosome_lengths=lengths if len(set(lengths)) > 1 else (),
+        phased=not args.unphased, missing_rate=args.missing_rate,
     )
     try:
         config.validate()
@@ -116,11 +130,40 @@ def _check(args) -> tuple[tuple[str, ...], object]:
     spec.validate()
     if args.trait_model == "tstrait" and not spec.heritability > 0:
         raise InputError("--trait-model tstrait needs --h2 > 0; use --trait-model genosynth for --h2 0")
+    if args.trait_model == "tstrait" and len(names) > 1:
+        raise InputError("--trait-model tstrait takes one chromosome; use --trait-model genosynth with several "
+                         "chromosomes")
     return populations, spec
+
+
+def chromosome_layout(args) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Chromosome names and lengths (bp) from ``--chrom``, ``--chromosomes`` and ``--length-mb``."""
+    if args.chromosomes is not None and args.chrom is not None:
+        raise InputError("--chromosomes K names the chromosomes 1..K; drop --chrom, or list the names with "
+                         "--chrom 1,2,3 instead of --chromosomes")
+    if args.chromosomes is not None:
+        if args.chromosomes < 1:
+            raise InputError(f"--chromosomes must be >= 1, got {args.chromosomes}; e.g. --chromosomes 5")
+        names = tuple(str(k) for k in range(1, args.chromosomes + 1))
+    else:
+        names = tuple(c.strip() for c in (args.chrom or "1").split(","))
+    try:
+        mb = [float(x) for x in str(args.length_mb).split(",")]
+    except ValueError:
+        raise InputError(f"--length-mb must be a number of Mb or one per chromosome (e.g. 2 or 50,40), "
+                         f"got {args.length_mb!r}") from None
+    if not all(x > 0 for x in mb):
+        raise InputError(f"--length-mb must be > 0, got {args.length_mb}; e.g. --length-mb 2")
+    if len(mb) not in (1, len(names)):
+        raise InputError(f"--length-mb gives {len(mb)} lengths for {len(names)} chromosomes; give one length for "
+                         "all or one per chromosome")
+    lengths = tuple(int(round(x * 1e6)) for x in (mb * len(names) if len(mb) == 1 else mb))
+    return names, lengths
 
 
 def _flag_names(message: str) -> str:
     for field, flag in (("n_samples", "--n"), ("sequence_length", "--length-mb"), ("max_snps", "--max-snps"),
+                        ("missing_rate", "--missing-rate"),
                         ("recombination_rate", "--recomb-rate"), ("mutation_rate", "--mut-rate"),
                         ("populations", "--populations"), ("population(s)", "--populations"),
                         ("recent_expansion", "--recent-expansion"),
@@ -142,20 +185,30 @@ def run(args, log) -> int:
     if args.threads is not None:
         log.record("threads", "1 (msprime is single-threaded)")
 
+    names, lengths = chromosome_layout(args)
     t0 = time.perf_counter()
     cohort = simulate_cohort(
-        n_samples=args.n, sequence_length=int(round(args.length_mb * 1e6)), populations=populations,
+        n_samples=args.n, sequence_length=lengths, populations=populations,
         maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
-        chrom=args.chrom, phenotype=spec, seed=seed,
+        chrom=names[0], chromosomes=names if len(names) > 1 else None, phenotype=spec, seed=seed,
         ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
         recent_expansion=args.recent_expansion, demographic_model=args.model, trait_model=args.trait_model,
+        phased=not args.unphased, missing_rate=args.missing_rate,
     )
     sim = cohort.meta["simulation"]
     per_pop = ", ".join(f"{k} {v}" for k, v in sim["samples_per_population"].items())
-    log.info(f"Simulated {cohort.n_samples} people ({per_pop}) over {sim['sequence_length'] / 1e6:g} Mb "
-             f"under {sim['model']}")
+    where = (f"{sim['total_length'] / 1e6:g} Mb" if len(names) == 1 else
+             f"{len(names)} chromosomes ({sim['total_length'] / 1e6:g} Mb)")
+    log.info(f"Simulated {cohort.n_samples} people ({per_pop}) over {where} under {sim['model']}")
     log.info(f"SNPs: {sim['segregating_sites']} segregating, {sim['snps_after_maf']} with MAF >= {args.maf:g}, "
              f"{cohort.n_variants} kept")
+    if len(names) > 1:
+        for c in sim["per_chromosome"]:
+            log.info(f"  chromosome {c['chrom']}: {c['sequence_length'] / 1e6:g} Mb, {c['segregating_sites']} "
+                     f"segregating, {c['snps_after_maf']} with MAF >= {args.maf:g}, {c['snps']} kept")
+    if args.unphased or args.missing_rate > 0:
+        log.info(f"Output: {'genotypes (unphased)' if args.unphased else 'haplotypes (phased)'}, "
+                 f"{cohort.missing_rate():.4f} of calls missing")
     if cohort.n_variants == 0:
         raise InputError("no SNP passed the filters; lower --maf or simulate a longer region (--length-mb)")
     if "truth" in cohort.meta:

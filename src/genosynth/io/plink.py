@@ -112,7 +112,18 @@ def read_bed(prefix: str, *, threads: int | None = None) -> Cohort:
     Returns
     -------
     Cohort with ``alleles`` int8, shape (n_samples, n_variants), values 0/1/2 and -1 missing.
+
+    Notes
+    -----
+    ``prefix`` may name several filesets separated by commas (``chr1,chr2``: one per chromosome,
+    the same samples in each): they are read in turn and joined along the variants
+    (:func:`genosynth.cohort.concat_variants`).
     """
+    if "," in prefix and not os.path.exists(prefix + ".bed") and not os.path.exists(prefix):
+        from genosynth.cohort import concat_variants
+
+        prefixes = [p.strip() for p in prefix.split(",") if p.strip()]
+        return concat_variants([read_bed(p, threads=threads) for p in prefixes], names=prefixes)
     if prefix.endswith(".bed"):
         prefix = prefix[:-4]
     bed, bim, fam = f"{prefix}.bed", f"{prefix}.bim", f"{prefix}.fam"

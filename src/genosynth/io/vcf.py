@@ -49,9 +49,20 @@ def read_vcf(path: str, *, threads: int | None = None) -> Cohort:
     Cohort with ``alleles`` int8, shape (n_samples * ploidy, n_variants) of haplotypes when all
     calls are phased, else shape (n_samples, n_variants) of ALT counts; -1 missing.
     ``meta["skipped"]`` counts the records left out.
+
+    Notes
+    -----
+    ``path`` may name several files separated by commas (``chr1.vcf.gz,chr2.vcf.gz``: one file per
+    chromosome, the same samples in each): they are read in turn and joined along the variants
+    (:func:`genosynth.cohort.concat_variants`).
     """
     import cyvcf2
 
+    if "," in path and not os.path.exists(path):
+        from genosynth.cohort import concat_variants
+
+        paths = [p.strip() for p in path.split(",") if p.strip()]
+        return concat_variants([read_vcf(p, threads=threads) for p in paths], names=paths)
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found; check the path given to --vcf")
     if os.path.getsize(path) == 0:
