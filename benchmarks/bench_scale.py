@@ -220,12 +220,10 @@ def main(argv=None) -> None:
     if args.plot:
         plot(args.plot, args.png)
         return
-    rec = run(args)
-    text = json.dumps(rec, indent=1, default=str)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_step import emit
+
+    emit(run(args), args.json)
 
 
 if __name__ == "__main__":

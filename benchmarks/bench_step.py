@@ -132,10 +132,15 @@ def main(argv=None) -> None:
         sec, flops = time_steps(step, args.steps, device)
         rec[name] = {"s_per_step": sec, "rows_per_step": rows, "flops_per_step": flops,
                      "flops_per_s": flops / sec, "fraction_of_matmul_rate": flops / sec / peak}
-    text = json.dumps(rec, indent=1)
+    emit(rec, args.json)
+
+
+def emit(rec: dict, path: str | None) -> None:
+    """Print a record as JSON and write it to ``path`` when given."""
+    text = json.dumps(rec, indent=1, default=str)
     print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
+    if path:
+        with open(path, "w") as fh:
             fh.write(text)
 
 
