@@ -3,8 +3,8 @@
 ``tests/data/ckpt_6d66687.pt`` was written by the code before the re-layout (commit 6d66687,
 ``genosynth.generator``), and the alleles it drew with ``seed=11`` were saved beside it
 (``tests/data/README.md`` says how). The new :class:`genosynth.sampling.generator.Generator` must
-load it and draw exactly the same alleles, with the default correlation-guided decoding and with
-plain decoding.
+load it and draw exactly the same alleles with plain decoding, and the alleles of the default
+correlation-guided decoding as regenerated after the copula solve fix (tests/data/README.md).
 """
 
 from __future__ import annotations

@@ -181,6 +181,14 @@ def _solve_theta(aj: torch.Tensor, bj: torch.Tensor, target: torch.Tensor, nodes
         for _ in range(newton_iters):
             g, dg = _copula_cov(ab_, bb_, th, nodes, weights)
             r = g - tg
+            done = r.abs() <= _CONVERGED  # solved to rounding: keep theta, leave the active set
+            if done.any():
+                theta[idx[done]] = th[done]
+                keep = ~done
+                idx, ab_, bb_, tg, th, lo, hi, r, dg = (idx[keep], ab_[:, :, keep], bb_[:, :, keep], tg[keep],
+                                                        th[keep], lo[keep], hi[keep], r[keep], dg[keep])
+                if not len(idx):
+                    break
             lo = torch.where(r < 0, torch.maximum(lo, th), lo)
             hi = torch.where(r > 0, torch.minimum(hi, th), hi)
             step = th - r / dg.clamp_min(1e-12)
@@ -188,6 +196,9 @@ def _solve_theta(aj: torch.Tensor, bj: torch.Tensor, target: torch.Tensor, nodes
             th = torch.where(inside, step, 0.5 * (lo + hi))
         theta[idx] = th
     return theta
+
+
+_CONVERGED = 1e-12  # |copula covariance - target| at which a pair's Newton iteration stops (covariances are O(0.01-0.25))
 
 
 def _ridge_for(ev: np.ndarray, c: np.ndarray, ridge: float, q_max: float) -> float:
