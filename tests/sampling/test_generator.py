@@ -169,3 +169,23 @@ def test_guided_sampling_leaves_the_decoder_weights_untouched(trained):
     params = list(model.vae.parameters())
     assert all(p.grad is None for p in params)
     assert all(p.requires_grad for p in params)
+
+
+def test_slow_stages_inside_a_block_are_reported_and_change_nothing(trained):
+    """``Generator.report`` hears the diffusion steps, the latent guidance and every lag of the copula's
+    LD-factor setup (what the sample progress bar shows while a block is drawn); the rows are the same."""
+    model, _ = trained
+    plain = model.sample(8, seed=4)
+    heard: list[str] = []
+    model.report = heard.append
+    try:
+        told = model.sample(8, seed=4)
+    finally:
+        model.report = None
+    assert np.array_equal(plain.alleles, told.alleles)
+    assert any(line.startswith("diffusion:") for line in heard)
+    assert any(line.startswith("latent guidance:") for line in heard)
+    lags = [line for line in heard if line.startswith("LD factor of label")]
+    assert lags
+    done, width = lags[-1].split(": ")[1].removesuffix(" lags").split("/")  # "LD factor of label j: k/w lags"
+    assert done == width  # the last lag is reported

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 import torch
@@ -136,6 +136,7 @@ class Generator:
         self.block_size: int = int(config.sampling.batch_size)
         self.decode_rows: int = 128  # rows per decoder call: a block's temporaries stay in the CPU cache
         self.corr_options: dict = {}  # CorrGuideConfig fields to override at sampling, e.g. {"latent_steps": 12}
+        self.report: Callable[[str], None] | None = None  # receives a line per slow stage inside a block (progress bars)
         self.device = torch.device("cpu")
         self.path: str | None = None  # the checkpoint file, when loaded from one (its digest goes in file headers)
 
@@ -234,7 +235,8 @@ class Generator:
             with _frozen(self.vae):  # guidance needs gradients of the latents only, not of the weights
                 return guided_decode(decode, z / self.latent_scale, y, prior, rng=rng,
                                      config=cfg, chrom=self.variants["chrom"].to_numpy(),
-                                     pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache)
+                                     pos=self.variants["pos"].to_numpy(), temperature=temperature, cache=cache,
+                                     report=self.report)
         logits = decode(z / self.latent_scale, y)  # (B, K, V)
         u_logits = logits.cpu()
         return sample_alleles(u_logits, rng=rng, argmax=argmax, temperature=temperature)
@@ -253,6 +255,8 @@ class Generator:
             # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
             net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
             net_guidance = 1.0
+        if self.report is not None:
+            self.report(f"diffusion: {steps} DDIM steps x {labels.shape[0]} rows")
         z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
                                        guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
         if self.phased and self.config.sampling.pairing == "matched":

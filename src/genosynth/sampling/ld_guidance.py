@@ -110,8 +110,11 @@ def solve_residual_band(
     quad_nodes: int = 8,
     newton_iters: int = 6,
     small: float = 0.05,
+    report: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Residual Gaussian correlations that make the drawn alleles match the prior within a label.
+
+    ``report(lag, w)``, when given, is called after each lag is solved (progress of a long setup).
 
     For each SNP pair ``(j, j+l)`` with ``l <= k_{j+l}`` (constrained), with row means
     ``m_ij = E[x_ij]``, the target covariance of the drawn alleles is
@@ -158,6 +161,8 @@ def solve_residual_band(
         aj, bj = a[:, :, j], a[:, :, j + lag]  # (n, S, P)
         theta = _solve_theta(aj, bj, target, nodes, weights, newton_iters=newton_iters, small=small)
         out[j, lag - 1] = torch.sin(theta)
+        if report is not None:
+            report(lag, w)
     return out.numpy()
 
 
@@ -349,6 +354,7 @@ def copula_sample(
     chrom: Sequence | None = None,
     pos: Sequence | None = None,
     cache: dict | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """Draw alleles SNP by SNP so that within-label LD matches the prior (marginals kept exactly).
 
@@ -365,6 +371,8 @@ def copula_sample(
     chrom, pos : array_like, shape (V,), optional
         Variant chromosomes and positions: pairs on different chromosomes or more than
         ``config.max_bp`` apart are left unconstrained.
+    report : callable, optional
+        Called with a line of progress while a label's factor is solved (minutes at 10^4+ SNPs).
     cache : dict, optional
         Label -> banded factor. When given, a label's factor is solved from its calibration rows
         in the first batch that has them and reused by later batches (the decoder's distribution
@@ -391,8 +399,10 @@ def copula_sample(
         else:
             calib = pr[np.unique(np.linspace(0, len(rows) - 1, min(cfg.calib_rows, len(rows))).round().astype(int))]
             band = prior.band(lab)[:, :w]
+            told = None if report is None else (lambda lag, width, lab=lab: report(
+                f"LD factor of label {lab}: {lag}/{width} lags"))
             resid = solve_residual_band(calib, band, kprev, quad_nodes=cfg.quad_nodes,
-                                        newton_iters=cfg.newton_iters, small=cfg.small)  # (V, w)
+                                        newton_iters=cfg.newton_iters, small=cfg.small, report=told)  # (V, w)
             beta, s, _ = banded_factor(resid, kprev, var_floor=cfg.var_floor)
             if cache is not None and len(rows) >= cfg.calib_rows:
                 cache[lab] = (beta, s)
@@ -602,8 +612,11 @@ def guided_decode(
     pos: Sequence | None = None,
     temperature: float = 1.0,
     cache: dict | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> torch.Tensor:
     """Latents -> alleles with correlation guidance (``config.method``); ``none`` is plain decoding.
+
+    ``report`` receives progress lines of the slow stages (latent guidance, the copula's setup).
 
     Parameters
     ----------
@@ -630,10 +643,12 @@ def guided_decode(
             f"--corr-guidance {cfg.method} needs a correlation prior in the checkpoint; retrain, or use --corr-guidance none"
         )
     if cfg.method in ("latent", "latent+copula"):
+        if report is not None:
+            report(f"latent guidance: {cfg.latent_steps} steps")
         z = latent_guidance(decode, z, labels, prior, config=cfg, chrom=chrom, pos=pos)
     with torch.no_grad():
         logits = decode(z, labels).float().cpu() / temperature  # (B, K, V)
     if cfg.method in ("none", "latent"):
         return sample_alleles(logits, rng=rng)
     probs = torch.softmax(logits.double(), dim=1)  # (B, K, V)
-    return copula_sample(probs, prior, labels, rng=rng, config=cfg, chrom=chrom, pos=pos, cache=cache)
+    return copula_sample(probs, prior, labels, rng=rng, config=cfg, chrom=chrom, pos=pos, cache=cache, report=report)

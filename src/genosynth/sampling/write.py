@@ -77,6 +77,8 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         os.remove(staging)  # a stale file of a killed run
     check_staging_space(staging, total * rows_per * v, what=f"{total} people x {v} SNPs")
     bar = progress_bar(total, "sample", progress, unit="people")
+    if bar is not None:  # the stage inside the current block (minutes of LD-factor setup at 10^4+ SNPs)
+        model.report = lambda text: bar.set_postfix_str(text, refresh=True)
     try:
         with StagingMatrix(staging, n_rows=total * rows_per, n_cols=v) as mat:
             batches = model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
@@ -93,6 +95,7 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
         if model.privacy:
             written.append(_write_privacy(model.privacy, f"{prefix}.privacy.json"))
     finally:
+        model.report = None
         if bar is not None:
             bar.close()
     return written
