@@ -70,8 +70,16 @@ def test_same_seed_same_figures(split, results):
     train, holdout = split
     syn = {"indep": independent_snps_generator(train, n=150, seed=4), "copy": copy_generator(train, seed=5)}
     syn["indep"].meta["privacy"] = {"epsilon": 3.0, "delta": 1e-6, "mechanisms": {"dp_sgd": 2.5}}
-    again = evaluate(train, holdout, syn, config=FAST, seed=7)
+    again = evaluate(train, holdout, syn, config=FAST, seed=7, progress=True)  # the bar changes no figure
     assert again["summary"] == results["summary"]
+
+
+def test_progress_bar_walks_the_five_sections(split, capsys):
+    train, holdout = split
+    evaluate(train, holdout, {"indep": independent_snps_generator(train, n=60, seed=4)}, config=FAST, seed=7,
+             progress=True)
+    err = capsys.readouterr().err
+    assert "evaluate" in err and "5/5" in err and "privacy" in err
 
 
 def test_variant_mismatch_names_the_fix(split):

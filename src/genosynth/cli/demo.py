@@ -221,7 +221,7 @@ def evaluate_stage(args, train, holdout, synthetic, *, seed: int, log, timings: 
                 json.dump(TINY_EVALUATION, fh, indent=2)
     eval_cfg = EvalConfig.from_dict(values)
     results = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", config=eval_cfg,
-                       seed=seed)
+                       seed=seed, progress=not args.no_progress)
     paths = write_report(results, os.path.join(args.out, "report"), title="genosynth demo")
     timings["evaluate_s"] = time.perf_counter() - t0
     s = summary(results, "genosynth")

@@ -46,6 +46,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed of subsamples and classifiers; drawn and recorded when omitted")
     parser.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def file_prefix(path: str) -> str:
@@ -170,7 +171,8 @@ def run(args, log) -> int:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=args.threads):  # BLAS threads; None keeps the library default
-        results = evaluate(real, holdout, synthetic, label_column=args.label_column, config=config, seed=seed)
+        results = evaluate(real, holdout, synthetic, label_column=args.label_column, config=config, seed=seed,
+                           progress=not args.no_progress)
     paths_in = {"real": args.real, "holdout": args.holdout, **{f"synthetic:{k}": v for k, v in syn_paths.items()}}
     if args.samples:
         paths_in["samples"] = args.samples

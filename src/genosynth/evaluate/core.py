@@ -25,6 +25,7 @@ from genosynth.stats.frequency import allele_frequencies, dosage
 from genosynth.stats.ld import pair_correlations, r2_matrix
 from genosynth.evaluate.settings import EvalConfig
 from genosynth.evaluate.lights import traffic_lights, verdict
+from genosynth.runtime import progress_bar
 
 HOLDOUT = "holdout"
 TEXT_SOURCES = ("tag", "fid")  # sample columns that may carry a synthetic person's label
@@ -489,11 +490,15 @@ def _privacy_block(x_train, x_other_nonmember, x_syn, config, rng):
 
 
 @contextmanager
-def _timed(timings: dict[str, float], key: str):
-    """Record the seconds the ``with`` block took as ``timings[key]``."""
+def _timed(timings: dict[str, float], key: str, bar=None):
+    """Record the seconds the ``with`` block took as ``timings[key]`` (and move ``bar`` one section)."""
+    if bar is not None:
+        bar.set_postfix_str(key, refresh=True)
     t = time.perf_counter()
     yield
     timings[key] = time.perf_counter() - t
+    if bar is not None:
+        bar.update(1)
 
 
 def _check_set_sizes(real: Cohort, holdout: Cohort, syn: dict[str, Cohort]) -> None:
@@ -656,7 +661,7 @@ def _dcr_histograms(d_tr: np.ndarray, d_ho: np.ndarray) -> dict:
 
 # ---------------------------------------------------------------------------------- main entry
 def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "super_pop",
-             config: EvalConfig | None = None, seed: int = 0) -> dict:
+             config: EvalConfig | None = None, seed: int = 0, progress: bool = False) -> dict:
     """Compare synthetic cohort(s) with real train, using the real holdout as the ceiling.
 
     Parameters
@@ -673,6 +678,8 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
     config : EvalConfig, optional
     seed : int
         Seeds every subsample and classifier; the same inputs and seed give the same figures.
+    progress : bool
+        A bar over the five sections (setup, fidelity, structure, GWAS, privacy).
 
     Returns
     -------
@@ -706,21 +713,22 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
                                             config=config, g=g, features=features, seed=seed)
     design, why = _gwas_design(labels, label_column, config)  # checked before the long sections
     timings["labels"] = time.perf_counter() - t0
+    bar = progress_bar(5, "evaluate", progress, unit="section")
     # 2. shared pair sets, real-train PCA and caches
-    with _timed(timings, "setup"):
+    with _timed(timings, "setup", bar):
         pairs = _ld_pairs(real.variants, config, _rng(seed, "pairs"))
         pca = fid.RealPCA(g["train"], n_components=config.n_pcs, seed=seed)
         scores = {k: pca.transform(v) for k, v in g.items()}
         cache = _train_cache(real.variants, g, af_train, fill, config, seed)
     # 3. the sections
-    with _timed(timings, "fidelity"):
+    with _timed(timings, "fidelity", bar):
         fidelity, plot_sets = _fidelity_section(names, g, labels, label_column, pairs, cache, scores, fill, config,
                                                 seed)
-    with _timed(timings, "structure"):
+    with _timed(timings, "structure", bar):
         structure = _structure_section(features, g, labels, syn, fill, config, seed)
-    with _timed(timings, "gwas"):
+    with _timed(timings, "gwas", bar):
         gwas, gwas_plot = _gwas_section(g, labels, names, design, why, notes, config, seed)
-    with _timed(timings, "privacy"):
+    with _timed(timings, "privacy", bar):
         privacy, priv_plot = _privacy_section(real, holdout, syn, g, fill, config, seed)
     # 4. results, headline summary and traffic lights
     results = {
@@ -749,6 +757,7 @@ def evaluate(real: Cohort, holdout: Cohort, synthetic, *, label_column: str = "s
                                         results["inputs"]["train"], privacy[name].get("guarantee"),
                                         fidelity[name].get("matching")) for name in syn}
     timings["total"] = time.perf_counter() - t0
+    bar is not None and bar.close()
     results["timings"] = {k: round(v, 3) for k, v in timings.items()}
     return results
 
