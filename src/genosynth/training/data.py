@@ -106,19 +106,19 @@ def prepare_data(cohort: Cohort, *, label_column: str, mode: str = "auto",
     )
 
 
-def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int, n_classes: int,
-                      *, pseudo_count: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smoothed allele-class frequencies overall and per label.
+def class_counts(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int,
+                 n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Allele-class counts and called rows per label, counted in row chunks (memory flat in the cohort).
 
     Returns
     -------
-    overall : float, shape (V, K)
-    per_label : float, shape (n_labels, V, K)
+    count : int64, shape (n_labels + 1, V, K) - row ``n_labels`` counts all rows
+    seen : int64, shape (n_labels + 1, V) - called (non-missing) rows, the same layout
     """
     v = alleles.shape[1]
-    count = torch.zeros(n_labels + 1, v, n_classes, dtype=torch.int64)  # (L+1, V, K); row L = all rows
-    seen = torch.zeros(n_labels + 1, v, dtype=torch.int64)  # (L+1, V) observed calls
-    for start in range(0, alleles.shape[0], 1024):  # row chunks: memory flat in the cohort size
+    count = torch.zeros(n_labels + 1, v, n_classes, dtype=torch.int64)  # (L+1, V, K)
+    seen = torch.zeros(n_labels + 1, v, dtype=torch.int64)  # (L+1, V)
+    for start in range(0, alleles.shape[0], 1024):
         a = alleles[start : start + 1024].long()  # (r, V)
         lab = labels[start : start + 1024]
         keep = (lab >= 0) & (lab < n_labels)
@@ -129,8 +129,27 @@ def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int
         ok = (a >= 0).long()
         seen[n_labels] += ok.sum(0)
         seen[:n_labels].index_add_(0, lab[keep], ok[keep])
+    return count, seen
+
+
+def smoothed_frequencies(count: torch.Tensor, seen: torch.Tensor, *,
+                         pseudo_count: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Overall (V, K) and per-label (L, V, K) class frequencies of :func:`class_counts`, with pseudo-counts."""
+    n_labels, n_classes = count.shape[0] - 1, count.shape[2]
     freq = (count.float() + pseudo_count) / (seen.float()[:, :, None] + n_classes * pseudo_count)  # (L+1, V, K)
     return freq[n_labels], freq[:n_labels]
+
+
+def class_frequencies(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int, n_classes: int,
+                      *, pseudo_count: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smoothed allele-class frequencies overall and per label.
+
+    Returns
+    -------
+    overall : float, shape (V, K)
+    per_label : float, shape (n_labels, V, K)
+    """
+    return smoothed_frequencies(*class_counts(alleles, labels, n_labels, n_classes), pseudo_count=pseudo_count)
 
 
 def group_frequencies(data: TrainingData, per_label: torch.Tensor, *, pseudo_count: float) -> torch.Tensor:
@@ -192,17 +211,6 @@ def person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarr
     return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
 
 
-def label_row_counts(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """Called rows per label and SNP: int64, shape (n_labels, V) (missing calls not counted)."""
-    seen = torch.zeros(n_labels, alleles.shape[1], dtype=torch.int64)
-    for start in range(0, alleles.shape[0], 1024):
-        a = alleles[start : start + 1024]
-        lab = labels[start : start + 1024]
-        keep = (lab >= 0) & (lab < n_labels)
-        seen.index_add_(0, lab[keep], (a[keep] >= 0).long())
-    return seen
-
-
 def _alt_frequency(freq: torch.Tensor) -> torch.Tensor:
     """ALT allele frequency of class frequencies: (..., V, K) -> (..., V); K=2 haplotypes, K=3 genotypes."""
     k = freq.shape[-1]
@@ -229,7 +237,7 @@ def shrink_label_frequencies(per_label: torch.Tensor, counts: torch.Tensor, grou
     per_label : float, shape (L, V, K)
         Smoothed class frequencies per label.
     counts : int, shape (L, V)
-        Called rows per label and SNP (:func:`label_row_counts`).
+        Called rows per label and SNP (``seen[:L]`` of :func:`class_counts`).
     groups : list of lists of label indices
         Labels that share a parent (e.g. populations of a super population).
     alleles_per_row : int

@@ -47,8 +47,8 @@ from genosynth.runtime import deterministic, progress_bar, resolve_device
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
 from genosynth.training.calibration import calibrate_frequencies
-from genosynth.training.data import (TrainingData, class_frequencies, group_frequencies, label_groups, label_parents,
-                                     label_row_counts, parent_index, prepare_data, shrink_label_frequencies)
+from genosynth.training.data import (TrainingData, class_counts, group_frequencies, label_groups, label_parents,
+                                     parent_index, prepare_data, shrink_label_frequencies, smoothed_frequencies)
 from genosynth.training.distributed import Shards, agree, is_main
 from genosynth.training.ld_fit import plain_correlation_prior
 
@@ -249,13 +249,12 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
     vae, dit, dit_cfg = build_models(config, n_variants=cohort.n_variants, n_classes=data.n_classes,
                                      n_labels=n_labels, n_phenotypes=0 if data.phenotypes is None else 2,
                                      parents=parent_index(groups, n_labels))
-    overall, per_label = class_frequencies(data.alleles, data.labels, n_labels, data.n_classes,
-                                           pseudo_count=tc.pseudo_count)  # (V, K), (L, V, K)
+    count, seen = class_counts(data.alleles, data.labels, n_labels, data.n_classes)  # (L+1, V, K), (L+1, V)
+    overall, per_label = smoothed_frequencies(count, seen, pseudo_count=tc.pseudo_count)  # (V, K), (L, V, K)
     shrinkage = None
     if tc.label_shrinkage:
-        per_label, shrinkage = shrink_label_frequencies(
-            per_label, label_row_counts(data.alleles, data.labels, n_labels), groups,
-            alleles_per_row=1 if data.n_classes == 2 else 2)  # (L, V, K)
+        per_label, shrinkage = shrink_label_frequencies(per_label, seen[:n_labels], groups,
+                                                        alleles_per_row=1 if data.n_classes == 2 else 2)  # (L, V, K)
     by_phenotype = data.phenotypes is not None and config.phenotype_calibration
     cal_target = (group_frequencies(data, per_label, pseudo_count=tc.pseudo_count)
                   if by_phenotype else per_label)  # (2L or L, V, K)
