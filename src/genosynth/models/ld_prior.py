@@ -141,3 +141,17 @@ def previous_counts(v: int, window: int, *, chrom: Sequence | None = None, pos: 
                 first[s:e] = s + np.searchsorted(p[s:e], p[s:e] - int(max_bp), side="left")
             k = np.minimum(k, j - first)
     return np.maximum(k, 0).astype(np.int64)
+
+
+def usable_pairs(kprev: np.ndarray, window: int) -> np.ndarray:
+    """bool, shape (V, window): pair (j, j+l) is one that decoding conditions on (``kprev[j+l] >= l``).
+
+    The constraint belongs to j+l's window (:func:`previous_counts`) and is stored at row j, the row
+    a band gives it; training masks the stored prior with it, latent guidance its loss.
+    """
+    v = len(kprev)
+    out = np.zeros((v, window), dtype=bool)
+    for lag in range(1, window + 1):
+        if lag < v:
+            out[: v - lag, lag - 1] = kprev[lag:] >= lag
+    return out

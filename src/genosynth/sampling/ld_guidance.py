@@ -56,7 +56,7 @@ import torch
 from genosynth.errors import InputError
 from genosynth.models.ld_prior import CorrGuideConfig
 from genosynth.models.ld_prior import CorrelationPrior
-from genosynth.models.ld_prior import previous_counts
+from genosynth.models.ld_prior import previous_counts, usable_pairs
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
@@ -541,7 +541,7 @@ def latent_guidance(
     anchors = {lab: m0[rows].mean(0) for lab, rows in groups}  # (V,) each: the allele frequencies to keep
     kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=cfg.max_bp if pos is not None else None)
     w = max(1, min(w, int(kprev.max(initial=0))))  # lags past the widest constrained one carry no loss
-    mask = _pair_mask(kprev, v, w)  # (V, w)
+    mask = torch.from_numpy(usable_pairs(kprev, w).astype(np.float32))  # (V, w) pairs (j, j+l) at row j
     targets = {lab: torch.from_numpy(prior.band(lab)[:, :w]).float() for lab, _ in groups}
     denominator = mask.sum().clamp_min(1)
 
@@ -562,20 +562,6 @@ def latent_guidance(
             _accumulate_gradient(zz, z0, chunks, moments, band_loss, z_weight=cfg.latent_z_weight)
         opt.step()
     return zz.detach()
-
-
-def _pair_mask(kprev: np.ndarray, v: int, w: int) -> torch.Tensor:
-    """float32, shape (V, w): 1 on row j, column l-1 where the pair (j, j+l) is constrained.
-
-    The constraint of pair (j, j+l) belongs to j+l's window (``kprev[j+l] >= l``); it is shifted
-    to row j, the row that :func:`band_correlation_from_moments` gives it.
-    """
-    lagmask = torch.from_numpy((np.arange(1, w + 1)[None, :] <= kprev[:, None]).astype(np.float32))  # (V, w)
-    mask = torch.zeros(v, w)
-    for lag in range(1, w + 1):
-        if lag < v:
-            mask[: v - lag, lag - 1] = lagmask[lag:, lag - 1]
-    return mask
 
 
 def _accumulate_gradient(zz: torch.Tensor, z0: torch.Tensor, chunks: list[slice], moments: Callable,

@@ -12,7 +12,7 @@ import numpy as np
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError, PrivacyError
 from genosynth.models.config import GeneratorConfig
-from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig, previous_counts
+from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig, previous_counts, usable_pairs
 from genosynth.privacy import PrivacyAccountant
 from genosynth.privacy.releases import dp_correlation_prior
 from genosynth.stats.ld import correlation_band
@@ -342,16 +342,6 @@ def label_noise(genotypes: np.ndarray, labels: np.ndarray, vocab: Sequence[str],
                 valid[k, : v - lag, lag - 1] = varies[: v - lag] & varies[lag:]
     noise = (1.0 / np.maximum(counts - 1.0, 1.0))[:, None, None]
     return noise, valid, counts
-
-
-def usable_pairs(kprev: np.ndarray, window: int) -> np.ndarray:
-    """bool, shape (V, window): pair (j, j+l) is one that decoding conditions on (``kprev[j+l] >= l``)."""
-    v = len(kprev)
-    out = np.zeros((v, window), dtype=bool)
-    for lag in range(1, window + 1):
-        if lag < v:
-            out[: v - lag, lag - 1] = kprev[lag:] >= lag
-    return out
 
 
 def supported_window(bands: np.ndarray, *, tol: float = KEEP_TOL) -> int:
