@@ -27,6 +27,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from genosynth.training.plain import forward_precision
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -79,8 +81,8 @@ def vae_step(vae, cfg, device, precision: str):
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = vae(x, y, rng=gen)["loss"].mean()
+        with forward_precision(device, precision):  # the trainer's own bf16 autocast
+            loss = vae(x, y, rng=gen)["loss"].float().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -99,8 +101,8 @@ def dit_step(dit, cfg, device, precision: str):
 
     def step():
         t = torch.randint(0, cfg.diffusion.timesteps, (b,), device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = diffusion.training_loss(dit, z, t=t, cond={"y": y})
+        with forward_precision(device, precision):
+            loss = diffusion.training_loss(dit, z, t=t, cond={"y": y}).float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
