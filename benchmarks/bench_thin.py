@@ -1,6 +1,6 @@
 """Thin data (issue 21): few unphased people per population with missing calls, against held-out people.
 
-Cohort (a) of issue 21: the shared 1000 Genomes 805-SNP data (../shared/data/1000g_805, or
+Cohort (a) of issue 21 (default): the shared 1000 Genomes 805-SNP data (../shared/data/1000g_805, or
 $GENOSYNTH_805) made unphased (haplotype pairs summed), thinned to ``--per-pop`` (15) training
 people per population (26 populations) with ``--missing`` (3 %) of their calls set missing at
 random, positions as given; ``--holdout-per-pop`` (10) other people per population are held out
@@ -18,8 +18,15 @@ within super population, and random pairs pooled; the holdout row is a fresh rea
 PCA energy distance, TSTR for population and super population, AF r, MIA AUC, AATS and identical
 people.
 
+Cohort (b), a simulated sparse panel (``--bfile``): 24 populations of 40 people in 4 regions
+(``genosynth simulate --model regions``), 10 chromosomes with SNPs at least 100 kb apart, of which
+10-30 people per population train (``--per-pop 10,30``) and 10 are held out.
+
     nice -n 5 python benchmarks/bench_thin.py --json benchmarks/results/thin_805.json \\
         [--vae-epochs 10 --dit-epochs 50] [--checkpoint /tmp/thin.pt]
+    genosynth simulate --model regions --n 960 --chromosomes 10 --length-mb 110 --min-spacing-kb 100 \
+        --max-snps 1000 --no-phenotype --seed 21 --out /tmp/thin_b
+    nice -n 5 python benchmarks/bench_thin.py --bfile /tmp/thin_b --per-pop 10,30 --json benchmarks/results/thin_b.json
 """
 
 from __future__ import annotations
@@ -39,21 +46,32 @@ KEYS = ("ld_r_near_within", "ld_r_all", "energy_distance", "tstr_pop_lr", "tstr_
         "aats", "identical_to_train")
 
 
-def thin_cohort(*, per_pop: int, holdout_per_pop: int, missing: float, seed: int):
-    """(train, holdout): unphased 805-SNP people, ``per_pop`` / ``holdout_per_pop`` per population."""
+def thin_cohort(*, per_pop: int | tuple[int, int], holdout_per_pop: int, missing: float, seed: int,
+                bfile: str | None = None):
+    """(train, holdout): unphased people, ``per_pop`` / ``holdout_per_pop`` per population.
+
+    The 805-SNP data by default (cohort a), or ``bfile`` (PLINK prefix with ``PREFIX.samples.tsv``:
+    cohort b, from ``genosynth simulate --model regions``). A ``(lo, hi)`` pair draws each
+    population's training size uniformly in ``lo..hi``.
+    """
     from genosynth.io import read_cohort
 
-    root = os.environ.get("GENOSYNTH_805", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                                         "shared", "data", "1000g_805"))
-    full = read_cohort(hapt=os.path.join(root, "haplotypes.hapt.gz"), legend=os.path.join(root, "snps.legend"),
-                       samples=os.path.join(root, "panel.tsv")).unphased()
+    if bfile:
+        full = read_cohort(bfile=bfile, samples=bfile + ".samples.tsv")
+    else:
+        root = os.environ.get("GENOSYNTH_805", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                                             "shared", "data", "1000g_805"))
+        full = read_cohort(hapt=os.path.join(root, "haplotypes.hapt.gz"), legend=os.path.join(root, "snps.legend"),
+                           samples=os.path.join(root, "panel.tsv"))
+    full = full.unphased() if full.phased else full
     rng = np.random.default_rng(seed)
     pops = full.labels("pop")
     tr, ho = [], []
     for p in sorted(set(pops.tolist())):
         idx = rng.permutation(np.flatnonzero(pops == p))
-        tr.append(idx[:per_pop])
-        ho.append(idx[per_pop:per_pop + holdout_per_pop])
+        k = per_pop if isinstance(per_pop, int) else int(rng.integers(per_pop[0], per_pop[1] + 1))
+        tr.append(idx[:k])
+        ho.append(idx[k:k + holdout_per_pop])
     train = full.subset(samples=np.sort(np.concatenate(tr)))
     holdout = full.subset(samples=np.sort(np.concatenate(ho)))
     g = train.alleles.copy()  # (N, V) int8 ALT counts
@@ -129,7 +147,8 @@ def score(train, holdout, sets: dict, seed: int) -> tuple[dict, list]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--per-pop", type=int, default=15, help="training people per population")
+    ap.add_argument("--per-pop", default="15", help="training people per population, or LO,HI: drawn per population")
+    ap.add_argument("--bfile", default=None, help="cohort (b): a PLINK prefix with PREFIX.samples.tsv (default: 805-SNP data)")
     ap.add_argument("--holdout-per-pop", type=int, default=10, help="held-out people per population")
     ap.add_argument("--missing", type=float, default=0.03, help="fraction of training calls set missing")
     ap.add_argument("--n", type=int, default=None, help="synthetic people per set (default: train size)")
@@ -146,15 +165,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    train, holdout = thin_cohort(per_pop=a.per_pop, holdout_per_pop=a.holdout_per_pop, missing=a.missing,
-                                 seed=a.seed)
+    per_pop = tuple(int(x) for x in a.per_pop.split(",")) if "," in a.per_pop else int(a.per_pop)
+    train, holdout = thin_cohort(per_pop=per_pop, holdout_per_pop=a.holdout_per_pop, missing=a.missing,
+                                 seed=a.seed, bfile=a.bfile)
     model, timings["train"] = train_model(train, a, print)
     sets, priors = synthetic_sets(model, train, a, timings)
     t = time.perf_counter()
     table, edges = score(train, holdout, sets, a.seed)
     timings["evaluate"] = time.perf_counter() - t
     out = {"n_variants": train.n_variants, "n_train": train.n_samples, "n_holdout": holdout.n_samples,
-           "missing_in_train": float((train.alleles < 0).mean()), "per_pop": a.per_pop,
+           "missing_in_train": float((train.alleles < 0).mean()), "per_pop": a.per_pop, "bfile": a.bfile,
            "label_column": model.config.label_column, "epochs": [model.config.training.vae_epochs,
                                                                   model.config.training.dit_epochs],
            "seed": a.seed, "priors": priors, "table": table, "ld_decay_edges_bp": edges, "timings": timings,

@@ -415,6 +415,34 @@ def test_bad_model_options_name_the_fix(kw, fix):
         simulate_cohort(n_samples=20, sequence_length=50_000, seed=1, **kw)
 
 
+# ---------------------------------------------------------------------------------- the regions model
+def test_regions_model_nests_populations_in_regions():
+    c = simulate_cohort(n_samples=24 * 30, sequence_length=3_000_000, seed=5, demographic_model="regions")
+    pops, regions = c.labels("pop"), c.labels("super_pop")
+    assert len(set(pops.tolist())) == 24 and sorted(set(regions.tolist())) == ["A", "B", "C", "D"]
+    assert all(p[0] == r for p, r in zip(pops, regions))  # A1..A6 in region A ...
+    assert c.meta["simulation"]["model_parameters"]["per_region"] == 6
+    (a1, n1), (a2, n2), (b1, m1) = pop_freq(c, "A1"), pop_freq(c, "A2"), pop_freq(c, "B1")
+    within, between = hudson_fst(a1, a2, n1, n2), hudson_fst(a1, b1, n1, m1)
+    assert 0.0 < within < 0.06 and 0.05 < between < 0.3 and between > 2 * within, (within, between)
+
+
+def test_min_spacing_keeps_snps_apart_before_max_snps():
+    kw = dict(n_samples=40, sequence_length=3_000_000, seed=2, chromosomes=("1", "2"))
+    dense = simulate_cohort(**kw)
+    sparse = simulate_cohort(**kw, min_spacing_bp=100_000)
+    for chrom, pos in sparse.variants.groupby("chrom")["pos"]:
+        assert np.diff(pos.to_numpy()).min() >= 100_000
+        assert len(pos) >= 20  # about one per 100 kb of 3 Mb
+    assert sparse.n_variants < dense.n_variants
+    assert set(zip(sparse.variants["chrom"], sparse.variants["pos"])) <= set(zip(dense.variants["chrom"],
+                                                                                  dense.variants["pos"]))
+    capped = simulate_cohort(**kw, min_spacing_bp=100_000, max_snps=10)
+    assert capped.n_variants == 20 and np.diff(capped.variants["pos"][:10].to_numpy()).min() >= 100_000
+    with pytest.raises(InputError, match="min_spacing_bp"):
+        simulate_cohort(**kw, min_spacing_bp=-1)
+
+
 # ---------------------------------------------------------------------------------- the tstrait trait
 @pytest.fixture(scope="module")
 def tstrait_cohort():

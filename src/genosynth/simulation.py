@@ -47,6 +47,7 @@ STDPOPSIM_SUPER_POPULATION = {**SUPER_POPULATION, "AFR": "AFR", "EUR": "EUR", "A
                               "JPT": "EAS", "Han": "EAS", "Mbuti": "AFR", "Sardinian": "EUR",
                               "African_Americans": "AFR"}
 BUILTIN_MODEL = "builtin"  # the hand-written out_of_africa_demography() (the default; --recent-expansion applies)
+REGIONS_MODEL = "regions"  # regions_demography(): 24 populations in 4 regions (thin-data panels, issue 21)
 MODEL_NAME = "OutOfAfrica_3G09"
 MODEL_CITATION = (
     "Gutenkunst et al. (2009) PLoS Genet 5(10):e1000695; parameters as in stdpopsim OutOfAfrica_3G09"
@@ -62,6 +63,57 @@ _TRANSVERSIONS = {"A": ("C", "T"), "G": ("C", "T"), "C": ("A", "G"), "T": ("A", 
 
 
 # ================================================================================ configuration
+@dataclass(frozen=True)
+class RegionsParameters:
+    """A hierarchical island model: ``regions`` regions of ``per_region`` populations each.
+
+    One ancestral population splits into the regions ``T_region`` generations ago; each region
+    splits into its populations ``T_pop`` generations ago; every population keeps size ``N``, with
+    migration ``m_within`` between populations of one region. Expected F_ST is about
+    ``T / (2 N)`` without migration: with the defaults about 0.1 between regions and 0.015 within
+    one, the shape of continental vs within-continent differentiation in 1000 Genomes/HGDP.
+    """
+
+    regions: int = 4
+    per_region: int = 6
+    N: float = 10_000  # diploid size of every population (ancestral ones too)
+    T_region: float = 2_000  # generations since the regions split
+    T_pop: float = 300  # generations since the populations of a region split
+    m_within: float = 1e-5  # symmetric migration rate between populations of one region, per generation
+
+    def names(self) -> list[tuple[str, str]]:
+        """``(population, region)`` pairs in output order: ``A1..A6`` in region ``A``, then ``B1`` ..."""
+        return [(f"{chr(ord('A') + r)}{k + 1}", chr(ord('A') + r))
+                for r in range(self.regions) for k in range(self.per_region)]
+
+
+def regions_demography(params: RegionsParameters | None = None):
+    """:class:`RegionsParameters` as an :class:`msprime.Demography` (sampled populations ``A1`` ... ``D6``).
+
+    Not a published model: a controlled stand-in for diversity panels with many small populations
+    nested in regions (HGDP-like), where population labels are many and thin.
+    """
+    import msprime
+
+    p = params or RegionsParameters()
+    demography = msprime.Demography()
+    names = p.names()
+    for pop, region in names:
+        demography.add_population(name=pop, description=f"population {pop} of region {region}", initial_size=p.N)
+    regions = sorted({r for _, r in names})
+    for region in regions:
+        demography.add_population(name=f"anc_{region}", description=f"ancestor of region {region}", initial_size=p.N)
+    demography.add_population(name="ANC", description="ancestor of all regions", initial_size=p.N)
+    for region in regions:
+        members = [pop for pop, r in names if r == region]
+        if p.m_within > 0 and len(members) > 1:
+            demography.set_symmetric_migration_rate(members, p.m_within)
+        demography.add_population_split(time=p.T_pop, derived=members, ancestral=f"anc_{region}")
+    demography.add_population_split(time=p.T_region, derived=[f"anc_{r}" for r in regions], ancestral="ANC")
+    demography.sort_events()
+    return demography
+
+
 @dataclass(frozen=True)
 class OutOfAfricaParameters:
     """Gutenkunst et al. (2009) three-population out-of-Africa model (their Table 1, "YRI-CEU-CHB").
@@ -166,7 +218,7 @@ def _stdpopsim_model(name: str):
     species = stdpopsim.get_species("HomSap")
     ids = [m.id for m in species.demographic_models]
     if name not in ids:
-        raise InputError(f"unknown demographic model {name!r}; use --model builtin (default) or one of stdpopsim's "
+        raise InputError(f"unknown demographic model {name!r}; use --model builtin (default), regions or one of stdpopsim's "
                          f"HomSap models: {', '.join(ids)}")
     return species.get_demographic_model(name)
 
@@ -179,6 +231,8 @@ def model_populations(name: str = BUILTIN_MODEL) -> list[str]:
     """
     if name == BUILTIN_MODEL:
         return list(SUPER_POPULATION)
+    if name == REGIONS_MODEL:
+        return [pop for pop, _ in RegionsParameters().names()]
     return [p.name for p in _stdpopsim_model(name).populations if p.allow_samples]
 
 
@@ -203,6 +257,12 @@ def demographic_model(name: str = BUILTIN_MODEL, *, recent_expansion: bool = Fal
                 "model_citation": MODEL_CITATION + ("; " + EXPANSION_CITATION if recent_expansion else ""),
                 "model_parameters": dataclasses.asdict(OutOfAfricaParameters())}
         return out_of_africa_demography(recent_expansion=recent_expansion), info
+    if name == REGIONS_MODEL:
+        info = {"model": "genosynth regions (hierarchical island model, 4 x 6 populations)",
+                "model_citation": "a controlled hierarchical island model (genosynth.simulation.regions_demography); "
+                                  "not a published demography",
+                "model_parameters": dataclasses.asdict(RegionsParameters())}
+        return regions_demography(), info
     import stdpopsim
 
     model = _stdpopsim_model(name)
@@ -225,6 +285,7 @@ class SimulationConfig:
     populations: tuple[str, ...] = ("YRI", "CEU", "CHB")  # sampled populations, in output order
     maf: float = 0.05  # keep SNPs with minor allele frequency >= maf in the simulated cohort
     max_snps: int | None = None  # thin evenly (by rank along the region) to at most this many SNPs
+    min_spacing_bp: int = 0  # keep SNPs at least this far apart (greedy along the chromosome), before max_snps
     recombination_rate: float = 1e-8  # per base pair per generation (uniform map)
     mutation_rate: float = 1.25e-8  # per base pair per generation
     chrom: str = "1"  # chromosome name written to the variant table
@@ -262,7 +323,7 @@ class SimulationConfig:
             raise InputError(f"unknown population(s) {unknown}; {where} has {', '.join(sampled)}: choose --populations "
                              "among those (or another --model)")
         if self.recent_expansion and not builtin:
-            raise InputError("recent_expansion applies to the built-in model only; drop --recent-expansion "
+            raise InputError("recent_expansion applies to the built-in out-of-Africa model only; drop --recent-expansion "
                              "(stdpopsim's OutOfAfrica_2T12 is Tennessen et al.'s model with its expansion)")
         if len(set(self.populations)) != len(self.populations):
             raise InputError(f"populations listed twice in {list(self.populations)}; list each once")
@@ -272,6 +333,8 @@ class SimulationConfig:
             )
         if not 0.0 <= self.maf < 0.5:
             raise InputError(f"maf must lie in [0, 0.5), got {self.maf}; 0.05 keeps common SNPs")
+        if self.min_spacing_bp < 0:
+            raise InputError(f"min_spacing_bp must be >= 0, got {self.min_spacing_bp}; e.g. 100_000 (--min-spacing-kb 100)")
         if self.max_snps is not None and self.max_snps < 1:
             raise InputError(f"max_snps must be >= 1 (or None for no thinning), got {self.max_snps}")
         if not 0.0 <= self.recombination_rate < 1e-4:
@@ -346,6 +409,7 @@ def simulate_cohort(
     populations: tuple[str, ...] | list[str] | None = None,
     maf: float = 0.05,
     max_snps: int | None = None,
+    min_spacing_bp: int = 0,
     recombination_rate: float = 1e-8,
     mutation_rate: float = 1.25e-8,
     chrom: str = "1",
@@ -381,10 +445,10 @@ def simulate_cohort(
         Sampled populations of the model, in output order (default all; ``YRI, CEU, CHB`` built in).
     maf : float
         Minimum minor allele frequency of kept SNPs.
-    max_snps : int, optional
-        Thin evenly (every k-th SNP by rank) to at most this many SNPs per chromosome.
-    recombination_rate, mutation_rate : float
-        Per bp per generation (flat).
+    max_snps, min_spacing_bp : int, optional
+        Keep SNPs at least ``min_spacing_bp`` apart (0: all), then thin evenly (every k-th SNP by
+        rank) to at most ``max_snps`` per chromosome.
+    recombination_rate, mutation_rate : float - per bp per generation (flat).
     chrom : str
         Chromosome name in the variant table and ids (``chrom:pos_REF_ALT``).
     phenotype : PhenotypeSpec, optional
@@ -399,16 +463,15 @@ def simulate_cohort(
         Built-in model plus the recent growth of Tennessen et al. (2012) (:func:`out_of_africa_demography`);
         use it for cohorts of thousands, which are otherwise full of cryptic relatives.
     demographic_model : str
-        ``"builtin"`` or a stdpopsim ``HomSap`` model id (the function :func:`demographic_model`).
+        ``"builtin"``, ``"regions"`` (:func:`regions_demography`) or a stdpopsim ``HomSap`` model id
+        (the function :func:`demographic_model`).
     trait_model : {"genosynth", "tstrait"}
         ``phenotype`` by :func:`simulate_phenotype` (default) or :func:`tstrait_phenotype` (one chromosome).
-    chromosomes : int or sequence of str, optional
-        A count ``k`` (chromosomes ``1`` .. ``k``) or names, in output order; ``None`` or empty: the
-        one chromosome ``chrom``. The same people are simulated on every chromosome, each an
-        independent msprime run under the same demography with seeds derived from ``seed`` (the
-        first one with a one-chromosome run's streams, so its SNPs equal that run's).
-    chromosome_lengths : sequence of int, optional
-        One length (bp) per chromosome (as a sequence ``sequence_length``).
+    chromosomes, chromosome_lengths : optional
+        A count ``k`` (chromosomes ``1`` .. ``k``) or names, in output order (``None``: the one
+        chromosome ``chrom``), and one length in bp each. The same people on every chromosome, each
+        an independent msprime run with seeds derived from ``seed`` (the first one's SNPs equal a
+        one-chromosome run's).
     phased : bool
         ``False`` returns genotypes (ALT counts, phase dropped).
     missing_rate : float
@@ -419,9 +482,8 @@ def simulate_cohort(
     -------
     Cohort
         Diploid; phased ``alleles`` int8 shape ``(2 * n_samples, n_snps)`` (unphased: ``(n_samples,
-        n_snps)``), chromosomes one after the other. Samples ``sim_000001``
-        ... with ``pop``, ``super_pop`` (AFR/EUR/EAS), random ``sex`` (1/2) and ``phenotype`` (NaN
-        unless ``phenotype`` is given). Variants carry a ``cm`` column (uniform map).
+        n_snps)``), chromosomes one after the other. Samples ``sim_000001`` ... with ``pop``,
+        ``super_pop``, random ``sex`` (1/2) and ``phenotype`` (NaN without ``phenotype``). Variants carry a ``cm`` column (uniform map).
         ``meta["simulation"]`` holds the options, seed, model, versions and counts (per chromosome
         in ``per_chromosome``).
 
@@ -434,6 +496,7 @@ def simulate_cohort(
     """
     config = _resolve_config(demographic_model, populations, reference_population, n_samples=n_samples,
                              maf=float(maf), max_snps=None if max_snps is None else int(max_snps),
+                             min_spacing_bp=int(min_spacing_bp),
                              recombination_rate=float(recombination_rate), mutation_rate=float(mutation_rate),
                              ref_allele=ref_allele, recent_expansion=bool(recent_expansion), phased=bool(phased),
                              missing_rate=float(missing_rate),
@@ -639,7 +702,10 @@ def _simulate_tree_sequence(config: SimulationConfig, demography, length: int, *
 
 
 def _code_and_thin(haps: np.ndarray, positions: np.ndarray, config: SimulationConfig):
-    """Stage 2: cohort haplotypes coded against the reference haplotype (or ancestral), thinned to ``max_snps``.
+    """Stage 2: cohort haplotypes coded against the reference haplotype (or ancestral), spaced and thinned.
+
+    SNPs closer than ``min_spacing_bp`` to the previous kept one are dropped first, then the rest
+    are thinned evenly to ``max_snps``.
 
     Returns haps int8 (2N, V'), positions (V',), the reference haplotype's derived-allele flag
     (V',) (all 0 with ``ref_allele="ancestral"``) and the number of SNPs before thinning.
@@ -653,12 +719,29 @@ def _code_and_thin(haps: np.ndarray, positions: np.ndarray, config: SimulationCo
         ref_hap[:] = 0
 
     n_after_maf = haps.shape[1]
-    if config.max_snps is not None and n_after_maf > config.max_snps:
-        keep = np.unique(np.linspace(0, n_after_maf - 1, config.max_snps).round().astype(np.int64))
+    if config.min_spacing_bp > 0 and n_after_maf > 1:
+        keep = spaced_positions(positions, config.min_spacing_bp)
+        haps, positions, ref_hap = np.ascontiguousarray(haps[:, keep]), positions[keep], ref_hap[keep]
+    if config.max_snps is not None and haps.shape[1] > config.max_snps:
+        keep = np.unique(np.linspace(0, haps.shape[1] - 1, config.max_snps).round().astype(np.int64))
         haps = np.ascontiguousarray(haps[:, keep])
         positions = positions[keep]
         ref_hap = ref_hap[keep]
     return haps, positions, ref_hap, n_after_maf
+
+
+def spaced_positions(positions: np.ndarray, spacing: int) -> np.ndarray:
+    """Indices of a greedy left-to-right subset of sorted ``positions`` with gaps ``>= spacing``.
+
+    >>> spaced_positions(np.array([0, 10, 50, 120, 130, 300]), 100).tolist()
+    [0, 3, 5]
+    """
+    keep, last = [], None
+    for i, x in enumerate(np.asarray(positions).tolist()):
+        if last is None or x - last >= spacing:
+            keep.append(i)
+            last = x
+    return np.asarray(keep, dtype=np.int64)
 
 
 def _variant_table(positions: np.ndarray, ref_hap: np.ndarray, config: SimulationConfig, rng: np.random.Generator,
@@ -682,7 +765,9 @@ def _sample_table(pops: np.ndarray, config: SimulationConfig, rng: np.random.Gen
     width = max(6, len(str(config.n_samples)))
     ids = [f"sim_{i:0{width}d}" for i in range(1, config.n_samples + 1)]
     sex = rng.integers(1, 3, size=config.n_samples).astype(np.int8)
-    return make_samples(ids, pop=pops, super_pop=[STDPOPSIM_SUPER_POPULATION.get(p, p) for p in pops], sex=sex)
+    region = dict(RegionsParameters().names()) if config.demographic_model == REGIONS_MODEL else {}
+    return make_samples(ids, pop=pops, super_pop=[region.get(p) or STDPOPSIM_SUPER_POPULATION.get(p, p) for p in pops],
+                        sex=sex)
 
 
 def _simulation_record(config: SimulationConfig, *, seed: int, per_chrom: list[dict[str, Any]],

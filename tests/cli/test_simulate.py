@@ -88,6 +88,16 @@ def test_stdpopsim_model_flag_and_population_names(tmp_path, capsys):
     assert list(dict.fromkeys(table["pop"])) == ["EUR", "AFR"] and set(table["super_pop"]) == {"EUR", "AFR"}
 
 
+def test_regions_model_and_min_spacing_flags(tmp_path):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--out", str(out), "--n", "96", "--length-mb", "2", "--seed", "4", "--no-phenotype",
+                 "--model", "regions", "--min-spacing-kb", "50", "--unphased", "--missing-rate", "0.03"]) == 0
+    table = pd.read_csv(tmp_path / "sim.samples.tsv", sep="\t", dtype=str)
+    assert table["pop"].nunique() == 24 and set(table["super_pop"]) == {"A", "B", "C", "D"}
+    back = read_cohort(bfile=str(out))
+    assert np.diff(back.variants["pos"].to_numpy()).min() >= 50_000 and (back.alleles < 0).mean() > 0.01
+
+
 def test_tstrait_trait_model_flag(tmp_path):
     out = tmp_path / "sim"
     assert main(["simulate", "--out", str(out), *SMALL, "--causal", "6", "--trait-model", "tstrait"]) == 0

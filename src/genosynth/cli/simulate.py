@@ -37,9 +37,13 @@ def add_arguments(parser) -> None:
                    help="keep SNPs with minor allele frequency >= MAF (default 0.05)")
     g.add_argument("--max-snps", "--snps-per-chrom", dest="max_snps", type=int, default=None, metavar="N",
                    help="thin evenly to at most N SNPs per chromosome")
+    g.add_argument("--min-spacing-kb", type=float, default=0.0, metavar="KB",
+                   help="keep only SNPs at least KB kilobases apart (greedy along each chromosome, before "
+                        "--max-snps): a sparse, LD-pruned-like panel (default 0: all)")
     g.add_argument("--model", default="builtin", metavar="NAME",
                    help="demographic model: 'builtin' (default: Gutenkunst et al. 2009 out-of-Africa written out "
-                        "here; --recent-expansion applies) or a stdpopsim HomSap model id, e.g. OutOfAfrica_3G09, "
+                        "here; --recent-expansion applies), 'regions' (24 populations A1..D6 in 4 regions: a hierarchical "
+                        "island model for thin-data panels) or a stdpopsim HomSap model id, e.g. OutOfAfrica_3G09, "
                         "OutOfAfrica_2T12, AmericanAdmixture_4B18 (docs/simulate.md lists them)")
     g.add_argument("--populations", default=None, metavar="LIST",
                    help="comma-separated populations of the model, in output order (default all it can sample; "
@@ -102,8 +106,8 @@ def _check(args) -> tuple[tuple[str, ...], object]:
         by_name.get(p.strip().upper(), p.strip()) for p in args.populations.split(",") if p.strip())
     config = SimulationConfig(
         n_samples=args.n, sequence_length=lengths[0], populations=populations,
-        maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
-        chrom=names[0], demographic_model=args.model, recent_expansion=args.recent_expansion,
+        maf=args.maf, max_snps=args.max_snps, min_spacing_bp=_spacing_bp(args),
+        recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate, chrom=names[0], demographic_model=args.model, recent_expansion=args.recent_expansion,
         reference_population=next((p for p in ("CEU", "EUR") if p in sampled), sampled[0]),
         chromosomes=names if len(names) > 1 else (), chromosome_lengths=lengths if len(set(lengths)) > 1 else (),
         phased=not args.unphased, missing_rate=args.missing_rate,
@@ -161,8 +165,14 @@ def chromosome_layout(args) -> tuple[tuple[str, ...], tuple[int, ...]]:
     return names, lengths
 
 
+def _spacing_bp(args) -> int:
+    """``--min-spacing-kb`` in base pairs."""
+    return int(round(args.min_spacing_kb * 1000))
+
+
 def _flag_names(message: str) -> str:
     for field, flag in (("n_samples", "--n"), ("sequence_length", "--length-mb"), ("max_snps", "--max-snps"),
+                        ("min_spacing_bp", "--min-spacing-kb"),
                         ("missing_rate", "--missing-rate"),
                         ("recombination_rate", "--recomb-rate"), ("mutation_rate", "--mut-rate"),
                         ("populations", "--populations"), ("population(s)", "--populations"),
@@ -189,8 +199,8 @@ def run(args, log) -> int:
     t0 = time.perf_counter()
     cohort = simulate_cohort(
         n_samples=args.n, sequence_length=lengths, populations=populations,
-        maf=args.maf, max_snps=args.max_snps, recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate,
-        chrom=names[0], chromosomes=names if len(names) > 1 else None, phenotype=spec, seed=seed,
+        maf=args.maf, max_snps=args.max_snps, min_spacing_bp=_spacing_bp(args),
+        recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate, chrom=names[0], chromosomes=names if len(names) > 1 else None, phenotype=spec, seed=seed,
         ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
         recent_expansion=args.recent_expansion, demographic_model=args.model, trait_model=args.trait_model,
         phased=not args.unphased, missing_rate=args.missing_rate,
