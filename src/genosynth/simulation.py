@@ -38,6 +38,7 @@ import pandas as pd
 
 from genosynth.cohort import Cohort, make_samples, make_variants
 from genosynth.errors import InputError
+from genosynth.runtime import progress_bar
 from genosynth.seeds import resolve_seed
 
 # Super-population of each population of the model (1000 Genomes naming).
@@ -505,9 +506,10 @@ def simulate_cohort(
 
 
 def simulate_config(config: SimulationConfig, *, phenotype: PhenotypeSpec | None = None, seed: int | None = None,
-                    trait_model: str = "genosynth") -> Cohort:
+                    trait_model: str = "genosynth", progress: bool = False) -> Cohort:
     """The cohort a :class:`SimulationConfig` describes (what :func:`simulate_cohort` runs), in its stages:
-    genotypes chromosome by chromosome, the trait on the complete genotypes, missing calls, phase.
+    genotypes chromosome by chromosome (``progress``: a bar of chromosomes done), the trait on the
+    complete genotypes, missing calls, phase.
     """
     config.validate()
     if trait_model not in ("genosynth", "tstrait"):
@@ -523,7 +525,7 @@ def simulate_config(config: SimulationConfig, *, phenotype: PhenotypeSpec | None
     s_anc, s_mut, s_letters, s_pheno = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint32)
     cohort, tree = _simulate_genotypes(config, seed=seed, ancestry_seed=int(s_anc), mutation_seed=int(s_mut),
                                        rng=np.random.default_rng(int(s_letters)),
-                                       keep_tree=phenotype is not None and trait_model == "tstrait")
+                                       keep_tree=phenotype is not None and trait_model == "tstrait", progress=progress)
     if phenotype is not None:
         _add_trait(cohort, tree, phenotype, trait_model=trait_model, seed=int(s_pheno))
     if config.missing_rate > 0:
@@ -605,7 +607,8 @@ def _resolve_config(model: str, populations, reference_population: str | None, *
 
 
 def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: int, mutation_seed: int,
-                        rng: np.random.Generator, keep_tree: bool = True) -> tuple[Cohort, dict[str, Any]]:
+                        rng: np.random.Generator, keep_tree: bool = True,
+                        progress: bool = False) -> tuple[Cohort, dict[str, Any]]:
     """The cohort of :func:`simulate_cohort` without a trait, in its numbered stages, chromosome by chromosome.
 
     The first chromosome uses ``ancestry_seed``, ``mutation_seed`` and ``rng`` (then the sample
@@ -618,7 +621,9 @@ def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: i
     demography = demographic_model(config.demographic_model, recent_expansion=config.recent_expansion)[0]
     blocks, tables, per_chrom = [], [], []
     samples, first_pops, tree, seconds = None, None, {}, [0.0, 0.0]
-    for k, (name, length) in enumerate(config.chromosome_plan()):
+    plan = config.chromosome_plan()
+    bar = progress_bar(len(plan), "simulate", progress and len(plan) > 1, unit="chromosome")
+    for k, (name, length) in enumerate(plan):
         if k == 0:
             seeds, letters = (ancestry_seed, mutation_seed), rng
         else:
@@ -640,6 +645,10 @@ def _simulate_genotypes(config: SimulationConfig, *, seed: int, ancestry_seed: i
         if keep_tree:
             tree = {"ts": ts, "positions": positions, "ref_hap": ref_hap}
         del ts
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     alleles = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=1)  # (2N, V)
     del blocks
     variants = tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)

@@ -83,13 +83,14 @@ def add_arguments(parser) -> None:
                    help=f"cohort file format (default {DEFAULT_FORMAT}; bed drops phase, vcf/hapt keep it)")
     o.add_argument("--unphased", action="store_true",
                    help="write genotypes without phase (a VCF with '/' calls; bed holds genotypes anyway)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar (of chromosomes simulated)")
     o.add_argument("--missing-rate", type=float, default=0.0, metavar="RATE",
                    help="fraction of genotype calls set missing at random, seeded (default 0; e.g. 0.05); "
                         "the trait is drawn on the complete genotypes")
 
 
-def _check(args) -> tuple[tuple[str, ...], object]:
-    """Validate options before anything is simulated or written; return populations and the trait spec."""
+def _check(args) -> tuple[object, object]:
+    """Validate options before anything is simulated or written; return the SimulationConfig and the trait spec."""
     from genosynth.simulation import PhenotypeSpec, SimulationConfig, model_populations
 
     if args.n < 1:
@@ -107,10 +108,12 @@ def _check(args) -> tuple[tuple[str, ...], object]:
     config = SimulationConfig(
         n_samples=args.n, sequence_length=lengths[0], populations=populations,
         maf=args.maf, max_snps=args.max_snps, min_spacing_bp=_spacing_bp(args),
-        recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate, chrom=names[0], demographic_model=args.model, recent_expansion=args.recent_expansion,
+        recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate, chrom=names[0], demographic_model=args.model,
+        recent_expansion=args.recent_expansion,
         reference_population=next((p for p in ("CEU", "EUR") if p in sampled), sampled[0]),
         chromosomes=names if len(names) > 1 else (), chromosome_lengths=lengths if len(set(lengths)) > 1 else (),
         phased=not args.unphased, missing_rate=args.missing_rate,
+        ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
     )
     try:
         config.validate()
@@ -123,7 +126,7 @@ def _check(args) -> tuple[tuple[str, ...], object]:
             given.append("--trait-model")
         if given or args.pop_effects:
             raise InputError(f"--no-phenotype conflicts with {', '.join(given) or '--pop-effects'}; drop one of them")
-        return populations, None
+        return config, None
     spec = PhenotypeSpec(
         n_causal=PHENOTYPE_DEFAULTS["causal"] if args.causal is None else args.causal,
         heritability=PHENOTYPE_DEFAULTS["h2"] if args.h2 is None else args.h2,
@@ -137,7 +140,7 @@ def _check(args) -> tuple[tuple[str, ...], object]:
     if args.trait_model == "tstrait" and len(names) > 1:
         raise InputError("--trait-model tstrait takes one chromosome; use --trait-model genosynth with several "
                          "chromosomes")
-    return populations, spec
+    return config, spec
 
 
 def chromosome_layout(args) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -185,9 +188,9 @@ def _flag_names(message: str) -> str:
 
 def run(args, log) -> int:
     from genosynth.io import write_cohort
-    from genosynth.simulation import simulate_cohort
+    from genosynth.simulation import simulate_config
 
-    populations, spec = _check(args)
+    config, spec = _check(args)
     prefix = args.out
     if os.path.isdir(prefix):
         raise InputError(f"--out {prefix} is a folder; give a file prefix such as {os.path.join(prefix, 'sim')}")
@@ -195,16 +198,10 @@ def run(args, log) -> int:
     if args.threads is not None:
         log.record("threads", "1 (msprime is single-threaded)")
 
-    names, lengths = chromosome_layout(args)
+    names = config.chromosome_plan()
     t0 = time.perf_counter()
-    cohort = simulate_cohort(
-        n_samples=args.n, sequence_length=lengths, populations=populations,
-        maf=args.maf, max_snps=args.max_snps, min_spacing_bp=_spacing_bp(args),
-        recombination_rate=args.recomb_rate, mutation_rate=args.mut_rate, chrom=names[0], chromosomes=names if len(names) > 1 else None, phenotype=spec, seed=seed,
-        ref_allele="reference_haplotype" if args.ref_allele == "reference" else "ancestral",
-        recent_expansion=args.recent_expansion, demographic_model=args.model, trait_model=args.trait_model,
-        phased=not args.unphased, missing_rate=args.missing_rate,
-    )
+    cohort = simulate_config(config, phenotype=spec, seed=seed, trait_model=args.trait_model,
+                             progress=not args.no_progress)
     sim = cohort.meta["simulation"]
     per_pop = ", ".join(f"{k} {v}" for k, v in sim["samples_per_population"].items())
     where = (f"{sim['total_length'] / 1e6:g} Mb" if len(names) == 1 else
