@@ -55,3 +55,22 @@ def test_unphased_pgen_holds_alt_counts(tmp_path):
         reader.read_range(0, 3, geno)
     assert np.array_equal(geno, cohort.alleles[:, [2, 1, 0]].T)
     assert not any(line.startswith("##genosynth_seed") for line in open(paths[1]))
+
+
+@pytest.mark.parametrize("phased", [True, False])
+def test_pgen_from_a_spooled_table_equals_the_whole_table(tmp_path, phased):
+    from genosynth.io.order import in_genomic_order
+    from genosynth.io.pgen import write_pgen_blocks
+    from genosynth.io.samples import SampleSpool
+
+    cohort = in_genomic_order(_cohort(phased))
+    blocks = [cohort.alleles.T]  # (V, rows)
+    kw = dict(variants=cohort.variants, meta=cohort.meta, phased=phased, fid_column="super_pop")
+    write_pgen_blocks(str(tmp_path / "whole"), blocks, samples=cohort.samples, **kw)
+    with SampleSpool(str(tmp_path / "s.tmp")) as spool:
+        for part in (slice(0, 1), slice(1, 4), slice(4, 5)):
+            spool.append(cohort.samples.iloc[part].reset_index(drop=True))
+        write_pgen_blocks(str(tmp_path / "spool"), blocks, samples=spool, **kw)
+    for ext in ("pgen", "pvar", "psam"):
+        assert open(tmp_path / f"spool.{ext}", "rb").read() == open(tmp_path / f"whole.{ext}", "rb").read()
+    assert open(tmp_path / "spool.psam").read().count("#IID") == 1

@@ -228,3 +228,21 @@ def test_one_fileset_per_chromosome_joined_by_commas(tmp_path):
         read_bed(f"{prefixes[0]},{tmp_path / 'swapped'}")
     with pytest.raises(InputError, match="nope.bed"):
         read_bed(f"{prefixes[0]},{tmp_path / 'nope'}")
+
+
+def test_fam_from_a_spooled_table_equals_the_whole_table(tmp_path):
+    from genosynth.io.plink import write_bed_blocks
+    from genosynth.io.samples import SampleSpool
+
+    samples = make_samples(list("abcde"), super_pop=["EUR", "", "AFR", "EAS", "EUR"], sex=[1, 2, 0, 1, 2],
+                           phenotype=[0.0, 1.0, np.nan, 1.0, 3.5])  # quantitative only in the last batch
+    variants = make_variants(chrom=["1", "1"], pos=[5, 9], ref=["A", "C"], alt=["C", "G"])
+    g = np.array([[0, 1, 2, -1, 2], [1, 1, 0, 0, 2]], dtype=np.int8)  # (V, N)
+    write_bed_blocks(str(tmp_path / "whole"), [g], variants=variants, samples=samples, fid_column="super_pop")
+    with SampleSpool(str(tmp_path / "s.tmp")) as spool:
+        spool.append(samples.iloc[:2])
+        spool.append(samples.iloc[2:].reset_index(drop=True))
+        write_bed_blocks(str(tmp_path / "spool"), [g], variants=variants, samples=spool, fid_column="super_pop")
+    for ext in ("bed", "bim", "fam"):
+        assert open(tmp_path / f"spool.{ext}", "rb").read() == open(tmp_path / f"whole.{ext}", "rb").read()
+    assert open(tmp_path / "spool.fam").read().splitlines()[0] == "EUR\ta\t0\t0\t1\t0.0"

@@ -111,3 +111,27 @@ def test_binary_table_is_refused(tmp_path):
     (tmp_path / "s.tsv.gz").write_bytes(b"\x1f\x8b\x08\x00\xff\xfe\x00")
     with pytest.raises(InputError, match="not a UTF-8 text table"):
         read_sample_table(str(tmp_path / "s.tsv.gz"))
+
+
+def _spool(path, table, cuts):
+    """A SampleSpool holding ``table`` split at the row indices ``cuts``."""
+    from genosynth.io.samples import SampleSpool
+
+    spool = SampleSpool(str(path))
+    for part in np.split(np.arange(len(table)), cuts):
+        spool.append(table.iloc[part].reset_index(drop=True))
+    return spool
+
+
+@pytest.mark.parametrize("phenotype", [[1.0, np.nan, 0.0, 0.0, 1.0], [1.0, np.nan, 0.0, 2.5, 1.0]])
+def test_spooled_table_is_written_as_the_whole_table(tmp_path, phenotype):
+    # batch 1 holds only 0/1: it is written as case/control only when the whole table is binary
+    c = _cohort(("a", "b", "c", "d", "e"), pop=["GBR", "", "YRI", "CHB", "GBR"], sex=[1, 0, 2, 2, 1],
+                phenotype=phenotype, batch=["x", "y", "z", "w", "v"])
+    whole = open(write_sample_table(c, str(tmp_path / "whole.tsv"))[0], "rb").read()
+    with _spool(tmp_path / "s.tmp", c.samples, [3]) as spool:
+        assert len(spool) == 5 and spool.phenotype_binary == (2.5 not in phenotype)
+        assert open(write_sample_table(spool, str(tmp_path / "spooled.tsv"))[0], "rb").read() == whole
+        assert [len(t) for t in spool.batches()] == [3, 2]
+    assert not (tmp_path / "s.tmp").exists()  # closing removes it
+    assert (b"2.5" in whole) == (2.5 in phenotype) and (b"control" in whole) == (2.5 not in phenotype)

@@ -310,3 +310,23 @@ def test_one_file_per_chromosome_joined_by_commas(tmp_path):
         read_vcf(f"{paths[1]},{tmp_path / 'o.vcf.gz'}")
     with pytest.raises(InputError, match="nope.vcf.gz: file not found"):
         read_vcf(f"{paths[0]},{tmp_path / 'nope.vcf.gz'}")
+
+
+def test_vcf_from_a_spooled_table_equals_the_whole_table(tmp_path):
+    from genosynth.io.samples import SampleSpool
+    from genosynth.io.vcf import write_vcf_blocks
+
+    cohort = in_genomic_order(dataclasses.replace(_cohort(), samples=make_samples(["s1", "s2"])))
+    kw = dict(variants=cohort.variants, meta=cohort.meta, phased=True, ploidy=2)
+    write_vcf_blocks(str(tmp_path / "whole.vcf.gz"), [cohort.alleles.T], samples=cohort.samples, **kw)
+    with SampleSpool(str(tmp_path / "s.tmp")) as spool:
+        spool.append(cohort.samples.iloc[:1])
+        spool.append(cohort.samples.iloc[1:].reset_index(drop=True))
+        write_vcf_blocks(str(tmp_path / "spool.vcf.gz"), [cohort.alleles.T], samples=spool, **kw)
+        spool.append(make_samples(["s 3"]))  # a bad id in a later batch: nothing written
+        with pytest.raises(InputError, match="whitespace"):
+            write_vcf_blocks(str(tmp_path / "bad.vcf.gz"), [np.zeros((3, 6), np.int8)], samples=spool, **kw)
+    assert open(tmp_path / "spool.vcf.gz", "rb").read() == open(tmp_path / "whole.vcf.gz", "rb").read()
+    assert sorted(os.listdir(tmp_path)) == ["spool.vcf.gz", "whole.vcf.gz"]
+    columns = "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\ts2"
+    assert columns in gzip.open(tmp_path / "spool.vcf.gz", "rt").read().splitlines()

@@ -3,9 +3,10 @@
 Writes the cohort (``--format bed|vcf|hapt|pgen``), ``PREFIX.samples.tsv`` with each person's label,
 ``PREFIX.privacy.json`` when the model carries a privacy guarantee, ``PREFIX.sample.json``
 (options, seed, the model's provenance, and this run's under ``provenance``) and ``PREFIX.log``.
-People are generated in batches and staged on disk (``PREFIX.staging.tmp``, removed at the end,
-on Ctrl-C and on SIGTERM; a stale one left by SIGKILL is replaced by the next run), so memory stays
-flat however many are asked for. Sample ids are ``--id-prefix`` + a 7-digit number; the default
+People are generated in batches and staged on disk (``PREFIX.staging.tmp`` for the genotypes,
+``PREFIX.samples.staging.tmp`` for the sample table; removed at the end, on Ctrl-C and on SIGTERM;
+a stale one left by SIGKILL is replaced by the next run), so memory stays flat however many are
+asked for. Sample ids are ``--id-prefix`` + a 7-digit number; the default
 prefix ``<basename of --out>_s<seed>_`` keeps ids of different runs apart (``bcftools merge``).
 """
 
@@ -51,7 +52,10 @@ def add_arguments(parser) -> None:
                              "one joint scale")
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default from the model)")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
-                        help="people per batch (default from the model: 2048, 64 for --size tiny models)")
+                        help="people per batch written to the staging file (default from the model: 2048, 64 for "
+                             "--size tiny models); the model draws in blocks of its own sampling.batch_size whatever "
+                             "N is, so N changes neither the output nor, measurably, the speed "
+                             "(benchmarks/RESULTS.md, issue 20)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")

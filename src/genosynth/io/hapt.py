@@ -162,25 +162,38 @@ def hapt_tags(samples: pd.DataFrame, tag_column: str | None = None) -> np.ndarra
     return np.where(tags == "", "Syn", tags)
 
 
-def write_hapt_blocks(prefix: str, blocks, *, samples: pd.DataFrame, variants: pd.DataFrame,
-                      tags: np.ndarray) -> list[str]:
+def write_hapt_blocks(prefix: str, blocks, *, samples, variants: pd.DataFrame,
+                      tags: np.ndarray | None = None, tag_column: str | None = None) -> list[str]:
     """:func:`write_hapt` from blocks of haplotype rows, so a cohort larger than memory can be written.
 
     blocks : iterable of int8 arrays, shape (2 b, n_variants): the haplotype rows of the next
-        ``b`` people in order (0/1 only). tags : str, shape (n_samples,).
+        ``b`` people in order (0/1 only). tags : str, shape (n_samples,), or ``None`` for
+        :func:`hapt_tags` of ``tag_column``. samples : the sample table, or a
+        :class:`genosynth.io.samples.SampleSpool` read a batch at a time.
     """
     hapt_path, legend_path = f"{prefix}.hapt", f"{prefix}.legend"
-    ids = samples["sample"].astype(str).to_numpy()
+    names = _tagged_ids(samples, tags, tag_column)
     with atomic_outputs([hapt_path, legend_path]) as (tmp_hapt, tmp_legend):
         with open(tmp_hapt, "w", encoding="utf-8") as fh:
-            i = 0
             for block in blocks:
                 h = block.reshape(-1, 2, block.shape[1])  # (b, 2, V)
                 for person in h:
+                    tag, pid = next(names)
                     for j, suf in enumerate(HAPLOTYPE_SUFFIXES):
-                        fh.write(f"{tags[i]} {ids[i]}{suf} ")
+                        fh.write(f"{tag} {pid}{suf} ")
                         fh.write(" ".join(map(str, person[j].tolist())))
                         fh.write("\n")
-                    i += 1
         write_legend(variants, tmp_legend)
     return [hapt_path, legend_path]
+
+
+def _tagged_ids(samples, tags: np.ndarray | None, tag_column: str | None):
+    """(tag, sample id) of each person in order, a batch of the sample table at a time."""
+    from genosynth.io.samples import sample_batches
+
+    start = 0
+    for part in sample_batches(samples):
+        ids = part["sample"].astype(str).to_numpy()
+        part_tags = hapt_tags(part, tag_column) if tags is None else tags[start:start + len(ids)]
+        start += len(ids)
+        yield from zip(part_tags, ids)

@@ -19,6 +19,7 @@ from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.io.order import in_genomic_order
 from genosynth.io.plink import format_plink_phenotype
+from genosynth.io.samples import phenotype_is_binary, sample_batches
 from genosynth.io.tokens import check_tokens
 from genosynth.io.vcf import provenance_lines
 
@@ -45,22 +46,27 @@ def write_pgen(cohort: Cohort, prefix: str, *, fid_column: str | None = None) ->
                              phased=cohort.phased, fid_column=fid_column)
 
 
-def write_pgen_blocks(prefix: str, blocks, *, variants: pd.DataFrame, samples: pd.DataFrame, meta: dict,
+def write_pgen_blocks(prefix: str, blocks, *, variants: pd.DataFrame, samples, meta: dict,
                       phased: bool, fid_column: str | None = None) -> list[str]:
     """:func:`write_pgen` from variant-major blocks, so a cohort larger than memory can be written.
 
     blocks : iterable of int8 arrays, shape (v, n_rows), the variants of ``variants`` in order
         (already in genomic order); rows are haplotypes (2 per person) when ``phased``, else
         ALT counts; -1 missing.
+    samples : the sample table, or a :class:`genosynth.io.samples.SampleSpool` whose batches
+        are written to the ``.psam`` one at a time.
     """
     import pgenlib
 
     for col in ("chrom", "id", "ref", "alt"):
         check_tokens(variants[col], f"variant {col}", fields=_FIELDS)
-    psam = _psam_lines(samples, fid_column)
     n_smp = len(samples)
+    binary = phenotype_is_binary(samples)
     paths = [f"{prefix}.pgen", f"{prefix}.pvar", f"{prefix}.psam"]
     with atomic_outputs(paths) as (tmp_pgen, tmp_pvar, tmp_psam):
+        with open(tmp_psam, "w", encoding="utf-8") as fh:  # first: a bad id fails before the genotypes
+            for k, part in enumerate(sample_batches(samples)):
+                fh.writelines(_psam_lines(part, fid_column, binary=binary)[int(k > 0):])  # one header
         with pgenlib.PgenWriter(tmp_pgen.encode(), n_smp, len(variants), nonref_flags=False,
                                 hardcall_phase_present=phased) as writer:
             for block in blocks:
@@ -74,8 +80,6 @@ def write_pgen_blocks(prefix: str, blocks, *, variants: pd.DataFrame, samples: p
                     writer.append_biallelic_batch(np.ascontiguousarray(geno))
         with open(tmp_pvar, "w", encoding="utf-8") as fh:
             fh.writelines(_pvar_lines(variants, meta))
-        with open(tmp_psam, "w", encoding="utf-8") as fh:
-            fh.writelines(psam)
     return paths
 
 
@@ -89,13 +93,14 @@ def _pvar_lines(variants: pd.DataFrame, meta: dict) -> list[str]:
     return lines
 
 
-def _psam_lines(s: pd.DataFrame, label_column: str | None) -> list[str]:
-    """``#IID SEX PHENO1`` (and the label column, which plink2 reads as a categorical covariate)."""
+def _psam_lines(s: pd.DataFrame, label_column: str | None, *, binary: bool | None = None) -> list[str]:
+    """``#IID SEX PHENO1`` (and the label column, which plink2 reads as a categorical covariate):
+    the header line, then one line per row of ``s`` (``binary``: see :func:`format_plink_phenotype`)."""
     iid = s["sample"].astype(str).to_numpy()
     check_tokens(iid, "sample id", fields=_FIELDS)
     sex = s["sex"].to_numpy(dtype=np.int64)
     columns = [iid, np.where(sex == 1, "1", np.where(sex == 2, "2", "NA")),
-               format_plink_phenotype(s["phenotype"].to_numpy(dtype=np.float64))]
+               format_plink_phenotype(s["phenotype"].to_numpy(dtype=np.float64), binary=binary)]
     header = ["#IID", "SEX", "PHENO1"]
     if label_column and label_column in s.columns:
         labels = s[label_column].fillna("").astype(str).to_numpy()

@@ -24,6 +24,7 @@ from genosynth.cohort import MISSING, Cohort, make_samples, make_variants
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.io.order import in_genomic_order
+from genosynth.io.samples import phenotype_is_binary, sample_batches
 from genosynth.io.tokens import check_tokens, is_number
 
 BED_MAGIC = b"\x6c\x1b\x01"  # SNP-major .bed
@@ -221,22 +222,25 @@ def write_bed(cohort: Cohort, prefix: str, *, fid_column: str | None = None) -> 
     return write_bed_blocks(prefix, blocks, variants=cohort.variants, samples=cohort.samples, fid_column=fid_column)
 
 
-def write_bed_blocks(prefix: str, blocks, *, variants: pd.DataFrame, samples: pd.DataFrame,
+def write_bed_blocks(prefix: str, blocks, *, variants: pd.DataFrame, samples,
                      fid_column: str | None = None) -> list[str]:
     """:func:`write_bed` from variant-major blocks of ALT counts, so a cohort larger than memory can be written.
 
     blocks : iterable of int8 arrays, shape (v, n_samples), -1 missing: the variants of
         ``variants`` in order (already in genomic order).
+    samples : the sample table, or a :class:`genosynth.io.samples.SampleSpool` whose batches
+        are written to the ``.fam`` one at a time.
     """
-    fam_lines = _fam_lines(samples, fid_column)
     bim_lines = _bim_lines(variants)
+    binary = phenotype_is_binary(samples)
     paths = [f"{prefix}.bed", f"{prefix}.bim", f"{prefix}.fam"]
     with atomic_outputs(paths) as (tmp_bed, tmp_bim, tmp_fam):
+        with open(tmp_fam, "w", encoding="utf-8") as fh:  # first: a bad id fails before the genotypes
+            for part in sample_batches(samples):
+                fh.writelines(_fam_lines(part, fid_column, binary=binary))
         _write_bed_matrix(blocks, len(samples), tmp_bed)
         with open(tmp_bim, "w", encoding="utf-8") as fh:
             fh.writelines(bim_lines)
-        with open(tmp_fam, "w", encoding="utf-8") as fh:
-            fh.writelines(fam_lines)
     return paths
 
 
@@ -268,7 +272,7 @@ def _bim_lines(variants: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _fam_lines(s: pd.DataFrame, fid_column: str | None) -> list[str]:
+def _fam_lines(s: pd.DataFrame, fid_column: str | None, *, binary: bool | None = None) -> list[str]:
     iid = s["sample"].astype(str).to_numpy()
     fid = s["fid"].fillna("").astype(str).to_numpy()
     fid = np.where(fid == "", iid, fid)
@@ -284,14 +288,18 @@ def _fam_lines(s: pd.DataFrame, fid_column: str | None) -> list[str]:
     mat = s["mat"].astype(str).to_numpy() if "mat" in s.columns else np.full(len(s), "0")
     sex = s["sex"].to_numpy(dtype=np.int64)
     sex = np.where(np.isin(sex, [1, 2]), sex, 0)
-    pheno = format_plink_phenotype(s["phenotype"].to_numpy(dtype=np.float64))
+    pheno = format_plink_phenotype(s["phenotype"].to_numpy(dtype=np.float64), binary=binary)
     return [f"{f}\t{i}\t{p}\t{m}\t{x}\t{y}\n" for f, i, p, m, x, y in zip(fid, iid, pat, mat, sex, pheno)]
 
 
-def format_plink_phenotype(phenotype: np.ndarray) -> list[str]:
-    """float64 phenotype, shape (n_samples,) -> PLINK tokens (binary as 1/2, missing -9)."""
+def format_plink_phenotype(phenotype: np.ndarray, *, binary: bool | None = None) -> list[str]:
+    """float64 phenotype, shape (n_samples,) -> PLINK tokens (binary as 1/2, missing -9).
+
+    ``binary``: whether the whole table is binary (default: whether ``phenotype`` is), so that
+    the batches of one table are formatted alike.
+    """
     ok = np.isfinite(phenotype)
-    if np.isin(phenotype[ok], [0.0, 1.0]).all():
+    if np.isin(phenotype[ok], [0.0, 1.0]).all() if binary is None else binary:
         return ["-9" if not k else ("2" if v == 1 else "1") for v, k in zip(phenotype, ok)]
     return ["-9" if not k else repr(float(v)) for v, k in zip(phenotype, ok)]
 

@@ -17,9 +17,12 @@ Every other column is kept as text.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import pickle
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -222,38 +225,130 @@ def attach_samples(cohort: Cohort, table: pd.DataFrame, *, allow_unknown: bool =
     return dataclasses.replace(cohort, samples=samples.reset_index(drop=True), meta=meta)
 
 
+# ---------------------------------------------------------------------------------- spooling
+class SampleSpool:
+    """A sample table kept in a temporary file, appended and read back a batch at a time.
+
+    A synthetic cohort's sample table grows with the number of people; the writers of
+    :mod:`genosynth.sampling.write` append each batch's table here (pickled) and every per-person
+    output (``.fam``, ``.psam``, VCF header ids, ``.hapt`` ids, ``PREFIX.samples.tsv``) is then
+    streamed from :meth:`batches`, so memory does not grow with ``--n``. The batches are to have
+    the same columns. Closing removes the file.
+
+    >>> import tempfile
+    >>> with SampleSpool(os.path.join(tempfile.mkdtemp(), "s.tmp")) as spool:
+    ...     spool.append(pd.DataFrame({"sample": ["a", "b"], "phenotype": [1.0, 0.0]}))
+    ...     spool.append(pd.DataFrame({"sample": ["c"], "phenotype": [0.5]}))
+    ...     len(spool), [list(t["sample"]) for t in spool.batches()], spool.phenotype_binary
+    (3, [['a', 'b'], ['c']], False)
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fh = open(path, "w+b")
+        self._n = 0
+        self.phenotype_binary = True  # every known phenotype is 0 or 1 (how a whole table is formatted)
+
+    def append(self, table: pd.DataFrame) -> None:
+        """Add ``table`` (a batch of rows, in order)."""
+        self._fh.seek(0, os.SEEK_END)
+        pickle.dump(table, self._fh, protocol=pickle.HIGHEST_PROTOCOL)
+        self._n += len(table)
+        if "phenotype" in table.columns:
+            self.phenotype_binary = self.phenotype_binary and _is_binary(table["phenotype"].to_numpy(dtype=np.float64))
+
+    def batches(self) -> Iterator[pd.DataFrame]:
+        """The tables appended so far, in order, one at a time."""
+        self._fh.flush()
+        with open(self.path, "rb") as fh:
+            while True:
+                try:
+                    yield pickle.load(fh)
+                except EOFError:
+                    return
+
+    def __len__(self) -> int:
+        return self._n
+
+    def close(self) -> None:
+        """Close and remove the file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+    def __enter__(self) -> "SampleSpool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sample_batches(samples: pd.DataFrame | SampleSpool) -> Iterator[pd.DataFrame]:
+    """The rows of a sample table (one batch) or of a :class:`SampleSpool` (its batches), in order."""
+    if isinstance(samples, pd.DataFrame):
+        yield samples
+    else:
+        yield from samples.batches()
+
+
+def phenotype_is_binary(samples: pd.DataFrame | SampleSpool) -> bool:
+    """Whether every known phenotype of the table is 0 or 1 (then written as case/control)."""
+    if isinstance(samples, pd.DataFrame):
+        return _is_binary(samples["phenotype"].to_numpy(dtype=np.float64))
+    return samples.phenotype_binary
+
+
+def _is_binary(phenotype: np.ndarray) -> bool:
+    ok = np.isfinite(phenotype)
+    return bool(np.isin(phenotype[ok], [0.0, 1.0]).all())
+
+
 # ---------------------------------------------------------------------------------- writing
-def write_sample_table(cohort: Cohort | pd.DataFrame, path: str) -> list[str]:
-    """Write the cohort's sample table (or a sample table itself) as TSV (readable by
-    :func:`read_sample_table`); return ``[path]``.
+def write_sample_table(cohort: Cohort | pd.DataFrame | SampleSpool, path: str) -> list[str]:
+    """Write the cohort's sample table (or a sample table itself, or a :class:`SampleSpool` batch by
+    batch) as TSV (readable by :func:`read_sample_table`); return ``[path]``.
 
     ``sex`` is written as male/female/unknown, a binary ``phenotype`` as case/control, a
     quantitative one as numbers, missing as ``NA``.
     """
-    s = cohort if isinstance(cohort, pd.DataFrame) else cohort.samples
+    samples = cohort.samples if isinstance(cohort, Cohort) else cohort
+    binary = phenotype_is_binary(samples)
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for k, part in enumerate(sample_batches(samples)):
+                _sample_rows(part, binary=binary).to_csv(fh, sep="\t", index=False, header=k == 0)
+    return [path]
+
+
+def _sample_rows(s: pd.DataFrame, *, binary: bool) -> pd.DataFrame:
+    """The text columns of :func:`write_sample_table` for the rows of ``s``."""
     out = pd.DataFrame({"sample": s["sample"].astype(str)})
     for col in ("fid", "pop", "super_pop"):
         out[col] = s[col].fillna("").astype(str)
     out["sex"] = [_SEX_NAMES.get(int(x), "unknown") for x in s["sex"]]
-    out["phenotype"] = format_phenotype(s["phenotype"].to_numpy(dtype=np.float64))
+    out["phenotype"] = format_phenotype(s["phenotype"].to_numpy(dtype=np.float64), binary=binary)
     for col in s.columns:
         if col not in out.columns:
             out[col] = s[col].astype(object).where(s[col].notna(), "").astype(str)
     bad = [c for c in out.columns if out[c].astype(str).str.contains(r"[\t\n]", regex=True).any()]
     if bad:
         raise InputError(f"sample table columns {bad} contain tabs or newlines; remove them before writing")
-    with atomic_outputs([path]) as (tmp,):
-        out.to_csv(tmp, sep="\t", index=False)
-    return [path]
+    return out
 
 
-def format_phenotype(phenotype: np.ndarray) -> list[str]:
-    """float64 phenotype, shape (n_samples,) -> case/control (binary), numbers (quantitative), NA."""
+def format_phenotype(phenotype: np.ndarray, *, binary: bool | None = None) -> list[str]:
+    """float64 phenotype, shape (n_samples,) -> case/control (binary), numbers (quantitative), NA.
+
+    ``binary``: whether the whole table is binary (default: whether ``phenotype`` is), so that
+    the batches of one table are formatted alike.
+    """
     ok = np.isfinite(phenotype)
-    if np.isin(phenotype[ok], [0.0, 1.0]).all():
+    if _is_binary(phenotype) if binary is None else binary:
         return ["NA" if not k else ("case" if v == 1 else "control") for v, k in zip(phenotype, ok)]
     return ["NA" if not k else repr(float(v)) for v, k in zip(phenotype, ok)]
 
 
 __all__ = ["read_sample_table", "attach_samples", "write_sample_table", "parse_sex", "parse_phenotype",
-           "format_phenotype"]
+           "format_phenotype", "SampleSpool", "sample_batches", "phenotype_is_binary"]

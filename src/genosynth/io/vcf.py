@@ -27,6 +27,7 @@ from genosynth.cohort import MISSING, Cohort, make_samples, make_variants
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.io.order import in_genomic_order
+from genosynth.io.samples import sample_batches
 from genosynth.io.tokens import check_tokens
 from genosynth.provenance import versions
 
@@ -246,14 +247,18 @@ def write_vcf_blocks(path: str, blocks, *, variants, samples, meta: dict, phased
 
     blocks : iterable of int8 arrays, shape (v, n_rows), the variants of ``variants`` in order
         (already in genomic order); rows are haplotypes (``phased``) or ALT counts.
+    samples : the sample table, or a :class:`genosynth.io.samples.SampleSpool` whose ids go into
+        the ``#CHROM`` line a batch at a time.
     """
-    check_tokens(samples["sample"], "sample id", fields=_FIELDS)
     check_tokens(variants["id"], "variant id", fields=_FIELDS)
     check_tokens(variants["chrom"], "chromosome name", fields=_FIELDS)
-    header = _header_text(variants, samples, meta)
     with atomic_outputs([path]) as (tmp,):
         with BgzfWriter(tmp, level=level, threads=threads) as out:
-            out.write(header.encode("utf-8"))
+            out.write(_header_text(variants, None, meta)[:-1].encode("utf-8"))  # up to FORMAT, no newline
+            for part in sample_batches(samples):
+                check_tokens(part["sample"], "sample id", fields=_FIELDS)
+                out.write("".join("\t" + str(s) for s in part["sample"]).encode("utf-8"))
+            out.write(b"\n")
             for chunk in _record_chunks(variants, blocks, phased=phased, ploidy=ploidy, n_smp=len(samples)):
                 out.write(chunk)
     return [path]
@@ -303,6 +308,8 @@ def privacy_status(privacy: dict | None) -> str:
 
 
 def _header_text(variants, samples, meta: dict) -> str:
+    """The header lines; the last, ``#CHROM ... FORMAT``, ends with the ids of ``samples`` (a
+    sample table; none when ``None``)."""
     lines = [
         "##fileformat=VCFv4.2",
         f"##fileDate={_dt.date.today():%Y%m%d}",
@@ -314,7 +321,8 @@ def _header_text(variants, samples, meta: dict) -> str:
     lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
     lines += ["##" + line for line in provenance_lines(meta)]
     columns = ["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT"]
-    lines.append("\t".join(columns + [str(s) for s in samples["sample"]]))
+    ids = [] if samples is None else [str(s) for s in samples["sample"]]
+    lines.append("\t".join(columns + ids))
     return "\n".join(lines) + "\n"
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import re
 
 import pandas as pd
 
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.io.samples import SampleSpool
 from genosynth.io.staging import StagingMatrix, check_staging_space
 from genosynth.runtime import progress_bar
 from genosynth.sampling.counts import plan_counts
@@ -22,6 +22,11 @@ def staging_path(prefix: str) -> str:
     """The staging file of a run writing ``prefix`` (removed when the run ends, however it ends
     short of SIGKILL; a stale one is replaced by the next run)."""
     return f"{prefix}.staging.tmp"
+
+
+def sample_spool_path(prefix: str) -> str:
+    """The file of a run's sample table until the outputs are written (removed as the staging file is)."""
+    return f"{prefix}.samples.staging.tmp"
 
 
 def default_id_prefix(prefix: str, seed: int) -> str:
@@ -49,8 +54,11 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
 
     Batches are drawn and written into an on-disk staging matrix (``PREFIX.staging.tmp``, see
     :class:`genosynth.io.staging.StagingMatrix`; removed afterwards), which the format writers
-    then stream from a block of variants at a time, so memory does not grow with the number of
-    people beyond the sample table. Writes ``PREFIX`` in ``fmt`` (bed, vcf -> ``PREFIX.vcf.gz``,
+    then stream from a block of variants at a time; each batch's sample table is appended to
+    ``PREFIX.samples.staging.tmp`` (:class:`genosynth.io.samples.SampleSpool`, removed
+    afterwards), from which the per-person outputs (``.fam``, ``.psam``, VCF sample ids, ``.hapt``
+    ids, ``PREFIX.samples.tsv``) are streamed, so memory does not grow with the number of people.
+    Writes ``PREFIX`` in ``fmt`` (bed, vcf -> ``PREFIX.vcf.gz``,
     hapt, pgen; VCF and PGEN headers name the model's digest, the seed and the privacy status),
     ``PREFIX.samples.tsv`` with the labels, and ``PREFIX.privacy.json`` when the model carries a
     privacy guarantee.
@@ -73,25 +81,27 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
     v = len(model.variants)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     staging = staging_path(prefix)
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(staging)  # a stale file of a killed run
+    for stale in (staging, sample_spool_path(prefix)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(stale)  # a stale file of a killed run
     check_staging_space(staging, total * rows_per * v, what=f"{total} people x {v} SNPs")
     bar = progress_bar(total, "sample", progress, unit="people")
     if bar is not None:  # the stage inside the current block (minutes of LD-factor setup at 10^4+ SNPs)
         model.report = lambda text: bar.set_postfix_str(text, refresh=True)
     try:
-        with StagingMatrix(staging, n_rows=total * rows_per, n_cols=v) as mat:
+        with StagingMatrix(staging, n_rows=total * rows_per, n_cols=v) as mat, \
+                SampleSpool(sample_spool_path(prefix)) as samples:
             batches = model.iter_batches(counts, seed=seed, steps=steps, guidance=guidance, argmax=argmax,
                                          batch_size=batch_size, corr_guidance=corr_guidance, cases=per_case,
                                          pheno_guidance=pheno_guidance, id_prefix=id_prefix)
-            samples, meta = _stage_batches(batches, mat, phased=phased_out, bar=bar)
+            meta = _stage_batches(batches, mat, samples, phased=phased_out, bar=bar)
             if model.path:
                 from genosynth.provenance import sha256_file
 
                 meta.update(model=os.path.basename(model.path), model_sha256=sha256_file(model.path))
             written = _write_staged(mat, fmt, prefix, samples=samples, variants=model.variants, meta=meta,
                                     phased=phased_out, tag_column=model.config.label_column, progress=progress)
-        written += write_sample_table(samples, f"{prefix}.samples.tsv")
+            written += write_sample_table(samples, f"{prefix}.samples.tsv")
         if model.privacy:
             written.append(_write_privacy(model.privacy, f"{prefix}.privacy.json"))
     finally:
@@ -101,39 +111,36 @@ def write_synthetic(model: Generator, prefix: str, fmt: str, *, n: int | None = 
     return written
 
 
-def _stage_batches(batches, mat: StagingMatrix, *, phased: bool, bar=None) -> tuple[pd.DataFrame, dict]:
-    """Write each batch's rows into the staging matrix in order; return (samples, last batch's meta).
+def _stage_batches(batches, mat: StagingMatrix, samples: SampleSpool, *, phased: bool, bar=None) -> dict:
+    """Write each batch's rows into the staging matrix and its sample table into ``samples``, in
+    order; return the last batch's meta.
 
     mat : int8, shape (n_rows, V) - haplotype rows when ``phased``, else genotype counts.
     """
-    # Each batch's sample table is kept pickled (one buffer per batch), not as a DataFrame: thousands
-    # of small long-lived Python strings among the batches' large tensors fragment the heap, and
-    # peak memory then grew with --n (benchmarks/bench_sample_memory.py).
-    samples_parts: list[bytes] = []
     row = 0
     meta: dict = {}
     for part in batches:
         block = part.alleles if phased else part.genotypes()  # (b*rows_per, V)
         mat.write_rows(row, block)
         row += block.shape[0]
-        samples_parts.append(pickle.dumps(part.samples, protocol=pickle.HIGHEST_PROTOCOL))
+        samples.append(part.samples)
         meta = dict(part.meta)
         if bar is not None:
             bar.update(part.n_samples)
-    return pd.concat([pickle.loads(b) for b in samples_parts], ignore_index=True), meta
+    return meta
 
 
-def _write_staged(mat: StagingMatrix, fmt: str, prefix: str, *, samples: pd.DataFrame, variants: pd.DataFrame,
+def _write_staged(mat: StagingMatrix, fmt: str, prefix: str, *, samples: SampleSpool, variants: pd.DataFrame,
                   meta: dict, phased: bool, tag_column: str, progress: bool) -> list[str]:
     """Stream the staged matrix into ``fmt``: variant blocks in genomic order (bed, vcf, pgen) or
     blocks of people (hapt)."""
     from genosynth.io.order import genomic_order
 
     if fmt == "hapt":
-        from genosynth.io.hapt import hapt_tags, write_hapt_blocks
+        from genosynth.io.hapt import write_hapt_blocks
 
         return write_hapt_blocks(prefix, mat.row_blocks(multiple=2), samples=samples, variants=variants,
-                                 tags=hapt_tags(samples, tag_column))
+                                 tag_column=tag_column)
     order = genomic_order(variants)
     ordered = variants.iloc[order].reset_index(drop=True)
     bar = progress_bar(len(order), f"write {fmt}", progress, unit="SNPs")
