@@ -48,7 +48,7 @@ KEYS = ("ld_r_near_within", "ld_r_all", "energy_distance", "tstr_pop_lr", "tstr_
 
 def thin_cohort(*, per_pop: int | tuple[int, int], holdout_per_pop: int, missing: float, seed: int,
                 bfile: str | None = None):
-    """(train, holdout): unphased people, ``per_pop`` / ``holdout_per_pop`` per population.
+    """(train with missing calls, holdout, the same train people complete): unphased, per population.
 
     The 805-SNP data by default (cohort a), or ``bfile`` (PLINK prefix with ``PREFIX.samples.tsv``:
     cohort b, from ``genosynth simulate --model regions``). A ``(lo, hi)`` pair draws each
@@ -76,7 +76,7 @@ def thin_cohort(*, per_pop: int | tuple[int, int], holdout_per_pop: int, missing
     holdout = full.subset(samples=np.sort(np.concatenate(ho)))
     g = train.alleles.copy()  # (N, V) int8 ALT counts
     g[rng.random(g.shape) < missing] = -1
-    return dataclasses.replace(train, alleles=g), holdout
+    return dataclasses.replace(train, alleles=g), holdout, train
 
 
 def train_model(train, a, say):
@@ -166,12 +166,15 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     per_pop = tuple(int(x) for x in a.per_pop.split(",")) if "," in a.per_pop else int(a.per_pop)
-    train, holdout = thin_cohort(per_pop=per_pop, holdout_per_pop=a.holdout_per_pop, missing=a.missing,
+    train, holdout, complete = thin_cohort(per_pop=per_pop, holdout_per_pop=a.holdout_per_pop, missing=a.missing,
                                  seed=a.seed, bfile=a.bfile)
     model, timings["train"] = train_model(train, a, print)
     sets, priors = synthetic_sets(model, train, a, timings)
     t = time.perf_counter()
-    table, edges = score(train, holdout, sets, a.seed)
+    # scored against the training people's complete calls: the missing calls are what the generator
+    # was given, not what the people are (scoring masked calls against complete held-out calls gave
+    # a fresh real sample MIA AUC 0.75 and energy distance 0.52 on cohort b)
+    table, edges = score(complete, holdout, sets, a.seed)
     timings["evaluate"] = time.perf_counter() - t
     out = {"n_variants": train.n_variants, "n_train": train.n_samples, "n_holdout": holdout.n_samples,
            "missing_in_train": float((train.alleles < 0).mean()), "per_pop": a.per_pop, "bfile": a.bfile,
