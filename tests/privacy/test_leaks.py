@@ -4,7 +4,9 @@ One tiny DP run writes a checkpoint, log lines, a sample (VCF + samples table + 
 every array, number and string in them is checked against the private cohort's exact allele
 frequencies (overall and per label, as class frequencies too), label counts and mix, correlation
 band, genotype rows and latents. The classic leaks are the VAE's label-bias initial values and the
-correlation prior: both are checked at the source as well.
+correlation prior: both are checked at the source as well. Every check runs twice: training from
+scratch, and adapting a public model (``public_model``, ``--from-model``) trained on other people
+whose panel lacks one of the private labels.
 """
 
 from __future__ import annotations
@@ -37,7 +39,21 @@ def small(sim_cohort):
 
 
 @pytest.fixture(scope="module")
-def outputs(small, tmp_path_factory):
+def public_payload(sim_cohort, tmp_path_factory):
+    """A tiny plain model of 40 other AFR and 40 other EUR people (no EAS), as --from-model loads it."""
+    from genosynth.training.plain import train_generator
+    from genosynth.training.transfer import load_public_model
+
+    idx = np.concatenate([np.arange(50, 90), np.arange(150, 190)])
+    path = str(tmp_path_factory.mktemp("public") / "public.pt")
+    train_generator(sim_cohort.subset(samples=idx, variants=np.arange(40)), config=tiny_config(), seed=2,
+                    checkpoint=path)
+    return load_public_model(path)
+
+
+@pytest.fixture(scope="module", params=["scratch", "from_model"])
+def outputs(request, small, tmp_path_factory):
+    public = request.getfixturevalue("public_payload") if request.param == "from_model" else None
     folder = tmp_path_factory.mktemp("leak")
     init_args = []
     original = vae_module.GenotypeVAE.init_biases
@@ -50,7 +66,7 @@ def outputs(small, tmp_path_factory):
     try:
         lines: list[str] = []
         model = train_private(small, config=tiny_config(), privacy=PrivacyConfig(**PC), seed=7, deterministic_noise=True,
-                              checkpoint=str(folder / "m.pt"), log=lines.append)
+                              checkpoint=str(folder / "m.pt"), log=lines.append, public_model=public)
     finally:
         vae_module.GenotypeVAE.init_biases = original
     written = write_synthetic(model, str(folder / "syn"), "vcf", n=8, seed=1)
@@ -146,13 +162,16 @@ def test_checkpoint_has_no_rows_latents_losses_or_exact_counts(outputs, small):
     assert all(abs(prior["info"]["n_per_label"][k] - exact_counts[k]) > 1e-9 for k in exact_counts)
 
 
-def test_vae_bias_init_and_correlation_prior_are_noised(outputs, small):
-    (overall, per_label), = outputs["init"]
+def test_vae_bias_init_and_correlation_prior_are_noised(outputs, small, request):
     stats = _private_stats(small)
-    for pc in (0.0, 0.5):
-        assert np.abs(overall.double().numpy() - stats[f"class_freq_{pc}"]).max() > 1e-3
-        assert np.abs(per_label.double().numpy() - stats[f"label_class_freq_{pc}"]).max() > 1e-3
-    bands = np.asarray(outputs["ck"]["correlation_prior"]["bands"], dtype=np.float64)  # (L, V, w)
+    if "from_model" in request.node.callspec.id:  # the public decoder's biases are kept: no init from the cohort
+        assert outputs["init"] == []
+    else:
+        (overall, per_label), = outputs["init"]
+        for pc in (0.0, 0.5):
+            assert np.abs(overall.double().numpy() - stats[f"class_freq_{pc}"]).max() > 1e-3
+            assert np.abs(per_label.double().numpy() - stats[f"label_class_freq_{pc}"]).max() > 1e-3
+    bands = np.asarray(outputs["ck"]["correlation_prior"]["bands"], dtype=np.float64)[:, :, :4]  # (L, V, 4)
     for k, lab in enumerate(outputs["ck"]["correlation_prior"]["labels"]):
         assert np.abs(bands[k] - stats[f"band_{lab}"]).max() > 1e-2
 

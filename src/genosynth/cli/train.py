@@ -72,6 +72,10 @@ def add_arguments(parser) -> None:
     d.add_argument("--public-reference", metavar="FILE",
                    help="public cohort (VCF, or PLINK .bed prefix) with the same variants to train the VAE on "
                         "without spending budget")
+    d.add_argument("--from-model", metavar="PUBLIC.pt",
+                   help="adapt this released public model (a `genosynth train` checkpoint of a public panel) to the "
+                        "input under --epsilon: its VAE, DiT start and LD band are public and cost no budget; the "
+                        "input is aligned to its SNPs by position and alleles (docs/privacy.md, public model)")
     d.add_argument("--dp-batch-size", type=int, default=256, metavar="B",
                    help="expected Poisson batch size (people) of DP-SGD (default 256)")
     d.add_argument("--max-grad-norm", type=float, default=1.0, metavar="C",
@@ -203,8 +207,9 @@ class QuietLog:
 def run(args, log) -> int:
     from genosynth.training import distributed
 
-    if args.epsilon is None and (args.delta is not None or args.public_reference):
-        raise InputError("--delta and --public-reference belong to a DP run; add --epsilon E")
+    if args.epsilon is None and (args.delta is not None or args.public_reference or getattr(args, "from_model", None)):
+        raise InputError("--delta, --public-reference and --from-model belong to a DP run; add --epsilon E "
+                         "(without it, train on the public panel and the private cohort as usual)")
     if args.epsilon is not None:
         if distributed.launched():
             raise InputError("--epsilon cannot run under torchrun (DP-SGD's Poisson sampling and the privacy "
@@ -288,6 +293,18 @@ def check_budget(epsilon: float, delta: float, *, n_samples: int | None = None) 
     check_delta(delta, n_samples=n_samples)  # its message names --delta
 
 
+def _align_to_public(path: str, cohort, log):
+    """``--from-model``: the public model's payload and the input aligned to its SNPs (counts logged)."""
+    from genosynth.models.checkpoint import variants_from_dict
+    from genosynth.training.transfer import align_to_model, load_public_model, public_frequencies
+
+    payload = load_public_model(path)
+    aligned, report = align_to_model(cohort, variants_from_dict(payload["variants"]), log=log.info,
+                                     fill=lambda: public_frequencies(payload))  # public model only
+    log.record("alignment", report)  # counts of SNPs only
+    return payload, aligned
+
+
 def run_private(args, log) -> int:
     """``--epsilon``: :func:`genosynth.training.private.train_private`.
 
@@ -321,11 +338,15 @@ def run_private(args, log) -> int:
         with reading(ref, "--public-reference"):
             public = read_cohort(vcf=ref) if ref.endswith((".vcf", ".vcf.gz", ".bcf")) else \
                 read_cohort(bfile=ref[:-4] if ref.endswith(".bed") else ref)
+    public_model = None
+    if getattr(args, "from_model", None):
+        public_model, cohort = _align_to_public(args.from_model, cohort, log)
     checkpoint = f"{args.out}.pt"
     log.record("config", cfg.to_dict())
     log.record("privacy_config", privacy.to_dict())
     t0 = time.perf_counter()
     model = train_private(cohort, config=cfg, privacy=privacy, public_reference=public,  # no seed: noise_seed draws it
+                          public_model=public_model,
                           checkpoint=checkpoint, resume=args.resume, log=log.info,
                           progress=not args.no_progress)
     log.timing("Training time", time.perf_counter() - t0)

@@ -37,7 +37,8 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
                               accountant: PrivacyAccountant | None = None,
                               name: str = "allele_frequencies",
                               ploidy: int = 2, parents: np.ndarray | None = None,
-                              denoiser: str = "low_rank", clip_fraction: float = 1.0) -> dict[str, np.ndarray]:
+                              denoiser: str = "low_rank", clip_fraction: float = 1.0,
+                              public_freq: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-label ALT frequencies and label counts in one Gaussian release.
 
     Person ``i`` with label ``l`` contributes the vector ``u_i`` of length ``L V + L`` holding
@@ -84,6 +85,11 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
         differ along a few ancestry directions while the noise fills all ``V``, so with many small
         labels (26 populations of ~60 people) this removes far more noise than per-label shrinkage.
 
+    public_freq : float, shape (L, V), optional
+        Public per-label frequencies (a public model of the same populations; a row of NaN where
+        there is none). A label with a row is then denoised towards it instead
+        (:func:`_toward_public`: empirical Bayes with the known noise), post-processing only.
+
     Returns
     -------
     dict with
@@ -94,7 +100,9 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
         ‖raw_l - overall‖`` (at least 0);
         ``counts`` float64 (L,): noisy (``"low_rank"``: denoised) label counts, at least 1;
         ``mix`` float64 (L,): counts / their sum;
-        ``rank`` int: singular values kept (``"low_rank"`` only).
+        ``rank`` int: singular values kept (``"low_rank"`` only);
+        ``public_weight`` float64 (L,): with ``public_freq``, the weight of the release against the
+        public row (NaN where there is none).
     """
     y = np.asarray(labels, dtype=np.int64)
     sums, sensitivity = _label_sums(dosages, y, n_labels, ploidy=ploidy, clip_fraction=clip_fraction,
@@ -105,8 +113,33 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     # ------------------------------------------------ everything below is post-processing of `noisy`
     noise_sd = noise_multiplier * sensitivity
     if denoiser == "low_rank":
-        return _low_rank_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy)
-    return _shrunk_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy, parents=parents)
+        out = _low_rank_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy)
+    else:
+        out = _shrunk_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy, parents=parents)
+    if public_freq is not None:
+        _toward_public(out, noisy, np.asarray(public_freq, dtype=np.float64), noise_sd=noise_sd, ploidy=ploidy)
+    return out
+
+
+def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noise_sd: float, ploidy: int) -> None:
+    """Replace ``out["freq"]`` rows that have a public row by ``pub + w (raw - pub)`` (post-processing).
+
+    ``raw`` is the label's unbiased noisy frequency, with known noise variance
+    ``sigma² = (z Δ / (2 n_l))²`` per SNP (as in :func:`_shrunk_frequencies`); the weight is the
+    empirical-Bayes ``w = tau² / (tau² + sigma²)`` with ``tau²`` the mean squared deviation from the
+    public row less ``sigma²`` (at least 0): a label as the public panel's keeps the public
+    frequencies, one that differs much keeps its release.
+
+    public_freq : float, shape (L, V), NaN rows where there is no public frequency.
+    """
+    counts, _, raw, _ = _raw_frequencies(noisy, ploidy=ploidy)
+    sigma2 = (noise_sd * 0.5 / counts) ** 2  # (L,)
+    weight = np.full(raw.shape[0], np.nan)
+    for k in np.flatnonzero(np.isfinite(public_freq).all(axis=1)):
+        tau2 = max(float(np.mean((raw[k] - public_freq[k]) ** 2)) - sigma2[k], 0.0)
+        weight[k] = tau2 / (tau2 + sigma2[k])
+        out["freq"][k] = np.clip(public_freq[k] + weight[k] * (raw[k] - public_freq[k]), 1e-3, 1 - 1e-3)
+    out["public_weight"] = weight
 
 
 def _label_sums(dosages: np.ndarray, y: np.ndarray, n_labels: int, *, ploidy: int, clip_fraction: float,

@@ -37,7 +37,10 @@ frequencies and the ancestry spread (:func:`release_frequencies`); 2. fit the VA
 (:func:`fit_vae`); 3. release the stage-1 latents once and fit stage 1 on them
 (:func:`fit_stage1`); 4. fit stage 2 under DP-SGD (:func:`fit_stage2`); 5. release the LD prior
 (:func:`release_correlation_prior`); 6. calibrate the frequencies (:func:`calibrate_released`)
-and write the checkpoint (:func:`finish`). The noise seed is secret
+and write the checkpoint (:func:`finish`). With a released public model (``public_model``,
+``--from-model``; :mod:`genosynth.training.transfer`) stage 2 is skipped (the public VAE, no budget),
+the DiT starts from the public one, the frequencies of public labels are denoised towards the public
+model's, stage 5 corrects the public LD band and stage 6 iterates the calibration. The noise seed is secret
 (:func:`genosynth.seeds.noise_seed`) unless a test asks for ``deterministic_noise``.
 
 References
@@ -80,6 +83,8 @@ from genosynth.training.data import TrainingData, label_parents, person_dosages,
 from genosynth.training.dp_plan import PrivacyConfig, plan_private, spread_dims
 from genosynth.training.ld_fit import fit_prior, shrink_correlation_bands
 from genosynth.training.plain import encode_posterior, latent_scale_of
+from genosynth.training.transfer import (adapt_config, adopt_public_weights, correct_public_prior, fit_calibration,
+                                         public_band, public_label_frequencies)
 
 
 def _class_frequencies(p: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -215,6 +220,7 @@ def train_private(
     config: GeneratorConfig | None = None,
     privacy: PrivacyConfig | None = None,
     public_reference: Cohort | None = None,
+    public_model: dict | None = None,
     seed: int | None = None,
     deterministic_noise: bool = False,
     checkpoint: str | None = None,
@@ -237,14 +243,16 @@ def train_private(
     public_reference : Cohort, optional
         Public people (same variants) to train the VAE on, non-privately; the VAE then costs no
         budget. Their labels are not used (the VAE is trained with the null label).
+    public_model : dict, optional
+        A released public model to adapt (``cohort`` aligned to it): its architecture, VAE, DiT start and
+        LD band are used, at no budget (:mod:`genosynth.training.transfer`).
     seed : int, optional
         Used only with ``deterministic_noise``. Every random draw, DP noise and Poisson sampling
         included, comes from one seed, which is a **secret**: whoever knows it can recompute the
         noise. By default it is drawn from the OS (:func:`genosynth.seeds.noise_seed`) and written
         nowhere, whatever ``seed`` says.
     deterministic_noise : bool
-        Take ``seed`` as the noise seed (tests that compare two runs); such a release has no
-        privacy guarantee against whoever knows ``seed``.
+        Take ``seed`` as the noise seed (tests comparing runs; no guarantee against whoever knows it).
     checkpoint : str, optional
         Where to write the final checkpoint (``Generator.load`` reads it). Nothing is written
         before the plan has been calibrated, so a refused budget leaves no file. Every
@@ -259,12 +267,11 @@ def train_private(
     callback : callable(stage, epoch), optional
         Called after each write of the resume file (tests interrupt the run from here).
     progress : bool
-        tqdm bars of the VAE and DiT epochs (counts only, no private value).
+        tqdm bars of the VAE and DiT epochs (counts only).
 
     Returns
     -------
-    Generator
-        ``meta["privacy"]`` is the accountant's report (ε, δ, breakdown, events).
+    Generator : ``meta["privacy"]`` is the accountant's report (ε, δ, breakdown, events).
 
     Raises
     ------
@@ -272,20 +279,21 @@ def train_private(
         Impossible budget (before any training), or missing genotypes.
     InputError
         ``resume`` without a matching resume file; a resume file left by an interrupted run when
-        ``resume`` is False; ``deterministic_noise`` without a ``seed``.
+        ``resume`` is False; ``deterministic_noise`` without a ``seed``; an unaligned cohort.
     """
     config = config or GeneratorConfig()
     privacy = privacy or PrivacyConfig()
     say = log or (lambda message: None)
     t_start = time.perf_counter()
-    private_file = _check_run(cohort, public_reference, checkpoint=checkpoint, resume=resume)
-    z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy,
-                                       public_reference=public_reference is not None)  # raises before training
+    private_file = _check_run(cohort, public_reference, checkpoint=checkpoint, resume=resume, public_model=public_model)
+    config = config if public_model is None else adapt_config(config, public_model)
+    public_vae = public_reference is not None or public_model is not None  # no VAE budget
+    z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy, public_reference=public_vae)
     say(f"DP plan: target epsilon={privacy.epsilon:g}, delta={privacy.delta:g}; noise multipliers "
         + ", ".join(f"{k} {v:.3g}" for k, v in z_mult.items()))
     say("planned " + plan.summary(privacy.delta))
     secret = noise_seed(seed, deterministic=deterministic_noise)  # never recorded
-    run = start_run(cohort, config, privacy, z_mult=z_mult, prior=prior, seed=secret,
+    run = start_run(cohort, config, privacy, z_mult=z_mult, prior=prior, seed=secret, public_model=public_model,
                     public_reference=public_reference is not None, private_file=private_file, callback=callback)
     run.progress = progress
     if resume:
@@ -309,8 +317,17 @@ def train_private(
 
 
 def _check_run(cohort: Cohort, public_reference: Cohort | None, *, checkpoint: str | None,
-               resume: bool) -> str | None:
+               resume: bool, public_model: dict | None = None) -> str | None:
     """Check the inputs and run files at the door; return the private resume file (None without a checkpoint)."""
+    if public_model is not None:
+        if public_reference is not None:
+            raise InputError("give either a public reference cohort or a public model (--from-model), not both")
+        if list(public_model["variants"]["id"]) != list(cohort.variants["id"]):
+            raise InputError("the cohort must be aligned to the public model's variants first "
+                             "(genosynth.training.transfer.align_to_model; the CLI does it for --from-model)")
+        if bool(public_model["phased"]) != bool(cohort.phased) and public_model["n_classes"] == 2:
+            raise InputError("the public model is a haplotype model and the cohort is unphased; phase the cohort "
+                             "or use a genotype-mode public model")
     if public_reference is not None and list(public_reference.variants["id"]) != list(cohort.variants["id"]):
         raise InputError("the public reference cohort must have the same variants, in the same order, as the input")
     if resume and not checkpoint:
@@ -358,6 +375,9 @@ class PrivateRun:
     rel: dict | None = None  # the frequency release (with the ancestry spread)
     released: torch.Tensor | None = None  # (R, C, T) the stage-1 latent release
     latent_scale: float = 1.0
+    public_scale: float | None = None  # latent scale of an adapted public model (public)
+    public_band: np.ndarray | None = None  # (L, V, W_pub) the public model's LD band per label (public)
+    public_freq: np.ndarray | None = None  # (L, V) the public model's frequencies per label, NaN rows (public)
     progress: bool = False  # tqdm bars of epochs and steps (counts only: no loss or other private value)
 
     def bar(self, total: int, desc: str, initial: int = 0):
@@ -423,7 +443,7 @@ class PrivateRun:
 
 def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *, z_mult: dict[str, float],
               prior: PrivacyAccountant | None, seed: int, public_reference: bool, private_file: str | None,
-              callback: Callable | None) -> PrivateRun:
+              callback: Callable | None, public_model: dict | None = None) -> PrivateRun:
     """0. Training rows, noise generators seeded with the (secret) ``seed``, accountant, models, optimisers."""
     data = prepare_data(cohort, label_column=config.label_column, mode=config.mode)
     tc = config.training
@@ -440,6 +460,8 @@ def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *
     if prior is not None:
         acc.extend(prior)
     vae, dit, dit_cfg = build_models(config, n_variants=v, n_classes=data.n_classes, n_labels=len(data.vocabulary))
+    if public_model is not None:
+        adopt_public_weights(vae, dit, public_model, data.vocabulary)  # public: no budget
     diffusion = GaussianDiffusion(config.diffusion)
     vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
     dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
@@ -447,10 +469,28 @@ def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
     expect = {"config": config.to_dict(), "privacy_config": privacy.to_dict(), "n": n,
               "public_reference": public_reference, "digest": _data_digest(data.alleles, data.labels)}
-    return PrivateRun(config=config, privacy=privacy, data=data, x_person=x_person, y_person=y_person,
-                      dosages=dosages, parents=parents, z_mult=z_mult, vae=vae, dit=dit, dit_cfg=dit_cfg,
-                      diffusion=diffusion, vae_opt=vae_opt, dit_opt=dit_opt, s1_opt=s1_opt, ema=ema, gen=gen,
-                      rng=rng, acc=acc, expect=expect, private_file=private_file, callback=callback)
+    if public_model is not None:
+        expect["public_model"] = _public_digest(public_model)
+    run = PrivateRun(config=config, privacy=privacy, data=data, x_person=x_person, y_person=y_person,
+                     dosages=dosages, parents=parents, z_mult=z_mult, vae=vae, dit=dit, dit_cfg=dit_cfg,
+                     diffusion=diffusion, vae_opt=vae_opt, dit_opt=dit_opt, s1_opt=s1_opt, ema=ema, gen=gen,
+                     rng=rng, acc=acc, expect=expect, private_file=private_file, callback=callback)
+    if public_model is not None:  # the VAE is the public one: no VAE stage
+        run.stage, run.public_scale = "release", float(public_model["latent_scale"])
+        run.public_band = public_band(public_model, data.vocabulary, v)
+        if privacy.public_frequencies:
+            run.public_freq = public_label_frequencies(public_model, data.vocabulary)
+    return run
+
+
+def _public_digest(payload: dict) -> dict:
+    """What identifies an adapted public model in the checkpoint: its labels and a SHA-256 of its weights."""
+    h = hashlib.sha256()
+    for part in ("vae", "dit"):
+        for key, value in sorted(payload["state"][part].items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().numpy().tobytes())
+    return {"labels": list(payload["labels"]), "sha256": h.hexdigest()}
 
 
 def resume_run(run: PrivateRun, checkpoint: str, say: Callable[[str], None]) -> None:
@@ -483,7 +523,8 @@ def release_frequencies(run: PrivateRun, cohort: Cohort, say: Callable[[str], No
     rel = release_label_frequencies(run.dosages, run.y_person.numpy(), len(vocabulary),
                                     noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
                                     accountant=run.acc, name="allele_frequencies", parents=parent_index,
-                                    denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip)
+                                    denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip,
+                                    public_freq=run.public_freq)
     if "rank" in rel:  # a function of the release only
         say(f"Frequency release denoised to rank {rel['rank']} of {len(vocabulary)} labels")
     k_spread = spread_dims(cohort, run.config.label_column, privacy)
@@ -493,7 +534,8 @@ def release_frequencies(run: PrivateRun, cohort: Cohort, say: Callable[[str], No
             clip=privacy.ancestry_clip, noise_multiplier=run.z_mult["ancestry_spread"], rng=run.rng,
             accountant=run.acc, name="ancestry_spread", ploidy=2)
     run.rel = rel
-    run.vae.init_biases(*run.class_freqs())  # (V, K), (L, V, K)
+    if run.public_scale is None or not privacy.public_biases:  # else the public decoder's own biases
+        run.vae.init_biases(*run.class_freqs())  # (V, K), (L, V, K)
 
 
 def public_rows(public_reference: Cohort | None, run: PrivateRun) -> torch.Tensor | None:
@@ -535,6 +577,9 @@ def fit_vae(run: PrivateRun, rows: torch.Tensor | None, say: Callable[[str], Non
             bar.close()
         run.stage, run.epoch = "release", 0
     run.vae.eval()
+    if run.public_scale is not None:
+        say("VAE: the public model's (no training, no budget)")
+        return
     say(f"VAE: {tc.vae_epochs} epochs ({'public reference' if rows is not None else 'DP-SGD'}), "
         f"{time.perf_counter() - t0:.1f} s")
 
@@ -573,7 +618,10 @@ def private_latents(run: PrivateRun, rows: torch.Tensor | None) -> tuple[torch.T
     towards N(0, I)).
     """
     cpu = torch.device("cpu")
-    run.latent_scale = latent_scale_of(*encode_posterior(run.vae, rows, cpu)) if rows is not None else 1.0
+    if rows is not None:
+        run.latent_scale = latent_scale_of(*encode_posterior(run.vae, rows, cpu))
+    else:  # the public model's scale, or 1
+        run.latent_scale = run.public_scale if run.public_scale is not None else 1.0
     mu, sd = encode_posterior(run.vae, run.data.alleles, cpu)  # (R, C, T) each
     shape = (run.n, *run.latent_shape)
     return mu.reshape(shape) * run.latent_scale, sd.reshape(shape) * run.latent_scale
@@ -684,7 +732,12 @@ def release_correlation_prior(run: PrivateRun, cohort: Cohort) -> dict | None:
                       noise_multiplier=z, clip=clip, center=2.0 * rel["freq"], accountant=run.acc, rng=run.rng,
                       name="correlation_prior")
     prior.info["n_per_label"] = {lab: float(cnt) for lab, cnt in zip(run.data.vocabulary, rel["counts"])}
-    if privacy.shrink_correlations:
+    if run.public_band is not None:  # public baseline + shrunk DP correction (post-processing)
+        prior.bands, prior.info["shrinkage"] = correct_public_prior(
+            run.public_band, prior.bands, rel["freq"], rel["counts"], noise_multiplier=z, clip=clip)
+        prior.window = int(prior.bands.shape[2])
+        prior.info.update(public_baseline=True, copula_window=window)
+    elif privacy.shrink_correlations:
         prior.bands, prior.info["shrinkage"] = shrink_correlation_bands(
             prior.bands, rel["freq"], rel["counts"], noise_multiplier=z, clip=clip)
     return prior.state_dict()
@@ -697,6 +750,9 @@ def calibrate_released(run: PrivateRun) -> torch.Tensor | None:
         return None
     _, per_label_k = run.class_freqs()  # (L, V, K)
     with run.ema.average_parameters(run.dit):
+        if run.public_scale is not None:  # a sharp public decoder: the correction is iterated
+            return fit_calibration(run.vae, run.dit, run.diffusion, per_label_k, run.latent_scale,
+                                   rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen)
         return calibrate_frequencies(run.vae, run.dit, run.diffusion, per_label_k, run.latent_scale,
                                      rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen,
                                      dev=torch.device("cpu"))
@@ -723,7 +779,8 @@ def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibrat
         privacy=report, privacy_state=acc.state_dict(), privacy_config=privacy.to_dict(),
         privacy_noise_multipliers=dict(run.z_mult), public_reference=run.expect["public_reference"],
         correlation_prior=corr_state,
-        ancestry_spread=run.rel.get("spread"))  # DP release (post-processed): directions, centres, covariances
+        ancestry_spread=run.rel.get("spread"),  # DP release (post-processed): directions, centres, covariances
+        public_model=run.expect.get("public_model"))  # labels and weight digest of the adapted public model
     state = {"stage": "done", "epoch": run.config.training.dit_epochs,
              **state_dicts({k: v for k, v in run.parts.items() if k != "s1_opt"}), "rng": None}
     payload = checkpoint_payload(head, curves={"vae": [], "dit": []},  # losses of private batches are private
