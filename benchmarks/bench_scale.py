@@ -11,7 +11,8 @@ and the synthetic set scored against the held-out 20 % at matched sample size:
 * ``ld_decay``: within-population mean r^2 per distance bin (0-1 kb ... 100 kb-1 Mb) of held-out
   and synthetic people (equal numbers per population), and their ratio;
 * ``boundary``: the same ratio for pairs that straddle a VAE token boundary (every ``patch`` SNPs,
-  the model's window) and for pairs inside one token, in the same distance bins;
+  the model's window) and for pairs inside one token, in the same distance bins; straddling pairs
+  again split by whether the two tokens share a DiT patch (the DiT draws patches, not tokens);
 * ``genosynth.evaluate`` headline figures (AATS, MIA AUC, identical people, TSTR/TRTR by
   super population, PCA energy distance) when ``--evaluate`` is given.
 
@@ -123,7 +124,9 @@ def matched(syn, holdout, seed: int):
     return syn.subset(samples=np.sort(np.asarray(keep)))
 
 
-def score(train_cohort, holdout, syn, *, patch: int, seed: int) -> dict:
+def score(train_cohort, holdout, syn, *, patch: int, seed: int, dit_patch: int | None = None) -> dict:
+    """AF r and the LD-decay ratios; with ``dit_patch`` the straddling pairs are also split by whether
+    their two VAE tokens fall in one DiT patch (``straddle_same_dit``) or in two (``straddle_cross_dit``)."""
     from genosynth.evaluate.fidelity import pearson
     from genosynth.stats.frequency import allele_freq
 
@@ -133,7 +136,11 @@ def score(train_cohort, holdout, syn, *, patch: int, seed: int) -> dict:
     every = np.ones_like(straddle)
     res = {"af_r": pearson(allele_freq(gh), allele_freq(syn.genotypes())), "n_matched": sm.n_samples,
            "bins_bp": BINS_BP}
-    for name, mask in (("all", every), ("straddle", straddle), ("inside", ~straddle)):
+    masks = [("all", every), ("straddle", straddle), ("inside", ~straddle)]
+    if dit_patch:
+        cross = (i // (patch * dit_patch)) != (j // (patch * dit_patch))  # two DiT patches
+        masks += [("straddle_same_dit", straddle & ~cross), ("straddle_cross_dit", straddle & cross)]
+    for name, mask in masks:
         real = decay(gh, holdout.labels("pop"), i, j, dist, mask)
         synth = decay(gs, sm.labels("pop"), i, j, dist, mask)
         ratio = [None if (a is None or b is None or a == 0) else b / a for a, b in zip(real, synth)]
@@ -167,7 +174,8 @@ def run(args) -> dict:
     rec["sampling"] = [sample(args, n) for n in args.sample_n]
     prefix = rec["sampling"][-1]["prefix"]
     syn = read_cohort(bfile=prefix, samples=prefix + ".samples.tsv")
-    rec["quality"] = score(tr, ho, syn, patch=rec["config"]["vae"]["patch"], seed=args.seed)
+    rec["quality"] = score(tr, ho, syn, patch=rec["config"]["vae"]["patch"], seed=args.seed,
+                           dit_patch=rec["config"]["dit"]["patch_size"])
     if args.evaluate:
         rec["evaluate"] = evaluate_set(tr, ho, syn, args.seed)
     rec["load_after"] = os.getloadavg()

@@ -47,3 +47,17 @@ def test_unknown_size_and_embedding_name_the_choices():
         config_for("huge", 10)
     with pytest.raises(InputError, match="factored, direct"):
         VAEConfig(embedding="sparse")
+
+
+def test_old_configs_without_the_new_fields_load_with_the_old_behaviour():
+    """Checkpoints written before ``vae.neighbour`` load as before; the default configuration keeps it off."""
+    d = chromosome_config(20_000).to_dict()
+    del d["vae"]["neighbour"]
+    assert GeneratorConfig.from_dict(d).vae.neighbour is False
+    assert GeneratorConfig().vae.neighbour is False and tiny_config().vae.neighbour is False
+
+
+def test_chromosome_config_reads_snps_across_token_boundaries_and_takes_small_dit_batches():
+    cfg = chromosome_config(20_000)
+    assert cfg.vae.neighbour and cfg.vae.embedding == "direct"
+    assert cfg.training.dit_batch_size == 64 and cfg.training.vae_batch_size == 128

@@ -184,3 +184,56 @@ def test_direct_embedding_learns_and_has_per_sample_gradients():
         net(x[i : i + 1], y[i : i + 1]).backward()
         for name, prm in net.named_parameters():
             assert torch.allclose(per_row[name][i], prm.grad, atol=1e-5), name
+
+
+# ---------------------------------------------------------------------------------- neighbour tokens
+NEIGHBOUR = VAEConfig(patch=8, width=16, latent_channels=3, blocks=1, embedding="direct", neighbour=True)
+
+
+def test_neighbour_tables_start_at_zero_so_the_model_starts_as_plain_direct():
+    """Same seed, same weights and the same loss as ``neighbour=False`` until training moves the new tables."""
+    x = torch.randint(0, 3, (4, 30), generator=torch.Generator().manual_seed(0), dtype=torch.int8)
+    y = torch.tensor([0, 1, 0, 1])
+    losses = []
+    for cfg in (DIRECT, NEIGHBOUR):
+        torch.manual_seed(0)
+        vae = GenotypeVAE(30, 3, 2, cfg)
+        losses.append(vae(x, y, rng=torch.Generator().manual_seed(1))["loss"])
+    assert torch.equal(losses[0], losses[1])
+    assert not hasattr(GenotypeVAE(30, 3, 2, DIRECT), "enc_near")
+
+
+def test_neighbour_embedding_reaches_only_the_nearer_adjacent_token():
+    """A SNP in the first half of token 1 also moves token 0, one in the second half also token 2; the
+    decoder reads SNPs near a boundary from both tokens, so a latent change reaches across it."""
+    torch.manual_seed(0)
+    vae = GenotypeVAE(40, 2, 1, NEIGHBOUR)  # 5 tokens of 8 SNPs
+    with torch.no_grad():
+        vae.enc_near.normal_()
+        vae.dec_near.normal_()
+    x = torch.zeros(1, 40, dtype=torch.int8)
+    moved = {}
+    for snp in (9, 14):  # token 1: slot 1 (first half), slot 6 (second half)
+        y = x.clone()
+        y[0, snp] = 1
+        diff = vae._embed(one_hot_alleles(y, 2, vae.padded)) - vae._embed(one_hot_alleles(x, 2, vae.padded))
+        moved[snp] = diff[0].abs().sum(dim=1).nonzero().ravel().tolist()  # tokens that changed
+    assert moved == {9: [0, 1], 14: [1, 2]}
+    z = torch.zeros(1, 3, 5)
+    z2 = z.clone()
+    z2[0, :, 2] = 1.0  # change token 2 only
+    d = (vae.decode(z2) - vae.decode(z)).abs().sum(dim=(0, 1))  # (V,)
+    changed = d.nonzero().ravel()
+    # with one global residual path every SNP may move; without it (blocks=0) only tokens 1-3's near halves
+    assert changed.numel() > 0
+    vae0 = GenotypeVAE(40, 2, 1, VAEConfig(patch=8, width=16, latent_channels=3, blocks=0, embedding="direct",
+                                            neighbour=True))
+    with torch.no_grad():
+        vae0.dec_near.normal_()
+    d0 = (vae0.decode(z2) - vae0.decode(z)).abs().sum(dim=(0, 1))
+    assert d0.nonzero().ravel().tolist() == list(range(12, 28))  # token 1's second half, token 2, token 3's first half
+
+
+def test_neighbour_needs_the_direct_embedding():
+    with pytest.raises(InputError, match="embedding='direct'"):
+        VAEConfig(neighbour=True)

@@ -123,14 +123,20 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
     patch grows so that it sees at most :data:`MAX_DIT_TOKENS` tokens, training runs fewer epochs
     (each row carries many more SNPs), and decoding uses the banded copula alone over a 64-SNP band
     (latent guidance costs a decoder pass per step; ``--corr-guidance latent+copula`` still works).
+
+    Two choices keep more LD (benchmarks/RESULTS.md, "Chromosome configuration: where LD was
+    lost"): every SNP is also embedded into and read out from the adjacent token nearer to it
+    (``vae.neighbour``), so SNPs either side of a 64-SNP token boundary share latents; and the DiT
+    takes 64 latents per step (four times the optimiser steps of the same epochs, at about the same
+    cost per epoch).
     """
-    vae = VAEConfig(embedding="direct", width=64, patch=64, latent_channels=8, blocks=2)
+    vae = VAEConfig(embedding="direct", width=64, patch=64, latent_channels=8, blocks=2, neighbour=True)
     tokens = math.ceil(max(1, n_variants) / vae.patch)
     patch_size = max(2, math.ceil(tokens / MAX_DIT_TOKENS))
     cfg = GeneratorConfig(
         vae=vae,
         dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=patch_size),
-        training=TrainingConfig(vae_epochs=8, dit_epochs=60, calibration_rows=256),
+        training=TrainingConfig(vae_epochs=8, dit_epochs=60, dit_batch_size=64, calibration_rows=256),
         sampling=SamplingConfig(corr_guidance="copula", corr_latent_window=64, batch_size=256),
     )
     return cfg.replace(**sections) if sections else cfg

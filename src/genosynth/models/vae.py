@@ -52,10 +52,13 @@ class VAEConfig:
     label_bias: bool = True  # per-label per-SNP logit bias in the decoder
     label_dropout: float = 0.1  # training probability of replacing the decoder's label by "no label"
     embedding: str = "factored"  # SNP <-> token maps: "factored" (per-SNP snp_dim features, shared fold) or "direct" (per-SNP allele vectors of width, batched matmuls; several times cheaper at 10^4+ SNPs)
+    neighbour: bool = False  # "direct" only: each SNP is also embedded into, and read out from, the adjacent token nearer to it (context across token boundaries; one more table each way)
 
     def __post_init__(self) -> None:
         if self.embedding not in EMBEDDINGS:
             raise InputError(f"vae.embedding={self.embedding!r}: use one of {', '.join(EMBEDDINGS)}")
+        if self.neighbour and self.embedding != "direct":
+            raise InputError("vae.neighbour=True needs vae.embedding='direct'; set both, or neighbour=False")
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -151,6 +154,8 @@ class GenotypeVAE(nn.Module):
         else:  # "direct": each (SNP, allele) owns a D-vector; a token is the sum over its SNPs
             self.enc_table = nn.Parameter(torch.randn(self.n_tokens, p * k, d) * (0.3 / math.sqrt(p)))  # (T, P*K, D)
             self.enc_bias = nn.Parameter(torch.zeros(d))
+            if c.neighbour:  # starts at 0: training begins as the plain "direct" model
+                self.enc_near = nn.Parameter(torch.zeros(self.n_tokens, p * k, d))  # (T, P*K, D) into the nearer neighbour
         self.enc_blocks = nn.ModuleList([ResBlock(d, c.kernel) for _ in range(c.blocks)])
         self.enc_norm = nn.LayerNorm(d)
         self.enc_out = nn.Linear(d, 2 * c.latent_channels)
@@ -164,6 +169,8 @@ class GenotypeVAE(nn.Module):
             self.readout = nn.Parameter(torch.randn(vp, s, k) / math.sqrt(s))  # (Vp, S, K) per-SNP weights
         else:  # "direct": each SNP reads its K logits from its token's D features
             self.dec_table = nn.Parameter(torch.randn(self.n_tokens, d, p * k) / math.sqrt(d))  # (T, D, P*K)
+            if c.neighbour:
+                self.dec_near = nn.Parameter(torch.zeros(self.n_tokens, d, p * k))  # (T, D, P*K) from the nearer neighbour
         self.snp_bias = nn.Parameter(torch.zeros(vp, k))  # (Vp, K)
         self.label_bias = nn.Parameter(torch.zeros(n_labels + 1, vp, k)) if c.label_bias else None
 
@@ -215,7 +222,13 @@ class GenotypeVAE(nn.Module):
             e = e.permute(0, 2, 1, 3).reshape(b, t, -1)  # (B, T, S*P)
             return self.enc_in(e)  # (B, T, D)
         x = x.reshape(b, k, t, p).permute(2, 0, 3, 1).reshape(t, b, p * k)  # (T, B, P*K)
-        return torch.bmm(x, self.enc_table).transpose(0, 1) + self.enc_bias  # (B, T, D)
+        h = torch.bmm(x, self.enc_table)  # (T, B, D)
+        if self.config.neighbour:
+            half = (p // 2) * k  # first half of a token's SNPs goes to the previous token, the rest to the next
+            back = torch.bmm(x[:, :, :half], self.enc_near[:, :half])  # (T, B, D), belongs to token t-1
+            fwd = torch.bmm(x[:, :, half:], self.enc_near[:, half:])  # (T, B, D), belongs to token t+1
+            h = h + F.pad(back[1:], (0, 0, 0, 0, 0, 1)) + F.pad(fwd[:-1], (0, 0, 0, 0, 1, 0))  # (T, B, D)
+        return h.transpose(0, 1) + self.enc_bias  # (B, T, D)
 
     def _read_out(self, u: torch.Tensor) -> torch.Tensor:
         """Allele logits (before biases) of decoded token features: (B, T, D) -> (B, K, Vp)."""
@@ -227,7 +240,14 @@ class GenotypeVAE(nn.Module):
             r = self.readout.permute(2, 1, 0)  # (K, S, Vp)
             # one class at a time: a (B, S, Vp) temporary instead of (B, K, S, Vp)
             return torch.stack([(f * r[c][None]).sum(dim=1) for c in range(k)], dim=1)  # (B, K, Vp)
-        o = torch.bmm(u.transpose(0, 1), self.dec_table)  # (T, B, P*K)
+        ut = u.transpose(0, 1)  # (T, B, D)
+        o = torch.bmm(ut, self.dec_table)  # (T, B, P*K)
+        if self.config.neighbour:
+            half = (p // 2) * k  # a token's first half reads its previous token too, the rest its next token
+            prev = F.pad(ut[:-1], (0, 0, 0, 0, 1, 0))  # (T, B, D): token t-1 at t (zeros at 0)
+            nxt = F.pad(ut[1:], (0, 0, 0, 0, 0, 1))  # (T, B, D): token t+1 at t (zeros at T-1)
+            o = o + torch.cat([torch.bmm(prev, self.dec_near[:, :, :half]),
+                               torch.bmm(nxt, self.dec_near[:, :, half:])], dim=2)  # (T, B, P*K)
         return o.reshape(t, b, p, k).permute(1, 3, 0, 2).reshape(b, k, self.padded)  # (B, K, Vp)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
