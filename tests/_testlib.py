@@ -41,3 +41,13 @@ def same_tensors(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(same_tensors(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def small_privacy(**kw):
+    """A DP configuration small enough for 60-person test cohorts (keyword changes on top)."""
+    from genosynth.training.dp_plan import PrivacyConfig
+
+    base = dict(epsilon=8.0, delta=1e-3, batch_size=20, correlation_window=4, stage1_epochs=1,
+                timesteps_split=45, latent_clip=1.0)
+    base.update(kw)
+    return PrivacyConfig(**base)

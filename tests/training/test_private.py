@@ -19,15 +19,9 @@ from genosynth.privacy import DPSGD, PrivacyAccountant
 from genosynth.training.dp_plan import PrivacyConfig, plan_private
 from genosynth.training.private import _VAEPersonLoss, train_private
 from genosynth.privacy.releases import release_label_frequencies
+from _testlib import small_privacy
 
 N_PER = 20  # people per label in the small cohort
-
-
-def small_privacy(**kw) -> PrivacyConfig:
-    base = dict(epsilon=8.0, delta=1e-3, batch_size=20, correlation_window=4, stage1_epochs=1,
-                timesteps_split=45, latent_clip=1.0)
-    base.update(kw)
-    return PrivacyConfig(**base)
 
 
 @pytest.fixture(scope="module")

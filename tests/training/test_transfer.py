@@ -12,20 +12,13 @@ from genosynth.errors import InputError
 from genosynth.models.checkpoint import load_checkpoint
 from genosynth.models.config import tiny_config
 from genosynth.sampling.generator import Generator
-from genosynth.training.dp_plan import PrivacyConfig
 from genosynth.training.plain import train_generator
 from genosynth.training.private import train_private
 from genosynth.training.transfer import (align_to_model, correct_public_prior, load_public_model,
                                          public_frequencies)
+from _testlib import small_privacy
 
 V = 40
-
-
-def dp_privacy(**kw) -> PrivacyConfig:
-    base = dict(epsilon=8.0, delta=1e-3, batch_size=20, correlation_window=4, stage1_epochs=1,
-                timesteps_split=45, latent_clip=1.0)
-    base.update(kw)
-    return PrivacyConfig(**base)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +107,7 @@ def adapted(panels, public_model, tmp_path_factory):
                                      fill=public_frequencies(payload, n=50))
     path = str(tmp_path_factory.mktemp("adapted") / "model.pt")
     lines: list[str] = []
-    model = train_private(private, config=tiny_config(), privacy=dp_privacy(), public_model=payload, seed=2,
+    model = train_private(private, config=tiny_config(), privacy=small_privacy(), public_model=payload, seed=2,
                           deterministic_noise=True, checkpoint=path, log=lines.append)
     return model, path, lines, payload
 
@@ -159,10 +152,10 @@ def test_new_labels_get_the_mean_public_embedding_row(panels, public_model):
 def test_unaligned_cohort_and_both_public_inputs_are_refused(panels, public_model):
     payload = load_public_model(public_model)
     with pytest.raises(InputError, match="aligned"):
-        train_private(panels[1].subset(variants=np.arange(30)), config=tiny_config(), privacy=dp_privacy(),
+        train_private(panels[1].subset(variants=np.arange(30)), config=tiny_config(), privacy=small_privacy(),
                       public_model=payload)
     with pytest.raises(InputError, match="not both"):
-        train_private(panels[1], config=tiny_config(), privacy=dp_privacy(), public_model=payload,
+        train_private(panels[1], config=tiny_config(), privacy=small_privacy(), public_model=payload,
                       public_reference=panels[0])
 
 

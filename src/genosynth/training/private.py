@@ -83,7 +83,7 @@ from genosynth.training.data import TrainingData, label_parents, person_dosages,
 from genosynth.training.dp_plan import PrivacyConfig, plan_private, spread_dims
 from genosynth.training.ld_fit import fit_prior, shrink_correlation_bands
 from genosynth.training.plain import encode_posterior, latent_scale_of
-from genosynth.training.transfer import (adapt_config, adopt_public_weights, correct_public_prior, fit_calibration,
+from genosynth.training.transfer import (adapt_config, adopt_public_weights, correct_public_prior,
                                          public_band, public_label_frequencies)
 
 
@@ -750,12 +750,10 @@ def calibrate_released(run: PrivateRun) -> torch.Tensor | None:
         return None
     _, per_label_k = run.class_freqs()  # (L, V, K)
     with run.ema.average_parameters(run.dit):
-        if run.public_scale is not None:  # a sharp public decoder: the correction is iterated
-            return fit_calibration(run.vae, run.dit, run.diffusion, per_label_k, run.latent_scale,
-                                   rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen)
+        # a sharp public decoder (--from-model): the correction is iterated
         return calibrate_frequencies(run.vae, run.dit, run.diffusion, per_label_k, run.latent_scale,
                                      rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen,
-                                     dev=torch.device("cpu"))
+                                     dev=torch.device("cpu"), iters=1 if run.public_scale is None else 30)
 
 
 def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibration: torch.Tensor | None,

@@ -33,7 +33,7 @@ import torch
 
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
-from genosynth.models.checkpoint import load_checkpoint, variants_from_dict
+from genosynth.models.checkpoint import load_checkpoint
 from genosynth.models.config import GeneratorConfig
 from genosynth.models.dit import DiT1D
 from genosynth.models.ld_prior import CorrelationPrior
@@ -268,35 +268,3 @@ def correct_public_prior(public: np.ndarray, private: np.ndarray, freq: np.ndarr
     out = base.copy()
     out[:, :, :w] += np.where(valid, shrunk, 0.0)
     return np.clip(out, -1.0, 1.0).astype(np.float32), kept
-
-
-@torch.no_grad()
-def fit_calibration(vae: GenotypeVAE, dit: DiT1D, diffusion, per_label: torch.Tensor, latent_scale: float, *,
-                    rows: int, steps: int, rng: torch.Generator, iters: int = 30, bound: float = 3.0) -> torch.Tensor:
-    """Per-label per-SNP logit corrections solved to match generated frequencies (iterated, not one step).
-
-    A public decoder is sharp (each row's probabilities near 0 or 1, since its latents carry the
-    haplotype), so the one-step correction ``log f - log mean p`` of
-    :func:`~genosynth.training.calibration.calibrate_frequencies` under-corrects; here the correction
-    ``c`` is iterated, ``c <- c + log f - log mean softmax(logits + c)``, on the same decoded rows
-    until the mean matches. Only the (DP) target frequencies and generated rows enter.
-
-    per_label : float, shape (L, V, K) -> float, shape (L, V, K)
-    """
-    was = dit.training
-    dit.eval()
-    out = []
-    shape = (rows, vae.config.latent_channels, vae.n_tokens)
-    for j in range(per_label.shape[0]):
-        y = torch.full((rows,), j, dtype=torch.long)  # (rows,)
-        noise = torch.randn(shape, generator=rng)  # (rows, C, T)
-        z = diffusion.ddim_sample(dit, shape, cond={"y": y}, steps=steps, noise=noise, device=torch.device("cpu"))
-        logits = vae.decode(z / latent_scale, y)  # (rows, K, V)
-        target = per_label[j].T.clamp_min(1e-6).log()  # (K, V)
-        c = torch.zeros_like(target)  # (K, V)
-        for _ in range(iters):
-            p = torch.softmax(logits + c, dim=1).mean(dim=0)  # (K, V)
-            c = (c + target - p.clamp_min(1e-6).log()).clamp(-bound, bound)
-        out.append(c.T)  # (V, K)
-    dit.train(was)
-    return torch.stack(out)
