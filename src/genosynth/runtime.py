@@ -31,10 +31,11 @@ def deterministic():
         torch.use_deterministic_algorithms(before)
 
 
-def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0, *, unit: str = "epoch"):
-    """A tqdm bar of ``total`` ``unit`` (None when ``enabled`` is False)."""
+def progress_bar(total: int | None, desc: str, enabled: bool, initial: int = 0, *, unit: str = "epoch",
+                 delay: float = 0.0):
+    """A tqdm bar of ``total`` ``unit`` (None when ``enabled`` is False); shown after ``delay`` seconds."""
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=True, delay=delay)

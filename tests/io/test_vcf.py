@@ -61,6 +61,25 @@ def test_known_record_of_kidd(data_vcf):
     assert c.allele_frequencies()[0] == pytest.approx(c.alleles[:, 0].mean())
 
 
+def test_progress_bar_counts_records_and_changes_nothing(data_vcf, monkeypatch, capsys):
+    import genosynth.runtime as runtime
+
+    path = str(data_vcf / "kidd_aisnp.dev.vcf.gz")
+    plain = read_vcf(path)
+    assert read_vcf(path, progress=True).alleles.tobytes() == plain.alleles.tobytes()
+    assert "reading" not in capsys.readouterr().err  # a read under 3 s shows no bar
+    shown = {}
+    real = runtime.progress_bar
+
+    def no_delay(total, desc, enabled, initial=0, **kw):
+        shown["bar"] = real(total, desc, enabled, initial, **{**kw, "delay": 0.0})
+        return shown["bar"]
+
+    monkeypatch.setattr(runtime, "progress_bar", no_delay)
+    read_vcf(path, progress=True)
+    assert shown["bar"].n == plain.n_variants and "reading kidd_aisnp.dev.vcf.gz" in capsys.readouterr().err
+
+
 def test_skips_multiallelic_and_non_snp(tmp_path):
     path = tiny_vcf(tmp_path / "t.vcf", [
         "1 10 a A G . . . GT 0|1 1|1 0|0",

@@ -147,7 +147,7 @@ def load_input(args: argparse.Namespace, log: RunLog | None = None):
     flag, path = given[0] if len(given) == 1 else ("", "")
     with reading(path, flag):
         cohort = read_cohort(bfile=args.bfile, vcf=args.vcf, hapt=args.hapt, legend=args.legend,
-                             threads=getattr(args, "threads", None))
+                             threads=getattr(args, "threads", None), progress=not getattr(args, "no_progress", False))
     samples = getattr(args, "samples", None)
     if samples:
         from genosynth.io.samples import attach_samples, read_sample_table

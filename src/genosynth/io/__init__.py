@@ -13,11 +13,12 @@ FORMATS = ("bed", "vcf", "hapt", "pgen")
 
 
 def read_cohort(*, bfile=None, vcf=None, hapt=None, legend=None, samples=None,
-                allow_unknown_samples=False, threads=None) -> Cohort:
+                allow_unknown_samples=False, threads=None, progress=False) -> Cohort:
     """Read one cohort from exactly one of ``bfile`` (PLINK prefix), ``vcf``, ``hapt`` + ``legend``.
 
     ``samples`` is an optional sample table (TSV) joined by sample id. ``threads`` limits the
-    bed-reader / htslib threads (default: bed-reader uses all cores, htslib 2).
+    bed-reader / htslib threads (default: bed-reader uses all cores, htslib 2). ``progress``
+    shows a bar of VCF records read when reading takes more than a few seconds.
     """
     given = [name for name, value in (("--bfile", bfile), ("--vcf", vcf), ("--hapt", hapt)) if value]
     if len(given) != 1:
@@ -29,7 +30,7 @@ def read_cohort(*, bfile=None, vcf=None, hapt=None, legend=None, samples=None,
         cohort = read_bed(bfile, threads=threads)
     elif vcf:
         from genosynth.io.vcf import read_vcf
-        cohort = read_vcf(vcf, threads=threads)
+        cohort = read_vcf(vcf, threads=threads, progress=progress)
     else:
         if not legend:
             raise InputError("--hapt needs --legend FILE (the id position a0 a1 table of its SNPs)")

@@ -37,13 +37,14 @@ _FIELDS = "VCF fields are tab-separated"  # why ids must be single tokens
 
 
 # ---------------------------------------------------------------------------------- reading
-def read_vcf(path: str, *, threads: int | None = None) -> Cohort:
+def read_vcf(path: str, *, threads: int | None = None, progress: bool = False) -> Cohort:
     """Read the GT field of a VCF, VCF.gz or BCF into a :class:`Cohort`.
 
     Parameters
     ----------
     path : file name; compression and VCF/BCF are detected from the content.
     threads : htslib decompression threads (default: 1 extra thread).
+    progress : a bar of records read, shown when reading takes more than 3 s.
 
     Returns
     -------
@@ -63,7 +64,7 @@ def read_vcf(path: str, *, threads: int | None = None) -> Cohort:
         from genosynth.cohort import concat_variants
 
         paths = [p.strip() for p in path.split(",") if p.strip()]
-        return concat_variants([read_vcf(p, threads=threads) for p in paths], names=paths)
+        return concat_variants([read_vcf(p, threads=threads, progress=progress) for p in paths], names=paths)
     if not os.path.exists(path):
         raise InputError(f"{path}: file not found; check the path given to --vcf")
     if os.path.getsize(path) == 0:
@@ -72,13 +73,20 @@ def read_vcf(path: str, *, threads: int | None = None) -> Cohort:
         reader = cyvcf2.VCF(path, threads=threads or 2)  # lazy=True segfaults on rec.FORMAT (cyvcf2 0.35)
     except Exception as exc:  # cyvcf2 raises OSError or a bare Exception for unreadable files
         raise InputError(f"{path}: cannot be read as VCF/BCF ({exc}); check that it is a valid VCF, VCF.gz or BCF") from None
+    bar = None
+    if progress:
+        from genosynth.runtime import progress_bar
+
+        bar = progress_bar(None, f"reading {os.path.basename(path)}", True, unit="record", delay=3.0)
     try:
-        return _read_records(reader, path)
+        return _read_records(reader, path, bar)
     finally:
+        if bar is not None:
+            bar.close()
         reader.close()
 
 
-def _read_records(reader, path: str) -> Cohort:
+def _read_records(reader, path: str, bar=None) -> Cohort:
     samples = list(reader.samples)
     if not samples:
         raise InputError(
@@ -95,6 +103,8 @@ def _read_records(reader, path: str) -> Cohort:
     chrom, pos, vid, ref, alt = [], [], [], [], []
     state = _GenotypeBlocks(path)
     for record_no, rec in _records(reader, path):
+        if bar is not None:
+            bar.update(1)
         alts = rec.ALT
         if len(alts) > 1:
             skipped["multi-allelic"] += 1
