@@ -128,13 +128,8 @@ def run_one(eps: float, args, train, holdout) -> dict:
             "config": cfg.to_dict(), "command": " ".join(sys.argv)}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epsilon", nargs="+", default=["1", "3", "10", "inf"])
-    p.add_argument("--delta", type=float, default=1e-5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--mode", default="auto", choices=("auto", "haplotype", "genotype"))
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The small DP model's training options and their defaults (bench_transfer.py takes the same)."""
     p.add_argument("--vae-epochs", type=int, default=20)
     p.add_argument("--dit-epochs", type=int, default=40)
     p.add_argument("--vae-lr", type=float, default=2e-3)
@@ -142,9 +137,19 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--max-grad-norm", type=float, default=1.0)
     p.add_argument("--latent-clip", type=float, default=4.0)
-    p.add_argument("--split", type=int, default=None, help="stage split S (default 0.9 T)")
     p.add_argument("--stage1-epochs", type=int, default=20)
     p.add_argument("--corr-window", type=int, default=32)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epsilon", nargs="+", default=["1", "3", "10", "inf"])
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--mode", default="auto", choices=("auto", "haplotype", "genotype"))
+    add_model_options(p)
+    p.add_argument("--split", type=int, default=None, help="stage split S (default 0.9 T)")
     p.add_argument("--budget-split", default=None, help="JSON shares, e.g. '{\"vae/dpsgd\": 0.3, ...}'")
     p.add_argument("--frequency-denoiser", default="", choices=("", "shrink", "low_rank"),
                    help="post-processing of the DP frequency release (default: PrivacyConfig's)")

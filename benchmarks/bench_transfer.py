@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_privacy import RESULTS, config, load_split  # noqa: E402
+from bench_privacy import RESULTS, add_model_options, config, load_split  # noqa: E402
 
 PUBLIC_POPS = ("AFR", "EAS", "EUR")
 KEYS = ("af_r", "ld_r_near_within", "aats", "mia_auc", "identical_to_train", "tstr_super_pop_lr")
@@ -166,15 +166,7 @@ def parse(argv=None):
     p.add_argument("--minority", type=float, default=0.15, help="fraction of AFR/EUR/EAS people made private")
     p.add_argument("--public-model", default="",
                    help="public checkpoint: reused when it exists, else trained there (default: a file in the temp dir)")
-    p.add_argument("--vae-epochs", type=int, default=20)
-    p.add_argument("--dit-epochs", type=int, default=40)
-    p.add_argument("--vae-lr", type=float, default=2e-3)
-    p.add_argument("--dit-lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--max-grad-norm", type=float, default=1.0)
-    p.add_argument("--latent-clip", type=float, default=4.0)
-    p.add_argument("--stage1-epochs", type=int, default=20)
-    p.add_argument("--corr-window", type=int, default=32)
+    add_model_options(p)
     p.add_argument("--tag", default="")
     p.add_argument("--save", default="", help="folder to keep the DP checkpoints in (custodian-side)")
     args = p.parse_args(argv)
