@@ -295,6 +295,50 @@ def test_copula_covariance_matches_scipy_bivariate_normal():
         assert abs(float(dg) - dens) < 1e-9
 
 
+def test_copula_covariance_of_many_rows_classes_and_chunks_matches_scipy():
+    """The chunked batched-matmul form: mean over rows, sum over class thresholds, any chunking."""
+    from scipy.stats import multivariate_normal, norm
+
+    from genosynth.sampling.ld_guidance import _copula_cov, _gauss_legendre
+
+    rng = np.random.default_rng(3)
+    n, s, p = 5, 2, 7
+    a, b = rng.normal(size=(n, s, p)), rng.normal(size=(n, s, p))
+    theta = rng.uniform(-1.2, 1.2, size=p)
+    nodes, weights = _gauss_legendre(8)
+    ta, tb, tt = (torch.from_numpy(x) for x in (a, b, theta))
+    for chunk in (1, 3, 64):
+        g, dg = _copula_cov(ta, tb, tt, nodes, weights, chunk=chunk)
+        _, d_only = _copula_cov(ta, tb, tt, None, None, chunk=chunk)
+        torch.testing.assert_close(d_only, dg, rtol=0, atol=1e-15)
+        for j in range(p):
+            r = np.sin(theta[j])
+            mvn = multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]])
+            exact = np.mean([sum(mvn.cdf([a[i, u, j], b[i, t, j]]) - norm.cdf(a[i, u, j]) * norm.cdf(b[i, t, j])
+                                 for u in range(s) for t in range(s)) for i in range(n)])
+            slope = np.mean([sum(mvn.pdf([a[i, u, j], b[i, t, j]]) * np.cos(theta[j])
+                                 for u in range(s) for t in range(s)) for i in range(n)])
+            assert abs(float(g[j]) - exact) < 1e-6
+            assert abs(float(dg[j]) - slope) < 1e-9
+
+
+def test_ridge_is_the_least_that_caps_the_explained_variance():
+    from genosynth.sampling.ld_guidance import _ridge_for, _ridge_solve
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 6))
+    S = np.corrcoef(x, rowvar=False)  # (6, 6) PSD
+    ev, vec = np.linalg.eigh(S)
+    for r, q_max in [(np.full(6, 0.9), 0.99), (rng.uniform(-0.8, 0.8, 6), 0.5), (np.full(6, 0.01), 0.99)]:
+        c = vec.T @ r
+        d = _ridge_for(np.maximum(ev, 0), c, 1e-3, q_max)
+        q = lambda dd: float(np.sum(np.maximum(ev, 0) * c * c / (np.maximum(ev, 0) + dd) ** 2))  # noqa: E731
+        assert d >= 1e-3 and q(d) <= q_max * (1 + 1e-12)
+        assert d == 1e-3 or q(d * (1 - 1e-6)) > q_max  # no smaller ridge would do
+        b = _ridge_solve(S, r, ridge=1e-3, q_max=q_max)
+        np.testing.assert_allclose(b, np.linalg.solve(S + d * np.eye(6), r), rtol=1e-7, atol=1e-10)
+
+
 def test_copula_cache_reuses_factors_across_batches():
     v, w, n = 12, 2, 200
     prior = CorrelationPrior(bands=ar_band(v, w, 0.5)[None], labels=["A"], window=w)
