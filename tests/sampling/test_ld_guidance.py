@@ -331,10 +331,11 @@ def test_ridge_is_the_least_that_caps_the_explained_variance():
     ev, vec = np.linalg.eigh(S)
     for r, q_max in [(np.full(6, 0.9), 0.99), (rng.uniform(-0.8, 0.8, 6), 0.5), (np.full(6, 0.01), 0.99)]:
         c = vec.T @ r
-        d = _ridge_for(np.maximum(ev, 0), c, 1e-3, q_max)
-        q = lambda dd: float(np.sum(np.maximum(ev, 0) * c * c / (np.maximum(ev, 0) + dd) ** 2))  # noqa: E731
-        assert d >= 1e-3 and q(d) <= q_max * (1 + 1e-12)
-        assert d == 1e-3 or q(d * (1 - 1e-6)) > q_max  # no smaller ridge would do
+        e = np.maximum(ev, 0)
+        d = _ridge_for(e, c, 1e-3, q_max)
+        assert d >= 1e-3 and float(np.sum(e * c * c / (e + d) ** 2)) <= q_max * (1 + 1e-12)
+        if d > 1e-3:  # no smaller ridge would do
+            assert float(np.sum(e * c * c / (e + d * (1 - 1e-6)) ** 2)) > q_max
         b = _ridge_solve(S, r, ridge=1e-3, q_max=q_max)
         np.testing.assert_allclose(b, np.linalg.solve(S + d * np.eye(6), r), rtol=1e-7, atol=1e-10)
 
