@@ -7,8 +7,12 @@ random, positions as given; ``--holdout-per-pop`` (10) other people per populati
 (complete calls). The default generator (``GeneratorConfig()``, epochs shortened by flags if asked)
 is trained once and sampled with the default decoding twice: AFTER, with the correlation prior
 training stores now (shrunk by its sampling noise, band chosen from the data), and BEFORE, with the
-unshrunk prior of the full band swapped in (the same networks; only the prior differs). Also:
-plain decoding (no correlation guidance) and the independent-SNP baseline
+unshrunk prior of the full band swapped in (the same networks; only the prior differs). A model
+that stores population corrections and each super population's ancestry spread (``--fine-labels
+auto``: ``training.fine_labels``) is also sampled without both (``fine_labels_off``: super
+population only, as the default model), with the spread only (``spread_only``) and with half the
+spread's covariance (``spread_half``: ``sampling.ancestry_spread_scale=0.5``). Also: plain
+decoding (no correlation guidance) and the independent-SNP baseline
 (:func:`genosynth.evaluate.baselines.independent_snps_generator`, per population).
 
 Everything is scored by :func:`genosynth.evaluate.evaluate` against the held-out people; the
@@ -87,7 +91,7 @@ def train_model(train, a, say):
 
     if a.checkpoint and os.path.exists(a.checkpoint):
         return Generator.load(a.checkpoint), 0.0
-    cfg = GeneratorConfig().replace(label_column=a.label_column)
+    cfg = GeneratorConfig().replace(label_column=a.label_column, training={"fine_labels": a.fine_labels})
     changes = {k: v for k, v in (("vae_epochs", a.vae_epochs), ("dit_epochs", a.dit_epochs)) if v is not None}
     if changes:
         cfg = cfg.replace(training=changes)
@@ -108,13 +112,21 @@ def synthetic_sets(model, train, a, timings: dict) -> dict:
     unshrunk = CorrelationPrior.from_state_dict(
         plain_correlation_prior(train, model.config, model.vocabulary, shrink=False))
     runs = [("after_shrunk", shrunk, None), ("before_unshrunk", unshrunk, None), ("plain_decoding", shrunk, "none")]
-    for name, prior, method in (runs[:1] if a.only_default else runs):
+    runs = runs[:1] if a.only_default else runs
+    if model.fine_labels is not None:  # populations and spread stored: also without both, and with the spread only
+        runs[1:1] = [("fine_labels_off", shrunk, None), ("spread_only", shrunk, None), ("spread_half", shrunk, None)]
+    for name, prior, method in runs:
         model.corr_prior = prior
         model._corr_cache.clear()  # the decoding cache belongs to one prior
+        model.config.sampling.fine_labels = not name.startswith(("fine_labels_off", "spread_"))
+        model.config.sampling.ancestry_spread = name != "fine_labels_off"
+        model.config.sampling.ancestry_spread_scale = 0.5 if name == "spread_half" else 1.0
         t = time.perf_counter()
         sets[name] = model.sample(n, seed=a.seed + 1, corr_guidance=method)
         timings[f"sample_{name}"] = time.perf_counter() - t
     model.corr_prior = shrunk
+    model.config.sampling.fine_labels = model.config.sampling.ancestry_spread = True
+    model.config.sampling.ancestry_spread_scale = 1.0
     sets["independent"] = independent_snps_generator(train, n=n, label_column="pop", seed=a.seed + 2)
     return sets, {"shrunk": _prior_summary(shrunk), "unshrunk": _prior_summary(unshrunk)}
 
@@ -156,6 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dit-epochs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label-column", default="super_pop", help="what the generator conditions on (pop: hierarchical)")
+    ap.add_argument("--fine-labels", default="off", help="training.fine_labels: off (the default), auto or a column")
     ap.add_argument("--only-default", action="store_true", help="sample the default decoding only (no BEFORE/plain sets)")
     ap.add_argument("--checkpoint", default=None, help="reuse/write the trained generator here")
     ap.add_argument("--threads", type=int, default=2)
@@ -181,6 +194,8 @@ def main(argv=None) -> int:
            "label_column": model.config.label_column, "epochs": [model.config.training.vae_epochs,
                                                                   model.config.training.dit_epochs],
            "seed": a.seed, "priors": priors, "table": table, "ld_decay_edges_bp": edges, "timings": timings,
+           "fine_labels": None if model.fine_labels is None else {k: model.fine_labels[k]
+                                                                  for k in ("column", "F", "exponent")},
            "total_s": time.perf_counter() - t0, "load_avg": os.getloadavg(),
            "argv": sys.argv if argv is None else argv,
            "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,

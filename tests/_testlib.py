@@ -51,3 +51,20 @@ def small_privacy(**kw):
                 timesteps_split=45, latent_clip=1.0)
     base.update(kw)
     return PrivacyConfig(**base)
+
+
+def nested_cohort(*, n_per: int, f: float, v: int = 400, seed: int = 0, pops_per_super: int = 3) -> Cohort:
+    """Unphased people of 2 super populations x ``pops_per_super`` populations; population frequencies are
+    Balding-Nichols draws with divergence ``f`` around their super population's (``f`` = 0: identical)."""
+    rng = np.random.default_rng(seed)
+    g, pops, supers = [], [], []
+    for sp in ("AFR", "EUR"):
+        q = rng.uniform(0.1, 0.9, size=v)
+        for k in range(pops_per_super):
+            p = q if f == 0 else rng.beta(q * (1 - f) / f, (1 - q) * (1 - f) / f)
+            g.append(rng.binomial(2, p, size=(n_per, v)))
+            pops += [f"{sp}{k}"] * n_per
+            supers += [sp] * n_per
+    variants = make_variants(chrom=["1"] * v, pos=(np.arange(v) + 1) * 10_000, ref=["A"] * v, alt=["G"] * v)
+    return Cohort(np.concatenate(g).astype(np.int8), variants,
+                  make_samples(range(len(pops)), pop=pops, super_pop=supers), phased=False)

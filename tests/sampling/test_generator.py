@@ -205,3 +205,42 @@ def test_same_seed_gives_identical_output_for_any_thread_count(trained):
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(one.alleles, two.alleles)
+
+
+# ---------------------------------------------------------------------------- populations inside super populations
+def test_thin_populations_are_sampled_inside_their_super_population(tmp_path):
+    """A super_pop model of thin populations stores their corrections (training.fine_labels "auto"; the
+    default "off" stores none) and draws people per population: their frequency differences come back."""
+    from _testlib import nested_cohort
+
+    cohort = nested_cohort(n_per=12, f=0.3, v=40, seed=3)
+    cfg = tiny_config(training={"vae_epochs": 2, "dit_epochs": 2, "calibration_rows": 32})
+    assert cfg.training.fine_labels == "off"
+    cfg = cfg.replace(training={"fine_labels": "auto"})
+    path = str(tmp_path / "fine.pt")
+    model = train_generator(cohort, config=cfg, seed=2, checkpoint=path)
+    assert model.fine_labels["column"] == "pop" and len(model.fine_labels["labels"]) == 6
+    model = Generator.load(path)  # the corrections travel in the checkpoint
+    syn = model.sample(600, seed=4, corr_guidance="none")
+    pairs = set(zip(syn.samples["pop"], syn.samples["super_pop"]))
+    assert pairs == set(zip(cohort.samples["pop"], cohort.samples["super_pop"]))
+    assert syn.samples["pop"].value_counts().tolist() == [100] * 6  # the training mix, largest remainders
+    pops = model.fine_labels["labels"]
+
+    def deviations(c):  # (6, V) population ALT frequency minus its super population's
+        g, pop, sup = c.genotypes() / 2, c.labels("pop"), c.labels("super_pop")
+        return np.stack([g[pop == p].mean(0) - g[sup == sup[pop == p][0]].mean(0) for p in pops])
+
+    r = np.corrcoef(deviations(syn).ravel(), deviations(cohort).ravel())[0, 1]
+    assert r > 0.7, r
+    model.block_size = 64  # the populations are assigned before the blocks: same rows for any batch size
+    assert np.array_equal(model.sample(150, seed=4, batch_size=7, corr_guidance="none").alleles,
+                          model.sample(150, seed=4, batch_size=150, corr_guidance="none").alleles)
+    assert model.ancestry_spread is not None and model.ancestry_spread["cov"].shape == (2, 1, 1)
+    model.config.sampling.fine_labels = False  # both off: super populations only, as a model without them
+    model.config.sampling.ancestry_spread = False
+    off = model.sample(600, seed=4, corr_guidance="none")
+    assert (off.labels("pop") == "").all()
+    off_model = train_generator(cohort, config=cfg.replace(training={"fine_labels": "off"}), seed=2)
+    assert off_model.fine_labels is None and off_model.ancestry_spread is None
+    assert np.array_equal(off.alleles, off_model.sample(600, seed=4, corr_guidance="none").alleles)

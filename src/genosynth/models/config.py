@@ -38,6 +38,9 @@ class TrainingConfig:
     calibration_steps: int = 20  # DDIM steps of those draws
     checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
     label_shrinkage: bool = True  # shrink per-label allele frequencies toward their parent's by the labels' estimated divergence (few people per label)
+    fine_labels: str = "off"  # populations inside the labels and each label's ancestry spread (training.calibration): "off", "auto" (the pop column, when its labels have <= fine_label_max_people people on median) or a column name (always)
+    fine_label_max_people: int = 50  # "auto" stores fine-label corrections only when the fine labels are this thin (median people; 0 = always)
+    fine_label_exponent: float = 0.5  # fine labels move w**exponent of the way from their parent's frequencies to their own (w: empirical-Bayes weight; 1 = posterior mean)
     precision: str = "fp32"  # forward passes of plain training: "fp32" or "bf16" (torch.autocast bfloat16)
 
     def __post_init__(self) -> None:
@@ -66,7 +69,9 @@ class SamplingConfig:
     corr_guidance: str = "latent+copula"  # correlation-guided decoding (genosynth.corrguide): none|copula|latent|latent+copula
     corr_window: int = 64  # training: copula band (SNPs) of the stored correlation prior
     corr_latent_window: int = 768  # training: latent-guidance band (SNPs, pairs <= 1 Mb) stored in the checkpoint
-    ancestry_spread: bool = True  # DP models: each person draws its own ancestry from the released within-label spread
+    ancestry_spread: bool = True  # DP models (released) and thin-population models (training.fine_labels): each person draws its own ancestry from the stored within-label spread
+    fine_labels: bool = True  # models with fine-label corrections: draw people per fine label (pop) and decode them with its correction
+    ancestry_spread_scale: float = 1.0  # multiplies the stored ancestry covariance when drawing each person's ancestry (thin data: 0.5 measured best, RESULTS.md)
 
 
 @dataclass

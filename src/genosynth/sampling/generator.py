@@ -22,7 +22,7 @@ from genosynth.models.vae import GenotypeVAE, sample_alleles
 from genosynth.sampling.ancestry import person_logit_shift
 from genosynth.models.config import GeneratorConfig
 from genosynth.models.checkpoint import load_checkpoint
-from genosynth.sampling.counts import plan_counts
+from genosynth.sampling.counts import largest_remainder, plan_counts
 from genosynth.runtime import resolve_device
 from genosynth.models.checkpoint import variants_from_dict
 
@@ -130,6 +130,9 @@ class Generator:
         # DP models: released by genosynth.privacy.releases.release_ancestry_spread, drawn by
         # genosynth.sampling.ancestry
         self.ancestry_spread: dict | None = meta.get("ancestry_spread")
+        # populations inside the labels (genosynth.training.calibration.fine_label_corrections): each
+        # person drawn as fine label l is decoded with correction[l] added; None = the model has none
+        self.fine_labels: dict | None = meta.get("fine_labels")
         self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
         # people drawn together (latent guidance and pairing see one block; each block has its own
         # random stream), so a seed gives the same rows for any batch size
@@ -191,8 +194,12 @@ class Generator:
                     guidance: float | None = None, argmax: bool | None = None,
                     temperature: float | None = None, eta: float | None = None,
                     corr_guidance: str | None = None, pheno: torch.Tensor | None = None,
-                    pheno_guidance: float | None = None, cache: dict | None = None) -> torch.Tensor:
+                    pheno_guidance: float | None = None, cache: dict | None = None,
+                    fine: torch.Tensor | None = None) -> torch.Tensor:
         """Draw allele rows (haplotypes or genotypes) for label indices (and phenotypes).
+
+        fine : int64, shape (B,), optional - fine-label index per row (models with
+            :attr:`fine_labels`); its frequency correction is added to the decoder logits.
 
         cache : dict, optional - per-label copula factors reused across the calls of one run
             (:meth:`iter_batches` passes a fresh one per run); None = the model's own cache.
@@ -223,7 +230,7 @@ class Generator:
             cond["pheno"] = pheno.to(self.device)  # (B,)
         z = self._draw_latents(labels, cond, rng=rng, steps=steps, eta=eta, guidance=guidance,
                                pheno_guidance=pheno_guidance)  # (B, C, T)
-        decode = self._row_decoder(labels, cond.get("pheno"), rng=rng)  # (z, y) -> logits (B, K, V)
+        decode = self._row_decoder(labels, cond.get("pheno"), rng=rng, fine=fine)  # (z, y) -> logits (B, K, V)
         method = sc.corr_guidance if corr_guidance is None else corr_guidance
         if method != "none" and not argmax and self.corr_prior is not None:
             # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
@@ -265,15 +272,25 @@ class Generator:
             z = z[pair_order(z, groups).to(self.device)]  # rows 2i, 2i+1 become similar haplotypes
         return z
 
-    def _row_decoder(self, labels: torch.Tensor, pheno: torch.Tensor | None, *, rng: torch.Generator):
-        """``decode(z, y) -> logits (B, K, V)``: calibrated decoder, plus each person's own ancestry
-        shift (drawn from ``rng``) when the model carries a released ancestry spread."""
+    def _row_decoder(self, labels: torch.Tensor, pheno: torch.Tensor | None, *, rng: torch.Generator,
+                     fine: torch.Tensor | None = None):
+        """``decode(z, y) -> logits (B, K, V)``: calibrated decoder, plus each row's fine-label correction
+        (``fine``, int64 (B,)), plus each person's own ancestry shift (drawn from ``rng``) when the model
+        carries an ancestry spread (a DP release, or a thin-population plain model's), its covariance
+        times ``sampling.ancestry_spread_scale``."""
         decode = functools.partial(self._logits, pheno=pheno)  # (z, y) -> logits
+        if fine is not None and self.fine_labels is not None:
+            extra = self.fine_labels["correction"].float()[fine].permute(0, 2, 1).to(self.device)  # (B, K, V)
+            plain = decode
+            decode = lambda z_, y_: plain(z_, y_) + extra  # noqa: E731 (B, K, V)
         if self.ancestry_spread is None or not self.config.sampling.ancestry_spread:
             return decode
         b = labels.shape[0]
         per = 2 if self.phased and b % 2 == 0 else 1  # rows 2i, 2i+1 are one person (iter_batches)
-        shift = person_logit_shift(self.ancestry_spread, labels.cpu(), rows_per_person=per,
+        spread = self.ancestry_spread
+        if self.config.sampling.ancestry_spread_scale != 1.0:
+            spread = {**spread, "cov": np.asarray(spread["cov"]) * self.config.sampling.ancestry_spread_scale}
+        shift = person_logit_shift(spread, labels.cpu(), rows_per_person=per,
                                    n_classes=int(self.meta["n_classes"]), rng=rng).to(self.device)
         return lambda z_, y_: decode(z_, y_) + shift  # (B, K, V): each person's own ancestry
 
@@ -326,14 +343,19 @@ class Generator:
         perm = torch.randperm(len(people), generator=gen).numpy()
         people = people[perm]
         phenos = None if phenos is None else phenos[perm]
+        fine = self._fine_people(people, gen)  # (N,) fine-label index per person, or None
         column = self.config.label_column
         options = dict(steps=steps, guidance=guidance, argmax=argmax, temperature=temperature, eta=eta,
                        corr_guidance=corr_guidance, pheno_guidance=pheno_guidance)
         # copula factors are solved from the run's first blocks; kept per request, so repeating a
         # request (another format, same seed) reuses them and no run depends on an earlier one
+        # (the decoded marginals differ with populations and ancestry spread on or off: part of the key)
+        sc = self.config.sampling
         cache = self._corr_cache.setdefault(("run", int(seed), tuple(counts.items()),
-                                             None if cases is None else tuple(cases.items())), {})
-        blocks = self._iter_blocks(people, phenos, seed=int(seed), options=options, cache=cache, first=gen)
+                                             None if cases is None else tuple(cases.items()), fine is not None,
+                                             sc.ancestry_spread, sc.ancestry_spread_scale), {})
+        blocks = self._iter_blocks(people, phenos, seed=int(seed), options=options, cache=cache, first=gen,
+                                   fine=fine)
         for start, rows in _rebatch(blocks, batch_size, per_person=2 if self.phased else 1):
             lab = torch.from_numpy(people[start:start + batch_size])  # (b,)
             ph = None if phenos is None else torch.from_numpy(phenos[start:start + batch_size])  # (b,)
@@ -345,6 +367,12 @@ class Generator:
                 extra[self.phenotype_column] = trait.tolist()
             parents = self.meta.get("label_parents") or {}
             coarse = {c: [parents[c][v] for v in names] for c in ("pop", "super_pop") if c in parents}
+            if fine is not None:  # the person's population (fine label) goes to its own column
+                fine_names = list(np.asarray(self.fine_labels["labels"], dtype=object)[fine[start:start + batch_size]])
+                if self.fine_labels["column"] in ("pop", "super_pop"):
+                    coarse[self.fine_labels["column"]] = fine_names
+                else:
+                    extra[self.fine_labels["column"]] = fine_names
             samples = make_samples(ids, pop=names if column == "pop" else coarse.get("pop"),
                                    super_pop=names if column == "super_pop" else coarse.get("super_pop"),
                                    phenotype=trait, **extra)
@@ -356,15 +384,35 @@ class Generator:
             yield Cohort(alleles=rows, variants=self.variants, samples=samples,
                          phased=self.phased, ploidy=2, meta=meta)
 
+    def _fine_people(self, people: np.ndarray, rng: torch.Generator) -> np.ndarray | None:
+        """Each person's fine label (population) inside its label, split by the training mix (largest
+        remainders) and placed in a random order drawn from ``rng``; None when the model has no fine
+        labels or ``sampling.fine_labels`` is off.
+
+        people : int64, shape (N,) label index per person -> int64, shape (N,) fine-label index
+        """
+        if self.fine_labels is None or not self.config.sampling.fine_labels:
+            return None
+        names, parent, mix = self.fine_labels["labels"], np.asarray(self.fine_labels["parent"]), self.fine_labels["mix"]
+        out = np.zeros(len(people), dtype=np.int64)
+        for j in np.unique(people):
+            idx = np.flatnonzero(people == j)
+            counts = largest_remainder({int(m): mix[names[m]] for m in np.flatnonzero(parent == j)}, len(idx))
+            order = torch.randperm(len(idx), generator=rng).numpy()
+            out[idx[order]] = np.repeat(np.array(list(counts), dtype=np.int64), list(counts.values()))
+        return out
+
     def _iter_blocks(self, people: np.ndarray, phenos: np.ndarray | None, *, seed: int,
-                     options: dict, cache: dict, first: torch.Generator) -> Iterator[np.ndarray]:
+                     options: dict, cache: dict, first: torch.Generator,
+                     fine: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Rows of ``block_size`` people at a time, block ``k`` drawn from its own generator
         (:func:`block_seed`), so that the rows do not depend on how callers batch them.
 
         Block 0 continues ``first`` (the generator that drew the label order), as every batch did
         before blocks existed: a run of up to ``block_size`` people draws what it always drew.
 
-        people, phenos : int64, shape (N,) label (and phenotype) per person -> int8, shape (b*P, V) per block
+        people, phenos, fine : int64, shape (N,) label (phenotype, fine label) per person
+            -> int8, shape (b*P, V) per block
         """
         per_person = 2 if self.phased else 1
         block = max(1, int(self.block_size))
@@ -372,8 +420,10 @@ class Generator:
             rng = first if k == 0 else torch.Generator().manual_seed(block_seed(seed, k))
             lab = torch.from_numpy(people[start:start + block])  # (b,)
             ph = None if phenos is None else torch.from_numpy(phenos[start:start + block])  # (b,)
+            fi = None if fine is None else torch.from_numpy(fine[start:start + block])  # (b,)
             rows = self.sample_rows(lab.repeat_interleave(per_person), rng=rng, cache=cache,
                                     pheno=None if ph is None else ph.repeat_interleave(per_person),
+                                    fine=None if fi is None else fi.repeat_interleave(per_person),
                                     **options)  # (b*P, V)
             yield rows.numpy()
 

@@ -46,7 +46,7 @@ from genosynth.models.vae import GenotypeVAE
 from genosynth.runtime import deterministic, progress_bar, resolve_device
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
-from genosynth.training.calibration import calibrate_frequencies
+from genosynth.training.calibration import calibrate_frequencies, fine_label_corrections, label_ancestry_spread
 from genosynth.training.data import (TrainingData, class_counts, group_frequencies, label_groups, label_parents,
                                      parent_index, prepare_data, shrink_label_frequencies, smoothed_frequencies)
 from genosynth.training.distributed import Shards, agree, is_main
@@ -276,6 +276,11 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
         # non-private trainer stores it; the DP trainer (training.private) stores the DP release instead
         correlation_prior=plain_correlation_prior(cohort, config, data.vocabulary))
     head["label_shrinkage"] = shrinkage  # per label group: divergence F and prior alleles kappa (None = off)
+    head["fine_labels"] = fine_label_corrections(cohort, data, per_label, label_column=config.label_column,
+                                                 setting=tc.fine_labels, max_people=tc.fine_label_max_people,
+                                                 exponent=tc.fine_label_exponent)  # populations in super_pop (None = off)
+    # with thin populations also each label's individual ancestry spread, drawn per person at sampling
+    head["ancestry_spread"] = None if head["fine_labels"] is None else label_ancestry_spread(cohort, data, per_label)
     return PlainRun(vae=vae, dit=dit, vae_opt=vae_opt, dit_opt=dit_opt, ema=ema, diffusion=diffusion, gen=gen,
                     head=head, overall=overall, cal_target=cal_target, by_phenotype=by_phenotype)
 
