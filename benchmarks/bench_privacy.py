@@ -14,6 +14,17 @@ stdout. The curve of RESULTS.md (small model, default shares ``DP_TRAINING_SPLIT
 the frequency release (``PrivacyConfig``); the ``pop`` runs of RESULTS.md add
 ``--label-column pop --frequency-clip 0.87`` and re-sample with ``--model ... --temperature 0.85``.
 
+``--phenotype`` adds a simulated liability-threshold trait to the real genotypes before the split
+(:func:`genosynth.simulation.simulate_phenotype`, 30 causal SNPs, h2 0.5, prevalence 0.3, centred
+within ``pop``, seed ``--seed``), trains a case/control model (``phenotype_column="phenotype"``,
+under ``--epsilon`` through DP-SGD and the group frequency release), samples the training numbers of
+cases and controls, and adds ``phenotype`` metrics (:func:`phenotype_metrics`): the correlation of
+per-SNP case-control ALT-frequency differences with the real training ones, GWAS top-k overlap,
+causal recovery and TSTR vs TRTR; the held-out real people give each metric's sampling ceiling::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_privacy.py --epsilon 10 inf --phenotype --threads 1 \
+        --tag _pheno
+
 ``--save PATH`` keeps the checkpoint, ``--resume`` continues an interrupted DP run saved there,
 and ``--model PATH`` re-samples and re-evaluates a saved checkpoint with other sampling options
 (``--pairing``, ``--temperature``, ``--guidance``) without training.
@@ -49,7 +60,8 @@ def config(args):
     from genosynth.models.vae import VAEConfig
 
     sampling = {"guidance": args.guidance, "temperature": args.temperature, "pairing": args.pairing,
-                "corr_guidance": args.corr_guidance, "ancestry_spread": not args.no_ancestry_spread}
+                "corr_guidance": args.corr_guidance, "ancestry_spread": not args.no_ancestry_spread,
+                "pheno_guidance": getattr(args, "pheno_guidance", None)}  # bench_transfer.py has no such option
     if args.size in ("default", "mid"):
         vae = {} if args.size == "default" else {"snp_dim": 8, "width": 64, "blocks": 1}
         return GeneratorConfig(mode=args.mode).replace(
@@ -69,14 +81,82 @@ def config(args):
     )
 
 
-def load_split(seed: int):
-    """The 805-SNP cohort split 80/20, stratified by super population: ``(train, holdout)``."""
+def load_split(seed: int, *, phenotype: bool = False):
+    """The 805-SNP cohort split 80/20, stratified by super population: ``(train, holdout)``.
+
+    ``phenotype``: a simulated trait in the ``phenotype`` column (truth in both halves' ``meta["truth"]``).
+    """
+    import dataclasses
+
     from genosynth.evaluate import split_train_holdout
     from genosynth.io import read_cohort
+    from genosynth.simulation import PhenotypeSpec, simulate_phenotype
 
     cohort = read_cohort(hapt=str(DATA_805 / "haplotypes.hapt.gz"), legend=str(DATA_805 / "snps.legend"),
                          samples=str(DATA_805 / "panel.tsv"))
-    return split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=seed)
+    truth = None
+    if phenotype:
+        y, truth = simulate_phenotype(cohort, PhenotypeSpec(), seed=seed)
+        samples = cohort.samples.copy()
+        samples["phenotype"] = y
+        cohort = dataclasses.replace(cohort, samples=samples)
+    train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=seed)
+    for part in (train, holdout):
+        if truth is not None:
+            part.meta["truth"] = truth
+    return train, holdout
+
+
+def _case_control_difference(cohort, column: str = "super_pop") -> "np.ndarray":
+    """Per-SNP ALT frequency of cases minus controls within each ``column`` group, averaged with the
+    groups' sizes as weights: float64, shape (V,). Within groups, so that chance differences in the
+    population mix of cases and controls (805 ancestry-informative SNPs) do not swamp the trait."""
+    import numpy as np
+
+    g = cohort.genotypes().astype(np.float64)  # (N, V)
+    y = cohort.samples["phenotype"].to_numpy().astype(float)
+    lab = cohort.labels(column)
+    out, total = np.zeros(g.shape[1]), 0
+    for value in np.unique(lab):
+        case, control = (lab == value) & (y == 1), (lab == value) & (y == 0)
+        if case.any() and control.any():
+            out += (lab == value).sum() * (g[case].mean(0) - g[control].mean(0)) / 2
+            total += (lab == value).sum()
+    return out / max(total, 1)
+
+
+def phenotype_metrics(train, holdout, synthetic, *, top_k: int = 20, seed: int = 0) -> dict:
+    """How the synthetic cohort keeps the trait's association; the held-out real people as the ceiling.
+
+    ``af_diff_r``: Pearson r of the per-SNP case-control ALT-frequency differences (within super
+    population, :func:`_case_control_difference`) with the real training ones (all SNPs; ``_causal``:
+    the causal SNPs only). ``top{k}_overlap``: shared SNPs of the ``k`` smallest GWAS p-values
+    (logistic, additive, 4 genotype PCs as covariates). ``recovery``: of the causal SNPs the real
+    training GWAS (4 PCs) finds at Bonferroni, the fraction the other cohort replicates (0.05 / found).
+    ``tstr_auc`` / ``trtr_auc``: PRS (L2 logistic on all SNPs) trained on it, tested on the holdout.
+    """
+    import numpy as np
+
+    from genosynth.prs import causal_recovery, tstr_trtr
+    from genosynth.stats.association import gwas
+
+    truth = train.meta["truth"]
+    causal = np.array([row["index"] for row in truth["causal"]])
+    real_d = _case_control_difference(train)
+    real_top = set(np.argsort(gwas(train, pcs=4)["p"].to_numpy())[:top_k])
+    out = {}
+    for name, other in (("synthetic", synthetic), ("holdout", holdout)):
+        d = _case_control_difference(other)
+        top = set(np.argsort(gwas(other, pcs=4)["p"].to_numpy())[:top_k])
+        rec = causal_recovery(train, other, truth, alpha="bonferroni", alpha_synthetic="replication", pcs=4)
+        out[name] = {"af_diff_r": round(float(np.corrcoef(d, real_d)[0, 1]), 4),
+                     "af_diff_r_causal": round(float(np.corrcoef(d[causal], real_d[causal])[0, 1]), 4),
+                     f"top{top_k}_overlap": len(real_top & top), "recovery": rec["recovery"],
+                     "causal_found_real": len(rec["found_real"]), "causal_found_both": len(rec["found_both"]),
+                     "cases": int((other.samples["phenotype"] == 1).sum()), "n": other.n_samples}
+    res = tstr_trtr(train, holdout, synthetic, method="logistic_l2", seed=seed)
+    out["tstr_auc"], out["trtr_auc"] = round(res["tstr"]["auc"], 4), round(res["trtr"]["auc"], 4)
+    return out
 
 
 def run_one(eps: float, args, train, holdout) -> dict:
@@ -87,7 +167,8 @@ def run_one(eps: float, args, train, holdout) -> dict:
 
     from genosynth.sampling.generator import Generator
 
-    cfg = config(args).replace(label_column=args.label_column)
+    cfg = config(args).replace(label_column=args.label_column,
+                               phenotype_column="phenotype" if args.phenotype else None)
     t0 = time.perf_counter()
     if args.model:  # re-sample a saved checkpoint with this run's sampling options
         model = Generator.load(args.model)
@@ -110,10 +191,15 @@ def run_one(eps: float, args, train, holdout) -> dict:
     train_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     sample_seed = args.seed + 1 if args.sample_seed is None else args.sample_seed
-    synthetic = model.sample(train.n_samples, seed=sample_seed)
+    if args.phenotype:  # as many cases and controls as the training cohort (custodian-side evaluation)
+        n_cases = int((train.samples["phenotype"] == 1).sum())
+        synthetic = model.sample(cases=n_cases, controls=train.n_samples - n_cases, seed=sample_seed)
+    else:
+        synthetic = model.sample(train.n_samples, seed=sample_seed)
     sample_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = evaluate(train, holdout, {"genosynth": synthetic}, label_column="super_pop", seed=args.seed)
+    pheno = phenotype_metrics(train, holdout, synthetic, seed=args.seed) if args.phenotype else None
     eval_s = time.perf_counter() - t0
     s, h = summary(res, "genosynth"), summary(res, "holdout")
     row = {k: s.get(k) for k in KEYS}
@@ -124,6 +210,7 @@ def run_one(eps: float, args, train, holdout) -> dict:
             "threads": torch.get_num_threads(), "train_s": None if args.model else round(train_s, 1),
             "resampled_from": args.model or None, "sample_seed": sample_seed, "sample_s": round(sample_s, 1),
             "eval_s": round(eval_s, 1), "metrics": row, "holdout_reference": {k: h.get(k) for k in KEYS},
+            "phenotype": pheno, "case_fraction": model.case_fraction,
             "privacy": model.privacy, "privacy_config": None if pc is None else pc.to_dict(),
             "config": cfg.to_dict(), "command": " ".join(sys.argv)}
 
@@ -162,6 +249,8 @@ def main(argv=None) -> int:
                    help="sample without the released ancestry spread (everyone at the label mean)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale of sampling")
     p.add_argument("--temperature", type=float, default=1.0, help="decoder logit temperature of sampling")
+    p.add_argument("--pheno-guidance", type=float, default=None,
+                   help="phenotype models: separate CFG scale of case/control given ancestry (default: joint guidance)")
     p.add_argument("--pairing", default="random", choices=("random", "matched"), help="haplotype pairing of sampling")
     p.add_argument("--corr-guidance", default="latent+copula", choices=("none", "copula", "latent", "latent+copula"))
     p.add_argument("--size", default="small", choices=("small", "mid", "default"),
@@ -173,9 +262,11 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue an interrupted DP run saved to --save")
     p.add_argument("--model", default="", help="evaluate this saved checkpoint instead of training")
     p.add_argument("--tag", default="", help="suffix of the result file names")
+    p.add_argument("--phenotype", action="store_true",
+                   help="add a simulated trait (30 causal SNPs, h2 0.5), train a case/control model, report its association")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train, holdout = load_split(args.seed)
+    train, holdout = load_split(args.seed, phenotype=args.phenotype)
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     for e in args.epsilon:
@@ -187,6 +278,8 @@ def main(argv=None) -> int:
         m = out["metrics"]
         print(f"eps {out['target_epsilon']}: " + ", ".join(f"{k} {m[k]}" for k in KEYS)
               + f"; train {out['train_s']} s", flush=True)
+        if out["phenotype"]:
+            print(f"eps {out['target_epsilon']} phenotype: {json.dumps(out['phenotype'])}", flush=True)
     return 0
 
 

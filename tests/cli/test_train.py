@@ -64,3 +64,25 @@ def test_from_model_errors_name_the_fix(panels, capsys):
     assert "4 SNP(s) of the private cohort are not in the public model" in err and "plink2 --extract" in err
     assert main(["train", *private_args, *DP, "--from-model", str(folder / "none.pt"), "--out", out]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_phenotype_column_works_under_epsilon(sim_pheno_cohort, tmp_path):
+    """``--phenotype-column`` with ``--epsilon``: a DP case/control model, then ``sample --cases/--controls``."""
+    cohort = sim_pheno_cohort.subset(samples=np.concatenate([np.arange(0, 22), np.arange(100, 125),
+                                                             np.arange(200, 215)]), variants=np.arange(40))
+    args = _write(cohort, tmp_path, "cases")
+    prefix = str(tmp_path / "dp_pheno")
+    assert main(["train", *args, *DP, "--phenotype-column", "phenotype", "--out", prefix]) == 0
+    ck = load_checkpoint(f"{prefix}.pt")
+    assert ck["phenotype_column"] == "phenotype" and ck["privacy"]["epsilon"] <= 8.0 + 1e-9
+    summary = json.load(open(f"{prefix}.train.json"))
+    assert summary["case_fraction"] == ck["case_fraction"]  # the DP release, as in the checkpoint
+    log = open(f"{prefix}.log").read()
+    assert "(label, phenotype) groups" in log and "loss" not in log.lower()
+    out = str(tmp_path / "syn")
+    assert main(["sample", "--model", f"{prefix}.pt", "--cases", "6", "--controls", "4", "--seed", "1",
+                 "--out", out]) == 0
+    from genosynth.io import read_cohort
+
+    syn = read_cohort(bfile=out)
+    assert syn.n_samples == 10 and sorted(syn.samples["phenotype"].astype(int).tolist()) == [0] * 4 + [1] * 6

@@ -116,6 +116,50 @@ def test_clipped_per_sample_norms_are_at_most_c():
         torch.testing.assert_close(sums[k], grads[k].sum(0))
 
 
+def _reference_clip_and_sum(grads, c):
+    """The clip-and-sum of genosynth before its speed-up (float64 copies, ``einsum`` weighted sum)."""
+    b = next(iter(grads.values())).shape[0]
+    sq = torch.zeros(b, dtype=torch.float64)
+    for g in grads.values():
+        sq = sq + g.reshape(b, -1).to(torch.float64).pow(2).sum(dim=1)
+    norms = sq.sqrt()
+    margin = 1.0 + 16 * max(torch.finfo(g.dtype).eps for g in grads.values())
+    factor = torch.clamp(c / (norms * margin + 1e-6), max=1.0)
+    return {k: torch.einsum("b,b...->...", factor.to(g.dtype), g) for k, g in grads.items()}, norms
+
+
+def test_fast_clip_and_sum_equals_the_reference_on_a_small_vae_and_chunks_do_not_matter():
+    """Same norms, clip factors and clipped sums as the reference path, on the DP VAE's per-person loss."""
+    from genosynth.models.checkpoint import build_models
+    from genosynth.models.config import tiny_config
+    from genosynth.training.private import _VAEPersonLoss
+
+    vae, _, _ = build_models(tiny_config(), n_variants=40, n_classes=2, n_labels=3)
+    loss = _VAEPersonLoss(vae)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2, (9, 2, 40), generator=g, dtype=torch.int8)  # (B, P, V)
+    y = torch.randint(0, 3, (9,), generator=g)
+    eps = torch.randn(9, 2, vae.config.latent_channels, vae.n_tokens, generator=g)  # (B, P, C, T)
+    batch = (x, y, eps)
+    grads = per_sample_grads(loss, lambda fwd, *a: fwd(*a).mean(), batch)
+    norms_ref = _reference_clip_and_sum(grads, 1.0)[1]
+    c = float(norms_ref.median())  # about half the people are clipped
+    sums, norms = clip_and_sum(grads, c)
+    ref, _ = _reference_clip_and_sum(grads, c)
+    torch.testing.assert_close(norms, norms_ref, rtol=1e-12, atol=0)
+    for k in ref:
+        torch.testing.assert_close(sums[k], ref[k], rtol=1e-5, atol=1e-7)
+    # chunked per-sample gradients (max_physical_batch_size) sum to the same clipped gradient
+    out = []
+    for chunk in (2, 9):
+        dp = DPSGD(loss, torch.optim.SGD(vae.parameters(), lr=0.1), noise_multiplier=0.0, max_grad_norm=c,
+                   expected_batch_size=9.0, max_physical_batch_size=chunk)
+        out.append(dp.private_grads(lambda fwd, *a: fwd(*a).mean(), batch))
+    for k in ref:
+        torch.testing.assert_close(out[0][k], ref[k] / 9.0, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(out[1][k], ref[k] / 9.0, rtol=1e-5, atol=1e-7)
+
+
 def test_poisson_batch_sizes_have_the_right_mean_and_empty_batches_work():
     gen = torch.Generator().manual_seed(0)
     n, q, steps = 500, 0.04, 2000

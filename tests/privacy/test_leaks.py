@@ -4,9 +4,11 @@ One tiny DP run writes a checkpoint, log lines, a sample (VCF + samples table + 
 every array, number and string in them is checked against the private cohort's exact allele
 frequencies (overall and per label, as class frequencies too), label counts and mix, correlation
 band, genotype rows and latents. The classic leaks are the VAE's label-bias initial values and the
-correlation prior: both are checked at the source as well. Every check runs twice: training from
-scratch, and adapting a public model (``public_model``, ``--from-model``) trained on other people
-whose panel lacks one of the private labels.
+correlation prior: both are checked at the source as well. Every check runs three times: training
+from scratch, adapting a public model (``public_model``, ``--from-model``) trained on other people
+whose panel lacks one of the private labels, and training a case/control model
+(``phenotype_column``), whose exact per-(label, phenotype) frequencies, counts and case fractions
+are checked too.
 """
 
 from __future__ import annotations
@@ -51,9 +53,18 @@ def public_payload(sim_cohort, tmp_path_factory):
     return load_public_model(path)
 
 
-@pytest.fixture(scope="module", params=["scratch", "from_model"])
+@pytest.fixture(scope="module")
+def pheno_small(sim_pheno_cohort):
+    """``small``'s design (22 / 25 / 15 people x 40 SNPs) with a 0/1 phenotype."""
+    return label_subset(sim_pheno_cohort, (22, 25, 15), n_variants=40)
+
+
+@pytest.fixture(scope="module", params=["scratch", "from_model", "phenotype"])
 def outputs(request, small, tmp_path_factory):
     public = request.getfixturevalue("public_payload") if request.param == "from_model" else None
+    cohort, config = small, tiny_config()
+    if request.param == "phenotype":
+        cohort, config = request.getfixturevalue("pheno_small"), tiny_config().replace(phenotype_column="phenotype")
     folder = tmp_path_factory.mktemp("leak")
     init_args = []
     original = vae_module.GenotypeVAE.init_biases
@@ -65,13 +76,13 @@ def outputs(request, small, tmp_path_factory):
     vae_module.GenotypeVAE.init_biases = spy
     try:
         lines: list[str] = []
-        model = train_private(small, config=tiny_config(), privacy=PrivacyConfig(**PC), seed=7, deterministic_noise=True,
+        model = train_private(cohort, config=config, privacy=PrivacyConfig(**PC), seed=7, deterministic_noise=True,
                               checkpoint=str(folder / "m.pt"), log=lines.append, public_model=public)
     finally:
         vae_module.GenotypeVAE.init_biases = original
     written = write_synthetic(model, str(folder / "syn"), "vcf", n=8, seed=1)
     return {"ck": load_checkpoint(str(folder / "m.pt")), "lines": lines, "written": written, "init": init_args,
-            "folder": folder}
+            "folder": folder, "cohort": cohort}
 
 
 def _private_stats(cohort):
@@ -92,6 +103,28 @@ def _private_stats(cohort):
         stats[f"label_class_freq_{pc}"] = per.double().numpy()
         stats[f"log_label_minus_overall_{pc}"] = (per.clamp_min(1e-4).log()
                                                   - overall.clamp_min(1e-4).log()).double().numpy()
+    if "phenotype" in cohort.samples.columns and cohort.samples["phenotype"].notna().any():
+        stats.update(_phenotype_stats(cohort, labels, vocab, g))
+    return stats
+
+
+def _phenotype_stats(cohort, labels, vocab, g):
+    """The exact aggregates of the phenotype path: per-(label, phenotype) frequencies, counts, case fractions."""
+    from genosynth.training.data import group_frequencies
+
+    pheno = cohort.samples["phenotype"].to_numpy().astype(np.int64)
+    stats = {}
+    for lab in vocab:
+        for p in (0, 1):
+            stats[f"af_{lab}_pheno{p}"] = g[(labels == lab) & (pheno == p)].mean(0) / 2
+    stats["case_counts"] = np.array([((labels == lab) & (pheno == 1)).sum() for lab in vocab], dtype=float)
+    stats["control_counts"] = np.array([((labels == lab) & (pheno == 0)).sum() for lab in vocab], dtype=float)
+    stats["case_fraction"] = np.array([pheno[labels == lab].mean() for lab in vocab])
+    stats["group_counts"] = np.stack([stats["control_counts"], stats["case_counts"]], axis=1).ravel()  # (2L,)
+    data = prepare_data(cohort, label_column="super_pop", phenotype_column="phenotype")
+    for pc in (0.0, 0.5):
+        _, per = class_frequencies(data.alleles, data.labels, len(vocab), data.n_classes, pseudo_count=pc)
+        stats[f"group_class_freq_{pc}"] = group_frequencies(data, per, pseudo_count=pc).double().numpy()
     return stats
 
 
@@ -128,8 +161,8 @@ def _contains(arr: np.ndarray, stat: np.ndarray, tol: float = 1e-5) -> bool:
     return False
 
 
-def test_checkpoint_has_no_exact_private_statistic(outputs, small):
-    stats = _private_stats(small)
+def test_checkpoint_has_no_exact_private_statistic(outputs):
+    stats = _private_stats(outputs["cohort"])
     leaves = [(p, v) for p, v in _walk(outputs["ck"]) if isinstance(v, np.ndarray) and v.dtype != object]
     assert leaves
     for name, stat in stats.items():
@@ -137,8 +170,8 @@ def test_checkpoint_has_no_exact_private_statistic(outputs, small):
             assert not _contains(arr, stat), f"{path} holds the exact private {name}"
 
 
-def test_checkpoint_has_no_rows_latents_losses_or_exact_counts(outputs, small):
-    ck = outputs["ck"]
+def test_checkpoint_has_no_rows_latents_losses_or_exact_counts(outputs):
+    ck, small = outputs["ck"], outputs["cohort"]
     g = small.genotypes()
     rows = small.alleles
     n, v = small.n_samples, small.n_variants
@@ -160,10 +193,15 @@ def test_checkpoint_has_no_rows_latents_losses_or_exact_counts(outputs, small):
     exact_counts = {lab: int((small.labels("super_pop") == lab).sum()) for lab in ck["labels"]}
     assert prior["info"]["n_per_label"] != exact_counts
     assert all(abs(prior["info"]["n_per_label"][k] - exact_counts[k]) > 1e-9 for k in exact_counts)
+    if ck.get("phenotype_column"):  # the case fractions are the DP release's, not the cohort's
+        pheno = small.samples["phenotype"].to_numpy()
+        exact_cf = {lab: float(pheno[small.labels("super_pop") == lab].mean()) for lab in ck["labels"]}
+        assert set(ck["case_fraction"]) == set(exact_cf)
+        assert all(abs(ck["case_fraction"][k] - exact_cf[k]) > 1e-9 for k in exact_cf)
 
 
-def test_vae_bias_init_and_correlation_prior_are_noised(outputs, small, request):
-    stats = _private_stats(small)
+def test_vae_bias_init_and_correlation_prior_are_noised(outputs, request):
+    stats = _private_stats(outputs["cohort"])
     if "from_model" in request.node.callspec.id:  # the public decoder's biases are kept: no init from the cohort
         assert outputs["init"] == []
     else:
@@ -176,10 +214,11 @@ def test_vae_bias_init_and_correlation_prior_are_noised(outputs, small, request)
         assert np.abs(bands[k] - stats[f"band_{lab}"]).max() > 1e-2
 
 
-def test_ancestry_spread_is_noised(outputs, small):
+def test_ancestry_spread_is_noised(outputs):
     """The checkpoint's within-label ancestry covariances differ from the exact ones (same directions)."""
     spread = outputs["ck"]["ancestry_spread"]
     basis, freq = np.asarray(spread["basis"]), np.asarray(spread["freq"])  # (V, k), (L, V): released
+    small = outputs["cohort"]
     labels = small.labels("super_pop")
     g = small.genotypes().astype(np.float64)
     for k, lab in enumerate(outputs["ck"]["labels"]):
@@ -189,7 +228,7 @@ def test_ancestry_spread_is_noised(outputs, small):
         assert not _contains(np.asarray(spread["cov"]), exact)
 
 
-def test_log_sidecar_and_sample_outputs_hold_only_the_report(outputs, small):
+def test_log_sidecar_and_sample_outputs_hold_only_the_report(outputs):
     text = "\n".join(outputs["lines"]).lower()
     for word in ("loss", "accuracy", "nll", "norm="):
         assert word not in text
@@ -202,7 +241,7 @@ def test_log_sidecar_and_sample_outputs_hold_only_the_report(outputs, small):
         assert set(ev) <= allowed
     with gzip.open(outputs["folder"] / "syn.vcf.gz", "rt") as fh:
         meta = [ln for ln in fh if ln.startswith("##")]
-    stats = _private_stats(small)
+    stats = _private_stats(outputs["cohort"])
     header_numbers = []
     for ln in meta:
         header_numbers += [float(x) for x in __import__("re").findall(r"-?\d+\.\d{4,}", ln)]

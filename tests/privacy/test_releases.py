@@ -107,3 +107,46 @@ def test_logit_shift_moves_a_label_mean_row_to_the_persons_frequencies(n_classes
     assert torch.allclose(alt, p.repeat_interleave(per, dim=0), atol=1e-5)
     if per == 2:
         assert torch.equal(shift[0::2], shift[1::2])  # both haplotypes of a person share its ancestry
+
+
+@pytest.mark.parametrize("denoiser", ["low_rank", "shrink"])
+def test_phenotype_release_is_one_event_pools_labels_and_shares_the_contrast(denoiser):
+    """One ``allele_frequencies`` event over (label, phenotype) groups; labels, case fractions and contrast from it."""
+    from genosynth.errors import InputError
+    from genosynth.privacy.releases import release_phenotype_frequencies
+
+    rng = np.random.default_rng(3)
+    n, v = 400, 30
+    y = np.repeat([0, 1], n // 2)
+    pheno = (rng.random(n) < np.where(y == 0, 0.25, 0.6)).astype(np.int64)
+    p = np.stack([rng.uniform(0.1, 0.5, size=v), rng.uniform(0.2, 0.6, size=v)])[y]  # (N, V) two ancestries
+    effect = np.where(np.arange(v) < 5, 0.3, 0.0)  # the same case/control shift in both labels
+    g = rng.binomial(2, p + effect * pheno[:, None]).astype(float)  # (N, V)
+    acc = PrivacyAccountant()
+    out = release_phenotype_frequencies(g, y, pheno, 2, noise_multiplier=1e-9, rng=np.random.default_rng(0),
+                                        accountant=acc, denoiser=denoiser)
+    assert acc.events == [{"name": "allele_frequencies", "kind": "gaussian", "noise_multiplier": 1e-9, "count": 1}]
+    exact_labels = np.stack([g[y == j].mean(0) / 2 for j in range(2)])
+    assert np.allclose(out["freq"], np.clip(exact_labels, 1e-3, 1 - 1e-3), atol=1e-6)
+    assert np.allclose(out["counts"], [200, 200], atol=1e-5) and np.allclose(out["mix"], [0.5, 0.5])
+    grp = 2 * y + pheno
+    assert np.allclose(out["group_counts"], np.bincount(grp, minlength=4), atol=1e-5)
+    pi = np.array([pheno[y == j].mean() for j in range(2)])
+    assert np.allclose(out["case_fraction"], pi, atol=1e-6)
+    diff = np.stack([g[(y == j) & (pheno == 1)].mean(0) / 2 - g[(y == j) & (pheno == 0)].mean(0) / 2
+                     for j in range(2)])  # (L, V) exact per-label contrasts
+    assert out["contrast_weight"] == pytest.approx(1.0, abs=1e-6)  # no noise: nothing to shrink
+    assert diff.min(axis=0)[0] - 1e-9 <= out["contrast"][0] <= diff.max(axis=0)[0] + 1e-9  # a weighted mean
+    gf = out["group_freq"].reshape(2, 2, v)  # (L, controls/cases, V)
+    assert np.allclose(gf[:, 1] - gf[:, 0], out["contrast"], atol=1e-6)
+    assert np.allclose((1 - pi)[:, None] * gf[:, 0] + pi[:, None] * gf[:, 1], out["freq"], atol=1e-6)
+    # with noise (z 1.5): the pooled, shrunk contrast still stands out at the 5 shifted SNPs
+    noisy = release_phenotype_frequencies(g, y, pheno, 2, noise_multiplier=1.5, rng=np.random.default_rng(5),
+                                          denoiser=denoiser)
+    assert 0.0 < noisy["contrast_weight"] < 1.0
+    assert np.abs(noisy["contrast"][:5]).mean() > 3 * np.abs(noisy["contrast"][5:]).mean()
+    assert np.corrcoef(noisy["contrast"], diff.mean(0))[0, 1] > 0.8
+    assert 0.01 <= noisy["case_fraction"].min() and noisy["case_fraction"].max() <= 0.99
+    with pytest.raises(InputError, match="remove the people without a phenotype"):
+        release_phenotype_frequencies(g, y, np.where(np.arange(n) == 0, 2, pheno), 2, noise_multiplier=1.0,
+                                      rng=np.random.default_rng(0))

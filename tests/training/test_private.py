@@ -56,15 +56,33 @@ def test_impossible_budget_is_refused_before_training(small, tmp_path, monkeypat
     with pytest.raises(PrivacyError, match="does not support these yet"):  # options the DP trainer would ignore
         train_private(small, config=tiny_config(training={"dit_lr_schedule": "cosine"}), privacy=small_privacy(),
                       seed=0, checkpoint=str(path))
+    with pytest.raises(InputError, match="fine_labels"):  # exact per-population frequencies cannot be released
+        train_private(small, config=tiny_config(training={"fine_labels": "auto"}), privacy=small_privacy(),
+                      seed=0, checkpoint=str(path))
     assert not path.exists()
 
 
-def test_checkpoint_epsilon_matches_dp_accounting(private_run, small):
+def _independent_epsilon(events: list[dict], delta: float) -> float:
+    """ε of the recorded events composed by dp-accounting's RDP accountant (independent of ours)."""
     dpa = pytest.importorskip("dp_accounting")
     from dp_accounting.rdp import RdpAccountant
 
     from genosynth.privacy import RDP_ORDERS
 
+    parts = []
+    for e in events:
+        g = dpa.GaussianDpEvent(e["noise_multiplier"])
+        if e["kind"] == "subsampled_gaussian":
+            g = dpa.PoissonSampledDpEvent(e["sample_rate"], g)
+        else:
+            assert e["kind"] in ("gaussian", "stage1") and e.get("sample_rate", 1.0) == 1.0
+        parts.append(dpa.SelfComposedDpEvent(g, e["count"]))
+    acc = RdpAccountant(list(RDP_ORDERS), dpa.NeighboringRelation.REPLACE_SPECIAL)
+    acc.compose(dpa.ComposedDpEvent(parts))
+    return acc.get_epsilon(delta)
+
+
+def test_checkpoint_epsilon_matches_dp_accounting(private_run, small):
     _, path, _ = private_run
     ck = load_checkpoint(path)
     rep, cfg = ck["privacy"], ck["privacy_config"]
@@ -77,18 +95,7 @@ def test_checkpoint_epsilon_matches_dp_accounting(private_run, small):
     assert events["vae/dpsgd"]["count"] == tc.vae_epochs * steps  # every DP-SGD step recorded
     assert events["diffusion/stage2"]["count"] == tc.dit_epochs * steps
     assert events["diffusion/stage1"]["count"] == 1  # one release, however many stage-1 epochs
-    # independent composition of the same mechanisms
-    parts = []
-    for e in ck["privacy_state"]["events"]:
-        g = dpa.GaussianDpEvent(e["noise_multiplier"])
-        if e["kind"] == "subsampled_gaussian":
-            g = dpa.PoissonSampledDpEvent(e["sample_rate"], g)
-        else:
-            assert e["kind"] in ("gaussian", "stage1") and e.get("sample_rate", 1.0) == 1.0
-        parts.append(dpa.SelfComposedDpEvent(g, e["count"]))
-    acc = RdpAccountant(list(RDP_ORDERS), dpa.NeighboringRelation.REPLACE_SPECIAL)
-    acc.compose(dpa.ComposedDpEvent(parts))
-    assert rep["epsilon"] == pytest.approx(acc.get_epsilon(rep["delta"]), rel=0.01)
+    assert rep["epsilon"] == pytest.approx(_independent_epsilon(ck["privacy_state"]["events"], rep["delta"]), rel=0.01)
     # the stage-1 multiplier is the forward-process one for the clip and alpha_bar used
     s1 = events["diffusion/stage1"]
     assert s1["noise_multiplier"] == pytest.approx(math.sqrt(1 - s1["alpha_bar"]) / (math.sqrt(s1["alpha_bar"]) * 1.0))
@@ -429,3 +436,103 @@ def test_ancestry_spread_is_released_planned_and_used_by_sampling(private_run, s
         plan_private(small, config=tiny_config(), privacy=small_privacy(ancestry_dims=-1))
     with pytest.raises(PrivacyError, match="ancestry_clip"):
         plan_private(small, config=tiny_config(), privacy=small_privacy(ancestry_clip=0.0))
+
+
+# ---------------------------------------------------------------------------------- phenotype under DP
+@pytest.fixture(scope="module")
+def pheno_small(sim_pheno_cohort):
+    """62 people (22 / 25 / 15 per population, cases and controls in each) x 40 SNPs, with a 0/1 phenotype."""
+    from _testlib import label_subset
+
+    return label_subset(sim_pheno_cohort, (22, 25, 15), n_variants=40)
+
+
+@pytest.fixture(scope="module")
+def pheno_run(pheno_small, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("dp_pheno") / "model.pt")
+    lines: list[str] = []
+    model = train_private(pheno_small, config=tiny_config().replace(phenotype_column="phenotype"),
+                          privacy=small_privacy(), seed=4, deterministic_noise=True, checkpoint=path,
+                          log=lines.append)
+    return model, path, lines
+
+
+def test_phenotype_model_trains_under_dp_and_samples_cases_and_controls(pheno_run, pheno_small):
+    model, path, lines = pheno_run
+    ck = load_checkpoint(path)
+    assert ck["phenotype_column"] == "phenotype" and ck["dit_config"]["n_phenotypes"] == 2
+    assert ck["calibration_by_phenotype"] is True and tuple(ck["calibration"].shape) == (6, 40, 2)  # (2L, V, K)
+    labels, pheno = pheno_small.labels("super_pop"), pheno_small.samples["phenotype"].to_numpy()
+    exact = {lab: float(pheno[labels == lab].mean()) for lab in ck["labels"]}
+    assert set(ck["case_fraction"]) == set(exact)
+    assert all(0.01 <= f <= 0.99 and abs(f - exact[lab]) > 1e-9 for lab, f in ck["case_fraction"].items())
+    assert any("(label, phenotype) groups" in ln for ln in lines)
+    g = Generator.load(path)
+    assert g.conditions_on_phenotype and g.case_fraction == ck["case_fraction"]
+    syn = g.sample(cases=7, controls=5, seed=1)
+    assert syn.alleles.shape == (24, 40)
+    assert sorted(syn.samples["phenotype"].astype(int).tolist()) == [0] * 5 + [1] * 7
+    assert syn.meta["privacy"]["epsilon"] == ck["privacy"]["epsilon"]
+    default = g.sample(10, seed=2)  # no --cases: each label's people split by its released case fraction
+    assert set(default.samples["phenotype"].astype(int)) <= {0, 1}
+
+
+def test_phenotype_path_spends_through_the_one_accountant(pheno_run, pheno_small):
+    _, path, _ = pheno_run
+    ck = load_checkpoint(path)
+    rep, events = ck["privacy"], ck["privacy_state"]["events"]
+    # the same mechanisms as without a phenotype: the group release is the one frequency event
+    assert sorted(e["name"] for e in events) == sorted(["allele_frequencies", "vae/dpsgd", "diffusion/stage1",
+                                                        "diffusion/stage2", "correlation_prior", "ancestry_spread"])
+    assert [e["count"] for e in events if e["name"] == "allele_frequencies"] == [1]
+    steps = math.ceil(pheno_small.n_samples / ck["privacy_config"]["batch_size"])
+    assert [e["count"] for e in events if e["name"] == "diffusion/stage2"] == [tiny_config().training.dit_epochs * steps]
+    assert rep["epsilon"] <= ck["privacy_config"]["epsilon"] * (1 + 1e-9)
+    assert rep["epsilon"] == pytest.approx(_independent_epsilon(events, rep["delta"]), rel=0.01)
+
+
+def test_phenotype_enters_the_dp_stage2_loss_and_its_own_drop_removes_it():
+    from genosynth.models.checkpoint import build_models
+    from genosynth.models.diffusion import GaussianDiffusion
+    from genosynth.training.private import _stage2_person_loss
+
+    cfg = tiny_config()
+    _, dit, _ = build_models(cfg, n_variants=40, n_classes=2, n_labels=3, n_phenotypes=2)
+    with torch.no_grad():  # DiT starts with zero-initialised modulation: conditions act only once trained
+        for param in dit.parameters():
+            param.normal_(0, 0.2, generator=torch.Generator().manual_seed(param.numel()))
+    dit.eval()
+    diffusion = GaussianDiffusion(cfg.diffusion)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(4, 2, cfg.vae.latent_channels, dit.config.n_tokens, generator=gen)  # (B, P, C, T)
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, 10, (4, 2), generator=gen)
+    y, no = torch.tensor([0, 1, 2, 0]), torch.zeros(4, dtype=torch.bool)
+
+    def loss(pheno, pheno_drop):
+        return _stage2_person_loss(diffusion, dit, x0, y, t, noise, no, pheno, pheno_drop)  # (B,)
+
+    case, control = torch.ones(4, dtype=torch.long), torch.zeros(4, dtype=torch.long)
+    assert not torch.allclose(loss(case, no), loss(control, no))
+    assert torch.allclose(loss(case, ~no), loss(control, ~no))  # dropped: the null phenotype either way
+
+
+def test_phenotype_under_dp_refuses_missing_values_and_a_public_model(pheno_small, tmp_path):
+    cohort = pheno_small.subset(samples=np.arange(pheno_small.n_samples))
+    cohort.samples.loc[cohort.samples.index[0], "phenotype"] = np.nan
+    cfg = tiny_config().replace(phenotype_column="phenotype")
+    with pytest.raises(InputError, match="remove the people without one"):
+        train_private(cohort, config=cfg, privacy=small_privacy(), seed=0, deterministic_noise=True)
+    with pytest.raises(InputError, match="drop --phenotype-column or --from-model"):
+        train_private(pheno_small, config=cfg, privacy=small_privacy(), public_model={"variants": {}})
+
+
+def test_every_dp_stage_shows_a_progress_bar_of_counts_only(pheno_small, capsys):
+    """VAE (DP-SGD), stage 1 and stage 2 each show a bar; bars carry epochs and rates, never a loss."""
+    cfg = tiny_config(training={"vae_epochs": 1, "dit_epochs": 1}).replace(phenotype_column="phenotype")
+    train_private(pheno_small, config=cfg, privacy=small_privacy(correlation_window=0), seed=0,
+                  deterministic_noise=True, progress=True)
+    err = capsys.readouterr().err
+    for stage in ("VAE (DP-SGD)", "DiT stage 1 (release)", "DiT stage 2 (DP-SGD)"):
+        assert stage in err
+    assert "loss" not in err.lower() and "norm" not in err.lower()

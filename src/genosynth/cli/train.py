@@ -36,8 +36,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--label-column", default="super_pop", metavar="COL",
                    help="sample-table column the generator conditions on (default super_pop)")
     g.add_argument("--phenotype-column", default=None, metavar="COL",
-                   help="also condition on this binary trait column (1 case, 0 control; missing = unconditional), "
-                        "so that `genosynth sample --cases N --controls M` works")
+                   help="also condition on this binary trait column (1 case, 0 control; missing = unconditional, "
+                        "refused under --epsilon), so that `genosynth sample --cases N --controls M` works")
     g.add_argument("--pheno", action="store_true",
                    help="the same as --phenotype-column phenotype (.fam column 6 or the samples table)")
     g.add_argument("--mode", choices=("auto", "haplotype", "genotype"), default="auto",
@@ -111,10 +111,6 @@ def build_config(args, *, n_variants: int = 0):
     if args.phenotype_column and args.pheno and args.phenotype_column != "phenotype":
         raise InputError(f"--pheno means --phenotype-column phenotype, but --phenotype-column {args.phenotype_column} "
                          "was given too; keep one")
-    if pheno is not None and getattr(args, "epsilon", None) is not None:
-        raise InputError("phenotype conditioning is not available with --epsilon yet (the per-label case "
-                         "fractions and case/control allele frequencies have no DP release); drop --phenotype-column "
-                         "or --epsilon")
     cfg = cfg.replace(label_column=args.label_column, mode=args.mode, phenotype_column=pheno)
     if args.config:
         text = open(args.config, encoding="utf-8").read() if os.path.exists(args.config) else args.config
@@ -352,6 +348,7 @@ def run_private(args, log) -> int:
     log.timing("Training time", time.perf_counter() - t0)
     log.record("privacy", model.privacy)
     summary = {"checkpoint": checkpoint, "seed": None, "labels": model.vocabulary, "label_mix": model.label_mix,
+               "phenotype_column": model.phenotype_column, "case_fraction": model.case_fraction,  # DP releases
                "privacy": model.privacy, "privacy_config": privacy.to_dict(), "config": cfg.to_dict(),
                "versions": model.meta["versions"]}
     path = _write_summary(f"{args.out}.train.json", summary)

@@ -121,6 +121,101 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     return out
 
 
+def release_phenotype_frequencies(dosages: np.ndarray, labels: np.ndarray, phenotypes: np.ndarray, n_labels: int, *,
+                                  noise_multiplier: float, rng: np.random.Generator,
+                                  accountant: PrivacyAccountant | None = None, name: str = "allele_frequencies",
+                                  ploidy: int = 2, denoiser: str = "low_rank", clip_fraction: float = 1.0,
+                                  parents: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-label frequencies, case fractions and case/control frequencies from one Gaussian release over groups.
+
+    The release is :func:`release_label_frequencies`' mechanism over the ``2 L`` groups ``g = 2 label
+    + phenotype`` (0 control, 1 case): each person still adds one vector of norm at most
+    ``sqrt(c² V + 1)`` to one block, so it is the same mechanism with the same sensitivity and one
+    ``gaussian`` event, and a phenotype model spends no more ε on frequencies than a model without
+    one. Everything after it is post-processing of the noisy ``(2L, V+1)`` sums:
+
+    * per label, the sum of its two groups' rows (i.i.d. noise of sd ``sqrt(2) z Δ``, twice the
+      variance of a label release) is denoised as in :func:`release_label_frequencies`
+      (``denoiser``, ``parents``): ``freq``, ``counts``, ``mix``, ``overall``;
+    * the case fraction of a label is ``cases / (cases + controls)`` of the noisy group counts
+      (``"low_rank"``: denoised with the whole group matrix, whose count column is nearly a
+      multiple of its sums), clipped to ``[0.01, 0.99]``;
+    * the case/control contrast ``Δ`` (per SNP, ALT frequency of cases minus controls) is pooled
+      over labels with inverse-noise-variance weights, since per group the noise (about
+      ``z Δ / (2 n_g)``) is larger than most trait effects, and shrunk towards 0 by the
+      empirical-Bayes factor ``tau² / (tau² + sigma²)`` (``sigma²`` its known noise variance,
+      ``tau²`` the mean squared contrast less ``sigma²``). This assumes the contrast is shared by
+      the labels (the same causal variants and effects in every ancestry); a label's groups are
+      then ``freq + (1 - pi) Δ`` (cases) and ``freq - pi Δ`` (controls), ``pi`` its case fraction,
+      whose mean is the label's frequency.
+
+    Parameters
+    ----------
+    dosages : float, shape (N, V)
+        Private ALT dosages in ``[0, ploidy]`` (no missing).
+    labels : int, shape (N,)
+        Label index per person in ``[0, n_labels)``.
+    phenotypes : int, shape (N,)
+        0 control, 1 case (no missing: whether a person's phenotype is missing is private too).
+    n_labels : int
+    noise_multiplier, rng, accountant, name, ploidy, denoiser, clip_fraction, parents
+        As in :func:`release_label_frequencies` (``parents``: the label hierarchy, ``"shrink"`` only).
+
+    Returns
+    -------
+    dict with
+        ``freq`` (L, V), ``counts`` (L,), ``mix`` (L,), ``overall`` (V,), ``shrinkage`` (L,) and
+        ``rank`` (``"low_rank"``) as :func:`release_label_frequencies`; ``group_freq`` float64 (2L, V)
+        (row ``2 l + p``), ``group_counts`` (2L,), ``case_fraction`` (L,), ``contrast`` (V,): the
+        shrunk ``Δ``, and ``contrast_weight``: its shrinkage factor.
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(phenotypes, dtype=np.int64)
+    if p.shape != y.shape or not np.isin(p, (0, 1)).all():
+        raise InputError("phenotypes must be 0 (control) or 1 (case) for every person under --epsilon; remove the "
+                         "people without a phenotype (missingness is itself private) or drop --phenotype-column")
+    sums, sensitivity = _label_sums(dosages, 2 * y + p, 2 * n_labels, ploidy=ploidy, clip_fraction=clip_fraction,
+                                    denoiser=denoiser)  # (2L, V+1)
+    noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
+                               rng=rng, accountant=accountant, name=name)  # (2L, V+1)
+    del sums
+    # ------------------------------------------------ everything below is post-processing of `noisy`
+    noise_sd = noise_multiplier * sensitivity
+    by_label = noisy[0::2] + noisy[1::2]  # (L, V+1): controls + cases
+    if denoiser == "low_rank":
+        out = _low_rank_frequencies(by_label, noise_sd=math.sqrt(2.0) * noise_sd, ploidy=ploidy)
+    else:
+        out = _shrunk_frequencies(by_label, noise_sd=math.sqrt(2.0) * noise_sd, ploidy=ploidy, parents=parents)
+    group_counts, _, raw, _ = _raw_frequencies(noisy, ploidy=ploidy)  # (2L,), _, (2L, V)
+    if denoiser == "low_rank":  # the counts of the groups denoised with their sums (the case fractions)
+        group_counts = _low_rank_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy)["counts"]  # (2L,)
+    gc = group_counts.reshape(n_labels, 2)  # (L, 2) controls, cases
+    pi = np.clip(gc[:, 1] / gc.sum(axis=1), 0.01, 0.99)  # (L,)
+    contrast, weight = _pooled_contrast(raw, gc, noise_sd=noise_sd, ploidy=ploidy)  # (V,), float
+    group = np.stack([out["freq"] - pi[:, None] * contrast, out["freq"] + (1 - pi[:, None]) * contrast], axis=1)
+    out.update(group_freq=np.clip(group.reshape(2 * n_labels, -1), 1e-3, 1 - 1e-3), group_counts=group_counts,
+               case_fraction=pi, contrast=contrast, contrast_weight=weight)
+    return out
+
+
+def _pooled_contrast(raw: np.ndarray, counts: np.ndarray, *, noise_sd: float, ploidy: int) -> tuple[np.ndarray, float]:
+    """Case-minus-control frequencies pooled over labels and shrunk by empirical Bayes (post-processing).
+
+    raw : float, shape (2L, V), unbiased noisy group frequencies (row ``2 l + p``); counts : (L, 2)
+    noisy controls and cases. A group frequency's noise sd is ``noise_sd half / (ploidy n_g)``
+    (:func:`_shrunk_frequencies`), so label ``l``'s difference has variance ``unit² (1/n_case² +
+    1/n_control²)``. Returns the shrunk pooled contrast (V,) and its shrinkage factor.
+    """
+    unit = noise_sd * 0.5  # noise sd of a group frequency times its count (half / ploidy = 1/2)
+    diff = raw[1::2] - raw[0::2]  # (L, V)
+    var = unit ** 2 * (1.0 / counts[:, 1] ** 2 + 1.0 / counts[:, 0] ** 2)  # (L,)
+    w = (1.0 / var) / (1.0 / var).sum()  # (L,) inverse-variance weights
+    pooled = (w[:, None] * diff).sum(axis=0)  # (V,)
+    sigma2 = float(1.0 / (1.0 / var).sum())  # noise variance of the pooled contrast
+    tau2 = max(float(np.mean(pooled ** 2)) - sigma2, 0.0)
+    weight = tau2 / (tau2 + sigma2) if tau2 + sigma2 > 0 else 0.0
+    return weight * pooled, weight
+
 def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noise_sd: float, ploidy: int) -> None:
     """Replace ``out["freq"]`` rows that have a public row by ``pub + w (raw - pub)`` (post-processing).
 

@@ -12,12 +12,16 @@ event                 what is released (``docs/privacy.md`` §2 has sensitivitie
 ``allele_frequencies``  per-label ALT dosage sums and per-label counts, one Gaussian release,
                       denoised with its known noise level (low-rank shrinkage): the decoder's
                       label biases, the label mix and the allele-frequency calibration are
-                      post-processing of it
+                      post-processing of it. With a phenotype (``config.phenotype_column``) the
+                      same release is made per (label, case/control) group (same sensitivity,
+                      same ε); per-label values, case fractions and the per-group calibration
+                      targets are post-processing of it
 ``vae/dpsgd``         DP-SGD on the VAE, one person per clipped gradient (skipped when the VAE is
                       trained on a public reference cohort)
 ``diffusion/stage1``  each person's latent clipped to ``latent_clip`` and released once, noised at
                       level ``S - 1``; the unconditional stage-1 training (t >= S) uses only it
-``diffusion/stage2``  DP-SGD on the DiT for t < S, label-conditional
+``diffusion/stage2``  DP-SGD on the DiT for t < S, label-conditional (and phenotype-conditional:
+                      the case/control label is part of each person's clipped gradient)
 ``correlation_prior`` the banded per-label SNP correlation (Gaussian), for correlation-guided decoding
 ====================  =============================================================================
 
@@ -74,7 +78,8 @@ from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
 from genosynth.privacy import DPSGD, PrivacyAccountant, release_stage1_latents, stage1_training_pair
-from genosynth.privacy.releases import release_ancestry_spread, release_label_frequencies
+from genosynth.privacy.releases import (release_ancestry_spread, release_label_frequencies,
+                                        release_phenotype_frequencies)
 from genosynth.runtime import progress_bar, deterministic
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import noise_seed
@@ -148,19 +153,25 @@ def _stage1_loss(diffusion: GaussianDiffusion, model: Callable, released: torch.
 
 
 def _stage2_person_loss(diffusion: GaussianDiffusion, model: Callable, x0: torch.Tensor, y: torch.Tensor,
-                        t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+                        t: torch.Tensor, noise: torch.Tensor, drop: torch.Tensor, pheno: torch.Tensor | None = None,
+                        pheno_drop: torch.Tensor | None = None) -> torch.Tensor:
     """:meth:`GaussianDiffusion.training_loss` per person, with every random draw passed in.
 
     Written out because that method checks the range of ``t`` by reading values, which
     ``torch.func.vmap`` cannot do (``t`` is drawn in ``[0, S)`` outside).
 
     x0, noise : float, shape (B, P, C, T); y : int64, shape (B,); t : int64, shape (B, P);
-    drop : bool, shape (B,) -> float, shape (B,): the loss of each person's ``P`` rows, summed.
+    drop : bool, shape (B,) (both labels null); pheno : int64, shape (B,), 0 control / 1 case, and
+    pheno_drop : bool, shape (B,) (the phenotype alone null), for a phenotype model
+    -> float, shape (B,): the loss of each person's ``P`` rows, summed.
     """
     b, per, c, tok = x0.shape
     x0r, nr, tr = x0.reshape(b * per, c, tok), noise.reshape(b * per, c, tok), t.reshape(b * per)
     x_t = diffusion.q_sample(x0r, tr, nr)  # (B*P, C, T)
-    out = model(x_t, tr, y.repeat_interleave(per), force_drop_ids=drop.repeat_interleave(per))  # (B*P, C, T)
+    cond = {}
+    if pheno is not None:
+        cond = {"pheno": pheno.repeat_interleave(per), "pheno_drop_ids": pheno_drop.repeat_interleave(per)}  # (B*P,)
+    out = model(x_t, tr, y.repeat_interleave(per), force_drop_ids=drop.repeat_interleave(per), **cond)  # (B*P, C, T)
     rows = (out - diffusion.target(x0r, nr, tr)).pow(2).flatten(1).mean(dim=1)  # (B*P,)
     return rows.reshape(b, per).sum(dim=1)
 
@@ -183,11 +194,13 @@ def resume_path(checkpoint: str) -> str:
     return f"{checkpoint}{RESUME_SUFFIX}"
 
 
-def _data_digest(alleles: torch.Tensor, labels: torch.Tensor) -> str:
-    """SHA-256 of the training rows and labels (kept only in the private resume file)."""
+def _data_digest(alleles: torch.Tensor, labels: torch.Tensor, phenotypes: torch.Tensor | None = None) -> str:
+    """SHA-256 of the training rows, labels and phenotypes (kept only in the private resume file)."""
     h = hashlib.sha256()
     h.update(alleles.numpy().tobytes())
     h.update(labels.numpy().tobytes())
+    if phenotypes is not None:
+        h.update(phenotypes.numpy().tobytes())
     return h.hexdigest()
 
 
@@ -237,7 +250,8 @@ def train_private(
         The private training people (complete genotypes; labels in ``config.label_column``).
     config : GeneratorConfig, optional
         Model and optimisation; ``training.vae_epochs`` / ``dit_epochs`` are the DP-SGD epochs of
-        the VAE and of stage 2 (each epoch = ``ceil(n / batch_size)`` Poisson steps).
+        the VAE and of stage 2 (each epoch = ``ceil(n / batch_size)`` Poisson steps). With
+        ``phenotype_column`` (nobody missing) the DiT is case/control conditional, at no extra ε.
     privacy : PrivacyConfig, optional
         Budget and DP options (default ε = 10, δ = 1e-5).
     public_reference : Cohort, optional
@@ -281,11 +295,11 @@ def train_private(
         ``resume`` without a matching resume file; a resume file left by an interrupted run when
         ``resume`` is False; ``deterministic_noise`` without a ``seed``; an unaligned cohort.
     """
-    config = config or GeneratorConfig()
-    privacy = privacy or PrivacyConfig()
-    say = log or (lambda message: None)
-    t_start = time.perf_counter()
-    private_file = _check_run(cohort, public_reference, checkpoint=checkpoint, resume=resume, public_model=public_model)
+    config, privacy = config or GeneratorConfig(), privacy or PrivacyConfig()
+    say, t_start = log or (lambda message: None), time.perf_counter()
+    private_file = _check_run(cohort, public_reference, checkpoint=checkpoint, resume=resume, public_model=public_model,
+                              phenotype_column=config.phenotype_column,
+                              fine_labels=config.training.fine_labels)  # before anything is planned or built
     config = config if public_model is None else adapt_config(config, public_model)
     public_vae = public_reference is not None or public_model is not None  # no VAE budget
     z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy, public_reference=public_vae)
@@ -317,9 +331,17 @@ def train_private(
 
 
 def _check_run(cohort: Cohort, public_reference: Cohort | None, *, checkpoint: str | None,
-               resume: bool, public_model: dict | None = None) -> str | None:
+               resume: bool, public_model: dict | None = None, phenotype_column: str | None = None,
+               fine_labels: str = "off") -> str | None:
     """Check the inputs and run files at the door; return the private resume file (None without a checkpoint)."""
+    if fine_labels != "off":
+        raise InputError(f"training.fine_labels={fine_labels!r} stores exact per-population frequencies, which a DP "
+                         "run cannot release; set it to \"off\" with --epsilon (the DP model draws each person's "
+                         "ancestry from its released spread instead)")
     if public_model is not None:
+        if phenotype_column:
+            raise InputError("adapting a public model (--from-model) with a phenotype is not supported yet: the public "
+                             "DiT has no phenotype embedding; drop --phenotype-column or --from-model")
         if public_reference is not None:
             raise InputError("give either a public reference cohort or a public model (--from-model), not both")
         if list(public_model["variants"]["id"]) != list(cohort.variants["id"]):
@@ -379,6 +401,7 @@ class PrivateRun:
     public_band: np.ndarray | None = None  # (L, V, W_pub) the public model's LD band per label (public)
     public_freq: np.ndarray | None = None  # (L, V) the public model's frequencies per label, NaN rows (public)
     progress: bool = False  # tqdm bars of epochs and steps (counts only: no loss or other private value)
+    p_person: torch.Tensor | None = None  # (N,) int64 phenotype, 0 control / 1 case, private; None = no phenotype
 
     def bar(self, total: int, desc: str, initial: int = 0):
         """A progress bar of ``total`` epochs, or None when bars are off."""
@@ -427,6 +450,17 @@ class PrivateRun:
         k = self.data.n_classes
         return _class_frequencies(self.rel["overall"], k), _class_frequencies(self.rel["freq"], k)
 
+    @property
+    def by_phenotype(self) -> bool:
+        """Calibrate per (label, phenotype) group, to the released group frequencies."""
+        return self.p_person is not None and self.config.phenotype_calibration
+
+    def calibration_target(self) -> torch.Tensor:
+        """What the calibration matches: released class frequencies per label (L, V, K) or per group (2L, V, K)."""
+        if self.by_phenotype:
+            return _class_frequencies(self.rel["group_freq"], self.data.n_classes)
+        return self.class_freqs()[1]
+
     def save_resume(self, at_stage: str, at_epoch: int) -> None:
         """Write the private resume file (atomically), then call ``callback``."""
         if self.private_file:
@@ -445,12 +479,19 @@ def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *
               prior: PrivacyAccountant | None, seed: int, public_reference: bool, private_file: str | None,
               callback: Callable | None, public_model: dict | None = None) -> PrivateRun:
     """0. Training rows, noise generators seeded with the (secret) ``seed``, accountant, models, optimisers."""
-    data = prepare_data(cohort, label_column=config.label_column, mode=config.mode)
+    data = prepare_data(cohort, label_column=config.label_column, mode=config.mode,
+                        phenotype_column=config.phenotype_column)
+    data.case_fraction = None  # exact, so private: under DP the case fractions come from the frequency release
     tc = config.training
     n, v = cohort.n_samples, cohort.n_variants
     per = 2 if data.phased else 1  # rows per person
     x_person = data.alleles.reshape(n, per, v)  # (N, P, V) int8
     y_person = data.labels.reshape(n, per)[:, 0].clone()  # (N,)
+    p_person = None if data.phenotypes is None else data.phenotypes.reshape(n, per)[:, 0].clone()  # (N,) private
+    if p_person is not None and (p_person > 1).any():
+        raise InputError(f"under --epsilon every person needs a {config.phenotype_column!r} value (whether it is "
+                         "missing is itself private): remove the people without one (--remove) or drop "
+                         "--phenotype-column")
     dosages = person_dosages(data.alleles, per)  # (N, V), private, in memory only
     parents = label_parents(cohort, config.label_column, data.vocabulary)
     gen = torch.Generator().manual_seed(int(seed))
@@ -459,7 +500,8 @@ def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *
     acc = PrivacyAccountant()
     if prior is not None:
         acc.extend(prior)
-    vae, dit, dit_cfg = build_models(config, n_variants=v, n_classes=data.n_classes, n_labels=len(data.vocabulary))
+    vae, dit, dit_cfg = build_models(config, n_variants=v, n_classes=data.n_classes, n_labels=len(data.vocabulary),
+                                     n_phenotypes=0 if p_person is None else 2)
     if public_model is not None:
         adopt_public_weights(vae, dit, public_model, data.vocabulary)  # public: no budget
     diffusion = GaussianDiffusion(config.diffusion)
@@ -468,13 +510,13 @@ def start_run(cohort: Cohort, config: GeneratorConfig, privacy: PrivacyConfig, *
     s1_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
     expect = {"config": config.to_dict(), "privacy_config": privacy.to_dict(), "n": n,
-              "public_reference": public_reference, "digest": _data_digest(data.alleles, data.labels)}
+              "public_reference": public_reference, "digest": _data_digest(data.alleles, data.labels, p_person)}
     if public_model is not None:
         expect["public_model"] = _public_digest(public_model)
     run = PrivateRun(config=config, privacy=privacy, data=data, x_person=x_person, y_person=y_person,
                      dosages=dosages, parents=parents, z_mult=z_mult, vae=vae, dit=dit, dit_cfg=dit_cfg,
                      diffusion=diffusion, vae_opt=vae_opt, dit_opt=dit_opt, s1_opt=s1_opt, ema=ema, gen=gen,
-                     rng=rng, acc=acc, expect=expect, private_file=private_file, callback=callback)
+                     rng=rng, acc=acc, expect=expect, private_file=private_file, callback=callback, p_person=p_person)
     if public_model is not None:  # the VAE is the public one: no VAE stage
         run.stage, run.public_scale = "release", float(public_model["latent_scale"])
         run.public_band = public_band(public_model, data.vocabulary, v)
@@ -520,13 +562,22 @@ def release_frequencies(run: PrivateRun, cohort: Cohort, say: Callable[[str], No
     if "super_pop" in run.parents:
         names = sorted(set(run.parents["super_pop"].values()))
         parent_index = np.array([names.index(run.parents["super_pop"][lab]) for lab in vocabulary])
-    rel = release_label_frequencies(run.dosages, run.y_person.numpy(), len(vocabulary),
-                                    noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
-                                    accountant=run.acc, name="allele_frequencies", parents=parent_index,
-                                    denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip,
-                                    public_freq=run.public_freq)
+    if run.p_person is None:
+        rel = release_label_frequencies(run.dosages, run.y_person.numpy(), len(vocabulary),
+                                        noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
+                                        accountant=run.acc, name="allele_frequencies", parents=parent_index,
+                                        denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip,
+                                        public_freq=run.public_freq)
+    else:  # the same one release over (label, phenotype) groups: same sensitivity, same event
+        rel = release_phenotype_frequencies(run.dosages, run.y_person.numpy(), run.p_person.numpy(), len(vocabulary),
+                                            noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
+                                            accountant=run.acc, name="allele_frequencies", parents=parent_index,
+                                            denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip)
     if "rank" in rel:  # a function of the release only
         say(f"Frequency release denoised to rank {rel['rank']} of {len(vocabulary)} labels")
+    if run.p_person is not None:  # likewise
+        say(f"Frequency release over {2 * len(vocabulary)} (label, phenotype) groups: case/control contrast pooled "
+            f"over labels, empirical-Bayes weight {rel['contrast_weight']:.3f}")
     k_spread = spread_dims(cohort, run.config.label_column, privacy)
     if k_spread > 0:  # directions and centres from the release above; one more Gaussian release
         rel["spread"] = release_ancestry_spread(
@@ -684,8 +735,8 @@ def fit_stage2(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
                    max_physical_batch_size=privacy.max_physical_batch_size)
     diffusion = run.diffusion
 
-    def stage2_loss(fwd, x0, yb, tb, noise, drop):
-        return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop).mean()
+    def stage2_loss(fwd, x0, yb, tb, noise, drop, *pheno):  # pheno: (phenotype, its own drop) of a phenotype model
+        return _stage2_person_loss(diffusion, fwd, x0, yb, tb, noise, drop, *pheno).mean()
 
     every = max(1, int(tc.checkpoint_every))
     bar = run.bar(tc.dit_epochs, "DiT stage 2 (DP-SGD)", run.epoch) if run.stage == "dit" else None
@@ -696,10 +747,14 @@ def fit_stage2(run: PrivateRun, mu: torch.Tensor, sd: torch.Tensor) -> float:
             tb = torch.randint(0, run.S, (b, run.per), generator=run.gen)
             noise = torch.randn(b, *run.latent_shape, generator=run.gen)  # (b, P, C, T)
             drop = torch.rand(b, generator=run.gen) < run.dit_cfg.class_dropout
+            batch = (x0, run.y_person[idx], tb, noise, drop)
+            if run.p_person is not None:  # the phenotype alone dropped too (ancestry-only condition for CFG),
+                p_drop = run.dit_cfg.pheno_dropout if run.dit_cfg.class_dropout > 0 else 0.0  # as DiT1D's own drops
+                batch += (run.p_person[idx], torch.rand(b, generator=run.gen) < p_drop)
             # per-sample gradients: the math attention batches under vmap (the fused CPU kernel has no
             # batching rule and falls back to a loop over samples)
             with sdpa_kernel([SDPBackend.MATH]):
-                dp_dit.step(stage2_loss, (x0, run.y_person[idx], tb, noise, drop))
+                dp_dit.step(stage2_loss, batch)
             run.ema.update(run.dit)
             if run.released is not None and privacy.stage1_interleave:
                 pick = torch.randint(0, run.released.shape[0], (tc.dit_batch_size,), generator=run.gen)
@@ -748,12 +803,23 @@ def calibrate_released(run: PrivateRun) -> torch.Tensor | None:
     tc = run.config.training
     if not (run.privacy.calibrate_frequencies and tc.calibration_rows > 0):
         return None
-    _, per_label_k = run.class_freqs()  # (L, V, K)
+    target = run.calibration_target()  # (L, V, K), or (2L, V, K) per (label, phenotype) group
     with run.ema.average_parameters(run.dit):
         # a sharp public decoder (--from-model): the correction is iterated
-        return calibrate_frequencies(run.vae, run.dit, run.diffusion, per_label_k, run.latent_scale,
+        return calibrate_frequencies(run.vae, run.dit, run.diffusion, target, run.latent_scale,
                                      rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen,
-                                     dev=torch.device("cpu"), iters=1 if run.public_scale is None else 30)
+                                     dev=torch.device("cpu"), iters=1 if run.public_scale is None else 30,
+                                     by_phenotype=run.by_phenotype)
+
+
+def _phenotype_head(run: PrivateRun) -> dict:
+    """The checkpoint's phenotype fields (none without a phenotype): the case fractions are the DP release's."""
+    if run.p_person is None:
+        return {}
+    vocabulary = run.data.vocabulary
+    return {"phenotype_column": run.config.phenotype_column,
+            "case_fraction": {lab: float(f) for lab, f in zip(vocabulary, run.rel["case_fraction"])},
+            "calibration_by_phenotype": run.by_phenotype}
 
 
 def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibration: torch.Tensor | None,
@@ -778,7 +844,8 @@ def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibrat
         privacy_noise_multipliers=dict(run.z_mult), public_reference=run.expect["public_reference"],
         correlation_prior=corr_state,
         ancestry_spread=run.rel.get("spread"),  # DP release (post-processed): directions, centres, covariances
-        public_model=run.expect.get("public_model"))  # labels and weight digest of the adapted public model
+        public_model=run.expect.get("public_model"),  # labels and weight digest of the adapted public model
+        **_phenotype_head(run))
     state = {"stage": "done", "epoch": run.config.training.dit_epochs,
              **state_dicts({k: v for k, v in run.parts.items() if k != "s1_opt"}), "rng": None}
     payload = checkpoint_payload(head, curves={"vae": [], "dit": []},  # losses of private batches are private
