@@ -298,8 +298,7 @@ def train_private(
     config, privacy = config or GeneratorConfig(), privacy or PrivacyConfig()
     say, t_start = log or (lambda message: None), time.perf_counter()
     private_file = _check_run(cohort, public_reference, checkpoint=checkpoint, resume=resume, public_model=public_model,
-                              phenotype_column=config.phenotype_column,
-                              fine_labels=config.training.fine_labels)  # before anything is planned or built
+                              config=config)  # before anything is planned or built
     config = config if public_model is None else adapt_config(config, public_model)
     public_vae = public_reference is not None or public_model is not None  # no VAE budget
     z_mult, plan, prior = plan_private(cohort, config=config, privacy=privacy, public_reference=public_vae)
@@ -331,9 +330,9 @@ def train_private(
 
 
 def _check_run(cohort: Cohort, public_reference: Cohort | None, *, checkpoint: str | None,
-               resume: bool, public_model: dict | None = None, phenotype_column: str | None = None,
-               fine_labels: str = "off") -> str | None:
+               resume: bool, public_model: dict | None = None, config: GeneratorConfig) -> str | None:
     """Check the inputs and run files at the door; return the private resume file (None without a checkpoint)."""
+    phenotype_column, fine_labels = config.phenotype_column, config.training.fine_labels
     if fine_labels != "off":
         raise InputError(f"training.fine_labels={fine_labels!r} stores exact per-population frequencies, which a DP "
                          "run cannot release; set it to \"off\" with --epsilon (the DP model draws each person's "
