@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from genosynth.errors import InputError
-from genosynth.models.vae import GenotypeVAE, VAEConfig, n_tokens, one_hot_alleles, sample_alleles
+from genosynth.models.vae import GenotypeVAE, VAEConfig, n_tokens, one_hot_alleles, sample_alleles, token_one_hot
 
 SMALL = VAEConfig(patch=8, snp_dim=4, width=16, latent_channels=3, blocks=1)
 
@@ -35,6 +35,30 @@ def test_one_hot_pads_and_blanks_missing():
     assert x[0, :, 2].sum() == 0  # missing -> all zero
     assert x[:, :, 3:].sum() == 0  # padding -> all zero
     assert x[1, 2, 0] == 1 and x[0, 1, 1] == 1
+
+
+@pytest.mark.parametrize("n_variants, k", [(13, 2), (16, 3), (1, 2)])
+def test_token_one_hot_is_the_one_hot_in_token_layout(n_variants, k):
+    a = torch.randint(-1, k, (4, n_variants), generator=torch.Generator().manual_seed(n_variants)).to(torch.int8)
+    t, p = n_tokens(n_variants, 8), 8
+    want = one_hot_alleles(a, k, t * p).reshape(4, k, t, p).permute(2, 0, 3, 1).reshape(t, 4, p * k)
+    assert torch.equal(token_one_hot(a, k, t, p), want)
+
+
+@pytest.mark.parametrize("neighbour", [False, True])
+def test_direct_encoder_equals_the_one_hot_path(neighbour):
+    torch.manual_seed(1)
+    vae = GenotypeVAE(21, 2, n_labels=2, config=VAEConfig(patch=8, width=16, latent_channels=3, blocks=1,
+                                                          embedding="direct", neighbour=neighbour))
+    with torch.no_grad():
+        for p in vae.parameters():
+            p.normal_()
+    x = torch.randint(-1, 2, (5, 21), dtype=torch.int8)
+    h = vae._embed(one_hot_alleles(x, 2, vae.padded))  # (B, T, D) through the (B, K, Vp) one-hot
+    for block in vae.enc_blocks:
+        h = block(h)
+    mu_want = vae.enc_out(torch.nn.functional.gelu(vae.enc_norm(h))).transpose(1, 2).chunk(2, dim=1)[0]
+    assert torch.equal(vae.encode(x)[0], mu_want)
 
 
 def test_missing_alleles_do_not_enter_the_loss():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from genosynth.training.data import class_frequencies
+from genosynth.training import data as training_data
+from genosynth.training.data import chunk_rows, class_counts, class_frequencies
 
 
 def dense_reference(a: torch.Tensor, labels: torch.Tensor, n_labels: int, k: int, pc: float):
@@ -28,6 +29,28 @@ def test_chunked_class_frequencies_equal_the_dense_ones_bit_for_bit(rows, k):
     want = dense_reference(a, labels, 4, k, 0.5)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
     assert torch.allclose(got[0].sum(-1), torch.ones(40))
+
+
+def test_class_counts_in_chunks_of_a_few_rows_equal_the_dense_counts(monkeypatch):
+    monkeypatch.setattr(training_data, "CHUNK_BYTES", 3 * 40 * 8)  # 3 rows per chunk of 40 SNPs
+    assert chunk_rows(40) == 3
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(-1, 3, (20, 40), generator=g).to(torch.int8)  # -1 = missing
+    labels = torch.randint(-1, 4, (20,), generator=g)  # -1: counted in the total row only
+    count, seen = class_counts(a, labels, 3, 3)  # (4, V, K), (4, V)
+    al = a.long()
+    for j in range(3):
+        mine = al[labels == j]
+        assert torch.equal(count[j], torch.stack([(mine == c).sum(0) for c in range(3)], dim=1))
+        assert torch.equal(seen[j], (mine >= 0).sum(0))
+    assert torch.equal(count[3], torch.stack([(al == c).sum(0) for c in range(3)], dim=1))
+    assert torch.equal(seen[3], (al >= 0).sum(0))
+
+
+def test_chunk_rows_keeps_temporaries_small_and_is_at_least_one_row():
+    assert chunk_rows(100_000, itemsize=4) * 100_000 * 4 <= training_data.CHUNK_BYTES
+    assert chunk_rows(10**9) == 1
+    assert chunk_rows(10, most=64) == 64
 
 
 def test_a_label_with_nobody_gets_the_uniform_prior():

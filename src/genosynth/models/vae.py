@@ -89,6 +89,27 @@ def one_hot_alleles(alleles: torch.Tensor, n_classes: int, padded: int) -> torch
     return F.pad(x, (0, padded - a.shape[1]))  # (B, K, Vp)
 
 
+def token_one_hot(alleles: torch.Tensor, n_classes: int, tokens: int, patch: int) -> torch.Tensor:
+    """One-hot alleles in token layout, the SNP axis padded to ``tokens * patch``.
+
+    Parameters
+    ----------
+    alleles : int, shape (B, V)
+        Allele classes ``0..n_classes-1``; ``-1`` (missing) and padding give all-zero entries.
+
+    Returns
+    -------
+    float32, shape (T, B, P*K): entry ``[t, b, j * K + c]`` is 1 when SNP ``t * P + j`` of row ``b``
+    has class ``c`` (the layout of ``one_hot_alleles(...).reshape(B, K, T, P).permute(2, 0, 3, 1)``,
+    built without its (B, K, Vp) intermediates).
+    """
+    b, v = alleles.shape
+    a = F.pad(alleles.long(), (0, tokens * patch - v), value=-1)  # (B, Vp)
+    a = a.reshape(b, tokens, patch).transpose(0, 1)  # (T, B, P)
+    classes = torch.arange(n_classes, device=a.device)
+    return (a[..., None] == classes).float().reshape(tokens, b, patch * n_classes)  # (T, B, P*K)
+
+
 class ResBlock(nn.Module):
     """Pre-norm residual block over tokens: a local (kernel-wide) mix plus a global mean-pooled path.
 
@@ -206,8 +227,11 @@ class GenotypeVAE(nn.Module):
         """
         if alleles.shape[1] != self.n_variants:
             raise InputError(f"the model was built for {self.n_variants} SNPs, got rows with {alleles.shape[1]}")
-        x = one_hot_alleles(alleles, self.n_classes, self.padded)  # (B, K, Vp)
-        h = self._embed(x)  # (B, T, D)
+        if self.config.embedding == "direct":  # one-hot straight in token layout: no (B, K, Vp) copies
+            x = token_one_hot(alleles, self.n_classes, self.n_tokens, self.config.patch)  # (T, B, P*K)
+            h = self._embed_tokens(x)  # (B, T, D)
+        else:
+            h = self._embed(one_hot_alleles(alleles, self.n_classes, self.padded))  # (B, T, D)
         for block in self.enc_blocks:
             h = block(h)
         mu, logvar = self.enc_out(F.gelu(self.enc_norm(h))).transpose(1, 2).chunk(2, dim=1)  # (B, C, T) each
@@ -221,7 +245,11 @@ class GenotypeVAE(nn.Module):
             e = e.reshape(b, -1, t, p)  # (B, S, T, P)
             e = e.permute(0, 2, 1, 3).reshape(b, t, -1)  # (B, T, S*P)
             return self.enc_in(e)  # (B, T, D)
-        x = x.reshape(b, k, t, p).permute(2, 0, 3, 1).reshape(t, b, p * k)  # (T, B, P*K)
+        return self._embed_tokens(x.reshape(b, k, t, p).permute(2, 0, 3, 1).reshape(t, b, p * k))
+
+    def _embed_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Token features of one-hot alleles in token layout (``"direct"``): (T, B, P*K) -> (B, T, D)."""
+        p, k = self.config.patch, self.n_classes
         h = torch.bmm(x, self.enc_table)  # (T, B, D)
         if self.config.neighbour:
             half = (p // 2) * k  # first half of a token's SNPs goes to the previous token, the rest to the next

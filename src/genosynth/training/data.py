@@ -118,18 +118,35 @@ def class_counts(alleles: torch.Tensor, labels: torch.Tensor, n_labels: int,
     v = alleles.shape[1]
     count = torch.zeros(n_labels + 1, v, n_classes, dtype=torch.int64)  # (L+1, V, K)
     seen = torch.zeros(n_labels + 1, v, dtype=torch.int64)  # (L+1, V)
-    for start in range(0, alleles.shape[0], 1024):
-        a = alleles[start : start + 1024].long()  # (r, V)
-        lab = labels[start : start + 1024]
+    step = chunk_rows(v)  # int64 temporaries of about CHUNK_BYTES (39 rows at 10^5 SNPs; was 1024 = 0.8 GB)
+    for start in range(0, alleles.shape[0], step):
+        a = alleles[start : start + step]  # (r, V) int8
+        lab = labels[start : start + step]
         keep = (lab >= 0) & (lab < n_labels)
+        a_kept, lab_kept = a[keep], lab[keep]  # (r', V), (r',)
         for k in range(n_classes):
-            hit = (a == k).long()  # (r, V)
-            count[n_labels, :, k] += hit.sum(0)
-            count[:n_labels, :, k].index_add_(0, lab[keep], hit[keep])
-        ok = (a >= 0).long()
-        seen[n_labels] += ok.sum(0)
-        seen[:n_labels].index_add_(0, lab[keep], ok[keep])
+            count[n_labels, :, k] += (a == k).sum(0)
+            count[:n_labels, :, k].index_add_(0, lab_kept, (a_kept == k).long())
+        seen[n_labels] += (a >= 0).sum(0)
+        seen[:n_labels].index_add_(0, lab_kept, (a_kept >= 0).long())
     return count, seen
+
+
+#: bytes of the largest temporary a row-chunked pass over the training rows makes (below glibc's 32 MiB mmap ceiling)
+CHUNK_BYTES = 30 << 20
+
+
+def chunk_rows(width: int, *, itemsize: int = 8, most: int = 1024, budget: int | None = None) -> int:
+    """Rows per chunk so that a (rows, width) temporary of ``itemsize``-byte entries takes about ``budget`` bytes.
+
+    ``budget`` defaults to :data:`CHUNK_BYTES`.
+
+    Passes over all training rows (allele counts, VAE metrics, the posterior) go in chunks of this
+    many rows (1 to ``most``): at 10^5 SNPs a 1024-row chunk of (rows, K, V) float logits is
+    0.8 GB, and glibc returns every block above its mmap threshold (32 MB at most) to the system
+    when freed, which the kernel zero-fills again at the next allocation (system time).
+    """
+    return max(1, min(most, (budget or CHUNK_BYTES) // max(1, width * itemsize)))
 
 
 def smoothed_frequencies(count: torch.Tensor, seen: torch.Tensor, *,
