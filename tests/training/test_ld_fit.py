@@ -24,6 +24,22 @@ def test_fit_prior_plain_equals_per_label_correlation_band(sim_cohort):
     assert back.labels == prior.labels and back.info["n_per_label"] == prior.info["n_per_label"]
 
 
+def test_missing_calls_are_filled_with_the_whole_cohorts_mean_per_label(sim_cohort):
+    """Labels are fitted one at a time from the int8 calls; missing ones take the cohort-wide called mean."""
+    from genosynth.cohort import Cohort
+    from genosynth.stats.ld import correlation_band
+
+    g = sim_cohort.genotypes().copy()  # (N, V) int8
+    g[np.random.default_rng(1).random(g.shape) < 0.1] = -1
+    masked = Cohort(g, sim_cohort.variants, sim_cohort.samples, phased=False)
+    prior = fit_prior(masked, label_column="super_pop", window=5)
+    y = masked.labels("super_pop")
+    called = np.where(g >= 0, g, 0).sum(0) / np.maximum((g >= 0).sum(0), 1)  # (V,) mean of the called
+    filled = np.where(g >= 0, g, called[None]).astype(float)  # (N, V)
+    for k, lab in enumerate(prior.labels):
+        np.testing.assert_allclose(prior.bands[k], correlation_band(filled[y == lab], window=5), atol=1e-6)
+
+
 def test_fit_prior_dp_needs_clip_and_center_and_records_one_event(sim_cohort):
     from genosynth.privacy import PrivacyAccountant
 
