@@ -396,13 +396,25 @@ def release_ancestry_spread(dosages: np.ndarray, labels: np.ndarray, *, freq: np
         m = np.zeros((k, k))
         m[iu] = noisy[j] / n_j
         m = m + np.triu(m, 1).T  # (k, k) second moment
-        sampling = basis.T @ (basis * (q[j] * (1.0 - q[j]) / ploidy)[:, None])  # (k, k) what genotype draws explain
-        w, u = np.linalg.eigh(m - sampling)
         # the release adds a symmetric noise matrix of known entry sd z c² / n_j, whose eigenvalues reach
         # about 2 sqrt(k) times that: directions below this edge are indistinguishable from noise, dropped
-        edge = 2.0 * math.sqrt(k) * noise_multiplier * c * c / n_j
-        cov[j] = (u * np.where(w > edge, w, 0.0)) @ u.T
+        cov[j] = ancestry_covariance(m, basis, q[j], ploidy=ploidy,
+                                     edge=2.0 * math.sqrt(k) * noise_multiplier * c * c / n_j)
     return {"basis": basis, "freq": q, "cov": cov, "clip": c}
+
+
+def ancestry_covariance(second_moment: np.ndarray, basis: np.ndarray, freq: np.ndarray, *, ploidy: int = 2,
+                        edge: float = 0.0) -> np.ndarray:
+    """A label's ancestry covariance from the second moment of its people's ancestry coordinates.
+
+    What genotype sampling alone explains (``basis' diag(q (1 - q) / ploidy) basis``) is removed,
+    and directions whose variance is not above ``edge`` are dropped (positive semi-definite).
+
+    second_moment : (k, k); basis : (V, k); freq : (V,) the label's ALT frequencies -> float64 (k, k)
+    """
+    sampling = basis.T @ (basis * (freq * (1.0 - freq) / ploidy)[:, None])  # (k, k) what genotype draws explain
+    w, u = np.linalg.eigh(second_moment - sampling)
+    return (u * np.where(w > edge, w, 0.0)) @ u.T
 
 
 def _person_band_norms(gc: np.ndarray, window: int) -> np.ndarray:

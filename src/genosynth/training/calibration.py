@@ -10,7 +10,7 @@ from genosynth.errors import InputError
 from genosynth.models.diffusion import GaussianDiffusion
 from genosynth.models.dit import DiT1D
 from genosynth.models.vae import GenotypeVAE
-from genosynth.privacy.releases import ancestry_basis
+from genosynth.privacy.releases import ancestry_basis, ancestry_covariance
 from genosynth.training.data import TrainingData, class_counts, shrink_label_frequencies, smoothed_frequencies
 
 
@@ -137,7 +137,6 @@ def fine_label_corrections(cohort: Cohort, data: TrainingData, per_label: torch.
             "correction": correction, "F": info["F"], "exponent": float(exponent)}
 
 
-
 def label_ancestry_spread(cohort: Cohort, data: TrainingData, per_label: torch.Tensor, *, dims: int = 8) -> dict | None:
     """Each label's spread of individual ancestry along the directions between the labels' frequencies.
 
@@ -173,7 +172,5 @@ def label_ancestry_spread(cohort: Cohort, data: TrainingData, per_label: torch.T
         c = coords[y == j]  # (n_j, k)
         if len(c) < 2:
             continue
-        sampling = basis.T @ (basis * (q[j] * (1.0 - q[j]) / 2.0)[:, None])  # (k, k) what genotype draws explain
-        w, u = np.linalg.eigh(c.T @ c / len(c) - sampling)
-        cov[j] = (u * np.clip(w, 0.0, None)) @ u.T
+        cov[j] = ancestry_covariance(c.T @ c / len(c), basis, q[j], ploidy=2)  # (k, k)
     return {"basis": basis, "freq": q, "cov": cov}
