@@ -92,6 +92,27 @@ def test_label_shrinkage_estimates_the_divergence_and_moves_thin_labels_toward_t
     assert torch.allclose(shrunk.sum(-1), torch.ones(6, truth.shape[1], dtype=shrunk.dtype))
 
 
+def test_label_shrinkage_estimates_the_divergence_of_thin_labels_from_raw_frequencies():
+    """A pseudo-count pulls thin labels' low frequencies toward 1/2: F from them comes out too low."""
+    from genosynth.training.data import class_counts, class_frequencies, shrink_label_frequencies
+
+    rng = np.random.default_rng(3)
+    f, v, n_rows = 0.02, 4000, 30  # 15 people, rare-ish SNPs
+    group_q = rng.uniform(0.02, 0.3, (2, v))
+    rows = [(rng.random((n_rows, v)) < rng.beta(group_q[lab // 3] * (1 - f) / f, (1 - group_q[lab // 3]) * (1 - f) / f))
+            .astype(np.int8) for lab in range(6)]
+    a, y = torch.from_numpy(np.concatenate(rows)), torch.arange(6).repeat_interleave(n_rows)
+    _, smooth = class_frequencies(a, y, 6, 2, pseudo_count=0.5)
+    _, raw = class_frequencies(a, y, 6, 2, pseudo_count=1e-3)
+    seen = class_counts(a, y, 6, 2)[1][:6]
+    groups = [[0, 1, 2], [3, 4, 5]]
+    _, from_smooth = shrink_label_frequencies(smooth, seen, groups, alleles_per_row=1)
+    shrunk, from_raw = shrink_label_frequencies(smooth, seen, groups, alleles_per_row=1, raw=raw)
+    assert all(fs < 0.85 * f for fs in from_smooth["F"])  # the bias this guards against
+    assert all(abs(fr - f) < 0.25 * f for fr in from_raw["F"])
+    assert torch.allclose(shrunk.sum(-1), torch.ones(6, v, dtype=shrunk.dtype))
+
+
 def test_label_shrinkage_leaves_lone_labels_and_very_different_labels_alone():
     from genosynth.training.data import label_groups, shrink_label_frequencies
 

@@ -235,7 +235,7 @@ def _alt_frequency(freq: torch.Tensor) -> torch.Tensor:
 
 
 def shrink_label_frequencies(per_label: torch.Tensor, counts: torch.Tensor, groups: list[list[int]], *,
-                             alleles_per_row: int) -> tuple[torch.Tensor, dict]:
+                             alleles_per_row: int, raw: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Per-label frequencies shrunk toward their group's, by how much the labels of a group really differ.
 
     With few people a label's allele frequencies are mostly sampling noise. Within each group of
@@ -259,6 +259,11 @@ def shrink_label_frequencies(per_label: torch.Tensor, counts: torch.Tensor, grou
         Labels that share a parent (e.g. populations of a super population).
     alleles_per_row : int
         1 for haplotype rows, 2 for genotype rows (allele draws per row).
+    raw : float, shape (L, V, K), optional
+        The same frequencies without the pseudo-count, from which ``F`` is estimated. A pseudo-count
+        pulls a thin label's frequencies toward 1/2 and so shrinks their spread; with the sampling
+        variance then removed, ``F`` from smoothed frequencies comes out 2-3x too low at 15 people
+        and every thin label is pulled too far. Without ``raw``, ``per_label`` is used.
 
     Returns
     -------
@@ -273,7 +278,7 @@ def shrink_label_frequencies(per_label: torch.Tensor, counts: torch.Tensor, grou
             info["kappa"].append(None)
             continue
         m = torch.as_tensor(members)
-        q = _alt_frequency(per_label[m].double())  # (G, V)
+        q = _alt_frequency((per_label if raw is None else raw)[m].double())  # (G, V)
         qg = q.mean(0)  # (V,)
         het = (qg * (1 - qg)).clamp_min(1e-12)  # (V,)
         between = ((q - qg) ** 2).mean(0) * len(members) / (len(members) - 1)  # (V,) unbiased variance

@@ -254,7 +254,8 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
     overall, per_label = smoothed_frequencies(count, seen, pseudo_count=tc.pseudo_count)  # (V, K), (L, V, K)
     shrinkage = None
     if tc.label_shrinkage:
-        per_label, shrinkage = shrink_label_frequencies(per_label, seen[:n_labels], groups,
+        _, raw = smoothed_frequencies(count, seen, pseudo_count=1e-3)  # (L, V, K): F from (almost) raw counts
+        per_label, shrinkage = shrink_label_frequencies(per_label, seen[:n_labels], groups, raw=raw,
                                                         alleles_per_row=1 if data.n_classes == 2 else 2)  # (L, V, K)
     by_phenotype = data.phenotypes is not None and config.phenotype_calibration
     cal_target = (group_frequencies(data, per_label, pseudo_count=tc.pseudo_count)
