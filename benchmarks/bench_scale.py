@@ -46,11 +46,15 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def load_split(bfile: str, snps: int, seed: int):
+def load_split(bfile: str | None, snps: int, seed: int, *, vcf: str | None = None, samples: str | None = None):
+    """The cohort (a PLINK prefix, or a phased VCF and its sample table) and its 80/20 split."""
     from genosynth.evaluate.baselines import split_train_holdout
     from genosynth.io import read_cohort
 
-    cohort = read_cohort(bfile=bfile, samples=bfile + ".samples.tsv")
+    if vcf:
+        cohort = read_cohort(vcf=vcf, samples=samples or vcf.removesuffix(".vcf.gz") + ".samples.tsv", progress=True)
+    else:
+        cohort = read_cohort(bfile=bfile, samples=samples or bfile + ".samples.tsv")
     if snps and snps < cohort.n_variants:
         cohort = cohort.subset(variants=np.arange(snps))
     train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="pop", seed=seed)
@@ -165,12 +169,15 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    cohort, tr, ho = load_split(args.bfile, args.snps, args.seed)
+    cohort, tr, ho = load_split(args.bfile, args.snps, args.seed, vcf=args.vcf, samples=args.samples)
     rec = {"snps": cohort.n_variants, "people": cohort.n_samples, "train_people": tr.n_samples,
            "holdout_people": ho.n_samples, "load_s": time.perf_counter() - t0, "threads": args.threads,
            "machine": platform.processor() or platform.machine(), "load_before": os.getloadavg()}
     rec.update(train(tr, args))
     rec["load_after_train"] = os.getloadavg()
+    if args.json:  # a record of the training alone, in case sampling or scoring is stopped
+        with open(args.json + ".train", "w") as fh:
+            json.dump(rec, fh, indent=1)
     rec["sampling"] = [sample(args, n) for n in args.sample_n]
     prefix = rec["sampling"][-1]["prefix"]
     syn = read_cohort(bfile=prefix, samples=prefix + ".samples.tsv")
@@ -213,6 +220,8 @@ def plot(paths: list[str], png: str) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--bfile", help="simulated chromosome (PLINK prefix)")
+    p.add_argument("--vcf", help="or a phased VCF.gz (trained in haplotype mode)")
+    p.add_argument("--samples", help="sample table (default: PREFIX.samples.tsv)")
     p.add_argument("--snps", type=int, default=0, help="first N SNPs (0 = all)")
     p.add_argument("--out", default="/tmp/scale/run", help="prefix of the checkpoint and synthetic sets")
     p.add_argument("--json", help="write the record here")
