@@ -19,6 +19,9 @@ held-out people:
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_genome.py --vcf /tmp/scale/genome5x20k_phased.vcf.gz \\
         --out /tmp/scale/genome --json benchmarks/results/genome_5x20k.json [--vae-epochs 2 --dit-epochs 10]
+    # proxy: a one-chromosome model's synthetic set (bench_scale.py), its SNPs cut into 5 parts
+    python benchmarks/bench_genome.py --vcf /tmp/scale/chr1_100k_phased.vcf.gz --synthetic /tmp/scale/run.syn3000 \
+        --segments 5 --json benchmarks/results/genome_proxy_100k.json
 """
 
 from __future__ import annotations
@@ -58,14 +61,19 @@ def agreement(pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[a] == pred[b]) for a in range(c) for b in range(a + 1, c)]))
 
 
-def score(train, holdout, syn, *, pcs: int, seed: int) -> dict:
-    """Cross-chromosome agreement, genome-wide PCA energy distance and AF r (module docstring)."""
+def score(train, holdout, syn, *, pcs: int, seed: int, segments: int = 0) -> dict:
+    """Cross-chromosome agreement, genome-wide PCA energy distance and AF r (module docstring).
+
+    ``segments`` > 0 cuts the SNPs into that many contiguous equal parts and treats them as the
+    chromosomes (a one-chromosome model read as a proxy genome)."""
     from genosynth.evaluate.fidelity import energy_distance, pearson
     from genosynth.evaluate.structure import PCAFeatures
     from genosynth.stats.frequency import allele_freq
 
     gt, gh, gs = train.genotypes(), holdout.genotypes(), syn.genotypes()
     chroms = train.variants["chrom"].astype(str).to_numpy()
+    if segments:
+        chroms = (np.arange(len(chroms)) * segments // len(chroms)).astype(str)  # (V,) part index
     yt, yh, ys = train.labels("pop"), holdout.labels("pop"), syn.labels("pop")
     pred = chromosome_predictions(gt, yt, {"holdout": gh, "synthetic": gs}, chroms, pcs=pcs, seed=seed)
     res: dict = {"chromosomes": sorted(set(chroms.tolist())), "n_holdout": len(yh), "n_synthetic": len(ys)}
@@ -103,6 +111,16 @@ def run(args) -> dict:
            "holdout_people": ho.n_samples, "load_s": time.perf_counter() - t0, "threads": args.threads,
            "phased": bool(cohort.phased), "machine": platform.processor() or platform.machine(),
            "load_before": os.getloadavg()}
+    if args.synthetic:  # score a sampled set only (e.g. bench_scale's), as many per population as held out
+        from bench_scale import matched
+
+        from genosynth.io import read_cohort
+
+        syn = read_cohort(bfile=args.synthetic, samples=args.synthetic + ".samples.tsv")
+        rec["synthetic"] = args.synthetic
+        rec["quality"] = score(tr, ho, matched(syn, ho, args.seed), pcs=args.pcs, seed=args.seed,
+                               segments=args.segments)
+        return rec
     cfg = config_for("auto", tr.n_variants).replace(label_column="pop")
     epochs = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if epochs:
@@ -118,7 +136,7 @@ def run(args) -> dict:
     t0 = time.perf_counter()
     syn = Generator.load(args.out + ".pt").sample(labels=counts, seed=args.seed + 1)
     rec["sample_s"] = time.perf_counter() - t0
-    rec["quality"] = score(tr, ho, syn, pcs=args.pcs, seed=args.seed)
+    rec["quality"] = score(tr, ho, syn, pcs=args.pcs, seed=args.seed, segments=args.segments)
     rec["load_after"] = os.getloadavg()
     return rec
 
@@ -136,6 +154,9 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="sample from an existing OUT.pt instead of training")
+    p.add_argument("--synthetic", help="score this synthetic PLINK prefix (same SNPs) instead of training and sampling")
+    p.add_argument("--segments", type=int, default=0,
+                   help="treat K contiguous equal parts of the SNPs as the chromosomes (one-chromosome proxy)")
     args = p.parse_args(argv)
     rec = run(args)
     text = json.dumps(rec, indent=1, default=float)
