@@ -25,7 +25,8 @@ Usage (2 threads)::
 
 Options ``--steps``, ``--corr-guidance``, ``--latent-steps`` and ``--batch-size`` change the
 decoding being timed. ``--quality`` also evaluates a sample of the training size against the held-out
-20 % (805 only; :func:`genosynth.evaluate.evaluate`). Results: ``benchmarks/results/throughput_<data><tag>.json``.
+20 % (805 only; :func:`genosynth.evaluate.evaluate`), ``--quality-seeds K`` K draws of it and their
+means (``--skip-runs``: quality alone). Results: ``benchmarks/results/throughput_<data><tag>.json``.
 """
 
 from __future__ import annotations
@@ -236,18 +237,59 @@ def flops_and_limit(model, people: int, args) -> dict:
 
 
 # ------------------------------------------------------------------ quality
-def quality(model, train, holdout, args) -> dict:
-    """:func:`genosynth.evaluate.evaluate` of a sample of the training size against the holdout."""
+def quality(model, train, holdout, args, *, draw: int = 1) -> dict:
+    """:func:`genosynth.evaluate.evaluate` of a sample of the training size (seed ``args.seed + draw``)
+    against the holdout, plus the within-super-population LD decay of the whole synthetic sample
+    (``ld_decay_within_full``: the evaluation matches a synthetic set to the holdout's size first,
+    whose r^2 per bin then moves by about 0.01 from draw to draw)."""
     from genosynth.evaluate import evaluate, summary
 
-    syn = model.sample(train.n_samples, seed=args.seed + 1, steps=args.steps, batch_size=args.batch_size,
+    syn = model.sample(train.n_samples, seed=args.seed + draw, steps=args.steps, batch_size=args.batch_size,
                        corr_guidance=args.corr_guidance)
     res = evaluate(train, holdout, {"genosynth": syn}, label_column="super_pop", seed=args.seed)
     s = summary(res, "genosynth")
     out = {k: (round(s[k], 4) if isinstance(s.get(k), float) else s.get(k)) for k in KEYS + ("ld_strength_ratio",)}
     ld = res["fidelity"]["genosynth"]["ld"]
     out["ld_decay_within"] = [None if d is None else round(float(d), 4) for d in ld["decay_within"]]
+    out["ld_decay_within_full"] = full_decay_within(syn, train, args.seed)
+    out["seed"] = args.seed + draw
     return out
+
+
+def full_decay_within(syn, train, seed: int) -> list[float]:
+    """Mean r^2 per LD-decay bin (< 1 Mb) within each super population of the whole synthetic set,
+    weighted by the training people per group, on the evaluation's own decay pairs."""
+    from genosynth.evaluate.core import _ld_pairs, _rng
+    from genosynth.evaluate.settings import EvalConfig
+    from genosynth.stats.ld import pair_correlations
+
+    cfg = EvalConfig()
+    pairs = _ld_pairs(train.variants, cfg, _rng(seed, "pairs"))
+    (i, j), dist = pairs["decay"], pairs["decay_dist"]
+    edges = cfg.ld_decay_edges_bp[:5]
+    g, lab, lab_train = syn.genotypes(), syn.labels("super_pop"), train.labels("super_pop")
+    total, weight = np.zeros(len(edges) - 1), 0
+    for group in np.unique(lab):
+        w = int((lab_train == group).sum())
+        r2 = pair_correlations(g[lab == group], i, j, fill=np.zeros(g.shape[1])) ** 2
+        total += w * np.array([np.nanmean(r2[(dist >= lo) & (dist < hi)]) for lo, hi in zip(edges[:-1], edges[1:])])
+        weight += w
+    return [round(float(x), 4) for x in total / max(weight, 1)]
+
+
+def quality_over_draws(model, train, holdout, args) -> dict:
+    """:func:`quality` for draws 1..``args.quality_seeds``: each draw and the mean of every figure."""
+    runs = [quality(model, train, holdout, args, draw=k) for k in range(1, args.quality_seeds + 1)]
+    if len(runs) == 1:
+        return runs[0]
+    mean = {}
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and key != "seed":
+            mean[key] = round(float(np.mean([r[key] for r in runs])), 4)
+        elif isinstance(value, list):
+            mean[key] = [None if any(r[key][b] is None for r in runs) else round(float(np.mean([r[key][b] for r in runs])), 4)
+                         for b in range(len(value))]
+    return {"mean": mean, "draws": runs}
 
 
 def main(argv=None) -> int:
@@ -263,8 +305,12 @@ def main(argv=None) -> int:
     p.add_argument("--corr-guidance", default=None, choices=("none", "copula", "latent", "latent+copula"))
     p.add_argument("--latent-steps", type=int, default=None, help="latent guidance steps (default: the prior's)")
     p.add_argument("--latent-lr", type=float, default=None, help="latent guidance Adam rate (default: 0.05)")
+    p.add_argument("--reach", default=None, choices=("never", "copula", "always"),
+                   help="copula marginal mixing (CorrGuideConfig.reach; default: the prior's, copula)")
     p.add_argument("--flop-people", type=int, default=256, help="people in the FLOP-counted batch")
     p.add_argument("--quality", action="store_true", help="also evaluate against the holdout (805)")
+    p.add_argument("--quality-seeds", type=int, default=1, help="--quality: evaluate this many draws (seeds seed+1..)")
+    p.add_argument("--skip-runs", action="store_true", help="no end-to-end runs nor FLOP count (--quality only)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="")
@@ -273,7 +319,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model, train, holdout = get_model(args)
     train_s = time.perf_counter() - t0
-    for key in ("latent_steps", "latent_lr"):  # CorrGuideConfig overrides (Generator.corr_options)
+    for key in ("latent_steps", "latent_lr", "reach"):  # CorrGuideConfig overrides (Generator.corr_options)
         if getattr(args, key) is not None and hasattr(model, "corr_options"):
             model.corr_options[key] = getattr(args, key)
     model.sample(8, seed=0, steps=args.steps, corr_guidance=args.corr_guidance)  # warm-up
@@ -284,16 +330,17 @@ def main(argv=None) -> int:
            "corr_options": dict(getattr(model, "corr_options", {})),
            "model_load_or_train_s": round(train_s, 1), "load_average": os.getloadavg(),
            "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "runs": []}
-    with tempfile.TemporaryDirectory() as folder:
-        for fmt in args.formats:
-            row = run_write(model, fmt, args.n, folder, args)
-            print(json.dumps(row), flush=True)
-            out["runs"].append(row)
-    out["flops"] = flops_and_limit(model, args.flop_people, args)
-    bed = next((r for r in out["runs"] if r["format"] == "bed"), out["runs"][0])
-    out["percent_of_matmul_limit"] = round(100 * out["flops"]["matmul_limit_s_per_person"] * bed["people_per_s"], 2)
+    if not args.skip_runs:
+        with tempfile.TemporaryDirectory() as folder:
+            for fmt in args.formats:
+                row = run_write(model, fmt, args.n, folder, args)
+                print(json.dumps(row), flush=True)
+                out["runs"].append(row)
+        out["flops"] = flops_and_limit(model, args.flop_people, args)
+        bed = next((r for r in out["runs"] if r["format"] == "bed"), out["runs"][0])
+        out["percent_of_matmul_limit"] = round(100 * out["flops"]["matmul_limit_s_per_person"] * bed["people_per_s"], 2)
     if args.quality:
-        out["quality"] = quality(model, train, holdout, args)
+        out["quality"] = quality_over_draws(model, train, holdout, args)
     out["load_average_end"] = os.getloadavg()
     out["command"] = "python benchmarks/bench_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
     folder = REPO / "benchmarks" / "results"

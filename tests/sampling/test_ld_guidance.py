@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig, previous_counts
-from genosynth.sampling.ld_guidance import band_correlation_from_moments, banded_factor, batch_band_correlation, copula_sample, guided_decode, latent_guidance, sample_markov_gaussian, solve_residual_band
+from genosynth.sampling.ld_guidance import band_correlation_from_moments, banded_factor, batch_band_correlation, copula_sample, frequency_shift, guided_decode, latent_guidance, mix_marginals, reach_weights, sample_markov_gaussian, solve_residual_band
 from genosynth.training.ld_fit import fit_prior
 from genosynth.errors import InputError
 
@@ -141,6 +141,77 @@ def test_copula_checks_the_snp_count():
     prior = CorrelationPrior(bands=np.zeros((1, 5, 2)), labels=["A"], window=2)
     with pytest.raises(InputError, match="5 SNPs"):
         copula_sample(torch.full((4, 6), 0.5), prior)
+
+
+def sharp_probs(n: int, v: int, *, seed: int) -> torch.Tensor:
+    """ALT probabilities near 0 or 1, drawn independently per row and SNP (a confident decoder that
+    carries no LD): independent draws from them have r ~ 0 and rows leave a copula little room."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.where(torch.rand(n, v, generator=gen, dtype=torch.float64) < 0.5, 0.02, 0.98)
+
+
+def test_reach_weights_mix_only_where_the_prior_is_out_of_reach():
+    v, w, n = 12, 2, 64
+    band = ar_band(v, w, 0.9)
+    k = previous_counts(v, w)
+    sharp = torch.stack([1 - sharp_probs(n, v, seed=0), sharp_probs(n, v, seed=0)], 1)  # (n, 2, V)
+    lam = reach_weights(sharp, band, k)
+    assert lam.shape == (v,) and (lam > 0).all() and (lam <= 1).all()  # 0.9 cannot come from such rows
+    assert not reach_weights(sharp, band, k, max_partners=2).any()  # a dense band (4 partners each) keeps its rows
+    flat = torch.full((n, 2, v), 0.5, dtype=torch.float64)
+    assert not reach_weights(flat, ar_band(v, w, 0.6), k).any()  # constant marginals: within reach already
+    mixed = mix_marginals(sharp, lam)
+    torch.testing.assert_close(mixed.mean(0), sharp.mean(0))  # the label's frequencies are kept
+    assert mix_marginals(sharp, np.zeros(v)) is sharp
+
+
+def test_copula_only_decoding_reaches_the_prior_from_sharp_marginals():
+    v, w, n, rho = 16, 2, 4000, 0.85
+    prior = CorrelationPrior(bands=ar_band(v, w, rho)[None], labels=["A"], window=w)
+    p = sharp_probs(n, v, seed=1)
+    labels = torch.zeros(n, dtype=torch.long)
+    got = {}
+    for reach in ("copula", "never"):
+        cfg = CorrGuideConfig(method="copula", window=w, reach=reach)
+        got[reach] = copula_sample(p, prior, labels, rng=torch.Generator().manual_seed(2), config=cfg).numpy()
+    assert abs(lag_corr(got["copula"], 1).mean() - rho) < 0.05
+    assert lag_corr(got["never"], 1).mean() < rho - 0.3  # the residual alone has no room left
+    np.testing.assert_allclose(got["copula"].mean(0), p.mean(0).numpy(), atol=0.03)  # frequencies kept
+    # the default decoding (latent+copula) keeps its copula as it was
+    a = copula_sample(p, prior, labels, rng=torch.Generator().manual_seed(2), config=CorrGuideConfig(window=w))
+    b = copula_sample(p, prior, labels, rng=torch.Generator().manual_seed(2),
+                      config=CorrGuideConfig(method="copula", window=w, reach="never"))
+    assert torch.equal(a, b)
+
+
+def test_copula_only_decoding_reaches_the_prior_from_sharp_genotype_classes():
+    v, w, n = 12, 2, 3000
+    prior = CorrelationPrior(bands=ar_band(v, w, 0.8)[None], labels=["A"], window=w)
+    cls = torch.randint(0, 3, (n, v), generator=torch.Generator().manual_seed(0))
+    probs = torch.full((n, 3, v), 0.01, dtype=torch.float64).scatter_(1, cls[:, None, :], 0.98)  # (n, 3, V)
+    cfg = CorrGuideConfig(method="copula", window=w)
+    x = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(1),
+                      config=cfg).numpy()
+    assert abs(lag_corr(x, 1).mean() - 0.8) < 0.06
+    expected = (probs[:, 1] + 2 * probs[:, 2]).mean(0).numpy()  # (V,) the label's mean dosage is kept
+    np.testing.assert_allclose(x.mean(0), expected, atol=0.06)
+
+
+def test_frequency_shift_moves_only_pairs_beyond_their_frechet_bound():
+    band = np.array([[0.95], [0.2], [-0.9], [0.0]])  # pairs (0,1), (1,2), (2,3)
+    alt = np.array([0.30, 0.40, 0.45, 0.40])
+    k = previous_counts(4, 1)
+    shift = frequency_shift(alt, band, k, np.ones(4), cap=0.05)
+
+    def bound(a, b):
+        lo, hi = min(a, b), max(a, b)
+        return np.sqrt(lo * (1 - hi) / (hi * (1 - lo)))
+
+    assert bound(0.30, 0.40) < 0.95 and bound(*(alt[:2] + shift[:2])) >= 0.95 - 1e-9  # moved just enough
+    assert shift[0] > 0 > shift[1] and max(abs(shift[0]), abs(shift[1])) <= 0.05
+    b = alt + shift
+    assert bound(b[2], 1 - b[3]) >= 0.9 - 1e-9 and shift[2] > 0 and shift[3] > 0  # negative prior: towards a + b = 1
+    assert not frequency_shift(alt, band, k, np.zeros(4), cap=0.05).any()  # only fully mixed SNPs move
 
 
 # ---------------------------------------------------------------------------------- prior

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 METHODS = ("none", "copula", "latent", "latent+copula")
+REACH = ("never", "copula", "always")  # when copula decoding mixes sharp marginals (CorrGuideConfig.reach)
 
 
 @dataclass
@@ -30,6 +31,12 @@ class CorrGuideConfig:
     newton_iters: int = 6  # safeguarded Newton iterations per SNP pair
     small: float = 0.05  # |residual angle| below this after one Newton step is taken as is
     var_floor: float = 1e-2  # least conditional variance of u_j given its window (PD guard)
+    reach: str = "copula"  # mix sharp marginals towards the label mean where the prior is out of the copula's reach: never | copula (method copula only) | always
+    reach_r: float = 0.95  # ... out of reach = not reached by a residual correlation |R| <= reach_r
+    reach_step: float = 0.125  # ... mixing weights rise in steps this large
+    reach_partners: int = 8  # ... only SNPs with at most this many constrained partners mix (sparse panels; a dense band keeps its rows)
+    reach_af: float = 0.05  # ... and fully mixed SNPs' frequencies may move this much towards their prior pair's Frechet bound (two classes; 0: never)
+    reach_floor: float = 1e-6  # ... and the copula's PD guards relax to this (var_floor and ridge; |R| <= sqrt(1 - reach_floor)) so r near 1 is reachable
     latent_steps: int = 24  # gradient steps on the latents (method latent*)
     latent_lr: float = 0.05  # Adam learning rate of those steps
     latent_af_weight: float = 10.0  # weight of the allele-frequency anchor in the latent loss
@@ -49,6 +56,16 @@ class CorrGuideConfig:
             raise InputError(f"calib_rows must be >= 2, got {self.calib_rows}")
         if not 0 < self.var_floor < 1:
             raise InputError(f"var_floor must lie in (0, 1), got {self.var_floor}")
+        if self.reach not in REACH:
+            raise InputError(f"reach must be one of {', '.join(REACH)}, got {self.reach!r}")
+        if not 0 < self.reach_r < 1 or not 0 < self.reach_step <= 1:
+            raise InputError(f"reach_r must lie in (0, 1) and reach_step in (0, 1], got {self.reach_r}, {self.reach_step}")
+        if int(self.reach_partners) != self.reach_partners or self.reach_partners < 0:
+            raise InputError(f"reach_partners must be a number of SNPs >= 0, got {self.reach_partners}")
+        if not 0 <= self.reach_af <= 0.5:
+            raise InputError(f"reach_af must lie in [0, 0.5], got {self.reach_af}")
+        if not 0 < self.reach_floor < 1:
+            raise InputError(f"reach_floor must lie in (0, 1), got {self.reach_floor}")
 
     def to_dict(self) -> dict:
         return asdict(self)
