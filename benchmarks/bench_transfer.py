@@ -80,7 +80,8 @@ def privacy_config(eps: float, args):
 
     return PrivacyConfig(epsilon=eps, delta=args.delta, batch_size=args.batch_size, latent_clip=args.latent_clip,
                          stage1_epochs=args.stage1_epochs, correlation_window=args.corr_window,
-                         max_grad_norm=args.max_grad_norm)
+                         max_grad_norm=args.max_grad_norm, frequency_clip=args.frequency_clip,
+                         ancestry_clip=args.ancestry_clip)
 
 
 def run_row(row: str, eps: float, args, public_path: str, private, holdout) -> dict:
@@ -167,6 +168,10 @@ def parse(argv=None):
     p.add_argument("--public-model", default="",
                    help="public checkpoint: reused when it exists, else trained there (default: a file in the temp dir)")
     add_model_options(p)
+    p.add_argument("--frequency-clip", type=float, default=1.0,
+                   help="per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)")
+    p.add_argument("--ancestry-clip", type=float, default=3.0,
+                   help="per-person bound of the ancestry-spread coordinates, in sampling-noise norms")
     p.add_argument("--tag", default="")
     p.add_argument("--save", default="", help="folder to keep the DP checkpoints in (custodian-side)")
     args = p.parse_args(argv)

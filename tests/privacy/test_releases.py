@@ -150,3 +150,25 @@ def test_phenotype_release_is_one_event_pools_labels_and_shares_the_contrast(den
     with pytest.raises(InputError, match="remove the people without a phenotype"):
         release_phenotype_frequencies(g, y, np.where(np.arange(n) == 0, 2, pheno), 2, noise_multiplier=1.0,
                                       rng=np.random.default_rng(0))
+
+
+def test_public_rows_post_process_the_release_only():
+    """Public frequencies change the denoised release, never the Gaussian release itself; all-NaN rows change nothing."""
+    from genosynth.privacy.releases import release_label_frequencies
+
+    rng = np.random.default_rng(3)
+    v, n = 200, 30
+    p = rng.uniform(0.1, 0.9, size=(2, v))
+    y = np.repeat([0, 1], n)
+    dos = rng.binomial(2, p[y]).astype(np.float64)  # (2n, V)
+    runs = {}
+    for key, public in (("none", None), ("nan", np.full((2, v), np.nan)), ("row", np.vstack([p[0], np.full(v, np.nan)]))):
+        acc = PrivacyAccountant()
+        runs[key] = release_label_frequencies(dos, y, 2, noise_multiplier=0.7, rng=np.random.default_rng(9),
+                                              accountant=acc, public_freq=public)
+        assert acc.events == [{"name": "allele_frequencies", "kind": "gaussian", "noise_multiplier": 0.7, "count": 1}]
+    assert np.array_equal(runs["nan"]["freq"], runs["none"]["freq"])
+    assert np.array_equal(runs["nan"]["counts"], runs["none"]["counts"])
+    assert np.isnan(runs["nan"]["public_weight"]).all()
+    assert np.abs(runs["row"]["freq"][0] - p[0]).mean() < np.abs(runs["none"]["freq"][0] - p[0]).mean()
+    assert abs(runs["row"]["counts"][0] - n) < 3.0  # fitted on all SNPs (the released count alone: noise sd ~10)

@@ -107,13 +107,33 @@ def adapted(panels, public_model, tmp_path_factory):
                                      fill=public_frequencies(payload, n=50))
     path = str(tmp_path_factory.mktemp("adapted") / "model.pt")
     lines: list[str] = []
-    model = train_private(private, config=tiny_config(), privacy=small_privacy(), public_model=payload, seed=2,
-                          deterministic_noise=True, checkpoint=path, log=lines.append)
-    return model, path, lines, payload
+    import genosynth.training.private as private_module
+
+    original, calls = private_module.calibrate_frequencies, []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    private_module.calibrate_frequencies = spy
+    try:
+        model = train_private(private, config=tiny_config(), privacy=small_privacy(), public_model=payload, seed=2,
+                              deterministic_noise=True, checkpoint=path, log=lines.append)
+    finally:
+        private_module.calibrate_frequencies = original
+    return model, path, lines, payload, calls
+
+
+def test_adapted_calibration_is_iterated_on_many_rows_with_a_wide_bound(adapted):
+    from genosynth.training.private import PUBLIC_CALIBRATION_BOUND, PUBLIC_CALIBRATION_ROWS
+
+    (kwargs,) = adapted[4]
+    assert kwargs["iters"] > 1 and kwargs["bound"] == PUBLIC_CALIBRATION_BOUND > 3.0
+    assert kwargs["rows"] == max(tiny_config().training.calibration_rows, PUBLIC_CALIBRATION_ROWS)
 
 
 def test_adaptation_starts_from_the_public_model_and_spends_no_vae_budget(adapted):
-    model, path, lines, payload = adapted
+    model, path, lines, payload, _ = adapted
     ck = load_checkpoint(path)
     assert model.vocabulary == ["AFR", "EAS", "EUR"]
     assert "vae/dpsgd" not in model.privacy["breakdown"]
@@ -171,7 +191,7 @@ def test_adapted_epsilon_matches_dp_accounting(adapted):
 
     from genosynth.privacy import RDP_ORDERS
 
-    _, path, _, _ = adapted
+    _, path, _, _, _ = adapted
     ck = load_checkpoint(path)
     rep = ck["privacy"]
     events = {e["name"] for e in ck["privacy_state"]["events"]}
@@ -188,20 +208,39 @@ def test_adapted_epsilon_matches_dp_accounting(adapted):
     assert rep["epsilon"] == pytest.approx(acc.get_epsilon(rep["delta"]), rel=0.01)
 
 
-def test_frequencies_of_public_labels_are_denoised_towards_the_public_ones():
-    """A label the public panel has (same population) keeps ~its public frequencies; a new label its release."""
+def test_frequencies_are_denoised_towards_the_public_ones():
+    """A label the public panel has keeps ~its public frequencies; a new label that is a mix of public ones is
+    denoised towards that mix; the counts fitted on all SNPs are far closer than the released ones."""
     from genosynth.privacy.releases import release_label_frequencies
 
     rng = np.random.default_rng(0)
-    v, n = 200, 40
-    p = rng.uniform(0.1, 0.9, size=(2, v))
-    y = np.repeat([0, 1], n)
-    dos = rng.binomial(2, p[y]).astype(np.float64)  # (2n, V)
-    public = np.vstack([p[0], np.full(v, np.nan)])
-    rel = release_label_frequencies(dos, y, 2, noise_multiplier=0.5, rng=np.random.default_rng(1),
-                                    denoiser="shrink", public_freq=public)
-    base = release_label_frequencies(dos, y, 2, noise_multiplier=0.5, rng=np.random.default_rng(1),
-                                     denoiser="shrink")
-    assert rel["public_weight"][0] < 0.5 and np.isnan(rel["public_weight"][1])
-    assert np.abs(rel["freq"][0] - p[0]).mean() < np.abs(base["freq"][0] - p[0]).mean()
-    assert np.array_equal(rel["freq"][1], base["freq"][1])
+    v, n = 400, 40
+    p = rng.uniform(0.1, 0.9, size=(3, v))
+    p[2] = np.clip(0.6 * p[0] + 0.4 * p[1] + rng.normal(0, 0.02, v), 0.05, 0.95)  # admixed, new to the public
+    y = np.repeat([0, 1, 2], n)
+    dos = rng.binomial(2, p[y]).astype(np.float64)  # (3n, V)
+    public = np.vstack([p[0], p[1], np.full(v, np.nan)])
+    errors = {"public": [], "base": []}
+    count_errors = {"public": [], "base": []}
+    for draw in range(4):
+        rel = release_label_frequencies(dos, y, 3, noise_multiplier=0.5, rng=np.random.default_rng(draw),
+                                        denoiser="shrink", public_freq=public)
+        base = release_label_frequencies(dos, y, 3, noise_multiplier=0.5, rng=np.random.default_rng(draw),
+                                         denoiser="shrink")
+        assert rel["public_weight"][0] < 0.5 and 0.0 < rel["public_weight"][2] < 1.0
+        assert rel["mix"].sum() == pytest.approx(1.0)
+        for key, r in (("public", rel), ("base", base)):
+            errors[key].append(np.abs(r["freq"] - p).mean(axis=1))  # (3,)
+            count_errors[key].append(np.abs(r["counts"] - n))  # (3,)
+    err, base_err = np.mean(errors["public"], axis=0), np.mean(errors["base"], axis=0)
+    assert err[0] < 0.7 * base_err[0] and err[2] < 0.9 * base_err[2]
+    assert np.mean(np.array(count_errors["public"])[:, :2]) < 0.3 * np.mean(np.array(count_errors["base"])[:, :2])
+
+
+def test_adapted_config_decodes_with_the_copula_unless_told_otherwise(public_model):
+    from genosynth.training.transfer import ADAPTED_CORR_GUIDANCE, adapt_config
+
+    payload = load_public_model(public_model)
+    assert adapt_config(tiny_config(), payload).sampling.corr_guidance == ADAPTED_CORR_GUIDANCE == "copula"
+    chosen = tiny_config().replace(sampling={"corr_guidance": "latent"})
+    assert adapt_config(chosen, payload).sampling.corr_guidance == "latent"

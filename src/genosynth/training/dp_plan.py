@@ -47,7 +47,7 @@ class PrivacyConfig:
     frequency_clip: float = 1.0  # per-person bound of the frequency release, fraction of sqrt(V) (1 = no clipping)
     ancestry_dims: int = 4  # directions of the DP within-label ancestry spread (0 = not released; at most labels - 1)
     ancestry_clip: float = 3.0  # per-person bound of the ancestry coordinates, in sampling-noise norms
-    public_frequencies: bool = True  # with a public model: denoise the frequencies of its labels towards its own
+    public_frequencies: bool = True  # with a public model: denoise every label's frequencies towards it (its own label's, or for a new label the best mix of its labels)
     public_biases: bool = True  # with a public model: keep its decoder biases (False: re-set from the DP frequencies)
 
     def to_dict(self) -> dict:

@@ -34,7 +34,7 @@ import torch
 from genosynth.cohort import Cohort
 from genosynth.errors import InputError
 from genosynth.models.checkpoint import load_checkpoint
-from genosynth.models.config import GeneratorConfig
+from genosynth.models.config import GeneratorConfig, SamplingConfig
 from genosynth.models.dit import DiT1D
 from genosynth.models.ld_prior import CorrelationPrior
 from genosynth.models.vae import GenotypeVAE
@@ -173,11 +173,25 @@ def public_label_frequencies(payload: dict, vocabulary: list[str], *, n_per_labe
     return out
 
 
+#: Correlation-guided decoding an adapted model samples with by default (``adapt_config``): the copula alone.
+#: Latent guidance on top of it (the plain default) gave the same or lower within-population LD and a higher
+#: AATS on the issue-19 benchmark (RESULTS.md "Adapted model: ancestry spread and AATS").
+ADAPTED_CORR_GUIDANCE = "copula"
+
+
 def adapt_config(config: GeneratorConfig, payload: dict) -> GeneratorConfig:
-    """The public model's architecture (mode, VAE, DiT, diffusion) with ``config``'s training, sampling and label column."""
+    """The public model's architecture (mode, VAE, DiT, diffusion) with ``config``'s training, sampling and label column.
+
+    A ``sampling.corr_guidance`` left at the default (``"latent+copula"``) becomes
+    :data:`ADAPTED_CORR_GUIDANCE`; any other choice is kept (and ``genosynth sample --corr-guidance``
+    overrides it at sampling).
+    """
     d = dict(payload["config"])
     mine = config.to_dict()
-    d.update(training=mine["training"], sampling=mine["sampling"], label_column=config.label_column,
+    sampling = dict(mine["sampling"])
+    if sampling.get("corr_guidance") == SamplingConfig().corr_guidance:
+        sampling["corr_guidance"] = ADAPTED_CORR_GUIDANCE
+    d.update(training=mine["training"], sampling=sampling, label_column=config.label_column,
              phenotype_column=None)
     return GeneratorConfig.from_dict(d)
 
