@@ -495,3 +495,17 @@ def test_residual_solve_leaves_no_reachable_pair_unsolved():
         got, _ = _copula_cov(a[:, :, j], a[:, :, j + lag], theta, nodes, weights)
         reachable = (theta.abs() > 0.051) & (theta.abs() < 1.3)  # iterated (|first step| > small), well inside the bracket
         assert float((got - target)[reachable].abs().max()) < 1e-5  # the old failure left 0.007-0.014
+
+
+def test_auto_decoding_is_the_copula_on_a_sparse_panel_and_latent_guidance_on_a_dense_one():
+    from genosynth.sampling.ld_guidance import auto_method
+
+    v, w = 200, 8
+    prior = CorrelationPrior(bands=ar_band(v, w, 0.5)[None], labels=["A"], window=w)
+    cfg = CorrGuideConfig(window=w, reach_partners=8)
+    chrom = np.ones(v, dtype=int)
+    dense = np.arange(v) * 1_000  # every SNP has w neighbours on each side within 1 Mb
+    sparse = np.arange(v) * 400_000  # at most 2 on each side within 1 Mb
+    assert auto_method(prior, cfg, chrom=chrom, pos=dense) == "latent+copula"
+    assert auto_method(prior, cfg, chrom=chrom, pos=sparse) == "copula"
+    assert auto_method(prior, CorrGuideConfig(window=w, reach_partners=3), chrom=chrom, pos=sparse) == "latent+copula"

@@ -23,6 +23,7 @@ import time
 from genosynth.cli.common import add_common_arguments, resolve_seed, set_threads
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
+from genosynth.models.ld_prior import CHOICES
 from genosynth.provenance import provenance
 
 HELP = "generate a synthetic cohort from a trained model (bed, VCF.gz, hapt or pgen + samples table)"
@@ -59,9 +60,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--corr-guidance", choices=("none", "copula", "latent", "latent+copula"), default=None,
-                        help="correlation-guided decoding with the model's LD prior (default from the model: "
-                             "latent+copula); none = plain per-SNP draws (docs/corrguide.md)")
+    parser.add_argument("--corr-guidance", choices=CHOICES, default=None,
+                        help="correlation-guided decoding with the model's LD prior (default from the model; new "
+                             "models: auto = copula on sparse panels, latent+copula on dense ones); none = plain "
+                             "per-SNP draws (docs/corrguide.md)")
     parser.add_argument("--no-ancestry-spread", action="store_true",
                         help="DP models: draw everyone at their label's released mean ancestry instead of each "
                              "person's own draw from the released within-label spread (docs/privacy.md)")
@@ -150,6 +152,6 @@ def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix
             "guidance": args.guidance if args.guidance is not None else sc.guidance,
             "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
             "steps": args.steps or sc.steps, "argmax": args.argmax,
-            "corr_guidance": (args.corr_guidance or sc.corr_guidance) if model.corr_prior is not None else "none",
+            "corr_guidance": model.decoding(args.corr_guidance),
             "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

@@ -24,6 +24,7 @@ from genosynth.cli.common import (add_common_arguments, add_input_arguments, loa
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.models.config import SIZES
+from genosynth.models.ld_prior import CHOICES
 
 HELP = "train a synthetic-cohort generator (VAE + diffusion transformer) on a cohort; writes PREFIX.pt"
 
@@ -49,8 +50,9 @@ def add_arguments(parser) -> None:
                    help='JSON file or string overriding config fields, e.g. \'{"vae": {"latent_channels": 8}}\'')
     g.add_argument("--vae-epochs", type=int, default=None, metavar="N", help="VAE epochs (default from config)")
     g.add_argument("--dit-epochs", type=int, default=None, metavar="N", help="DiT epochs (default from config)")
-    g.add_argument("--corr-guidance", choices=("none", "copula", "latent", "latent+copula"), default=None,
-                   help="default decoding of the model (default latent+copula). Without --epsilon any value but "
+    g.add_argument("--corr-guidance", choices=CHOICES, default=None,
+                   help="default decoding of the model (default auto: copula on sparse panels, latent+copula on "
+                        "dense ones). Without --epsilon any value but "
                         "none stores the un-noised banded per-label LD prior in PREFIX.pt; with --epsilon only "
                         "its DP release is stored")
     t = parser.add_argument_group("run")

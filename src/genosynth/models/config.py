@@ -66,7 +66,7 @@ class SamplingConfig:
     argmax: bool = False  # take the most likely allele instead of drawing (loses diversity)
     temperature: float = 1.0  # decoder logit temperature
     pairing: str = "random"  # haplotype mode: "matched" pairs haplotypes close in latent PCs within a label, "random"
-    corr_guidance: str = "latent+copula"  # correlation-guided decoding (genosynth.corrguide): none|copula|latent|latent+copula
+    corr_guidance: str = "auto"  # correlation-guided decoding (sampling.ld_guidance): auto (copula on sparse panels, else latent+copula)|none|copula|latent|latent+copula
     corr_window: int = 64  # training: copula band (SNPs) of the stored correlation prior
     corr_latent_window: int = 768  # training: latent-guidance band (SNPs, pairs <= 1 Mb) stored in the checkpoint
     ancestry_spread: bool = True  # DP models (released) and thin-population models (training.fine_labels): each person draws its own ancestry from the stored within-label spread

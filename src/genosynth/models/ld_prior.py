@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 METHODS = ("none", "copula", "latent", "latent+copula")
+CHOICES = ("auto", *METHODS)  # what a model's sampling.corr_guidance may say: "auto" is resolved per prior (sampling.ld_guidance.auto_method)
 REACH = ("never", "copula", "always")  # when copula decoding mixes sharp marginals (CorrGuideConfig.reach)
 
 

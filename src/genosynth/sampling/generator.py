@@ -17,7 +17,7 @@ from genosynth.models.ema import EMA
 from genosynth.errors import InputError
 from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig
-from genosynth.sampling.ld_guidance import guided_decode
+from genosynth.sampling.ld_guidance import auto_method, guided_decode
 from genosynth.models.vae import GenotypeVAE, sample_alleles
 from genosynth.sampling.ancestry import person_logit_shift
 from genosynth.models.config import GeneratorConfig
@@ -231,12 +231,10 @@ class Generator:
         z = self._draw_latents(labels, cond, rng=rng, steps=steps, eta=eta, guidance=guidance,
                                pheno_guidance=pheno_guidance)  # (B, C, T)
         decode = self._row_decoder(labels, cond.get("pheno"), rng=rng, fine=fine)  # (z, y) -> logits (B, K, V)
-        method = sc.corr_guidance if corr_guidance is None else corr_guidance
+        method = self.decoding(corr_guidance)
         if method != "none" and not argmax and self.corr_prior is not None:
-            # copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band
             prior = self.corr_prior
-            cfg = CorrGuideConfig(**{"window": int(prior.info.get("copula_window", prior.window)),
-                                     "latent_window": prior.window, **self.corr_options, "method": method})
+            cfg = self._corr_config(method)
             key = (method, steps, guidance, pheno_guidance, temperature, eta, tuple(sorted(self.corr_options.items())))
             cache = (self._corr_cache if cache is None else cache).setdefault(key, {})
             with _frozen(self.vae):  # guidance needs gradients of the latents only, not of the weights
@@ -247,6 +245,24 @@ class Generator:
         logits = decode(z / self.latent_scale, y)  # (B, K, V)
         u_logits = logits.cpu()
         return sample_alleles(u_logits, rng=rng, argmax=argmax, temperature=temperature)
+
+    def _corr_config(self, method: str) -> CorrGuideConfig:
+        """Copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band."""
+        prior = self.corr_prior
+        return CorrGuideConfig(**{"window": int(prior.info.get("copula_window", prior.window)),
+                                  "latent_window": prior.window, **self.corr_options, "method": method})
+
+    def decoding(self, corr_guidance: str | None = None) -> str:
+        """The decoding a draw uses: ``corr_guidance`` or the model's ``sampling.corr_guidance``, with
+        ``"auto"`` resolved for this model's prior (:func:`~genosynth.sampling.ld_guidance.auto_method`);
+        ``"none"`` without a prior."""
+        method = self.config.sampling.corr_guidance if corr_guidance is None else corr_guidance
+        if self.corr_prior is None:
+            return "none"
+        if method == "auto":
+            method = auto_method(self.corr_prior, self._corr_config("copula"),
+                                 chrom=self.variants["chrom"].to_numpy(), pos=self.variants["pos"].to_numpy())
+        return method
 
     def _draw_latents(self, labels: torch.Tensor, cond: dict, *, rng: torch.Generator, steps: int,
                       eta: float, guidance: float, pheno_guidance: float | None) -> torch.Tensor:

@@ -811,6 +811,23 @@ def _accumulate_gradient(zz: torch.Tensor, z0: torch.Tensor, chunks: list[slice]
     (z_weight * (zz - z0).pow(2).mean()).backward()
 
 
+def auto_method(prior: CorrelationPrior, config: CorrGuideConfig, *, chrom: Sequence | None = None,
+                pos: Sequence | None = None) -> str:
+    """The decoding ``"auto"`` means for this prior: ``"copula"`` on a sparse panel, else ``"latent+copula"``.
+
+    Sparse: every SNP has at most ``config.reach_partners`` constrained partners in the copula band
+    (SNPs far apart, e.g. ancestry-informative panels). There the copula with marginal mixing
+    (:func:`reach_weights`) reaches the prior's LD as latent guidance does, at a fraction of the cost
+    (benchmarks/RESULTS.md, "Copula-only decoding"); in a dense band it does not, and the latent
+    has to carry the LD.
+    """
+    v = prior.n_variants
+    w = min(config.window, prior.window)
+    kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=config.max_bp if pos is not None else None)
+    partners = kprev + usable_pairs(kprev, w).sum(1)  # (V,)
+    return "copula" if bool((partners <= config.reach_partners).all()) else "latent+copula"
+
+
 def guided_decode(
     decode: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
     z: torch.Tensor,

@@ -182,7 +182,7 @@ ADAPTED_CORR_GUIDANCE = "copula"
 def adapt_config(config: GeneratorConfig, payload: dict) -> GeneratorConfig:
     """The public model's architecture (mode, VAE, DiT, diffusion) with ``config``'s training, sampling and label column.
 
-    A ``sampling.corr_guidance`` left at the default (``"latent+copula"``) becomes
+    A ``sampling.corr_guidance`` left at the default (``"auto"``) becomes
     :data:`ADAPTED_CORR_GUIDANCE`; any other choice is kept (and ``genosynth sample --corr-guidance``
     overrides it at sampling).
     """
