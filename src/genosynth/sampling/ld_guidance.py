@@ -160,15 +160,9 @@ def solve_residual_band(
     float64, shape (V, w): ``R[j, l-1]`` residual correlation of ``u_j, u_{j+l}`` (0 where unconstrained).
     """
     p = probs.double()
-    n, k, v = p.shape
+    v = p.shape[2]
     w = band.shape[1]
-    a = _class_thresholds(p)  # (n, S, V)
-    vals = torch.arange(k, dtype=torch.float64)
-    m = (p * vals[None, :, None]).sum(1)  # (n, V) E[x | row]
-    e2 = (p * (vals ** 2)[None, :, None]).sum(1)  # (n, V)
-    mbar = m.mean(0)
-    sd = (e2.mean(0) - mbar ** 2).clamp_min(0).sqrt()  # (V,) sd of the mixture
-    mc = m - mbar
+    a, mc, sd = _row_moments(p)  # (n, S, V), (n, V), (V,)
     nodes, weights = _gauss_legendre(quad_nodes)
     prior = torch.from_numpy(np.asarray(band, dtype=np.float64))
     kp = torch.from_numpy(np.asarray(kprev))
@@ -187,6 +181,20 @@ def solve_residual_band(
         if report is not None:
             report(lag, w)
     return out.numpy()
+
+
+def _row_moments(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class thresholds (n, S, V), centred row means ``E[x | row] - mean`` (n, V) and the sd of the
+    rows' mixture (V,) of class probabilities ``p`` (float64, shape (n, K, V))."""
+    m, e2 = dosage_moments(p)  # (n, V) each
+    mbar = m.mean(0)  # (V,)
+    return _class_thresholds(p), m - mbar, (e2.mean(0) - mbar ** 2).clamp_min(0).sqrt()
+
+
+def constrained_partners(kprev: np.ndarray, window: int) -> np.ndarray:
+    """int, shape (V,): how many SNPs each SNP is tied to in the copula band (before it and after it)."""
+    kprev = np.asarray(kprev)
+    return kprev + usable_pairs(kprev, window).sum(1)
 
 
 def _solve_theta(aj: torch.Tensor, bj: torch.Tensor, target: torch.Tensor, nodes: torch.Tensor,
@@ -269,10 +277,9 @@ def reach_weights(
     float64, shape (V,): ``lam_j`` in [0, 1], multiples of ``step`` (0 where every pair is reachable).
     """
     p = probs.double()
-    n, k, v = p.shape
+    v = p.shape[2]
     w = min(band.shape[1], v - 1)
     center = p.mean(0, keepdim=True)  # (1, K, V)
-    vals = torch.arange(k, dtype=torch.float64)
     nodes, weights = _gauss_legendre(quad_nodes)
     prior = torch.from_numpy(np.asarray(band, dtype=np.float64))
     kp = torch.from_numpy(np.asarray(kprev))
@@ -280,16 +287,12 @@ def reach_weights(
     theta_cap = math.asin(float(r_cap))
     active = torch.ones(v, dtype=torch.bool)  # SNPs whose pairs are (re)checked
     if max_partners is not None:
-        partners = np.asarray(kprev) + usable_pairs(np.asarray(kprev), band.shape[1]).sum(1)  # (V,)
+        partners = constrained_partners(kprev, band.shape[1])  # (V,)
         active = torch.from_numpy(partners <= max_partners)  # the others never mix
     eligible = active.clone()
-    for _ in range(int(math.ceil(1.0 / step)) + 1):
+    for _ in range(math.ceil(1.0 / step) + 1):
         q = (1 - lam) * p + lam * center  # (n, K, V)
-        a = _class_thresholds(q)  # (n, S, V)
-        m = (q * vals[None, :, None]).sum(1)  # (n, V)
-        mbar = m.mean(0)
-        sd = (((q * (vals ** 2)[None, :, None]).sum(1)).mean(0) - mbar ** 2).clamp_min(0).sqrt()  # (V,)
-        mc = m - mbar
+        a, mc, sd = _row_moments(q)  # (n, S, V), (n, V), (V,)
         raise_ = torch.zeros(v, dtype=torch.bool)
         for lag in range(1, w + 1):
             j = torch.arange(v - lag)
@@ -364,7 +367,7 @@ def frequency_shift(alt: np.ndarray, band: np.ndarray, kprev: np.ndarray, lam: n
         with np.errstate(divide="ignore", invalid="ignore"):
             bound = np.sqrt(a * (1 - b) / (b * (1 - a)))  # (P, G)
         reach = np.nan_to_num(bound, nan=0.0) >= np.abs(t)[:, None]
-        need = reach[:, 0] == False  # noqa: E712 (P,) out of the bound at the decoder's frequencies
+        need = ~reach[:, 0]  # (P,) out of the bound at the decoder's frequencies
         k = np.where(reach.any(1), reach.argmax(1), grid)  # least move that reaches, else the cap
         move = dd[np.arange(len(j)), k] * need  # (P,)
         up1 = p1 < q2  # p1 is the lower one: it moves up
@@ -622,7 +625,7 @@ def _label_factor(pr: torch.Tensor, band: np.ndarray, kprev: np.ndarray, cfg: Co
                 shift = frequency_shift(pr[:, 1].mean(0).numpy(), band, kprev, lam, cap=cfg.reach_af)
             mix = (lam, shift)
             calib = mix_marginals(calib, *mix)
-            partners = kprev + usable_pairs(kprev, band.shape[1]).sum(1)  # (V,)
+            partners = constrained_partners(kprev, band.shape[1])  # (V,)
             if (partners <= cfg.reach_partners).all():  # relaxed guards only where no dense band shares the factor
                 r_max, var_floor, ridge = math.sqrt(1.0 - cfg.reach_floor), cfg.reach_floor, min(ridge, cfg.reach_floor)
     resid = solve_residual_band(calib, band, kprev, quad_nodes=cfg.quad_nodes, newton_iters=cfg.newton_iters,
@@ -824,7 +827,7 @@ def auto_method(prior: CorrelationPrior, config: CorrGuideConfig, *, chrom: Sequ
     v = prior.n_variants
     w = min(config.window, prior.window)
     kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=config.max_bp if pos is not None else None)
-    partners = kprev + usable_pairs(kprev, w).sum(1)  # (V,)
+    partners = constrained_partners(kprev, w)  # (V,)
     return "copula" if bool((partners <= config.reach_partners).all()) else "latent+copula"
 
 
