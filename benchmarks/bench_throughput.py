@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     p.add_argument("--formats", nargs="+", default=["bed", "vcf"])
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
-    p.add_argument("--corr-guidance", default=None, choices=("none", "copula", "latent", "latent+copula"))
+    p.add_argument("--corr-guidance", default=None, choices=("none", "auto", "copula", "latent", "latent+copula"))
     p.add_argument("--latent-steps", type=int, default=None, help="latent guidance steps (default: the prior's)")
     p.add_argument("--latent-lr", type=float, default=None, help="latent guidance Adam rate (default: 0.05)")
     p.add_argument("--reach", default=None, choices=("never", "copula", "always"),
@@ -316,6 +316,9 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.threads > 1 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        print("warning: OMP_WAIT_POLICY is not PASSIVE; on a loaded machine OpenMP's spinning threads slow "
+              "2-thread sampling ~8x (RESULTS.md, session 10)", file=sys.stderr)
     t0 = time.perf_counter()
     model, train, holdout = get_model(args)
     train_s = time.perf_counter() - t0
@@ -325,6 +328,8 @@ def main(argv=None) -> int:
     model.sample(8, seed=0, steps=args.steps, corr_guidance=args.corr_guidance)  # warm-up
     out = {"data": args.data, "snps": len(model.variants), "threads": torch.get_num_threads(),
            "decoding": args.corr_guidance or model.config.sampling.corr_guidance,
+           "decoding_resolved": model.decoding(args.corr_guidance) if hasattr(model, "decoding") else None,
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
            "steps": args.steps or model.config.sampling.steps,
            "batch_size": args.batch_size or model.config.sampling.batch_size,
            "corr_options": dict(getattr(model, "corr_options", {})),
