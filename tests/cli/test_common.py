@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from genosynth.cli import COMMANDS, main
@@ -153,3 +155,15 @@ def test_outputs_are_checked_against_every_input(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="is a file, not a folder"):
         check_outputs(args, "keep.txt/deeper/o")
     check_outputs(args, None)  # no --out: nothing is written
+
+
+def test_the_cli_makes_openmp_threads_wait_passively_unless_the_user_chose():
+    import subprocess
+    import sys
+
+    code = "import os, sys, genosynth.cli; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,  # noqa: E731
+                                   check=True).stdout.split()
+    assert run(env) == ["PASSIVE", "False"]  # set before torch is imported
+    assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"})[0] == "ACTIVE"

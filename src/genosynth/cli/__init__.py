@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# OpenMP threads that spin while they wait for each other make every multi-threaded torch call
+# several times slower on a machine that is doing anything else (805-SNP sampling on 2 threads of
+# a busy 2-core machine: 39 people/s spinning, 336 passive; benchmarks/RESULTS.md, "The auto
+# default at 805 SNPs"). Set before torch is imported; a value the user exported is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from genosynth import __version__
 from genosynth.cli.common import RunLog, check_outputs
