@@ -101,7 +101,8 @@ def train_model(train, a, say):
 
 
 def synthetic_sets(model, train, a, timings: dict) -> dict:
-    """AFTER (stored shrunk prior), BEFORE (unshrunk prior swapped in), plain decoding, independent SNPs."""
+    """AFTER (stored shrunk prior, the model's default decoding), latent+copula when that default is another
+    (``auto`` on a sparse panel), BEFORE (unshrunk prior swapped in), plain decoding, independent SNPs."""
     from genosynth.evaluate.baselines import independent_snps_generator
     from genosynth.models.ld_prior import CorrelationPrior
     from genosynth.training.ld_fit import plain_correlation_prior
@@ -112,7 +113,11 @@ def synthetic_sets(model, train, a, timings: dict) -> dict:
     unshrunk = CorrelationPrior.from_state_dict(
         plain_correlation_prior(train, model.config, model.vocabulary, shrink=False))
     runs = [("after_shrunk", shrunk, None), ("before_unshrunk", unshrunk, None), ("plain_decoding", shrunk, "none")]
-    runs = runs[:1] if a.only_default else runs
+    first = 1
+    if model.decoding() != "latent+copula":  # the default ("auto") is the copula here: latent steps too, to compare
+        runs.insert(1, ("latent_copula", shrunk, "latent+copula"))
+        first = 2
+    runs = runs[:first] if a.only_default else runs
     if model.fine_labels is not None:  # populations and spread stored: also without both, and with the spread only
         runs[1:1] = [("fine_labels_off", shrunk, None), ("spread_only", shrunk, None), ("spread_half", shrunk, None)]
     for name, prior, method in runs:
