@@ -420,7 +420,7 @@ def test_copula_cache_reuses_factors_across_batches():
     a = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(0),
                       config=cfg, cache=cache)
     assert list(cache) == [0]
-    cache[0] = (np.zeros_like(cache[0][0]), np.ones_like(cache[0][1]))  # a cached factor is used as is
+    cache[0] = (np.zeros_like(cache[0][0]), np.ones_like(cache[0][1]), None)  # a cached factor is used as is
     b = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(0),
                       config=cfg, cache=cache)
     c = copula_sample(probs, prior, torch.zeros(n, dtype=torch.long), rng=torch.Generator().manual_seed(0),

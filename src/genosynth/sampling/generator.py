@@ -231,8 +231,8 @@ class Generator:
         z = self._draw_latents(labels, cond, rng=rng, steps=steps, eta=eta, guidance=guidance,
                                pheno_guidance=pheno_guidance)  # (B, C, T)
         decode = self._row_decoder(labels, cond.get("pheno"), rng=rng, fine=fine)  # (z, y) -> logits (B, K, V)
-        method = self.decoding(corr_guidance)
-        if method != "none" and not argmax and self.corr_prior is not None:
+        method = self.decoding(corr_guidance)  # "none" when the model has no prior
+        if method != "none" and not argmax:
             prior = self.corr_prior
             cfg = self._corr_config(method)
             key = (method, steps, guidance, pheno_guidance, temperature, eta, tuple(sorted(self.corr_options.items())))

@@ -592,7 +592,7 @@ def copula_sample(
             continue
         pr = p[rows]  # (n, K, V)
         if cache is not None and lab in cache:
-            beta, s, mix = (*cache[lab], None)[:3]  # factors cached before marginal mixing: (beta, s)
+            beta, s, mix = cache[lab]  # the label's factor and its marginal mixing (None: none)
         else:
             beta, s, mix = _label_factor(pr, prior.band(lab)[:, :w], kprev, cfg,
                                          None if report is None else (lambda lag, width, lab=lab: report(
