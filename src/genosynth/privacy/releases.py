@@ -120,7 +120,7 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     else:
         out = _shrunk_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy, parents=parents)
     if public_freq is not None:
-        _toward_public(out, noisy, np.asarray(public_freq, dtype=np.float64), noise_sd=noise_sd, ploidy=ploidy)
+        _toward_public(out, noisy, np.asarray(public_freq, dtype=np.float64), noise_sd=noise_sd)
     return out
 
 
@@ -219,7 +219,7 @@ def _pooled_contrast(raw: np.ndarray, counts: np.ndarray, *, noise_sd: float, pl
     weight = tau2 / (tau2 + sigma2) if tau2 + sigma2 > 0 else 0.0
     return weight * pooled, weight
 
-def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noise_sd: float, ploidy: int,
+def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noise_sd: float,
                    new_labels: bool = True) -> None:
     """Denoise each label's frequencies towards a public prior mean by empirical Bayes (post-processing).
 
@@ -241,8 +241,8 @@ def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noi
     ``F m (1 - m)`` with ``F`` the method-of-moments ``mean(d² - σ²) / mean(m (1 - m))`` (at least
     1e-6), and the posterior mean ``m + w d`` with ``w = F m (1 - m) / (F m (1 - m) + σ²)`` per SNP.
 
-    public_freq : float, shape (L, V), NaN rows where there is no public frequency; ``ploidy`` is not
-    needed (the centred sums are ploidy-free). ``out["public_weight"]``: float64 (L,), the mean ``w`` of each label (NaN where nothing was done).
+    public_freq : float, shape (L, V), NaN rows where there is no public frequency (the centred sums
+    are ploidy-free, so no ploidy is needed). ``out["public_weight"]``: float64 (L,), the mean ``w`` of each label (NaN where nothing was done).
     """
     v = noisy.shape[1] - 1
     sums, released_count = noisy[:, :v], noisy[:, v]  # (L, V), (L,)
