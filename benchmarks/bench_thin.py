@@ -8,12 +8,14 @@ random, positions as given; ``--holdout-per-pop`` (10) other people per populati
 is trained once and sampled with the default decoding twice: AFTER, with the correlation prior
 training stores now (shrunk by its sampling noise, band chosen from the data), and BEFORE, with the
 unshrunk prior of the full band swapped in (the same networks; only the prior differs). A model
-that stores population corrections and each super population's ancestry spread (``--fine-labels
-auto``: ``training.fine_labels``) is also sampled without both (``fine_labels_off``: super
-population only, as the default model), with the spread only (``spread_only``) and with half the
-spread's covariance (``spread_half``: ``sampling.ancestry_spread_scale=0.5``). Also: plain
-decoding (no correlation guidance) and the independent-SNP baseline
-(:func:`genosynth.evaluate.baselines.independent_snps_generator`, per population).
+that stores population corrections (``--fine-labels auto``: ``training.fine_labels``, populations
+placed along the principal axes, ``--fine-label-rank``) and the ancestry spread within populations is
+also sampled with the corrections alone (``populations_only``) and without both
+(``fine_labels_off``: super population only, as a default model). Also: plain decoding (no
+correlation guidance) and the independent-SNP baseline
+(:func:`genosynth.evaluate.baselines.independent_snps_generator`, per population); with
+``--estimators`` also independent-SNP people from the per-SNP shrunk population frequencies
+(``independent_shrunk``) and from the frequencies along the axes (``independent_axes``).
 
 Everything is scored by :func:`genosynth.evaluate.evaluate` against the held-out people; the
 table (printed, and written as JSON) holds per set: LD decay within super population per distance
@@ -91,7 +93,8 @@ def train_model(train, a, say):
 
     if a.checkpoint and os.path.exists(a.checkpoint):
         return Generator.load(a.checkpoint), 0.0
-    cfg = GeneratorConfig().replace(label_column=a.label_column, training={"fine_labels": a.fine_labels})
+    cfg = GeneratorConfig().replace(label_column=a.label_column, training={"fine_labels": a.fine_labels,
+                                                                         "fine_label_rank": a.fine_label_rank})
     changes = {k: v for k, v in (("vae_epochs", a.vae_epochs), ("dit_epochs", a.dit_epochs)) if v is not None}
     if changes:
         cfg = cfg.replace(training=changes)
@@ -118,22 +121,61 @@ def synthetic_sets(model, train, a, timings: dict) -> dict:
         runs.insert(1, ("latent_copula", shrunk, "latent+copula"))
         first = 2
     runs = runs[:first] if a.only_default else runs
-    if model.fine_labels is not None:  # populations and spread stored: also without both, and with the spread only
-        runs[1:1] = [("fine_labels_off", shrunk, None), ("spread_only", shrunk, None), ("spread_half", shrunk, None)]
+    if model.fine_labels is not None:  # populations and spread stored: also populations alone, and neither
+        runs[1:1] = [("populations_only", shrunk, None), ("fine_labels_off", shrunk, None)]
     for name, prior, method in runs:
         model.corr_prior = prior
         model._corr_cache.clear()  # the decoding cache belongs to one prior
-        model.config.sampling.fine_labels = not name.startswith(("fine_labels_off", "spread_"))
-        model.config.sampling.ancestry_spread = name != "fine_labels_off"
-        model.config.sampling.ancestry_spread_scale = 0.5 if name == "spread_half" else 1.0
+        model.config.sampling.fine_labels = name != "fine_labels_off"
+        model.config.sampling.ancestry_spread = name not in ("fine_labels_off", "populations_only")
         t = time.perf_counter()
         sets[name] = model.sample(n, seed=a.seed + 1, corr_guidance=method)
         timings[f"sample_{name}"] = time.perf_counter() - t
     model.corr_prior = shrunk
     model.config.sampling.fine_labels = model.config.sampling.ancestry_spread = True
-    model.config.sampling.ancestry_spread_scale = 1.0
     sets["independent"] = independent_snps_generator(train, n=n, label_column="pop", seed=a.seed + 2)
+    if a.estimators:
+        sets.update(independent_estimators(train, seed=a.seed + 3))
     return sets, {"shrunk": _prior_summary(shrunk), "unshrunk": _prior_summary(unshrunk)}
+
+
+def independent_estimators(train, *, seed: int) -> dict:
+    """Independent-SNP people (as many per population as in train) drawn from two estimates of each population's
+    frequencies: ``independent_shrunk``, the per-SNP posterior mean toward the super population
+    (:func:`~genosynth.training.data.shrink_label_frequencies` of unsmoothed counts: what a ``pop`` model is
+    calibrated to), and ``independent_axes``, the super population's frequencies plus the population's offset
+    along the principal axes (:func:`~genosynth.training.calibration.fine_label_corrections`, default rank: what
+    a ``super_pop`` model with ``training.fine_labels`` decodes)."""
+    from genosynth.cohort import Cohort, make_samples
+    from genosynth.training.calibration import fine_label_corrections
+    from genosynth.training.data import (alt_frequency, class_counts, label_groups, label_parents, prepare_data,
+                                         shrink_label_frequencies, smoothed_frequencies)
+
+    coarse = prepare_data(train, label_column="super_pop", mode="genotype")
+    _, per = smoothed_frequencies(*class_counts(coarse.alleles, coarse.labels, len(coarse.vocabulary), 3),
+                                  pseudo_count=0.5)  # (S, V, 3)
+    fl = fine_label_corrections(train, coarse, per, label_column="super_pop", setting="pop", max_people=0,
+                                exponent=1.0, rank=-1)
+    tilted = per[fl["parent"]].double() * fl["correction"].double().exp()  # (L, V, 3)
+    fine = prepare_data(train, label_column="pop", mode="genotype")
+    count, seen = class_counts(fine.alleles, fine.labels, len(fine.vocabulary), 3)
+    _, raw = smoothed_frequencies(count, seen, pseudo_count=1e-3)  # (L, V, 3)
+    groups = label_groups(fine.vocabulary, label_parents(train, "pop", fine.vocabulary))
+    shrunk, _ = shrink_label_frequencies(raw, seen[:-1], groups, alleles_per_row=2, raw=raw)
+    assert fl["labels"] == fine.vocabulary
+    rng = np.random.default_rng(seed)
+    pops, sups = train.labels("pop"), train.labels("super_pop")
+    out = {}
+    for name, freq in (("independent_shrunk", shrunk), ("independent_axes", tilted / tilted.sum(-1, keepdim=True))):
+        p = alt_frequency(freq.double()).numpy()  # (L, V)
+        index = np.array([fine.vocabulary.index(x) for x in pops])  # (N,) each training person's population
+        g = rng.binomial(2, p[index]).astype(np.int8)  # (N, V)
+        ids = [f"{name}_{k}" for k in range(len(index))]
+        samples = make_samples(ids, pop=pops, super_pop=sups)
+        out[name] = Cohort(alleles=g, variants=train.variants.copy(), samples=samples, phased=False, ploidy=2,
+                           meta={"generator": name})
+    out["_rank"] = fl["rank"]
+    return out
 
 
 def _prior_summary(prior) -> dict:
@@ -174,7 +216,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label-column", default="super_pop", help="what the generator conditions on (pop: hierarchical)")
     ap.add_argument("--fine-labels", default="off", help="training.fine_labels: off (the default), auto or a column")
+    ap.add_argument("--fine-label-rank", type=int, default=-1,
+                    help="training.fine_label_rank: axes of the populations (-1 from the data, 0 per-SNP shrinkage)")
     ap.add_argument("--only-default", action="store_true", help="sample the default decoding only (no BEFORE/plain sets)")
+    ap.add_argument("--estimators", action="store_true",
+                    help="also independent-SNP people from shrunk and from axis population frequencies")
     ap.add_argument("--checkpoint", default=None, help="reuse/write the trained generator here")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--verbose", action="store_true", help="training log lines")
@@ -188,6 +234,7 @@ def main(argv=None) -> int:
                                  seed=a.seed, bfile=a.bfile)
     model, timings["train"] = train_model(train, a, print)
     sets, priors = synthetic_sets(model, train, a, timings)
+    axes_rank = sets.pop("_rank", None)
     t = time.perf_counter()
     # scored against the training people's complete calls: the missing calls are what the generator
     # was given, not what the people are (scoring masked calls against complete held-out calls gave
@@ -199,8 +246,9 @@ def main(argv=None) -> int:
            "label_column": model.config.label_column, "epochs": [model.config.training.vae_epochs,
                                                                   model.config.training.dit_epochs],
            "seed": a.seed, "priors": priors, "table": table, "ld_decay_edges_bp": edges, "timings": timings,
-           "fine_labels": None if model.fine_labels is None else {k: model.fine_labels[k]
-                                                                  for k in ("column", "F", "exponent")},
+           "fine_labels": None if model.fine_labels is None else {k: model.fine_labels.get(k)
+                                                                  for k in ("column", "F", "exponent", "rank")},
+           "independent_axes_rank": axes_rank,
            "total_s": time.perf_counter() - t0, "load_avg": os.getloadavg(),
            "argv": sys.argv if argv is None else argv,
            "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,

@@ -14,12 +14,43 @@ from genosynth.training.data import class_counts, prepare_data, smoothed_frequen
 from _testlib import nested_cohort
 
 
+def admixed_cohort(*, n_per: int = 15, v: int = 400, seed: int = 0) -> tuple[Cohort, dict]:
+    """Unphased people of 2 super populations: ``SRC`` (populations ``A``, ``AB``: 100 / 90 % source ``A``) and ``MIX``
+    (populations ``M2``, ``M5``, ``M8``: 20 / 50 / 80 % ``A`` ancestry, each person its own share within
+    +-0.1). Returns the cohort and each population's true ALT frequencies (V,)."""
+    from genosynth.cohort import make_samples, make_variants
+
+    rng = np.random.default_rng(seed)
+    pa, pb = rng.uniform(0.05, 0.95, v), rng.uniform(0.05, 0.95, v)
+    share = {"A": 1.0, "AB": 0.9, "M2": 0.2, "M5": 0.5, "M8": 0.8}
+    g, pops, supers = [], [], []
+    for pop, m in share.items():
+        own = np.clip(m + rng.uniform(-0.1, 0.1, (n_per, 1)), 0, 1) if pop.startswith("M") else np.full((n_per, 1), m)
+        g.append(rng.binomial(2, own * pa + (1 - own) * pb))
+        pops += [pop] * n_per
+        supers += ["MIX" if pop.startswith("M") else "SRC"] * n_per
+    variants = make_variants(chrom=["1"] * v, pos=(np.arange(v) + 1) * 10_000, ref=["A"] * v, alt=["G"] * v)
+    cohort = Cohort(np.concatenate(g).astype(np.int8), variants, make_samples(range(len(pops)), pop=pops,
+                                                                               super_pop=supers), phased=False)
+    return cohort, {pop: m * pa + (1 - m) * pb for pop, m in share.items()}
+
+
+def decoded_alt(cohort: Cohort, fl: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(each population's ALT frequencies after its correction, its super population's), both (Lf, V)."""
+    data = prepare_data(cohort, label_column="super_pop")
+    _, per_label = smoothed_frequencies(*class_counts(data.alleles, data.labels, 2, 3), pseudo_count=0.5)
+    q = per_label[fl["parent"]].double() * fl["correction"].double().exp()  # (Lf, V, K)
+    alt = ((q / q.sum(-1, keepdim=True)) * torch.arange(3.0)).sum(-1).numpy() / 2
+    sup = (per_label[fl["parent"]].double() * torch.arange(3.0)).sum(-1).numpy() / 2
+    return alt, sup
+
+
 def corrections(cohort: Cohort, **kw) -> dict | None:
     data = prepare_data(cohort, label_column=kw.pop("label_column", "super_pop"))
     n_labels = len(data.vocabulary)
     _, per_label = smoothed_frequencies(*class_counts(data.alleles, data.labels, n_labels, data.n_classes),
                                         pseudo_count=0.5)  # (L, V, K), as training calibrates to
-    opts = {"setting": "auto", "max_people": 50, "exponent": 0.5, **kw}
+    opts = {"setting": "auto", "max_people": 50, "exponent": 0.5, "rank": 0, **kw}  # rank 0: per-SNP shrinkage
     return fine_label_corrections(cohort, data, per_label, label_column="super_pop", **opts)
 
 
@@ -93,3 +124,115 @@ def test_ancestry_spread_sees_admixture_and_not_genotype_noise():
     axis = float(((pa - pb) ** 2).sum())  # squared distance between the labels along their axis
     assert spreads[0].max() < 0.01 * axis  # genotype noise is taken out
     assert spreads[1][1] > 0.04 * axis and spreads[1][0] < 0.01 * axis  # Var(share) = 1/12 of it, for B only
+
+
+def test_principal_axes_are_the_top_pcs_of_the_standardised_people():
+    from genosynth.training.calibration import principal_axes
+
+    cohort, _ = admixed_cohort(v=120)
+    g = cohort.genotypes().copy()
+    g[::7, ::5] = -1  # missing calls count as the centre
+    cohort = Cohort(g, cohort.variants, cohort.samples, phased=False)
+    q = np.where(g < 0, np.nan, g).astype(float)
+    freq = np.nanmean(q, axis=0) / 2  # (V,)
+    axes = principal_axes(cohort, freq=freq, rank=3, chunk=50)  # three chunks of SNPs
+    x = np.where(g < 0, 0.0, (g - 2 * freq) / np.sqrt(2 * freq * (1 - freq)))
+    vt = np.linalg.svd(x, full_matrices=False)[2][:3].T  # (V, 3)
+    assert axes.shape == (120, 3) and np.allclose(axes.T @ axes, np.eye(3), atol=1e-8)
+    assert np.allclose(np.abs((axes * vt).sum(0)), 1.0, atol=1e-8)  # the same axes up to sign
+    assert principal_axes(cohort, freq=freq, rank=500).shape == (120, cohort.n_samples - 1)
+    assert principal_axes(cohort, freq=freq).shape == (120, 1)  # one axis of structure (the admixture) above noise
+    rng = np.random.default_rng(0)
+    flat = Cohort(rng.binomial(2, freq, g.shape).astype(np.int8), cohort.variants, cohort.samples, phased=False)
+    assert principal_axes(flat, freq=freq).shape == (120, 1)  # no structure above the edge: the floor of one axis
+    five = nested_cohort(n_per=20, f=0.1, v=200, seed=1)  # 6 drifted populations: 5 axes
+    f5 = five.genotypes().mean(0) / 2
+    assert principal_axes(five, freq=f5).shape == (200, 5)
+    few = principal_axes(five, freq=f5, max_people=60)  # evenly spaced 60 of the 120 people: the same axes
+    assert few.shape == (200, 5) and np.linalg.svd(few.T @ principal_axes(five, freq=f5), compute_uv=False).min() > 0.8
+
+
+def test_axis_corrections_put_admixed_populations_at_their_ancestry():
+    """Populations that differ by their share of two sources: the corrections along the principal axes
+    (default rank: the axes above the noise edge, here the one admixture axis) bring each population's
+    frequencies close to its true ones, closer than the per-SNP shrinkage, whose estimate keeps each
+    SNP's sampling noise."""
+    cohort, truth = admixed_cohort(seed=3)
+    axes = corrections(cohort, rank=-1)
+    assert axes["rank"] == 1 and axes["labels"] == ["A", "AB", "M2", "M5", "M8"] and axes["parent"] == [1, 1, 0, 0, 0]
+    alt, sup = decoded_alt(cohort, axes)
+    true = np.stack([truth[lab] for lab in axes["labels"]])  # (5, V)
+    assert np.corrcoef((alt - sup)[2:].ravel(), (true - sup)[2:].ravel())[0, 1] > 0.8  # moved along the admixture
+    err_axes = ((alt - true) ** 2).mean()
+    err_none = ((sup - true) ** 2).mean()
+    err_shrink = ((decoded_alt(cohort, corrections(cohort, exponent=1.0))[0] - true) ** 2).mean()
+    # (all three keep the super population's own sampling noise)
+    assert err_axes < 0.9 * err_shrink and err_axes < 0.6 * err_none, (err_axes, err_shrink, err_none)
+
+
+def test_axis_corrections_mix_back_to_the_super_population_classes():
+    """The populations of a super population, mixed as in training, decode its genotype-class frequencies:
+    the binomial tilt alone takes the heterozygote deficit of the populations' differences a second time."""
+    cohort, _ = admixed_cohort(seed=9)
+    data = prepare_data(cohort, label_column="super_pop")
+    _, per_label = smoothed_frequencies(*class_counts(data.alleles, data.labels, 2, 3), pseudo_count=0.5)
+    fl = corrections(cohort, rank=-1)
+    tilted = per_label[fl["parent"]].double() * fl["correction"].double().exp()
+    tilted = tilted / tilted.sum(-1, keepdim=True)  # (5, V, 3)
+    weight = torch.tensor([fl["mix"][lab] for lab in fl["labels"]], dtype=torch.float64)
+    for j in (0, 1):
+        members = [i for i, p in enumerate(fl["parent"]) if p == j]
+        mixed = (weight[members, None, None] * tilted[members]).sum(0) / weight[members].sum()  # (V, 3)
+        assert (mixed - per_label[j]).abs().max() < 0.01  # without the recentring: up to 0.10
+        assert abs(float(mixed[:, 1].mean() - per_label[j][:, 1].mean())) < 0.001  # heterozygotes kept (else -0.019)
+    mix_alt = (tilted[2:] * torch.arange(3.0)).sum(-1) / 2  # (3, V) the admixed populations still differ
+    assert float((mix_alt[0] - mix_alt[2]).abs().mean()) > 0.1
+
+
+def test_axis_corrections_of_haplotype_rows_match_those_of_genotypes():
+    """A phased cohort (2 allele classes per row) gets the same offsets as its unphased genotypes (3 classes)."""
+    cohort, _ = admixed_cohort(seed=8)
+    g = cohort.genotypes()
+    hap = np.stack([(g >= 1), (g == 2)], axis=1).reshape(-1, g.shape[1]).astype(np.int8)  # (2N, V) rows 2i, 2i+1
+    phased = Cohort(hap, cohort.variants, cohort.samples, phased=True)
+    shifts = []
+    for c in (cohort, phased):
+        data = prepare_data(c, label_column="super_pop")
+        k = data.n_classes
+        _, per_label = smoothed_frequencies(*class_counts(data.alleles, data.labels, 2, k), pseudo_count=0.5)
+        fl = fine_label_corrections(c, data, per_label, label_column="super_pop", setting="auto", max_people=50,
+                                    exponent=0.5, rank=-1)
+        assert fl["correction"].shape == (5, 400, k)
+        q = per_label[fl["parent"]].double() * fl["correction"].double().exp()
+        alt = ((q / q.sum(-1, keepdim=True)) * torch.arange(k)).sum(-1) / (k - 1)
+        shifts.append((alt - (per_label[fl["parent"]].double() * torch.arange(k)).sum(-1) / (k - 1)).numpy())
+    assert np.corrcoef(shifts[0].ravel(), shifts[1].ravel())[0, 1] > 0.99
+
+
+def test_axis_corrections_leave_a_members_private_allele_out():
+    """An allele only one training person carries moves its population's per-SNP estimate by about 1/30;
+    along the axes it enters as one of all 75 people in a regression on their PC scores, so it moves less
+    (weighted by how far the person and the population lie out along the axes: M2 is far out here)."""
+    cohort, _ = admixed_cohort(seed=5)
+    g = cohort.genotypes().copy()
+    g[:, 7] = 0
+    g[40, 7] = 1  # person 40 (population M2) alone carries the ALT allele of SNP 7
+    cohort = Cohort(g, cohort.variants, cohort.samples, phased=False)
+    axes, shrink = corrections(cohort, rank=-1), corrections(cohort, exponent=0.0)
+    pop = axes["labels"].index("M2")
+    moved = [abs(decoded_alt(cohort, fl)[0][pop, 7] - decoded_alt(cohort, fl)[1][pop, 7]) for fl in (axes, shrink)]
+    assert moved[0] < 0.6 * moved[1], moved
+
+
+def test_spread_around_populations_keeps_only_what_lies_within_them():
+    """With population corrections the spread is measured from each person's population: the admixed
+    populations' different centres no longer count as spread; each person's own share (+-0.1) still does."""
+    from genosynth.training.calibration import label_ancestry_spread
+
+    cohort, _ = admixed_cohort(n_per=40, seed=6)
+    data = prepare_data(cohort, label_column="super_pop")
+    _, per_label = smoothed_frequencies(*class_counts(data.alleles, data.labels, 2, 3), pseudo_count=0.5)
+    fl = corrections(cohort, rank=-1)
+    around_label = label_ancestry_spread(cohort, data, per_label)["cov"][0, 0, 0]  # MIX, its one axis
+    around_pop = label_ancestry_spread(cohort, data, per_label, fine=fl)["cov"][0, 0, 0]
+    assert 0 < around_pop < 0.25 * around_label, (around_pop, around_label)  # Var(share): 0.0033 vs 0.043

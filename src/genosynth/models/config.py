@@ -41,6 +41,7 @@ class TrainingConfig:
     fine_labels: str = "off"  # populations inside the labels and each label's ancestry spread (training.calibration): "off", "auto" (the pop column, when its labels have <= fine_label_max_people people on median) or a column name (always)
     fine_label_max_people: int = 50  # "auto" stores fine-label corrections only when the fine labels are this thin (median people; 0 = always)
     fine_label_exponent: float = 0.5  # fine labels move w**exponent of the way from their parent's frequencies to their own (w: empirical-Bayes weight; 1 = posterior mean)
+    fine_label_rank: int = -1  # fine labels' offsets kept along this many principal axes of the training people (-1: those above the noise edge; 0: per-SNP shrinkage by fine_label_exponent instead)
     precision: str = "fp32"  # forward passes of plain training: "fp32" or "bf16" (torch.autocast bfloat16)
 
     def __post_init__(self) -> None:

@@ -9,9 +9,11 @@ from genosynth.cohort import Cohort
 from genosynth.errors import InputError
 from genosynth.models.diffusion import GaussianDiffusion
 from genosynth.models.dit import DiT1D
+from genosynth.models.solvers import sample_latents
 from genosynth.models.vae import GenotypeVAE
 from genosynth.privacy.releases import ancestry_basis, ancestry_covariance
-from genosynth.training.data import TrainingData, class_counts, shrink_label_frequencies, smoothed_frequencies
+from genosynth.training.data import (TrainingData, alt_frequency, class_counts, shrink_label_frequencies,
+                                     smoothed_frequencies)
 
 
 @torch.no_grad()
@@ -80,20 +82,35 @@ def _fine_column(cohort: Cohort, label_column: str, setting: str, max_people: in
 
 
 def fine_label_corrections(cohort: Cohort, data: TrainingData, per_label: torch.Tensor, *, label_column: str,
-                           setting: str, max_people: int, exponent: float, bound: float = 3.0) -> dict | None:
+                           setting: str, max_people: int, exponent: float, rank: int = -1,
+                           bound: float = 3.0) -> dict | None:
     """Allele-frequency corrections of finer labels (populations) inside the coarse labels a model conditions on.
 
-    A model conditioned on super population decodes its frequencies; each population ``l`` of
-    super population ``s`` gets ``log P_l - log Q_s`` (per SNP and allele class), added to the
-    decoder logits of a person drawn as ``l`` (:class:`genosynth.sampling.generator.Generator`).
-    With few people per population their frequencies are mostly sampling noise, so ``P_l`` is
-    shrunk toward ``Q_s`` by empirical Bayes (Balding-Nichols divergence ``F`` of the group,
-    estimated from the unsmoothed frequencies by
-    :func:`~genosynth.training.data.shrink_label_frequencies`):
-    ``P_l = Q_s + w^exponent (f_l - Q_s)`` with ``w = n_l / (n_l + (1 - F) / F)`` per SNP
-    (``n_l`` called alleles). ``exponent`` 1 is the posterior mean, whose spread between
-    populations is ``w`` times too narrow; 0.5 makes the spread of the corrected frequencies match
-    the estimated divergence (constrained Bayes, Louis 1984). Only aggregate per-label frequencies enter.
+    A model conditioned on super population decodes its frequencies ``Q_s``; each population ``l`` of
+    super population ``s`` gets a correction of the decoder logits toward frequencies ``P_l``, added
+    for a person drawn as ``l`` (:class:`genosynth.sampling.generator.Generator`). With few people
+    per population their frequencies ``f_l`` are mostly sampling noise, and every per-SNP estimate
+    of them carries its members' genotypes, so ``P_l`` keeps only part of ``f_l - Q_s``:
+
+    * ``rank != 0`` (default ``-1``: the axes above the noise edge, :func:`principal_axes`; ``k > 0``: ``k``
+      axes): the population's offset along the top principal axes of the training people
+      (:func:`principal_axes`), ``P_l = Q_s + A A' (f_l - Q_s)`` in genotypes standardised by the
+      overall frequency, ``f_l`` unsmoothed. A population's centre along a few axes is where its
+      people sit in a PCA; its per-SNP noise (and the members' own rare alleles) is left out.
+      The decoder logits of allele class ``m`` (of ``K``) get ``m log(P/Q) + (K - 1 - m)
+      log((1 - P)/(1 - Q))``, the binomial likelihood ratio (:mod:`genosynth.sampling.ancestry`).
+      The tilts are then recentred so that a coarse label's populations, mixed as in training, decode
+      its genotype classes (:func:`_recentred`). Cohort (a) of issue 21 (15 people per population, 5
+      axes): PCA energy distance 0.14-0.16 -> 0.00-0.01, population TSTR +0.08 / +0.14,
+      membership-inference AUC +0.00-0.01, AATS -0.04 (benchmarks/RESULTS.md, session 11).
+    * ``rank == 0``: per-SNP empirical Bayes (as before): ``P_l = Q_s + w^exponent (f_l - Q_s)`` with
+      ``w = n_l / (n_l + (1 - F) / F)`` per SNP (``n_l`` called alleles, ``F`` the Balding-Nichols
+      divergence of the group from unsmoothed counts, :func:`~genosynth.training.data.shrink_label_frequencies`;
+      ``f_l`` with pseudo-count 0.5). ``exponent`` 1 is the posterior mean, 0.5 matches the spread
+      between populations to ``F`` (constrained Bayes, Louis 1984). Costlier in membership signal per
+      unit of population signal than the axes (RESULTS.md, session 11).
+
+    Only aggregate per-label frequencies (and, for the axes, the training people's top principal axes) enter.
 
     Parameters
     ----------
@@ -104,12 +121,14 @@ def fine_label_corrections(cohort: Cohort, data: TrainingData, per_label: torch.
     -------
     None when ``setting`` selects no column (``"off"``, or ``"auto"`` and the finer labels have more than
     ``max_people`` people on median), else ``{"column", "labels", "parent" (coarse index per fine label),
-    "mix", "correction" (float, shape (n_fine, V, K)), "F", "exponent"}``.
+    "mix", "correction" (float, shape (n_fine, V, K)), "F", "exponent", "rank"}`` (``rank`` the number of axes
+    used, 0 for the per-SNP shrinkage).
 
     References
     ----------
     Louis T. A. (1984) Estimating a population of parameter values using Bayes and empirical Bayes
     methods. JASA 79(386): 393-398.
+    Patterson N., Price A. L., Reich D. (2006) Population structure and eigenanalysis. PLoS Genetics 2(12): e190.
     """
     column = _fine_column(cohort, label_column, setting, max_people)
     if column is None:
@@ -121,23 +140,110 @@ def fine_label_corrections(cohort: Cohort, data: TrainingData, per_label: torch.
     parent = torch.zeros(len(vocabulary), dtype=torch.long)  # (Lf,)
     parent[row_fine] = data.labels
     count, seen = class_counts(data.alleles, row_fine, len(vocabulary), data.n_classes)  # (Lf+1, V, K), (Lf+1, V)
-    _, smooth = smoothed_frequencies(count, seen, pseudo_count=0.5)  # (Lf, V, K)
-    _, raw = smoothed_frequencies(count, seen, pseudo_count=1e-3)  # (Lf, V, K): F from (almost) unsmoothed ones
+    overall, raw = smoothed_frequencies(count, seen, pseudo_count=1e-3)  # (V, K), (Lf, V, K): (almost) unsmoothed
     groups = [torch.nonzero(parent == j).squeeze(1).tolist() for j in range(per_label.shape[0])]
     _, info = shrink_label_frequencies(raw, seen[:-1], groups, alleles_per_row=1 if data.n_classes == 2 else 2)
-    kappa = torch.tensor([k if k is not None else 0.0 for k in info["kappa"]], dtype=torch.float64)[parent]  # (Lf,)
-    n_alleles = seen[:-1].double() * (1 if data.n_classes == 2 else 2)  # (Lf, V)
-    w = torch.where(n_alleles > 0, n_alleles / (n_alleles + kappa[:, None]).clamp_min(1e-12), 0.0)  # (Lf, V)
     q = per_label[parent].double()  # (Lf, V, K)
-    target = q + w.pow(exponent)[..., None] * (smooth.double() - q)  # (Lf, V, K)
-    correction = (target.clamp_min(1e-6).log() - q.clamp_min(1e-6).log()).clamp(-bound, bound).float()
+    if rank != 0:
+        centre = alt_frequency(overall.double()).numpy()  # (V,)
+        axes = principal_axes(cohort, freq=centre, rank=None if rank < 0 else rank)  # (V, k)
+        correction = _axis_correction(alt_frequency(raw.double()).numpy(), alt_frequency(q).numpy(), centre, axes,
+                                      n_classes=data.n_classes, bound=bound)  # (Lf, V, K)
+        weight = torch.from_numpy(np.bincount(index, minlength=len(vocabulary)).astype(np.float64))  # (Lf,)
+        correction = _recentred(correction, per_label, parent, weight, bound=bound)
+        k = axes.shape[1]
+    else:
+        k = 0
+        _, smooth = smoothed_frequencies(count, seen, pseudo_count=0.5)  # (Lf, V, K)
+        kappa = torch.tensor([x if x is not None else 0.0 for x in info["kappa"]], dtype=torch.float64)[parent]
+        n_alleles = seen[:-1].double() * (1 if data.n_classes == 2 else 2)  # (Lf, V)
+        w = torch.where(n_alleles > 0, n_alleles / (n_alleles + kappa[:, None]).clamp_min(1e-12), 0.0)  # (Lf, V)
+        target = q + w.pow(exponent)[..., None] * (smooth.double() - q)  # (Lf, V, K)
+        correction = (target.clamp_min(1e-6).log() - q.clamp_min(1e-6).log()).clamp(-bound, bound).float()
     sizes = np.bincount(index, minlength=len(vocabulary))
     return {"column": column, "labels": [str(v) for v in vocabulary], "parent": parent.tolist(),
             "mix": {str(v): float(c / sizes.sum()) for v, c in zip(vocabulary, sizes)},
-            "correction": correction, "F": info["F"], "exponent": float(exponent)}
+            "correction": correction, "F": info["F"], "exponent": float(exponent), "rank": int(k)}
 
 
-def label_ancestry_spread(cohort: Cohort, data: TrainingData, per_label: torch.Tensor, *, dims: int = 8) -> dict | None:
+def principal_axes(cohort: Cohort, *, freq: np.ndarray, rank: int | None = None, chunk: int = 4096,
+                   max_people: int = 4000) -> np.ndarray:
+    """The top principal axes of the training people's genotypes, standardised by ``freq``.
+
+    Each SNP is centred by ``2 q`` and scaled by ``sqrt(2 q (1 - q))`` (Patterson et al. 2006;
+    missing calls count as the centre). The people's Gram matrix is summed over SNP chunks and
+    its top eigenvectors give the axes, so memory stays at (N, N) plus one chunk (at most
+    ``max_people`` people, evenly spaced rows, enter). ``rank=None`` keeps the axes whose
+    eigenvalue is above the Marchenko-Pastur edge ``(sqrt(N) + sqrt(V))^2`` of unstructured
+    genotypes (unit variance per standardised entry): the axes population structure makes
+    (Patterson et al. 2006), at least one.
+
+    freq : float, shape (V,) overall ALT frequency -> float64, shape (V, k), orthonormal columns,
+    ``k = min(rank, N - 1, V)``.
+    """
+    g = cohort.genotypes()  # (N, V) int8, -1 missing
+    if g.shape[0] > max_people:
+        g = g[np.linspace(0, g.shape[0] - 1, max_people).round().astype(np.int64)]  # (max_people, V)
+    n, v = g.shape
+    scale = np.sqrt(np.clip(2 * freq * (1 - freq), 1e-6, None))  # (V,)
+    gram = np.zeros((n, n))
+    for s in range(0, v, chunk):
+        x = _standardised(g[:, s:s + chunk], freq[s:s + chunk], scale[s:s + chunk])  # (N, c)
+        gram += x @ x.T
+    w, u = np.linalg.eigh(gram)  # ascending
+    w, u = w[::-1], u[:, ::-1]
+    if rank is None:
+        rank = max(1, int((w > (np.sqrt(n) + np.sqrt(v)) ** 2).sum()))
+    k = int(min(rank, n - 1, v))
+    u, w = u[:, :k], w[:k]
+    axes = np.concatenate([_standardised(g[:, s:s + chunk], freq[s:s + chunk], scale[s:s + chunk]).T @ u
+                           for s in range(0, v, chunk)]) / np.sqrt(np.clip(w, 1e-12, None))  # (V, k)
+    return axes
+
+
+def _standardised(g: np.ndarray, freq: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """float64 (N, c): ``(g - 2 q) / sqrt(2 q (1 - q))``, 0 where missing."""
+    return np.where(g < 0, 0.0, (g - 2 * freq) / scale)
+
+
+def _axis_correction(f: np.ndarray, q: np.ndarray, centre: np.ndarray, axes: np.ndarray, *, n_classes: int,
+                     bound: float) -> torch.Tensor:
+    """Logit corrections from the coarse frequencies ``q`` to ``q + A A' (f - q)`` (standardised by ``centre``).
+
+    f, q : float, shape (Lf, V) fine labels' own and their coarse labels' ALT frequencies -> float, shape (Lf, V, K)
+    """
+    scale = np.sqrt(np.clip(2 * centre * (1 - centre), 1e-6, None))  # (V,)
+    offset = ((f - q) / scale) @ axes @ axes.T * scale  # (Lf, V): the offset along the axes
+    p = np.clip(q + offset, 1e-3, 1 - 1e-3)
+    q = np.clip(q, 1e-3, 1 - 1e-3)
+    m = np.arange(n_classes, dtype=np.float64)[None, None, :]  # (1, 1, K)
+    shift = m * np.log(p / q)[..., None] + (n_classes - 1 - m) * np.log((1 - p) / (1 - q))[..., None]  # (Lf, V, K)
+    return torch.from_numpy(np.clip(shift, -bound, bound)).float()
+
+
+def _recentred(correction: torch.Tensor, per_label: torch.Tensor, parent: torch.Tensor, weight: torch.Tensor, *,
+               bound: float) -> torch.Tensor:
+    """Corrections shifted per class so that the fine labels of a coarse label, mixed by ``weight``, decode its
+    class frequencies.
+
+    The binomial tilt moves each population's ALT frequency, but a coarse label's genotype classes
+    already hold the deficit of heterozygotes that its populations' differences make (Wahlund);
+    tilting every population by its offset takes that deficit a second time (cohort (a): synthetic
+    heterozygosity 0.313 against 0.324 real). One multiplicative step per coarse label, SNP and class
+    puts the mixture back on ``per_label`` and keeps the populations' differences.
+
+    correction : (Lf, V, K); per_label : (L, V, K); parent, weight : (Lf,) -> float, shape (Lf, V, K)
+    """
+    q = per_label.double().clamp_min(1e-12)  # (L, V, K)
+    tilted = q[parent] * correction.double().exp()  # (Lf, V, K)
+    tilted = tilted / tilted.sum(-1, keepdim=True)
+    mixed = torch.zeros_like(q).index_add_(0, parent, weight[:, None, None] * tilted)  # (L, V, K)
+    mixed = mixed / torch.zeros(q.shape[0], dtype=torch.float64).index_add_(0, parent, weight)[:, None, None]
+    return (correction.double() + (q.log() - mixed.clamp_min(1e-12).log())[parent]).clamp(-bound, bound).float()
+
+
+def label_ancestry_spread(cohort: Cohort, data: TrainingData, per_label: torch.Tensor, *, dims: int = 8,
+                          fine: dict | None = None) -> dict | None:
     """Each label's spread of individual ancestry along the directions between the labels' frequencies.
 
     The plain (un-noised) counterpart of :func:`genosynth.privacy.releases.release_ancestry_spread`:
@@ -151,21 +257,31 @@ def label_ancestry_spread(cohort: Cohort, data: TrainingData, per_label: torch.T
     draws each person's own frequencies from it (:mod:`genosynth.sampling.ancestry`). Missing calls
     count as the label's frequency. Only aggregate (k x k per label) moments enter.
 
+    With ``fine`` (:func:`fine_label_corrections`) each person is measured from its population's
+    frequencies (the label's with the population's correction) instead: the populations' own offsets
+    are decoded by their corrections already, so the spread keeps only what lies within populations
+    (with the label's centre the between-population part was counted twice; session 9: AATS 0.39-0.40).
+
     per_label : float, shape (L, V, K) - the frequencies the model's calibration matches (the centres).
 
     Returns
     -------
     ``{"basis": float64 (V, k), "freq": float64 (L, V), "cov": float64 (L, k, k)}``; None with one label.
     """
-    k_classes = per_label.shape[-1]  # 2 haplotype or 3 genotype classes
-    q = ((per_label.double() * torch.arange(k_classes)).sum(-1) / (k_classes - 1)).numpy()  # (L, V) ALT frequency
+    q = alt_frequency(per_label.double()).numpy()  # (L, V) ALT frequency
     basis = ancestry_basis(q, dims)  # (V, k)
     if basis.shape[1] < 1:
         return None
     rows = data.alleles.shape[0] // cohort.n_samples
     y = data.labels[::rows].numpy()  # (N,) label index per person
     g = cohort.genotypes()  # (N, V) int8, -1 missing
-    coords = np.where(g < 0, 0.0, g / 2.0 - q[y]) @ basis  # (N, k)
+    centre = q[y]  # (N, V)
+    if fine is not None:
+        tilted = per_label[fine["parent"]].double() * fine["correction"].double().exp()  # (Lf, V, K)
+        own = alt_frequency(tilted / tilted.sum(-1, keepdim=True)).numpy()  # (Lf, V) each population's frequencies
+        index = {v: i for i, v in enumerate(fine["labels"])}
+        centre = own[np.array([index[v] for v in cohort.labels(fine["column"])])]  # (N, V)
+    coords = np.where(g < 0, 0.0, g / 2.0 - centre) @ basis  # (N, k)
     k = basis.shape[1]
     cov = np.zeros((q.shape[0], k, k))
     for j in range(q.shape[0]):

@@ -228,7 +228,7 @@ def person_dosages(data_alleles: torch.Tensor, rows_per_person: int) -> np.ndarr
     return a.reshape(n, rows_per_person, -1).sum(dim=1).double().numpy()  # (N, V)
 
 
-def _alt_frequency(freq: torch.Tensor) -> torch.Tensor:
+def alt_frequency(freq: torch.Tensor) -> torch.Tensor:
     """ALT allele frequency of class frequencies: (..., V, K) -> (..., V); K=2 haplotypes, K=3 genotypes."""
     k = freq.shape[-1]
     return (freq * torch.arange(k, dtype=freq.dtype)).sum(-1) / (k - 1)
@@ -278,7 +278,7 @@ def shrink_label_frequencies(per_label: torch.Tensor, counts: torch.Tensor, grou
             info["kappa"].append(None)
             continue
         m = torch.as_tensor(members)
-        q = _alt_frequency((per_label if raw is None else raw)[m].double())  # (G, V)
+        q = alt_frequency((per_label if raw is None else raw)[m].double())  # (G, V)
         qg = q.mean(0)  # (V,)
         het = (qg * (1 - qg)).clamp_min(1e-12)  # (V,)
         between = ((q - qg) ** 2).mean(0) * len(members) / (len(members) - 1)  # (V,) unbiased variance

@@ -280,9 +280,11 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
     head["label_shrinkage"] = shrinkage  # per label group: divergence F and prior alleles kappa (None = off)
     head["fine_labels"] = fine_label_corrections(cohort, data, per_label, label_column=config.label_column,
                                                  setting=tc.fine_labels, max_people=tc.fine_label_max_people,
-                                                 exponent=tc.fine_label_exponent)  # populations in super_pop (None = off)
+                                                 exponent=tc.fine_label_exponent,
+                                                 rank=tc.fine_label_rank)  # populations in super_pop (None = off)
     # with thin populations also each label's individual ancestry spread, drawn per person at sampling
-    head["ancestry_spread"] = None if head["fine_labels"] is None else label_ancestry_spread(cohort, data, per_label)
+    head["ancestry_spread"] = None if head["fine_labels"] is None else label_ancestry_spread(
+        cohort, data, per_label, fine=head["fine_labels"])  # around each person's population (not counted twice)
     return PlainRun(vae=vae, dit=dit, vae_opt=vae_opt, dit_opt=dit_opt, ema=ema, diffusion=diffusion, gen=gen,
                     head=head, overall=overall, cal_target=cal_target, by_phenotype=by_phenotype)
 
