@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vae-epochs", type=int, default=None)
     ap.add_argument("--dit-epochs", type=int, default=None)
-    ap.add_argument("--steps", type=int, default=20, help="DDIM steps (model marginals)")
+    ap.add_argument("--steps", type=int, default=20, help="sampler steps (model marginals)")
+    ap.add_argument("--sampler", default="ddim", choices=("ddim", "dpm++2m"), help="latent sampler (model marginals)")
     ap.add_argument("--checkpoint", default=None, help="reuse/write the trained generator here")
     ap.add_argument("--json", required=True)
     ap.add_argument("--report", default=None, help="PREFIX of an HTML/JSON evaluation report")
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
     else:
         from genosynth.sampling.generator import Generator
         from genosynth.models.config import GeneratorConfig
+        from genosynth.models.solvers import sample_latents
         from genosynth.training.plain import train_generator
 
         if a.checkpoint and os.path.exists(a.checkpoint):
@@ -177,8 +179,9 @@ def main(argv=None) -> int:
             for s in range(0, len(lab_rows), 1024):
                 sl = slice(s, s + 1024)
                 noise = torch.randn((len(lab_rows[sl]),) + shape[1:], generator=gen)
-                zs.append(model.diffusion.ddim_sample(model.dit, noise.shape, cond={"y": y[sl]}, steps=a.steps,
-                                                      guidance=model.config.sampling.guidance, noise=noise))
+                zs.append(sample_latents(model.diffusion, model.dit, noise.shape, sampler=a.sampler,
+                                         cond={"y": y[sl]}, steps=a.steps,
+                                         guidance=model.config.sampling.guidance, noise=noise))
         z = torch.cat(zs) / model.latent_scale  # (2n, C, T)
         timings["ddim"] = time.perf_counter() - t
         for m in methods:
@@ -204,7 +207,7 @@ def main(argv=None) -> int:
     out = {"dataset": a.dataset, "marginals": a.marginals, "n_variants": cohort.n_variants,
            "n_train": train.n_samples, "n_holdout": holdout.n_samples, "n_synthetic": n, "window": a.window,
            "latent_window": latent_window,
-           "seed": a.seed, "steps": a.steps, "methods": methods, "overrides": over, "table": table,
+           "seed": a.seed, "steps": a.steps, "sampler": a.sampler, "methods": methods, "overrides": over, "table": table,
            "ld_decay_edges_bp": list(res["config"]["ld_decay_edges_bp"]), "timings": timings,
            "total_s": time.perf_counter() - t0, "argv": sys.argv if argv is None else argv,
            "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,

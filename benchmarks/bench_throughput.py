@@ -23,7 +23,7 @@ Usage (2 threads)::
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_throughput.py --data sim5k --checkpoint /tmp/m5k.pt \
         --vae-epochs 2 --dit-epochs 2 --n 1000
 
-Options ``--steps``, ``--corr-guidance``, ``--latent-steps`` and ``--batch-size`` change the
+Options ``--steps``, ``--sampler``, ``--corr-guidance``, ``--latent-steps`` and ``--batch-size`` change the
 decoding being timed. ``--quality`` also evaluates a sample of the training size against the held-out
 20 % (805 only; :func:`genosynth.evaluate.evaluate`), ``--quality-seeds K`` K draws of it and their
 means (``--skip-runs``: quality alone). Results: ``benchmarks/results/throughput_<data><tag>.json``.
@@ -68,6 +68,8 @@ def get_model(args):
     short = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if short:
         cfg = cfg.replace(training=short)
+    if args.config:  # e.g. '{"sampling": {"sampler": "ddim", "steps": 20}}'
+        cfg = cfg.replace(**json.loads(args.config))
     model = train_generator(train, config=cfg, seed=args.seed, checkpoint=args.checkpoint)
     return model, train, holdout
 
@@ -126,7 +128,8 @@ def instrumented(model, timer: StageTimer):
     import genosynth.sampling.generator as gen
     import genosynth.sampling.ld_guidance as ldg
 
-    patches = [timer.wrap(model.diffusion, "ddim_sample", "dit_ddim"), timer.wrap(gen, "pair_order", "pairing"),
+    dit = (gen, "sample_latents") if hasattr(gen, "sample_latents") else (model.diffusion, "ddim_sample")
+    patches = [timer.wrap(*dit, "dit_ddim"), timer.wrap(gen, "pair_order", "pairing"),
                timer.wrap(ldg, "latent_guidance", "latent_guidance"), timer.wrap(model.vae, "decode", "decode"),
                timer.wrap(ldg, "copula_sample", "copula"), timer.wrap(gen, "sample_alleles", "allele_draws"),
                timer.wrap(staging.StagingMatrix, "write_rows", "write_staging"),
@@ -298,10 +301,13 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="load this model (trained and written here when missing)")
     p.add_argument("--vae-epochs", type=int, default=None, help="shorten training (default: the config's)")
     p.add_argument("--dit-epochs", type=int, default=None)
+    p.add_argument("--config", default=None, help="training: JSON of config sections to change, "
+                   "e.g. '{\"sampling\": {\"sampler\": \"ddim\"}}'")
     p.add_argument("--n", type=int, default=2000, help="people per end-to-end run")
     p.add_argument("--formats", nargs="+", default=["bed", "vcf"])
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the model's)")
+    p.add_argument("--sampler", default=None, choices=("ddim", "dpm++2m"), help="latent sampler (default: the model's)")
     p.add_argument("--corr-guidance", default=None, choices=("none", "auto", "copula", "latent", "latent+copula"))
     p.add_argument("--latent-steps", type=int, default=None, help="latent guidance steps (default: the prior's)")
     p.add_argument("--latent-lr", type=float, default=None, help="latent guidance Adam rate (default: 0.05)")
@@ -322,6 +328,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model, train, holdout = get_model(args)
     train_s = time.perf_counter() - t0
+    if args.sampler is not None:
+        model.config.sampling.sampler = args.sampler
     for key in ("latent_steps", "latent_lr", "reach"):  # CorrGuideConfig overrides (Generator.corr_options)
         if getattr(args, key) is not None and hasattr(model, "corr_options"):
             model.corr_options[key] = getattr(args, key)
@@ -331,6 +339,7 @@ def main(argv=None) -> int:
            "decoding_resolved": model.decoding(args.corr_guidance) if hasattr(model, "decoding") else None,
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
            "steps": args.steps or model.config.sampling.steps,
+           "sampler": getattr(model.config.sampling, "sampler", "ddim"),
            "batch_size": args.batch_size or model.config.sampling.batch_size,
            "corr_options": dict(getattr(model, "corr_options", {})),
            "model_load_or_train_s": round(train_s, 1), "load_average": os.getloadavg(),

@@ -61,3 +61,13 @@ def test_chromosome_config_reads_snps_across_token_boundaries_and_takes_small_di
     cfg = chromosome_config(20_000)
     assert cfg.vae.neighbour and cfg.vae.embedding == "direct"
     assert cfg.training.dit_batch_size == 64 and cfg.training.vae_batch_size == 128
+
+
+def test_checkpoints_before_the_sampler_field_keep_ddim_and_a_bad_sampler_names_the_choices():
+    d = GeneratorConfig().to_dict()
+    d["sampling"]["sampler"] = "dpm++2m"
+    assert GeneratorConfig.from_dict(d).sampling.sampler == "dpm++2m"
+    del d["sampling"]["sampler"]
+    assert GeneratorConfig.from_dict(d).sampling.sampler == "ddim"
+    with pytest.raises(InputError, match="ddim, dpm\\+\\+2m"):
+        GeneratorConfig().replace(sampling={"sampler": "euler"})

@@ -24,6 +24,7 @@ from genosynth.cli.common import add_common_arguments, resolve_seed, set_threads
 from genosynth.errors import InputError
 from genosynth.io.atomic import atomic_outputs
 from genosynth.models.ld_prior import CHOICES
+from genosynth.models.solvers import SAMPLERS
 from genosynth.provenance import provenance
 
 HELP = "generate a synthetic cohort from a trained model (bed, VCF.gz, hapt or pgen + samples table)"
@@ -51,7 +52,10 @@ def add_arguments(parser) -> None:
                         help="phenotype models with --cases/--controls: a separate guidance scale for case/control "
                              "status given the ancestry (--guidance then scales the ancestry alone); default: "
                              "one joint scale")
-    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default from the model)")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps, one DiT pass each (default from the model)")
+    parser.add_argument("--sampler", default=None, choices=SAMPLERS,
+                        help="latent sampler: ddim, or dpm++2m (DPM-Solver++, as accurate in 8-10 steps as DDIM in "
+                             "20; benchmarks/RESULTS.md, issue 18); default from the model")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="people per batch written to the staging file (default from the model: 2048, 64 for "
                              "--size tiny models); the model draws in blocks of its own sampling.batch_size whatever "
@@ -95,6 +99,8 @@ def run(args, log) -> int:
         raise InputError("--pheno-guidance guides the case/control condition: give --cases N --controls M too")
     if args.no_ancestry_spread:
         model.config.sampling.ancestry_spread = False
+    if args.sampler is not None:
+        model.config.sampling.sampler = args.sampler
     log.info(f"Model {args.model}: {len(model.variants)} SNPs, labels {', '.join(model.vocabulary)} "
              f"({'haplotypes' if model.phased else 'genotypes'})")
     id_prefix = default_id_prefix(args.out, seed) if args.id_prefix is None else args.id_prefix
@@ -151,7 +157,7 @@ def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix
             "phenotype_column": model.phenotype_column,
             "guidance": args.guidance if args.guidance is not None else sc.guidance,
             "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
-            "steps": args.steps or sc.steps, "argmax": args.argmax,
+            "steps": args.steps or sc.steps, "sampler": sc.sampler, "argmax": args.argmax,
             "corr_guidance": model.decoding(args.corr_guidance),
             "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

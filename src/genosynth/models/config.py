@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from genosynth.models.diffusion import DiffusionConfig
 from genosynth.errors import InputError
 from genosynth.models.dit import DiTConfig
+from genosynth.models.solvers import SAMPLERS
 from genosynth.models.vae import VAEConfig
 
 
@@ -59,7 +60,8 @@ class TrainingConfig:
 class SamplingConfig:
     """Defaults of :meth:`Generator.sample` (each can be overridden per call)."""
 
-    steps: int = 20  # DDIM steps
+    steps: int = 20  # sampler steps (network calls)
+    sampler: str = "ddim"  # latent sampler (models.solvers.SAMPLERS): "ddim" or "dpm++2m" (DPM-Solver++, second order, deterministic)
     guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
     pheno_guidance: float | None = None  # phenotype models: separate CFG scale of case/control given ancestry (None = joint)
     eta: float = 0.0  # DDIM eta (0 deterministic given the starting noise)
@@ -73,6 +75,10 @@ class SamplingConfig:
     ancestry_spread: bool = True  # DP models (released) and thin-population models (training.fine_labels): each person draws its own ancestry from the stored within-label spread
     fine_labels: bool = True  # models with fine-label corrections: draw people per fine label (pop) and decode them with its correction
     ancestry_spread_scale: float = 1.0  # multiplies the stored ancestry covariance when drawing each person's ancestry (thin data: 0.5 measured best, RESULTS.md)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"sampling.sampler={self.sampler!r}: use one of {', '.join(SAMPLERS)}")
 
 
 @dataclass
@@ -98,7 +104,8 @@ class GeneratorConfig:
             label_column=d["label_column"], mode=d["mode"], phenotype_column=d.get("phenotype_column"),
             phenotype_calibration=d.get("phenotype_calibration", True), vae=VAEConfig(**d["vae"]),
             dit=DiTConfig(**d["dit"]), diffusion=DiffusionConfig(**d["diffusion"]),
-            training=TrainingConfig(**d["training"]), sampling=SamplingConfig(**d["sampling"]),
+            training=TrainingConfig(**d["training"]),
+            sampling=SamplingConfig(**{"sampler": "ddim", **d["sampling"]}),  # checkpoints before the field: DDIM
         )
 
     def replace(self, **sections) -> "GeneratorConfig":

@@ -17,6 +17,7 @@ from genosynth.models.ema import EMA
 from genosynth.errors import InputError
 from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.models.ld_prior import CorrelationPrior, CorrGuideConfig
+from genosynth.models.solvers import sample_latents
 from genosynth.sampling.ld_guidance import auto_method, guided_decode
 from genosynth.models.vae import GenotypeVAE, sample_alleles
 from genosynth.sampling.ancestry import person_logit_shift
@@ -266,7 +267,8 @@ class Generator:
 
     def _draw_latents(self, labels: torch.Tensor, cond: dict, *, rng: torch.Generator, steps: int,
                       eta: float, guidance: float, pheno_guidance: float | None) -> torch.Tensor:
-        """DDIM latents of the rows (x_T drawn from ``rng``), paired within label when phased.
+        """Latents of the rows by ``sampling.sampler`` (DDIM or DPM-Solver++; x_T drawn from ``rng``),
+        paired within label when phased.
 
         labels : int64, shape (B,); cond : ``{"y": (B,), "pheno": (B,)}`` on the device -> (B, C, T)
         """
@@ -278,10 +280,11 @@ class Generator:
             # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
             net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
             net_guidance = 1.0
+        sampler = self.config.sampling.sampler
         if self.report is not None:
-            self.report(f"diffusion: {steps} DDIM steps x {labels.shape[0]} rows")
-        z = self.diffusion.ddim_sample(net, shape, cond=cond, steps=steps, eta=eta,
-                                       guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
+            self.report(f"diffusion: {steps} {sampler} steps x {labels.shape[0]} rows")
+        z = sample_latents(self.diffusion, net, shape, sampler=sampler, cond=cond, steps=steps, eta=eta,
+                           guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
         if self.phased and self.config.sampling.pairing == "matched":
             # pair within label (and phenotype)
             groups = labels if pheno is None else labels * 2 + pheno.to(labels.device)

@@ -19,14 +19,15 @@ from genosynth.training.data import (TrainingData, alt_frequency, class_counts, 
 @torch.no_grad()
 def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_label: torch.Tensor,
                latent_scale: float, *, rows: int, steps: int, rng: torch.Generator,
-               dev: torch.device, bound: float = 3.0, by_phenotype: bool = False, iters: int = 1) -> torch.Tensor:
+               dev: torch.device, bound: float = 3.0, by_phenotype: bool = False, iters: int = 1,
+               sampler: str = "ddim") -> torch.Tensor:
     """Per-label per-SNP logit corrections that match generated allele frequencies to training ones.
 
     With ``by_phenotype`` the groups are (label, phenotype) pairs, index ``2 * label +
     phenotype``: rows of group ``g`` are drawn with ancestry ``g // 2`` and phenotype ``g % 2``
     and matched to that group's case (or control) allele frequencies.
 
-    Draws ``rows`` latents per label with the trained DiT, decodes them, and compares the mean
+    Draws ``rows`` latents per label with the trained DiT (``sampler``, ``steps``: as the model samples), decodes them, and compares the mean
     decoded class probabilities with the (smoothed) training frequencies of that label:
     ``correction = log f_train - log mean p``, clipped to ``[-bound, bound]``. Only aggregate
     per-label frequencies enter; a DP run must pass noised frequencies.
@@ -48,7 +49,8 @@ def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffu
         if by_phenotype:
             cond["pheno"] = torch.full((rows,), j % 2, dtype=torch.long, device=dev)  # (rows,)
         noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
-        z = diffusion.ddim_sample(dit, shape, cond=cond, steps=steps, noise=noise, device=dev)
+        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, noise=noise,
+                           device=dev)  # (rows, C, T), drawn as sampling draws them
         logits = vae.decode(z / latent_scale, y)  # (rows, K, V)
         p = torch.softmax(logits, dim=1).mean(dim=0).T.cpu()  # (V, K)
         c = (per_label[j].log() - p.clamp_min(1e-6).log()).clamp(-bound, bound)  # (V, K)

@@ -392,7 +392,7 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
                     run.calibration = calibrate_frequencies(
                         run.vae, run.dit, run.diffusion, run.cal_target, run.latent_scale,
                         rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen, dev=dev,
-                        by_phenotype=run.by_phenotype)
+                        by_phenotype=run.by_phenotype, sampler=config.sampling.sampler)
                 run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
             run.dit.train()
         _end_epoch(run, "dit", done=done, total=tc.dit_epochs, checkpoint=checkpoint, callback=callback, every=every)
