@@ -63,11 +63,13 @@ def test_chromosome_config_reads_snps_across_token_boundaries_and_takes_small_di
     assert cfg.training.dit_batch_size == 64 and cfg.training.vae_batch_size == 128
 
 
-def test_checkpoints_before_the_sampler_field_keep_ddim_and_a_bad_sampler_names_the_choices():
+def test_checkpoints_before_the_sampler_fields_keep_ddim_and_24_latent_steps_and_a_bad_sampler_names_the_choices():
     d = GeneratorConfig().to_dict()
     d["sampling"]["sampler"] = "dpm++2m"
     assert GeneratorConfig.from_dict(d).sampling.sampler == "dpm++2m"
-    del d["sampling"]["sampler"]
-    assert GeneratorConfig.from_dict(d).sampling.sampler == "ddim"
+    for key in ("sampler", "latent_steps", "latent_lr"):
+        del d["sampling"][key]
+    old = GeneratorConfig.from_dict(d).sampling
+    assert (old.sampler, old.latent_steps, old.latent_lr) == ("ddim", 24, 0.05)
     with pytest.raises(InputError, match="ddim, dpm\\+\\+2m"):
         GeneratorConfig().replace(sampling={"sampler": "euler"})

@@ -271,3 +271,18 @@ def test_each_sampler_draws_the_same_rows_for_any_batch_size_and_thread_count(tr
         model.config.sampling.sampler = kept
         torch.set_num_threads(threads)
     assert not np.array_equal(rows["ddim"], rows["dpm++2m"])
+
+
+def test_latent_guidance_takes_its_steps_from_the_sampling_config(trained):
+    model, _ = trained
+    sc = model.config.sampling
+    kept = (sc.latent_steps, sc.latent_lr)
+    try:
+        sc.latent_steps, sc.latent_lr = 7, 0.2
+        cfg = model._corr_config("latent+copula")
+        assert (cfg.latent_steps, cfg.latent_lr) == (7, 0.2)
+        model.corr_options["latent_steps"] = 3  # a per-call override still wins
+        assert model._corr_config("latent+copula").latent_steps == 3
+    finally:
+        model.corr_options.pop("latent_steps", None)
+        sc.latent_steps, sc.latent_lr = kept

@@ -56,6 +56,10 @@ class TrainingConfig:
             raise InputError(f"training.precision={self.precision!r}: use fp32 or bf16 (--precision)")
 
 
+#: what checkpoints written before these sampling fields existed sampled with
+LEGACY_SAMPLING = {"sampler": "ddim", "latent_steps": 24, "latent_lr": 0.05}
+
+
 @dataclass
 class SamplingConfig:
     """Defaults of :meth:`Generator.sample` (each can be overridden per call)."""
@@ -72,6 +76,8 @@ class SamplingConfig:
     corr_guidance: str = "auto"  # correlation-guided decoding (sampling.ld_guidance): auto (copula on sparse panels, else latent+copula)|none|copula|latent|latent+copula
     corr_window: int = 64  # training: copula band (SNPs) of the stored correlation prior
     corr_latent_window: int = 768  # training: latent-guidance band (SNPs, pairs <= 1 Mb) stored in the checkpoint
+    latent_steps: int = 24  # latent guidance (decodings latent*): Adam steps on the latents
+    latent_lr: float = 0.05  # latent guidance: their learning rate
     ancestry_spread: bool = True  # DP models (released) and thin-population models (training.fine_labels): each person draws its own ancestry from the stored within-label spread
     fine_labels: bool = True  # models with fine-label corrections: draw people per fine label (pop) and decode them with its correction
     ancestry_spread_scale: float = 1.0  # multiplies the stored ancestry covariance when drawing each person's ancestry (thin data: 0.5 measured best, RESULTS.md)
@@ -105,7 +111,7 @@ class GeneratorConfig:
             phenotype_calibration=d.get("phenotype_calibration", True), vae=VAEConfig(**d["vae"]),
             dit=DiTConfig(**d["dit"]), diffusion=DiffusionConfig(**d["diffusion"]),
             training=TrainingConfig(**d["training"]),
-            sampling=SamplingConfig(**{"sampler": "ddim", **d["sampling"]}),  # checkpoints before the field: DDIM
+            sampling=SamplingConfig(**{**LEGACY_SAMPLING, **d["sampling"]}),  # fields older checkpoints lack
         )
 
     def replace(self, **sections) -> "GeneratorConfig":

@@ -248,10 +248,12 @@ class Generator:
         return sample_alleles(u_logits, rng=rng, argmax=argmax, temperature=temperature)
 
     def _corr_config(self, method: str) -> CorrGuideConfig:
-        """Copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band."""
-        prior = self.corr_prior
+        """Copula band: what training chose (a DP prior: its whole band); latent guidance: the whole band,
+        ``sampling.latent_steps`` Adam steps at ``sampling.latent_lr``; ``corr_options`` override any field."""
+        prior, sc = self.corr_prior, self.config.sampling
         return CorrGuideConfig(**{"window": int(prior.info.get("copula_window", prior.window)),
-                                  "latent_window": prior.window, **self.corr_options, "method": method})
+                                  "latent_window": prior.window, "latent_steps": sc.latent_steps,
+                                  "latent_lr": sc.latent_lr, **self.corr_options, "method": method})
 
     def decoding(self, corr_guidance: str | None = None) -> str:
         """The decoding a draw uses: ``corr_guidance`` or the model's ``sampling.corr_guidance``, with
