@@ -13,13 +13,21 @@ and the synthetic set scored against the held-out 20 % at matched sample size:
 * ``boundary``: the same ratio for pairs that straddle a VAE token boundary (every ``patch`` SNPs,
   the model's window) and for pairs inside one token, in the same distance bins; straddling pairs
   again split by whether the two tokens share a DiT patch (the DiT draws patches, not tokens);
+* ``aats``: AATS of the held-out people against as many synthetic people (matched per population);
 * ``genosynth.evaluate`` headline figures (AATS, MIA AUC, identical people, TSTR/TRTR by
-  super population, PCA energy distance) when ``--evaluate`` is given.
+  super population, PCA energy distance) when ``--evaluate`` is given;
+* with ``--also-decode none``, the same figures for the model's latents decoded independently
+  (no copula): the DiT alone, "stage (b)" of RESULTS.md.
+
+``--size chromosome`` forces the chromosome configuration below 10,000 SNPs and ``--config`` overrides
+fields of it (JSON by section), so a 5,000-SNP window serves as its test bed.
 
 Usage (cohorts from ``benchmarks/make_scale_cohorts.sh``)::
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_scale.py --bfile /tmp/scale/chr1_100k --snps 20000 \\
         --out /tmp/scale/run20k --json benchmarks/results/scale_20k.json --evaluate
+    python benchmarks/bench_scale.py --vcf /tmp/s10/chr1_first5000.vcf.gz --samples SAMPLES.tsv --size chromosome \\
+        --config '{"dit": {"local_mlp": 0}}' --sample-n 600 --also-decode none --threads 1 --out /tmp/x --json x.json
     python benchmarks/bench_scale.py --plot benchmarks/results/scale_*.json --png benchmarks/results/scale_cost.png
 """
 
@@ -62,14 +70,18 @@ def load_split(bfile: str | None, snps: int, seed: int, *, vcf: str | None = Non
 
 
 def train(train_cohort, args) -> dict:
-    """Train with ``--size auto``; per-stage wall time and seconds per epoch."""
+    """Train with ``--size`` (default ``auto``) and the ``--config`` overrides; per-stage wall time and
+    seconds per epoch."""
     from genosynth.models.config import config_for
     from genosynth.training.plain import train_generator
 
-    cfg = config_for("auto", train_cohort.n_variants).replace(label_column="pop")
+    cfg = config_for(args.size, train_cohort.n_variants).replace(label_column="pop")
+    sections = {k: dict(v) for k, v in json.loads(args.config).items()}
     epochs = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if epochs:
-        cfg = cfg.replace(training=epochs)
+        sections["training"] = {**sections.get("training", {}), **epochs}
+    if sections:
+        cfg = cfg.replace(**sections)
     t0 = time.perf_counter()
     model = train_generator(train_cohort, config=cfg, seed=args.seed, checkpoint=args.out + ".pt", progress=True)
     total = time.perf_counter() - t0
@@ -79,15 +91,17 @@ def train(train_cohort, args) -> dict:
             "dit_params": sum(p.numel() for p in model.dit.parameters())}
 
 
-def sample(args, n: int) -> dict:
-    """``genosynth sample`` in a child process: wall time and its own peak RSS."""
-    prefix = f"{args.out}.syn{n}"
+def sample(args, n: int, decoding: str | None = None) -> dict:
+    """``genosynth sample`` in a child process (``decoding``: its ``--corr-guidance``, None = the
+    model's default): wall time and its own peak RSS."""
+    prefix = f"{args.out}.syn{n}" + (f".{decoding}" if decoding else "")
     cmd = [sys.executable, "-c", _CHILD, sys.executable, "-m", "genosynth.cli", "sample", "--model",
            args.out + ".pt", "--n", str(n), "--seed", str(args.seed), "--out", prefix, "--format", "bed",
-           "--threads", str(args.threads)]
+           "--threads", str(args.threads)] + (["--corr-guidance", decoding] if decoding else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split()
     wall, rss_kb = float(out[-2]), float(out[-1])
-    return {"n": n, "wall_s": wall, "people_per_s": n / wall, "peak_rss_mb": rss_kb / 1024.0, "prefix": prefix}
+    return {"n": n, "wall_s": wall, "people_per_s": n / wall, "peak_rss_mb": rss_kb / 1024.0, "prefix": prefix,
+            "decoding": decoding or "default"}
 
 
 def pair_table(variants, patch: int, seed: int, max_pairs: int = 200_000):
@@ -152,6 +166,15 @@ def score(train_cohort, holdout, syn, *, patch: int, seed: int, dit_patch: int |
     return res
 
 
+def holdout_aats(holdout, syn, seed: int) -> float:
+    """AATS of the held-out people against as many synthetic people (matched per population)."""
+    from genosynth.evaluate.attacks import aats
+
+    gh, gs = holdout.genotypes(), matched(syn, holdout, seed).genotypes()
+    n = min(len(gh), len(gs))
+    return float(aats(gh[:n].astype(np.float32), gs[:n].astype(np.float32))["aats"])
+
+
 def evaluate_set(train_cohort, holdout, syn, seed: int) -> dict:
     from genosynth.evaluate import evaluate, summary
 
@@ -183,6 +206,14 @@ def run(args) -> dict:
     syn = read_cohort(bfile=prefix, samples=prefix + ".samples.tsv")
     rec["quality"] = score(tr, ho, syn, patch=rec["config"]["vae"]["patch"], seed=args.seed,
                            dit_patch=rec["config"]["dit"]["patch_size"])
+    rec["quality"]["aats"] = holdout_aats(ho, syn, args.seed)
+    for decoding in args.also_decode:  # the same model decoded otherwise, e.g. "none" = the DiT alone (stage b)
+        run_ = sample(args, args.sample_n[-1], decoding)
+        other = read_cohort(bfile=run_["prefix"], samples=run_["prefix"] + ".samples.tsv")
+        rec[f"quality_{decoding}"] = score(tr, ho, other, patch=rec["config"]["vae"]["patch"], seed=args.seed,
+                                           dit_patch=rec["config"]["dit"]["patch_size"])
+        rec[f"quality_{decoding}"]["aats"] = holdout_aats(ho, other, args.seed)
+        rec["sampling"].append(run_)
     if args.evaluate:
         rec["evaluate"] = evaluate_set(tr, ho, syn, args.seed)
     rec["load_after"] = os.getloadavg()
@@ -225,6 +256,13 @@ def main(argv=None) -> None:
     p.add_argument("--snps", type=int, default=0, help="first N SNPs (0 = all)")
     p.add_argument("--out", default="/tmp/scale/run", help="prefix of the checkpoint and synthetic sets")
     p.add_argument("--json", help="write the record here")
+    p.add_argument("--size", default="auto", choices=("auto", "default", "chromosome"),
+                   help="configuration (genosynth train --size); chromosome forces chromosome_config at any SNP count")
+    p.add_argument("--config", default="{}", metavar="JSON",
+                   help='overrides of config sections, e.g. \'{"dit": {"local_mlp": 0}}\'')
+    p.add_argument("--also-decode", nargs="*", default=[], metavar="METHOD",
+                   help="also sample the last --sample-n with these --corr-guidance decodings and score them "
+                        "(none = the DiT's latents decoded independently)")
     p.add_argument("--vae-epochs", type=int, default=None)
     p.add_argument("--dit-epochs", type=int, default=None)
     p.add_argument("--sample-n", type=int, nargs="+", default=[1000, 3000])

@@ -73,3 +73,16 @@ def test_checkpoints_before_the_sampler_fields_keep_ddim_and_24_latent_steps_and
     assert (old.sampler, old.latent_steps, old.latent_lr) == ("ddim", 24, 0.05)
     with pytest.raises(InputError, match="ddim, dpm\\+\\+2m"):
         GeneratorConfig().replace(sampling={"sampler": "euler"})
+
+
+def test_chromosome_dit_carries_a_windowed_per_token_mlp_and_old_configs_load_without_it():
+    """chromosome_config's DiT has the per-token MLP (width 128, one token either side); the default and
+    tiny configurations and checkpoints written before the fields keep the old network."""
+    cfg = chromosome_config(20_000)
+    assert cfg.dit.local_mlp == 128 and cfg.dit.local_window == 1
+    assert GeneratorConfig().dit.local_mlp == 0 and tiny_config().dit.local_mlp == 0
+    assert config_for("auto", 805).dit.local_mlp == 0
+    d = cfg.to_dict()
+    del d["dit"]["local_mlp"], d["dit"]["local_window"]
+    old = GeneratorConfig.from_dict(d)
+    assert old.dit.local_mlp == 0 and old.dit.local_window == 0

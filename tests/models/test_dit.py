@@ -6,9 +6,10 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from genosynth.models.diffusion import DiffusionConfig, GaussianDiffusion
-from genosynth.models.dit import (DIT_SIZES, DiT1D, DiTConfig, LabelEmbedder, count_params,
+from genosynth.models.dit import (DIT_SIZES, DiT1D, DiTConfig, LabelEmbedder, LocalMlp, count_params,
                                   dit_from_name, sincos_pos_embed_1d)
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -352,3 +353,75 @@ def test_flat_labels_build_the_same_network_as_before():
     assert "y_embedder.parent_table.weight" in hier.state_dict() and "y_embedder.parent_of" in hier.state_dict()
     again = DiT1D(DiTConfig.from_dict(hier.config.to_dict()))
     again.load_state_dict(hier.state_dict())  # the saved config rebuilds the same module
+
+
+# -- per-token (local) MLP -----------------------------------------------------------------------
+
+
+def test_local_mlp_off_builds_the_same_network_as_before():
+    """local_mlp=0 (the default): no extra parameters, the same init draws, an old config loads."""
+    torch.manual_seed(5)
+    old = tiny()
+    torch.manual_seed(5)
+    off = tiny(local_mlp=0)
+    assert all(b.local is None for b in off.blocks)
+    assert list(old.state_dict()) == list(off.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), off.state_dict().values()))
+    d = old.config.to_dict()
+    d.pop("local_mlp")  # a checkpoint written before the field existed
+    again = DiT1D(DiTConfig.from_dict(d))
+    again.load_state_dict(old.state_dict())
+    x, t, y, pheno = inputs()
+    assert torch.equal(again(x, t, y, pheno), old(x, t, y, pheno))
+
+
+def test_local_mlp_weights_act_on_their_own_token_only():
+    model = randomize(tiny(n_tokens=16, patch_size=4, local_mlp=8, depth=1)).eval()
+    block = model.blocks[0]
+    assert block.local.w1.shape == (4, 32, 8) and block.local.w2.shape == (4, 8, 32)
+    h = torch.randn(5, 4, 32)
+    out = block.local(h)  # (B, N, D)
+    for n in range(4):  # token n is a plain MLP with token n's weights
+        ref = F.gelu(h[:, n] @ block.local.w1[n] + block.local.b1[n], approximate="tanh") @ block.local.w2[n]
+        torch.testing.assert_close(out[:, n], ref + block.local.b2[n], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # changing token 2's weights changes the output of token 2 only
+        block.local.w2[2] += 1.0
+    out2 = block.local(h)
+    assert torch.equal(out2[:, [0, 1, 3]], out[:, [0, 1, 3]]) and not torch.allclose(out2[:, 2], out[:, 2])
+
+
+def test_local_mlp_per_sample_grads_sum_to_batch_grad():
+    from torch.func import functional_call, grad, vmap
+
+    model = randomize(tiny(local_mlp=6)).eval()
+    x, t, y, pheno = inputs()
+    params = {k: p.detach() for k, p in model.named_parameters()}
+
+    def loss_one(p, xi, ti, yi, phi):
+        return (functional_call(model, p, (xi[None], ti[None], yi[None], phi[None])) - xi[None]).pow(2).mean()
+
+    per = vmap(grad(loss_one), in_dims=(None, 0, 0, 0, 0))(params, x, t, y, pheno)
+    batch = _batch_grads(model, x, t, y, pheno)
+    assert "blocks.0.local.w1" in batch
+    for k, g in batch.items():
+        torch.testing.assert_close(per[k].sum(0), g, rtol=1e-4, atol=1e-5)
+
+
+def test_local_mlp_config_checks():
+    with pytest.raises(ValueError, match="local_mlp"):
+        DiTConfig(local_mlp=-1)
+
+
+def test_local_mlp_window_reads_its_neighbours_only():
+    local = LocalMlp(6, 4, 5, window=1)
+    h = torch.randn(3, 6, 4)
+    out = local(h)  # (B, N, D)
+    h2 = h.clone()
+    h2[:, 3] += 1.0  # token 3 changed: tokens 2, 3, 4 see it, the others do not
+    out2 = local(h2)
+    assert torch.equal(out2[:, [0, 1, 5]], out[:, [0, 1, 5]])
+    assert all(not torch.allclose(out2[:, n], out[:, n]) for n in (2, 3, 4))
+    # token 0 reads zeros before the start: the same as a window-0 MLP on [0, h0, h1]
+    ref = F.gelu(torch.cat([torch.zeros(3, 4), h[:, 0], h[:, 1]], 1) @ local.w1[0] + local.b1[0], approximate="tanh")
+    torch.testing.assert_close(out[:, 0], ref @ local.w2[0] + local.b2[0], rtol=1e-5, atol=1e-5)
+    assert local.w1.shape == (6, 12, 5)

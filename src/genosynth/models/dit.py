@@ -43,6 +43,7 @@ __all__ = [
     "TimestepEmbedder",
     "LabelEmbedder",
     "DiTBlock",
+    "LocalMlp",
     "FinalLayer",
     "sincos_pos_embed_1d",
     "count_params",
@@ -74,6 +75,8 @@ class DiTConfig:
     freq_dim: int = 256  # size of the sinusoidal timestep features fed to the timestep MLP
     label_parents: bool = True  # also embed each label's parent (pop within super_pop) when the data have one
     parents: tuple[int, ...] | None = None  # parent index of every label (filled at build; None = flat labels)
+    local_mlp: int = 0  # width of a per-token MLP (its own weights at every DiT token) added to each block's MLP; 0 = off
+    local_window: int = 0  # the per-token MLP also reads this many tokens either side of its own (0 = its own only)
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads != 0:
@@ -88,6 +91,8 @@ class DiTConfig:
             raise ValueError(f"pheno_dropout={self.pheno_dropout} must lie in [0, 1)")
         if self.pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed={self.pos_embed!r}: use 'sincos' or 'learned'")
+        if self.local_mlp < 0 or self.local_window < 0:
+            raise ValueError(f"local_mlp={self.local_mlp} and local_window={self.local_window} must be >= 0 (0 = off)")
 
     @property
     def n_patches(self) -> int:
@@ -247,27 +252,66 @@ class Mlp(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))  # (B, N, D)
 
 
+class LocalMlp(nn.Module):
+    """Two-layer MLP with its own weights at every token (a locally connected layer).
+
+    A shared MLP must serve every genomic window with one set of weights; the haplotypes of a
+    window are its own, so a per-token MLP can hold a window's haplotype clusters (benchmarks/
+    RESULTS.md, "Why the DiT lost LD"). With ``window > 0`` token n reads tokens
+    ``n - window .. n + window`` (zeros past the ends), so it also holds haplotypes that straddle
+    two tokens. Parameters ``n_tokens * ((2 window + 1) hidden width + width hidden)``, linear in
+    the SNP count. Plain parameters and
+    ``einsum``, so ``torch.func`` per-sample gradients work (opacus' ``GradSampleModule`` has no
+    rule for it).
+    """
+
+    def __init__(self, n_tokens: int, hidden: int, width: int, window: int = 0):
+        super().__init__()
+        self.window = window
+        fan_in = (2 * window + 1) * hidden
+        self.w1 = nn.Parameter(torch.empty(n_tokens, fan_in, width))
+        self.b1 = nn.Parameter(torch.zeros(n_tokens, width))
+        self.w2 = nn.Parameter(torch.empty(n_tokens, width, hidden))
+        self.b2 = nn.Parameter(torch.zeros(n_tokens, hidden))
+        nn.init.uniform_(self.w1, -math.sqrt(6.0 / (fan_in + width)), math.sqrt(6.0 / (fan_in + width)))
+        nn.init.uniform_(self.w2, -math.sqrt(6.0 / (hidden + width)), math.sqrt(6.0 / (hidden + width)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.window:
+            N, w = x.shape[1], self.window
+            padded = F.pad(x, (0, 0, w, w))  # (B, N + 2w, D)
+            x = torch.cat([padded[:, k:k + N] for k in range(2 * w + 1)], dim=2)  # (B, N, (2w+1) D)
+        h = torch.einsum("bnd,ndw->bnw", x, self.w1) + self.b1  # (B, N, W)
+        return torch.einsum("bnw,nwd->bnd", F.gelu(h, approximate="tanh"), self.w2) + self.b2  # (B, N, D)
+
+
 class DiTBlock(nn.Module):
     """Transformer block with adaLN-Zero conditioning.
 
     The conditioning vector ``c`` regresses shift, scale and gate for the attention and MLP
     branches. The regression layer starts at zero, so gates are zero and the block is the
-    identity at initialisation.
+    identity at initialisation. With ``local_mlp > 0`` a :class:`LocalMlp` of that width over
+    ``n_tokens`` tokens (reading ``local_window`` tokens either side) is added to the MLP branch
+    (same modulation and gate).
     """
 
-    def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0):
+    def __init__(self, hidden: int, heads: int, mlp_ratio: float = 4.0, *, local_mlp: int = 0,
+                 n_tokens: int = 0, local_window: int = 0):
         super().__init__()
         self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(hidden, heads)
         self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
         self.mlp = Mlp(hidden, int(hidden * mlp_ratio))
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden, 6 * hidden))
+        self.local = LocalMlp(n_tokens, hidden, local_mlp, local_window) if local_mlp > 0 else None
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         mod = self.adaLN_modulation(c).chunk(6, dim=1)  # 6 x (B, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
         x = x + gate_msa.unsqueeze(1) * self.attn(modulate(self.norm1(x), shift_msa, scale_msa))
-        x = x + gate_mlp.unsqueeze(1) * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+        h = modulate(self.norm2(x), shift_mlp, scale_mlp)  # (B, N, D)
+        branch = self.mlp(h) if self.local is None else self.mlp(h) + self.local(h)  # (B, N, D)
+        x = x + gate_mlp.unsqueeze(1) * branch
         return x  # (B, N, D)
 
 
@@ -321,7 +365,9 @@ class DiT1D(nn.Module):
             self.pos_embedder = None
         self.register_buffer("pos_embed", torch.from_numpy(sincos_pos_embed_1d(D, cfg.n_patches)),
                              persistent=False)  # (N, D)
-        self.blocks = nn.ModuleList([DiTBlock(D, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
+        self.blocks = nn.ModuleList([DiTBlock(D, cfg.heads, cfg.mlp_ratio, local_mlp=cfg.local_mlp,
+                                              n_tokens=cfg.n_patches, local_window=cfg.local_window)
+                                     for _ in range(cfg.depth)])
         self.final_layer = FinalLayer(D, p, cfg.out_channels)
         self.initialize_weights()
 
