@@ -64,6 +64,18 @@ def test_from_model_errors_name_the_fix(panels, capsys):
     assert "4 SNP(s) of the private cohort are not in the public model" in err and "plink2 --extract" in err
     assert main(["train", *private_args, *DP, "--from-model", str(folder / "none.pt"), "--out", out]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["train", *private_args, *DP, "--frequency-centre", "public", "--out", out]) == 2
+    assert "give --from-model PUBLIC.pt too" in capsys.readouterr().err
+
+
+def test_frequency_centre_public_is_recorded_and_stays_within_epsilon(panels):
+    folder, private_args, _ = panels
+    prefix = str(folder / "centred")
+    assert main(["train", *private_args, *DP, "--from-model", str(folder / "public.pt"), "--frequency-centre",
+                 "public", "--out", prefix]) == 0
+    ck = load_checkpoint(f"{prefix}.pt")
+    assert ck["privacy"]["epsilon"] <= 8.0 + 1e-9
+    assert '"frequency_centre": "public"' in open(f"{prefix}.log").read()
 
 
 def test_phenotype_column_works_under_epsilon(sim_pheno_cohort, tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genosynth.errors import PrivacyError
+from genosynth.errors import InputError, PrivacyError
 from genosynth.privacy import PrivacyAccountant
 from genosynth.privacy.releases import ancestry_basis, release_ancestry_spread, spread_clip
 from genosynth.sampling.ancestry import draw_person_frequencies, person_logit_shift
@@ -152,8 +152,10 @@ def test_phenotype_release_is_one_event_pools_labels_and_shares_the_contrast(den
                                       rng=np.random.default_rng(0))
 
 
-def test_public_rows_post_process_the_release_only():
-    """Public frequencies change the denoised release, never the Gaussian release itself; all-NaN rows change nothing."""
+@pytest.mark.parametrize("centre", ["one", "public"])
+def test_public_rows_keep_the_event_and_all_nan_rows_change_nothing(centre):
+    """Public frequencies (post-processing, or the centre of the release) keep the Gaussian event and its noise
+    multiplier; all-NaN rows change nothing; a public label's count comes out within a few people."""
     from genosynth.privacy.releases import release_label_frequencies
 
     rng = np.random.default_rng(3)
@@ -165,10 +167,59 @@ def test_public_rows_post_process_the_release_only():
     for key, public in (("none", None), ("nan", np.full((2, v), np.nan)), ("row", np.vstack([p[0], np.full(v, np.nan)]))):
         acc = PrivacyAccountant()
         runs[key] = release_label_frequencies(dos, y, 2, noise_multiplier=0.7, rng=np.random.default_rng(9),
-                                              accountant=acc, public_freq=public)
+                                              accountant=acc, public_freq=public, centre=centre)
         assert acc.events == [{"name": "allele_frequencies", "kind": "gaussian", "noise_multiplier": 0.7, "count": 1}]
     assert np.array_equal(runs["nan"]["freq"], runs["none"]["freq"])
     assert np.array_equal(runs["nan"]["counts"], runs["none"]["counts"])
     assert np.isnan(runs["nan"]["public_weight"]).all()
     assert np.abs(runs["row"]["freq"][0] - p[0]).mean() < np.abs(runs["none"]["freq"][0] - p[0]).mean()
-    assert abs(runs["row"]["counts"][0] - n) < 3.0  # fitted on all SNPs (the released count alone: noise sd ~10)
+    assert abs(runs["row"]["counts"][0] - n) < 3.0  # fitted on all SNPs / weighted count slot (released alone: sd ~10)
+
+
+def test_centred_release_bounds_each_person_and_its_sensitivity():
+    """Centred on public rows, every person's vector (clipped deviation, weighted count) stays within the sensitivity."""
+    from genosynth.privacy.releases import PUBLIC_CLIP_FRACTION, PUBLIC_COUNT_WEIGHT, _label_sums, public_centres
+
+    rng = np.random.default_rng(5)
+    v = 150
+    public = np.vstack([rng.uniform(0.0, 1.0, v), np.full(v, np.nan), rng.uniform(0.0, 1.0, v)])
+    centres = public_centres(public)  # (3, V)
+    assert np.allclose(centres[1], (centres[0] + centres[2]) / 2)  # a label without a row: the public mean
+    g = rng.integers(0, 3, size=(40, v)).astype(np.float64)  # (N, V), far from the public rows: many clipped
+    g[0] = np.where(public[0] < 0.5, 2.0, 0.0)  # the farthest person possible from label 0's row
+    y = np.arange(40) % 3
+    bound = PUBLIC_CLIP_FRACTION * math.sqrt(v)
+    for i in range(40):  # one person alone: the sums are that person's vector
+        one, sens = _label_sums(g[i:i + 1], y[i:i + 1], 3, ploidy=2, clip_fraction=PUBLIC_CLIP_FRACTION,
+                                denoiser="low_rank", centres=centres, count_weight=PUBLIC_COUNT_WEIGHT)
+        assert sens == pytest.approx(math.sqrt(bound ** 2 + PUBLIC_COUNT_WEIGHT ** 2))
+        assert np.linalg.norm(one) <= sens + 1e-9
+        assert one[y[i], v] == PUBLIC_COUNT_WEIGHT
+    with pytest.raises(PrivacyError, match="count_weight"):
+        _label_sums(g, y, 3, ploidy=2, clip_fraction=None, denoiser="low_rank", count_weight=0.0)
+
+
+def test_centred_clipped_release_is_closer_than_unclipped_and_than_centred_on_one():
+    """The default bound of a release centred on public rows clips few people and removes noise: a new label and a
+    public one come out closer to the truth than with no clipping or centred on 1 (same noise multiplier, draws)."""
+    from genosynth.privacy.releases import release_label_frequencies
+
+    rng = np.random.default_rng(1)
+    v, n = 400, 80
+    p = rng.uniform(0.1, 0.9, size=(3, v))
+    p[2] = np.clip(0.5 * p[0] + 0.5 * p[1] + rng.normal(0, 0.05, v), 0.05, 0.95)  # new to the public panel
+    y = np.repeat([0, 1, 2], n)
+    dos = rng.binomial(2, p[y]).astype(np.float64)  # (3n, V)
+    exact = np.stack([dos[y == j].mean(0) / 2 for j in range(3)])  # (3, V)
+    public = np.vstack([p[0], p[1], np.full(v, np.nan)])
+    err = {(None, "public"): [], (1.0, "public"): [], (None, "one"): []}
+    for draw in range(6):
+        for clip, centre in err:
+            rel = release_label_frequencies(dos, y, 3, noise_multiplier=0.3, rng=np.random.default_rng(draw),
+                                            public_freq=public, clip_fraction=clip, centre=centre)
+            err[clip, centre].append(np.sqrt(((rel["freq"] - exact) ** 2).mean(axis=1)))  # (3,)
+    tight, loose, one = (np.mean(err[k], axis=0) for k in err)
+    assert tight[2] < 0.9 * loose[2] and tight[0] < loose[0]
+    assert tight[2] < 0.9 * one[2]
+    with pytest.raises(InputError, match="frequency centre"):
+        release_label_frequencies(dos, y, 3, noise_multiplier=0.3, rng=np.random.default_rng(0), centre="half")

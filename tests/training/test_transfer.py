@@ -244,3 +244,19 @@ def test_adapted_config_decodes_with_the_copula_unless_told_otherwise(public_mod
     assert adapt_config(tiny_config(), payload).sampling.corr_guidance == ADAPTED_CORR_GUIDANCE == "copula"
     chosen = tiny_config().replace(sampling={"corr_guidance": "latent"})
     assert adapt_config(chosen, payload).sampling.corr_guidance == "latent"
+
+
+def test_release_centred_on_the_public_frequencies_keeps_the_plan(panels, adapted, tmp_path):
+    """``frequency_centre="public"``: the same events and noise multipliers as the default run (the centre and its
+    clip change the sensitivity's content, not the plan), recorded in the checkpoint; ε stays within budget."""
+    _, path, _, payload, _ = adapted
+    private, _ = align_to_model(panels[1], Generator.from_payload(payload).variants,
+                                fill=public_frequencies(payload, n=50))
+    out = str(tmp_path / "centred.pt")
+    train_private(private, config=tiny_config(), privacy=small_privacy(frequency_centre="public"),
+                  public_model=payload, seed=2, deterministic_noise=True, checkpoint=out)
+    ck, base = load_checkpoint(out), load_checkpoint(path)
+    assert ck["privacy_state"]["events"] == base["privacy_state"]["events"]
+    assert ck["privacy"]["epsilon"] <= small_privacy().epsilon
+    assert ck["privacy_config"]["frequency_centre"] == "public" and ck["privacy_config"]["frequency_clip"] is None
+    assert base["privacy_config"]["frequency_centre"] == "one"

@@ -91,9 +91,14 @@ def add_arguments(parser) -> None:
     d.add_argument("--frequency-denoiser", choices=("low_rank", "shrink"), default="low_rank",
                    help="post-processing of the per-label allele-frequency release (free of budget): low_rank "
                         "(default; suits fine labels such as --label-column pop) or shrink (per label)")
-    d.add_argument("--frequency-clip", type=float, default=1.0, metavar="C",
+    d.add_argument("--frequency-clip", type=float, default=None, metavar="C",
                    help="clip each person's centred dosages to C sqrt(V) before the frequency release, in (0, 1] "
-                        "(less noise, some bias towards 1/2; default 1 = no clipping)")
+                        "(less noise, some bias towards the centre; default 1 = no clipping, or 0.7 with "
+                        "--frequency-centre public)")
+    d.add_argument("--frequency-centre", choices=("one", "public"), default="one",
+                   help="with --from-model: centre each person's dosages on the public model's frequencies of their "
+                        "label before the frequency release (public: ~30 %% less noise, AF r +0.001 over 8 splits; "
+                        "benchmarks/RESULTS.md, issue 19); default one (frequency 1/2)")
     d.add_argument("--ancestry-dims", type=int, default=4, metavar="K",
                    help="directions of the DP within-label ancestry spread, so synthetic people of a label differ "
                         "in ancestry as real ones do (at most labels - 1; 0 = not released; default 4)")
@@ -317,6 +322,9 @@ def run_private(args, log) -> int:
     from genosynth.training.private import train_private
 
     cfg = build_config(args)
+    if args.frequency_centre == "public" and not args.from_model:
+        raise InputError("--frequency-centre public centres the release on a public model's frequencies: give "
+                         "--from-model PUBLIC.pt too, or drop --frequency-centre")
     if cfg.training.precision != "fp32":
         raise InputError(f"--precision {cfg.training.precision} is for plain training; DP-SGD runs in fp32 "
                          "(drop --precision or --epsilon)")
@@ -324,7 +332,8 @@ def run_private(args, log) -> int:
                             batch_size=args.dp_batch_size, max_grad_norm=args.max_grad_norm,
                             latent_clip=args.latent_clip, timesteps_split=args.dp_split,
                             correlation_window=args.corr_window, frequency_denoiser=args.frequency_denoiser,
-                            frequency_clip=args.frequency_clip, ancestry_dims=args.ancestry_dims)
+                            frequency_clip=args.frequency_clip, frequency_centre=args.frequency_centre,
+                            ancestry_dims=args.ancestry_dims)
     check_budget(args.epsilon, privacy.delta)  # before the cohort is read: these errors come first
     secret_seed(args.seed, log, note="; an interrupted run still resumes exactly with --resume")  # warn, record "secret"
     set_threads(args.threads, log)

@@ -21,14 +21,32 @@ from genosynth.stats.ld import band_products, check_window, moments_to_band
 #: Post-processings of the per-label frequency release (``PrivacyConfig.frequency_denoiser``,
 #: :func:`release_label_frequencies`).
 FREQUENCY_DENOISERS = ("shrink", "low_rank")
+#: What each person's dosages are centred on in the frequency release (``PrivacyConfig.frequency_centre``):
+#: ``"one"`` (a dosage of 1, i.e. frequency 1/2) or ``"public"`` (the public frequencies of the person's
+#: label, when a public model gives them).
+FREQUENCY_CENTRES = ("one", "public")
+
+#: Per-person bound (fraction of ``sqrt(V)``) of a frequency release centred on public frequencies
+#: (``centre="public"``) when ``clip_fraction`` is left at ``None``. Centred on a public model's rows, a
+#: person's squared norm is about ``0.45 V`` (its deviation from its population; 1000 Genomes, 805 SNPs:
+#: quantiles 0.32 / 0.45 / 0.49 / 0.55 V at 10 / 50 / 90 / 99 %) instead of ``0.65 V`` centred on 1, so a
+#: bound of ``0.7 sqrt(V)`` clips few people and cuts the noise by ~30 % (RESULTS.md "Public model adapted
+#: under DP": "Eight splits", session 11).
+PUBLIC_CLIP_FRACTION = 0.7
+#: Weight of the count slot in a release centred on public frequencies: the label counts are released with
+#: noise sd ``z Δ / weight`` for a sensitivity ``Δ = sqrt(bound² + weight²)`` only ~2 % above ``bound``.
+PUBLIC_COUNT_WEIGHT = 4.0
 
 
-def check_frequency_options(denoiser: str, clip_fraction: float) -> None:
-    """Refuse an unknown frequency denoiser or a per-person clip outside (0, 1]."""
+def check_frequency_options(denoiser: str, clip_fraction: float | None, centre: str = "one") -> None:
+    """Refuse an unknown frequency denoiser or centre, or a per-person clip outside (0, 1] (``None``: the default)."""
+    if centre not in FREQUENCY_CENTRES:
+        raise InputError(f"unknown frequency centre {centre!r} (frequency_centre); choose one of "
+                         f"{', '.join(FREQUENCY_CENTRES)}")
     if denoiser not in FREQUENCY_DENOISERS:
         raise InputError(f"unknown frequency denoiser {denoiser!r} (--frequency-denoiser); choose one of "
                            f"{', '.join(FREQUENCY_DENOISERS)}")
-    if not 0.0 < clip_fraction <= 1.0:
+    if clip_fraction is not None and not 0.0 < clip_fraction <= 1.0:
         raise PrivacyError(f"--frequency-clip {clip_fraction} must lie in (0, 1] (clip_fraction; 1 = no clipping)")
 
 
@@ -37,8 +55,8 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
                               accountant: PrivacyAccountant | None = None,
                               name: str = "allele_frequencies",
                               ploidy: int = 2, parents: np.ndarray | None = None,
-                              denoiser: str = "low_rank", clip_fraction: float = 1.0,
-                              public_freq: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                              denoiser: str = "low_rank", clip_fraction: float | None = None,
+                              public_freq: np.ndarray | None = None, centre: str = "one") -> dict[str, np.ndarray]:
     """Per-label ALT frequencies and label counts in one Gaussian release.
 
     Person ``i`` with label ``l`` contributes the vector ``u_i`` of length ``L V + L`` holding
@@ -51,6 +69,14 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
     most ``c sqrt(V)`` (its squared norm is the person's number of homozygous sites), so the
     sensitivity and the noise drop to ``sqrt(c² V + 1)``; people with more homozygous sites than
     ``c² V`` are pulled towards frequency 1/2 (a bias).
+
+    With ``centre="public"`` and public frequencies (``public_freq``, at least one finite row) the
+    release is *centred* on them instead of on 1: person ``i`` contributes ``clip(g_i - 1 - a_l,
+    c sqrt(V))`` in block ``l``, with the public centre ``a_l = 2 m_l - 1`` (``m_l`` the label's public
+    row, or the mean of the public rows for a label without one; public, fixed before the release),
+    and ``w`` (:data:`PUBLIC_COUNT_WEIGHT`) in count slot ``l``: sensitivity ``sqrt(c² V + w²)``. A
+    person's centred norm is then far below ``sqrt(V)``, so ``c`` (default :data:`PUBLIC_CLIP_FRACTION`)
+    clips few people while the noise drops with it (:func:`_toward_public` for the post-processing).
 
     Parameters
     ----------
@@ -69,9 +95,12 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
         each label is then shrunk towards its parent's pooled frequency (the sum of its children in
         the same release), with ``tau²`` estimated within each parent; the parents themselves
         towards ``overall``. Not used by ``"low_rank"``.
-    clip_fraction : float
+    clip_fraction : float or None
         ``c`` in (0, 1]: the per-person bound as a fraction of the largest possible norm
-        ``sqrt(V)`` (1 = no clipping).
+        ``sqrt(V)`` (1 = no clipping of a release centred on 1). ``None``: 1, or
+        :data:`PUBLIC_CLIP_FRACTION` for a release centred on public frequencies.
+    centre : {"one", "public"}
+        The dosages' centre (above); ``"public"`` without a public row is ``"one"``.
     denoiser : {"shrink", "low_rank"}
         Post-processing of the noisy per-label sums (neither costs budget nor sees the data):
         ``"shrink"``: each label's raw frequencies are shrunk towards ``overall`` (or its parent)
@@ -87,10 +116,11 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
 
     public_freq : float, shape (L, V), optional
         Public per-label frequencies (a public model of the same populations; a row of NaN where
-        there is none). Every label is then denoised towards a public prior mean instead: its row,
-        or for a label without one the best fit of its release by the public rows
-        (:func:`_toward_public`: a count fitted on all SNPs, then empirical Bayes with the known
-        noise), post-processing only.
+        there is none). Every label is then denoised towards a public prior mean: its row, or for a
+        label without one the best fit of its release by the public rows (:func:`_toward_public`:
+        empirical Bayes with the known noise; centred on 1, the count of a label with a public row is
+        first fitted on all SNPs), post-processing only; with ``centre="public"`` the release itself
+        is centred on them (above). All rows NaN: as without ``public_freq``.
 
     Returns
     -------
@@ -103,31 +133,74 @@ def release_label_frequencies(dosages: np.ndarray, labels: np.ndarray, n_labels:
         ``counts`` float64 (L,): noisy (``"low_rank"``: denoised) label counts, at least 1;
         ``mix`` float64 (L,): counts / their sum;
         ``rank`` int: singular values kept (``"low_rank"`` only);
-        ``public_weight`` float64 (L,): with ``public_freq``, the mean weight of the release against
-        the public prior mean (``counts`` and ``mix`` of labels with a public row are then their
-        counts fitted on all SNPs).
+        ``public_weight`` float64 (L,): with ``public_freq``, the mean weight of the release against the
+        public prior mean (``counts`` and ``mix`` then as in :func:`_toward_public`).
     """
     y = np.asarray(labels, dtype=np.int64)
+    check_frequency_options(denoiser, clip_fraction, centre)
+    public = None if public_freq is None else np.asarray(public_freq, dtype=np.float64)  # (L, V)
+    centres = public_centres(public) if public is not None and centre == "public" else None  # (L, V) or None
+    if clip_fraction is None:
+        clip_fraction = 1.0 if centres is None else PUBLIC_CLIP_FRACTION
+    weight = 1.0 if centres is None else PUBLIC_COUNT_WEIGHT
     sums, sensitivity = _label_sums(dosages, y, n_labels, ploidy=ploidy, clip_fraction=clip_fraction,
-                                    denoiser=denoiser)  # (L, V+1)
+                                    denoiser=denoiser, centres=centres, count_weight=weight)  # (L, V+1)
     noisy = gaussian_mechanism(sums, sensitivity=sensitivity, noise_multiplier=noise_multiplier,
                                rng=rng, accountant=accountant, name=name)  # (L, V+1)
     del sums
-    # ------------------------------------------------ everything below is post-processing of `noisy`
-    noise_sd = noise_multiplier * sensitivity
+    return _denoised_release(noisy, noise_sd=noise_multiplier * sensitivity, ploidy=ploidy, denoiser=denoiser,
+                             parents=parents, public=public, centres=centres, count_weight=weight)
+
+
+def _denoised_release(noisy: np.ndarray, *, noise_sd: float, ploidy: int, denoiser: str, parents, public,
+                      centres, count_weight: float) -> dict[str, np.ndarray]:
+    """Stage 2 of :func:`release_label_frequencies`, post-processing only: the denoised frequencies and counts.
+
+    noisy : (L, V+1) noisy sums (centred on 1, or on ``centres`` (L, V)) and weighted counts; public :
+    (L, V) public frequencies with NaN rows, or None.
+    """
+    n_labels = noisy.shape[0]
+    plain = noisy if centres is None else _uncentred(noisy, centres, count_weight=count_weight)  # (L, V+1)
     if denoiser == "low_rank":
-        out = _low_rank_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy)
+        out = _low_rank_frequencies(plain, noise_sd=noise_sd, ploidy=ploidy)
     else:
-        out = _shrunk_frequencies(noisy, noise_sd=noise_sd, ploidy=ploidy, parents=parents)
-    if public_freq is not None:
-        _toward_public(out, noisy, np.asarray(public_freq, dtype=np.float64), noise_sd=noise_sd)
+        out = _shrunk_frequencies(plain, noise_sd=noise_sd, ploidy=ploidy, parents=parents)
+    if public is not None and np.isfinite(public).all(axis=1).any():
+        fit = centres is None  # centred on 1: the sums also carry each public label's count
+        _toward_public(out, noisy, np.zeros_like(public) if fit else centres, public, noise_sd=noise_sd,
+                       count_weight=count_weight, fit_counts=fit)
+    elif public is not None:
+        out["public_weight"] = np.full(n_labels, np.nan)
     return out
+
+
+def public_centres(public_freq: np.ndarray) -> np.ndarray | None:
+    """Centres ``2 m - 1`` of a release centred on public frequencies: float64 (L, V), or None without a public row.
+
+    public_freq : float, shape (L, V), NaN rows where there is none; such a label is centred on the mean
+    of the public rows (public, fixed before the release).
+    """
+    have = np.isfinite(public_freq).all(axis=1)  # (L,)
+    if not have.any():
+        return None
+    m = np.where(have[:, None], public_freq, public_freq[have].mean(axis=0)[None, :])  # (L, V)
+    return 2.0 * np.clip(m, 0.0, 1.0) - 1.0
+
+
+def _uncentred(noisy: np.ndarray, centres: np.ndarray, *, count_weight: float) -> np.ndarray:
+    """A centred release in the layout of one centred on 1 (post-processing): sums ``S' + C a``, counts ``C``.
+
+    noisy : (L, V+1) centred sums and weighted counts; centres : (L, V). Returns float64 (L, V+1).
+    """
+    v = noisy.shape[1] - 1
+    counts = noisy[:, v] / count_weight  # (L,)
+    return np.column_stack([noisy[:, :v] + np.maximum(counts, 1.0)[:, None] * centres, counts])
 
 
 def release_phenotype_frequencies(dosages: np.ndarray, labels: np.ndarray, phenotypes: np.ndarray, n_labels: int, *,
                                   noise_multiplier: float, rng: np.random.Generator,
                                   accountant: PrivacyAccountant | None = None, name: str = "allele_frequencies",
-                                  ploidy: int = 2, denoiser: str = "low_rank", clip_fraction: float = 1.0,
+                                  ploidy: int = 2, denoiser: str = "low_rank", clip_fraction: float | None = None,
                                   parents: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-label frequencies, case fractions and case/control frequencies from one Gaussian release over groups.
 
@@ -219,49 +292,49 @@ def _pooled_contrast(raw: np.ndarray, counts: np.ndarray, *, noise_sd: float, pl
     weight = tau2 / (tau2 + sigma2) if tau2 + sigma2 > 0 else 0.0
     return weight * pooled, weight
 
-def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noise_sd: float,
-                   new_labels: bool = True) -> None:
-    """Denoise each label's frequencies towards a public prior mean by empirical Bayes (post-processing).
+def _toward_public(out: dict, noisy: np.ndarray, centres: np.ndarray, public_freq: np.ndarray, *, noise_sd: float,
+                   count_weight: float, fit_counts: bool) -> None:
+    """Denoise each label's frequencies of a release centred on ``centres`` towards a public prior mean by
+    empirical Bayes (post-processing).
 
-    Replaces ``out["freq"]``, ``out["counts"]`` and ``out["mix"]`` rows. A label's prior mean ``m``
-    is its public row, or (``new_labels``, a label with a NaN row) the least-squares fit of its raw
-    frequencies on an intercept and the public rows (an admixed or intermediate population is
-    close to a mix of public ones; 805 SNPs fit the few coefficients with negligible noise).
+    Replaces ``out["freq"]``, ``out["counts"]`` and ``out["mix"]``. A label's prior mean ``m`` is its
+    public row, or (a label with a NaN row) the least-squares fit of its raw frequencies on an
+    intercept and the public rows (an admixed or intermediate population is close to a mix of public
+    ones; 805 SNPs fit the few coefficients with negligible noise).
 
-    *Count* of a label with a public row. The noisy sums of centred dosages are
-    ``S_j ≈ n (2 p_j - 1)`` and the released count is ``C ≈ n``, all with noise sd
-    ``σ_0 = noise_sd``; with ``a = 2 m - 1`` the least-squares count ``n = (C + S·a) / (1 + a·a)``
-    uses every SNP, so its noise sd is about ``σ_0 / sqrt(1 + a·a)`` instead of ``σ_0`` (at ε = 10 on
-    805 SNPs: ~1 person instead of ~16, which for a label of 50 people otherwise rescales every
-    frequency's deviation from 1/2 by tens of percent). A new label keeps ``out["counts"]`` (its
-    fitted mix of public rows can absorb any rescaling, so the SNPs do not fix its count).
+    *Count*, centred on the public rows (``fit_counts=False``): the released count ``n = C / count_weight``
+    (noise sd ``noise_sd / count_weight``). The centred sums ``S' ≈ n (2 p - 1 - a)`` are small, so
+    ``raw = (S' / n + a + 1) / 2`` barely depends on the count's noise. Centred on 1 (``centres`` 0,
+    ``fit_counts=True``): the sums are ``S ≈ n (2 p - 1)``, and with ``a = 2 m - 1`` a label with a
+    public row gets the least-squares count ``n = (C + S·a) / (1 + a·a)`` over every SNP (noise sd
+    about ``noise_sd / sqrt(1 + a·a)``: at ε = 10 on 805 SNPs ~1 person instead of ~16, which for a
+    label of 50 people otherwise rescales every deviation from 1/2 by tens of percent); a new label
+    keeps ``out["counts"]`` (its fitted mix of public rows can absorb any rescaling).
 
-    *Frequencies.* ``raw = (S / n + 1) / 2`` has known noise variance ``σ² = (noise_sd / (2 n))²``
-    per SNP; the deviation ``d = raw - m`` gets the Balding-Nichols prior variance
-    ``F m (1 - m)`` with ``F`` the method-of-moments ``mean(d² - σ²) / mean(m (1 - m))`` (at least
-    1e-6), and the posterior mean ``m + w d`` with ``w = F m (1 - m) / (F m (1 - m) + σ²)`` per SNP.
+    *Frequencies.* ``raw`` has known noise variance ``σ² = (noise_sd / (2 n))²`` per SNP; the deviation
+    ``d = raw - m`` gets the Balding-Nichols prior variance ``F m (1 - m)`` with ``F`` the
+    method-of-moments ``mean(d² - σ²) / mean(m (1 - m))`` (at least 1e-6), and the posterior mean
+    ``m + w d`` with ``w = F m (1 - m) / (F m (1 - m) + σ²)`` per SNP.
 
-    public_freq : float, shape (L, V), NaN rows where there is no public frequency (the centred sums
-    are ploidy-free, so no ploidy is needed). ``out["public_weight"]``: float64 (L,), the mean ``w`` of each label (NaN where nothing was done).
+    noisy : (L, V+1) centred sums and weighted counts; centres : (L, V) ``2 m - 1`` of
+    :func:`public_centres`; public_freq : float, shape (L, V), NaN rows where there is no public
+    frequency (the centred sums are ploidy-free, so no ploidy is needed). ``out["public_weight"]``:
+    float64 (L,), the mean ``w`` of each label.
     """
     v = noisy.shape[1] - 1
-    sums, released_count = noisy[:, :v], noisy[:, v]  # (L, V), (L,)
+    sums, released = noisy[:, :v], noisy[:, v] / count_weight  # (L, V), (L,)
+    counts = np.asarray(out["counts"], dtype=np.float64).copy() if fit_counts else np.maximum(released, 1.0)  # (L,)
     have = np.isfinite(public_freq).all(axis=1)  # (L,)
     weight = np.full(noisy.shape[0], np.nan)
-    if not have.any():
-        out["public_weight"] = weight
-        return
     design = np.column_stack([np.ones(v), public_freq[have].T])  # (V, 1 + L_pub)
-    counts = np.asarray(out["counts"], dtype=np.float64).copy()  # (L,) starting values
     for k in range(noisy.shape[0]):
-        if not (have[k] or new_labels):
-            continue
         n = max(float(counts[k]), 1.0)
         if have[k]:
             m = public_freq[k]
-            a = 2.0 * m - 1.0
-            n = max(float((released_count[k] + sums[k] @ a) / (1.0 + a @ a)), 1.0)
-        raw = (sums[k] / n + 1.0) / 2.0  # (V,) unbiased given n
+            if fit_counts:
+                a = 2.0 * m - 1.0
+                n = max(float((released[k] + sums[k] @ a) / (1.0 + a @ a)), 1.0)
+        raw = (sums[k] / n + centres[k] + 1.0) / 2.0  # (V,) unbiased given n (unclipped people)
         if not have[k]:
             beta = np.linalg.lstsq(design, raw, rcond=None)[0]
             m = np.clip(design @ beta, 1e-3, 1 - 1e-3)  # (V,)
@@ -276,27 +349,35 @@ def _toward_public(out: dict, noisy: np.ndarray, public_freq: np.ndarray, *, noi
     out["public_weight"] = weight
 
 
-def _label_sums(dosages: np.ndarray, y: np.ndarray, n_labels: int, *, ploidy: int, clip_fraction: float,
-                denoiser: str) -> tuple[np.ndarray, float]:
+def _label_sums(dosages: np.ndarray, y: np.ndarray, n_labels: int, *, ploidy: int, clip_fraction: float | None,
+                denoiser: str, centres: np.ndarray | None = None,
+                count_weight: float = 1.0) -> tuple[np.ndarray, float]:
     """Stage 1 of :func:`release_label_frequencies`: per-label sums of clipped centred dosages and counts.
 
-    Returns the private ``(L, V+1)`` sums (count in the last column) and their L2 sensitivity.
+    ``centres`` (L, V), optional: each person's scaled dosages ``(g - half) / half`` minus its label's row
+    before clipping (public, :func:`public_centres`); ``count_weight``: each person's entry in its count
+    slot. Returns the private ``(L, V+1)`` sums (weighted count in the last column) and their L2
+    sensitivity ``sqrt(bound² + count_weight²)``.
     """
     g = np.asarray(dosages, dtype=np.float64)
     n, v = g.shape
     if y.shape != (n,) or (y < 0).any() or (y >= n_labels).any():
         raise InputError(f"labels must be {n} indices in [0, {n_labels})")
     check_frequency_options(denoiser, clip_fraction)
+    clip_fraction = 1.0 if clip_fraction is None else clip_fraction
+    _check_positive(count_weight, "count_weight", "give a positive weight of the count slot")
     half = ploidy / 2.0
     bound = clip_fraction * math.sqrt(v)  # L2 bound of a person's centred dosage vector
-    sensitivity = math.sqrt(bound ** 2 + 1.0)  # with the person's 1 in the count slot
+    sensitivity = math.sqrt(bound ** 2 + count_weight ** 2)  # with the person's weight in the count slot
     centred = (g - half) / half  # (N, V) in [-1, 1]
-    if clip_fraction < 1.0:
+    if centres is not None:
+        centred = centred - centres[y]  # (N, V) in [-2, 2]: the norm bound needs the clip below
+    if clip_fraction < 1.0 or centres is not None:
         centred = clip_rows(centred, bound)
-    sums = np.zeros((n_labels, v + 1))  # (L, V+1): centred dosage sums and the count
+    sums = np.zeros((n_labels, v + 1))  # (L, V+1): centred dosage sums and the weighted count
     for j in range(n_labels):
         sums[j, :v] = centred[y == j].sum(axis=0)
-        sums[j, v] = (y == j).sum()
+        sums[j, v] = count_weight * (y == j).sum()
     return sums, sensitivity
 
 

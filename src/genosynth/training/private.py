@@ -575,7 +575,7 @@ def release_frequencies(run: PrivateRun, cohort: Cohort, say: Callable[[str], No
                                         noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
                                         accountant=run.acc, name="allele_frequencies", parents=parent_index,
                                         denoiser=privacy.frequency_denoiser, clip_fraction=privacy.frequency_clip,
-                                        public_freq=run.public_freq)
+                                        public_freq=run.public_freq, centre=privacy.frequency_centre)
     else:  # the same one release over (label, phenotype) groups: same sensitivity, same event
         rel = release_phenotype_frequencies(run.dosages, run.y_person.numpy(), run.p_person.numpy(), len(vocabulary),
                                             noise_multiplier=run.z_mult["allele_frequencies"], rng=run.rng,
