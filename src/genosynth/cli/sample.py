@@ -54,8 +54,8 @@ def add_arguments(parser) -> None:
                              "one joint scale")
     parser.add_argument("--steps", type=int, default=None, help="sampler steps, one DiT pass each (default from the model)")
     parser.add_argument("--sampler", default=None, choices=SAMPLERS,
-                        help="latent sampler: ddim, or dpm++2m (DPM-Solver++, as accurate in 8-10 steps as DDIM in "
-                             "20; benchmarks/RESULTS.md, issue 18); default from the model")
+                        help="latent sampler: dpm++2m (DPM-Solver++, the default of new models: 8 steps match 20 of "
+                             "ddim, the default before; benchmarks/RESULTS.md, issue 18); default from the model")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="people per batch written to the staging file (default from the model: 2048, 64 for "
                              "--size tiny models); the model draws in blocks of its own sampling.batch_size whatever "

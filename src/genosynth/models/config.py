@@ -36,7 +36,7 @@ class TrainingConfig:
     dit_target: str = "sample"  # latents the DiT learns: "sample" (fresh posterior draws mu + sd*eps each epoch) or "mean" (posterior means mu)
     pseudo_count: float = 0.5  # smoothing of the allele frequencies that initialise the decoder biases
     calibration_rows: int = 512  # rows per label drawn after training to calibrate allele frequencies (0 = off)
-    calibration_steps: int = 20  # DDIM steps of those draws
+    calibration_steps: int = 8  # sampler steps of those draws (as sampling.steps: the correction matches the sampler's latents)
     checkpoint_every: int = 10  # epochs between periodic checkpoints (when a path is given)
     label_shrinkage: bool = True  # shrink per-label allele frequencies toward their parent's by the labels' estimated divergence (few people per label)
     fine_labels: str = "off"  # populations inside the labels and each label's ancestry spread (training.calibration): "off", "auto" (the pop column, when its labels have <= fine_label_max_people people on median) or a column name (always)
@@ -64,8 +64,8 @@ LEGACY_SAMPLING = {"sampler": "ddim", "latent_steps": 24, "latent_lr": 0.05}
 class SamplingConfig:
     """Defaults of :meth:`Generator.sample` (each can be overridden per call)."""
 
-    steps: int = 20  # sampler steps (network calls)
-    sampler: str = "ddim"  # latent sampler (models.solvers.SAMPLERS): "ddim" or "dpm++2m" (DPM-Solver++, second order, deterministic)
+    steps: int = 8  # sampler steps (DiT passes); 8 DPM-Solver++ steps match 20 DDIM steps (RESULTS.md, issue 18)
+    sampler: str = "dpm++2m"  # latent sampler (models.solvers.SAMPLERS): "dpm++2m" (DPM-Solver++, second order, deterministic) or "ddim"
     guidance: float = 1.0  # classifier-free guidance scale (1 = plain conditional)
     pheno_guidance: float | None = None  # phenotype models: separate CFG scale of case/control given ancestry (None = joint)
     eta: float = 0.0  # DDIM eta (0 deterministic given the starting noise)
@@ -76,8 +76,8 @@ class SamplingConfig:
     corr_guidance: str = "auto"  # correlation-guided decoding (sampling.ld_guidance): auto (copula on sparse panels, else latent+copula)|none|copula|latent|latent+copula
     corr_window: int = 64  # training: copula band (SNPs) of the stored correlation prior
     corr_latent_window: int = 768  # training: latent-guidance band (SNPs, pairs <= 1 Mb) stored in the checkpoint
-    latent_steps: int = 24  # latent guidance (decodings latent*): Adam steps on the latents
-    latent_lr: float = 0.05  # latent guidance: their learning rate
+    latent_steps: int = 12  # latent guidance (decodings latent*): Adam steps on the latents (checkpoints before the field: 24)
+    latent_lr: float = 0.1  # latent guidance: their learning rate (before: 0.05)
     ancestry_spread: bool = True  # DP models (released) and thin-population models (training.fine_labels): each person draws its own ancestry from the stored within-label spread
     fine_labels: bool = True  # models with fine-label corrections: draw people per fine label (pop) and decode them with its correction
     ancestry_spread_scale: float = 1.0  # multiplies the stored ancestry covariance when drawing each person's ancestry (thin data: 0.5 measured best, RESULTS.md)
@@ -188,7 +188,7 @@ def tiny_config(**sections) -> GeneratorConfig:
         dit=DiTConfig(hidden=32, depth=1, heads=2, patch_size=1),
         diffusion=DiffusionConfig(timesteps=50, schedule="cosine"),
         training=TrainingConfig(vae_epochs=2, dit_epochs=2, vae_batch_size=32, dit_batch_size=32,
-                                checkpoint_every=1, calibration_rows=16, calibration_steps=3),
+                                checkpoint_every=1, calibration_rows=16, calibration_steps=5),
         sampling=SamplingConfig(steps=5, batch_size=64),
     )
     return cfg.replace(**sections) if sections else cfg

@@ -1,4 +1,4 @@
-"""A trained generator ready to sample: :class:`Generator` draws latents with DDIM, decodes them to
+"""A trained generator ready to sample: :class:`Generator` draws latents with DPM-Solver++ or DDIM, decodes them to
 allele probabilities and **draws** alleles from them (argmax only on request); in haplotype mode
 two haplotypes of the same label make one person.
 """
