@@ -256,7 +256,7 @@ def test_thin_populations_are_sampled_inside_their_super_population(tmp_path):
 def test_each_sampler_draws_the_same_rows_for_any_batch_size_and_thread_count(trained):
     """``sampling.sampler`` picks the latent sampler; both keep a seed's rows independent of
     ``--batch-size`` and of the thread count, and they draw different rows (issue 18, item 4)."""
-    model, _ = trained
+    model, path = trained
     kept, threads = model.config.sampling.sampler, torch.get_num_threads()
     rows = {}
     try:
@@ -271,6 +271,13 @@ def test_each_sampler_draws_the_same_rows_for_any_batch_size_and_thread_count(tr
         model.config.sampling.sampler = kept
         torch.set_num_threads(threads)
     assert not np.array_equal(rows["ddim"], rows["dpm++2m"])
+    # the copula factors of a request are solved from its own latents, so each sampler keeps its own
+    runs = [k for k in model._corr_cache if k[0] == "run" and k[1] == 4]
+    assert len(runs) == 2, runs
+    # and a freshly loaded model, which never drew with DDIM, gives the same dpm++2m rows
+    fresh = Generator.load(path)
+    fresh.config.sampling.sampler = "dpm++2m"
+    assert np.array_equal(fresh.sample(30, seed=4, batch_size=64).alleles, rows["dpm++2m"])
 
 
 def test_latent_guidance_takes_its_steps_from_the_sampling_config(trained):

@@ -370,11 +370,13 @@ class Generator:
                        corr_guidance=corr_guidance, pheno_guidance=pheno_guidance)
         # copula factors are solved from the run's first blocks; kept per request, so repeating a
         # request (another format, same seed) reuses them and no run depends on an earlier one
-        # (the decoded marginals differ with populations and ancestry spread on or off: part of the key)
+        # (the decoded marginals differ with populations, ancestry spread on or off, the latent sampler and
+        # the latent-guidance steps: part of the key)
         sc = self.config.sampling
         cache = self._corr_cache.setdefault(("run", int(seed), tuple(counts.items()),
                                              None if cases is None else tuple(cases.items()), fine is not None,
-                                             sc.ancestry_spread, sc.ancestry_spread_scale), {})
+                                             sc.ancestry_spread, sc.ancestry_spread_scale, sc.sampler,
+                                             sc.latent_steps, sc.latent_lr), {})
         blocks = self._iter_blocks(people, phenos, seed=int(seed), options=options, cache=cache, first=gen,
                                    fine=fine)
         for start, rows in _rebatch(blocks, batch_size, per_person=2 if self.phased else 1):
