@@ -34,7 +34,18 @@ def person_logit_shift(spread: dict, labels: torch.Tensor, *, rows_per_person: i
     person_labels = labels[::rows_per_person]  # (P,)
     p = draw_person_frequencies(spread, person_labels, rng=rng)  # (P, V)
     q = torch.as_tensor(spread["freq"], dtype=torch.float64)[person_labels]  # (P, V)
-    up, down = (p / q).log(), ((1 - p) / (1 - q)).log()  # (P, V)
-    m = torch.arange(n_classes, dtype=torch.float64)[None, :, None]  # (1, K, 1)
-    shift = m * up[:, None, :] + (n_classes - 1 - m) * down[:, None, :]  # (P, K, V)
+    shift = binomial_logit_shift(p, q, n_classes=n_classes).transpose(1, 2)  # (P, K, V)
     return shift.repeat_interleave(rows_per_person, dim=0).float()  # (B, K, V)
+
+
+def binomial_logit_shift(p: torch.Tensor, q: torch.Tensor, *, n_classes: int) -> torch.Tensor:
+    """Logit offsets of ALT-count classes that move ALT frequencies ``q`` to ``p``: class ``m`` (of
+    ``K = n_classes``) gets ``m log(p / q) + (K - 1 - m) log((1 - p) / (1 - q))``, the binomial
+    likelihood ratio (per-person ancestry here, per-population corrections in
+    :func:`genosynth.training.calibration.fine_label_corrections`).
+
+    p, q : float64, shape (..., V), in (0, 1) -> float64, shape (..., V, K)
+    """
+    m = torch.arange(n_classes, dtype=torch.float64)  # (K,)
+    up, down = (p / q).log()[..., None], ((1 - p) / (1 - q)).log()[..., None]  # (..., V, 1)
+    return m * up + (n_classes - 1 - m) * down  # (..., V, K)

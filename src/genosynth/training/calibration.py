@@ -12,6 +12,7 @@ from genosynth.models.dit import DiT1D
 from genosynth.models.solvers import sample_latents
 from genosynth.models.vae import GenotypeVAE
 from genosynth.privacy.releases import ancestry_basis, ancestry_covariance
+from genosynth.sampling.ancestry import binomial_logit_shift
 from genosynth.training.data import (TrainingData, alt_frequency, class_counts, shrink_label_frequencies,
                                      smoothed_frequencies)
 
@@ -216,11 +217,9 @@ def _axis_correction(f: np.ndarray, q: np.ndarray, centre: np.ndarray, axes: np.
     """
     scale = np.sqrt(np.clip(2 * centre * (1 - centre), 1e-6, None))  # (V,)
     offset = ((f - q) / scale) @ axes @ axes.T * scale  # (Lf, V): the offset along the axes
-    p = np.clip(q + offset, 1e-3, 1 - 1e-3)
-    q = np.clip(q, 1e-3, 1 - 1e-3)
-    m = np.arange(n_classes, dtype=np.float64)[None, None, :]  # (1, 1, K)
-    shift = m * np.log(p / q)[..., None] + (n_classes - 1 - m) * np.log((1 - p) / (1 - q))[..., None]  # (Lf, V, K)
-    return torch.from_numpy(np.clip(shift, -bound, bound)).float()
+    p = torch.from_numpy(np.clip(q + offset, 1e-3, 1 - 1e-3))  # (Lf, V)
+    q = torch.from_numpy(np.clip(q, 1e-3, 1 - 1e-3))
+    return binomial_logit_shift(p, q, n_classes=n_classes).clamp(-bound, bound).float()  # (Lf, V, K)
 
 
 def _recentred(correction: torch.Tensor, per_label: torch.Tensor, parent: torch.Tensor, weight: torch.Tensor, *,
