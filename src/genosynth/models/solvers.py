@@ -100,7 +100,7 @@ def dpmpp_2m_sample(diffusion: GaussianDiffusion, model: Callable, shape, *,
     shape : tuple of int
         (B, C, L) of the samples.
     steps : int
-        Network calls; the timesteps are ``diffusion.timestep_sequence(steps)``.
+        Network calls (at most; ``spacing`` picks the timesteps).
     order : int
         2 (multistep second order, the default) or 1 (equal to DDIM with ``eta = 0``).
     spacing : str
