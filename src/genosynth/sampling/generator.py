@@ -21,6 +21,7 @@ from genosynth.models.solvers import sample_latents
 from genosynth.sampling.ld_guidance import auto_method, guided_decode
 from genosynth.models.vae import GenotypeVAE, sample_alleles
 from genosynth.sampling.ancestry import person_logit_shift
+from genosynth.sampling.factors import request_signature, stored_cache
 from genosynth.models.config import GeneratorConfig
 from genosynth.models.checkpoint import load_checkpoint
 from genosynth.sampling.counts import largest_remainder, plan_counts
@@ -135,6 +136,8 @@ class Generator:
         # person drawn as fine label l is decoded with correction[l] added; None = the model has none
         self.fine_labels: dict | None = meta.get("fine_labels")
         self._corr_cache: dict = {}  # (method, steps, guidance, temperature, eta) -> per-label copula factors
+        # the default request's copula factors, solved after training (sampling.factors); None = per request
+        self.stored_factors: dict | None = meta.get("copula_factors")
         # people drawn together (latent guidance and pairing see one block; each block has its own
         # random stream), so a seed gives the same rows for any batch size
         self.block_size: int = int(config.sampling.batch_size)
@@ -196,7 +199,7 @@ class Generator:
                     temperature: float | None = None, eta: float | None = None,
                     corr_guidance: str | None = None, pheno: torch.Tensor | None = None,
                     pheno_guidance: float | None = None, cache: dict | None = None,
-                    fine: torch.Tensor | None = None) -> torch.Tensor:
+                    fine: torch.Tensor | None = None, use_stored: bool = True) -> torch.Tensor:
         """Draw allele rows (haplotypes or genotypes) for label indices (and phenotypes).
 
         fine : int64, shape (B,), optional - fine-label index per row (models with
@@ -204,6 +207,8 @@ class Generator:
 
         cache : dict, optional - per-label copula factors reused across the calls of one run
             (:meth:`iter_batches` passes a fresh one per run); None = the model's own cache.
+        use_stored : bool - start the copula from the factors stored in the checkpoint when this
+            request has the options they were solved for (:mod:`genosynth.sampling.factors`).
 
         pheno : int64, shape (B,), optional - 1 case, 0 control (phenotype models only); None
             samples the phenotype-unconditional (null) condition.
@@ -238,6 +243,10 @@ class Generator:
             cfg = self._corr_config(method)
             key = (method, steps, guidance, pheno_guidance, temperature, eta, tuple(sorted(self.corr_options.items())))
             cache = (self._corr_cache if cache is None else cache).setdefault(key, {})
+            if use_stored and not cache:
+                cache.update(stored_cache(self.stored_factors, request_signature(
+                    self, method=method, steps=steps, guidance=guidance, pheno_guidance=pheno_guidance,
+                    temperature=temperature, eta=eta, fine=fine is not None, pheno=pheno is not None)))
             with _frozen(self.vae):  # guidance needs gradients of the latents only, not of the weights
                 return guided_decode(decode, z / self.latent_scale, y, prior, rng=rng,
                                      config=cfg, chrom=self.variants["chrom"].to_numpy(),

@@ -44,6 +44,7 @@ from genosynth.models.dit import DiT1D
 from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
 from genosynth.runtime import deterministic, progress_bar, resolve_device
+from genosynth.sampling.factors import payload_factors
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
 from genosynth.training.calibration import calibrate_frequencies, fine_label_corrections, label_ancestry_spread
@@ -316,6 +317,8 @@ def resume_run(run: PlainRun, checkpoint: str | None, say: Callable[[str], None]
     run.stage, run.epoch = st["stage"], st["epoch"]
     run.curves, run.latent_scale, run.metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
     run.calibration = ck.get("calibration")
+    if "copula_factors" in ck:
+        run.head["copula_factors"] = ck["copula_factors"]
     say(f"Resumed from {checkpoint}: stage {run.stage}, epoch {run.epoch}")
 
 
@@ -394,6 +397,7 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
                         rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen, dev=dev,
                         by_phenotype=run.by_phenotype, sampler=config.sampling.sampler)
                 run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
+            run.head["copula_factors"] = payload_factors(run.payload(), say)  # the default request's, solved once
             run.dit.train()
         _end_epoch(run, "dit", done=done, total=tc.dit_epochs, checkpoint=checkpoint, callback=callback, every=every)
     if bar is not None:

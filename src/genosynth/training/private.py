@@ -78,6 +78,7 @@ from genosynth.models.diffusion import GaussianDiffusion
 from genosynth.models.dit import DiT1D, DiTConfig
 from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
+from genosynth.sampling.factors import payload_factors
 from genosynth.privacy import DPSGD, PrivacyAccountant, release_stage1_latents, stage1_training_pair
 from genosynth.privacy.releases import (release_ancestry_spread, release_label_frequencies,
                                         release_phenotype_frequencies)
@@ -862,6 +863,7 @@ def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibrat
              **state_dicts({k: v for k, v in run.parts.items() if k != "s1_opt"}), "rng": None}
     payload = checkpoint_payload(head, curves={"vae": [], "dit": []},  # losses of private batches are private
                                  latent_scale=run.latent_scale, metrics={}, calibration=calibration, state=state)
+    payload["copula_factors"] = payload_factors(payload, say)  # post-processing of the released model
     if checkpoint:
         save_checkpoint(checkpoint, payload)
         if run.private_file and os.path.exists(run.private_file):
