@@ -497,6 +497,28 @@ def test_residual_solve_leaves_no_reachable_pair_unsolved():
         assert float((got - target)[reachable].abs().max()) < 1e-5  # the old failure left 0.007-0.014
 
 
+def test_residual_solve_clamps_pairs_beyond_reach_and_solves_the_rest():
+    """A target the copula cannot reach even at |R| = r_max gets exactly +-theta_max (on its sign's
+    side); a reachable one is solved to its root, whatever the sign."""
+    from genosynth.sampling.ld_guidance import _THETA_MAX, _class_thresholds, _copula_cov, _gauss_legendre, _solve_theta
+
+    g = torch.Generator().manual_seed(1)
+    n, p = 64, 400
+    pa = (0.5 + 0.45 * torch.randn(n, p, generator=g).tanh()).clamp(0.01, 0.99)  # sharp marginals, (n, P)
+    pb = (0.5 + 0.45 * torch.randn(n, p, generator=g).tanh()).clamp(0.01, 0.99)
+    a = _class_thresholds(torch.stack([1 - pa, pa], 1).double())  # (n, 1, P)
+    b = _class_thresholds(torch.stack([1 - pb, pb], 1).double())
+    nodes, weights = _gauss_legendre(8)
+    edge, _ = _copula_cov(a, b, torch.full((p,), _THETA_MAX, dtype=torch.float64), nodes, weights)  # (P,) most reachable
+    sign = torch.where(torch.arange(p) % 2 == 0, 1.0, -1.0).double()
+    target = sign * edge.abs() * torch.where(torch.arange(p) % 4 < 2, 0.5, 1.5).double()  # half reachable, half not
+    theta = _solve_theta(a, b, target, nodes, weights, newton_iters=12, small=0.0)
+    beyond = torch.arange(p) % 4 >= 2
+    assert torch.equal(theta[beyond], sign[beyond] * _THETA_MAX)
+    got, _ = _copula_cov(a[..., ~beyond], b[..., ~beyond], theta[~beyond], nodes, weights)
+    assert float((got - target[~beyond]).abs().max()) < 1e-8
+
+
 def test_auto_decoding_is_the_copula_on_a_sparse_panel_and_latent_guidance_on_a_dense_one():
     from genosynth.sampling.ld_guidance import auto_method
 

@@ -203,14 +203,22 @@ def _solve_theta(aj: torch.Tensor, bj: torch.Tensor, target: torch.Tensor, nodes
     """``theta`` with ``_copula_cov(aj, bj, theta) = target`` per pair, shape (P,).
 
     One Newton step from 0 for every pair, then bracketed Newton iterations only for the pairs
-    whose first step exceeds ``small``. ``aj, bj`` : float64, shape (n, S, P); ``target`` : (P,).
+    whose first step exceeds ``small`` and whose target is within reach: a pair with
+    ``|g(+-theta_max)| < |target|`` (on dense panels most pairs: the decoder's marginals are sharper
+    than the prior's LD allows) takes ``+-theta_max`` at once.
+    ``aj, bj`` : float64, shape (n, S, P); ``target`` : (P,).
     """
     zero = torch.zeros(aj.shape[-1], dtype=torch.float64)
     _, d0 = _copula_cov(aj, bj, zero, None, None)  # g(0) = 0: the slope alone
     theta = (target / d0.clamp_min(1e-12)).clamp(-theta_max, theta_max)  # (P,)
-    big = theta.abs() > small
-    if big.any():
-        idx = torch.nonzero(big).flatten()
+    idx = torch.nonzero(theta.abs() > small).flatten()
+    if len(idx):
+        edge = torch.sign(target[idx]) * theta_max  # (P',) the bound on the target's side
+        g_edge, _ = _copula_cov(aj[:, :, idx], bj[:, :, idx], edge, nodes, weights)
+        beyond = g_edge.abs() < target[idx].abs()  # even |R| = r_max falls short: clamp
+        theta[idx[beyond]] = edge[beyond]
+        idx = idx[~beyond]
+    if len(idx):
         ab_, bb_, tg = aj[:, :, idx], bj[:, :, idx], target[idx]
         th = theta[idx]
         lo = torch.full_like(th, -theta_max)
