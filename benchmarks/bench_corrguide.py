@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--latent-steps", type=int, default=None, help="override CorrGuideConfig.latent_steps")
     ap.add_argument("--latent-lr", type=float, default=None, help="override CorrGuideConfig.latent_lr")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--config", default=None, metavar="JSON",
+                    help='training: config sections to change, e.g. \'{"dit": {"local_mlp": 128}}\'')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     from genosynth.models.ld_prior import CorrGuideConfig
@@ -157,6 +159,8 @@ def main(argv=None) -> int:
             timings["train"] = 0.0
         else:
             cfg = GeneratorConfig()
+            if a.config:
+                cfg = cfg.replace(**json.loads(a.config))
             changes = {}
             if a.vae_epochs is not None:
                 changes["vae_epochs"] = a.vae_epochs

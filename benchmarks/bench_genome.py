@@ -100,7 +100,7 @@ def run(args) -> dict:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from bench_scale import load_split
 
-    from genosynth.models.config import config_for
+    from genosynth.models.config import config_for_variants
     from genosynth.sampling.generator import Generator
     from genosynth.training.plain import train_generator
 
@@ -121,7 +121,7 @@ def run(args) -> dict:
         rec["quality"] = score(tr, ho, matched(syn, ho, args.seed), pcs=args.pcs, seed=args.seed,
                                segments=args.segments)
         return rec
-    cfg = config_for("auto", tr.n_variants).replace(label_column="pop")
+    cfg = config_for_variants("auto", tr.variants).replace(label_column="pop")
     epochs = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if epochs:
         cfg = cfg.replace(training=epochs)

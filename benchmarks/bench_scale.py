@@ -72,10 +72,10 @@ def load_split(bfile: str | None, snps: int, seed: int, *, vcf: str | None = Non
 def train(train_cohort, args) -> dict:
     """Train with ``--size`` (default ``auto``) and the ``--config`` overrides; per-stage wall time and
     seconds per epoch."""
-    from genosynth.models.config import config_for
+    from genosynth.models.config import config_for_variants
     from genosynth.training.plain import train_generator
 
-    cfg = config_for(args.size, train_cohort.n_variants).replace(label_column="pop")
+    cfg = config_for_variants(args.size, train_cohort.variants).replace(label_column="pop")
     sections = {k: dict(v) for k, v in json.loads(args.config).items()}
     epochs = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if epochs:
@@ -256,7 +256,7 @@ def main(argv=None) -> None:
     p.add_argument("--snps", type=int, default=0, help="first N SNPs (0 = all)")
     p.add_argument("--out", default="/tmp/scale/run", help="prefix of the checkpoint and synthetic sets")
     p.add_argument("--json", help="write the record here")
-    p.add_argument("--size", default="auto", choices=("auto", "default", "chromosome"),
+    p.add_argument("--size", default="auto", choices=("auto", "default", "dense", "chromosome"),
                    help="configuration (genosynth train --size); chromosome forces chromosome_config at any SNP count")
     p.add_argument("--config", default="{}", metavar="JSON",
                    help='overrides of config sections, e.g. \'{"dit": {"local_mlp": 0}}\'')

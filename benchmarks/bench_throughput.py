@@ -1,10 +1,11 @@
 """Sampling throughput: people/s and genotypes/s end to end into .bed and VCF.gz, per stage, with
 FLOPs per person and the machine's measured matmul rate for the same shapes (issue 18).
 
-Trains (or loads, ``--checkpoint``; written there when missing) a default-config generator on the
-805-SNP 1000 Genomes data (80/20 split stratified by super population, the split of
-``bench_generator.py quality``; ``--vae-epochs``/``--dit-epochs`` shorten training) or on a
-simulated 5,000-SNP cohort (``--data sim5k``: 1,500 people, 8 Mb), then
+Trains (or loads, ``--checkpoint``; written there when missing) a generator configured as
+``genosynth train --size auto`` would (``--size``) on the 805-SNP 1000 Genomes data (80/20 split
+stratified by super population, the split of ``bench_generator.py quality``; the default
+configuration) or on a simulated 5,000-SNP cohort (``--data sim5k``: 1,500 people, 8 Mb; a dense
+region: the dense configuration); ``--vae-epochs``/``--dit-epochs`` shorten training. Then
 
 1. samples ``--n`` people with :func:`genosynth.sampling.write.write_synthetic` into ``.bed`` and
    into ``.vcf.gz`` and times each run end to end (people/s, genotypes/s = people x SNPs / s) and
@@ -56,7 +57,7 @@ REPO = Path(__file__).resolve().parents[1]
 def get_model(args):
     """``(generator, train, holdout)``: load ``--checkpoint`` or train a default-config generator."""
     from genosynth.evaluate import split_train_holdout
-    from genosynth.models.config import GeneratorConfig
+    from genosynth.models.config import config_for_variants
     from genosynth.sampling.generator import Generator
     from genosynth.training.plain import train_generator
 
@@ -64,7 +65,7 @@ def get_model(args):
     train, holdout = split_train_holdout(cohort, holdout_fraction=0.2, stratify="super_pop", seed=args.seed)
     if args.checkpoint and os.path.exists(args.checkpoint):
         return Generator.load(args.checkpoint), train, holdout
-    cfg = GeneratorConfig()
+    cfg = config_for_variants(args.size, train.variants)  # what `genosynth train` picks (805: default; sim5k: dense)
     short = {k: v for k, v in (("vae_epochs", args.vae_epochs), ("dit_epochs", args.dit_epochs)) if v}
     if short:
         cfg = cfg.replace(training=short)
@@ -301,6 +302,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", default=None, help="load this model (trained and written here when missing)")
     p.add_argument("--vae-epochs", type=int, default=None, help="shorten training (default: the config's)")
     p.add_argument("--dit-epochs", type=int, default=None)
+    p.add_argument("--size", default="auto", choices=("auto", "default", "dense"),
+                   help="training configuration, as `genosynth train --size` (default auto)")
     p.add_argument("--config", default=None, help="training: JSON of config sections to change, "
                    "e.g. '{\"sampling\": {\"sampler\": \"ddim\"}}'")
     p.add_argument("--n", type=int, default=2000, help="people per end-to-end run")

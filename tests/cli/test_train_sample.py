@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genosynth.cli import main
@@ -180,6 +181,24 @@ def test_size_chromosome_trains_the_direct_embedding_and_samples(inputs, tmp_pat
     assert syn.n_samples == 6 and syn.n_variants == cohort.n_variants
 
 
+def test_size_auto_on_a_dense_region_trains_the_dense_configuration(inputs, tmp_path):
+    """``--size auto`` on a simulated region (SNPs kb apart): the DiT's per-token MLP, copula decoding, and the
+    copula factors of that decoding stored in the checkpoint (issue 18)."""
+    import torch
+
+    from genosynth.models.config import dense_config
+
+    folder, _ = inputs
+    prefix = str(tmp_path / "dense")
+    assert main(["train", *_input_args(folder), "--vae-epochs", "1", "--dit-epochs", "1",
+                 "--seed", "2", "--out", prefix, "--no-progress", "--threads", "1"]) == 0
+    ck = torch.load(prefix + ".pt", weights_only=False)
+    assert ck["config"]["dit"]["local_mlp"] == dense_config().dit.local_mlp == 128
+    assert ck["config"]["sampling"]["corr_guidance"] == "copula"
+    assert ck["copula_factors"]["signature"]["method"] == "copula"
+    assert sorted(ck["copula_factors"]["labels"]) == list(range(len(ck["labels"])))
+
+
 def test_size_auto_follows_the_snp_count():
     import argparse
 
@@ -189,8 +208,13 @@ def test_size_auto_follows_the_snp_count():
     add_arguments(parser)
     args = parser.parse_args(["--bfile", "x", "--out", "o"])
     assert args.size == "auto"
+    def spaced(n, gap):  # n SNPs gap bp apart on one chromosome
+        return pd.DataFrame({"chrom": ["1"] * n, "pos": np.arange(1, n + 1) * gap})
+
     assert build_config(args).vae.embedding == "factored"  # before the cohort is read
-    assert build_config(args, n_variants=805).vae.embedding == "factored"
-    assert build_config(args, n_variants=50_000).vae.embedding == "direct"
+    assert build_config(args, variants=spaced(805, 3_000_000)).vae.embedding == "factored"
+    assert build_config(args, variants=spaced(805, 3_000_000)).dit.local_mlp == 0  # SNPs far apart: the default
+    assert build_config(args, variants=spaced(5000, 1000)).dit.local_mlp == 128  # a dense region
+    assert build_config(args, variants=spaced(50_000, 100)).vae.embedding == "direct"
     args = parser.parse_args(["--bfile", "x", "--out", "o", "--size", "default"])
-    assert build_config(args, n_variants=50_000).vae.embedding == "factored"
+    assert build_config(args, variants=spaced(50_000, 100)).vae.embedding == "factored"

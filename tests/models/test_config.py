@@ -8,7 +8,7 @@ import pytest
 
 from genosynth.errors import InputError
 from genosynth.models.config import (CHROMOSOME_SNPS, MAX_DIT_TOKENS, GeneratorConfig, chromosome_config,
-                                     config_for, tiny_config)
+                                     config_for, dense_config, tiny_config)
 from genosynth.models.vae import VAEConfig
 
 
@@ -20,6 +20,23 @@ def test_auto_size_switches_to_the_chromosome_configuration_above_the_threshold(
     assert config_for("default", 10**6) == GeneratorConfig()
     assert config_for("chromosome", 500).vae.embedding == "direct"
     assert config_for("tiny", 10**6) == tiny_config()
+
+
+def test_auto_size_takes_the_dense_configuration_for_a_dense_region():
+    """Up to the chromosome threshold a dense region gets the DiT's per-token MLP and copula decoding;
+    a panel of SNPs far apart keeps the default; ``--size default`` is the default whatever the data."""
+    from genosynth.models.ld_prior import dense_panel
+
+    dense = config_for("auto", 5000, dense=True)
+    assert dense == dense_config() and dense.dit.local_mlp == 128 and dense.sampling.corr_guidance == "copula"
+    assert dense.vae == GeneratorConfig().vae and dense.training == GeneratorConfig().training
+    assert config_for("dense", 805) == dense_config()
+    assert config_for("default", 5000, dense=True) == GeneratorConfig()
+    assert config_for("auto", CHROMOSOME_SNPS + 1, dense=True).vae.embedding == "direct"
+    spaced = dense_panel(["1"] * 805, [k * 3_000_000 for k in range(805)])  # an ancestry panel: SNPs Mb apart
+    assert not spaced
+    assert dense_panel(["1"] * 2000, list(range(0, 2_000_000, 1000)))  # 2,000 SNPs in 2 Mb
+    assert not dense_panel([str(k) for k in range(2000)], [100] * 2000)  # one SNP per chromosome
 
 
 @pytest.mark.parametrize("snps", [1, 20_000, 100_000, 1_000_000])
@@ -43,7 +60,7 @@ def test_an_old_config_without_the_embedding_field_loads_as_factored():
 
 
 def test_unknown_size_and_embedding_name_the_choices():
-    with pytest.raises(InputError, match="auto, default, chromosome, tiny"):
+    with pytest.raises(InputError, match="auto, default, dense, chromosome, tiny"):
         config_for("huge", 10)
     with pytest.raises(InputError, match="factored, direct"):
         VAEConfig(embedding="sparse")

@@ -44,8 +44,10 @@ def add_arguments(parser) -> None:
     g.add_argument("--mode", choices=("auto", "haplotype", "genotype"), default="auto",
                    help="model haplotypes (phased input) or genotype counts (default auto: haplotypes when phased)")
     g.add_argument("--size", choices=SIZES, default="auto",
-                   help="'auto' (default: 'default' up to 10,000 SNPs, 'chromosome' above), 'default', 'chromosome' "
-                        "(cost linear in the SNP count, docs/generator.md) or 'tiny' (seconds; for smoke tests)")
+                   help="'auto' (default: up to 10,000 SNPs 'dense' for a dense region and 'default' for SNPs far "
+                        "apart, 'chromosome' above), 'default', 'dense' (a per-token DiT MLP keeps the LD, copula "
+                        "decoding), 'chromosome' (cost linear in the SNP count, docs/generator.md) or 'tiny' "
+                        "(seconds; for smoke tests)")
     g.add_argument("--config", metavar="JSON",
                    help='JSON file or string overriding config fields, e.g. \'{"vae": {"latent_channels": 8}}\'')
     g.add_argument("--vae-epochs", type=int, default=None, metavar="N", help="VAE epochs (default from config)")
@@ -104,16 +106,17 @@ def add_arguments(parser) -> None:
                         "in ancestry as real ones do (at most labels - 1; 0 = not released; default 4)")
 
 
-def build_config(args, *, n_variants: int = 0):
+def build_config(args, *, variants=None):
     """The :class:`~genosynth.models.config.GeneratorConfig` named by the options.
 
-    ``--size auto`` is resolved against ``n_variants`` (0 before the cohort is read: the default).
+    ``--size auto`` is resolved against the cohort's ``variants`` (SNP count and spacing; before the
+    cohort is read: the default).
     """
     import os
 
-    from genosynth.models.config import config_for
+    from genosynth.models.config import config_for, config_for_variants
 
-    cfg = config_for(args.size, n_variants)
+    cfg = config_for(args.size, 0) if variants is None else config_for_variants(args.size, variants)
     pheno = args.phenotype_column or ("phenotype" if args.pheno else None)
     if args.phenotype_column and args.pheno and args.phenotype_column != "phenotype":
         raise InputError(f"--pheno means --phenotype-column phenotype, but --phenotype-column {args.phenotype_column} "
@@ -256,8 +259,8 @@ def run_plain(args, log, *, device=None) -> int:
         threads = max(1, (os.cpu_count() or 1) // local_processes())
     set_threads(threads, log)
     cohort = load_input(args, log)
-    if args.size == "auto":  # resolved by the SNP count, now that it is known
-        cfg = build_config(args, n_variants=cohort.n_variants)
+    if args.size == "auto":  # resolved by the SNP count and spacing, now that they are known
+        cfg = build_config(args, variants=cohort.variants)
     log.record("device", args.device if device is None else str(device))
     if launched():
         log.record("processes", int(os.environ["WORLD_SIZE"]))

@@ -131,7 +131,7 @@ CHROMOSOME_SNPS = 10_000
 #: the DiT sees at most this many tokens (its patch grows with the chromosome); attention stays cheap
 MAX_DIT_TOKENS = 256
 
-SIZES = ("auto", "default", "chromosome", "tiny")
+SIZES = ("auto", "default", "dense", "chromosome", "tiny")
 
 
 def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
@@ -167,10 +167,27 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
     return cfg.replace(**sections) if sections else cfg
 
 
-def config_for(size: str, n_variants: int) -> GeneratorConfig:
+def dense_config(**sections) -> GeneratorConfig:
+    """The default configuration for a dense region (up to :data:`CHROMOSOME_SNPS` SNPs, many of them
+    within a copula band: :func:`genosynth.models.ld_prior.dense_panel`).
+
+    Against the default: the DiT's blocks carry the per-token MLP of :func:`chromosome_config`
+    (``dit.local_mlp``), which keeps the region's LD in the latents, so the banded copula alone decodes
+    them (``sampling.corr_guidance="copula"``) without the latent guidance that a decoder pass forward
+    and backward per step made 40x slower (benchmarks/RESULTS.md, issue 18, session 12: on the dense
+    simulated region, LD r within 0.55 against 0.54 for the old default's latent guidance;
+    ``--corr-guidance latent+copula`` adds it back, at 0.61).
+    """
+    cfg = GeneratorConfig(dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=2, local_mlp=128, local_window=1),
+                          sampling=SamplingConfig(corr_guidance="copula"))
+    return cfg.replace(**sections) if sections else cfg
+
+
+def config_for(size: str, n_variants: int, *, dense: bool = False) -> GeneratorConfig:
     """The configuration a ``--size`` names for a cohort of ``n_variants`` SNPs.
 
-    ``auto`` is ``default`` up to :data:`CHROMOSOME_SNPS` SNPs and ``chromosome`` above.
+    ``auto`` is ``chromosome`` above :data:`CHROMOSOME_SNPS` SNPs; below, ``dense`` for a ``dense``
+    region (:func:`genosynth.models.ld_prior.dense_panel`) and ``default`` for a panel of SNPs far apart.
     """
     if size not in SIZES:
         raise InputError(f"size {size!r}: use one of {', '.join(SIZES)}")
@@ -178,7 +195,17 @@ def config_for(size: str, n_variants: int) -> GeneratorConfig:
         return tiny_config()
     if size == "chromosome" or (size == "auto" and n_variants > CHROMOSOME_SNPS):
         return chromosome_config(n_variants)
+    if size == "dense" or (size == "auto" and dense):
+        return dense_config()
     return GeneratorConfig()
+
+
+def config_for_variants(size: str, variants) -> GeneratorConfig:
+    """:func:`config_for` resolved against a variant table (``chrom``, ``pos``): its SNP count and spacing."""
+    from genosynth.models.ld_prior import dense_panel
+
+    dense = size == "auto" and dense_panel(variants["chrom"].to_numpy(), variants["pos"].to_numpy())
+    return config_for(size, len(variants), dense=dense)
 
 
 def tiny_config(**sections) -> GeneratorConfig:

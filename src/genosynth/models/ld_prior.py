@@ -173,3 +173,26 @@ def usable_pairs(kprev: np.ndarray, window: int) -> np.ndarray:
         if lag < v:
             out[: v - lag, lag - 1] = kprev[lag:] >= lag
     return out
+
+
+def constrained_partners(kprev: np.ndarray, window: int) -> np.ndarray:
+    """int, shape (V,): how many SNPs each SNP is tied to in the copula band (before it and after it)."""
+    kprev = np.asarray(kprev)
+    return kprev + usable_pairs(kprev, window).sum(1)
+
+
+def dense_panel(chrom: Sequence, pos: Sequence, *, window: int = 64, max_bp: int | None = 1_000_000,
+                max_partners: int = 8) -> bool:
+    """Whether some SNP has more than ``max_partners`` partners in a copula band of ``window`` SNPs within
+    ``max_bp`` on its chromosome: a dense region, not a panel of SNPs far apart (ancestry-informative
+    panels, LD-pruned arrays). ``"auto"`` picks the training configuration
+    (:func:`genosynth.models.config.config_for`) and the decoding
+    (:func:`genosynth.sampling.ld_guidance.auto_method`) by it.
+
+    >>> dense_panel(["1"] * 4, [1, 2_000_000, 4_000_000, 6_000_000])
+    False
+    >>> dense_panel(["1"] * 40, list(range(1000, 41000, 1000)))
+    True
+    """
+    kprev = previous_counts(len(pos), window, chrom=chrom, pos=pos, max_bp=max_bp)
+    return bool((constrained_partners(kprev, window) > max_partners).any())

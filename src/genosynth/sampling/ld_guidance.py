@@ -64,7 +64,7 @@ import torch
 from genosynth.errors import InputError
 from genosynth.models.ld_prior import CorrGuideConfig
 from genosynth.models.ld_prior import CorrelationPrior
-from genosynth.models.ld_prior import previous_counts, usable_pairs
+from genosynth.models.ld_prior import constrained_partners, dense_panel, previous_counts, usable_pairs
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
@@ -189,12 +189,6 @@ def _row_moments(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     m, e2 = dosage_moments(p)  # (n, V) each
     mbar = m.mean(0)  # (V,)
     return _class_thresholds(p), m - mbar, (e2.mean(0) - mbar ** 2).clamp_min(0).sqrt()
-
-
-def constrained_partners(kprev: np.ndarray, window: int) -> np.ndarray:
-    """int, shape (V,): how many SNPs each SNP is tied to in the copula band (before it and after it)."""
-    kprev = np.asarray(kprev)
-    return kprev + usable_pairs(kprev, window).sum(1)
 
 
 def _solve_theta(aj: torch.Tensor, bj: torch.Tensor, target: torch.Tensor, nodes: torch.Tensor,
@@ -833,10 +827,10 @@ def auto_method(prior: CorrelationPrior, config: CorrGuideConfig, *, chrom: Sequ
     has to carry the LD.
     """
     v = prior.n_variants
-    w = min(config.window, prior.window)
-    kprev = previous_counts(v, w, chrom=chrom, pos=pos, max_bp=config.max_bp if pos is not None else None)
-    partners = constrained_partners(kprev, w)  # (V,)
-    return "copula" if bool((partners <= config.reach_partners).all()) else "latent+copula"
+    dense = dense_panel(["1"] * v if chrom is None else chrom, np.arange(v) if pos is None else pos,
+                        window=min(config.window, prior.window), max_bp=config.max_bp if pos is not None else None,
+                        max_partners=config.reach_partners)
+    return "latent+copula" if dense else "copula"
 
 
 def guided_decode(
