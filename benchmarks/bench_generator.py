@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genosynth.models.config import GeneratorConfig
+from genosynth.models.config import GeneratorConfig, config_for_variants
 from genosynth.training.plain import train_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,8 +80,10 @@ def load(name: str, seed: int):
     raise SystemExit(f"unknown --data {name!r}")
 
 
-def config_from(args) -> GeneratorConfig:
-    cfg = GeneratorConfig()
+def config_from(args, variants=None) -> GeneratorConfig:
+    """``--size`` (``auto``: as ``genosynth train`` picks for these ``variants``) with the options' changes."""
+    size = getattr(args, "size", "default")
+    cfg = GeneratorConfig() if size == "default" or variants is None else config_for_variants(size, variants)
     changes = {"training": {}, "vae": {}, "dit": {}, "sampling": {}, "diffusion": {}}
     for key, section, field in (("vae_epochs", "training", "vae_epochs"), ("dit_epochs", "training", "dit_epochs"),
                                 ("latent_channels", "vae", "latent_channels"), ("patch", "vae", "patch"),
@@ -121,7 +123,7 @@ def quality(args) -> dict:
             model.config.sampling.pairing = args.pairing
         cfg = model.config
     else:
-        cfg = config_from(args)
+        cfg = config_from(args, train.variants)
         model = train_generator(train, config=cfg, seed=args.seed, progress=args.progress, log=print,
                                 checkpoint=args.save)
     train_s = time.perf_counter() - t0
@@ -207,6 +209,8 @@ def main(argv=None) -> int:
                    help="ceiling mode: simulate with the recent expansion (the population model of sim3kx)")
     p.add_argument("--data", default="805", choices=("805", "sim", "sim3k", "sim3kx", "sim5k"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="default", choices=("default", "auto", "dense"),
+                   help="training configuration (auto: what `genosynth train` picks; default: GeneratorConfig())")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--n", type=int, default=None, help="synthetic people (default: training size)")
     p.add_argument("--baseline", action="store_true", help="also evaluate the independent-SNP baseline")

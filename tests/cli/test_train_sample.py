@@ -182,8 +182,8 @@ def test_size_chromosome_trains_the_direct_embedding_and_samples(inputs, tmp_pat
 
 
 def test_size_auto_on_a_dense_region_trains_the_dense_configuration(inputs, tmp_path):
-    """``--size auto`` on a simulated region (SNPs kb apart): the DiT's per-token MLP, copula decoding, and the
-    copula factors of that decoding stored in the checkpoint (issue 18)."""
+    """``--size auto`` on a simulated region (SNPs kb apart): the DiT's per-token MLP, and the copula factors
+    of its default decoding (``auto``: latent steps and copula on a dense region) stored in the checkpoint."""
     import torch
 
     from genosynth.models.config import dense_config
@@ -194,8 +194,8 @@ def test_size_auto_on_a_dense_region_trains_the_dense_configuration(inputs, tmp_
                  "--seed", "2", "--out", prefix, "--no-progress", "--threads", "1"]) == 0
     ck = torch.load(prefix + ".pt", weights_only=False)
     assert ck["config"]["dit"]["local_mlp"] == dense_config().dit.local_mlp == 128
-    assert ck["config"]["sampling"]["corr_guidance"] == "copula"
-    assert ck["copula_factors"]["signature"]["method"] == "copula"
+    assert ck["config"]["sampling"]["corr_guidance"] == "auto"
+    assert ck["copula_factors"]["signature"]["method"] == "latent+copula"
     assert sorted(ck["copula_factors"]["labels"]) == list(range(len(ck["labels"])))
 
 

@@ -23,13 +23,13 @@ def test_auto_size_switches_to_the_chromosome_configuration_above_the_threshold(
 
 
 def test_auto_size_takes_the_dense_configuration_for_a_dense_region():
-    """Up to the chromosome threshold a dense region gets the DiT's per-token MLP and copula decoding;
-    a panel of SNPs far apart keeps the default; ``--size default`` is the default whatever the data."""
+    """Up to the chromosome threshold a dense region gets the DiT's per-token MLP; a panel of SNPs far
+    apart keeps the default; ``--size default`` is the default whatever the data."""
     from genosynth.models.ld_prior import dense_panel
 
     dense = config_for("auto", 5000, dense=True)
-    assert dense == dense_config() and dense.dit.local_mlp == 128 and dense.sampling.corr_guidance == "copula"
-    assert dense.vae == GeneratorConfig().vae and dense.training == GeneratorConfig().training
+    assert dense == dense_config() and dense.dit.local_mlp == 128 and dense.dit.local_window == 1
+    assert dense.replace(dit={"local_mlp": 0, "local_window": 0}) == GeneratorConfig()  # nothing else differs
     assert config_for("dense", 805) == dense_config()
     assert config_for("default", 5000, dense=True) == GeneratorConfig()
     assert config_for("auto", CHROMOSOME_SNPS + 1, dense=True).vae.embedding == "direct"

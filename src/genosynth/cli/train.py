@@ -45,8 +45,8 @@ def add_arguments(parser) -> None:
                    help="model haplotypes (phased input) or genotype counts (default auto: haplotypes when phased)")
     g.add_argument("--size", choices=SIZES, default="auto",
                    help="'auto' (default: up to 10,000 SNPs 'dense' for a dense region and 'default' for SNPs far "
-                        "apart, 'chromosome' above), 'default', 'dense' (a per-token DiT MLP keeps the LD, copula "
-                        "decoding), 'chromosome' (cost linear in the SNP count, docs/generator.md) or 'tiny' "
+                        "apart, 'chromosome' above), 'default', 'dense' (the default plus a per-token DiT MLP that keeps "
+                        "more LD), 'chromosome' (cost linear in the SNP count, docs/generator.md) or 'tiny' "
                         "(seconds; for smoke tests)")
     g.add_argument("--config", metavar="JSON",
                    help='JSON file or string overriding config fields, e.g. \'{"vae": {"latent_channels": 8}}\'')

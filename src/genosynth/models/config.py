@@ -172,14 +172,13 @@ def dense_config(**sections) -> GeneratorConfig:
     within a copula band: :func:`genosynth.models.ld_prior.dense_panel`).
 
     Against the default: the DiT's blocks carry the per-token MLP of :func:`chromosome_config`
-    (``dit.local_mlp``), which keeps the region's LD in the latents, so the banded copula alone decodes
-    them (``sampling.corr_guidance="copula"``) without the latent guidance that a decoder pass forward
-    and backward per step made 40x slower (benchmarks/RESULTS.md, issue 18, session 12: on the dense
-    simulated region, LD r within 0.55 against 0.54 for the old default's latent guidance;
-    ``--corr-guidance latent+copula`` adds it back, at 0.61).
+    (``dit.local_mlp``), which keeps more of the region's LD in the latents (benchmarks/RESULTS.md,
+    issue 18, session 12: on the simulated dense region ``sim3kx``, LD r within 0.762 against 0.729,
+    AATS 0.569 against 0.581, with the same ``auto`` decoding, latent steps and copula).
+    ``--corr-guidance copula`` skips the latent steps: 6x faster at 5,000 SNPs, but LD r within 0.694
+    and AATS 0.615 there.
     """
-    cfg = GeneratorConfig(dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=2, local_mlp=128, local_window=1),
-                          sampling=SamplingConfig(corr_guidance="copula"))
+    cfg = GeneratorConfig(dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=2, local_mlp=128, local_window=1))
     return cfg.replace(**sections) if sections else cfg
 
 

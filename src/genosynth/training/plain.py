@@ -397,7 +397,8 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
                         rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen, dev=dev,
                         by_phenotype=run.by_phenotype, sampler=config.sampling.sampler)
                 run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
-            run.head["copula_factors"] = payload_factors(run.payload(), say)  # the default request's, solved once
+            # the default request's copula factors, solved once (by the process that writes the checkpoint)
+            run.head["copula_factors"] = payload_factors(run.payload(), say) if is_main() else None
             run.dit.train()
         _end_epoch(run, "dit", done=done, total=tc.dit_epochs, checkpoint=checkpoint, callback=callback, every=every)
     if bar is not None:
