@@ -118,6 +118,19 @@ def test_checkpoint_loads_samples_and_carries_the_report(private_run, tmp_path):
     assert any("privacy: epsilon=" in ln for ln in lines)  # the log has the final summary
 
 
+def test_dp_checkpoint_stores_the_copula_factors_of_its_released_prior(private_run):
+    """The stored factors are post-processing of the released model: solved from its DP prior and generated
+    rows, for the default request, and equal to solving them again from the checkpoint."""
+    from genosynth.sampling.factors import default_signature, solve_stored_factors
+
+    _, path, _ = private_run
+    g = Generator.load(path)
+    assert g.corr_prior is not None and g.stored_factors["signature"] == default_signature(g)
+    again = solve_stored_factors(Generator.load(path))
+    for j, d in g.stored_factors["labels"].items():
+        np.testing.assert_allclose(again["labels"][j]["beta"], d["beta"], atol=1e-5)
+
+
 def test_plan_composes_the_inputs_own_privacy_report(small):
     prior = PrivacyAccountant()
     prior.add_top_k("snp_selection", noise_multiplier=30.0, k=40)
