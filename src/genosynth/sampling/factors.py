@@ -23,6 +23,22 @@ if TYPE_CHECKING:  # pragma: no cover
 #: seed of the calibration rows the stored factors are solved from (synthetic rows only)
 FACTOR_SEED = 20_240_917
 
+#: the stored factors are solved from up to this many rows x SNPs per label (a request's own solve uses
+#: ``calib_rows``, 64): more rows, less sampling noise in the one factor every later request reuses
+FACTOR_CELLS = 2 ** 23
+
+#: ... and from at most this many rows per label
+FACTOR_MAX_ROWS = 512
+
+
+def factor_rows(n_variants: int, calib_rows: int) -> int:
+    """Calibration rows per label for the stored factors: ``FACTOR_CELLS / V`` within ``[calib_rows, 512]``.
+
+    >>> factor_rows(805, 64), factor_rows(20_000, 64), factor_rows(100_000, 64), factor_rows(10**6, 64)
+    (512, 419, 83, 64)
+    """
+    return int(min(FACTOR_MAX_ROWS, max(calib_rows, FACTOR_CELLS // max(1, n_variants))))
+
 
 def request_signature(model: "Generator", *, method: str, steps: int, guidance: float, pheno_guidance: float | None,
                       temperature: float, eta: float, fine: bool, pheno: bool) -> dict:
@@ -49,11 +65,13 @@ def default_signature(model: "Generator") -> dict | None:
                              fine=fine, pheno=False)
 
 
-def solve_stored_factors(model: "Generator", *, report: Callable[[str], None] | None = None) -> dict | None:
+def solve_stored_factors(model: "Generator", *, report: Callable[[str], None] | None = None,
+                         rows: int | None = None) -> dict | None:
     """Each label's copula factor for the model's default request, as stored in a checkpoint.
 
-    Per label, ``calib_rows`` rows are drawn with the default options from a fixed seed
-    (:data:`FACTOR_SEED`) and the factor solved from them, as the first block of a request would.
+    Per label, ``rows`` rows (default :func:`factor_rows`) are drawn with the default options from a
+    fixed seed (:data:`FACTOR_SEED`) and the factor solved from them, as the first block of a request
+    would from its ``calib_rows``.
 
     Returns
     -------
@@ -63,20 +81,25 @@ def solve_stored_factors(model: "Generator", *, report: Callable[[str], None] | 
     signature = default_signature(model)
     if signature is None:
         return None
-    rows = model._corr_config(signature["method"]).calib_rows
+    rows = rows or factor_rows(model.corr_prior.n_variants, model._corr_config(signature["method"]).calib_rows)
     per_person = 2 if model.phased else 1
     n_people = -(-rows // per_person)
     rng = torch.Generator().manual_seed(FACTOR_SEED)
     cache: dict = {}
-    for j, name in enumerate(model.vocabulary):
-        if report is not None:
-            report(f"copula factor of label {name} ({j + 1}/{len(model.vocabulary)})")
-        people = np.full(n_people, j, dtype=np.int64)
-        fine = model._fine_people(people, rng) if signature["fine"] else None
-        lab = torch.from_numpy(people).repeat_interleave(per_person)  # (rows,)
-        model.sample_rows(lab, rng=rng, cache=cache, use_stored=False,
-                          fine=None if fine is None else torch.from_numpy(fine).repeat_interleave(per_person))
-    (solved,) = cache.values()  # one request key: the defaults
+    options = model.corr_options
+    model.corr_options = {**options, "calib_rows": n_people * per_person}  # the solve reads every row drawn
+    try:
+        for j, name in enumerate(model.vocabulary):
+            if report is not None:
+                report(f"copula factor of label {name} ({j + 1}/{len(model.vocabulary)}, {n_people * per_person} rows)")
+            people = np.full(n_people, j, dtype=np.int64)
+            fine = model._fine_people(people, rng) if signature["fine"] else None
+            lab = torch.from_numpy(people).repeat_interleave(per_person)  # (rows,)
+            model.sample_rows(lab, rng=rng, cache=cache, use_stored=False,
+                              fine=None if fine is None else torch.from_numpy(fine).repeat_interleave(per_person))
+    finally:
+        model.corr_options = options
+    (solved,) = cache.values()  # one request key: the defaults (with the rows above)
     return {"signature": signature, "labels": {int(j): _pack(*solved[j]) for j in sorted(solved)}}
 
 
