@@ -49,8 +49,10 @@ def add_arguments(parser) -> None:
                              "(see `genosynth simulate --help`)")
     parser.add_argument("--vae-epochs", type=int, default=DEMO_TRAINING["vae_epochs"])
     parser.add_argument("--dit-epochs", type=int, default=DEMO_TRAINING["dit_epochs"])
-    parser.add_argument("--size", choices=("default", "tiny"), default="default",
-                        help="'tiny': a tiny model and a light evaluation (seconds; for smoke tests)")
+    parser.add_argument("--size", choices=("auto", "default", "tiny"), default="auto",
+                        help="'auto' (default): the configuration `genosynth train` picks for the simulated region "
+                             "(dense: a per-token DiT MLP); 'default': the default configuration; 'tiny': a tiny "
+                             "model and a light evaluation (seconds; for smoke tests)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -160,10 +162,10 @@ def split_stage(cohort, out: str, *, seed: int):
 
 def train_stage(args, train, *, seed: int, log):
     """3. The generator trained on the training people (``DIR/model.pt``)."""
-    from genosynth.models.config import GeneratorConfig, tiny_config
+    from genosynth.models.config import config_for_variants, tiny_config
     from genosynth.training.plain import train_generator
 
-    cfg = (tiny_config() if args.size == "tiny" else GeneratorConfig()).replace(
+    cfg = (tiny_config() if args.size == "tiny" else config_for_variants(args.size, train.variants)).replace(
         training={**DEMO_TRAINING, "vae_epochs": args.vae_epochs, "dit_epochs": args.dit_epochs},
         phenotype_column="phenotype")
     return train_generator(train, config=cfg, seed=seed, device=args.device,
