@@ -24,8 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 FACTOR_SEED = 20_240_917
 
 #: the stored factors are solved from up to this many rows x SNPs per label (a request's own solve uses
-#: ``calib_rows``, 64): more rows, less sampling noise in the one factor every later request reuses
-FACTOR_CELLS = 2 ** 23
+#: ``calib_rows``, 64): more rows, less sampling noise in the one factor every later request reuses. The
+#: solve's cost grows with rows x SNPs: 419 rows at 20,000 SNPs took over 13 minutes of a training run, so
+#: from 16,384 SNPs on the stored solve uses a request's 64 rows
+FACTOR_CELLS = 2 ** 20
 
 #: ... and from at most this many rows per label
 FACTOR_MAX_ROWS = 512
@@ -34,8 +36,8 @@ FACTOR_MAX_ROWS = 512
 def factor_rows(n_variants: int, calib_rows: int) -> int:
     """Calibration rows per label for the stored factors: ``FACTOR_CELLS / V`` within ``[calib_rows, 512]``.
 
-    >>> factor_rows(805, 64), factor_rows(20_000, 64), factor_rows(100_000, 64), factor_rows(10**6, 64)
-    (512, 419, 83, 64)
+    >>> factor_rows(805, 64), factor_rows(5_000, 64), factor_rows(20_000, 64), factor_rows(100_000, 64)
+    (512, 209, 64, 64)
     """
     return int(min(FACTOR_MAX_ROWS, max(calib_rows, FACTOR_CELLS // max(1, n_variants))))
 
