@@ -38,6 +38,16 @@ def test_stored_factors_are_a_deterministic_function_of_the_model(trained):
         np.testing.assert_allclose(again["labels"][j]["s"], d["s"], atol=1e-5)
 
 
+def test_the_solve_shows_a_bar_of_labels_and_the_same_factors(trained, capsys):
+    model, path = trained
+    shown = solve_stored_factors(Generator.load(path), progress=True)
+    bar = capsys.readouterr().err
+    n = len(model.vocabulary)
+    assert "copula factors" in bar and f"{n}/{n}" in bar and "label" in bar
+    for j, d in model.stored_factors["labels"].items():  # the bar changes nothing
+        np.testing.assert_allclose(shown["labels"][j]["beta"], d["beta"], atol=1e-5)
+
+
 def test_the_default_request_samples_without_solving_and_others_solve(trained, monkeypatch):
     model, path = trained
     fresh = Generator.load(path)

@@ -398,7 +398,7 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
                         by_phenotype=run.by_phenotype, sampler=config.sampling.sampler)
                 run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
             # the default request's copula factors, solved once (by the process that writes the checkpoint)
-            run.head["copula_factors"] = payload_factors(run.payload(), say) if is_main() else None
+            run.head["copula_factors"] = payload_factors(run.payload(), say, progress=progress) if is_main() else None
             run.dit.train()
         _end_epoch(run, "dit", done=done, total=tc.dit_epochs, checkpoint=checkpoint, callback=callback, every=every)
     if bar is not None:

@@ -863,7 +863,7 @@ def finish(run: PrivateRun, cohort: Cohort, *, corr_state: dict | None, calibrat
              **state_dicts({k: v for k, v in run.parts.items() if k != "s1_opt"}), "rng": None}
     payload = checkpoint_payload(head, curves={"vae": [], "dit": []},  # losses of private batches are private
                                  latent_scale=run.latent_scale, metrics={}, calibration=calibration, state=state)
-    payload["copula_factors"] = payload_factors(payload, say)  # post-processing of the released model
+    payload["copula_factors"] = payload_factors(payload, say, progress=run.progress)  # post-processing of the released model
     if checkpoint:
         save_checkpoint(checkpoint, payload)
         if run.private_file and os.path.exists(run.private_file):
