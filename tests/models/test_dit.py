@@ -390,10 +390,11 @@ def test_local_mlp_weights_act_on_their_own_token_only():
     assert torch.equal(out2[:, [0, 1, 3]], out[:, [0, 1, 3]]) and not torch.allclose(out2[:, 2], out[:, 2])
 
 
-def test_local_mlp_per_sample_grads_sum_to_batch_grad():
+@pytest.mark.parametrize("window", [0, 1])
+def test_local_mlp_per_sample_grads_sum_to_batch_grad(window):
     from torch.func import functional_call, grad, vmap
 
-    model = randomize(tiny(local_mlp=6)).eval()
+    model = randomize(tiny(local_mlp=6, local_window=window)).eval()
     x, t, y, pheno = inputs()
     params = {k: p.detach() for k, p in model.named_parameters()}
 

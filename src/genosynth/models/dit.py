@@ -277,12 +277,15 @@ class LocalMlp(nn.Module):
         nn.init.uniform_(self.w2, -math.sqrt(6.0 / (hidden + width)), math.sqrt(6.0 / (hidden + width)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.window:
-            N, w = x.shape[1], self.window
-            padded = F.pad(x, (0, 0, w, w))  # (B, N + 2w, D)
-            x = torch.cat([padded[:, k:k + N] for k in range(2 * w + 1)], dim=2)  # (B, N, (2w+1) D)
-        h = torch.einsum("bnd,ndw->bnw", x, self.w1) + self.b1  # (B, N, W)
-        return torch.einsum("bnw,nwd->bnd", F.gelu(h, approximate="tanh"), self.w2) + self.b2  # (B, N, D)
+        B, N, D = x.shape
+        w = self.window
+        xt = F.pad(x.transpose(0, 1), (0, 0, 0, 0, w, w))  # (N + 2w, B, D): token-major, zeros past the ends
+        # token n reads tokens n-w..n+w: one batched matmul per offset k, input slice k of w1
+        h = torch.baddbmm(self.b1.unsqueeze(1), xt[:N], self.w1[:, :D])  # (N, B, W)
+        for k in range(1, 2 * w + 1):
+            h = torch.baddbmm(h, xt[k:k + N], self.w1[:, k * D:(k + 1) * D])  # (N, B, W)
+        out = torch.baddbmm(self.b2.unsqueeze(1), F.gelu(h, approximate="tanh"), self.w2)  # (N, B, D)
+        return out.transpose(0, 1)  # (B, N, D)
 
 
 class DiTBlock(nn.Module):
