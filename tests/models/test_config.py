@@ -47,6 +47,11 @@ def test_the_dit_never_sees_more_than_its_token_budget(snps):
     assert cfg.dit.patch_size >= 2
 
 
+def test_a_chromosome_of_100k_snps_gets_dit_patch_5_and_20k_patch_2():
+    assert chromosome_config(100_000).dit.patch_size == 5  # 1,563 VAE tokens -> 313 DiT tokens
+    assert chromosome_config(20_000).dit.patch_size == 2
+
+
 def test_chromosome_config_round_trips_through_a_dict():
     cfg = chromosome_config(50_000, training={"vae_epochs": 3})
     again = GeneratorConfig.from_dict(cfg.to_dict())

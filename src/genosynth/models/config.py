@@ -128,8 +128,11 @@ class GeneratorConfig:
 #: above this many SNPs ``size="auto"`` takes :func:`chromosome_config`
 CHROMOSOME_SNPS = 10_000
 
-#: the DiT sees at most this many tokens (its patch grows with the chromosome); attention stays cheap
-MAX_DIT_TOKENS = 256
+#: the DiT sees at most this many tokens (its patch grows with the chromosome); attention stays cheap.
+#: 320 gives 100,000 SNPs a DiT patch of 5 (was 7 with 256): on a 5,000-SNP window at that geometry
+#: the per-token MLP keeps more LD with finer tokens (held-out r² ratio 0.68-0.77 at patch 7, 0.74-0.82
+#: at patch 5, AATS 0.642 -> 0.602) at 1.5x the DiT step (benchmarks/RESULTS.md, session 13)
+MAX_DIT_TOKENS = 320
 
 SIZES = ("auto", "default", "dense", "chromosome", "tiny")
 
