@@ -260,9 +260,9 @@ class LocalMlp(nn.Module):
     RESULTS.md, "Why the DiT lost LD"). With ``window > 0`` token n reads tokens
     ``n - window .. n + window`` (zeros past the ends), so it also holds haplotypes that straddle
     two tokens. Parameters ``n_tokens * ((2 window + 1) hidden width + width hidden)``, linear in
-    the SNP count. Plain parameters and
-    ``einsum``, so ``torch.func`` per-sample gradients work (opacus' ``GradSampleModule`` has no
-    rule for it).
+    the SNP count. Plain parameters and batched matmuls over tokens (``baddbmm``, one per
+    neighbour offset), so ``torch.func`` per-sample gradients work (opacus' ``GradSampleModule``
+    has no rule for it).
     """
 
     def __init__(self, n_tokens: int, hidden: int, width: int, window: int = 0):
@@ -277,7 +277,7 @@ class LocalMlp(nn.Module):
         nn.init.uniform_(self.w2, -math.sqrt(6.0 / (hidden + width)), math.sqrt(6.0 / (hidden + width)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, N, D = x.shape
+        _, N, D = x.shape
         w = self.window
         xt = F.pad(x.transpose(0, 1), (0, 0, 0, 0, w, w))  # (N + 2w, B, D): token-major, zeros past the ends
         # token n reads tokens n-w..n+w: one batched matmul per offset k, input slice k of w1
