@@ -281,8 +281,8 @@ class LocalMlp(nn.Module):
         w = self.window
         xt = F.pad(x.transpose(0, 1), (0, 0, 0, 0, w, w))  # (N + 2w, B, D): token-major, zeros past the ends
         # token n reads tokens n-w..n+w: one batched matmul per offset k, input slice k of w1
-        h = torch.baddbmm(self.b1.unsqueeze(1), xt[:N], self.w1[:, :D])  # (N, B, W)
-        for k in range(1, 2 * w + 1):
+        h = self.b1.unsqueeze(1)  # (N, 1, W), broadcast over the batch by the first matmul
+        for k in range(2 * w + 1):
             h = torch.baddbmm(h, xt[k:k + N], self.w1[:, k * D:(k + 1) * D])  # (N, B, W)
         out = torch.baddbmm(self.b2.unsqueeze(1), F.gelu(h, approximate="tanh"), self.w2)  # (N, B, D)
         return out.transpose(0, 1)  # (B, N, D)
