@@ -80,10 +80,9 @@ def load(name: str, seed: int):
     raise SystemExit(f"unknown --data {name!r}")
 
 
-def config_from(args, variants=None) -> GeneratorConfig:
+def config_from(args, variants) -> GeneratorConfig:
     """``--size`` (``auto``: as ``genosynth train`` picks for these ``variants``) with the options' changes."""
-    size = getattr(args, "size", "default")
-    cfg = GeneratorConfig() if size == "default" or variants is None else config_for_variants(size, variants)
+    cfg = config_for_variants(args.size, variants)
     changes = {"training": {}, "vae": {}, "dit": {}, "sampling": {}, "diffusion": {}}
     for key, section, field in (("vae_epochs", "training", "vae_epochs"), ("dit_epochs", "training", "dit_epochs"),
                                 ("latent_channels", "vae", "latent_channels"), ("patch", "vae", "patch"),
@@ -184,7 +183,7 @@ def ceiling(args) -> dict:
 def perf(args) -> dict:
     """Seconds per epoch of each stage, sampling people/s and peak RSS for one data set."""
     cohort = load(args.data, args.seed)
-    cfg = config_from(args).replace(training={"vae_epochs": 2, "dit_epochs": 2})
+    cfg = config_from(args, cohort.variants).replace(training={"vae_epochs": 2, "dit_epochs": 2})
     model = train_generator(cohort, config=cfg, seed=args.seed)
     sec = model.meta["epoch_seconds"]
     n = args.n or 1000
