@@ -105,3 +105,19 @@ def test_sigterm_cleans_up_like_ctrl_c(trained, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert sorted(os.listdir(tmp_path)) == ["t.log"]  # no staging file, no half-written output
+
+
+def test_temperature_option_is_used_recorded_and_checked(trained, tmp_path):
+    """``--temperature`` overrides the model's decoder temperature (recorded in PREFIX.sample.json, and
+    sharper draws change the alleles); a temperature <= 0 is refused."""
+    import json
+
+    _, path = trained
+    assert _sample(path, tmp_path / "t1", "--n", "20", "--format", "vcf", "--seed", "3") == 0
+    assert _sample(path, tmp_path / "t2", "--n", "20", "--format", "vcf", "--seed", "3", "--temperature", "0.3") == 0
+    assert json.load(open(tmp_path / "t1.sample.json"))["temperature"] == 1.0
+    assert json.load(open(tmp_path / "t2.sample.json"))["temperature"] == 0.3
+    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]  # noqa: E731
+    assert body(tmp_path / "t1.vcf.gz") != body(tmp_path / "t2.vcf.gz")
+    assert _sample(path, tmp_path / "t0", "--n", "3", "--temperature", "0") == 2
+    assert not os.path.exists(tmp_path / "t0.bed")

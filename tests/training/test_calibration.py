@@ -236,3 +236,67 @@ def test_spread_around_populations_keeps_only_what_lies_within_them():
     around_label = label_ancestry_spread(cohort, data, per_label)["cov"][0, 0, 0]  # MIX, its one axis
     around_pop = label_ancestry_spread(cohort, data, per_label, fine=fl)["cov"][0, 0, 0]
     assert 0 < around_pop < 0.25 * around_label, (around_pop, around_label)  # Var(share): 0.0033 vs 0.043
+
+
+def test_temperature_for_entropy_finds_the_temperature_of_sharper_logits():
+    """The draws' entropy curve reaches the target entropy of the same logits at temperature 0.5; targets
+    outside the curve take the grid's ends (never above 1)."""
+    from genosynth.training.calibration import decoded_entropy, temperature_for_entropy
+
+    logits = torch.randn(64, 2, 300, generator=torch.Generator().manual_seed(0)) * 2.0  # (B, K, V)
+    grid = np.linspace(0.25, 1.0, 31)
+    curve = decoded_entropy(logits, grid)
+    assert np.all(np.diff(curve) > 0)  # sharper at lower temperature
+    target = decoded_entropy(logits / 0.5, np.array([1.0]))[0]
+    assert temperature_for_entropy(curve, grid, target) == pytest.approx(0.5, abs=0.01)
+    assert temperature_for_entropy(curve, grid, curve[-1] + 0.1) == 1.0
+    assert temperature_for_entropy(curve, grid, 0.0) == 0.25
+
+
+def test_fitted_temperature_is_stored_used_and_brings_draws_to_the_training_entropy(small, tmp_path):
+    """Training with ``fit_temperature``: the checkpoint holds the fitted temperature, the loaded model
+    samples with it (and its stored copula factors were solved for it), and at that temperature the
+    DiT's draws decode with the training rows' entropy (a VAE trained long and a DiT trained for one
+    epoch: the DiT draws blurred latents, so the fit is well below 1)."""
+    from genosynth.models.checkpoint import load_checkpoint
+    from genosynth.models.config import tiny_config
+    from genosynth.models.solvers import sample_latents
+    from genosynth.sampling.generator import Generator
+    from genosynth.training.calibration import decoded_entropy, fit_temperature
+    from genosynth.training.plain import encode_posterior, train_generator
+
+    path = str(tmp_path / "fit.pt")
+    cfg = tiny_config(training={"fit_temperature": True, "vae_epochs": 20, "dit_epochs": 1},
+                      sampling={"corr_guidance": "copula"})
+    train_generator(small, config=cfg, seed=5, checkpoint=path)
+    ck = load_checkpoint(path)
+    t = ck["decoder_temperature"]
+    assert 0.25 < t < 0.9
+    model = Generator.load(path)
+    assert model.config.sampling.temperature == t
+    assert ck["copula_factors"]["signature"]["temperature"] == t
+    # the fit's own claim, recomputed with fresh draws: entropy at t matches the training rows'
+    data = prepare_data(small, label_column=cfg.label_column, mode=cfg.mode)
+    mu, _ = encode_posterior(model.vae, data.alleles, torch.device("cpu"))
+    fit = fit_temperature(model.vae, model.dit, model.diffusion, mu, data.labels, model.latent_scale, rows=64,
+                          steps=cfg.training.calibration_steps, sampler=cfg.sampling.sampler,
+                          rng=torch.Generator().manual_seed(1), dev=torch.device("cpu"))
+    assert fit["entropy_draws"] > fit["entropy_train"]
+    assert abs(fit["temperature"] - t) < 0.15  # another set of rows, about the same temperature
+    y = torch.zeros(64, dtype=torch.long)
+    z = sample_latents(model.diffusion, model.dit, (64, model.vae.config.latent_channels, model.vae.n_tokens),
+                       sampler=cfg.sampling.sampler, cond={"y": y}, steps=cfg.training.calibration_steps,
+                       noise=torch.randn(64, model.vae.config.latent_channels, model.vae.n_tokens,
+                                         generator=torch.Generator().manual_seed(2)), device=torch.device("cpu"))
+    with torch.no_grad():
+        drawn = decoded_entropy(model.vae.decode(z / model.latent_scale, y), np.array([1.0, fit["temperature"]]))
+    assert drawn[0] > fit["entropy_train"] and abs(drawn[1] - fit["entropy_train"]) < 0.5 * (drawn[0] - fit["entropy_train"])
+
+
+def test_models_trained_without_the_fit_keep_temperature_one(trained):
+    from genosynth.models.checkpoint import load_checkpoint
+    from genosynth.sampling.generator import Generator
+
+    model, path = trained
+    assert "decoder_temperature" not in load_checkpoint(path)
+    assert Generator.load(path).config.sampling.temperature == 1.0

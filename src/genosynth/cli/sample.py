@@ -61,6 +61,10 @@ def add_arguments(parser) -> None:
                              "--size tiny models); the model draws in blocks of its own sampling.batch_size whatever "
                              "N is, so N changes neither the output nor, measurably, the speed "
                              "(benchmarks/RESULTS.md, issue 20)")
+    parser.add_argument("--temperature", type=float, default=None, metavar="T",
+                        help="decoder temperature: allele logits are divided by T before drawing (below 1 sharper, "
+                             "above 1 more diverse); default from the model (1, or the temperature fitted in training "
+                             "by the chromosome configuration, docs/generator.md)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
@@ -101,8 +105,13 @@ def run(args, log) -> int:
         model.config.sampling.ancestry_spread = False
     if args.sampler is not None:
         model.config.sampling.sampler = args.sampler
+    if args.temperature is not None:
+        if not args.temperature > 0:
+            raise InputError(f"--temperature must be > 0 (1 = the decoder's own probabilities), got {args.temperature}")
+        model.config.sampling.temperature = args.temperature
     log.info(f"Model {args.model}: {len(model.variants)} SNPs, labels {', '.join(model.vocabulary)} "
-             f"({'haplotypes' if model.phased else 'genotypes'})")
+             f"({'haplotypes' if model.phased else 'genotypes'}), decoder temperature "
+             f"{model.config.sampling.temperature:g}")
     id_prefix = default_id_prefix(args.out, seed) if args.id_prefix is None else args.id_prefix
     log.record("id_prefix", id_prefix)
     stale = staging_path(args.out)
@@ -157,7 +166,7 @@ def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix
             "phenotype_column": model.phenotype_column,
             "guidance": args.guidance if args.guidance is not None else sc.guidance,
             "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
-            "steps": args.steps or sc.steps, "sampler": sc.sampler, "argmax": args.argmax,
+            "steps": args.steps or sc.steps, "sampler": sc.sampler, "temperature": sc.temperature, "argmax": args.argmax,
             "corr_guidance": model.decoding(args.corr_guidance),
             "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

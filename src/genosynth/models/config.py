@@ -44,6 +44,7 @@ class TrainingConfig:
     fine_label_exponent: float = 0.5  # fine labels move w**exponent of the way from their parent's frequencies to their own (w: empirical-Bayes weight; 1 = posterior mean)
     fine_label_rank: int = -1  # fine labels' offsets kept along this many principal axes of the training people (-1: those above the noise edge; 0: per-SNP shrinkage by fine_label_exponent instead)
     precision: str = "fp32"  # forward passes of plain training: "fp32" or "bf16" (torch.autocast bfloat16)
+    fit_temperature: bool = False  # plain training: after calibration, choose the default decoder temperature (<= 1) at which DiT draws decode as sharply as the training rows' latents (training.calibration.fit_temperature; the chromosome configuration turns it on)
 
     def __post_init__(self) -> None:
         if self.dit_lr_schedule not in DIT_LR_SCHEDULES:
@@ -157,6 +158,10 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
     cannot hold every window's own haplotypes, and DiT latents then decode blurred (session 11, on
     5,000 SNPs: held-out r² ratio 0.75 / 0.69 / 0.53 / 0.61 -> 0.91 / 0.91 / 0.90 / 0.73 with the
     copula, AATS 0.65 -> 0.59). Its parameters grow linearly with the SNP count.
+
+    The decoder temperature is fitted after training (``training.fit_temperature``): the DiT's draws
+    still decode more blurred than real latents, and sharpening them to the training rows' entropy
+    keeps more LD (RESULTS.md, "A fitted decoder temperature", session 14).
     """
     vae = VAEConfig(embedding="direct", width=64, patch=64, latent_channels=8, blocks=2, neighbour=True)
     tokens = math.ceil(max(1, n_variants) / vae.patch)
@@ -164,7 +169,8 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
     cfg = GeneratorConfig(
         vae=vae,
         dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=patch_size, local_mlp=128, local_window=1),
-        training=TrainingConfig(vae_epochs=8, dit_epochs=60, dit_batch_size=64, calibration_rows=256),
+        training=TrainingConfig(vae_epochs=8, dit_epochs=60, dit_batch_size=64, calibration_rows=256,
+                                fit_temperature=True),
         sampling=SamplingConfig(corr_guidance="copula", corr_latent_window=64, batch_size=256),
     )
     return cfg.replace(**sections) if sections else cfg

@@ -122,6 +122,8 @@ class Generator:
         self.variants = variants_from_dict(meta["variants"])
         self.phased: bool = bool(meta["phased"])
         self.latent_scale: float = float(meta["latent_scale"])
+        if meta.get("decoder_temperature") is not None:  # fitted by training (training.fit_temperature)
+            self.config.sampling.temperature = float(meta["decoder_temperature"])
         cal = meta.get("calibration")
         self.calibration: torch.Tensor | None = None if cal is None else cal.float()  # (n_labels or 2 n_labels, V, K)
         self.phenotype_column: str | None = meta.get("phenotype_column")

@@ -63,6 +63,78 @@ def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffu
     return torch.stack(out)
 
 
+#: the decoder temperature a fit may choose lies in [TEMPERATURE_FLOOR, 1]
+TEMPERATURE_FLOOR = 0.25
+
+
+def decoded_entropy(logits: torch.Tensor, temperatures: np.ndarray) -> np.ndarray:
+    """Mean per-SNP entropy (nats) of the allele classes of ``logits`` at each temperature.
+
+    logits : float, shape (B, K, V) -> float64, shape (len(temperatures),)
+    """
+    out = []
+    for t in temperatures:
+        logp = torch.log_softmax(logits.float() / float(t), dim=1)  # (B, K, V)
+        out.append(float(-(logp.exp() * logp).sum(dim=1).mean()))
+    return np.asarray(out)
+
+
+def temperature_for_entropy(curve: np.ndarray, temperatures: np.ndarray, target: float) -> float:
+    """The temperature at which an entropy ``curve`` (increasing in temperature, one value per entry of
+    the increasing ``temperatures``) reaches ``target``, by linear interpolation; the grid's ends when
+    the target lies outside it (never above the largest temperature, 1 for the fit).
+
+    >>> temperature_for_entropy(np.array([0.1, 0.2, 0.4]), np.array([0.5, 0.75, 1.0]), 0.3)
+    0.875
+    """
+    if target >= curve[-1]:
+        return float(temperatures[-1])
+    if target <= curve[0]:
+        return float(temperatures[0])
+    return float(np.interp(target, curve, temperatures))
+
+
+@torch.no_grad()
+def fit_temperature(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, mu: torch.Tensor,
+                    labels: torch.Tensor, latent_scale: float, *, rows: int, steps: int, sampler: str,
+                    rng: torch.Generator, dev: torch.device, floor: float = TEMPERATURE_FLOOR) -> dict:
+    """The decoder temperature at which the DiT's draws decode as sharply as the training rows' latents.
+
+    A DiT that cannot hold every window's haplotypes draws latents between them, which decode to
+    blurred allele probabilities; alleles drawn from those independently lose LD at every distance
+    (benchmarks/RESULTS.md, "Why the DiT lost LD"). Per label, up to ``rows`` training rows' posterior
+    means and ``rows`` DiT draws (``sampler``, ``steps``: as the model samples) are decoded; the
+    temperature in ``[floor, 1]`` that brings the draws' mean per-SNP entropy down to the training
+    rows' is returned (1 when the draws are no more blurred). Only that one aggregate of the training
+    rows enters (no per-person value is kept).
+
+    mu : float, shape (R, C, T) - posterior means of the training rows; labels : int64, shape (R,)
+
+    Returns ``{"temperature": float, "entropy_train": float, "entropy_draws": float}`` (draws at 1).
+    """
+    was = dit.training
+    dit.eval()
+    grid = np.linspace(floor, 1.0, 31)
+    shape = (rows, vae.config.latent_channels, vae.n_tokens)
+    real, drawn, weight = [], [], []
+    for j in torch.unique(labels).tolist():
+        where = torch.nonzero(labels == j).flatten()
+        pick = where[torch.randperm(len(where), generator=rng)[:rows]]  # (r,)
+        y = torch.full((len(pick),), j, dtype=torch.long, device=dev)  # (r,)
+        real.append(decoded_entropy(vae.decode(mu[pick].to(dev), y), grid[-1:])[0])
+        cond = {"y": torch.full((rows,), j, dtype=torch.long, device=dev)}
+        noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
+        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, noise=noise, device=dev)
+        drawn.append(decoded_entropy(vae.decode(z / latent_scale, cond["y"]), grid))  # (G,)
+        weight.append(len(pick))
+    dit.train(was)
+    w = np.asarray(weight, dtype=np.float64) / sum(weight)
+    target = float(np.dot(w, real))
+    curve = np.tensordot(w, np.stack(drawn), axes=1)  # (G,)
+    return {"temperature": temperature_for_entropy(curve, grid, target), "entropy_train": target,
+            "entropy_draws": float(curve[-1])}
+
+
 def _fine_column(cohort: Cohort, label_column: str, setting: str, max_people: int) -> str | None:
     """The finer label column to store corrections for, or None (``training.fine_labels``)."""
     if setting == "off" or label_column == "pop":

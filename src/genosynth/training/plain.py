@@ -47,7 +47,7 @@ from genosynth.runtime import deterministic, progress_bar, resolve_device
 from genosynth.sampling.factors import payload_factors
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
-from genosynth.training.calibration import calibrate_frequencies, fine_label_corrections, label_ancestry_spread
+from genosynth.training.calibration import calibrate_frequencies, fit_temperature, fine_label_corrections, label_ancestry_spread
 from genosynth.training.data import (TrainingData, chunk_rows, class_counts, group_frequencies, label_groups,
                                      label_parents, parent_index, prepare_data, shrink_label_frequencies,
                                      smoothed_frequencies)
@@ -317,8 +317,9 @@ def resume_run(run: PlainRun, checkpoint: str | None, say: Callable[[str], None]
     run.stage, run.epoch = st["stage"], st["epoch"]
     run.curves, run.latent_scale, run.metrics = ck["curves"], ck["latent_scale"], ck["metrics"]
     run.calibration = ck.get("calibration")
-    if "copula_factors" in ck:
-        run.head["copula_factors"] = ck["copula_factors"]
+    for key in ("decoder_temperature", "copula_factors"):  # written once the DiT is done
+        if key in ck:
+            run.head[key] = ck[key]
     say(f"Resumed from {checkpoint}: stage {run.stage}, epoch {run.epoch}")
 
 
@@ -397,6 +398,8 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
                         rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen, dev=dev,
                         by_phenotype=run.by_phenotype, sampler=config.sampling.sampler)
                 run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
+            if tc.fit_temperature:
+                decoder_temperature(run, data, config, dev, mu, say)
             # the default request's copula factors, solved once (by the process that writes the checkpoint)
             run.head["copula_factors"] = payload_factors(run.payload(), say, progress=progress) if is_main() else None
             run.dit.train()
@@ -405,6 +408,20 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
         bar.close()
     run.posterior = None
     say(f"DiT: {tc.dit_epochs} epochs, final loss {run.curves['dit'][-1]['loss']:.4f}")
+
+
+def decoder_temperature(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device,
+                        mu: torch.Tensor, say: Callable[[str], None]) -> None:
+    """The model's default decoder temperature (``training.fit_temperature``), stored in the head before the
+    copula factors are solved for it: :func:`~genosynth.training.calibration.fit_temperature`, EMA weights."""
+    tc = config.training
+    with run.ema.average_parameters(run.dit):
+        fit = fit_temperature(run.vae, run.dit, run.diffusion, mu, data.labels, run.latent_scale,
+                              rows=min(128, max(tc.calibration_rows, 16)), steps=tc.calibration_steps,
+                              sampler=config.sampling.sampler, rng=run.gen, dev=dev)
+    run.head["decoder_temperature"] = fit["temperature"]
+    say(f"decoder temperature {fit['temperature']:.2f} (DiT draws decode with entropy {fit['entropy_draws']:.4f} "
+        f"at 1, the training rows' latents {fit['entropy_train']:.4f})")
 
 
 def dit_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device,
