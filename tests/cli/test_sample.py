@@ -121,3 +121,21 @@ def test_temperature_option_is_used_recorded_and_checked(trained, tmp_path):
     assert body(tmp_path / "t1.vcf.gz") != body(tmp_path / "t2.vcf.gz")
     assert _sample(path, tmp_path / "t0", "--n", "3", "--temperature", "0") == 2
     assert not os.path.exists(tmp_path / "t0.bed")
+
+
+def test_stochastic_ddim_steps_are_seeded_and_checked(trained, tmp_path):
+    """``--sampler ddim --eta 1`` draws its step noise from the run's seed: the same seed gives the same
+    alleles, and they differ from deterministic steps; ``--eta`` with the deterministic dpm++2m sampler,
+    or outside [0, 1], is refused."""
+    import json
+
+    _, path = trained
+    args = ("--n", "20", "--format", "vcf", "--seed", "4", "--sampler", "ddim", "--steps", "6")
+    for name, eta in (("e1", "1"), ("e1b", "1"), ("e0", "0")):
+        assert _sample(path, tmp_path / name, *args, "--eta", eta) == 0
+    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]  # noqa: E731
+    assert body(tmp_path / "e1.vcf.gz") == body(tmp_path / "e1b.vcf.gz")
+    assert body(tmp_path / "e1.vcf.gz") != body(tmp_path / "e0.vcf.gz")
+    assert json.load(open(tmp_path / "e1.sample.json"))["eta"] == 1.0
+    assert _sample(path, tmp_path / "x", "--n", "3", "--sampler", "dpm++2m", "--eta", "1") == 2
+    assert _sample(path, tmp_path / "x", "--n", "3", "--sampler", "ddim", "--eta", "1.5") == 2

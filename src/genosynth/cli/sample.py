@@ -65,6 +65,10 @@ def add_arguments(parser) -> None:
                         help="decoder temperature: allele logits are divided by T before drawing (below 1 sharper, "
                              "above 1 more diverse); default from the model (1, or the temperature fitted in training "
                              "by the chromosome configuration, docs/generator.md)")
+    parser.add_argument("--eta", type=float, default=None, metavar="E",
+                        help="with --sampler ddim: stochastic steps (0 deterministic, 1 DDPM-like; default from the "
+                             "model, 0). Stochastic steps keep more long-range LD than deterministic ones on an "
+                             "imperfect DiT but need ~20+ steps (benchmarks/RESULTS.md, session 14)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
@@ -105,6 +109,13 @@ def run(args, log) -> int:
         model.config.sampling.ancestry_spread = False
     if args.sampler is not None:
         model.config.sampling.sampler = args.sampler
+    if args.eta is not None:
+        if not 0 <= args.eta <= 1:
+            raise InputError(f"--eta must lie in [0, 1] (0 deterministic, 1 DDPM-like), got {args.eta}")
+        if args.eta > 0 and model.config.sampling.sampler != "ddim":
+            raise InputError(f"--eta {args.eta} needs the ddim sampler (the {model.config.sampling.sampler} sampler is "
+                             "deterministic): add --sampler ddim, e.g. --sampler ddim --steps 20 --eta 1")
+        model.config.sampling.eta = args.eta
     if args.temperature is not None:
         if not args.temperature > 0:
             raise InputError(f"--temperature must be > 0 (1 = the decoder's own probabilities), got {args.temperature}")
@@ -166,7 +177,7 @@ def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix
             "phenotype_column": model.phenotype_column,
             "guidance": args.guidance if args.guidance is not None else sc.guidance,
             "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
-            "steps": args.steps or sc.steps, "sampler": sc.sampler, "temperature": sc.temperature, "argmax": args.argmax,
+            "steps": args.steps or sc.steps, "sampler": sc.sampler, "eta": sc.eta, "temperature": sc.temperature, "argmax": args.argmax,
             "corr_guidance": model.decoding(args.corr_guidance),
             "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

@@ -297,7 +297,7 @@ class Generator:
         if self.report is not None:
             self.report(f"diffusion: {steps} {sampler} steps x {labels.shape[0]} rows")
         z = sample_latents(self.diffusion, net, shape, sampler=sampler, cond=cond, steps=steps, eta=eta,
-                           guidance=net_guidance, noise=noise, device=self.device)  # (B, C, T)
+                           guidance=net_guidance, noise=noise, rng=rng, device=self.device)  # (B, C, T); eta > 0 draws from rng
         if self.phased and self.config.sampling.pairing == "matched":
             # pair within label (and phenotype)
             groups = labels if pheno is None else labels * 2 + pheno.to(labels.device)
