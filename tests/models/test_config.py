@@ -108,3 +108,15 @@ def test_chromosome_dit_carries_a_windowed_per_token_mlp_and_old_configs_load_wi
     del d["dit"]["local_mlp"], d["dit"]["local_window"]
     old = GeneratorConfig.from_dict(d)
     assert old.dit.local_mlp == 0 and old.dit.local_window == 0
+
+
+def test_chromosome_config_samples_stochastic_ddim_and_fits_its_temperature_with_the_same_draws():
+    """The chromosome configuration draws latents with 20 stochastic DDIM steps (eta 1), calibrates and fits
+    its decoder temperature with draws made the same way; the default configuration keeps 8 deterministic
+    DPM-Solver++ steps and no fit."""
+    cfg = chromosome_config(100_000)
+    assert (cfg.sampling.sampler, cfg.sampling.steps, cfg.sampling.eta) == ("ddim", 20, 1.0)
+    assert cfg.training.calibration_steps == cfg.sampling.steps and cfg.training.fit_temperature
+    base = GeneratorConfig()
+    assert (base.sampling.sampler, base.sampling.steps, base.sampling.eta) == ("dpm++2m", 8, 0.0)
+    assert not base.training.fit_temperature and not dense_config().training.fit_temperature

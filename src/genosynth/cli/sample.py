@@ -55,7 +55,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="sampler steps, one DiT pass each (default from the model)")
     parser.add_argument("--sampler", default=None, choices=SAMPLERS,
                         help="latent sampler: dpm++2m (DPM-Solver++, the default of new models: 8 steps match 20 of "
-                             "ddim, the default before; benchmarks/RESULTS.md, issue 18); default from the model")
+                             "deterministic ddim; benchmarks/RESULTS.md, issue 18) or ddim (with --eta; the chromosome "
+                             "configuration samples 20 stochastic ddim steps, eta 1); default from the model")
     parser.add_argument("--batch-size", type=int, default=None, metavar="N",
                         help="people per batch written to the staging file (default from the model: 2048, 64 for "
                              "--size tiny models); the model draws in blocks of its own sampling.batch_size whatever "
@@ -67,7 +68,7 @@ def add_arguments(parser) -> None:
                              "by the chromosome configuration, docs/generator.md)")
     parser.add_argument("--eta", type=float, default=None, metavar="E",
                         help="with --sampler ddim: stochastic steps (0 deterministic, 1 DDPM-like; default from the "
-                             "model, 0). Stochastic steps keep more long-range LD than deterministic ones on an "
+                             "model: 1 for the chromosome configuration, else 0). Stochastic steps keep more long-range LD than deterministic ones on an "
                              "imperfect DiT but need ~20+ steps (benchmarks/RESULTS.md, session 14)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
@@ -109,6 +110,8 @@ def run(args, log) -> int:
         model.config.sampling.ancestry_spread = False
     if args.sampler is not None:
         model.config.sampling.sampler = args.sampler
+        if args.sampler != "ddim" and args.eta is None:
+            model.config.sampling.eta = 0.0  # a deterministic sampler asked for over a model's stochastic ddim steps
     if args.eta is not None:
         if not 0 <= args.eta <= 1:
             raise InputError(f"--eta must lie in [0, 1] (0 deterministic, 1 DDPM-like), got {args.eta}")

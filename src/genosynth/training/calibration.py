@@ -21,14 +21,14 @@ from genosynth.training.data import (TrainingData, alt_frequency, class_counts, 
 def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_label: torch.Tensor,
                latent_scale: float, *, rows: int, steps: int, rng: torch.Generator,
                dev: torch.device, bound: float = 3.0, by_phenotype: bool = False, iters: int = 1,
-               sampler: str = "ddim") -> torch.Tensor:
+               sampler: str = "ddim", eta: float = 0.0) -> torch.Tensor:
     """Per-label per-SNP logit corrections that match generated allele frequencies to training ones.
 
     With ``by_phenotype`` the groups are (label, phenotype) pairs, index ``2 * label +
     phenotype``: rows of group ``g`` are drawn with ancestry ``g // 2`` and phenotype ``g % 2``
     and matched to that group's case (or control) allele frequencies.
 
-    Draws ``rows`` latents per label with the trained DiT (``sampler``, ``steps``: as the model samples), decodes them, and compares the mean
+    Draws ``rows`` latents per label with the trained DiT (``sampler``, ``steps``, ``eta``: as the model samples), decodes them, and compares the mean
     decoded class probabilities with the (smoothed) training frequencies of that label:
     ``correction = log f_train - log mean p``, clipped to ``[-bound, bound]``. Only aggregate
     per-label frequencies enter; a DP run must pass noised frequencies.
@@ -50,8 +50,8 @@ def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffu
         if by_phenotype:
             cond["pheno"] = torch.full((rows,), j % 2, dtype=torch.long, device=dev)  # (rows,)
         noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
-        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, noise=noise,
-                           device=dev)  # (rows, C, T), drawn as sampling draws them
+        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, eta=eta, noise=noise,
+                           rng=rng, device=dev)  # (rows, C, T), drawn as sampling draws them
         logits = vae.decode(z / latent_scale, y)  # (rows, K, V)
         p = torch.softmax(logits, dim=1).mean(dim=0).T.cpu()  # (V, K)
         c = (per_label[j].log() - p.clamp_min(1e-6).log()).clamp(-bound, bound)  # (V, K)
@@ -97,13 +97,14 @@ def temperature_for_entropy(curve: np.ndarray, temperatures: np.ndarray, target:
 @torch.no_grad()
 def fit_temperature(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, mu: torch.Tensor,
                     labels: torch.Tensor, latent_scale: float, *, rows: int, steps: int, sampler: str,
-                    rng: torch.Generator, dev: torch.device, floor: float = TEMPERATURE_FLOOR) -> dict:
+                    rng: torch.Generator, dev: torch.device, eta: float = 0.0,
+                    floor: float = TEMPERATURE_FLOOR) -> dict:
     """The decoder temperature at which the DiT's draws decode as sharply as the training rows' latents.
 
     A DiT that cannot hold every window's haplotypes draws latents between them, which decode to
     blurred allele probabilities; alleles drawn from those independently lose LD at every distance
     (benchmarks/RESULTS.md, "Why the DiT lost LD"). Per label, up to ``rows`` training rows' posterior
-    means and ``rows`` DiT draws (``sampler``, ``steps``: as the model samples) are decoded; the
+    means and ``rows`` DiT draws (``sampler``, ``steps``, ``eta``: as the model samples) are decoded; the
     temperature in ``[floor, 1]`` that brings the draws' mean per-SNP entropy down to the training
     rows' is returned (1 when the draws are no more blurred). Only that one aggregate of the training
     rows enters (no per-person value is kept).
@@ -124,7 +125,8 @@ def fit_temperature(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, 
         real.append(decoded_entropy(vae.decode(mu[pick].to(dev), y), grid[-1:])[0])
         cond = {"y": torch.full((rows,), j, dtype=torch.long, device=dev)}
         noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
-        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, noise=noise, device=dev)
+        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, eta=eta, noise=noise,
+                           rng=rng, device=dev)  # (rows, C, T)
         drawn.append(decoded_entropy(vae.decode(z / latent_scale, cond["y"]), grid))  # (G,)
         weight.append(len(pick))
     dit.train(was)

@@ -396,7 +396,7 @@ def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
                     run.calibration = calibrate_frequencies(
                         run.vae, run.dit, run.diffusion, run.cal_target, run.latent_scale,
                         rows=tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen, dev=dev,
-                        by_phenotype=run.by_phenotype, sampler=config.sampling.sampler)
+                        by_phenotype=run.by_phenotype, sampler=config.sampling.sampler, eta=config.sampling.eta)
                 run.metrics["calibration_max_abs_logit"] = float(run.calibration.abs().max())
             if tc.fit_temperature:
                 decoder_temperature(run, data, config, dev, mu, say)
@@ -418,7 +418,7 @@ def decoder_temperature(run: PlainRun, data: TrainingData, config: GeneratorConf
     with run.ema.average_parameters(run.dit):
         fit = fit_temperature(run.vae, run.dit, run.diffusion, mu, data.labels, run.latent_scale,
                               rows=min(128, max(tc.calibration_rows, 16)), steps=tc.calibration_steps,
-                              sampler=config.sampling.sampler, rng=run.gen, dev=dev)
+                              sampler=config.sampling.sampler, eta=config.sampling.eta, rng=run.gen, dev=dev)
     run.head["decoder_temperature"] = fit["temperature"]
     say(f"decoder temperature {fit['temperature']:.2f} (DiT draws decode with entropy {fit['entropy_draws']:.4f} "
         f"at 1, the training rows' latents {fit['entropy_train']:.4f})")

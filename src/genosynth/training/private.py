@@ -822,7 +822,7 @@ def calibrate_released(run: PrivateRun) -> torch.Tensor | None:
                                      tc.calibration_rows, steps=tc.calibration_steps, rng=run.gen,
                                      dev=torch.device("cpu"), iters=30 if public else 1, by_phenotype=run.by_phenotype,
                                      bound=PUBLIC_CALIBRATION_BOUND if public else 3.0,
-                                     sampler=run.config.sampling.sampler)
+                                     sampler=run.config.sampling.sampler, eta=run.config.sampling.eta)
 
 
 def _phenotype_head(run: PrivateRun) -> dict:
