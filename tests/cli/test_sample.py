@@ -115,9 +115,9 @@ def test_temperature_option_is_used_recorded_and_checked(trained, tmp_path):
     _, path = trained
     assert _sample(path, tmp_path / "t1", "--n", "20", "--format", "vcf", "--seed", "3") == 0
     assert _sample(path, tmp_path / "t2", "--n", "20", "--format", "vcf", "--seed", "3", "--temperature", "0.3") == 0
-    assert json.load(open(tmp_path / "t1.sample.json"))["temperature"] == 1.0
-    assert json.load(open(tmp_path / "t2.sample.json"))["temperature"] == 0.3
-    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]  # noqa: E731
+    assert json.loads((tmp_path / "t1.sample.json").read_text())["temperature"] == 1.0
+    assert json.loads((tmp_path / "t2.sample.json").read_text())["temperature"] == 0.3
+    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]
     assert body(tmp_path / "t1.vcf.gz") != body(tmp_path / "t2.vcf.gz")
     assert _sample(path, tmp_path / "t0", "--n", "3", "--temperature", "0") == 2
     assert not os.path.exists(tmp_path / "t0.bed")
@@ -133,9 +133,9 @@ def test_stochastic_ddim_steps_are_seeded_and_checked(trained, tmp_path):
     args = ("--n", "20", "--format", "vcf", "--seed", "4", "--sampler", "ddim", "--steps", "6")
     for name, eta in (("e1", "1"), ("e1b", "1"), ("e0", "0")):
         assert _sample(path, tmp_path / name, *args, "--eta", eta) == 0
-    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]  # noqa: E731
+    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]
     assert body(tmp_path / "e1.vcf.gz") == body(tmp_path / "e1b.vcf.gz")
     assert body(tmp_path / "e1.vcf.gz") != body(tmp_path / "e0.vcf.gz")
-    assert json.load(open(tmp_path / "e1.sample.json"))["eta"] == 1.0
+    assert json.loads((tmp_path / "e1.sample.json").read_text())["eta"] == 1.0
     assert _sample(path, tmp_path / "x", "--n", "3", "--sampler", "dpm++2m", "--eta", "1") == 2
     assert _sample(path, tmp_path / "x", "--n", "3", "--sampler", "ddim", "--eta", "1.5") == 2

@@ -290,13 +290,14 @@ def test_fitted_temperature_is_stored_used_and_brings_draws_to_the_training_entr
                                          generator=torch.Generator().manual_seed(2)), device=torch.device("cpu"))
     with torch.no_grad():
         drawn = decoded_entropy(model.vae.decode(z / model.latent_scale, y), np.array([1.0, fit["temperature"]]))
-    assert drawn[0] > fit["entropy_train"] and abs(drawn[1] - fit["entropy_train"]) < 0.5 * (drawn[0] - fit["entropy_train"])
+    excess = drawn[0] - fit["entropy_train"]  # how much more blurred the draws are at temperature 1
+    assert excess > 0 and abs(drawn[1] - fit["entropy_train"]) < 0.5 * excess
 
 
 def test_models_trained_without_the_fit_keep_temperature_one(trained):
     from genosynth.models.checkpoint import load_checkpoint
     from genosynth.sampling.generator import Generator
 
-    model, path = trained
+    _, path = trained
     assert "decoder_temperature" not in load_checkpoint(path)
     assert Generator.load(path).config.sampling.temperature == 1.0

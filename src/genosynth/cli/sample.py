@@ -68,8 +68,9 @@ def add_arguments(parser) -> None:
                              "by the chromosome configuration, docs/generator.md)")
     parser.add_argument("--eta", type=float, default=None, metavar="E",
                         help="with --sampler ddim: stochastic steps (0 deterministic, 1 DDPM-like; default from the "
-                             "model: 1 for the chromosome configuration, else 0). Stochastic steps keep more long-range LD than deterministic ones on an "
-                             "imperfect DiT but need ~20+ steps (benchmarks/RESULTS.md, session 14)")
+                             "model: 1 for the chromosome configuration, else 0). Stochastic steps keep more "
+                             "long-range LD than deterministic ones on an imperfect DiT but need ~20 steps "
+                             "(docs/diffusion.md)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
@@ -180,7 +181,8 @@ def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix
             "phenotype_column": model.phenotype_column,
             "guidance": args.guidance if args.guidance is not None else sc.guidance,
             "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
-            "steps": args.steps or sc.steps, "sampler": sc.sampler, "eta": sc.eta, "temperature": sc.temperature, "argmax": args.argmax,
+            "steps": args.steps or sc.steps, "sampler": sc.sampler, "eta": sc.eta, "temperature": sc.temperature,
+            "argmax": args.argmax,
             "corr_guidance": model.decoding(args.corr_guidance),
             "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

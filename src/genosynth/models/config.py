@@ -44,7 +44,9 @@ class TrainingConfig:
     fine_label_exponent: float = 0.5  # fine labels move w**exponent of the way from their parent's frequencies to their own (w: empirical-Bayes weight; 1 = posterior mean)
     fine_label_rank: int = -1  # fine labels' offsets kept along this many principal axes of the training people (-1: those above the noise edge; 0: per-SNP shrinkage by fine_label_exponent instead)
     precision: str = "fp32"  # forward passes of plain training: "fp32" or "bf16" (torch.autocast bfloat16)
-    fit_temperature: bool = False  # plain training: after calibration, choose the default decoder temperature (<= 1) at which DiT draws decode as sharply as the training rows' latents (training.calibration.fit_temperature; the chromosome configuration turns it on)
+    # plain training: after calibration, choose the default decoder temperature (<= 1) at which DiT draws decode as
+    # sharply as the training rows' latents (training.calibration.fit_temperature; on in the chromosome configuration)
+    fit_temperature: bool = False
 
     def __post_init__(self) -> None:
         if self.dit_lr_schedule not in DIT_LR_SCHEDULES:

@@ -286,7 +286,7 @@ class Generator:
         labels : int64, shape (B,); cond : ``{"y": (B,), "pheno": (B,)}`` on the device -> (B, C, T)
         """
         shape = (labels.shape[0], self.vae.config.latent_channels, self.vae.n_tokens)
-        noise = torch.randn(shape, generator=rng).to(self.device)  # (B, C, T)
+        noise = torch.randn(shape, generator=rng).to(self.device)  # (B, C, T); eta > 0 steps draw from rng too
         pheno = cond.get("pheno")
         net, net_guidance = self.dit, guidance
         if pheno is not None and pheno_guidance is not None:
@@ -297,7 +297,7 @@ class Generator:
         if self.report is not None:
             self.report(f"diffusion: {steps} {sampler} steps x {labels.shape[0]} rows")
         z = sample_latents(self.diffusion, net, shape, sampler=sampler, cond=cond, steps=steps, eta=eta,
-                           guidance=net_guidance, noise=noise, rng=rng, device=self.device)  # (B, C, T); eta > 0 draws from rng
+                           guidance=net_guidance, noise=noise, rng=rng, device=self.device)  # (B, C, T)
         if self.phased and self.config.sampling.pairing == "matched":
             # pair within label (and phenotype)
             groups = labels if pheno is None else labels * 2 + pheno.to(labels.device)

@@ -28,7 +28,8 @@ def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffu
     phenotype``: rows of group ``g`` are drawn with ancestry ``g // 2`` and phenotype ``g % 2``
     and matched to that group's case (or control) allele frequencies.
 
-    Draws ``rows`` latents per label with the trained DiT (``sampler``, ``steps``, ``eta``: as the model samples), decodes them, and compares the mean
+    Draws ``rows`` latents per label with the trained DiT (``sampler``, ``steps``, ``eta``: as the model
+    samples), decodes them, and compares the mean
     decoded class probabilities with the (smoothed) training frequencies of that label:
     ``correction = log f_train - log mean p``, clipped to ``[-bound, bound]``. Only aggregate
     per-label frequencies enter; a DP run must pass noised frequencies.

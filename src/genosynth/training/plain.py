@@ -47,7 +47,8 @@ from genosynth.runtime import deterministic, progress_bar, resolve_device
 from genosynth.sampling.factors import payload_factors
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
-from genosynth.training.calibration import calibrate_frequencies, fit_temperature, fine_label_corrections, label_ancestry_spread
+from genosynth.training.calibration import (calibrate_frequencies, fine_label_corrections, fit_temperature,
+                                            label_ancestry_spread)
 from genosynth.training.data import (TrainingData, chunk_rows, class_counts, group_frequencies, label_groups,
                                      label_parents, parent_index, prepare_data, shrink_label_frequencies,
                                      smoothed_frequencies)
