@@ -18,6 +18,20 @@ from genosynth.training.data import (TrainingData, alt_frequency, class_counts, 
 
 
 @torch.no_grad()
+def decoded_draws(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, cond: dict, latent_scale: float, *,
+                  shape: tuple[int, int, int], steps: int, sampler: str, eta: float, rng: torch.Generator,
+                  dev: torch.device) -> torch.Tensor:
+    """Decoder logits of DiT latents drawn as sampling draws them (``sampler``, ``steps``, ``eta``; x_T and any
+    step noise from ``rng``) under ``cond`` (``{"y": (B,), ...}`` on ``dev``).
+
+    shape : (B, C, T) -> float, shape (B, K, V)
+    """
+    noise = torch.randn(shape, generator=rng).to(dev)  # (B, C, T)
+    z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, eta=eta, noise=noise,
+                       rng=rng, device=dev)  # (B, C, T)
+    return vae.decode(z / latent_scale, cond["y"])  # (B, K, V)
+
+
 def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, per_label: torch.Tensor,
                latent_scale: float, *, rows: int, steps: int, rng: torch.Generator,
                dev: torch.device, bound: float = 3.0, by_phenotype: bool = False, iters: int = 1,
@@ -50,10 +64,8 @@ def calibrate_frequencies(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffu
         cond = {"y": y}
         if by_phenotype:
             cond["pheno"] = torch.full((rows,), j % 2, dtype=torch.long, device=dev)  # (rows,)
-        noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
-        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, eta=eta, noise=noise,
-                           rng=rng, device=dev)  # (rows, C, T), drawn as sampling draws them
-        logits = vae.decode(z / latent_scale, y)  # (rows, K, V)
+        logits = decoded_draws(vae, dit, diffusion, cond, latent_scale, shape=shape, steps=steps, sampler=sampler,
+                               eta=eta, rng=rng, dev=dev)  # (rows, K, V)
         p = torch.softmax(logits, dim=1).mean(dim=0).T.cpu()  # (V, K)
         c = (per_label[j].log() - p.clamp_min(1e-6).log()).clamp(-bound, bound)  # (V, K)
         for _ in range(iters - 1):
@@ -125,10 +137,9 @@ def fit_temperature(vae: GenotypeVAE, dit: DiT1D, diffusion: GaussianDiffusion, 
         y = torch.full((len(pick),), j, dtype=torch.long, device=dev)  # (r,)
         real.append(decoded_entropy(vae.decode(mu[pick].to(dev), y), grid[-1:])[0])
         cond = {"y": torch.full((rows,), j, dtype=torch.long, device=dev)}
-        noise = torch.randn(shape, generator=rng).to(dev)  # (rows, C, T)
-        z = sample_latents(diffusion, dit, shape, sampler=sampler, cond=cond, steps=steps, eta=eta, noise=noise,
-                           rng=rng, device=dev)  # (rows, C, T)
-        drawn.append(decoded_entropy(vae.decode(z / latent_scale, cond["y"]), grid))  # (G,)
+        logits = decoded_draws(vae, dit, diffusion, cond, latent_scale, shape=shape, steps=steps, sampler=sampler,
+                               eta=eta, rng=rng, dev=dev)  # (rows, K, V)
+        drawn.append(decoded_entropy(logits, grid))  # (G,)
         weight.append(len(pick))
     dit.train(was)
     w = np.asarray(weight, dtype=np.float64) / sum(weight)
