@@ -7,7 +7,7 @@ import math
 import pytest
 
 from genosynth.errors import InputError
-from genosynth.models.config import (CHROMOSOME_SNPS, MAX_DIT_TOKENS, GeneratorConfig, chromosome_config,
+from genosynth.models.config import (CHROMOSOME_SNPS, MAX_DIT_TOKENS, GeneratorConfig, TrainingConfig, chromosome_config,
                                      config_for, dense_config, tiny_config)
 from genosynth.models.vae import VAEConfig
 
@@ -120,3 +120,10 @@ def test_chromosome_config_samples_stochastic_ddim_and_fits_its_temperature_with
     base = GeneratorConfig()
     assert (base.sampling.sampler, base.sampling.steps, base.sampling.eta) == ("dpm++2m", 8, 0.0)
     assert not base.training.fit_temperature and not dense_config().training.fit_temperature
+
+
+def test_chromosome_dit_trains_weighted_towards_high_noise_and_the_others_stay_uniform():
+    assert chromosome_config(100_000).training.dit_timestep_power == 1.0
+    assert GeneratorConfig().training.dit_timestep_power == 0.0 == dense_config().training.dit_timestep_power
+    with pytest.raises(InputError, match="dit_timestep_power"):
+        TrainingConfig(dit_timestep_power=-0.5)

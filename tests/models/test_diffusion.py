@@ -182,6 +182,29 @@ def test_t_range_restricts_timesteps():
         d.training_loss(net, torch.randn(4, 1, 2), t=torch.full((4,), 700), t_range=(0, 600))
 
 
+def test_timestep_power_weights_high_noise_steps_with_the_expected_density():
+    """power=p draws t with density proportional to (t - lo)^p: the mean of t/T is (p+1)/(p+2) and
+    the share above the midpoint 1 - 0.5^(p+1); within a t_range the draws stay inside it; power=0
+    is the uniform draw, bit for bit, so default training is unchanged."""
+    d = GaussianDiffusion(DiffusionConfig(timesteps=1000))
+    g = torch.Generator().manual_seed(0)
+    for p in (1.0, 2.0):
+        t = d.sample_timesteps(100_000, rng=g, power=p).double()
+        assert abs(float((t + 0.5).mean()) / 1000 - (p + 1) / (p + 2)) < 0.005
+        assert abs(float((t >= 500).double().mean()) - (1 - 0.5 ** (p + 1))) < 0.005
+    t = d.sample_timesteps(20_000, t_range=(100, 300), rng=g, power=1.0)
+    assert int(t.min()) >= 100 and int(t.max()) == 299
+    assert float(((t - 100).double() + 0.5).mean()) / 200 == pytest.approx(2 / 3, abs=0.01)
+    a = d.sample_timesteps(50, rng=torch.Generator().manual_seed(3))
+    b = d.sample_timesteps(50, rng=torch.Generator().manual_seed(3), power=0.0)
+    assert torch.equal(a, b)
+    net = Recorder()
+    d.training_loss(net, torch.randn(4000, 1, 2), rng=g, t_power=1.0)
+    assert float((net.t >= 500).double().mean()) == pytest.approx(0.75, abs=0.03)
+    with pytest.raises(ValueError, match="power"):
+        d.sample_timesteps(4, power=-1.0)
+
+
 def test_loss_is_reproducible_with_generator():
     d = GaussianDiffusion(DiffusionConfig(timesteps=50))
     net = Recorder()

@@ -47,6 +47,9 @@ class TrainingConfig:
     # plain training: after calibration, choose the default decoder temperature (<= 1) at which DiT draws decode as
     # sharply as the training rows' latents (training.calibration.fit_temperature; on in the chromosome configuration)
     fit_temperature: bool = False
+    # plain DiT training draws timestep t with density proportional to t**power (0 = uniform; 1 = weighted towards the
+    # high-noise steps, where long-range LD is decided; on in the chromosome configuration). DP training stays uniform.
+    dit_timestep_power: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dit_lr_schedule not in DIT_LR_SCHEDULES:
@@ -55,6 +58,8 @@ class TrainingConfig:
             raise InputError(f"training.dit_target={self.dit_target!r}: use one of {', '.join(DIT_TARGETS)}")
         if self.dit_warmup < 0:
             raise InputError(f"training.dit_warmup={self.dit_warmup} must be >= 0 (optimiser steps; 0 = no warm-up)")
+        if not 0 <= self.dit_timestep_power <= 4:
+            raise InputError(f"training.dit_timestep_power={self.dit_timestep_power} must be in [0, 4] (0 = uniform timesteps)")
         if self.precision not in ("fp32", "bf16"):
             raise InputError(f"training.precision={self.precision!r}: use fp32 or bf16 (--precision)")
 
@@ -167,7 +172,10 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
     20 stochastic DDIM steps (``eta=1``) instead of 8 deterministic DPM-Solver++ steps: the long-range
     structure is decided at high noise, and deterministic steps of an imperfect DiT lose it (100,000
     SNPs: held-out r² ratio 0.1-1 Mb 0.74 -> 0.89; same RESULTS section), at 2.5x the DiT passes;
-    ``--sampler dpm++2m --steps 8`` is the fast option.
+    ``--sampler dpm++2m --steps 8`` is the fast option. For the same reason the DiT trains with
+    timesteps drawn with density proportional to t (``training.dit_timestep_power=1``), half again
+    as many high-noise steps as uniform draws (5,000-SNP window, two training seeds: 0.1-1 Mb
+    0.78 -> 0.82; RESULTS.md, "Two leads for the last gap").
     """
     vae = VAEConfig(embedding="direct", width=64, patch=64, latent_channels=8, blocks=2, neighbour=True)
     tokens = math.ceil(max(1, n_variants) / vae.patch)
@@ -176,7 +184,7 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
         vae=vae,
         dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=patch_size, local_mlp=128, local_window=1),
         training=TrainingConfig(vae_epochs=8, dit_epochs=60, dit_batch_size=64, calibration_rows=256,
-                                calibration_steps=20, fit_temperature=True),
+                                calibration_steps=20, fit_temperature=True, dit_timestep_power=1.0),
         sampling=SamplingConfig(sampler="ddim", steps=20, eta=1.0, corr_guidance="copula", corr_latent_window=64,
                                 batch_size=256),
     )

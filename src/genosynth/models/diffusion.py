@@ -245,11 +245,24 @@ class GaussianDiffusion:
                 + self._extract(self.sqrt_one_minus_alphas_cumprod, t, x0) * noise)
 
     def sample_timesteps(self, n: int, *, t_range: tuple[int, int] | None = None,
-                         rng: torch.Generator | None = None, device=None) -> torch.Tensor:
-        """Uniform timesteps in ``[lo, hi)`` (default ``[0, T)``), int64, shape (n,)."""
+                         rng: torch.Generator | None = None, device=None,
+                         power: float = 0.0) -> torch.Tensor:
+        """Timesteps in ``[lo, hi)`` (default ``[0, T)``), int64, shape (n,).
+
+        ``power=0`` draws them uniformly. ``power=p > 0`` draws them with density proportional to
+        ``(t - lo)^p``: ``t = lo + floor((hi - lo) * u^(1/(1+p)))`` for uniform ``u``, which puts
+        more of the training on the high-noise steps (p=1: three quarters of the draws above the
+        range's midpoint).
+        """
         lo, hi = self._check_range(t_range)
+        if power < 0:
+            raise ValueError(f"power={power} must be >= 0 (0 = uniform timesteps)")
         gdev = rng.device if rng is not None else torch.device(device or "cpu")
-        t = torch.randint(lo, hi, (n,), generator=rng, device=gdev)
+        if power == 0:
+            t = torch.randint(lo, hi, (n,), generator=rng, device=gdev)
+        else:
+            u = torch.rand((n,), generator=rng, device=gdev, dtype=torch.float64)
+            t = (lo + torch.floor((hi - lo) * u.pow(1.0 / (1.0 + power)))).long().clamp(lo, hi - 1)
         return t.to(device) if device is not None else t
 
     def _check_range(self, t_range) -> tuple[int, int]:
@@ -329,7 +342,7 @@ class GaussianDiffusion:
                       cond: Mapping | None = None, t_range: tuple[int, int] | None = None,
                       noise: torch.Tensor | None = None, reduction: str = "mean",
                       rng: torch.Generator | None = None,
-                      model_kwargs: Mapping | None = None) -> torch.Tensor:
+                      model_kwargs: Mapping | None = None, t_power: float = 0.0) -> torch.Tensor:
         """Simple denoising loss :math:`\\|f(x_t, t, c) - \\mathrm{target}\\|^2` of [1]_.
 
         Parameters
@@ -355,6 +368,9 @@ class GaussianDiffusion:
         model_kwargs : dict, optional
             Extra keyword arguments for the network (e.g. ``{"generator": g}`` for DiT1D's
             label dropout).
+        t_power : float
+            When ``t`` is drawn: density proportional to ``t^t_power`` over ``t_range``
+            (:meth:`sample_timesteps`; 0 = uniform).
 
         Returns
         -------
@@ -363,7 +379,7 @@ class GaussianDiffusion:
         """
         B = x0.shape[0]
         if t is None:
-            t = self.sample_timesteps(B, t_range=t_range, rng=rng, device=x0.device)
+            t = self.sample_timesteps(B, t_range=t_range, rng=rng, device=x0.device, power=t_power)
         else:
             lo, hi = self._check_range(t_range)
             if t.shape != (B,) or int(t.min()) < lo or int(t.max()) >= hi:

@@ -452,7 +452,8 @@ def dit_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: t
             cond["pheno"] = data.phenotypes[idx].to(dev)  # missing phenotype = the null index
         with forward_precision(dev, tc.precision):
             per_row = run.diffusion.training_loss(dit, z0, cond=cond, reduction="none", rng=rng,
-                                                  model_kwargs={"rng": rng}).float()  # (B,)
+                                                  model_kwargs={"rng": rng},
+                                                  t_power=tc.dit_timestep_power).float()  # (B,)
         optimizer_step(run.dit, run.dit_opt, per_row, grad_clip=tc.grad_clip)
         run.ema.update(run.dit)
         total += float(per_row.detach().sum())
