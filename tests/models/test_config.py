@@ -7,8 +7,8 @@ import math
 import pytest
 
 from genosynth.errors import InputError
-from genosynth.models.config import (CHROMOSOME_SNPS, MAX_DIT_TOKENS, GeneratorConfig, TrainingConfig, chromosome_config,
-                                     config_for, dense_config, tiny_config)
+from genosynth.models.config import (CHROMOSOME_SNPS, MAX_DIT_TOKENS, GeneratorConfig, TrainingConfig,
+                                     chromosome_config, config_for, dense_config, tiny_config)
 from genosynth.models.vae import VAEConfig
 
 

@@ -59,7 +59,8 @@ class TrainingConfig:
         if self.dit_warmup < 0:
             raise InputError(f"training.dit_warmup={self.dit_warmup} must be >= 0 (optimiser steps; 0 = no warm-up)")
         if not 0 <= self.dit_timestep_power <= 4:
-            raise InputError(f"training.dit_timestep_power={self.dit_timestep_power} must be in [0, 4] (0 = uniform timesteps)")
+            raise InputError(f"training.dit_timestep_power={self.dit_timestep_power} must be in [0, 4] "
+                             "(0 = uniform timesteps, 1 = density proportional to t)")
         if self.precision not in ("fp32", "bf16"):
             raise InputError(f"training.precision={self.precision!r}: use fp32 or bf16 (--precision)")
 
