@@ -352,7 +352,7 @@ class GaussianDiffusion:
         x0 : torch.Tensor, float, shape (B, ...)
             Clean latents.
         t : torch.Tensor, int64, shape (B,), optional
-            Timesteps; drawn uniformly from ``t_range`` when omitted.
+            Timesteps; drawn from ``t_range`` when omitted (uniformly, or weighted by ``t_power``).
         cond : dict, optional
             Conditioning keyword arguments, e.g. ``{"y": y, "pheno": pheno}``.
         t_range : (int, int), optional
