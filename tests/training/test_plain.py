@@ -269,3 +269,28 @@ def test_pop_labels_within_super_populations_train_hierarchically(small):
     assert len(shrink["F"]) == 3 and all(k is not None and k > 0 for k in shrink["kappa"])
     syn = model.sample(12, labels="CEU_a=6,YRI_b=6", seed=1)
     assert sorted(set(syn.labels("super_pop"))) == ["AFR", "EUR"]
+
+
+def test_plain_dit_training_draws_timesteps_by_the_configured_power(small, monkeypatch):
+    """``training.dit_timestep_power`` reaches the DiT loss's timestep draw: with 1, more of the draws lie
+    in the upper half of the schedule than with the uniform default."""
+    from genosynth.models.diffusion import GaussianDiffusion
+
+    seen = []
+    draw = GaussianDiffusion.sample_timesteps
+
+    def spy(self, n, **kw):
+        t = draw(self, n, **kw)
+        seen.append((kw.get("power", 0.0), t, self.T))
+        return t
+
+    monkeypatch.setattr(GaussianDiffusion, "sample_timesteps", spy)
+    upper = {}
+    for power in (0.0, 1.0):
+        seen.clear()
+        cfg = tiny_config(training={"vae_epochs": 1, "dit_epochs": 2, "dit_timestep_power": power})
+        train_generator(small, config=cfg, seed=3)
+        assert {p for p, _, _ in seen} == {power}
+        t, T = torch.cat([t for _, t, _ in seen]), seen[0][2]
+        upper[power] = float((t >= T / 2).double().mean())
+    assert upper[1.0] > upper[0.0] + 0.1
