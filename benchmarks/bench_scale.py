@@ -117,20 +117,23 @@ def pair_table(variants, patch: int, seed: int, max_pairs: int = 200_000):
     return i, j, np.abs(pos[j] - pos[i]), (i // patch) != (j // patch)
 
 
-def decay(g: np.ndarray, labels: np.ndarray, i, j, dist, mask, *, bins=BINS_BP,
-          min_pairs: int = 20) -> list[float | None]:
-    """Within-population mean r^2 per distance bin (pairs selected by ``mask``), averaged over populations;
-    None for a bin with fewer than ``min_pairs`` pairs."""
+def pair_r2(g: np.ndarray, labels: np.ndarray, i, j) -> np.ndarray:
+    """Within-population r^2 of every pair (i, j), averaged over populations; float, shape (pairs,)."""
     from genosynth.stats.frequency import allele_freq
     from genosynth.stats.ld import pair_correlations
 
-    out = []
     per_pop = []
     for lab in sorted(set(labels.tolist())):
         gl = g[labels == lab]
         r = pair_correlations(gl, i, j, fill=2 * allele_freq(gl))
         per_pop.append(r * r)
-    r2 = np.nanmean(np.stack(per_pop), axis=0)
+    return np.nanmean(np.stack(per_pop), axis=0)
+
+
+def decay(r2: np.ndarray, dist, mask, *, bins=BINS_BP, min_pairs: int = 20) -> list[float | None]:
+    """Mean of the pairs' ``r2`` (:func:`pair_r2`) per distance bin, pairs selected by ``mask``; None for a
+    bin with fewer than ``min_pairs`` pairs."""
+    out = []
     for lo, hi in bins:
         m = mask & (dist >= lo) & (dist < hi)
         out.append(float(np.nanmean(r2[m])) if m.sum() >= min_pairs else None)
@@ -164,12 +167,11 @@ def score(train_cohort, holdout, syn, *, patch: int, seed: int, dit_patch: int |
     if dit_patch:
         cross = (i // (patch * dit_patch)) != (j // (patch * dit_patch))  # two DiT patches
         masks += [("straddle_same_dit", straddle & ~cross), ("straddle_cross_dit", straddle & cross)]
+    r2h, r2s = pair_r2(gh, holdout.labels("pop"), i, j), pair_r2(gs, sm.labels("pop"), i, j)  # (pairs,) each
     for name, mask in masks:
-        real = decay(gh, holdout.labels("pop"), i, j, dist, mask)
-        synth = decay(gs, sm.labels("pop"), i, j, dist, mask)
-        ratio = _ratios(real, synth)
-        res[f"ld_decay_{name}"] = {"real": real, "synthetic": synth, "ratio": ratio}
-    res["boundary_gap_matched"] = matched_gap(gh, gs, holdout.labels("pop"), sm.labels("pop"), i, j, dist, straddle)
+        real, synth = decay(r2h, dist, mask), decay(r2s, dist, mask)
+        res[f"ld_decay_{name}"] = {"real": real, "synthetic": synth, "ratio": _ratios(real, synth)}
+    res["boundary_gap_matched"] = matched_gap(r2h, r2s, dist, straddle)
     return res
 
 
@@ -177,15 +179,16 @@ def _ratios(real, synth) -> list[float | None]:
     return [None if (a is None or b is None or a == 0) else b / a for a, b in zip(real, synth)]
 
 
-def matched_gap(gh, gs, lh, ls, i, j, dist, straddle) -> dict:
+def matched_gap(r2h: np.ndarray, r2s: np.ndarray, dist, straddle) -> dict:
     """The boundary gap at matched distance (issue 17 item 2: straddling pairs against "pairs of the same
     distance inside a window"): r^2 ratios of straddling and inside pairs in the narrow ``GAP_BINS_BP``
     (at least 200 pairs each) and their difference. The coarse ``ld_decay_straddle`` / ``_inside`` bins
-    mix distances: inside pairs of the 10-100 kb bin lie mostly below 40 kb, straddling ones above."""
+    mix distances: inside pairs of the 10-100 kb bin lie mostly below 40 kb, straddling ones above.
+    ``r2h``, ``r2s``: :func:`pair_r2` of held-out and synthetic people."""
     out = {"bins_bp": GAP_BINS_BP}
     for name, mask in (("straddle", straddle), ("inside", ~straddle)):
-        real = decay(gh, lh, i, j, dist, mask, bins=GAP_BINS_BP, min_pairs=200)
-        synth = decay(gs, ls, i, j, dist, mask, bins=GAP_BINS_BP, min_pairs=200)
+        real = decay(r2h, dist, mask, bins=GAP_BINS_BP, min_pairs=200)
+        synth = decay(r2s, dist, mask, bins=GAP_BINS_BP, min_pairs=200)
         out[name] = _ratios(real, synth)
         out[f"{name}_pairs"] = [int((mask & (dist >= lo) & (dist < hi)).sum()) for lo, hi in GAP_BINS_BP]
     out["gap"] = [None if a is None or b is None else a - b for a, b in zip(out["straddle"], out["inside"])]
