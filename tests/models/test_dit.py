@@ -426,3 +426,38 @@ def test_local_mlp_window_reads_its_neighbours_only():
     ref = F.gelu(torch.cat([torch.zeros(3, 4), h[:, 0], h[:, 1]], 1) @ local.w1[0] + local.b1[0], approximate="tanh")
     torch.testing.assert_close(out[:, 0], ref @ local.w2[0] + local.b2[0], rtol=1e-5, atol=1e-5)
     assert local.w1.shape == (6, 12, 5)
+
+
+# -- inference in row chunks -----------------------------------------------------------------------
+
+
+def test_inference_pass_runs_in_row_chunks_with_the_unchunked_output(monkeypatch):
+    import genosynth.models.dit as dit_mod
+
+    model = randomize(tiny(local_mlp=8, local_window=1)).eval()
+    x, t, y, pheno = inputs(B=11)
+    whole = model(x, t, y, pheno).detach()  # gradients on: one pass over all 11 rows
+    widest = 4 * model.config.n_patches * int(model.config.hidden * model.config.mlp_ratio)  # bytes per row
+    monkeypatch.setattr(dit_mod, "INFERENCE_CHUNK_BYTES", 3 * widest)
+    assert model.rows_per_pass() == 3
+    calls = []
+    inner = model._tokens
+    monkeypatch.setattr(model, "_tokens", lambda x_, c_: calls.append(x_.shape[0]) or inner(x_, c_))
+    with torch.no_grad():
+        chunked = model(x, t, y, pheno)
+        guided = model.forward_with_cfg(x, t, y, pheno, scale=2.0)
+    assert calls[:4] == [3, 3, 3, 2]  # 11 rows in chunks of 3; the guided pass runs 22 rows the same way
+    assert calls[4:] == [3] * 7 + [1]
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=1e-6)
+    monkeypatch.setattr(dit_mod, "INFERENCE_CHUNK_BYTES", 10**12)  # one chunk: the reference guided pass
+    with torch.no_grad():
+        torch.testing.assert_close(guided, model.forward_with_cfg(x, t, y, pheno, scale=2.0), rtol=1e-6, atol=1e-6)
+
+
+def test_rows_per_pass_keeps_a_chunk_under_the_budget_at_chromosome_scale():
+    from genosynth.models.dit import INFERENCE_CHUNK_BYTES
+
+    cfg = DiTConfig(in_channels=8, n_tokens=1563, patch_size=5, hidden=64, depth=1, heads=4, local_mlp=128,
+                    local_window=1, n_classes=3)  # the 100,000-SNP chromosome geometry
+    rows = DiT1D(cfg).rows_per_pass()
+    assert rows * cfg.n_patches * 256 * 4 <= INFERENCE_CHUNK_BYTES < (rows + 1) * cfg.n_patches * 256 * 4

@@ -337,6 +337,14 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
+#: largest activation of one row chunk in an inference pass of :class:`DiT1D` (bytes): below
+#: glibc's 32 MiB mmap ceiling, so a sampling step reuses heap memory instead of zero-filling fresh
+#: pages (at 100,000 SNPs a 512-row pass made 160 MB activations, and the kernel's page zeroing
+#: was over 40 % of a sampling run's CPU time; with the copula's blocked Markov draw, 1,000 people
+#: took 163 s instead of 326 s with the same .bed; benchmarks/RESULTS.md, issue 18, session 16)
+INFERENCE_CHUNK_BYTES = 16 * 2**20
+
+
 class DiT1D(nn.Module):
     """Diffusion Transformer over 1D latents of shape (C, L).
 
@@ -468,14 +476,32 @@ class DiT1D(nn.Module):
             Predicted noise (C_out = 2C with ``learn_sigma``: noise then variance channels).
         """
         self._check(x, t, y, pheno)
+        c = self._condition(t, y, pheno, force_drop_ids=force_drop_ids, pheno_drop_ids=pheno_drop_ids,
+                            rng=rng)  # (B, D)
+        rows = x.shape[0] if torch.is_grad_enabled() else self.rows_per_pass()
+        if x.shape[0] <= rows:
+            return self._tokens(x, c)  # (B, C_out, L)
+        # without gradients (sampling), rows go in chunks whose activations stay under
+        # INFERENCE_CHUNK_BYTES: rows are independent, so the output is the same, and
+        # glibc serves them from its heap instead of zero-filling fresh pages for every pass
+        return torch.cat([self._tokens(x[s:s + rows], c[s:s + rows])
+                          for s in range(0, x.shape[0], rows)])  # (B, C_out, L)
+
+    def rows_per_pass(self) -> int:
+        """Rows per chunk of an inference pass: the widest activation of a row (a block's MLP, qkv or
+        per-token MLP over all tokens, float32) times the rows stays under :data:`INFERENCE_CHUNK_BYTES`."""
+        cfg = self.config
+        width = max(int(cfg.hidden * cfg.mlp_ratio), 3 * cfg.hidden, cfg.local_mlp, cfg.in_channels * cfg.patch_size)
+        return max(1, INFERENCE_CHUNK_BYTES // (4 * cfg.n_patches * width))
+
+    def _tokens(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The transformer on latents ``x`` (B, C, L) given conditioning ``c`` (B, D) -> (B, C_out, L)."""
         x = self.x_embedder(self.patchify(x))  # (B, N, D)
         if self.pos_embedder is not None:
             pos = torch.arange(self.config.n_patches, device=x.device).expand(x.shape[0], -1)
             x = x + self.pos_embedder(pos)  # (B, N, D)
         else:
             x = x + self.pos_embed.to(x.dtype)  # (B, N, D)
-        c = self._condition(t, y, pheno, force_drop_ids=force_drop_ids, pheno_drop_ids=pheno_drop_ids,
-                            rng=rng)  # (B, D)
         for block in self.blocks:
             x = block(x, c)  # (B, N, D)
         x = self.final_layer(x, c)  # (B, N, C_out*p)
