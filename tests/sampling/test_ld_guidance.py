@@ -48,6 +48,24 @@ def test_banded_factor_reproduces_a_valid_band_with_unit_variance():
     assert abs(lag_corr(u, 3).mean() - 0.512) < 0.02
 
 
+@pytest.mark.parametrize("v,w", [(300, 64), (257, 5), (40, 0), (100, 200)])
+def test_markov_draw_in_blocks_is_the_snp_by_snp_recursion(v, w):
+    rng = np.random.default_rng(v + w)
+    beta = rng.normal(0, 0.3 / max(w, 1), (v, w))  # (V, w)
+    s = rng.uniform(0.5, 1.5, v)
+    k = previous_counts(v, min(w, v))
+    k[v // 3: v // 3 + 4] = 0  # a chromosome start in the middle
+    k[v // 2] = min(w, 2)  # a SNP whose far partners are out of reach
+    n = 7
+    u = sample_markov_gaussian(beta, s, k, n, rng=torch.Generator().manual_seed(3)).numpy()  # (n, V)
+    eps = torch.randn(n, v, generator=torch.Generator().manual_seed(3), dtype=torch.float64).numpy()
+    ref = np.empty((n, v))
+    for j in range(v):  # u_j = sum_a beta[j, a-1] u_{j-a} + s_j eps_j; an unconstrained SNP is eps_j
+        kj = int(min(k[j], w))
+        ref[:, j] = eps[:, j] if kj == 0 else ref[:, j - kj:j] @ beta[j, :kj][::-1] + s[j] * eps[:, j]
+    np.testing.assert_allclose(u, ref, rtol=0, atol=1e-12)
+
+
 def test_banded_factor_survives_an_infeasible_band():
     v, w = 30, 4
     resid = np.zeros((v, w))
