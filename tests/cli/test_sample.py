@@ -139,3 +139,19 @@ def test_stochastic_ddim_steps_are_seeded_and_checked(trained, tmp_path):
     assert json.loads((tmp_path / "e1.sample.json").read_text())["eta"] == 1.0
     assert _sample(path, tmp_path / "x", "--n", "3", "--sampler", "dpm++2m", "--eta", "1") == 2
     assert _sample(path, tmp_path / "x", "--n", "3", "--sampler", "ddim", "--eta", "1.5") == 2
+
+
+def test_precision_option_is_used_and_recorded(trained, tmp_path):
+    """``--precision bf16`` runs the DiT under bfloat16 autocast (other alleles than fp32 for the same seed) and
+    is recorded in PREFIX.sample.json; the default is fp32, bit-reproducible."""
+    import json
+
+    _, path = trained
+    args = ("--n", "300", "--format", "vcf", "--seed", "3")  # 24,000 draws: a few change in bf16
+    for name, extra in (("p32", ()), ("p32b", ("--precision", "fp32")), ("p16", ("--precision", "bf16"))):
+        assert _sample(path, tmp_path / name, *args, *extra) == 0
+    body = lambda p: [line for line in _vcf_lines(p) if not line.startswith("#")]
+    assert body(tmp_path / "p32.vcf.gz") == body(tmp_path / "p32b.vcf.gz")
+    assert body(tmp_path / "p32.vcf.gz") != body(tmp_path / "p16.vcf.gz")
+    assert json.loads((tmp_path / "p32.sample.json").read_text())["precision"] == "fp32"
+    assert json.loads((tmp_path / "p16.sample.json").read_text())["precision"] == "bf16"

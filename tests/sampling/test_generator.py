@@ -297,3 +297,44 @@ def test_latent_guidance_takes_its_steps_from_the_sampling_config(trained):
     finally:
         model.corr_options.pop("latent_steps", None)
         sc.latent_steps, sc.latent_lr = kept
+
+
+def test_dit_passes_in_row_chunks_draw_the_same_people(trained, monkeypatch):
+    """Sampling runs the DiT in row chunks under a memory budget (``dit.INFERENCE_CHUNK_BYTES``,
+    issue 18): a budget that cuts every pass into chunks of 3 rows draws the rows of one pass."""
+    import genosynth.models.dit as dit_mod
+
+    model, _ = trained
+    ref = model.sample(20, seed=6)
+    per_row = 4 * model.dit.config.n_patches * int(model.dit.config.hidden * model.dit.config.mlp_ratio)
+    monkeypatch.setattr(dit_mod, "INFERENCE_CHUNK_BYTES", 3 * per_row)
+    assert model.dit.rows_per_pass() == 3 < 2 * 20
+    assert np.array_equal(ref.alleles, model.sample(20, seed=6).alleles)
+
+
+def test_bf16_precision_runs_the_dit_under_autocast_and_keeps_the_frequencies(trained, monkeypatch):
+    """``sampling.precision="bf16"`` (``genosynth sample --precision bf16``, issue 18): every DiT pass runs
+    under bfloat16 autocast, the sampler gets float32 back, and the draw keeps the fp32 draw's allele
+    frequencies; fp32 stays the default and runs no pass under autocast."""
+    from genosynth.models.config import SamplingConfig
+
+    model, _ = trained
+    seen = []
+    inner = model.dit._tokens
+    monkeypatch.setattr(model.dit, "_tokens", lambda x_, c_: seen.append(torch.is_autocast_enabled("cpu"))
+                        or inner(x_, c_))
+    ref = model.sample(400, seed=2)
+    assert seen and not any(seen)
+    seen.clear()
+    model.config.sampling.precision = "bf16"
+    try:
+        low = model.sample(400, seed=2)
+    finally:
+        model.config.sampling.precision = "fp32"
+    assert seen and all(seen)
+    assert low.alleles.shape == ref.alleles.shape and not np.array_equal(low.alleles, ref.alleles)
+    f_ref, f_low = ref.alleles.mean(0), low.alleles.mean(0)  # (V,) ALT frequency
+    assert np.corrcoef(f_ref, f_low)[0, 1] > 0.9
+    assert np.abs(f_ref - f_low).mean() < 0.05
+    with pytest.raises(InputError, match="fp32 or bf16"):
+        SamplingConfig(precision="fp16")

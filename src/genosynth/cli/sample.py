@@ -71,6 +71,10 @@ def add_arguments(parser) -> None:
                              "model: 1 for the chromosome configuration, else 0). Stochastic steps keep more "
                              "long-range LD than deterministic ones on an imperfect DiT but need ~20 steps "
                              "(docs/diffusion.md)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                        help="DiT passes in float32 (the default: a seed gives the same file on any CPU) or under "
+                             "bfloat16 autocast (faster on CPUs with AMX and on GPUs; not bit-identical to fp32, and "
+                             "may differ between machines; benchmarks/RESULTS.md, issue 18)")
     parser.add_argument("--argmax", action="store_true",
                         help="take the most likely allele instead of drawing it (less diverse; not recommended)")
     parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="cpu, cuda or auto")
@@ -120,6 +124,8 @@ def run(args, log) -> int:
             raise InputError(f"--eta {args.eta} needs the ddim sampler (the {model.config.sampling.sampler} sampler is "
                              "deterministic): add --sampler ddim, e.g. --sampler ddim --steps 20 --eta 1")
         model.config.sampling.eta = args.eta
+    if args.precision is not None:
+        model.config.sampling.precision = args.precision
     if args.temperature is not None:
         if not args.temperature > 0:
             raise InputError(f"--temperature must be > 0 (1 = the decoder's own probabilities), got {args.temperature}")
@@ -182,7 +188,7 @@ def sample_record(args, model, *, seed: int, n: int, paths: list[str], id_prefix
             "guidance": args.guidance if args.guidance is not None else sc.guidance,
             "pheno_guidance": args.pheno_guidance if args.pheno_guidance is not None else sc.pheno_guidance,
             "steps": args.steps or sc.steps, "sampler": sc.sampler, "eta": sc.eta, "temperature": sc.temperature,
-            "argmax": args.argmax,
+            "precision": sc.precision, "argmax": args.argmax,
             "corr_guidance": model.decoding(args.corr_guidance),
             "ancestry_spread": model.ancestry_spread is not None and sc.ancestry_spread,
             "versions": model.meta["versions"], "privacy": model.privacy, "files": paths}

@@ -90,10 +90,13 @@ class SamplingConfig:
     ancestry_spread: bool = True  # DP models (released) and thin-population models (training.fine_labels): each person draws its own ancestry from the stored within-label spread
     fine_labels: bool = True  # models with fine-label corrections: draw people per fine label (pop) and decode them with its correction
     ancestry_spread_scale: float = 1.0  # multiplies the stored ancestry covariance when drawing each person's ancestry (thin data: 0.5 measured best, RESULTS.md)
+    precision: str = "fp32"  # DiT passes while sampling: fp32 (bit-reproducible) or bf16 (autocast; faster where the CPU has AMX or on GPUs)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise InputError(f"sampling.sampler={self.sampler!r}: use one of {', '.join(SAMPLERS)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise InputError(f"sampling.precision={self.precision!r}: use fp32 or bf16 (--precision)")
 
 
 @dataclass

@@ -80,6 +80,20 @@ def _frozen(module: torch.nn.Module):
             p.requires_grad_(True)
 
 
+def _autocast_bf16(net, guidance: float):
+    """``net`` (a DiT, or a guided partial of one) with classifier-free guidance ``guidance`` applied,
+    run under bfloat16 autocast and returned in float32 (``sampling.precision="bf16"``): the sampler's
+    arithmetic stays float32 and the sampler runs it with guidance 1."""
+    if guidance != 1.0:
+        net = functools.partial(net.forward_with_cfg, scale=guidance)
+
+    def run(x, t, **cond):
+        device = x.device.type
+        with torch.autocast(device_type=device, dtype=torch.bfloat16):
+            return net(x, t, **cond).float()  # (B, C, L)
+    return run
+
+
 def block_seed(seed: int, block: int) -> int:
     """The seed of sampling block ``block`` of a run with ``seed`` (independent streams per block).
 
@@ -293,6 +307,8 @@ class Generator:
             # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
             net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
             net_guidance = 1.0
+        if self.config.sampling.precision == "bf16":
+            net, net_guidance = _autocast_bf16(net, net_guidance), 1.0
         sampler = self.config.sampling.sampler
         if self.report is not None:
             self.report(f"diffusion: {steps} {sampler} steps x {labels.shape[0]} rows")
