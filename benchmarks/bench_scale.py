@@ -117,6 +117,26 @@ def pair_table(variants, patch: int, seed: int, max_pairs: int = 200_000):
     return i, j, np.abs(pos[j] - pos[i]), (i // patch) != (j // patch)
 
 
+def gap_pairs(variants, patch: int, *, lo: int = GAP_BINS_BP[0][0], hi: int = GAP_BINS_BP[-1][1]):
+    """Every SNP pair on one chromosome ``lo <= distance < hi`` bp apart (not a sample: the boundary gap's
+    inside pairs at 40-100 kb are a few per VAE token, and a 200,000-pair sample of all pairs < 1 Mb holds
+    about a thousand of them), with its distance and whether it straddles a token boundary."""
+    chrom = variants["chrom"].astype(str).to_numpy()
+    pos = variants["pos"].to_numpy(dtype=np.int64)
+    ii, jj = [], []
+    for d in range(1, len(pos)):
+        i = np.arange(len(pos) - d)
+        dist = pos[i + d] - pos[i]
+        same = chrom[i] == chrom[i + d]
+        if not (same & (dist < hi)).any():  # positions ascend within a chromosome
+            break
+        keep = same & (dist >= lo) & (dist < hi)
+        ii.append(i[keep])
+        jj.append(i[keep] + d)
+    i, j = np.concatenate(ii), np.concatenate(jj)
+    return i, j, pos[j] - pos[i], (i // patch) != (j // patch)
+
+
 def pair_r2(g: np.ndarray, labels: np.ndarray, i, j) -> np.ndarray:
     """Within-population r^2 of every pair (i, j), averaged over populations; float, shape (pairs,)."""
     from genosynth.stats.frequency import allele_freq
@@ -151,9 +171,12 @@ def matched(syn, holdout, seed: int):
     return syn.subset(samples=np.sort(np.asarray(keep)))
 
 
-def score(train_cohort, holdout, syn, *, patch: int, seed: int, dit_patch: int | None = None) -> dict:
+def score(train_cohort, holdout, syn, *, patch: int, seed: int, dit_patch: int | None = None,
+          all_pairs: bool = False) -> dict:
     """AF r and the LD-decay ratios; with ``dit_patch`` the straddling pairs are also split by whether
-    their two VAE tokens fall in one DiT patch (``straddle_same_dit``) or in two (``straddle_cross_dit``)."""
+    their two VAE tokens fall in one DiT patch (``straddle_same_dit``) or in two (``straddle_cross_dit``).
+    ``all_pairs``: the matched-distance boundary gap also over every pair of 1-100 kb
+    (``boundary_gap_all_pairs``, :func:`gap_pairs`), free of the pair sample's noise."""
     from genosynth.evaluate.fidelity import pearson
     from genosynth.stats.frequency import allele_freq
 
@@ -172,6 +195,10 @@ def score(train_cohort, holdout, syn, *, patch: int, seed: int, dit_patch: int |
         real, synth = decay(r2h, dist, mask), decay(r2s, dist, mask)
         res[f"ld_decay_{name}"] = {"real": real, "synthetic": synth, "ratio": _ratios(real, synth)}
     res["boundary_gap_matched"] = matched_gap(r2h, r2s, dist, straddle)
+    if all_pairs:
+        i, j, dist, straddle = gap_pairs(holdout.variants, patch)
+        res["boundary_gap_all_pairs"] = matched_gap(pair_r2(gh, holdout.labels("pop"), i, j),
+                                                    pair_r2(gs, sm.labels("pop"), i, j), dist, straddle)
     return res
 
 
@@ -234,7 +261,7 @@ def run(args) -> dict:
     prefix = rec["sampling"][-1]["prefix"]
     syn = read_cohort(bfile=prefix, samples=prefix + ".samples.tsv")
     rec["quality"] = score(tr, ho, syn, patch=rec["config"]["vae"]["patch"], seed=args.seed,
-                           dit_patch=rec["config"]["dit"]["patch_size"])
+                           dit_patch=rec["config"]["dit"]["patch_size"], all_pairs=True)
     rec["quality"]["aats"] = holdout_aats(ho, syn, args.seed)
     for decoding in args.also_decode:  # the same model decoded otherwise, e.g. "none" = the DiT alone (stage b)
         run_ = sample(args, args.sample_n[-1], decoding)
