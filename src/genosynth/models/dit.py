@@ -488,10 +488,12 @@ class DiT1D(nn.Module):
                           for s in range(0, x.shape[0], rows)])  # (B, C_out, L)
 
     def rows_per_pass(self) -> int:
-        """Rows per chunk of an inference pass: the widest activation of a row (a block's MLP, qkv or
-        per-token MLP over all tokens, float32) times the rows stays under :data:`INFERENCE_CHUNK_BYTES`."""
+        """Rows per chunk of an inference pass: the widest activation of a row (a block's MLP, qkv, or
+        per-token MLP and its input of neighbouring tokens, over all tokens, float32) times the rows stays
+        under :data:`INFERENCE_CHUNK_BYTES`."""
         cfg = self.config
-        width = max(int(cfg.hidden * cfg.mlp_ratio), 3 * cfg.hidden, cfg.local_mlp, cfg.in_channels * cfg.patch_size)
+        width = max(int(cfg.hidden * cfg.mlp_ratio), 3 * cfg.hidden, cfg.local_mlp,
+                    (2 * cfg.local_window + 1) * cfg.hidden * (cfg.local_mlp > 0), cfg.in_channels * cfg.patch_size)
         return max(1, INFERENCE_CHUNK_BYTES // (4 * cfg.n_patches * width))
 
     def _tokens(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

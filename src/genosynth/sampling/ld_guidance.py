@@ -501,7 +501,7 @@ def sample_markov_gaussian(beta: np.ndarray, s: np.ndarray, kprev: np.ndarray, n
     where ``kprev[j] = 0``).
 
     The recursion is a lower-triangular banded solve ``(I - B) u = s eps``; it runs in blocks of
-    ``max(w, 32)`` SNPs, each a matrix product with the previous ``w`` columns and a triangular
+    ``max(2 w, 32)`` SNPs, each a matrix product with the previous ``w`` columns and a triangular
     solve of the block (BLAS-3 over all rows at once), not SNP by SNP (100,000 SNPs x 170 rows, one
     thread: 2.2 s -> 0.7 s, of which 0.4 s is drawing ``eps``). ``eps`` is drawn as before, so a seed
     gives the same Gaussian to rounding (1e-15) and the same alleles.
