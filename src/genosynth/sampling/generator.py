@@ -80,12 +80,9 @@ def _frozen(module: torch.nn.Module):
             p.requires_grad_(True)
 
 
-def _autocast_bf16(net, guidance: float):
-    """``net`` (a DiT, or a guided partial of one) with classifier-free guidance ``guidance`` applied,
-    run under bfloat16 autocast and returned in float32 (``sampling.precision="bf16"``): the sampler's
-    arithmetic stays float32 and the sampler runs it with guidance 1."""
-    if guidance != 1.0:
-        net = functools.partial(net.forward_with_cfg, scale=guidance)
+def _autocast_bf16(net):
+    """``net`` (a DiT, or a guided partial of one) run under bfloat16 autocast and returned in float32
+    (``sampling.precision="bf16"``): the sampler's arithmetic stays float32."""
 
     def run(x, t, **cond):
         device = x.device.type
@@ -303,12 +300,15 @@ class Generator:
         noise = torch.randn(shape, generator=rng).to(self.device)  # (B, C, T); eta > 0 steps draw from rng too
         pheno = cond.get("pheno")
         net, net_guidance = self.dit, guidance
-        if pheno is not None and pheno_guidance is not None:
+        bf16 = self.config.sampling.precision == "bf16"
+        separate = pheno is not None and pheno_guidance is not None
+        if separate or (bf16 and guidance != 1.0):
             # the guided DiT as a plain network (guidance applied inside), run by the sampler with scale 1
-            net = functools.partial(self.dit.forward_with_cfg, scale=guidance, pheno_scale=pheno_guidance)
+            net = functools.partial(self.dit.forward_with_cfg, scale=guidance,
+                                    pheno_scale=pheno_guidance if separate else None)
             net_guidance = 1.0
-        if self.config.sampling.precision == "bf16":
-            net, net_guidance = _autocast_bf16(net, net_guidance), 1.0
+        if bf16:
+            net = _autocast_bf16(net)
         sampler = self.config.sampling.sampler
         if self.report is not None:
             self.report(f"diffusion: {steps} {sampler} steps x {labels.shape[0]} rows")
@@ -403,7 +403,7 @@ class Generator:
         cache = self._corr_cache.setdefault(("run", int(seed), tuple(counts.items()),
                                              None if cases is None else tuple(cases.items()), fine is not None,
                                              sc.ancestry_spread, sc.ancestry_spread_scale, sc.sampler,
-                                             sc.latent_steps, sc.latent_lr), {})
+                                             sc.latent_steps, sc.latent_lr, sc.precision), {})
         blocks = self._iter_blocks(people, phenos, seed=int(seed), options=options, cache=cache, first=gen,
                                    fine=fine)
         for start, rows in _rebatch(blocks, batch_size, per_person=2 if self.phased else 1):
