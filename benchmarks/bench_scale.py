@@ -121,20 +121,14 @@ def gap_pairs(variants, patch: int, *, lo: int = GAP_BINS_BP[0][0], hi: int = GA
     """Every SNP pair on one chromosome ``lo <= distance < hi`` bp apart (not a sample: the boundary gap's
     inside pairs at 40-100 kb are a few per VAE token, and a 200,000-pair sample of all pairs < 1 Mb holds
     about a thousand of them), with its distance and whether it straddles a token boundary."""
-    chrom = variants["chrom"].astype(str).to_numpy()
+    from genosynth.evaluate.fidelity import near_pairs
+
+    i, j, _ = near_pairs(variants, window_bp=hi - 1, max_pairs=2**62, rng=np.random.default_rng(0))  # all
     pos = variants["pos"].to_numpy(dtype=np.int64)
-    ii, jj = [], []
-    for d in range(1, len(pos)):
-        i = np.arange(len(pos) - d)
-        dist = pos[i + d] - pos[i]
-        same = chrom[i] == chrom[i + d]
-        if not (same & (dist < hi)).any():  # positions ascend within a chromosome
-            break
-        keep = same & (dist >= lo) & (dist < hi)
-        ii.append(i[keep])
-        jj.append(i[keep] + d)
-    i, j = np.concatenate(ii), np.concatenate(jj)
-    return i, j, pos[j] - pos[i], (i // patch) != (j // patch)
+    dist = np.abs(pos[j] - pos[i])
+    keep = dist >= lo
+    i, j, dist = i[keep], j[keep], dist[keep]
+    return i, j, dist, (i // patch) != (j // patch)
 
 
 def pair_r2(g: np.ndarray, labels: np.ndarray, i, j) -> np.ndarray:
