@@ -130,12 +130,13 @@ def run_roundtrip(args, gen, tr, ho) -> dict:
 
 
 def train_crop(args, gen, tr):
-    """The crop's DiT, trained as the model's DiT stage trains (batch, lr, EMA, target, clipping); EMA weights."""
+    """The crop's DiT, trained as the model's DiT stage trains (batch, learning-rate schedule, EMA, target,
+    clipping) for ``--epochs``; returns it with its EMA weights."""
     import torch
 
     from genosynth.models.dit import DiT1D, DiTConfig
     from genosynth.models.ema import EMA
-    from genosynth.training.plain import encode_posterior
+    from genosynth.training.plain import dit_learning_rate, encode_posterior
 
     a, b = args.tokens
     tc = gen.config.training
@@ -149,10 +150,13 @@ def train_crop(args, gen, tr):
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
     opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
     rng = torch.Generator().manual_seed(args.seed)
+    steps = -(-len(y) // tc.dit_batch_size)
     dit.train()
     for epoch in range(args.epochs):
         order, total = torch.randperm(len(y), generator=rng), 0.0
-        for s in range(0, len(y), tc.dit_batch_size):
+        for k, s in enumerate(range(0, len(y), tc.dit_batch_size)):
+            for group in opt.param_groups:  # the model's schedule (constant for the chromosome configuration)
+                group["lr"] = dit_learning_rate(epoch * steps + k, steps * args.epochs, tc)
             idx = order[s:s + tc.dit_batch_size]
             noise = torch.randn(mu[idx].shape, generator=rng) if tc.dit_target != "mean" else 0.0
             z0 = (mu[idx] + sd[idx] * noise) * gen.latent_scale  # (B, C, b - a)
