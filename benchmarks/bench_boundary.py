@@ -32,24 +32,30 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_scale import GAP_BINS_BP, load_split, matched, pair_r2
+from bench_scale import (
+    GAP_BINS_BP,
+    _ratios,
+    decay,
+    gap_pairs,
+    load_split,
+    matched,
+    pair_r2,
+    pair_table,
+)
 
 BINS_BP = GAP_BINS_BP + ((100_000, 300_000), (300_000, 1_000_000))
 GROUPS = ("inside", "same", "cross", "straddle", "all")
 
 
 def pairs(variants, lo: int = 0, hi: int | None = None, *, far_pairs: int = 400_000, seed: int = 0):
-    """Every pair of 1-100 kb among SNPs ``lo .. hi - 1`` and a sample of ``far_pairs`` pairs below 1 Mb, kept
-    at 0.1-1 Mb: column indices ``i``, ``j`` (int64) and distances."""
-    from genosynth.evaluate.fidelity import near_pairs
-
+    """Every pair of 1-100 kb among SNPs ``lo .. hi - 1`` (``bench_scale.gap_pairs``) and, of a sample of
+    ``far_pairs`` pairs below 1 Mb (``bench_scale.pair_table``), those of 0.1-1 Mb: column indices ``i``,
+    ``j`` (int64) and distances."""
     sub = variants.iloc[lo:hi].reset_index(drop=True)
-    i, j, _ = near_pairs(sub, window_bp=99_999, max_pairs=2**62, rng=np.random.default_rng(seed))
-    fi, fj, _ = near_pairs(sub, window_bp=999_999, max_pairs=far_pairs, rng=np.random.default_rng(seed))
-    pos = sub["pos"].to_numpy(np.int64)
-    near, far = np.abs(pos[j] - pos[i]) >= 1_000, np.abs(pos[fj] - pos[fi]) >= 100_000
-    i, j = np.concatenate([i[near], fi[far]]) + lo, np.concatenate([j[near], fj[far]]) + lo
-    return i, j, np.abs(variants["pos"].to_numpy(np.int64)[j] - variants["pos"].to_numpy(np.int64)[i])
+    i, j, dist, _ = gap_pairs(sub, 1)
+    fi, fj, fdist, _ = pair_table(sub, 1, seed, max_pairs=far_pairs)
+    far = fdist >= 100_000
+    return np.concatenate([i, fi[far]]) + lo, np.concatenate([j, fj[far]]) + lo, np.concatenate([dist, fdist[far]])
 
 
 def groups_table(r2h: np.ndarray, r2s: np.ndarray, i, j, dist, *, patch: int, dit_patch: int,
@@ -61,12 +67,9 @@ def groups_table(r2h: np.ndarray, r2s: np.ndarray, i, j, dist, *, patch: int, di
              "all": np.ones_like(straddle)}
     out = {"bins_bp": BINS_BP}
     for name in GROUPS:
-        ratio, count = [], []
-        for lo, hi in BINS_BP:
-            k = masks[name] & (dist >= lo) & (dist < hi)
-            count.append(int(k.sum()))
-            ratio.append(None if k.sum() < min_pairs else float(np.nanmean(r2s[k]) / np.nanmean(r2h[k])))
-        out[name], out[f"{name}_pairs"] = ratio, count
+        real, synth = (decay(r2, dist, masks[name], bins=BINS_BP, min_pairs=min_pairs) for r2 in (r2h, r2s))
+        out[name] = _ratios(real, synth)
+        out[f"{name}_pairs"] = [int((masks[name] & (dist >= lo) & (dist < hi)).sum()) for lo, hi in BINS_BP]
     out["gap"] = [None if a is None or b is None else a - b for a, b in zip(out["straddle"], out["inside"])]
     return out
 
