@@ -93,6 +93,23 @@ def label_rows(gen, labels):
     return torch.tensor([index[v] for v in labels])
 
 
+def haplotype_rows(gen, cohort):
+    """A phased cohort's haplotypes as model rows and their label indices: int64 (2N, V) and (2N,)."""
+    import torch
+
+    x = torch.from_numpy(cohort.haplotypes().reshape(-1, cohort.n_variants).astype(np.int64))  # (2N, V)
+    return x, label_rows(gen, np.repeat(cohort.labels(gen.config.label_column), 2))
+
+
+def decoded_people(gen, z, y, *, rng, temperature: float) -> np.ndarray:
+    """Unscaled latents ``z`` (2N, C, T) of labels ``y`` through the calibrated decoder, alleles drawn at
+    ``temperature``, rows 2i and 2i+1 summed into person i's genotypes: int (N, V)."""
+    from genosynth.models.vae import sample_alleles
+
+    hap = sample_alleles(gen._logits(z, y), rng=rng, temperature=temperature).numpy()  # (2N, V)
+    return hap.reshape(len(y) // 2, 2, -1).sum(1)
+
+
 def run_score(args, gen, tr, ho) -> dict:
     from genosynth.io import read_cohort
 
@@ -111,21 +128,18 @@ def run_score(args, gen, tr, ho) -> dict:
 def run_roundtrip(args, gen, tr, ho) -> dict:
     import torch
 
-    from genosynth.models.vae import sample_alleles
     from genosynth.training.plain import encode_posterior
 
     patch, dit_patch = geometry(gen)
     i, j, dist = pairs(ho.variants)
     r2h = pair_r2(ho.genotypes(), ho.labels("pop"), i, j)
-    x = torch.from_numpy(ho.haplotypes().reshape(-1, ho.n_variants).astype(np.int64))  # (2N, V)
-    y = label_rows(gen, np.repeat(ho.labels(gen.config.label_column), 2))  # (2N,)
+    x, y = haplotype_rows(gen, ho)  # (2N, V), (2N,)
     mu, _ = encode_posterior(gen.vae, x, torch.device("cpu"))  # (2N, C, T)
     rng = torch.Generator().manual_seed(args.seed)
     out = {}
     with torch.no_grad():
-        logits = torch.cat([gen._logits(mu[s:s + 100], y[s:s + 100]) for s in range(0, len(y), 100)])  # (2N, K, V)
         for temp in args.temperature:
-            g = sample_alleles(logits, rng=rng, temperature=temp).numpy().reshape(ho.n_samples, 2, -1).sum(1)
+            g = decoded_people(gen, mu, y, rng=rng, temperature=temp)  # (N, V)
             out[f"T={temp}"] = groups_table(r2h, pair_r2(g, ho.labels("pop"), i, j), i, j, dist,
                                             patch=patch, dit_patch=dit_patch)
             show(f"round trip at temperature {temp}", out[f"T={temp}"])
@@ -139,14 +153,17 @@ def train_crop(args, gen, tr):
 
     from genosynth.models.dit import DiT1D, DiTConfig
     from genosynth.models.ema import EMA
-    from genosynth.training.plain import dit_learning_rate, encode_posterior
+    from genosynth.training.plain import (
+        dit_learning_rate,
+        encode_posterior,
+        optimizer_step,
+    )
 
     a, b = args.tokens
     tc = gen.config.training
-    x = torch.from_numpy(tr.haplotypes().reshape(-1, tr.n_variants).astype(np.int64))  # (2N, V)
+    x, y = haplotype_rows(gen, tr)  # (2N, V), (2N,)
     mu, sd = encode_posterior(gen.vae, x, torch.device("cpu"))  # (2N, C, T)
     mu, sd = mu[:, :, a:b].contiguous(), sd[:, :, a:b].contiguous()  # (2N, C, b - a)
-    y = label_rows(gen, np.repeat(tr.labels(gen.config.label_column), 2))  # (2N,)
     cfg = {**gen.dit.config.to_dict(), "n_tokens": b - a, **json.loads(args.dit)}
     torch.manual_seed(args.seed)
     dit = DiT1D(DiTConfig.from_dict(cfg))
@@ -165,10 +182,7 @@ def train_crop(args, gen, tr):
             z0 = (mu[idx] + sd[idx] * noise) * gen.latent_scale  # (B, C, b - a)
             per_row = gen.diffusion.training_loss(dit, z0, cond={"y": y[idx]}, reduction="none", rng=rng,
                                                   model_kwargs={"rng": rng}, t_power=args.t_power)  # (B,)
-            opt.zero_grad(set_to_none=True)
-            per_row.mean().backward()
-            torch.nn.utils.clip_grad_norm_(dit.parameters(), tc.grad_clip)
-            opt.step()
+            optimizer_step(dit, opt, per_row, grad_clip=tc.grad_clip)
             ema.update(dit)
             total += float(per_row.detach().sum())
         if epoch % 10 == 9:
@@ -181,7 +195,6 @@ def run_crop(args, gen, tr, ho) -> dict:
     import torch
 
     from genosynth.models.solvers import sample_latents
-    from genosynth.models.vae import sample_alleles
 
     patch = geometry(gen)[0]
     a, b = args.tokens
@@ -189,7 +202,7 @@ def run_crop(args, gen, tr, ho) -> dict:
     dit = train_crop(args, gen, tr)
     train_s = time.perf_counter() - t0
     sc = gen.config.sampling
-    y = label_rows(gen, np.repeat(ho.labels(gen.config.label_column), 2))  # two haplotypes per held-out person
+    _, y = haplotype_rows(gen, ho)  # labels of two haplotypes per held-out person, (2N,)
     rng = torch.Generator().manual_seed(1000 + args.seed)
     with torch.no_grad():
         noise = torch.randn((len(y), gen.vae.config.latent_channels, b - a), generator=rng)
@@ -197,8 +210,7 @@ def run_crop(args, gen, tr, ho) -> dict:
                            eta=sc.eta, guidance=sc.guidance, noise=noise, rng=rng, device=torch.device("cpu"))
         full = torch.zeros((len(y), gen.vae.config.latent_channels, gen.vae.n_tokens))  # (2N, C, T)
         full[:, :, a:b] = z / gen.latent_scale
-        logits = torch.cat([gen._logits(full[s:s + 100], y[s:s + 100]) for s in range(0, len(y), 100)])
-        g = sample_alleles(logits, rng=rng, temperature=sc.temperature).numpy().reshape(ho.n_samples, 2, -1).sum(1)
+        g = decoded_people(gen, full, y, rng=rng, temperature=sc.temperature)  # (N, V)
     i, j, dist = pairs(ho.variants, (a + 1) * patch, (b - 1) * patch)
     lab = ho.labels("pop")
     table = groups_table(pair_r2(ho.genotypes(), lab, i, j), pair_r2(g, lab, i, j), i, j, dist,
