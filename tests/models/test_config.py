@@ -47,8 +47,8 @@ def test_the_dit_never_sees_more_than_its_token_budget(snps):
     assert cfg.dit.patch_size >= 2
 
 
-def test_a_chromosome_of_100k_snps_gets_dit_patch_5_and_20k_patch_2():
-    assert chromosome_config(100_000).dit.patch_size == 5  # 1,563 VAE tokens -> 313 DiT tokens
+def test_a_chromosome_of_100k_snps_gets_dit_patch_4_and_20k_patch_2():
+    assert chromosome_config(100_000).dit.patch_size == 4  # 1,563 VAE tokens -> 391 DiT tokens
     assert chromosome_config(20_000).dit.patch_size == 2
 
 

@@ -141,10 +141,11 @@ class GeneratorConfig:
 CHROMOSOME_SNPS = 10_000
 
 #: the DiT sees at most this many tokens (its patch grows with the chromosome); attention stays cheap.
-#: 320 gives 100,000 SNPs a DiT patch of 5 (was 7 with 256): on a 5,000-SNP window at that geometry
-#: the per-token MLP keeps more LD with finer tokens (held-out r² ratio 0.68-0.77 at patch 7, 0.74-0.82
-#: at patch 5, AATS 0.642 -> 0.602) at 1.5x the DiT step (benchmarks/RESULTS.md, session 13)
-MAX_DIT_TOKENS = 320
+#: 400 gives 100,000 SNPs a DiT patch of 4 (was 5 with 320, 7 with 256): the DiT couples the VAE tokens
+#: of one patch more tightly than real haplotypes are coupled, so pairs straddling a patch edge and pairs
+#: inside one differ; a finer patch narrows that gap (40-100 kb: 0.071 at patch 5, 0.037 at patch 4 on a
+#: 312-token test bed; benchmarks/RESULTS.md, sessions 17-18) at about 1.3x the DiT step
+MAX_DIT_TOKENS = 400
 
 SIZES = ("auto", "default", "dense", "chromosome", "tiny")
 
