@@ -144,7 +144,8 @@ CHROMOSOME_SNPS = 10_000
 #: 400 gives 100,000 SNPs a DiT patch of 4 (was 5 with 320, 7 with 256): the DiT couples the VAE tokens
 #: of one patch more tightly than real haplotypes are coupled, so pairs straddling a patch edge and pairs
 #: inside one differ; a finer patch narrows that gap (40-100 kb: 0.071 at patch 5, 0.037 at patch 4 on a
-#: 312-token test bed; benchmarks/RESULTS.md, sessions 17-18) at about 1.3x the DiT step
+#: 312-token test bed, at 1.2x its DiT training time; 0.022 for a full-length 100,000-SNP model with patch
+#: 4, every other item-2 figure of issue 17 kept; benchmarks/RESULTS.md, sessions 17-18)
 MAX_DIT_TOKENS = 400
 
 SIZES = ("auto", "default", "dense", "chromosome", "tiny")
