@@ -265,8 +265,11 @@ def start_run(cohort: Cohort, data: TrainingData, config: GeneratorConfig, *, se
     vae.init_biases(overall, per_label)
     vae.to(dev)
     dit.to(dev)
-    vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay)
-    dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+    # torch's fused AdamW kernel (one pass over each tensor; the same update): at 100,000 SNPs the DiT's step took
+    # 0.12-0.15 s of the for-loop form's 1.1 s per batch on 2 threads, 0.05 s fused (benchmarks/RESULTS.md, session 19)
+    fused = dev.type in ("cpu", "cuda")
+    vae_opt = torch.optim.AdamW(vae.parameters(), lr=tc.vae_lr, weight_decay=tc.weight_decay, fused=fused)
+    dit_opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay, fused=fused)
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
     diffusion = GaussianDiffusion(config.diffusion)
     head = checkpoint_head(
