@@ -294,3 +294,34 @@ def test_plain_dit_training_draws_timesteps_by_the_configured_power(small, monke
         t, T = torch.cat([t for _, t, _ in seen]), seen[0][2]
         upper[power] = float((t >= T / 2).double().mean())
     assert upper[1.0] > upper[0.0] + 0.1
+
+
+def test_plain_optimisers_are_fused_adamw_with_the_for_loop_update(small):
+    """Both optimisers of a CPU run use torch's fused AdamW kernel, and a fused step moves a DiT's
+    parameters as the for-loop AdamW does (to float32 rounding), so the change is speed alone."""
+    from genosynth.models.dit import DiT1D, DiTConfig
+    from genosynth.training.plain import start_run
+
+    cfg = tiny_config()
+    data = prepare_data(small, label_column=cfg.label_column, mode=cfg.mode, phenotype_column=None)
+    run = start_run(small, data, cfg, seed=1, dev=torch.device("cpu"))
+    assert run.vae_opt.defaults["fused"] and run.dit_opt.defaults["fused"]
+
+    torch.manual_seed(0)
+    nets = [DiT1D(DiTConfig(n_tokens=8, hidden=32, depth=2, n_classes=3, local_mlp=16, local_window=1))
+            for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    before = [p.detach().clone() for p in nets[0].parameters()]
+    opts = [torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0.01, fused=fused)
+            for net, fused in zip(nets, (False, True))]
+    g = torch.Generator().manual_seed(2)
+    x, t = torch.randn(6, 8, 8, generator=g), torch.randint(0, 1000, (6,), generator=g)  # (B, C, L), (B,)
+    y = torch.randint(0, 3, (6,), generator=g)  # (B,)
+    for _ in range(3):
+        for net, opt in zip(nets, opts):
+            opt.zero_grad()
+            ((net(x, t, y, force_drop_ids=torch.zeros(6, dtype=torch.bool)) - x) ** 2).mean().backward()
+            opt.step()
+    assert max(float((a.detach() - b).abs().max()) for a, b in zip(nets[1].parameters(), before)) > 1e-3  # it trained
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
