@@ -110,17 +110,23 @@ def decoded_people(gen, z, y, *, rng, temperature: float) -> np.ndarray:
     return hap.reshape(len(y) // 2, 2, -1).sum(1)
 
 
-def run_score(args, gen, tr, ho) -> dict:
-    from genosynth.io import read_cohort
-
+def pair_scorer(gen, ho):
+    """The held-out people's within-population r² of every pair, and a function that scores another set's
+    genotypes (N, V) and population labels (N,) against it: :func:`groups_table` at the model's geometry."""
     patch, dit_patch = geometry(gen)
     i, j, dist = pairs(ho.variants)
     r2h = pair_r2(ho.genotypes(), ho.labels("pop"), i, j)
+    return lambda g, labels: groups_table(r2h, pair_r2(g, labels, i, j), i, j, dist, patch=patch, dit_patch=dit_patch)
+
+
+def run_score(args, gen, tr, ho) -> dict:
+    from genosynth.io import read_cohort
+
+    score = pair_scorer(gen, ho)
     out = {}
     for prefix in args.synthetic:
         sm = matched(read_cohort(bfile=prefix, samples=prefix + ".samples.tsv"), ho, args.seed)
-        out[prefix] = groups_table(r2h, pair_r2(sm.genotypes(), sm.labels("pop"), i, j), i, j, dist,
-                                   patch=patch, dit_patch=dit_patch)
+        out[prefix] = score(sm.genotypes(), sm.labels("pop"))
         show(prefix, out[prefix])
     return out
 
@@ -130,9 +136,7 @@ def run_roundtrip(args, gen, tr, ho) -> dict:
 
     from genosynth.training.plain import encode_posterior
 
-    patch, dit_patch = geometry(gen)
-    i, j, dist = pairs(ho.variants)
-    r2h = pair_r2(ho.genotypes(), ho.labels("pop"), i, j)
+    score = pair_scorer(gen, ho)
     x, y = haplotype_rows(gen, ho)  # (2N, V), (2N,)
     mu, _ = encode_posterior(gen.vae, x, torch.device("cpu"))  # (2N, C, T)
     rng = torch.Generator().manual_seed(args.seed)
@@ -140,8 +144,7 @@ def run_roundtrip(args, gen, tr, ho) -> dict:
     with torch.no_grad():
         for temp in args.temperature:
             g = decoded_people(gen, mu, y, rng=rng, temperature=temp)  # (N, V)
-            out[f"T={temp}"] = groups_table(r2h, pair_r2(g, ho.labels("pop"), i, j), i, j, dist,
-                                            patch=patch, dit_patch=dit_patch)
+            out[f"T={temp}"] = score(g, ho.labels("pop"))
             show(f"round trip at temperature {temp}", out[f"T={temp}"])
     return out
 
@@ -168,7 +171,7 @@ def train_crop(args, gen, tr):
     torch.manual_seed(args.seed)
     dit = DiT1D(DiTConfig.from_dict(cfg))
     ema = EMA(dit, decay=tc.ema_decay, warmup=True)
-    opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay)
+    opt = torch.optim.AdamW(dit.parameters(), lr=tc.dit_lr, weight_decay=tc.weight_decay, fused=True)
     rng = torch.Generator().manual_seed(args.seed)
     steps = -(-len(y) // tc.dit_batch_size)
     dit.train()
