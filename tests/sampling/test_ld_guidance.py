@@ -385,7 +385,7 @@ def test_copula_covariance_matches_scipy_bivariate_normal():
 
 
 def test_copula_covariance_of_many_rows_classes_and_chunks_matches_scipy():
-    """The chunked batched-matmul form: mean over rows, sum over class thresholds, any chunking."""
+    """The chunked form: mean over rows, sum over class thresholds, any chunking (1, 3 or all pairs per chunk)."""
     from scipy.stats import multivariate_normal, norm
 
     from genosynth.sampling.ld_guidance import _copula_cov, _gauss_legendre
@@ -396,9 +396,9 @@ def test_copula_covariance_of_many_rows_classes_and_chunks_matches_scipy():
     theta = rng.uniform(-1.2, 1.2, size=p)
     nodes, weights = _gauss_legendre(8)
     ta, tb, tt = (torch.from_numpy(x) for x in (a, b, theta))
-    for chunk in (1, 3, 64):
-        g, dg = _copula_cov(ta, tb, tt, nodes, weights, chunk=chunk)
-        _, d_only = _copula_cov(ta, tb, tt, None, None, chunk=chunk)
+    for pairs in (1, 3, 64):  # a temporary of n S S (nodes + 1) values per pair
+        g, dg = _copula_cov(ta, tb, tt, nodes, weights, cells=pairs * n * s * s * 9)
+        _, d_only = _copula_cov(ta, tb, tt, None, None, cells=pairs * n * s * s)
         torch.testing.assert_close(d_only, dg, rtol=0, atol=1e-15)
         for j in range(p):
             r = np.sin(theta[j])
@@ -425,8 +425,10 @@ def test_ridge_is_the_least_that_caps_the_explained_variance():
         assert d >= 1e-3 and float(np.sum(e * c * c / (e + d) ** 2)) <= q_max * (1 + 1e-12)
         if d > 1e-3:  # no smaller ridge would do
             assert float(np.sum(e * c * c / (e + d * (1 - 1e-6)) ** 2)) > q_max
-        b = _ridge_solve(S, r, ridge=1e-3, q_max=q_max)
-        np.testing.assert_allclose(b, np.linalg.solve(S + d * np.eye(6), r), rtol=1e-7, atol=1e-10)
+        for start in (None, 1e-3, d, 0.5 * d, 3 * d, 1e6):  # any first guess finds the same least ridge
+            b, got = _ridge_solve(S, r, ridge=1e-3, q_max=q_max, start=start)
+            assert got == pytest.approx(d, rel=1e-7)
+            np.testing.assert_allclose(b, np.linalg.solve(S + d * np.eye(6), r), rtol=1e-7, atol=1e-10)
 
 
 def test_copula_cache_reuses_factors_across_batches():
