@@ -39,3 +39,55 @@ def progress_bar(total: int | None, desc: str, enabled: bool, initial: int = 0, 
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, leave=True, delay=delay)
+
+
+# glibc mallopt(3) parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+#: glibc's largest mmap threshold on 64-bit (what its dynamic threshold settles at under PyTorch's
+#: large frees) and twice it, its matching trim threshold: the values restored after :func:`heap_reuse`
+_MMAP_THRESHOLD_MAX = 32 << 20
+_KEEP_FREED = 2**31 - 1  # mallopt takes a C int: keep up to 2 GiB of freed heap top
+
+
+def _glibc():
+    """The C library when it is glibc (has ``mallopt`` and ``malloc_trim``), else None."""
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@contextlib.contextmanager
+def heap_reuse(enabled: bool = True):
+    """Serve large CPU blocks from glibc's heap and keep freed memory inside the block; give it back after.
+
+    glibc serves every block above its mmap threshold (32 MiB at most) with a fresh ``mmap`` and
+    ``munmap``s it on free, so a training step that makes many 50-150 MB tensors (the VAE at 10^5 SNPs)
+    has the kernel zero-fill gigabytes of fresh pages at every step: measured at 100,000 SNPs on 2
+    threads, 4 VAE steps took 33.4 s wall with 32.5 s of system time, and 16.0 s (11.4 s system) with
+    the heap kept, for 2.2 GB more peak RSS (benchmarks/RESULTS.md, session 20). Inside the block
+    ``mallopt(M_MMAP_MAX, 0)`` and a 2 GiB trim threshold do what the environment variables of
+    docs/scaling.md do for a whole process; on exit the mmap and trim thresholds are set to the values
+    glibc's dynamic thresholds settle at (32 and 64 MiB) and ``malloc_trim(0)`` returns the freed
+    heap to the system. A no-op when ``enabled`` is False or the C library is not glibc.
+    """
+    libc = _glibc() if enabled else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREED)
+    try:
+        yield
+    finally:
+        libc.mallopt(_M_MMAP_MAX, 65536)  # glibc's default
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+        libc.malloc_trim(0)

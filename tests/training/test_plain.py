@@ -325,3 +325,28 @@ def test_plain_optimisers_are_fused_adamw_with_the_for_loop_update(small):
     assert max(float((a.detach() - b).abs().max()) for a, b in zip(nets[1].parameters(), before)) > 1e-3  # it trained
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_vae_micro_batches_make_the_same_step_as_one_pass(small, monkeypatch):
+    """``training.vae_micro_batch``: a VAE epoch back-propagated a few rows at a time ends where one pass per
+    batch ends (to float32 rounding); the reparameterisation noise is zeroed so both see the same latents."""
+    from genosynth.training.plain import start_run, vae_epoch
+
+    real_randn = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *shape, generator=None, device=None, dtype=None, **kw:
+                        torch.zeros(*shape, device=device, dtype=dtype) if generator is not None
+                        else real_randn(*shape, device=device, dtype=dtype, **kw))
+    params = []
+    for micro in (0, 3):
+        cfg = tiny_config(training={"vae_batch_size": 8, "vae_micro_batch": micro})
+        data = prepare_data(small, label_column=cfg.label_column, mode=cfg.mode, phenotype_column=None)
+        run = start_run(small, data, cfg, seed=4, dev=torch.device("cpu"))
+        before = [p.detach().clone() for p in run.vae.parameters()]
+        row = vae_epoch(run, data, cfg, torch.device("cpu"))
+        params.append([p.detach().clone() for p in run.vae.parameters()])
+        assert np.isfinite(row["loss"])
+    assert max(float((a - b).abs().max()) for a, b in zip(params[0], before)) > 1e-3  # it trained
+    for a, b in zip(*params):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(InputError, match="vae_micro_batch"):
+        tiny_config(training={"vae_micro_batch": -1})

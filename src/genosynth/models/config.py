@@ -24,6 +24,7 @@ class TrainingConfig:
 
     vae_epochs: int = 20  # passes over the training rows for the VAE
     vae_batch_size: int = 128  # rows per VAE step
+    vae_micro_batch: int = 0  # plain VAE steps back-propagate this many rows at a time (same step, less memory; 0 = the whole batch)
     vae_lr: float = 2e-3  # AdamW learning rate of the VAE
     dit_epochs: int = 100  # passes over the training latents for the DiT
     dit_batch_size: int = 256  # latents per DiT step
@@ -50,6 +51,9 @@ class TrainingConfig:
     # plain DiT training draws timestep t with density proportional to t**power (0 = uniform; 1 = weighted towards the
     # high-noise steps, where long-range LD is decided; on in the chromosome configuration). DP training stays uniform.
     dit_timestep_power: float = 0.0
+    # plain VAE training on the CPU keeps glibc's freed memory for its epochs (runtime.heap_reuse): no page zeroing of
+    # its 50-150 MB tensors at every step, for about 2 GB more RSS at 10^5 SNPs (on in the chromosome configuration)
+    heap_reuse: bool = False
 
     def __post_init__(self) -> None:
         if self.dit_lr_schedule not in DIT_LR_SCHEDULES:
@@ -61,6 +65,8 @@ class TrainingConfig:
         if not 0 <= self.dit_timestep_power <= 4:
             raise InputError(f"training.dit_timestep_power={self.dit_timestep_power} must be in [0, 4] "
                              "(0 = uniform timesteps, 1 = density proportional to t)")
+        if self.vae_micro_batch < 0:
+            raise InputError(f"training.vae_micro_batch={self.vae_micro_batch} must be >= 0 (rows per pass; 0 = the whole batch)")
         if self.precision not in ("fp32", "bf16"):
             raise InputError(f"training.precision={self.precision!r}: use fp32 or bf16 (--precision)")
 
@@ -148,6 +154,22 @@ CHROMOSOME_SNPS = 10_000
 #: 4, every other item-2 figure of issue 17 kept; benchmarks/RESULTS.md, sessions 17-18)
 MAX_DIT_TOKENS = 400
 
+#: bytes of one row-chunk's (rows, 2, V) float32 class tensor in a VAE training step of the chromosome
+#: configuration: glibc's largest mmap threshold, so its temporaries come from the heap (with
+#: ``training.heap_reuse``, about 3x faster VAE steps at 100,000 SNPs and 1 GiB less RSS: RESULTS.md, session 20)
+VAE_PASS_CELLS_BYTES = 32 << 20
+
+
+def vae_micro_batch(n_variants: int, batch: int) -> int:
+    """Rows per VAE backward pass of the chromosome configuration: the largest power of two whose (rows, 2, V)
+    float32 tensor fits :data:`VAE_PASS_CELLS_BYTES`, or 0 (the whole batch) when the batch fits.
+
+    >>> vae_micro_batch(20_000, 128), vae_micro_batch(50_000, 128), vae_micro_batch(100_000, 128)
+    (0, 64, 32)
+    """
+    rows = VAE_PASS_CELLS_BYTES // (8 * max(1, n_variants))
+    return 0 if rows >= batch else 2 ** max(0, int(math.log2(max(1, rows))))
+
 SIZES = ("auto", "default", "dense", "chromosome", "tiny")
 
 
@@ -191,7 +213,8 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
         vae=vae,
         dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=patch_size, local_mlp=128, local_window=1),
         training=TrainingConfig(vae_epochs=8, dit_epochs=60, dit_batch_size=64, calibration_rows=256,
-                                calibration_steps=20, fit_temperature=True, dit_timestep_power=1.0),
+                                calibration_steps=20, fit_temperature=True, dit_timestep_power=1.0,
+                                heap_reuse=True, vae_micro_batch=vae_micro_batch(n_variants, 128)),
         sampling=SamplingConfig(sampler="ddim", steps=20, eta=1.0, corr_guidance="copula", corr_latent_window=64,
                                 batch_size=256),
     )

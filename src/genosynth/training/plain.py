@@ -13,7 +13,9 @@
    classifier-free guidance; then :func:`~genosynth.training.calibration.calibrate_frequencies`.
 
 Every optimiser step goes through :func:`optimizer_step` with the per-row loss, the one place a
-DP-SGD optimiser plugs in. ``training.precision="bf16"`` runs the training forward passes under
+DP-SGD optimiser plugs in; a plain VAE step in micro-batches (``training.vae_micro_batch``, the chromosome
+configuration) goes through :func:`accumulated_step`, the same step with one micro-batch's activations alive at
+a time, and its epochs keep glibc's freed memory (``training.heap_reuse``, :func:`~genosynth.runtime.heap_reuse`). ``training.precision="bf16"`` runs the training forward passes under
 ``torch.autocast(..., dtype=torch.bfloat16)`` (:func:`forward_precision`); the losses, the
 optimiser state and the inference passes (latents, metrics, calibration) stay in float32. Under
 ``torchrun`` the same stages run as DistributedDataParallel over shards of each epoch's rows
@@ -43,7 +45,7 @@ from genosynth.models.diffusion import GaussianDiffusion
 from genosynth.models.dit import DiT1D
 from genosynth.models.ema import EMA
 from genosynth.models.vae import GenotypeVAE
-from genosynth.runtime import deterministic, progress_bar, resolve_device
+from genosynth.runtime import deterministic, heap_reuse, progress_bar, resolve_device
 from genosynth.sampling.factors import payload_factors
 from genosynth.sampling.generator import Generator
 from genosynth.seeds import resolve_seed
@@ -336,7 +338,8 @@ def fit_vae(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: tor
     run.vae.train()
     while run.stage == "vae":
         t0 = time.perf_counter()
-        row = vae_epoch(run, data, config, dev)
+        with heap_reuse(tc.heap_reuse and dev.type == "cpu"):  # freed memory kept for the epoch, given back after it
+            row = vae_epoch(run, data, config, dev)
         run.curves["vae"].append(row)
         run.seconds["vae"].append(time.perf_counter() - t0)
         _show_epoch(bar, n_rows, t0, loss=f"{row['loss']:.1f}", nll=f"{row['nll']:.1f}", kl=f"{row['kl']:.0f}")
@@ -366,16 +369,44 @@ def vae_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: t
     sums = np.zeros(3)
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
-        xb, yb = x_all[idx].to(dev), y_all[idx]
-        yb = drop_labels(yb, p=config.vae.label_dropout, null_index=len(data.vocabulary), rng=rng).to(dev)
-        with forward_precision(dev, tc.precision):
-            out = vae(xb, yb, rng=rng)
-        optimizer_step(run.vae, run.vae_opt, out["loss"].float(), grad_clip=tc.grad_clip)
-        sums += [float(out["loss"].detach().float().sum()), float(out["nll"].detach().float().sum()),
-                 float(out["kl"].detach().float().sum())]
+        yb = drop_labels(y_all[idx], p=config.vae.label_dropout, null_index=len(data.vocabulary), rng=rng)
+        micro = tc.vae_micro_batch if 0 < tc.vae_micro_batch < len(idx) else len(idx)
+        if micro == len(idx):  # the whole batch in one pass
+            with forward_precision(dev, tc.precision):
+                out = vae(x_all[idx].to(dev), yb.to(dev), rng=rng)
+            optimizer_step(run.vae, run.vae_opt, out["loss"].float(), grad_clip=tc.grad_clip)
+            outs = [out]
+        else:
+            outs = accumulated_step(run, vae, [(x_all[idx[s:s + micro]].to(dev), yb[s:s + micro].to(dev))
+                                               for s in range(0, len(idx), micro)], rows=len(idx), rng=rng,
+                                    precision=tc.precision, grad_clip=tc.grad_clip)
+        sums += [sum(float(out[key].detach().float().sum()) for out in outs) for key in ("loss", "nll", "kl")]
     run.epoch += 1
     sums, seen = run.totals(sums, len(order), dev)
     return {"epoch": run.epoch, "loss": sums[0] / seen, "nll": sums[1] / seen, "kl": sums[2] / seen}
+
+
+def accumulated_step(run: PlainRun, vae: torch.nn.Module, parts: list[tuple[torch.Tensor, torch.Tensor]], *,
+                     rows: int, rng: torch.Generator, precision: str, grad_clip: float) -> list[dict]:
+    """One VAE optimiser step over a batch in micro-batches (``training.vae_micro_batch``): each part's per-row
+    loss, summed and divided by the batch's ``rows``, is back-propagated before the next part runs, so only one
+    part's activations live at a time; then one clip and step, as :func:`optimizer_step` does: the gradient of
+    the batch's mean loss, to rounding (its reparameterisation noise is drawn part by part). At 10^5 SNPs
+    parts of 32 rows keep every per-SNP temporary under glibc's mmap threshold (RESULTS.md, session 20).
+    Under torchrun gradients are averaged once, at the last part. parts: [(x (b, V), y (b,))] -> their outputs."""
+    run.vae_opt.zero_grad(set_to_none=True)
+    outs = []
+    for k, (xb, yb) in enumerate(parts):
+        sync = k == len(parts) - 1 or not hasattr(vae, "no_sync")
+        with contextlib.nullcontext() if sync else vae.no_sync():
+            with forward_precision(xb.device, precision):
+                out = vae(xb, yb, rng=rng)
+            (out["loss"].float().sum() / rows).backward()
+        outs.append(out)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.vae.parameters(), grad_clip)
+    run.vae_opt.step()
+    return outs
 
 
 def fit_dit(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: torch.device, *, progress: bool,
