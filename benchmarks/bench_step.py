@@ -7,7 +7,9 @@ of the DiT on random rows and latents (the cost does not depend on the values), 
 ``torch.utils.flop_counter.FlopCounterMode`` (matmuls and attention; elementwise work is not
 counted, so the fraction is a lower bound of the device's use). The reference rate is *measured*:
 a square matmul of ``--peak-n`` in the same dtype on the same device, so CPU and GPU runs read the
-same way. Writes one JSON record.
+same way. The VAE step is the trainer's (micro-batches and heap reuse of the configuration; ``--config`` overrides
+sections, e.g. ``'{"training": {"vae_micro_batch": 0, "heap_reuse": false}}'`` for one pass per batch); CPU user
+and system seconds per step and the process's peak RSS are recorded. Writes one JSON record.
 
 Usage::
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 
 import torch
@@ -48,44 +51,58 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int =
     return 2 * n**3 * repeats / (time.perf_counter() - t0)
 
 
-def build(snps: int, device: torch.device):
+def build(snps: int, device: torch.device, overrides: dict | None = None):
     from genosynth.models.checkpoint import build_models
     from genosynth.models.config import config_for
 
     cfg = config_for("auto", snps)
+    if overrides:
+        cfg = cfg.replace(**overrides)
     vae, dit, _ = build_models(cfg, n_variants=snps, n_classes=2, n_labels=3)
     return cfg, vae.to(device), dit.to(device)
 
 
-def time_steps(step, steps: int, device: torch.device) -> tuple[float, float]:
-    """Median seconds per step and FLOPs of one step."""
+def time_steps(step, steps: int, device: torch.device) -> tuple[float, float, dict]:
+    """Median seconds per step, FLOPs of one step, and the timed steps' CPU user / system seconds per step."""
     step()  # warm-up
     with FlopCounterMode(display=False) as counter:
         step()
     times = []
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(steps):
         sync(device)
         t0 = time.perf_counter()
         step()
         sync(device)
         times.append(time.perf_counter() - t0)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     times.sort()
-    return times[len(times) // 2], float(counter.get_total_flops())
+    cpu = {"user_s_per_step": (r1.ru_utime - r0.ru_utime) / steps, "sys_s_per_step": (r1.ru_stime - r0.ru_stime) / steps}
+    return times[len(times) // 2], float(counter.get_total_flops()), cpu
 
 
 def vae_step(vae, cfg, device, precision: str):
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3)
-    b = cfg.training.vae_batch_size
+    """The trainer's VAE step: fused AdamW, clipping, and ``training.vae_micro_batch`` rows per backward pass
+    inside ``training.heap_reuse`` (as ``training.plain.vae_epoch`` runs them)."""
+    from genosynth.runtime import heap_reuse
+
+    tc = cfg.training
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
+    b = tc.vae_batch_size
+    micro = tc.vae_micro_batch if 0 < tc.vae_micro_batch < b else b
     x = torch.randint(0, 2, (b, vae.n_variants), dtype=torch.int8, device=device)
     y = torch.randint(0, 3, (b,), device=device)
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
-        with forward_precision(device, precision):  # the trainer's own bf16 autocast
-            loss = vae(x, y, rng=gen)["loss"].float().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        with heap_reuse(tc.heap_reuse and device.type == "cpu"):
+            opt.zero_grad(set_to_none=True)
+            for s in range(0, b, micro):
+                with forward_precision(device, precision):  # the trainer's own bf16 autocast
+                    loss = vae(x[s:s + micro], y[s:s + micro], rng=gen)["loss"].float().sum() / b
+                loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
+            opt.step()
 
     return step
 
@@ -118,22 +135,24 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--peak-n", type=int, default=2048)
+    p.add_argument("--config", help="JSON overriding config sections, e.g. '{\"training\": {\"vae_micro_batch\": 0}}'")
     p.add_argument("--json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    cfg, vae, dit = build(args.snps, device)
+    cfg, vae, dit = build(args.snps, device, json.loads(args.config) if args.config else None)
     peak = matmul_rate(device, dtype, args.peak_n)
     rec = {"snps": args.snps, "device": str(device), "precision": args.precision, "threads": args.threads,
            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
            "cpu": platform.processor() or platform.machine(), "load": os.getloadavg(),
-           "matmul_flops_per_s": peak}
+           "matmul_flops_per_s": peak, "config": args.config}
     for name, step, rows in (("vae", vae_step(vae, cfg, device, args.precision), cfg.training.vae_batch_size),
                              ("dit", dit_step(dit, cfg, device, args.precision), cfg.training.dit_batch_size)):
-        sec, flops = time_steps(step, args.steps, device)
-        rec[name] = {"s_per_step": sec, "rows_per_step": rows, "flops_per_step": flops,
+        sec, flops, cpu = time_steps(step, args.steps, device)
+        rec[name] = {"s_per_step": sec, "rows_per_step": rows, "flops_per_step": flops, **cpu,
                      "flops_per_s": flops / sec, "fraction_of_matmul_rate": flops / sec / peak}
+    rec["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process: model, data, steps
     emit(rec, args.json)
 
 
