@@ -82,27 +82,26 @@ def time_steps(step, steps: int, device: torch.device) -> tuple[float, float, di
 
 
 def vae_step(vae, cfg, device, precision: str):
-    """The trainer's VAE step: fused AdamW, clipping, and ``training.vae_micro_batch`` rows per backward pass
-    inside ``training.heap_reuse`` (as ``training.plain.vae_epoch`` runs them)."""
+    """The trainer's VAE step: fused AdamW, clipping, ``training.vae_micro_batch`` rows per backward pass
+    (``training.plain.accumulated_step``) inside ``training.heap_reuse``, as ``training.plain.vae_epoch`` runs them."""
+    from types import SimpleNamespace
+
     from genosynth.runtime import heap_reuse
+    from genosynth.training.plain import accumulated_step
 
     tc = cfg.training
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, fused=device.type in ("cpu", "cuda"))
+    run = SimpleNamespace(vae=vae, vae_opt=torch.optim.AdamW(vae.parameters(), lr=1e-3,
+                                                              fused=device.type in ("cpu", "cuda")))
     b = tc.vae_batch_size
     micro = tc.vae_micro_batch if 0 < tc.vae_micro_batch < b else b
     x = torch.randint(0, 2, (b, vae.n_variants), dtype=torch.int8, device=device)
     y = torch.randint(0, 3, (b,), device=device)
+    parts = [(x[s:s + micro], y[s:s + micro]) for s in range(0, b, micro)]
     gen = torch.Generator(device=device).manual_seed(0)
 
     def step():
         with heap_reuse(tc.heap_reuse and device.type == "cpu"):
-            opt.zero_grad(set_to_none=True)
-            for s in range(0, b, micro):
-                with forward_precision(device, precision):  # the trainer's own bf16 autocast
-                    loss = vae(x[s:s + micro], y[s:s + micro], rng=gen)["loss"].float().sum() / b
-                loss.backward()
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), tc.grad_clip)
-            opt.step()
+            accumulated_step(run, vae, parts, rows=b, rng=gen, precision=precision, grad_clip=tc.grad_clip)
 
     return step
 

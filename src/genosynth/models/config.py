@@ -52,7 +52,8 @@ class TrainingConfig:
     # high-noise steps, where long-range LD is decided; on in the chromosome configuration). DP training stays uniform.
     dit_timestep_power: float = 0.0
     # plain VAE training on the CPU keeps glibc's freed memory for its epochs (runtime.heap_reuse): no page zeroing of
-    # its 50-150 MB tensors at every step, for about 2 GB more RSS at 10^5 SNPs (on in the chromosome configuration)
+    # its large tensors at every step (on in the chromosome configuration, with vae_micro_batch: 3x faster VAE steps at
+    # 10^5 SNPs and a lower peak; alone, with whole batches, it costs about 2 GB more RSS there)
     heap_reuse: bool = False
 
     def __post_init__(self) -> None:
