@@ -43,9 +43,10 @@ def progress_bar(total: int | None, desc: str, enabled: bool, initial: int = 0, 
 
 # glibc mallopt(3) parameters
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-#: glibc's largest mmap threshold on 64-bit (what its dynamic threshold settles at under PyTorch's
-#: large frees) and twice it, its matching trim threshold: the values restored after :func:`heap_reuse`
-_MMAP_THRESHOLD_MAX = 32 << 20
+#: glibc's largest mmap threshold on 64-bit: blocks below it can come from the heap (reused, no page zeroing).
+#: Its dynamic threshold settles here under PyTorch's large frees; this and twice it (the matching trim
+#: threshold) are the values restored after :func:`heap_reuse`
+GLIBC_MMAP_THRESHOLD_MAX = 32 << 20
 _KEEP_FREED = 2**31 - 1  # mallopt takes a C int: keep up to 2 GiB of freed heap top
 
 
@@ -71,8 +72,10 @@ def heap_reuse(enabled: bool = True):
     glibc serves every block above its mmap threshold (32 MiB at most) with a fresh ``mmap`` and
     ``munmap``s it on free, so a training step that makes many 50-150 MB tensors (the VAE at 10^5 SNPs)
     has the kernel zero-fill gigabytes of fresh pages at every step: measured at 100,000 SNPs on 2
-    threads, 4 VAE steps took 33.4 s wall with 32.5 s of system time, and 16.0 s (11.4 s system) with
-    the heap kept, for 2.2 GB more peak RSS (benchmarks/RESULTS.md, session 20). Inside the block
+    threads, a 128-row VAE step took 7.1 s (6.6 s of it system time) in one pass, about 3.4 s with the
+    heap kept (for about 1.2 GiB more peak RSS) and 2.4 s with the heap kept and 32-row micro-batches
+    (``training.vae_micro_batch``, 0.9 GiB less peak RSS than one pass; benchmarks/RESULTS.md, "Training
+    cost at 100,000 SNPs"). Inside the block
     ``mallopt(M_MMAP_MAX, 0)`` and a 2 GiB trim threshold do what the environment variables of
     docs/scaling.md do for a whole process; on exit the mmap and trim thresholds are set to the values
     glibc's dynamic thresholds settle at (32 and 64 MiB) and ``malloc_trim(0)`` returns the freed
@@ -88,6 +91,6 @@ def heap_reuse(enabled: bool = True):
         yield
     finally:
         libc.mallopt(_M_MMAP_MAX, 65536)  # glibc's default
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
-        libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+        libc.mallopt(_M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD_MAX)
         libc.malloc_trim(0)

@@ -10,6 +10,7 @@ from genosynth.errors import InputError
 from genosynth.models.dit import DiTConfig
 from genosynth.models.solvers import SAMPLERS
 from genosynth.models.vae import VAEConfig
+from genosynth.runtime import GLIBC_MMAP_THRESHOLD_MAX
 
 
 DIT_LR_SCHEDULES = ("constant", "cosine")
@@ -155,20 +156,16 @@ CHROMOSOME_SNPS = 10_000
 #: 4, every other item-2 figure of issue 17 kept; benchmarks/RESULTS.md, sessions 17-18)
 MAX_DIT_TOKENS = 400
 
-#: bytes of one row-chunk's (rows, 2, V) float32 class tensor in a VAE training step of the chromosome
-#: configuration: glibc's largest mmap threshold, so its temporaries come from the heap (with
-#: ``training.heap_reuse``, about 3x faster VAE steps at 100,000 SNPs and 1 GiB less RSS: RESULTS.md, session 20)
-VAE_PASS_CELLS_BYTES = 32 << 20
-
-
 def vae_micro_batch(n_variants: int, batch: int) -> int:
     """Rows per VAE backward pass of the chromosome configuration: the largest power of two whose (rows, 2, V)
-    float32 tensor fits :data:`VAE_PASS_CELLS_BYTES`, or 0 (the whole batch) when the batch fits.
+    float32 tensor fits glibc's largest mmap threshold (:data:`genosynth.runtime.GLIBC_MMAP_THRESHOLD_MAX`), so
+    its temporaries come from the heap (with ``training.heap_reuse``, about 3x faster VAE steps at 100,000 SNPs
+    and 0.9 GiB less RSS: RESULTS.md, session 20), or 0 (the whole batch) when the batch fits.
 
     >>> vae_micro_batch(20_000, 128), vae_micro_batch(50_000, 128), vae_micro_batch(100_000, 128)
     (0, 64, 32)
     """
-    rows = VAE_PASS_CELLS_BYTES // (8 * max(1, n_variants))
+    rows = GLIBC_MMAP_THRESHOLD_MAX // (8 * max(1, n_variants))
     return 0 if rows >= batch else 2 ** max(0, int(math.log2(max(1, rows))))
 
 SIZES = ("auto", "default", "dense", "chromosome", "tiny")
@@ -215,7 +212,8 @@ def chromosome_config(n_variants: int, **sections) -> GeneratorConfig:
         dit=DiTConfig(hidden=64, depth=3, heads=4, patch_size=patch_size, local_mlp=128, local_window=1),
         training=TrainingConfig(vae_epochs=8, dit_epochs=60, dit_batch_size=64, calibration_rows=256,
                                 calibration_steps=20, fit_temperature=True, dit_timestep_power=1.0,
-                                heap_reuse=True, vae_micro_batch=vae_micro_batch(n_variants, 128)),
+                                heap_reuse=True,
+                                vae_micro_batch=vae_micro_batch(n_variants, TrainingConfig.vae_batch_size)),
         sampling=SamplingConfig(sampler="ddim", steps=20, eta=1.0, corr_guidance="copula", corr_latent_window=64,
                                 batch_size=256),
     )
