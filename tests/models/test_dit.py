@@ -428,6 +428,28 @@ def test_local_mlp_window_reads_its_neighbours_only():
     assert local.w1.shape == (6, 12, 5)
 
 
+@pytest.mark.parametrize("window", [1, 2])
+def test_local_mlp_output_and_weight_gradients_match_each_token_read_as_one_window(window):
+    """Token n is a plain MLP on [h(n-w) .. h(n+w)] (zeros past the ends) with its own weights: the
+    blocks of w1 taken by unbind get the gradients of the rows of w1 they are."""
+    g = torch.Generator().manual_seed(3)
+    local = LocalMlp(5, 4, 6, window=window)
+    with torch.no_grad():
+        for p in local.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    h = torch.randn(3, 5, 4, generator=g)
+    target = torch.randn(3, 5, 4, generator=g)
+    out = local(h)  # (B, N, D)
+    grads = torch.autograd.grad((out * target).sum(), [local.w1, local.w2, local.b1])
+    padded = F.pad(h, (0, 0, window, window))  # (B, N + 2w, D)
+    w1, w2, b1 = (p.detach().clone().requires_grad_() for p in (local.w1, local.w2, local.b1))
+    ref = torch.stack([F.gelu(padded[:, n:n + 2 * window + 1].reshape(3, -1) @ w1[n] + b1[n], approximate="tanh")
+                       @ w2[n] + local.b2[n] for n in range(5)], 1)  # (B, N, D)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for got, want in zip(grads, torch.autograd.grad((ref * target).sum(), [w1, w2, b1])):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
 # -- inference in row chunks -----------------------------------------------------------------------
 
 
