@@ -432,11 +432,8 @@ def test_local_mlp_window_reads_its_neighbours_only():
 def test_local_mlp_output_and_weight_gradients_match_each_token_read_as_one_window(window):
     """Token n is a plain MLP on [h(n-w) .. h(n+w)] (zeros past the ends) with its own weights: the
     blocks of w1 taken by unbind get the gradients of the rows of w1 they are."""
-    g = torch.Generator().manual_seed(3)
-    local = LocalMlp(5, 4, 6, window=window)
-    with torch.no_grad():
-        for p in local.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
+    local = randomize(LocalMlp(5, 4, 6, window=window), seed=3, std=1.0)
+    g = torch.Generator().manual_seed(4)
     h = torch.randn(3, 5, 4, generator=g)
     target = torch.randn(3, 5, 4, generator=g)
     out = local(h)  # (B, N, D)

@@ -283,7 +283,7 @@ class LocalMlp(nn.Module):
         # token n reads tokens n-w..n+w: one batched matmul per offset k, input block k of w1. The blocks
         # come from unbind, not slices: a slice's backward zero-fills a gradient of w1's whole size per
         # offset (at 100,000 SNPs 38 MB, nine times a step), unbind's backward stacks the blocks once
-        w1 = self.w1.view(N, 2 * w + 1, D, -1).unbind(1)  # 2w+1 x (N, D, W)
+        w1 = self.w1.reshape(N, 2 * w + 1, D, -1).unbind(1)  # 2w+1 x (N, D, W)
         h = self.b1.unsqueeze(1)  # (N, 1, W), broadcast over the batch by the first matmul
         for k in range(2 * w + 1):
             h = torch.baddbmm(h, xt[k:k + N], w1[k])  # (N, B, W)
