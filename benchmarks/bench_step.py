@@ -87,13 +87,13 @@ def vae_step(vae, cfg, device, precision: str):
     from types import SimpleNamespace
 
     from genosynth.runtime import heap_reuse
-    from genosynth.training.plain import accumulated_step
+    from genosynth.training.plain import accumulated_step, micro_batch_rows
 
     tc = cfg.training
     run = SimpleNamespace(vae=vae, vae_opt=torch.optim.AdamW(vae.parameters(), lr=1e-3,
                                                               fused=device.type in ("cpu", "cuda")))
     b = tc.vae_batch_size
-    micro = tc.vae_micro_batch if 0 < tc.vae_micro_batch < b else b
+    micro = micro_batch_rows(tc.vae_micro_batch, b)
     x = torch.randint(0, 2, (b, vae.n_variants), dtype=torch.int8, device=device)
     y = torch.randint(0, 3, (b,), device=device)
     parts = [(x[s:s + micro], y[s:s + micro]) for s in range(0, b, micro)]

@@ -370,7 +370,7 @@ def vae_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: t
     for start in range(0, len(order), batch):
         idx = order[start:start + batch]
         yb = drop_labels(y_all[idx], p=config.vae.label_dropout, null_index=len(data.vocabulary), rng=rng)
-        micro = tc.vae_micro_batch if 0 < tc.vae_micro_batch < len(idx) else len(idx)
+        micro = micro_batch_rows(tc.vae_micro_batch, len(idx))
         if micro == len(idx):  # the whole batch in one pass
             with forward_precision(dev, tc.precision):
                 out = vae(x_all[idx].to(dev), yb.to(dev), rng=rng)
@@ -384,6 +384,16 @@ def vae_epoch(run: PlainRun, data: TrainingData, config: GeneratorConfig, dev: t
     run.epoch += 1
     sums, seen = run.totals(sums, len(order), dev)
     return {"epoch": run.epoch, "loss": sums[0] / seen, "nll": sums[1] / seen, "kl": sums[2] / seen}
+
+
+def micro_batch_rows(setting: int, rows: int) -> int:
+    """Rows per backward pass of a ``rows``-row VAE batch under ``training.vae_micro_batch`` = ``setting``
+    (0 or at least ``rows``: the whole batch in one pass).
+
+    >>> micro_batch_rows(0, 128), micro_batch_rows(32, 128), micro_batch_rows(32, 20)
+    (128, 32, 20)
+    """
+    return setting if 0 < setting < rows else rows
 
 
 def accumulated_step(run: PlainRun, vae: torch.nn.Module, parts: list[tuple[torch.Tensor, torch.Tensor]], *,
